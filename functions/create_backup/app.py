@@ -1,0 +1,59 @@
+"""create_backup: `POST /backups` (202 + a queued job) and the worker that runs queued jobs.
+
+HTTP events go to the routes; SQS batches and direct invocations (EventBridge, `sam local
+invoke`) are internal job messages and never reach a route.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from clinic_backups import service
+from clinic_backups.api import (
+    create_app,
+    current_tenant,
+    is_http_event,
+    json_response,
+    parse_body,
+    use_tenant_auth,
+)
+from clinic_backups.factory import build_services
+from clinic_backups.jobs import handle_job_event
+from clinic_backups.models import BackupJob, CreateBackupRequest
+from clinic_backups.observability import instrument, logger
+from clinic_backups.service import Services
+from clinic_backups.settings import CreateBackupSettings, get_settings
+
+
+def settings() -> CreateBackupSettings:
+    return get_settings(CreateBackupSettings)
+
+
+@cache
+def services() -> Services:
+    return build_services(settings())
+
+
+app = create_app()
+use_tenant_auth(app, settings, lambda: services().tenants)
+
+
+@app.post("/backups")
+def create_backup() -> Any:
+    request = parse_body(app, CreateBackupRequest)
+    record = service.create_backup(services(), current_tenant(app), request)
+    logger.append_keys(backup_id=str(record.id))
+    return json_response(202, record.to_api())
+
+
+def run_job(job: BackupJob) -> Any:
+    logger.append_keys(clinic=job.schema_name, backup_id=str(job.backup_id))
+    return service.run_backup_job(services(), job)
+
+
+@instrument
+def lambda_handler(event: dict[str, Any], context: Any) -> Any:
+    if is_http_event(event):
+        return app.resolve(event, context)
+    return handle_job_event(event, context, run_job)

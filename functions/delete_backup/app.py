@@ -1,0 +1,38 @@
+"""delete_backup: `DELETE /backups/{id}` → 204, a soft delete (admins by default)."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from clinic_backups import service
+from clinic_backups.api import create_app, current_tenant, no_content, use_tenant_auth
+from clinic_backups.factory import build_services
+from clinic_backups.observability import instrument, logger
+from clinic_backups.service import Services
+from clinic_backups.settings import DeleteBackupSettings, get_settings
+
+
+def settings() -> DeleteBackupSettings:
+    return get_settings(DeleteBackupSettings)
+
+
+@cache
+def services() -> Services:
+    return build_services(settings())
+
+
+app = create_app()
+use_tenant_auth(app, settings, lambda: services().tenants)
+
+
+@app.delete("/backups/<backup_id>")
+def delete_backup(backup_id: str) -> Any:
+    logger.append_keys(backup_id=backup_id)
+    service.delete_backup(services(), current_tenant(app), backup_id)
+    return no_content()
+
+
+@instrument
+def lambda_handler(event: dict[str, Any], context: Any) -> Any:
+    return app.resolve(event, context)

@@ -1,0 +1,41 @@
+"""download_backup: `GET /backups/{id}/download` → a short-lived signed URL.
+
+This response is the one place a signed URL ever appears; it is never logged.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from clinic_backups import service
+from clinic_backups.api import create_app, current_tenant, json_response, use_tenant_auth
+from clinic_backups.factory import build_services
+from clinic_backups.observability import instrument, logger
+from clinic_backups.service import Services
+from clinic_backups.settings import DownloadBackupSettings, get_settings
+
+
+def settings() -> DownloadBackupSettings:
+    return get_settings(DownloadBackupSettings)
+
+
+@cache
+def services() -> Services:
+    return build_services(settings())
+
+
+app = create_app()
+use_tenant_auth(app, settings, lambda: services().tenants)
+
+
+@app.get("/backups/<backup_id>/download")
+def download_backup(backup_id: str) -> Any:
+    logger.append_keys(backup_id=backup_id)
+    signed = service.request_download(services(), current_tenant(app), backup_id)
+    return json_response(200, signed.to_api())
+
+
+@instrument
+def lambda_handler(event: dict[str, Any], context: Any) -> Any:
+    return app.resolve(event, context)

@@ -1,0 +1,406 @@
+"""PostgreSQL adapters: connections, the per-clinic migration, records, audit, tenants.
+
+Every SQL identifier goes through `psycopg2.sql.Identifier`; values are always parameters.
+The tables live in each clinic's own schema (see `names.OWNED_TABLES`) and are excluded from
+every dump, so restoring an older backup never rolls back history or audit.
+
+The per-clinic operation lock is a one-row table (`backup_operation_lock`): a backup (and,
+later, a restore) inserts the row in the same transaction that creates its record and deletes
+it in the transaction that finishes it. The primary key makes a second concurrent operation
+fail in the database itself, not only in code.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import psycopg2
+import psycopg2.errors
+import psycopg2.extras
+from psycopg2 import sql
+
+from ..errors import ClinicNotAvailable, DatabaseUnavailable, OperationInProgress
+from ..models import (
+    AuditEntry,
+    BackupRecord,
+    BackupStatus,
+    Clinic,
+    DumpResult,
+    Trigger,
+)
+from ..names import is_valid_schema_name
+from ..observability import logger
+from ..ports import ListFilter
+
+psycopg2.extras.register_uuid()
+
+
+def translate_connect_error(error: psycopg2.Error) -> DatabaseUnavailable:
+    # psycopg2's message can include the host and user; the API says only what is safe.
+    logger.warning("database unavailable", extra={"pgcode": getattr(error, "pgcode", None)})
+    return DatabaseUnavailable("The database is unavailable; try again later.")
+
+
+class Database:
+    """One connection per thread, opened lazily and reopened after a failure."""
+
+    def __init__(self, url: str, connect_timeout: int = 5, application_name: str = "clinic-backups"):
+        self._url = url
+        self._connect_timeout = connect_timeout
+        self._application_name = application_name
+        self._local = threading.local()
+
+    def _connection(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            try:
+                conn = psycopg2.connect(
+                    self._url,
+                    connect_timeout=self._connect_timeout,
+                    application_name=self._application_name,
+                )
+            except psycopg2.OperationalError as error:
+                raise translate_connect_error(error) from None
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """A cursor (rows as dicts) inside one transaction: commit on success, else rollback."""
+        conn = self._connection()
+        try:
+            with conn, conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+                yield cur
+        except (psycopg2.OperationalError, psycopg2.InterfaceError) as error:
+            self.close()
+            raise translate_connect_error(error) from None
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            try:
+                conn.close()
+            except psycopg2.Error:
+                pass
+            self._local.conn = None
+
+
+def _table(schema: str, name: str) -> sql.Identifier:
+    if not is_valid_schema_name(schema):
+        raise ValueError("not a valid clinic schema name")
+    return sql.Identifier(schema, name)
+
+
+# Versioned migrations of the tables the functions own. Each entry runs once per clinic, in
+# order, under an advisory lock; `backup_meta` records the version reached.
+_MIGRATIONS: list[tuple[int, list[str]]] = [
+    (
+        1,
+        [
+            """
+            CREATE TABLE {records} (
+                id uuid PRIMARY KEY,
+                status text NOT NULL
+                    CHECK (status IN ('pending','running','completed','failed','deleted')),
+                trigger text NOT NULL CHECK (trigger IN ('manual','scheduled','pre_restore')),
+                file_name text NOT NULL,
+                storage_key text NOT NULL UNIQUE,
+                size_bytes bigint,
+                sha256 text,
+                encryption text NOT NULL DEFAULT 'none',
+                format text NOT NULL DEFAULT 'custom',
+                compression text NOT NULL,
+                pg_dump_version text,
+                server_version text,
+                created_by text NOT NULL,
+                created_by_name text,
+                created_at timestamptz NOT NULL,
+                started_at timestamptz,
+                finished_at timestamptz,
+                deleted_at timestamptz,
+                deleted_by text,
+                purged_at timestamptz,
+                error text,
+                error_code text,
+                note text CHECK (char_length(note) <= 200)
+            )
+            """,
+            "CREATE INDEX ON {records} (created_at DESC, id DESC)",
+            "CREATE INDEX ON {records} (status)",
+            """
+            CREATE TABLE {audit} (
+                id uuid PRIMARY KEY,
+                at timestamptz NOT NULL,
+                action text NOT NULL,
+                outcome text NOT NULL,
+                actor_id text,
+                actor_name text,
+                actor_role text,
+                request_id text,
+                backup_id uuid,
+                details jsonb NOT NULL DEFAULT '{{}}'
+            )
+            """,
+            "CREATE INDEX ON {audit} (at DESC)",
+            """
+            CREATE TABLE {lock} (
+                singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+                kind text NOT NULL,
+                ref_id uuid NOT NULL,
+                acquired_at timestamptz NOT NULL
+            )
+            """,
+        ],
+    ),
+]
+
+LATEST_VERSION = _MIGRATIONS[-1][0]
+
+_RECORD_COLUMNS = (
+    "id", "status", "trigger", "file_name", "storage_key", "size_bytes", "sha256", "encryption",
+    "format", "compression", "pg_dump_version", "server_version", "created_by",
+    "created_by_name", "created_at", "started_at", "finished_at", "deleted_at", "deleted_by",
+    "purged_at", "error", "error_code", "note",
+)
+
+
+def _record(row: dict[str, Any]) -> BackupRecord:
+    data = {k: row[k] for k in _RECORD_COLUMNS}
+    data["status"] = BackupStatus(data["status"])
+    data["trigger"] = Trigger(data["trigger"])
+    return BackupRecord(**data)
+
+
+class PostgresRecords:
+    """The `RecordsRepository` port on PostgreSQL."""
+
+    def __init__(self, db: Database):
+        self._db = db
+        self._migrated: set[str] = set()
+
+    def _names(self, schema: str) -> dict[str, sql.Composable]:
+        return {
+            "records": _table(schema, "backup_records"),
+            "audit": _table(schema, "backup_audit"),
+            "lock": _table(schema, "backup_operation_lock"),
+            "meta": _table(schema, "backup_meta"),
+        }
+
+    # --- migrations ---------------------------------------------------------------------
+
+    def ensure_schema(self, schema: str) -> None:
+        if schema in self._migrated:
+            return
+        names = self._names(schema)
+        with self._db.transaction() as cur:
+            cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
+            if cur.fetchone() is None:
+                raise ClinicNotAvailable()
+            # One migrator per clinic at a time; others wait and then see the new version.
+            cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                        (f"clinic_backups:migrate:{schema}",))
+            cur.execute(sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {meta} ("
+                " singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),"
+                " version integer NOT NULL)").format(**names))
+            cur.execute(sql.SQL("SELECT version FROM {meta}").format(**names))
+            row = cur.fetchone()
+            current = row["version"] if row else 0
+            for version, statements in _MIGRATIONS:
+                if version <= current:
+                    continue
+                for statement in statements:
+                    cur.execute(sql.SQL(statement).format(**names))
+                cur.execute(sql.SQL(
+                    "INSERT INTO {meta} (version) VALUES (%s) "
+                    "ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version"
+                ).format(**names), (version,))
+                logger.info("migrated clinic tables", extra={"clinic": schema, "version": version})
+        self._migrated.add(schema)
+
+    # --- records ------------------------------------------------------------------------
+
+    def create_pending(self, schema: str, record: BackupRecord) -> BackupRecord:
+        names = self._names(schema)
+        with self._db.transaction() as cur:
+            cur.execute(sql.SQL(
+                "INSERT INTO {lock} (kind, ref_id, acquired_at) VALUES ('backup', %s, %s) "
+                "ON CONFLICT (singleton) DO NOTHING RETURNING ref_id").format(**names),
+                (record.id, record.created_at))
+            if cur.fetchone() is None:
+                raise OperationInProgress()
+            columns = [c for c in _RECORD_COLUMNS]
+            values = [getattr(record, c) for c in columns]
+            values = [v.value if isinstance(v, (BackupStatus, Trigger)) else v for v in values]
+            cur.execute(sql.SQL("INSERT INTO {records} ({cols}) VALUES ({vals}) RETURNING *").format(
+                cols=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+                vals=sql.SQL(", ").join(sql.Placeholder() for _ in columns),
+                **names,
+            ), values)
+            return _record(cur.fetchone())
+
+    def claim(self, schema: str, backup_id: uuid.UUID, at: datetime) -> BackupRecord | None:
+        with self._db.transaction() as cur:
+            cur.execute(sql.SQL(
+                "UPDATE {records} SET status = 'running', started_at = %s "
+                "WHERE id = %s AND status = 'pending' RETURNING *").format(**self._names(schema)),
+                (at, backup_id))
+            row = cur.fetchone()
+            return _record(row) if row else None
+
+    def complete(self, schema: str, backup_id: uuid.UUID, result: DumpResult, at: datetime) -> BackupRecord:
+        names = self._names(schema)
+        with self._db.transaction() as cur:
+            cur.execute(sql.SQL(
+                "UPDATE {records} SET status = 'completed', finished_at = %s, size_bytes = %s, "
+                "sha256 = %s, pg_dump_version = %s, server_version = %s, error = NULL, "
+                "error_code = NULL WHERE id = %s AND status = 'running' RETURNING *"
+            ).format(**names), (at, result.size_bytes, result.sha256, result.pg_dump_version,
+                                result.server_version, backup_id))
+            row = cur.fetchone()
+            cur.execute(sql.SQL("DELETE FROM {lock} WHERE ref_id = %s").format(**names), (backup_id,))
+            if row is None:
+                raise RuntimeError("the backup was no longer running when it completed")
+            return _record(row)
+
+    def fail(self, schema: str, backup_id: uuid.UUID, error_code: str, error: str, at: datetime) -> None:
+        names = self._names(schema)
+        with self._db.transaction() as cur:
+            cur.execute(sql.SQL(
+                "UPDATE {records} SET status = 'failed', finished_at = %s, error_code = %s, "
+                "error = %s WHERE id = %s AND status IN ('pending', 'running')"
+            ).format(**names), (at, error_code, error[:500], backup_id))
+            cur.execute(sql.SQL("DELETE FROM {lock} WHERE ref_id = %s").format(**names), (backup_id,))
+
+    def get(self, schema: str, backup_id: uuid.UUID) -> BackupRecord | None:
+        with self._db.transaction() as cur:
+            cur.execute(sql.SQL("SELECT * FROM {records} WHERE id = %s").format(
+                **self._names(schema)), (backup_id,))
+            row = cur.fetchone()
+            return _record(row) if row else None
+
+    def list(self, schema: str, query: ListFilter) -> tuple[list[BackupRecord], bool]:
+        conditions: list[sql.Composable] = []
+        params: list[Any] = []
+        if query.status is not None:
+            conditions.append(sql.SQL("status = %s"))
+            params.append(query.status.value)
+        if not query.include_deleted:
+            conditions.append(sql.SQL("status <> 'deleted'"))
+        if query.cursor is not None:
+            conditions.append(sql.SQL("(created_at, id) < (%s, %s)"))
+            params.extend(query.cursor)
+        where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
+        with self._db.transaction() as cur:
+            cur.execute(sql.SQL(
+                "SELECT * FROM {records}{where} ORDER BY created_at DESC, id DESC LIMIT %s"
+            ).format(where=where, **self._names(schema)), [*params, query.limit + 1])
+            rows = [_record(r) for r in cur.fetchall()]
+        return rows[: query.limit], len(rows) > query.limit
+
+    def soft_delete(self, schema: str, backup_id: uuid.UUID, by: str, at: datetime) -> BackupRecord | None:
+        names = self._names(schema)
+        with self._db.transaction() as cur:
+            cur.execute(sql.SQL("SELECT * FROM {records} WHERE id = %s FOR UPDATE").format(**names),
+                        (backup_id,))
+            row = cur.fetchone()
+            if row is None:
+                return None
+            if row["status"] in ("pending", "running"):
+                raise OperationInProgress("The backup is still running; wait until it ends.")
+            if row["status"] == "deleted":
+                return _record(row)
+            cur.execute(sql.SQL(
+                "UPDATE {records} SET status = 'deleted', deleted_at = %s, deleted_by = %s "
+                "WHERE id = %s RETURNING *").format(**names), (at, by, backup_id))
+            return _record(cur.fetchone())
+
+    def purgeable(self, schema: str, deleted_before: datetime) -> list[BackupRecord]:
+        with self._db.transaction() as cur:
+            cur.execute(sql.SQL(
+                "SELECT * FROM {records} WHERE status = 'deleted' AND purged_at IS NULL "
+                "AND deleted_at <= %s ORDER BY deleted_at").format(**self._names(schema)),
+                (deleted_before,))
+            return [_record(r) for r in cur.fetchall()]
+
+    def mark_purged(self, schema: str, backup_id: uuid.UUID, at: datetime) -> None:
+        with self._db.transaction() as cur:
+            cur.execute(sql.SQL("UPDATE {records} SET purged_at = %s WHERE id = %s").format(
+                **self._names(schema)), (at, backup_id))
+
+    def insert_from_manifest(self, schema: str, record: BackupRecord) -> bool:
+        columns = list(_RECORD_COLUMNS)
+        values = [getattr(record, c) for c in columns]
+        values = [v.value if isinstance(v, (BackupStatus, Trigger)) else v for v in values]
+        with self._db.transaction() as cur:
+            cur.execute(sql.SQL(
+                "INSERT INTO {records} ({cols}) VALUES ({vals}) ON CONFLICT DO NOTHING RETURNING id"
+            ).format(
+                cols=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+                vals=sql.SQL(", ").join(sql.Placeholder() for _ in columns),
+                **self._names(schema),
+            ), values)
+            return cur.fetchone() is not None
+
+    def count_since(self, schema: str, trigger: str, since: datetime) -> int:
+        with self._db.transaction() as cur:
+            cur.execute(sql.SQL(
+                "SELECT count(*) AS n FROM {records} WHERE trigger = %s AND created_at >= %s"
+            ).format(**self._names(schema)), (trigger, since))
+            return int(cur.fetchone()["n"])
+
+    def audit(self, schema: str, entry: AuditEntry) -> None:
+        with self._db.transaction() as cur:
+            cur.execute(sql.SQL(
+                "INSERT INTO {audit} (id, at, action, outcome, actor_id, actor_name, actor_role, "
+                "request_id, backup_id, details) VALUES (%s, now(), %s, %s, %s, %s, %s, %s, %s, %s)"
+            ).format(**self._names(schema)), (
+                uuid.uuid4(), entry.action, entry.outcome, entry.actor_id, entry.actor_name,
+                entry.actor_role, entry.request_id, entry.backup_id, json.dumps(entry.details),
+            ))
+
+
+class PostgresTenants:
+    """The `TenantDirectory` port over the platform's public tenants table (read-only)."""
+
+    def __init__(self, db: Database, table: str, schema_column: str, name_column: str,
+                 active_column: str | None):
+        parts = table.split(".")
+        if not 1 <= len(parts) <= 2 or not all(parts):
+            raise ValueError("TENANTS_TABLE must be <table> or <schema>.<table>")
+        self._db = db
+        self._table = sql.Identifier(*parts)
+        self._schema_col = sql.Identifier(schema_column)
+        self._name_col = sql.Identifier(name_column)
+        self._active = sql.Identifier(active_column) if active_column else sql.SQL("true")
+
+    def _select(self) -> sql.Composed:
+        return sql.SQL("SELECT {schema} AS schema, {name}::text AS name, {active} AS active "
+                       "FROM {table}").format(schema=self._schema_col, name=self._name_col,
+                                              active=self._active, table=self._table)
+
+    def get(self, schema: str) -> Clinic | None:
+        with self._db.transaction() as cur:
+            # Exact, case-sensitive match: "Clinica_Norte" never finds "clinica_norte".
+            cur.execute(self._select() + sql.SQL(" WHERE {col} = %s").format(col=self._schema_col),
+                        (schema,))
+            row = cur.fetchone()
+        if row is None or row["schema"] != schema:
+            return None
+        return Clinic(schema=row["schema"], name=row["name"] or schema, active=bool(row["active"]))
+
+    def active_clinics(self) -> list[Clinic]:
+        with self._db.transaction() as cur:
+            cur.execute(self._select() + sql.SQL(" ORDER BY 1"))
+            rows = cur.fetchall()
+        return [
+            Clinic(schema=r["schema"], name=r["name"] or r["schema"], active=True)
+            for r in rows
+            if r["active"] and is_valid_schema_name(r["schema"])
+        ]

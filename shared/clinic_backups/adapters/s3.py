@@ -1,0 +1,219 @@
+"""Object storage on any S3-compatible store (AWS S3, SeaweedFS, MinIO, R2, Supabase's S3
+endpoint), with boto3.
+
+Uploads stream through boto3's managed transfer (multipart for anything above one chunk):
+memory is bounded by `chunk size × in-memory chunks`, whatever the object's size, and when
+the source stream raises (pg_dump failed, the archive check refused it) the transfer aborts
+the multipart upload, so no object and no unfinished upload is left behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+from ..errors import StorageUnavailable
+from ..observability import logger
+from ..ports import ObjectInfo, PendingUpload
+
+MB = 1024 * 1024
+
+
+def _storage_error(error: Exception) -> StorageUnavailable:
+    response = getattr(error, "response", None) or {}
+    code = response.get("Error", {}).get("Code")
+    logger.warning("storage call failed", extra={"storage_error": type(error).__name__, "code": code})
+    return StorageUnavailable("Storage is unavailable; try again later.")
+
+
+class S3Storage:
+    """The `ObjectStorage` port on an S3 bucket."""
+
+    def __init__(
+        self,
+        bucket: str,
+        client: Any = None,
+        *,
+        endpoint_url: str | None = None,
+        public_endpoint_url: str | None = None,
+        region: str = "us-east-1",
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        chunk_mb: int = 8,
+        path_style: bool = True,
+    ):
+        self.bucket = bucket
+        self._client = client
+        self._signer: Any = None
+        self._endpoint_url = endpoint_url
+        self._public_endpoint_url = public_endpoint_url
+        self._region = region
+        self._keys = (access_key_id, secret_access_key)
+        self._chunk = chunk_mb * MB
+        self._path_style = path_style
+
+    def _make_client(self, endpoint_url: str | None) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        config = Config(
+            signature_version="s3v4",
+            s3={"addressing_style": "path" if self._path_style else "auto"},
+            retries={"max_attempts": 3, "mode": "standard"},
+            connect_timeout=5,
+            read_timeout=60,
+        )
+        access_key, secret_key = self._keys
+        return boto3.client(
+            "s3",
+            endpoint_url=endpoint_url,
+            region_name=self._region,
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key,
+            config=config,
+        )
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = self._make_client(self._endpoint_url)
+        return self._client
+
+    @property
+    def signer(self) -> Any:
+        """The client that signs download URLs (another host name when the browser needs one)."""
+        if self._public_endpoint_url is None:
+            return self.client
+        if self._signer is None:
+            self._signer = self._make_client(self._public_endpoint_url)
+        return self._signer
+
+    def _transfer_config(self) -> Any:
+        from boto3.s3.transfer import TransferConfig
+
+        config = TransferConfig(
+            multipart_threshold=self._chunk,
+            multipart_chunksize=self._chunk,
+            max_concurrency=2,
+            use_threads=True,
+            preferred_transfer_client="classic",
+        )
+        # A non-seekable stream is buffered part by part; this caps the parts held in memory
+        # (s3transfer's default of 10 would allow 80 MB at 8 MB parts).
+        config.max_in_memory_upload_chunks = 3
+        return config
+
+    def upload_stream(self, key: str, stream: BinaryIO, content_type: str) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        config = self._transfer_config()
+        try:
+            self.client.upload_fileobj(
+                stream, self.bucket, key, ExtraArgs={"ContentType": content_type}, Config=config
+            )
+        except (BotoCoreError, ClientError) as error:
+            raise _storage_error(error) from None
+
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+        except (BotoCoreError, ClientError) as error:
+            raise _storage_error(error) from None
+
+    def get_bytes(self, key: str) -> bytes:
+        with self.open_read(key) as body:
+            return body.read()
+
+    def open_read(self, key: str) -> BinaryIO:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from ..errors import StorageObjectMissing
+
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise StorageObjectMissing(key) from None
+            raise _storage_error(error) from None
+        except BotoCoreError as error:
+            raise _storage_error(error) from None
+
+    def head(self, key: str) -> ObjectInfo | None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise _storage_error(error) from None
+        except BotoCoreError as error:
+            raise _storage_error(error) from None
+        return ObjectInfo(key=key, size=head["ContentLength"], last_modified=head.get("LastModified"))
+
+    def signed_download_url(self, key: str, ttl_seconds: int, file_name: str) -> str:
+        from botocore.exceptions import BotoCoreError
+
+        try:
+            return str(self.signer.generate_presigned_url(
+                "get_object",
+                Params={
+                    "Bucket": self.bucket,
+                    "Key": key,
+                    "ResponseContentDisposition": f'attachment; filename="{file_name}"',
+                    "ResponseContentType": "application/octet-stream",
+                },
+                ExpiresIn=ttl_seconds,
+            ))
+        except BotoCoreError as error:
+            raise _storage_error(error) from None
+
+    def delete(self, keys: list[str]) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        for start in range(0, len(keys), 1000):
+            batch = keys[start : start + 1000]
+            try:
+                answer = self.client.delete_objects(
+                    Bucket=self.bucket,
+                    Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
+                )
+            except (BotoCoreError, ClientError) as error:
+                raise _storage_error(error) from None
+            if answer.get("Errors"):
+                raise _storage_error(RuntimeError("some objects were not deleted"))
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=prefix
+            ):
+                for item in page.get("Contents", []):
+                    yield ObjectInfo(key=item["Key"], size=item["Size"],
+                                     last_modified=item.get("LastModified"))
+        except (BotoCoreError, ClientError) as error:
+            raise _storage_error(error) from None
+
+    def pending_uploads(self, prefix: str) -> list[PendingUpload]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            answer = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=prefix)
+        except (BotoCoreError, ClientError) as error:
+            raise _storage_error(error) from None
+        return [
+            PendingUpload(key=u["Key"], upload_id=u["UploadId"], initiated=u["Initiated"])
+            for u in answer.get("Uploads", [])
+        ]
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except (BotoCoreError, ClientError) as error:
+            raise _storage_error(error) from None

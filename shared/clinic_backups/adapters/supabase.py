@@ -1,0 +1,98 @@
+"""Object storage on Supabase Storage.
+
+- Large uploads go through Supabase Storage's S3 endpoint
+  (`https://<ref>.storage.supabase.co/storage/v1/s3`, path style, SigV4, S3 access keys) with
+  boto3 multipart, because storage3's `upload()` needs bytes or a real file (not a stream),
+  is meant for ≤ 6 MB and has no resumable upload (BRIEF). Reads and listings use it too.
+- Download URLs are Supabase signed URLs from storage3 `create_signed_url` with the download
+  file name; deletes go through storage3 `remove` (exact names, ≤ 1,000 per call).
+storage3 is imported on first use only: `import supabase` costs ~200 ms of cold start and the
+functions need nothing but storage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+from ..errors import StorageUnavailable
+from ..observability import logger
+from ..ports import ObjectInfo, PendingUpload
+from .s3 import S3Storage
+
+
+def _api_error(error: Exception) -> StorageUnavailable:
+    # StorageApiError.status is a string ("404", "403", ...); network errors are httpx's own.
+    status = getattr(error, "status", None)
+    logger.warning("supabase storage call failed",
+                   extra={"storage_error": type(error).__name__, "status": str(status)})
+    return StorageUnavailable("Storage is unavailable; try again later.")
+
+
+class SupabaseStorage:
+    """The `ObjectStorage` port on Supabase Storage (storage3 + its S3 endpoint)."""
+
+    def __init__(self, bucket: str, s3: S3Storage, supabase_url: str, service_key: str,
+                 storage_client: Any = None):
+        self.bucket = bucket
+        self._s3 = s3
+        self._url = supabase_url.rstrip("/")
+        self._key = service_key
+        self._client = storage_client
+
+    @property
+    def _bucket_api(self) -> Any:
+        if self._client is None:
+            from storage3 import SyncStorageClient
+
+            self._client = SyncStorageClient(
+                url=f"{self._url}/storage/v1",
+                headers={"apikey": self._key, "Authorization": f"Bearer {self._key}"},
+            )
+        return self._client.from_(self.bucket)
+
+    def signed_download_url(self, key: str, ttl_seconds: int, file_name: str) -> str:
+        import httpx
+        from storage3.utils import StorageException
+
+        try:
+            answer = self._bucket_api.create_signed_url(key, ttl_seconds, {"download": file_name})
+        except (StorageException, httpx.HTTPError) as error:
+            raise _api_error(error) from None
+        return str(answer["signedURL"])
+
+    def delete(self, keys: list[str]) -> None:
+        import httpx
+        from storage3.utils import StorageException
+
+        for start in range(0, len(keys), 1000):
+            try:
+                self._bucket_api.remove(keys[start : start + 1000])
+            except (StorageException, httpx.HTTPError) as error:
+                raise _api_error(error) from None
+
+    # The rest goes through the S3 endpoint.
+
+    def upload_stream(self, key: str, stream: BinaryIO, content_type: str) -> None:
+        self._s3.upload_stream(key, stream, content_type)
+
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
+        self._s3.put_bytes(key, data, content_type)
+
+    def get_bytes(self, key: str) -> bytes:
+        return self._s3.get_bytes(key)
+
+    def open_read(self, key: str) -> BinaryIO:
+        return self._s3.open_read(key)
+
+    def head(self, key: str) -> ObjectInfo | None:
+        return self._s3.head(key)
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        return self._s3.list(prefix)
+
+    def pending_uploads(self, prefix: str) -> list[PendingUpload]:
+        return self._s3.pending_uploads(prefix)
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        self._s3.abort_upload(key, upload_id)

@@ -1,0 +1,156 @@
+"""Tenant authentication: a verified JWT becomes a `TenantContext`.
+
+The clinic comes only from a verified claim of the token, never from a header, the path or the
+body. Verification (PyJWT):
+  - HS256/384/512 with a shared secret, or RS*/ES*/PS* through a JWKS URL — never both, so a
+    token signed with HMAC over a public key (algorithm confusion) and `alg: none` fail;
+  - `exp` is required, `nbf` honoured, `iss` and `aud` must match the settings;
+  - the tenant claim must be a safe schema name and name an active row of the tenants table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import cache
+from typing import Any
+
+import jwt
+
+from .errors import (
+    ClinicNotAvailable,
+    Forbidden,
+    InvalidToken,
+    MissingToken,
+    ServiceUnavailable,
+    TokenExpired,
+)
+from .models import Permission, Role, TenantContext
+from .names import is_valid_schema_name
+from .ports import TenantDirectory
+from .settings import CommonSettings
+
+HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+
+
+def claim(claims: Mapping[str, Any], dotted: str) -> Any:
+    """Look up `a.b.c` in nested claims; None when any step is missing."""
+    value: Any = claims
+    for part in dotted.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def bearer_token(headers: Mapping[str, str] | None) -> str:
+    headers = headers or {}
+    value = next((v for k, v in headers.items() if k.lower() == "authorization"), None)
+    if not value:
+        raise MissingToken()
+    scheme, _, token = value.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise InvalidToken("Use an `Authorization: Bearer <token>` header.")
+    return token.strip()
+
+
+@cache
+def _jwks_client(url: str) -> jwt.PyJWKClient:
+    # Cached per container: keys are fetched once and refreshed when an unknown kid appears.
+    return jwt.PyJWKClient(url, cache_keys=True, lifespan=300, timeout=5)
+
+
+def verify_token(token: str, settings: CommonSettings) -> dict[str, Any]:
+    """Verified claims, or InvalidToken/TokenExpired. Never echoes the token or claims."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise InvalidToken() from None
+    algorithm = header.get("alg")
+    allowed = list(settings.jwt_algorithms)
+    if algorithm not in allowed:
+        raise InvalidToken("The token's signing algorithm is not accepted.")
+
+    key: Any
+    if settings.jwt_jwks_url:
+        try:
+            key = _jwks_client(settings.jwt_jwks_url).get_signing_key_from_jwt(token).key
+        except jwt.PyJWKClientConnectionError:
+            raise ServiceUnavailable("The signing keys could not be fetched.") from None
+        except jwt.PyJWTError:
+            raise InvalidToken() from None
+    else:
+        assert settings.jwt_secret is not None
+        key = settings.jwt_secret.get_secret_value()
+
+    try:
+        return jwt.decode(
+            token,
+            key,
+            algorithms=allowed,
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+            leeway=settings.jwt_leeway_seconds,
+            options={"require": ["exp", "iss", "aud"], "verify_nbf": True},
+        )
+    except jwt.ExpiredSignatureError:
+        raise TokenExpired() from None
+    except jwt.PyJWTError:
+        raise InvalidToken() from None
+
+
+def permissions_for(role: Role, settings: CommonSettings) -> frozenset[Permission]:
+    table = {
+        Permission.LIST: settings.list_roles,
+        Permission.CREATE: settings.create_roles,
+        Permission.DOWNLOAD: settings.download_roles,
+        Permission.DELETE: settings.delete_roles,
+    }
+    return frozenset(p for p, roles in table.items() if role.value in roles)
+
+
+def tenant_context(
+    claims: Mapping[str, Any],
+    settings: CommonSettings,
+    tenants: TenantDirectory,
+    request_id: str | None = None,
+) -> TenantContext:
+    """Turn verified claims into the caller's context, checking the clinic is real and active."""
+    user_id = claim(claims, settings.user_id_claim)
+    if not isinstance(user_id, str) or not user_id:
+        raise InvalidToken("The token has no user id.")
+
+    schema = claim(claims, settings.tenant_claim)
+    if not is_valid_schema_name(schema):
+        raise ClinicNotAvailable()
+    clinic = tenants.get(schema)
+    if clinic is None or not clinic.active:
+        raise ClinicNotAvailable()
+
+    raw_role = claim(claims, settings.role_claim)
+    try:
+        role = Role(raw_role)
+    except ValueError:
+        raise Forbidden("Your account has no backup role in this clinic.") from None
+
+    user_name = next(
+        (v for v in (claim(claims, c) for c in settings.user_name_claims) if isinstance(v, str) and v),
+        None,
+    )
+    return TenantContext(
+        schema=clinic.schema,
+        clinic_name=clinic.name,
+        user_id=user_id,
+        user_name=user_name,
+        role=role,
+        permissions=permissions_for(role, settings),
+        request_id=request_id,
+    )
+
+
+def authenticate(
+    headers: Mapping[str, str] | None,
+    settings: CommonSettings,
+    tenants: TenantDirectory,
+    request_id: str | None = None,
+) -> TenantContext:
+    return tenant_context(verify_token(bearer_token(headers), settings), settings, tenants, request_id)

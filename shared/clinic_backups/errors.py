@@ -1,0 +1,210 @@
+"""Domain errors.
+
+Raised deep in the layer and mapped to HTTP in exactly one place (`clinic_backups.api`).
+Each API error carries a stable `code` from the list documented in `openapi.yaml`
+(`ErrorCode`); the status for a code lives in `STATUS_BY_CODE`, never chosen by message text.
+Messages are safe to show to a clinic user: they never carry a token, a claim set, a
+connection string or a signed URL.
+
+Backup failures recorded on a record (`error_code`) are a separate, documented list
+(`BackupErrorCode`): they describe why a worker run failed, not an HTTP answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+STATUS_BY_CODE: dict[str, int] = {
+    "bad_request": 400,
+    "invalid_cursor": 400,
+    "missing_token": 401,
+    "invalid_token": 401,
+    "token_expired": 401,
+    "forbidden": 403,
+    "clinic_not_available": 403,
+    "not_found": 404,
+    "backup_not_found": 404,
+    "operation_in_progress": 409,
+    "backup_not_completed": 409,
+    "payload_too_large": 413,
+    "validation_error": 422,
+    "quota_exceeded": 429,
+    "internal_error": 500,
+    "service_unavailable": 503,
+}
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    field: str
+    message: str
+
+
+class ApiError(Exception):
+    """An error the API answers with `{"error": {"code", "message"}}`."""
+
+    code: ClassVar[str] = "internal_error"
+    default_message: ClassVar[str] = "Unexpected error."
+
+    def __init__(self, message: str | None = None, details: list[FieldProblem] | None = None):
+        self.message = message or self.default_message
+        self.details = details or []
+        super().__init__(self.message)
+
+    @property
+    def status(self) -> int:
+        return STATUS_BY_CODE[self.code]
+
+
+class BadRequest(ApiError):
+    code = "bad_request"
+    default_message = "The request is malformed."
+
+
+class InvalidCursor(ApiError):
+    code = "invalid_cursor"
+    default_message = "The pagination cursor is not valid."
+
+
+class MissingToken(ApiError):
+    code = "missing_token"
+    default_message = "Authentication is required."
+
+
+class InvalidToken(ApiError):
+    code = "invalid_token"
+    default_message = "The access token is not valid."
+
+
+class TokenExpired(ApiError):
+    code = "token_expired"
+    default_message = "The access token has expired."
+
+
+class Forbidden(ApiError):
+    code = "forbidden"
+    default_message = "Your role does not allow this action."
+
+
+class ClinicNotAvailable(ApiError):
+    code = "clinic_not_available"
+    default_message = "Your clinic is not available for backups."
+
+
+class RouteNotFound(ApiError):
+    code = "not_found"
+    default_message = "No such route."
+
+
+class BackupNotFound(ApiError):
+    code = "backup_not_found"
+    default_message = "No backup with that id exists in your clinic."
+
+
+class OperationInProgress(ApiError):
+    code = "operation_in_progress"
+    default_message = "A backup or restore of this clinic is already in progress."
+
+
+class BackupNotCompleted(ApiError):
+    code = "backup_not_completed"
+    default_message = "The backup is not completed."
+
+
+class PayloadTooLarge(ApiError):
+    code = "payload_too_large"
+    default_message = "The request body is too large."
+
+
+class ValidationFailed(ApiError):
+    code = "validation_error"
+    default_message = "Some fields are not valid."
+
+
+class QuotaExceeded(ApiError):
+    code = "quota_exceeded"
+    default_message = "The clinic reached its daily limit of manual backups."
+
+
+class ServiceUnavailable(ApiError):
+    code = "service_unavailable"
+    default_message = "A service the backups depend on is unavailable; try again later."
+
+
+class ConfigurationError(Exception):
+    """Settings are missing or invalid. Answered as a plain 500; the log names the fields."""
+
+
+# --- backup run failures (stored on the record, not HTTP answers) -------------------------
+
+BACKUP_ERROR_CODES = (
+    "dump_failed",
+    "dump_timeout",
+    "archive_invalid",
+    "foreign_objects_in_archive",
+    "server_version_unsupported",
+    "storage_failed",
+    "clinic_not_available",
+    "stale",
+    "internal_error",
+)
+
+
+class BackupRunError(Exception):
+    """A backup run failed for a reason the record should show (`error_code`, `error`)."""
+
+    error_code: ClassVar[str] = "internal_error"
+
+    def __init__(self, message: str):
+        # Kept short: it is stored on the record and shown to the clinic.
+        self.message = message[:500]
+        super().__init__(self.message)
+
+
+class DumpFailed(BackupRunError):
+    error_code = "dump_failed"
+
+
+class DumpTimeout(BackupRunError):
+    error_code = "dump_timeout"
+
+
+class ArchiveInvalid(BackupRunError):
+    error_code = "archive_invalid"
+
+
+class ForeignObjectsInArchive(BackupRunError):
+    error_code = "foreign_objects_in_archive"
+
+
+class ServerVersionUnsupported(BackupRunError):
+    error_code = "server_version_unsupported"
+
+
+class StorageFailed(BackupRunError):
+    error_code = "storage_failed"
+
+
+class ClinicGone(BackupRunError):
+    error_code = "clinic_not_available"
+
+
+class StorageUnavailable(ServiceUnavailable):
+    """Object storage could not be reached or answered an unexpected error."""
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """PostgreSQL could not be reached."""
+
+
+class QueueUnavailable(ServiceUnavailable):
+    """The job queue refused or could not take a job."""
+
+
+class StorageObjectMissing(Exception):
+    """An object the records point at is not in storage."""
+
+
+class ForeignKeyPrefix(Exception):
+    """A storage key outside the caller's clinic prefix reached a storage call: a bug, refused."""

@@ -1,0 +1,122 @@
+"""The one place that picks adapters from settings and wires them into `Services`.
+
+Adapters are created lazily and kept for the container's life (a warm Lambda reuses its
+database connection and HTTP clients). Modules of unused adapters are never imported, which
+keeps cold starts small: the list function imports neither boto3 nor storage3.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from .settings import (
+    CommonSettings,
+    CreateBackupSettings,
+    DeleteBackupSettings,
+    DownloadBackupSettings,
+    QueueSettings,
+    StorageSettings,
+)
+
+_databases: dict[tuple[str, int], Any] = {}
+_lock = threading.Lock()
+
+
+def database(settings: CommonSettings) -> Any:
+    from .adapters.postgres import Database
+
+    key = (settings.database_url.get_secret_value(), settings.database_connect_timeout)
+    with _lock:
+        if key not in _databases:
+            _databases[key] = Database(key[0], connect_timeout=key[1])
+        return _databases[key]
+
+
+def records(settings: CommonSettings) -> Any:
+    from .adapters.postgres import PostgresRecords
+
+    return PostgresRecords(database(settings))
+
+
+def tenants(settings: CommonSettings) -> Any:
+    from .adapters.postgres import PostgresTenants
+
+    return PostgresTenants(
+        database(settings),
+        table=settings.tenants_table,
+        schema_column=settings.tenant_schema_column,
+        name_column=settings.tenant_name_column,
+        active_column=settings.tenant_active_column,
+    )
+
+
+def storage(settings: StorageSettings, s3_client: Any = None, storage_client: Any = None) -> Any:
+    from .adapters.s3 import S3Storage
+
+    def secret(value: Any) -> str | None:
+        return value.get_secret_value() if value is not None else None
+
+    s3 = S3Storage(
+        settings.storage_bucket,
+        s3_client,
+        endpoint_url=settings.s3_endpoint_url,
+        public_endpoint_url=settings.s3_public_endpoint_url,
+        region=settings.s3_region,
+        access_key_id=secret(settings.s3_access_key_id),
+        secret_access_key=secret(settings.s3_secret_access_key),
+        chunk_mb=settings.s3_multipart_chunk_mb,
+    )
+    if settings.storage_backend == "s3":
+        return s3
+    from .adapters.supabase import SupabaseStorage
+
+    assert settings.supabase_url and settings.supabase_service_key
+    return SupabaseStorage(settings.storage_bucket, s3, settings.supabase_url,
+                           settings.supabase_service_key.get_secret_value(), storage_client)
+
+
+def dispatcher(settings: QueueSettings, sqs_client: Any = None) -> Any:
+    if settings.job_queue == "local":
+        from .adapters.queues import LocalDispatcher
+
+        return LocalDispatcher()
+    from .adapters.queues import SqsDispatcher
+
+    assert settings.job_queue_url
+    return SqsDispatcher(settings.job_queue_url, sqs_client)
+
+
+def dumper(settings: CreateBackupSettings) -> Any:
+    from .adapters.pgdump import PgDumpRunner, PgTools
+
+    return PgDumpRunner(
+        database_url=settings.database_url.get_secret_value(),
+        tools=PgTools(settings.pg_bin_dir),
+        timeout_seconds=settings.dump_timeout_seconds,
+        compression=settings.dump_compression,
+        lock_wait_timeout=settings.dump_lock_wait_timeout,
+        disable_mergejoin=settings.dump_disable_mergejoin,
+    )
+
+
+def build_services(settings: CommonSettings) -> Any:
+    """Services for whatever the settings model describes (storage, queue, dumper…)."""
+    from .observability import PowertoolsMetrics
+    from .service import Services
+
+    svc = Services(records=records(settings), tenants=tenants(settings),
+                   metrics=PowertoolsMetrics())
+    if isinstance(settings, StorageSettings):
+        svc.storage = storage(settings)
+    if isinstance(settings, QueueSettings):
+        svc.dispatcher = dispatcher(settings)
+    if isinstance(settings, CreateBackupSettings):
+        svc.dumper = dumper(settings)
+        svc.compression = settings.dump_compression
+        svc.manual_backups_per_day = settings.manual_backups_per_day
+    if isinstance(settings, DownloadBackupSettings):
+        svc.download_ttl = settings.download_url_ttl
+    if isinstance(settings, DeleteBackupSettings):
+        svc.delete_grace_days = settings.delete_grace_days
+    return svc

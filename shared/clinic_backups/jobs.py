@@ -1,0 +1,61 @@
+"""Internal job events: SQS batches (partial-batch failures) and direct invocations.
+
+Job messages carry no token: `{"kind", "schema", "backup_id", "trigger"}`. They are accepted
+only from non-HTTP sources (an HTTP event never gets here: see `api.is_http_event`), and the
+worker re-checks the schema against the tenants table before anything runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from pydantic import ValidationError
+
+from .models import BackupJob
+from .observability import logger
+
+
+class InvalidJob(Exception):
+    """A message that is not a valid job. It fails, so SQS retries it and then moves it to
+    the dead-letter queue (whose alarm tells the operator)."""
+
+
+def parse_job(raw: str | dict[str, Any]) -> BackupJob:
+    try:
+        if isinstance(raw, str):
+            return BackupJob.model_validate_json(raw)
+        return BackupJob.model_validate(raw)
+    except ValidationError:
+        raise InvalidJob("not a valid job message") from None
+
+
+def is_sqs_event(event: Any) -> bool:
+    records = event.get("Records") if isinstance(event, dict) else None
+    return bool(records) and all(r.get("eventSource") == "aws:sqs" for r in records)
+
+
+def handle_job_event(event: dict[str, Any], context: Any,
+                     run: Callable[[BackupJob], Any]) -> dict[str, Any]:
+    if is_sqs_event(event):
+        def record_handler(record: SQSRecord) -> None:
+            logger.append_keys(message_id=record.message_id)
+            run(parse_job(record.body))
+
+        return process_partial_response(
+            event=event, record_handler=record_handler,
+            processor=BatchProcessor(event_type=EventType.SQS), context=context,
+        )
+    if isinstance(event, dict) and "kind" in event:
+        job = parse_job(event)
+        result = run(job)
+        status = getattr(getattr(result, "status", None), "value", None)
+        return {"backup_id": str(job.backup_id), "status": status or "skipped"}
+    logger.error("unrecognised event; ignored")
+    raise InvalidJob("unrecognised event")

@@ -1,0 +1,77 @@
+"""Clinic schema names, storage keys and file names.
+
+The safe schema-name pattern (documented in docs/security.md):
+  `^[A-Za-z_][A-Za-z0-9_]{0,62}$`, not starting with `pg_` (any case), and not one of the
+  schemas every database has (`public`, `information_schema`).
+This is django-tenants' own identifier rule minus the reserved names. Case is significant:
+`Clinica_Norte` and `clinica_norte` are different clinics; every SQL use goes through
+`psycopg2.sql.Identifier` and every pg_dump use is quoted, so neither can reach the other.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime, timezone
+
+from .errors import ForeignKeyPrefix
+
+SCHEMA_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+RESERVED_SCHEMAS = frozenset({"public", "information_schema"})
+
+# Tables the backup functions own inside each clinic's schema. They are never dumped and a
+# restore moves them back into the live schema, so history and audit never roll back.
+OWNED_TABLES = (
+    "backup_meta",
+    "backup_records",
+    "backup_audit",
+    "backup_operation_lock",
+)
+
+DUMP_SUFFIX = ".dump"
+MANIFEST_SUFFIX = ".manifest.json"
+
+
+def is_valid_schema_name(name: object) -> bool:
+    return (
+        isinstance(name, str)
+        and SCHEMA_NAME_RE.fullmatch(name) is not None
+        and not name.lower().startswith("pg_")
+        and name not in RESERVED_SCHEMAS
+    )
+
+
+def clinic_prefix(schema: str) -> str:
+    if not is_valid_schema_name(schema):
+        raise ValueError("not a valid clinic schema name")
+    return f"{schema}/"
+
+
+def check_key_in_prefix(key: str, schema: str) -> str:
+    """Return `key` when it lies under the clinic's prefix; refuse anything else.
+
+    Keys are built from the verified clinic only, so a refusal here means a bug or a tampered
+    record: it is never signed, read or deleted.
+    """
+    prefix = clinic_prefix(schema)
+    if not key.startswith(prefix) or ".." in key or "//" in key or "\\" in key:
+        raise ForeignKeyPrefix("storage key outside the clinic prefix")
+    return key
+
+
+def utc_stamp(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def backup_file_name(schema: str, backup_id: uuid.UUID, created_at: datetime) -> str:
+    return f"{schema}-{utc_stamp(created_at)}-{backup_id.hex[:8]}{DUMP_SUFFIX}"
+
+
+def backup_storage_key(schema: str, backup_id: uuid.UUID, created_at: datetime) -> str:
+    """`<schema>/<yyyy>/<mm>/<schema>-<UTC timestamp>-<short id>.dump`."""
+    at = created_at.astimezone(timezone.utc)
+    return f"{clinic_prefix(schema)}{at:%Y}/{at:%m}/{backup_file_name(schema, backup_id, at)}"
+
+
+def manifest_key(storage_key: str) -> str:
+    return storage_key + MANIFEST_SUFFIX

@@ -1,0 +1,487 @@
+"""What a backup is and what may happen to it: the domain logic behind every function.
+
+This module talks only to ports (records, tenants, storage, dispatcher, dumper, clock,
+metrics); `factory` picks the adapters. Every operation takes the caller's verified
+`TenantContext` (or, for jobs, a schema re-checked against the tenants table), and every
+storage call goes through `ScopedStorage`, which refuses keys outside the clinic's prefix.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from .errors import (
+    ApiError,
+    BackupNotCompleted,
+    BackupNotFound,
+    BackupRunError,
+    ClinicGone,
+    Forbidden,
+    InvalidCursor,
+    QuotaExceeded,
+    StorageObjectMissing,
+    StorageUnavailable,
+)
+from .models import (
+    AuditEntry,
+    BackupJob,
+    BackupPage,
+    BackupRecord,
+    BackupStatus,
+    CreateBackupRequest,
+    DumpResult,
+    ListBackupsQuery,
+    Permission,
+    Role,
+    SignedDownload,
+    TenantContext,
+    Trigger,
+)
+from .names import (
+    MANIFEST_SUFFIX,
+    backup_file_name,
+    backup_storage_key,
+    check_key_in_prefix,
+    manifest_key,
+)
+from .observability import logger
+from .ports import (
+    Clock,
+    Dumper,
+    JobDispatcher,
+    ListFilter,
+    Metrics,
+    NullMetrics,
+    ObjectStorage,
+    RecordsRepository,
+    SystemClock,
+    TenantDirectory,
+)
+from .storage import ScopedStorage
+
+ARCHIVE_CONTENT_TYPE = "application/octet-stream"
+MANIFEST_VERSION = 1
+
+
+@dataclass
+class Services:
+    """The ports one function needs (unused ones may stay None)."""
+
+    records: RecordsRepository
+    tenants: TenantDirectory
+    storage: ObjectStorage | None = None
+    dispatcher: JobDispatcher | None = None
+    dumper: Dumper | None = None
+    clock: Clock = field(default_factory=SystemClock)
+    metrics: Metrics = field(default_factory=NullMetrics)
+    compression: str = "zstd:3"
+    download_ttl: int = 300
+    delete_grace_days: int = 7
+    manual_backups_per_day: int = 10
+
+    def scoped(self, schema: str) -> ScopedStorage:
+        assert self.storage is not None, "this function has no storage configured"
+        return ScopedStorage(self.storage, schema)
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _audit(svc: Services, ctx: TenantContext, action: str, outcome: str,
+           backup_id: uuid.UUID | None = None, **details: Any) -> None:
+    svc.records.audit(ctx.schema, AuditEntry(
+        action=action, outcome=outcome, actor_id=ctx.user_id, actor_name=ctx.user_name,
+        actor_role=ctx.role.value, request_id=ctx.request_id, backup_id=backup_id, details=details,
+    ))
+
+
+def _require(svc: Services, ctx: TenantContext, permission: Permission, action: str,
+             backup_id: uuid.UUID | None = None) -> None:
+    if not ctx.can(permission):
+        _audit(svc, ctx, action, "denied", backup_id)
+        raise Forbidden()
+
+
+def _parse_id(raw: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except (ValueError, TypeError, AttributeError):
+        # Not an id we could ever have issued: the same answer as someone else's id.
+        raise BackupNotFound() from None
+
+
+def _visible(svc: Services, ctx: TenantContext, backup_id: uuid.UUID) -> BackupRecord:
+    record = svc.records.get(ctx.schema, backup_id)
+    if record is None:
+        raise BackupNotFound()
+    return record
+
+
+def encode_cursor(record: BackupRecord) -> str:
+    raw = json.dumps([record.created_at.isoformat(), str(record.id)]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created_at, backup_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        moment = datetime.fromisoformat(created_at)
+        if moment.tzinfo is None:
+            raise ValueError("naive time")
+        return moment, uuid.UUID(backup_id)
+    except (ValueError, TypeError, binascii.Error, json.JSONDecodeError):
+        raise InvalidCursor() from None
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+def describe_caller(ctx: TenantContext, locale: str, time_zone: str) -> dict[str, Any]:
+    """`GET /me`."""
+    return {
+        "clinic": {"schema": ctx.schema, "name": ctx.clinic_name},
+        "user": {"id": ctx.user_id, "name": ctx.user_name},
+        "role": ctx.role.value,
+        "permissions": sorted(p.value for p in ctx.permissions),
+        "locale": locale,
+        "time_zone": time_zone,
+    }
+
+
+def list_backups(svc: Services, ctx: TenantContext, query: ListBackupsQuery) -> BackupPage:
+    _require(svc, ctx, Permission.LIST, "backup.list")
+    include_deleted = query.include_deleted or query.status == BackupStatus.DELETED
+    if include_deleted and ctx.role != Role.ADMIN:
+        raise Forbidden("Only administrators can see deleted backups.")
+    svc.records.ensure_schema(ctx.schema)
+    items, more = svc.records.list(ctx.schema, ListFilter(
+        limit=query.limit,
+        cursor=decode_cursor(query.cursor) if query.cursor else None,
+        status=query.status,
+        include_deleted=include_deleted,
+    ))
+    return BackupPage(items=items, next_cursor=encode_cursor(items[-1]) if more and items else None)
+
+
+def get_backup(svc: Services, ctx: TenantContext, raw_id: str) -> BackupRecord:
+    _require(svc, ctx, Permission.LIST, "backup.get")
+    svc.records.ensure_schema(ctx.schema)
+    return _visible(svc, ctx, _parse_id(raw_id))
+
+
+# --- creating -----------------------------------------------------------------------------
+
+
+def start_backup(svc: Services, schema: str, *, trigger: Trigger, actor_id: str,
+                 actor_name: str | None, note: str | None = None) -> BackupRecord:
+    """Create the pending record (taking the clinic's operation lock) and enqueue its job."""
+    assert svc.dispatcher is not None, "this function cannot enqueue jobs"
+    svc.records.ensure_schema(schema)
+    backup_id = uuid.uuid4()
+    now = svc.clock.now()
+    record = svc.records.create_pending(schema, BackupRecord(
+        id=backup_id,
+        status=BackupStatus.PENDING,
+        trigger=trigger,
+        file_name=backup_file_name(schema, backup_id, now),
+        storage_key=backup_storage_key(schema, backup_id, now),
+        created_by=actor_id,
+        created_by_name=actor_name,
+        created_at=now,
+        compression=svc.compression,
+        note=note,
+    ))
+    try:
+        svc.dispatcher.enqueue(BackupJob(kind="backup", schema=schema, backup_id=backup_id,
+                                         trigger=trigger))
+    except ApiError as error:
+        # Never leave a pending record (and the clinic's lock) behind a job that does not exist.
+        svc.records.fail(schema, backup_id, "internal_error", "the job could not be queued",
+                         svc.clock.now())
+        raise error
+    svc.metrics.add("BackupCreated", 1, "Count")
+    logger.info("backup queued", extra={"clinic": schema, "backup_id": str(backup_id),
+                                        "trigger": trigger.value})
+    return record
+
+
+def create_backup(svc: Services, ctx: TenantContext, request: CreateBackupRequest) -> BackupRecord:
+    """`POST /backups`."""
+    _require(svc, ctx, Permission.CREATE, "backup.create")
+    svc.records.ensure_schema(ctx.schema)
+    since = svc.clock.now() - timedelta(days=1)
+    if svc.records.count_since(ctx.schema, Trigger.MANUAL.value, since) >= svc.manual_backups_per_day:
+        _audit(svc, ctx, "backup.create", "rejected", reason="quota_exceeded")
+        raise QuotaExceeded()
+    try:
+        record = start_backup(svc, ctx.schema, trigger=Trigger.MANUAL, actor_id=ctx.user_id,
+                              actor_name=ctx.user_name, note=request.note)
+    except ApiError as error:
+        _audit(svc, ctx, "backup.create", "rejected", reason=error.code)
+        raise
+    _audit(svc, ctx, "backup.create", "accepted", record.id)
+    return record
+
+
+# --- the worker ---------------------------------------------------------------------------
+
+
+def manifest_for(schema: str, record: BackupRecord, result: DumpResult,
+                 finished_at: datetime) -> dict[str, Any]:
+    """The small JSON stored beside every archive: enough to rebuild the record."""
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "schema": schema,
+        "id": str(record.id),
+        "file_name": record.file_name,
+        "storage_key": record.storage_key,
+        "sha256": result.sha256,
+        "size_bytes": result.size_bytes,
+        "encryption": record.encryption,
+        "format": record.format,
+        "compression": record.compression,
+        "pg_dump_version": result.pg_dump_version,
+        "server_version": result.server_version,
+        "trigger": record.trigger.value,
+        "created_by": record.created_by,
+        "created_by_name": record.created_by_name,
+        "note": record.note,
+        "created_at": record.created_at.isoformat(),
+        "started_at": record.started_at.isoformat() if record.started_at else None,
+        "finished_at": finished_at.isoformat(),
+        "deleted_at": None,
+    }
+
+
+def run_backup_job(svc: Services, job: BackupJob) -> BackupRecord | None:
+    """Run one queued backup. Safe to call twice for the same job: only the call that moves
+    the record from pending to running does the work."""
+    assert svc.dumper is not None and svc.storage is not None
+    schema = job.schema_name
+    log = {"clinic": schema, "backup_id": str(job.backup_id)}
+    clinic = svc.tenants.get(schema)
+    if clinic is None or not clinic.active:
+        # The job names a clinic that is not (or no longer) an active tenant: nothing runs.
+        logger.warning("job for a clinic that is not active; refused", extra=log)
+        if clinic is not None:
+            svc.records.ensure_schema(schema)
+            svc.records.fail(schema, job.backup_id, ClinicGone.error_code,
+                             "the clinic is not active", svc.clock.now())
+        return None
+    svc.records.ensure_schema(schema)
+    record = svc.records.claim(schema, job.backup_id, svc.clock.now())
+    if record is None:
+        logger.info("backup not pending (a repeated delivery); skipped", extra=log)
+        return None
+
+    storage = svc.scoped(schema)
+    key = check_key_in_prefix(record.storage_key, schema)
+    try:
+        result = svc.dumper.run(
+            schema, lambda stream: storage.upload_stream(key, stream, ARCHIVE_CONTENT_TYPE)
+        )
+        finished_at = svc.clock.now()
+        manifest = manifest_for(schema, record, result, finished_at)
+        storage.put_bytes(manifest_key(key), json.dumps(manifest, indent=2).encode(),
+                          "application/json")
+        done = svc.records.complete(schema, record.id, result, finished_at)
+    except Exception as error:
+        _fail_run(svc, schema, record, storage, error)
+        return svc.records.get(schema, record.id)
+
+    svc.metrics.add("BackupSucceeded", 1, "Count")
+    svc.metrics.add("BackupBytes", result.size_bytes, "Bytes")
+    svc.metrics.add("BackupSeconds", result.seconds, "Seconds")
+    logger.info("backup completed", extra={**log, "size_bytes": result.size_bytes,
+                                            "seconds": round(result.seconds, 3),
+                                            "toc_entries": result.toc_entries})
+    svc.records.audit(schema, AuditEntry(action="backup.run", outcome="completed",
+                                         actor_id="system", backup_id=record.id,
+                                         details={"size_bytes": result.size_bytes}))
+    return done
+
+
+def _fail_run(svc: Services, schema: str, record: BackupRecord, storage: ScopedStorage,
+              error: Exception) -> None:
+    log = {"clinic": schema, "backup_id": str(record.id)}
+    if isinstance(error, BackupRunError):
+        code, message = error.error_code, error.message
+        logger.warning("backup failed", extra={**log, "error_code": code, "reason": message})
+    elif isinstance(error, StorageUnavailable):
+        code, message = "storage_failed", "the upload to storage failed; no file was kept"
+        logger.warning("backup failed", extra={**log, "error_code": code})
+    else:
+        code, message = "internal_error", "unexpected error; see the worker logs"
+        logger.exception("backup failed unexpectedly", extra=log)
+    # Whatever may have reached storage goes: a failed backup leaves no object behind.
+    try:
+        storage.delete([record.storage_key, manifest_key(record.storage_key)])
+    except Exception:
+        logger.warning("could not remove a failed backup's objects", extra=log)
+    svc.records.fail(schema, record.id, code, message, svc.clock.now())
+    svc.metrics.add("BackupFailed", 1, "Count")
+    svc.records.audit(schema, AuditEntry(action="backup.run", outcome="failed", actor_id="system",
+                                         backup_id=record.id, details={"error_code": code}))
+
+
+# --- downloading and deleting -------------------------------------------------------------
+
+
+def request_download(svc: Services, ctx: TenantContext, raw_id: str) -> SignedDownload:
+    """`GET /backups/{id}/download`: a short-lived signed URL (never logged)."""
+    backup_id = _parse_id(raw_id)
+    _require(svc, ctx, Permission.DOWNLOAD, "backup.download", backup_id)
+    svc.records.ensure_schema(ctx.schema)
+    record = _visible(svc, ctx, backup_id)
+    if record.status != BackupStatus.COMPLETED:
+        _audit(svc, ctx, "backup.download", "rejected", backup_id, status=record.status.value)
+        raise BackupNotCompleted(f"The backup is {record.status.value}; only completed backups "
+                                 "can be downloaded.")
+    assert record.size_bytes is not None and record.sha256 is not None
+    url = svc.scoped(ctx.schema).signed_download_url(record.storage_key, svc.download_ttl,
+                                                     record.file_name)
+    expires_at = svc.clock.now() + timedelta(seconds=svc.download_ttl)
+    _audit(svc, ctx, "backup.download", "signed", backup_id, ttl_seconds=svc.download_ttl)
+    return SignedDownload(url=url, expires_at=expires_at, file_name=record.file_name,
+                          size_bytes=record.size_bytes, sha256=record.sha256)
+
+
+def delete_backup(svc: Services, ctx: TenantContext, raw_id: str) -> None:
+    """`DELETE /backups/{id}`: a soft delete; the object is purged after the grace period."""
+    backup_id = _parse_id(raw_id)
+    _require(svc, ctx, Permission.DELETE, "backup.delete", backup_id)
+    svc.records.ensure_schema(ctx.schema)
+    try:
+        record = svc.records.soft_delete(ctx.schema, backup_id, ctx.user_id, svc.clock.now())
+    except ApiError as error:
+        _audit(svc, ctx, "backup.delete", "rejected", backup_id, reason=error.code)
+        raise
+    if record is None:
+        raise BackupNotFound()
+    if record.status == BackupStatus.DELETED and record.deleted_at is not None:
+        _mark_manifest_deleted(svc, ctx.schema, record)
+    _audit(svc, ctx, "backup.delete", "deleted", backup_id,
+           grace_days=svc.delete_grace_days)
+
+
+def _mark_manifest_deleted(svc: Services, schema: str, record: BackupRecord) -> None:
+    """Keep the manifest in step, so a rebuild from storage does not resurrect the backup."""
+    if record.size_bytes is None:
+        return  # a failed backup has no objects
+    storage = svc.scoped(schema)
+    key = manifest_key(record.storage_key)
+    try:
+        manifest = json.loads(storage.get_bytes(key))
+        manifest["deleted_at"] = record.deleted_at.isoformat() if record.deleted_at else None
+        storage.put_bytes(key, json.dumps(manifest, indent=2).encode(), "application/json")
+    except (StorageObjectMissing, StorageUnavailable, ValueError):
+        logger.warning("could not mark the manifest deleted",
+                       extra={"clinic": schema, "backup_id": str(record.id)})
+
+
+def purge_deleted(svc: Services, schema: str) -> int:
+    """Remove the objects of backups soft-deleted longer than the grace period ago."""
+    svc.records.ensure_schema(schema)
+    cutoff = svc.clock.now() - timedelta(days=svc.delete_grace_days)
+    storage = svc.scoped(schema)
+    purged = 0
+    for record in svc.records.purgeable(schema, cutoff):
+        storage.delete([record.storage_key, manifest_key(record.storage_key)])
+        svc.records.mark_purged(schema, record.id, svc.clock.now())
+        svc.records.audit(schema, AuditEntry(action="backup.purge", outcome="purged",
+                                             actor_id="system", backup_id=record.id))
+        purged += 1
+    if purged:
+        logger.info("purged deleted backups", extra={"clinic": schema, "count": purged})
+    return purged
+
+
+# --- recovery -----------------------------------------------------------------------------
+
+
+@dataclass
+class RebuildReport:
+    manifests: int = 0
+    inserted: int = 0
+    already_present: int = 0
+    missing_objects: list[str] = field(default_factory=list)
+    invalid: list[str] = field(default_factory=list)
+
+
+def _record_from_manifest(schema: str, data: dict[str, Any]) -> BackupRecord:
+    if data.get("schema") != schema:
+        raise ValueError("manifest of another clinic")
+    key = check_key_in_prefix(str(data["storage_key"]), schema)
+
+    def when(name: str) -> datetime | None:
+        value = data.get(name)
+        return datetime.fromisoformat(value) if value else None
+
+    deleted_at = when("deleted_at")
+    created_at = when("created_at")
+    assert created_at is not None
+    return BackupRecord(
+        id=uuid.UUID(data["id"]),
+        status=BackupStatus.DELETED if deleted_at else BackupStatus.COMPLETED,
+        trigger=Trigger(data["trigger"]),
+        file_name=str(data["file_name"]),
+        storage_key=key,
+        created_by=str(data["created_by"]),
+        created_by_name=data.get("created_by_name"),
+        created_at=created_at,
+        started_at=when("started_at"),
+        finished_at=when("finished_at"),
+        deleted_at=deleted_at,
+        deleted_by="manifest" if deleted_at else None,
+        compression=str(data["compression"]),
+        encryption=str(data.get("encryption", "none")),
+        format=str(data.get("format", "custom")),
+        size_bytes=int(data["size_bytes"]),
+        sha256=str(data["sha256"]),
+        pg_dump_version=data.get("pg_dump_version"),
+        server_version=data.get("server_version"),
+        note=data.get("note"),
+    )
+
+
+def rebuild_records(svc: Services, schema: str) -> RebuildReport:
+    """Rebuild `backup_records` of one clinic from the manifests in storage (after the
+    clinic's schema was dropped or damaged). Existing records are left as they are."""
+    svc.records.ensure_schema(schema)
+    storage = svc.scoped(schema)
+    report = RebuildReport()
+    objects = {info.key: info for info in storage.list()}
+    for key in sorted(k for k in objects if k.endswith(MANIFEST_SUFFIX)):
+        report.manifests += 1
+        try:
+            record = _record_from_manifest(schema, json.loads(storage.get_bytes(key)))
+        except (ValueError, KeyError, TypeError, AssertionError):
+            report.invalid.append(key)
+            continue
+        archive = objects.get(record.storage_key)
+        if archive is None or archive.size != record.size_bytes:
+            report.missing_objects.append(record.storage_key)
+            continue
+        if svc.records.insert_from_manifest(schema, record):
+            report.inserted += 1
+        else:
+            report.already_present += 1
+    logger.info("rebuilt records from manifests", extra={"clinic": schema,
+                                                          "inserted": report.inserted})
+    return report
+
+
+def migrate_all(svc: Services) -> list[str]:
+    """Create or upgrade the backup tables of every active clinic."""
+    done = []
+    for clinic in svc.tenants.active_clinics():
+        svc.records.ensure_schema(clinic.schema)
+        done.append(clinic.schema)
+    return done

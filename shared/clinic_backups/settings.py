@@ -1,0 +1,250 @@
+"""Validated settings: one pydantic model per function, read through a cached getter.
+
+Locally every value comes from the environment. In AWS the secret values (database URL, JWT
+secret, storage keys) come from Secrets Manager through powertools parameters (cached):
+  - `APP_SECRET_ARN`: a JSON secret whose keys are setting names in lower case
+    (`database_url`, `jwt_secret`, `s3_access_key_id`, `s3_secret_access_key`,
+    `supabase_service_key`), overlaid on the environment;
+  - `DATABASE_SECRET_ARN`: a secret holding only `database_url` (a plain string or JSON with
+    that key), so each function group can have its own least-privilege database role.
+Nothing here is read at import time.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from .errors import ConfigurationError
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+CsvList = Annotated[list[str], NoDecode]
+
+SECRET_FIELDS = (
+    "database_url",
+    "jwt_secret",
+    "s3_access_key_id",
+    "s3_secret_access_key",
+    "supabase_service_key",
+)
+
+
+class CommonSettings(BaseSettings):
+    """What every function needs: the database, token verification, tenants, roles."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False, frozen=True)
+
+    database_url: SecretStr
+    database_connect_timeout: int = Field(default=5, ge=1, le=60)
+
+    # Token verification. Exactly one of jwt_secret (HS*) or jwt_jwks_url (RS*/ES*).
+    jwt_secret: SecretStr | None = None
+    jwt_jwks_url: str | None = None
+    jwt_algorithms: CsvList = ["HS256"]
+    jwt_issuer: str
+    jwt_audience: str
+    jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
+
+    # Claim names as dotted paths (Supabase Auth: app_metadata.tenant, app_metadata.clinic_role).
+    tenant_claim: str = "tenant"
+    role_claim: str = "clinic_role"
+    user_id_claim: str = "sub"
+    user_name_claims: CsvList = ["name", "email"]
+
+    # The public tenants table, django-tenants style (`customers_client.schema_name`).
+    tenants_table: str = "public.customers_client"
+    tenant_schema_column: str = "schema_name"
+    tenant_name_column: str = "name"
+    tenant_active_column: str | None = "is_active"
+
+    # Who may do what. A download is the whole clinic's patient data: admins only by default.
+    list_roles: CsvList = ["admin", "staff"]
+    create_roles: CsvList = ["admin", "staff"]
+    download_roles: CsvList = ["admin"]
+    delete_roles: CsvList = ["admin"]
+
+    default_locale: str = "es-ES"
+    default_time_zone: str = "Europe/Madrid"
+
+    @field_validator(
+        "jwt_algorithms",
+        "user_name_claims",
+        "list_roles",
+        "create_roles",
+        "download_roles",
+        "delete_roles",
+        mode="before",
+    )
+    @classmethod
+    def _csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("tenant_active_column", "jwt_jwks_url", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("jwt_secret", mode="before")
+    @classmethod
+    def _empty_secret_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> CommonSettings:
+        if bool(self.jwt_secret) == bool(self.jwt_jwks_url):
+            raise ValueError("set exactly one of JWT_SECRET or JWT_JWKS_URL")
+        allowed = {"HS256", "HS384", "HS512"} if self.jwt_secret else {
+            "RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512",
+        }
+        wrong = [alg for alg in self.jwt_algorithms if alg not in allowed]
+        if wrong or not self.jwt_algorithms:
+            # A secret with RS*/ES* (or a JWKS with HS*) is the algorithm-confusion hole.
+            raise ValueError("JWT_ALGORITHMS do not fit the configured key source")
+        roles = {"admin", "staff"}
+        for name in ("list_roles", "create_roles", "download_roles", "delete_roles"):
+            if not set(getattr(self, name)) <= roles:
+                raise ValueError(f"{name.upper()} may only name admin and staff")
+        return self
+
+
+class StorageSettings(BaseSettings):
+    """Object storage: Supabase Storage (default in AWS) or any S3-compatible store."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False, frozen=True)
+
+    storage_backend: Literal["supabase", "s3"] = "supabase"
+    storage_bucket: str = "backups"
+    s3_endpoint_url: str | None = None
+    # Host used in presigned URLs when the browser reaches the store by another name.
+    s3_public_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: SecretStr | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_multipart_chunk_mb: int = Field(default=8, ge=5, le=512)
+    supabase_url: str | None = None
+    supabase_service_key: SecretStr | None = None
+
+    @field_validator("s3_endpoint_url", "s3_public_endpoint_url", "supabase_url", mode="before")
+    @classmethod
+    def _empty_url_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _backend_complete(self) -> StorageSettings:
+        if self.storage_backend == "supabase":
+            missing = [
+                name
+                for name in ("supabase_url", "supabase_service_key", "s3_endpoint_url",
+                             "s3_access_key_id", "s3_secret_access_key")
+                if not getattr(self, name)
+            ]
+            if missing:
+                raise ValueError("supabase storage needs " + ", ".join(m.upper() for m in missing))
+        return self
+
+
+class QueueSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False, frozen=True)
+
+    job_queue: Literal["sqs", "local"] = "sqs"
+    job_queue_url: str | None = None
+
+    @model_validator(mode="after")
+    def _queue_url(self) -> QueueSettings:
+        if self.job_queue == "sqs" and not self.job_queue_url:
+            raise ValueError("JOB_QUEUE_URL is required with JOB_QUEUE=sqs")
+        return self
+
+
+class ListBackupsSettings(CommonSettings):
+    pass
+
+
+class DownloadBackupSettings(CommonSettings, StorageSettings):
+    download_url_ttl: int = Field(default=300, ge=30, le=3600)
+
+
+class DeleteBackupSettings(CommonSettings, StorageSettings):
+    delete_grace_days: int = Field(default=7, ge=0, le=365)
+
+
+class CreateBackupSettings(CommonSettings, StorageSettings, QueueSettings):
+    # Where pg_dump/pg_restore live: the PgDumpLayer mounts them at /opt/bin.
+    pg_bin_dir: str = "/opt/bin"
+    dump_timeout_seconds: int = Field(default=840, ge=10, le=3600)
+    dump_compression: str = "zstd:3"
+    dump_lock_wait_timeout: str = "60s"
+    # BRIEF: with thousands of schemas one catalog query of pg_dump picks a bad merge join.
+    dump_disable_mergejoin: bool = True
+    manual_backups_per_day: int = Field(default=10, ge=0, le=1000)
+
+
+class OperatorSettings(CreateBackupSettings, DownloadBackupSettings, DeleteBackupSettings):
+    """Everything: for the operator CLI and the local stack."""
+
+
+S = TypeVar("S", bound=CommonSettings)
+
+
+def _fetch_secret(arn: str) -> str:
+    # powertools caches the value (5 minutes by default) across invocations.
+    from aws_lambda_powertools.utilities import parameters
+
+    value = parameters.get_secret(arn, max_age=300)
+    if isinstance(value, bytes):
+        value = value.decode()
+    return str(value)
+
+
+class SecretSources(BaseSettings):
+    """Where the secret values live in AWS (both unset locally)."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False, frozen=True)
+
+    app_secret_arn: str | None = None
+    database_secret_arn: str | None = None
+
+
+def _secret_overlay(sources: SecretSources) -> dict[str, Any]:
+    overlay: dict[str, Any] = {}
+    if sources.app_secret_arn:
+        data = json.loads(_fetch_secret(sources.app_secret_arn))
+        overlay.update({k: v for k, v in data.items() if k in SECRET_FIELDS and v})
+    if sources.database_secret_arn:
+        raw = _fetch_secret(sources.database_secret_arn)
+        try:
+            parsed = json.loads(raw)
+        except json.JSONDecodeError:
+            parsed = raw
+        overlay["database_url"] = parsed["database_url"] if isinstance(parsed, dict) else raw
+    return overlay
+
+
+def _describe(error: ValidationError) -> str:
+    # Field names and reasons only: a value could be a secret.
+    parts = []
+    for item in error.errors(include_input=False, include_url=False):
+        where = ".".join(str(p) for p in item["loc"]) or "settings"
+        parts.append(f"{where}: {item['msg']}")
+    return "; ".join(parts)
+
+
+@cache
+def get_settings(model: type[S]) -> S:
+    """Validated settings for one function, secrets overlaid (cached for the container)."""
+    try:
+        overlay = _secret_overlay(SecretSources())
+        # Explicit values win over the environment in pydantic-settings.
+        return model(**overlay)
+    except ValidationError as error:
+        raise ConfigurationError(_describe(error)) from None

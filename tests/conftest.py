@@ -1,0 +1,240 @@
+"""Shared fixtures: real PostgreSQL, a real S3 server (SeaweedFS), moto's SQS server, the
+pg_dump layer's binaries, and clinics that clean up after themselves.
+
+PostgreSQL: `TEST_PG_URL` (a server URL with rights to create databases) when set; otherwise
+the server on 127.0.0.1:5432 when it answers; otherwise an embedded PostgreSQL 18 started from
+the layer's wheel. Each session works in its own new database, dropped at the end, so no test
+depends on what an earlier run left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg2
+import psycopg2.extensions
+import pytest
+from psycopg2 import sql
+
+from devstack import clinic_data, paths
+from tests import helpers
+
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _answers(url: str) -> bool:
+    try:
+        psycopg2.connect(url, connect_timeout=3).close()
+        return True
+    except psycopg2.OperationalError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = os.environ.get("TEST_PG_URL")
+    if url:
+        yield url
+        return
+    if _answers(DEFAULT_PG):
+        yield DEFAULT_PG
+        return
+    from devstack.postgres import EmbeddedPostgres
+
+    _build("pg-server")
+    with EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", fsync=False) as server:
+        yield server.url
+
+
+def with_dbname(url: str, dbname: str) -> str:
+    params = psycopg2.extensions.parse_dsn(url)
+    params["dbname"] = dbname
+    return psycopg2.extensions.make_dsn(**params)
+
+
+@pytest.fixture(scope="session")
+def database_url(pg_server: str) -> Iterator[str]:
+    """A database of this session's own, with the platform's tenants table."""
+    name = f"cbtest_{secrets.token_hex(4)}"
+    admin = psycopg2.connect(pg_server)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = with_dbname(pg_server, name)
+    conn = psycopg2.connect(url)
+    with conn, conn.cursor() as cur:
+        clinic_data.ensure_tenants_table(cur)
+    conn.close()
+    try:
+        yield url
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        admin.close()
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Any]:
+    """An autocommit connection to the session database, for arranging and checking."""
+    conn = psycopg2.connect(database_url)
+    conn.autocommit = True
+    yield conn
+    conn.close()
+
+
+def _build(target: str) -> None:
+    subprocess.run(["make", "-C", str(paths.pgdump_layer_makefile_dir()), target], check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="session")
+def pg_bin_dir() -> str:
+    """The pg_dump layer's bin/ (built on first use)."""
+    if not (paths.pgdump_layer_bin_dir() / "pg_dump").exists():
+        _build("layer")
+    return str(paths.pgdump_layer_bin_dir())
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from devstack.seaweed import SeaweedS3
+
+    server = SeaweedS3(tmp_path_factory.mktemp("weed"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def bucket(s3_server: Any) -> str:
+    name = "backups"
+    s3_server.ensure_bucket(name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    from devstack.postgres import find_free_port
+
+    port = find_free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def sqs(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A fresh queue on moto's SQS server (moto implements SQS faithfully enough to check the
+    messages we send; the worker is fed from it the way Lambda's event source mapping would)."""
+    import boto3
+
+    client = boto3.client("sqs", endpoint_url=moto_server, region_name="eu-west-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    url = client.create_queue(QueueName=f"jobs-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    return Queue(client, url)
+
+
+class Queue:
+    def __init__(self, client: Any, url: str):
+        self.client = client
+        self.url = url
+
+    def receive(self, wait: int = 0) -> list[dict[str, Any]]:
+        answer = self.client.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10,
+                                             WaitTimeSeconds=wait)
+        return answer.get("Messages", [])
+
+    def send(self, body: dict[str, Any] | str) -> None:
+        self.client.send_message(QueueUrl=self.url,
+                                 MessageBody=body if isinstance(body, str) else json.dumps(body))
+
+    def drain_into_worker(self) -> list[dict[str, Any]]:
+        """Deliver every queued message to create_backup as one SQS batch, delete the ones
+        it did not report as failed (what Lambda's event source mapping does), and return
+        the batch response."""
+        responses = []
+        while messages := self.receive():
+            event = helpers.sqs_event([(m["MessageId"], m["Body"]) for m in messages])
+            response = helpers.invoke("create_backup", event)
+            failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
+            for message in messages:
+                if message["MessageId"] not in failed:
+                    self.client.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
+            responses.append(response)
+            if failed:
+                break
+        return responses
+
+
+@pytest.fixture
+def clinic_factory(database_url: str) -> Iterator[Callable[..., str]]:
+    """Create clinics (schema + tenants row); all dropped when the test ends."""
+    created: list[str] = []
+    conn = psycopg2.connect(database_url)
+    conn.autocommit = False
+
+    def make(name: str | None = None, *, display: str | None = None, patients: int = 200,
+             active: bool = True, note_bytes: int = 60) -> str:
+        schema = name or f"clinica_{secrets.token_hex(3)}"
+        with conn, conn.cursor() as cur:
+            clinic_data.create_clinic_schema(cur, schema, patients=patients, note_bytes=note_bytes)
+            clinic_data.register_tenant(cur, schema, display or f"Clínica {schema}", active)
+        created.append(schema)
+        return schema
+
+    yield make
+    with conn, conn.cursor() as cur:
+        for schema in created:
+            cur.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+            cur.execute(sql.SQL("DELETE FROM {} WHERE schema_name = %s").format(
+                sql.Identifier(*clinic_data.TENANTS_TABLE)), (schema,))
+    conn.close()
+
+
+@pytest.fixture
+def app_env(monkeypatch: pytest.MonkeyPatch, database_url: str, pg_bin_dir: str, s3_server: Any,
+            bucket: str, sqs: Queue, moto_server: str) -> Iterator[dict[str, str]]:
+    """The environment the functions read their settings from, pointing at the real
+    services of this session. Caches are reset before and after."""
+    env = {
+        "DATABASE_URL": database_url,
+        "JWT_SECRET": helpers.JWT_SECRET,
+        "JWT_ISSUER": helpers.JWT_ISSUER,
+        "JWT_AUDIENCE": helpers.JWT_AUDIENCE,
+        "STORAGE_BACKEND": "s3",
+        "STORAGE_BUCKET": bucket,
+        "S3_ENDPOINT_URL": s3_server.endpoint_url,
+        "S3_ACCESS_KEY_ID": s3_server.access_key,
+        "S3_SECRET_ACCESS_KEY": s3_server.secret_key,
+        "S3_REGION": s3_server.region,
+        "JOB_QUEUE": "sqs",
+        "JOB_QUEUE_URL": sqs.url,
+        "AWS_ENDPOINT_URL_SQS": moto_server,
+        "AWS_ENDPOINT_URL_SECRETSMANAGER": moto_server,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+        "PG_BIN_DIR": pg_bin_dir,
+        "POWERTOOLS_METRICS_NAMESPACE": "ClinicBackupsTest",
+        "DUMP_TIMEOUT_SECONDS": "120",
+    }
+    for name in ("APP_SECRET_ARN", "DATABASE_SECRET_ARN", "SUPABASE_URL", "SUPABASE_SERVICE_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    helpers.reset_caches()
+    yield env
+    helpers.reset_caches()
