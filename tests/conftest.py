@@ -2,16 +2,19 @@
 pg_dump layer's binaries, and clinics that clean up after themselves.
 
 PostgreSQL: `TEST_PG_URL` (a server URL with rights to create databases) when set; otherwise
-the server on 127.0.0.1:5432 when it answers; otherwise an embedded PostgreSQL 18 started from
-the layer's wheel. Each session works in its own new database, dropped at the end, so no test
+the server on 127.0.0.1:5432 when it answers; otherwise (or with `TEST_PG_URL=embedded`) an
+embedded PostgreSQL 18 started from the layer's wheel. Each session works in its own new database, dropped at the end, so no test
 depends on what an earlier run left.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import os
 import secrets
+import shutil
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -37,19 +40,24 @@ def _answers(url: str) -> bool:
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    url = os.environ.get("TEST_PG_URL")
-    if url:
+def pg_server() -> Iterator[str]:
+    url = os.environ.get("TEST_PG_URL", "")
+    if url and url != "embedded":
         yield url
         return
-    if _answers(DEFAULT_PG):
+    if url != "embedded" and _answers(DEFAULT_PG):
         yield DEFAULT_PG
         return
-    from devstack.postgres import EmbeddedPostgres
+    from devstack.postgres import EmbeddedPostgres, create_state_dir
 
     _build("pg-server")
-    with EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", fsync=False) as server:
-        yield server.url
+    # Not under pytest's tmp dir: as root that is mode 700 and the server's user cannot enter.
+    state = create_state_dir()
+    try:
+        with EmbeddedPostgres(state / "data", fsync=False) as server:
+            yield server.url
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
 
 
 def with_dbname(url: str, dbname: str) -> str:
@@ -95,9 +103,8 @@ def _build(target: str) -> None:
 
 @pytest.fixture(scope="session")
 def pg_bin_dir() -> str:
-    """The pg_dump layer's bin/ (built on first use)."""
-    if not (paths.pgdump_layer_bin_dir() / "pg_dump").exists():
-        _build("layer")
+    """The pg_dump layer's bin/ (make does nothing when it is up to date)."""
+    _build("layer")
     return str(paths.pgdump_layer_bin_dir())
 
 
@@ -238,3 +245,45 @@ def app_env(monkeypatch: pytest.MonkeyPatch, database_url: str, pg_bin_dir: str,
     helpers.reset_caches()
     yield env
     helpers.reset_caches()
+
+
+class LogCapture:
+    """Every line our logger (JSON, with its extra keys) and any library logger emitted."""
+
+    def __init__(self) -> None:
+        self.stream = io.StringIO()
+
+    @property
+    def text(self) -> str:
+        return self.stream.getvalue()
+
+    def records(self) -> list[dict[str, Any]]:
+        lines = []
+        for line in self.text.splitlines():
+            try:
+                lines.append(json.loads(line))
+            except json.JSONDecodeError:
+                lines.append({"raw": line})
+        return lines
+
+
+@pytest.fixture
+def logs() -> Iterator[LogCapture]:
+    from clinic_backups.observability import logger
+
+    capture = LogCapture()
+    ours = logging.StreamHandler(capture.stream)
+    ours.setFormatter(logger.registered_formatter)
+    logger._logger.addHandler(ours)
+    theirs = logging.StreamHandler(capture.stream)
+    theirs.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(theirs)
+    previous = root.level
+    root.setLevel(logging.INFO)
+    try:
+        yield capture
+    finally:
+        logger._logger.removeHandler(ours)
+        root.removeHandler(theirs)
+        root.setLevel(previous)

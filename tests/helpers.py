@@ -18,14 +18,14 @@ REPO = Path(__file__).resolve().parent.parent
 EVENTS = REPO / "events"
 FUNCTIONS = REPO / "functions"
 
-JWT_SECRET = "test-secret-" + uuid.uuid4().hex
+JWT_SECRET = "test-secret-" + uuid.uuid4().hex + uuid.uuid4().hex
 JWT_ISSUER = "https://auth.clinic.test/"
 JWT_AUDIENCE = "clinic-backups"
 
 SAMPLE_ID = "00000000-0000-4000-8000-000000000000"
 
 
-def mint(schema: str | None, role: str | None = "admin", *, sub: str = "user-1",
+def mint(schema: str | None, clinic_role: str | None = "admin", *, sub: str = "user-1",
          name: str | None = "Dra. Ana Pérez", secret: str = JWT_SECRET, algorithm: str = "HS256",
          ttl: int = 300, headers: dict[str, Any] | None = None, **claims: Any) -> str:
     now = int(time.time())
@@ -33,8 +33,8 @@ def mint(schema: str | None, role: str | None = "admin", *, sub: str = "user-1",
                                "iat": now, "exp": now + ttl}
     if schema is not None:
         payload["tenant"] = schema
-    if role is not None:
-        payload["clinic_role"] = role
+    if clinic_role is not None:
+        payload["clinic_role"] = clinic_role
     if name is not None:
         payload["name"] = name
     payload.update(claims)

@@ -50,7 +50,8 @@ def handle_job_event(event: dict[str, Any], context: Any,
 
         return process_partial_response(
             event=event, record_handler=record_handler,
-            processor=BatchProcessor(event_type=EventType.SQS), context=context,
+            processor=BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False),
+            context=context,
         )
     if isinstance(event, dict) and "kind" in event:
         job = parse_job(event)

@@ -101,8 +101,11 @@ def _audit(svc: Services, ctx: TenantContext, action: str, outcome: str,
     ))
 
 
-def _require(svc: Services, ctx: TenantContext, permission: Permission, action: str,
-             backup_id: uuid.UUID | None = None) -> None:
+def _authorize(svc: Services, ctx: TenantContext, permission: Permission, action: str,
+               backup_id: uuid.UUID | None = None) -> None:
+    """Make sure the clinic's tables exist, then check the caller's role (a refusal is
+    audited)."""
+    svc.records.ensure_schema(ctx.schema)
     if not ctx.can(permission):
         _audit(svc, ctx, action, "denied", backup_id)
         raise Forbidden()
@@ -156,11 +159,10 @@ def describe_caller(ctx: TenantContext, locale: str, time_zone: str) -> dict[str
 
 
 def list_backups(svc: Services, ctx: TenantContext, query: ListBackupsQuery) -> BackupPage:
-    _require(svc, ctx, Permission.LIST, "backup.list")
+    _authorize(svc, ctx, Permission.LIST, "backup.list")
     include_deleted = query.include_deleted or query.status == BackupStatus.DELETED
     if include_deleted and ctx.role != Role.ADMIN:
         raise Forbidden("Only administrators can see deleted backups.")
-    svc.records.ensure_schema(ctx.schema)
     items, more = svc.records.list(ctx.schema, ListFilter(
         limit=query.limit,
         cursor=decode_cursor(query.cursor) if query.cursor else None,
@@ -171,8 +173,7 @@ def list_backups(svc: Services, ctx: TenantContext, query: ListBackupsQuery) -> 
 
 
 def get_backup(svc: Services, ctx: TenantContext, raw_id: str) -> BackupRecord:
-    _require(svc, ctx, Permission.LIST, "backup.get")
-    svc.records.ensure_schema(ctx.schema)
+    _authorize(svc, ctx, Permission.LIST, "backup.get")
     return _visible(svc, ctx, _parse_id(raw_id))
 
 
@@ -214,8 +215,7 @@ def start_backup(svc: Services, schema: str, *, trigger: Trigger, actor_id: str,
 
 def create_backup(svc: Services, ctx: TenantContext, request: CreateBackupRequest) -> BackupRecord:
     """`POST /backups`."""
-    _require(svc, ctx, Permission.CREATE, "backup.create")
-    svc.records.ensure_schema(ctx.schema)
+    _authorize(svc, ctx, Permission.CREATE, "backup.create")
     since = svc.clock.now() - timedelta(days=1)
     if svc.records.count_since(ctx.schema, Trigger.MANUAL.value, since) >= svc.manual_backups_per_day:
         _audit(svc, ctx, "backup.create", "rejected", reason="quota_exceeded")
@@ -337,8 +337,7 @@ def _fail_run(svc: Services, schema: str, record: BackupRecord, storage: ScopedS
 def request_download(svc: Services, ctx: TenantContext, raw_id: str) -> SignedDownload:
     """`GET /backups/{id}/download`: a short-lived signed URL (never logged)."""
     backup_id = _parse_id(raw_id)
-    _require(svc, ctx, Permission.DOWNLOAD, "backup.download", backup_id)
-    svc.records.ensure_schema(ctx.schema)
+    _authorize(svc, ctx, Permission.DOWNLOAD, "backup.download", backup_id)
     record = _visible(svc, ctx, backup_id)
     if record.status != BackupStatus.COMPLETED:
         _audit(svc, ctx, "backup.download", "rejected", backup_id, status=record.status.value)
@@ -356,8 +355,9 @@ def request_download(svc: Services, ctx: TenantContext, raw_id: str) -> SignedDo
 def delete_backup(svc: Services, ctx: TenantContext, raw_id: str) -> None:
     """`DELETE /backups/{id}`: a soft delete; the object is purged after the grace period."""
     backup_id = _parse_id(raw_id)
-    _require(svc, ctx, Permission.DELETE, "backup.delete", backup_id)
-    svc.records.ensure_schema(ctx.schema)
+    _authorize(svc, ctx, Permission.DELETE, "backup.delete", backup_id)
+    # A record whose key left the clinic's prefix (tampered) is refused before anything changes.
+    check_key_in_prefix(_visible(svc, ctx, backup_id).storage_key, ctx.schema)
     try:
         record = svc.records.soft_delete(ctx.schema, backup_id, ctx.user_id, svc.clock.now())
     except ApiError as error:

@@ -181,7 +181,7 @@ class DeleteBackupSettings(CommonSettings, StorageSettings):
 class CreateBackupSettings(CommonSettings, StorageSettings, QueueSettings):
     # Where pg_dump/pg_restore live: the PgDumpLayer mounts them at /opt/bin.
     pg_bin_dir: str = "/opt/bin"
-    dump_timeout_seconds: int = Field(default=840, ge=10, le=3600)
+    dump_timeout_seconds: int = Field(default=840, ge=1, le=3600)
     dump_compression: str = "zstd:3"
     dump_lock_wait_timeout: str = "60s"
     # BRIEF: with thousands of schemas one catalog query of pg_dump picks a bad merge join.

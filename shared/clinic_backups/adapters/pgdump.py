@@ -137,9 +137,11 @@ class PgTools:
 
     @cached_property
     def version(self) -> str:
-        out = subprocess.run(
-            [self.path("pg_dump"), "--version"], capture_output=True, text=True, timeout=30, check=True
-        ).stdout
+        try:
+            out = subprocess.run([self.path("pg_dump"), "--version"], capture_output=True,
+                                 timeout=30, check=True).stdout.decode("utf-8", "replace")
+        except (OSError, subprocess.SubprocessError):
+            raise ConfigurationError("pg_dump --version failed") from None
         match = re.search(r"(\d+)(?:\.(\d+))?", out)
         if not match:
             raise ConfigurationError("could not read the pg_dump version")
@@ -208,7 +210,7 @@ class DumpProcess(io.RawIOBase):
         self._stderr_thread.join(timeout=5)
         for line in self._stderr:
             if line and "error" not in line:
-                logger.warning("pg tool message", extra={"tool": self.label, "message": redact(line)})
+                logger.warning("pg tool message", extra={"tool": self.label, "tool_message": redact(line)})
         if self._timed_out.is_set():
             raise DumpTimeout(f"{self.label} did not finish within the time limit")
         if rc != 0:
@@ -216,7 +218,14 @@ class DumpProcess(io.RawIOBase):
         self._finished = True
 
     def error_summary(self) -> str:
-        errors = [line for line in self._stderr if "error" in line.lower()] or list(self._stderr)
+        lines = list(self._stderr)
+        if any("statement timeout" in line for line in lines) and any(
+            "LOCK TABLE" in line for line in lines
+        ):
+            # pg_dump's --lock-wait-timeout surfaces as a statement timeout on its LOCK TABLE.
+            return ("could not lock the clinic's tables in time: another session holds an "
+                    "exclusive lock (a migration?); try again later")
+        errors = [line for line in lines if "error" in line.lower()] or lines
         if not errors:
             return "no message"
         text = errors[0]
