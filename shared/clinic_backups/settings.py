@@ -200,7 +200,12 @@ def _fetch_secret(arn: str) -> str:
     # powertools caches the value (5 minutes by default) across invocations.
     from aws_lambda_powertools.utilities import parameters
 
-    value = parameters.get_secret(arn, max_age=300)
+    try:
+        value = parameters.get_secret(arn, max_age=300)
+    except parameters.exceptions.GetParameterError:
+        # Not found, not allowed or unreachable: the operator must look; say which setting.
+        raise ConfigurationError("a secret named by APP_SECRET_ARN/DATABASE_SECRET_ARN "
+                                 "could not be read") from None
     if isinstance(value, bytes):
         value = value.decode()
     return str(value)

@@ -46,7 +46,7 @@ class SupabaseStorage:
             from storage3 import SyncStorageClient
 
             self._client = SyncStorageClient(
-                url=f"{self._url}/storage/v1",
+                url=f"{self._url}/storage/v1/",
                 headers={"apikey": self._key, "Authorization": f"Bearer {self._key}"},
             )
         return self._client.from_(self.bucket)

@@ -1,0 +1,106 @@
+# The single entry point: the README's two commands are `make run` and `make test`; CI calls
+# `make test` too. Every target installs what it needs (idempotent, fast the second time).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | sha1sum | cut -c1-12)
+NPM_STAMP := frontend/node_modules/.installed-$(shell cat frontend/package-lock.json 2>/dev/null | sha1sum | cut -c1-12)
+
+.PHONY: help venv layer pg-server frontend-deps frontend chromium run schedule test test-python \
+        test-frontend test-e2e lint build validate bench bench-smoke clean
+
+help:
+	@echo "make run        run the whole product locally (embedded PostgreSQL, SeaweedFS, UI)"
+	@echo "make test       every test: unit, integration, local stack, UI unit and browser e2e"
+	@echo "make lint       ruff, mypy, cfn-lint, sam validate --lint"
+	@echo "make build      sam build (no Docker needed)"
+	@echo "make bench      benchmarks (minutes); make bench-smoke runs them in seconds"
+	@echo "make schedule   send the hourly EventBridge event to the local stack's scheduler"
+
+# --- environment ------------------------------------------------------------------------
+
+$(STAMP): requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "Python 3.11 or newer is needed (set PYTHON=...)"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt -e .
+	@rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(STAMP)
+
+layer:
+	$(MAKE) -C layers/pgdump layer
+
+pg-server:
+	$(MAKE) -C layers/pgdump pg-server
+
+$(NPM_STAMP): frontend/package-lock.json
+	cd frontend && npm ci --no-audit --no-fund --loglevel=error
+	@rm -f frontend/node_modules/.installed-* && touch $@
+
+frontend-deps: $(NPM_STAMP)
+
+frontend: frontend-deps
+	cd frontend && npm run build --silent
+
+# Debian's Chromium for the browser tests (never `npx playwright install`: no such download here).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+		else echo "install Chromium (apt-get install chromium) for the browser tests"; exit 1; fi; }
+
+# --- the two README commands -----------------------------------------------------------------
+
+run: venv layer pg-server frontend
+	$(PY) -m devstack.run $(ARGS)
+
+test: venv layer pg-server frontend chromium
+	$(PY) -m pytest tests -q -p no:cacheprovider
+	cd frontend && npm test --silent
+
+test-python: venv layer pg-server
+	$(PY) -m pytest tests -q -p no:cacheprovider -m "not e2e"
+
+test-frontend: frontend-deps
+	cd frontend && npm test --silent
+
+test-e2e: venv layer pg-server frontend chromium
+	$(PY) -m pytest tests/e2e -q -p no:cacheprovider
+
+schedule: venv
+	$(PY) -m devstack.events schedule
+
+# --- quality and deployment ------------------------------------------------------------------
+
+lint: venv frontend-deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy shared/clinic_backups devstack functions tests
+	$(VENV)/bin/cfn-lint template.yaml
+	$(VENV)/bin/sam validate --lint
+	cd frontend && npm run typecheck --silent
+
+# SAM builds the functions and the SharedLayer for python3.12: pyenv's 3.12 must be on PATH
+# next to the 3.11 venv (BRIEF). PgDumpLayer is built by layers/pgdump/Makefile.
+build: venv
+	@if ! python3.12 -c pass >/dev/null 2>&1 && command -v pyenv >/dev/null; then \
+		export PYENV_VERSION="$$(pyenv version-name):$$(pyenv versions --bare | grep -E '^3\.12(\.|$$)' | tail -1)"; \
+	fi; \
+	python3.12 -c pass || { echo "sam build needs python3.12 on PATH"; exit 1; }; \
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/sam build
+
+validate: venv
+	$(VENV)/bin/cfn-lint template.yaml
+	$(VENV)/bin/sam validate --lint
+
+bench: venv layer pg-server
+	$(PY) -m bench.run $(ARGS)
+
+bench-smoke: venv layer pg-server
+	$(PY) -m bench.run --smoke
+
+clean:
+	rm -rf .aws-sam .build frontend/dist

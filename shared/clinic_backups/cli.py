@@ -1,0 +1,183 @@
+"""Operator CLI over the same layer the functions use (no HTTP, no tokens, no 15-minute limit).
+
+    python -m clinic_backups.cli backup  <clinic> [--note TEXT]
+    python -m clinic_backups.cli list    <clinic> [--all]
+    python -m clinic_backups.cli download <clinic> <backup-id> <file>
+    python -m clinic_backups.cli delete  <clinic> <backup-id>
+    python -m clinic_backups.cli purge   [<clinic> ...]
+    python -m clinic_backups.cli rebuild <clinic>
+    python -m clinic_backups.cli migrate
+
+Settings come from the environment exactly as for the functions (`OperatorSettings`), and a
+clinic must be an active row of the tenants table, as for a job. Operators already hold the
+database and storage credentials; the CLI adds no power beyond them, and audits what it does
+under the actor `operator:<login>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import hashlib
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from . import service
+from .errors import ApiError, BackupNotCompleted, ClinicNotAvailable, ConfigurationError
+from .factory import build_services
+from .models import BackupJob, BackupStatus, Permission, Role, TenantContext, Trigger
+from .names import is_valid_schema_name
+from .ports import ListFilter
+from .settings import OperatorSettings, get_settings
+
+
+class _Collect:
+    """A dispatcher that keeps the job so the CLI runs it in-process, right away."""
+
+    def __init__(self) -> None:
+        self.jobs: list[BackupJob] = []
+
+    def enqueue(self, job: BackupJob) -> None:
+        self.jobs.append(job)
+
+
+def _actor() -> str:
+    try:
+        return f"operator:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "operator"
+
+
+def _services() -> service.Services:
+    return build_services(get_settings(OperatorSettings))
+
+
+def _clinic(svc: service.Services, schema: str) -> TenantContext:
+    clinic = svc.tenants.get(schema) if is_valid_schema_name(schema) else None
+    if clinic is None or not clinic.active:
+        raise ClinicNotAvailable(f"{schema!r} is not an active clinic in the tenants table")
+    return TenantContext(schema=clinic.schema, clinic_name=clinic.name, user_id=_actor(),
+                         user_name=_actor(), role=Role.ADMIN, permissions=frozenset(Permission),
+                         request_id="cli")
+
+
+def _print(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    svc = _services()
+    ctx = _clinic(svc, args.clinic)
+    collected = _Collect()
+    svc.dispatcher = collected
+    record = service.start_backup(svc, ctx.schema, trigger=Trigger.MANUAL, actor_id=ctx.user_id,
+                                  actor_name=ctx.user_name, note=args.note)
+    for job in collected.jobs:
+        service.run_backup_job(svc, job)
+    done = svc.records.get(ctx.schema, record.id)
+    assert done is not None
+    _print(done.to_api())
+    return 0 if done.status == BackupStatus.COMPLETED else 1
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    svc = _services()
+    ctx = _clinic(svc, args.clinic)
+    items, _ = svc.records.list(ctx.schema, ListFilter(limit=1000, include_deleted=args.all))
+    _print([r.to_api() for r in items])
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    svc = _services()
+    ctx = _clinic(svc, args.clinic)
+    record = service.get_backup(svc, ctx, args.backup_id)
+    if record.status != BackupStatus.COMPLETED:
+        raise BackupNotCompleted(f"the backup is {record.status.value}")
+    digest = hashlib.sha256()
+    size = 0
+    with svc.scoped(ctx.schema).open_read(record.storage_key) as body, open(args.file, "wb") as out:
+        while chunk := body.read(1024 * 1024):
+            digest.update(chunk)
+            size += len(chunk)
+            out.write(chunk)
+    if digest.hexdigest() != record.sha256 or size != record.size_bytes:
+        print("the downloaded file does not match the backup's checksum", file=sys.stderr)
+        return 1
+    _print({"file": args.file, "size_bytes": size, "sha256": record.sha256})
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    svc = _services()
+    service.delete_backup(svc, _clinic(svc, args.clinic), args.backup_id)
+    return 0
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    svc = _services()
+    schemas = args.clinics or [c.schema for c in svc.tenants.active_clinics()]
+    _print({schema: service.purge_deleted(svc, _clinic(svc, schema).schema) for schema in schemas})
+    return 0
+
+
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    svc = _services()
+    report = service.rebuild_records(svc, _clinic(svc, args.clinic).schema)
+    _print(report.__dict__)
+    return 0 if not report.invalid else 1
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    _print({"migrated": service.migrate_all(_services())})
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m clinic_backups.cli", description=__doc__,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = top.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("backup", help="back up one clinic now (runs here, no time limit)")
+    p.add_argument("clinic")
+    p.add_argument("--note", default=None)
+    p.set_defaults(run=cmd_backup)
+    p = sub.add_parser("list", help="a clinic's backups, newest first")
+    p.add_argument("clinic")
+    p.add_argument("--all", action="store_true", help="include deleted backups")
+    p.set_defaults(run=cmd_list)
+    p = sub.add_parser("download", help="stream a backup to a file and check its sha256")
+    p.add_argument("clinic")
+    p.add_argument("backup_id")
+    p.add_argument("file")
+    p.set_defaults(run=cmd_download)
+    p = sub.add_parser("delete", help="soft-delete a backup (purged after the grace period)")
+    p.add_argument("clinic")
+    p.add_argument("backup_id")
+    p.set_defaults(run=cmd_delete)
+    p = sub.add_parser("purge", help="remove objects of backups deleted before the grace period")
+    p.add_argument("clinics", nargs="*")
+    p.set_defaults(run=cmd_purge)
+    p = sub.add_parser("rebuild", help="rebuild a clinic's backup records from the manifests")
+    p.add_argument("clinic")
+    p.set_defaults(run=cmd_rebuild)
+    p = sub.add_parser("migrate", help="create or upgrade the backup tables of every clinic")
+    p.set_defaults(run=cmd_migrate)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except ApiError as error:
+        print(f"error: {error.code}: {error.message}", file=sys.stderr)
+        return 2
+    except ConfigurationError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""The contracts other pieces rely on: the OpenAPI error list, the template, the events."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from clinic_backups.errors import BACKUP_ERROR_CODES, STATUS_BY_CODE, ApiError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def openapi() -> dict:
+    return yaml.safe_load((REPO / "openapi.yaml").read_text())
+
+
+def test_every_error_code_is_documented_with_its_status():
+    spec = openapi()["components"]["schemas"]
+    assert spec["ErrorCode"]["enum"] == list(STATUS_BY_CODE)
+    assert spec["ErrorCode"]["x-status"] == STATUS_BY_CODE
+    for code in STATUS_BY_CODE:
+        assert f"`{code}` ({STATUS_BY_CODE[code]})" in spec["ErrorCode"]["description"]
+    assert spec["BackupErrorCode"]["enum"] == list(BACKUP_ERROR_CODES)
+
+
+def test_every_api_error_class_has_a_documented_code():
+    def walk(cls):
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from walk(sub)
+
+    for cls in walk(ApiError):
+        assert cls.code in STATUS_BY_CODE, cls
+
+
+def test_each_documented_status_is_used_by_some_route():
+    spec = openapi()
+    used = {int(status) for path in spec["paths"].values() for op in path.values()
+            if isinstance(op, dict) and "responses" in op for status in op["responses"]}
+    assert set(STATUS_BY_CODE.values()) <= used
+
+
+def sam_template() -> dict:
+    from samtranslator.yaml_helper import yaml_parse
+
+    return yaml_parse((REPO / "template.yaml").read_text())
+
+
+def http_routes() -> dict[tuple[str, str], str]:
+    routes = {}
+    for resource in sam_template()["Resources"].values():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        for event in resource["Properties"].get("Events", {}).values():
+            if event["Type"] == "HttpApi":
+                routes[(event["Properties"]["Method"], event["Properties"]["Path"])] = \
+                    resource["Properties"]["CodeUri"]
+    return routes
+
+
+def test_the_template_routes_match_the_openapi_paths():
+    spec_routes = {(method.upper(), path) for path, ops in openapi()["paths"].items()
+                   for method in ops if method in ("get", "post", "delete", "put", "patch")}
+    assert set(http_routes()) == spec_routes
+
+
+def test_each_route_is_served_by_the_function_that_declares_it():
+    for (method, path), code_uri in http_routes().items():
+        source = (REPO / code_uri / "app.py").read_text()
+        flask_path = re.sub(r"\{(\w+)\}", r"<\\w+>", path)
+        assert re.search(rf'@app\.{method.lower()}\("{flask_path}"\)', source), (method, path)
+
+
+def test_every_setting_is_a_template_parameter_or_fixed():
+    env = sam_template()["Globals"]["Function"]["Environment"]["Variables"]
+    assert {"JWT_ISSUER", "JWT_AUDIENCE", "TENANT_CLAIM", "ROLE_CLAIM", "STORAGE_BACKEND",
+            "DOWNLOAD_ROLES", "DELETE_ROLES", "APP_SECRET_ARN"} <= set(env)
+
+
+def test_the_queue_outlives_the_worker_and_has_a_dead_letter_queue():
+    resources = sam_template()["Resources"]
+    worker = resources["CreateBackupFunction"]["Properties"]
+    queue = resources["JobQueue"]["Properties"]
+    assert queue["VisibilityTimeout"] > worker["Timeout"]
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["JobDeadLetterQueue", "Arn"]}
+    sqs = worker["Events"]["Jobs"]["Properties"]
+    assert sqs["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert sqs["ScalingConfig"]["MaximumConcurrency"] == {"Ref": "WorkerMaximumConcurrency"}
+    assert "ReservedConcurrentExecutions" not in worker
+
+
+@pytest.mark.parametrize("path", sorted(p.relative_to(REPO / "events").as_posix()
+                                        for p in (REPO / "events").rglob("*.json")))
+def test_sample_events_belong_to_a_function_and_a_route(path):
+    function = path.split("/")[0]
+    assert (REPO / "functions" / function / "app.py").exists()
+    event = json.loads((REPO / "events" / path).read_text())
+    if "routeKey" in event:
+        method, route = event["routeKey"].split(" ")
+        assert http_routes()[(method, route)] == f"functions/{function}/"
+
+
+def test_cfn_lint_is_clean():
+    import subprocess
+    import sys
+
+    result = subprocess.run([os.path.join(os.path.dirname(sys.executable), "cfn-lint"),
+                             str(REPO / "template.yaml")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
