@@ -1,0 +1,260 @@
+#!/usr/bin/env node
+// Browser end-to-end run of the backups UI against a live stack (the local gateway serving
+// frontend/dist at "/" and the API on the same origin), driven by Debian's Chromium through
+// playwright-core. Selectors are roles and Spanish accessible names only.
+//
+// Environment:
+//   E2E_BASE_URL            required, e.g. http://127.0.0.1:8080 (the demo page is at "/")
+//   E2E_OUT_DIR             screenshots, the downloaded file and result.json (default ./test-artifacts/e2e)
+//   CHROMIUM                browser binary (default /usr/bin/chromium)
+//   E2E_CLINIC              clinic schema whose accounts are used (default clinica_demo)
+//   E2E_BACKUP_TIMEOUT_MS   how long a backup may take to complete (default 180000)
+//
+// Output: one JSON object on stdout (also written to $E2E_OUT_DIR/result.json):
+//   { ok, base_url, clinic, note, backup_id, downloaded_file, file_name, size_bytes,
+//     sha256_expected, sha256_actual, screenshots: [...], checks: { name: bool }, error? }
+// Exit status: 0 when every check passed, 1 otherwise.
+import { createHash } from 'node:crypto';
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+const BASE_URL = (process.env.E2E_BASE_URL ?? '').replace(/\/+$/, '');
+const OUT_DIR = path.resolve(process.env.E2E_OUT_DIR ?? 'test-artifacts/e2e');
+const CLINIC = process.env.E2E_CLINIC ?? 'clinica_demo';
+const BACKUP_TIMEOUT = Number(process.env.E2E_BACKUP_TIMEOUT_MS ?? 180_000);
+const STEP_TIMEOUT = 15_000;
+
+const checks = {};
+const screenshots = [];
+const result = { ok: false, base_url: BASE_URL, clinic: CLINIC, screenshots, checks };
+
+function check(name, value) {
+  checks[name] = Boolean(value);
+  if (!value) console.error(`check failed: ${name}`);
+  return Boolean(value);
+}
+
+function escapeRegExp(text) {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+async function shot(page, name, { fullPage = true } = {}) {
+  const file = path.join(OUT_DIR, `${name}.png`);
+  // Dialogs are viewport-sized overlays: a full-page shot would cut the backdrop.
+  await page.screenshot({ path: file, fullPage });
+  screenshots.push(file);
+}
+
+async function signIn(page, accounts, role) {
+  const account = accounts.find((a) => a.clinic === CLINIC && a.role === role);
+  if (!account) throw new Error(`no ${role} account of ${CLINIC} in /__demo/accounts`);
+  const group = page.getByRole('group', { name: new RegExp(escapeRegExp(account.clinic_name)) });
+  await group.getByRole('button', { name: new RegExp(`Entrar como ${escapeRegExp(account.user_name)}`) }).click();
+  await page.getByRole('heading', { name: 'Historial de copias de seguridad' }).waitFor({ timeout: STEP_TIMEOUT });
+  // The history has loaded when its table or its empty state shows.
+  await page
+    .getByRole('table')
+    .or(page.getByText('Todavía no hay copias de seguridad.'))
+    .first()
+    .waitFor({ timeout: STEP_TIMEOUT });
+  return account;
+}
+
+async function main() {
+  if (!BASE_URL) throw new Error('E2E_BASE_URL is required (e.g. http://127.0.0.1:8080)');
+  await mkdir(OUT_DIR, { recursive: true });
+
+  // launch() gives every run a fresh, empty temporary profile (user data dir).
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+  const consoleLines = [];
+  try {
+    const context = await browser.newContext({
+      locale: 'es-ES',
+      timezoneId: 'Europe/Madrid',
+      viewport: { width: 1280, height: 860 },
+      acceptDownloads: true,
+    });
+    const page = await context.newPage();
+    page.on('console', (msg) => consoleLines.push(msg.text()));
+    page.on('pageerror', (err) => consoleLines.push(`pageerror: ${err.message}`));
+
+    // ---- admin signs in via the demo picker ------------------------------------------
+    await page.goto(`${BASE_URL}/`);
+    await page.getByRole('heading', { name: 'Entrar en la demo' }).waitFor({ timeout: STEP_TIMEOUT });
+    const accountsResponse = await page.request.get(`${BASE_URL}/__demo/accounts`);
+    check('demo_accounts_endpoint', accountsResponse.ok());
+    const accounts = await accountsResponse.json();
+    await page.getByRole('button', { name: /^Entrar como / }).first().waitFor({ timeout: STEP_TIMEOUT });
+    await shot(page, '01-sign-in');
+
+    const admin = await signIn(page, accounts, 'admin');
+    check('admin_header_shows_clinic', await page.getByText(admin.clinic_name).first().isVisible());
+    check('admin_header_shows_user', await page.getByText(admin.user_name).first().isVisible());
+    check('admin_header_shows_role', await page.getByText('Administrador/a').first().isVisible());
+    await shot(page, '02-history');
+
+    // ---- create a backup with a note ---------------------------------------------------
+    const note = `E2E ${new Date().toISOString()}`;
+    result.note = note;
+    await page.getByLabel('Nota (opcional)').fill(note);
+    const createButton = page.getByRole('button', { name: 'Crear copia de seguridad' });
+    // A backup started elsewhere may still run: the button waits for it (disabled meanwhile).
+    await createButton.waitFor({ timeout: BACKUP_TIMEOUT });
+    await page.waitForFunction(
+      () => {
+        const b = [...document.querySelectorAll('button')].find((x) => x.textContent?.includes('Crear copia de seguridad'));
+        return b && !b.disabled;
+      },
+      null,
+      { timeout: BACKUP_TIMEOUT },
+    );
+    await createButton.click();
+    await page.getByText('Copia de seguridad solicitada').first().waitFor({ timeout: STEP_TIMEOUT });
+    check('create_toast_shown', true);
+
+    const row = page.getByRole('row').filter({ hasText: note });
+    await row.waitFor({ timeout: STEP_TIMEOUT });
+    check('created_row_in_history', true);
+    result.backup_id = await row.getAttribute('data-backup-id');
+    check('create_button_disabled_while_running', await page.getByRole('button', { name: /Copia de seguridad en curso|Solicitando copia/ }).isDisabled().catch(() => false));
+
+    // ---- wait until it completes (the UI polls) ------------------------------------------
+    await row
+      .getByText(/^(Completada|Fallida)$/)
+      .first()
+      .waitFor({ timeout: BACKUP_TIMEOUT });
+    const failed = await row.getByText('Fallida', { exact: true }).count();
+    if (failed) {
+      check('backup_completed', false);
+      throw new Error(`the backup failed: ${(await row.innerText()).replace(/\s+/g, ' ')}`);
+    }
+    check('backup_completed', true);
+    check('row_shows_author', (await row.innerText()).includes(admin.user_name));
+    await page.getByRole('button', { name: 'Crear copia de seguridad' }).waitFor({ timeout: STEP_TIMEOUT });
+    check('create_button_enabled_after_completion', await page.getByRole('button', { name: 'Crear copia de seguridad' }).isEnabled());
+    await shot(page, '03-history-completed');
+
+    // ---- download modal ------------------------------------------------------------------
+    const downloadButton = row.getByRole('button', { name: /^Descargar la copia del / });
+    await downloadButton.click();
+    const modal = page.getByRole('dialog', { name: 'Descargar copia de seguridad' });
+    await modal.waitFor({ timeout: STEP_TIMEOUT });
+    check('download_dialog_aria_modal', (await modal.getAttribute('aria-modal')) === 'true');
+    const link = modal.getByRole('link', { name: /Descargar archivo/ });
+    await link.waitFor({ timeout: STEP_TIMEOUT });
+    const href = await link.getAttribute('href');
+    const downloadAttr = await link.getAttribute('download');
+    const sha256Expected = (await modal.getByLabel('Huella SHA-256').inputValue()).trim();
+    const countdown = await modal.getByText(/El enlace caduca en \d+:\d\d/).innerText();
+    check('download_link_has_download_attr', downloadAttr !== null && downloadAttr.length > 0);
+    check('download_countdown_shown', /\d+:\d\d/.test(countdown));
+    check('download_sha256_shown', /^[0-9a-f]{64}$/.test(sha256Expected));
+    await shot(page, '04-download-modal', { fullPage: false });
+
+    // Focus stays inside while tabbing.
+    let focusInside = true;
+    for (let i = 0; i < 8; i += 1) {
+      await page.keyboard.press('Tab');
+      focusInside &&= await page.evaluate(() => Boolean(document.activeElement?.closest('[role="dialog"]')));
+    }
+    check('download_dialog_traps_focus', focusInside);
+
+    // Fetch the file through the link.
+    const fileResponse = await page.request.get(new URL(href, page.url()).toString());
+    check('download_http_ok', fileResponse.ok());
+    const bytes = await fileResponse.body();
+    const fileName = path.basename(downloadAttr || 'backup.dump');
+    const filePath = path.join(OUT_DIR, fileName);
+    await writeFile(filePath, bytes);
+    const sha256Actual = createHash('sha256').update(bytes).digest('hex');
+    Object.assign(result, {
+      downloaded_file: filePath,
+      file_name: fileName,
+      size_bytes: bytes.length,
+      sha256_expected: sha256Expected,
+      sha256_actual: sha256Actual,
+    });
+    check('download_sha256_matches', sha256Actual === sha256Expected);
+    check('download_is_pg_dump_custom_archive', bytes.subarray(0, 5).toString('latin1') === 'PGDMP');
+
+    await page.keyboard.press('Escape');
+    await modal.waitFor({ state: 'hidden', timeout: STEP_TIMEOUT });
+    check(
+      'download_dialog_escape_restores_focus',
+      await page.evaluate(() => (document.activeElement?.getAttribute('aria-label') ?? '').startsWith('Descargar la copia del')),
+    );
+
+    // ---- delete with confirmation --------------------------------------------------------
+    await row.getByRole('button', { name: /^Eliminar la copia del / }).click();
+    const confirm = page.getByRole('dialog', { name: 'Eliminar copia de seguridad' });
+    await confirm.waitFor({ timeout: STEP_TIMEOUT });
+    check('delete_dialog_explains_grace_period', (await confirm.innerText()).includes('periodo de gracia'));
+    check(
+      'delete_dialog_focus_on_cancel',
+      await page.evaluate(() => document.activeElement?.textContent?.trim() === 'Cancelar'),
+    );
+    await shot(page, '05-delete-dialog', { fullPage: false });
+    await confirm.getByRole('button', { name: 'Eliminar copia' }).click();
+    await confirm.waitFor({ state: 'hidden', timeout: STEP_TIMEOUT });
+    await page.getByText('Copia de seguridad eliminada.').first().waitFor({ timeout: STEP_TIMEOUT });
+    await page.waitForFunction(
+      (n) => {
+        const rows = [...document.querySelectorAll('tr')].filter((r) => r.textContent?.includes(n));
+        return rows.length === 0 || rows.every((r) => r.getAttribute('data-status') === 'deleted');
+      },
+      note,
+      { timeout: STEP_TIMEOUT },
+    );
+    check('deleted_row_gone_or_marked', true);
+    // The server agrees: a fresh list does not show it.
+    await page.getByRole('button', { name: 'Actualizar' }).click();
+    await page.getByRole('table').or(page.getByText('Todavía no hay copias de seguridad.')).first().waitFor({ timeout: STEP_TIMEOUT });
+    check('deleted_row_gone_after_reload', (await page.getByRole('row').filter({ hasText: note }).count()) === 0);
+
+    // ---- staff: no download or delete controls ------------------------------------------
+    await page.getByRole('button', { name: 'Cerrar sesión' }).click();
+    await page.getByRole('heading', { name: 'Entrar en la demo' }).waitFor({ timeout: STEP_TIMEOUT });
+    await page.getByRole('button', { name: /^Entrar como / }).first().waitFor({ timeout: STEP_TIMEOUT });
+    const staff = await signIn(page, accounts, 'staff');
+    check('staff_header_shows_user', await page.getByText(staff.user_name).first().isVisible());
+    check('staff_sees_history', (await page.getByRole('table').count()) + (await page.getByText('Todavía no hay copias de seguridad.').count()) > 0);
+    check('staff_no_download_controls', (await page.getByRole('button', { name: /^Descargar/ }).count()) === 0);
+    check('staff_no_delete_controls', (await page.getByRole('button', { name: /^Eliminar/ }).count()) === 0);
+    check('staff_no_show_deleted_filter', (await page.getByLabel('Mostrar eliminadas').count()) === 0);
+    await shot(page, '06-staff-view');
+
+    // ---- the signed URL never reached the console -----------------------------------------
+    const urlPath = new URL(href, BASE_URL).pathname;
+    check('signed_url_not_logged', !consoleLines.some((line) => line.includes(href) || line.includes(urlPath)));
+    check('no_page_errors', !consoleLines.some((line) => line.startsWith('pageerror:')));
+    await context.close();
+  } finally {
+    await browser.close();
+  }
+}
+
+let failure = null;
+try {
+  await main();
+} catch (err) {
+  failure = err instanceof Error ? err.message : String(err);
+}
+result.ok = !failure && Object.values(checks).length > 0 && Object.values(checks).every(Boolean);
+if (failure) result.error = failure;
+await mkdir(OUT_DIR, { recursive: true }).catch(() => {});
+await writeFile(path.join(OUT_DIR, 'result.json'), JSON.stringify(result, null, 2)).catch(() => {});
+console.log(JSON.stringify(result, null, 2));
+process.exit(result.ok ? 0 : 1);

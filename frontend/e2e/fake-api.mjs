@@ -1,0 +1,408 @@
+#!/usr/bin/env node
+// An in-memory stand-in for the backups API (shapes per ../../openapi.yaml) plus the local
+// gateway's `/__demo/accounts`, for the demo page and the browser e2e run without the real
+// stack. NOT the product: tokens are unsigned, data lives in memory.
+//
+//   node e2e/fake-api.mjs [--port 8787] [--host 127.0.0.1] [--expires 300]
+//
+// Behaviour worth knowing:
+// - a new backup goes pending → running → completed on successive `GET /backups/{id}`;
+//   a note containing "fallo" or "fail" makes it end `failed` (dump_failed) instead;
+// - `GET /backups/{id}/download` returns a signed URL on the same origin the request came
+//   through (Host header), served by `GET /__files/{id}?expires=…&sig=…` (403 once expired);
+// - one write operation per clinic: POST while one is pending/running → 409 operation_in_progress.
+import { createHash, createHmac, randomUUID } from 'node:crypto';
+import http from 'node:http';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+const SECRET = 'fake-api-signing-key';
+const b64url = (value) => Buffer.from(JSON.stringify(value)).toString('base64url');
+
+function fakeJwt(claims) {
+  return `${b64url({ alg: 'none', typ: 'JWT' })}.${b64url(claims)}.fake-signature`;
+}
+
+const ROLE_PERMISSIONS = {
+  admin: ['list_backups', 'create_backup', 'download_backup', 'delete_backup'],
+  staff: ['list_backups', 'create_backup'],
+};
+
+const CLINICS = {
+  clinica_demo: { name: 'Clínica Demo' },
+  clinica_norte: { name: 'Clínica Norte' },
+};
+
+const USERS = [
+  { sub: 'u-ana', clinic: 'clinica_demo', role: 'admin', name: 'Ana García' },
+  { sub: 'u-luis', clinic: 'clinica_demo', role: 'staff', name: 'Luis Pérez' },
+  { sub: 'u-marta', clinic: 'clinica_norte', role: 'admin', name: 'Marta Ruiz' },
+];
+
+function payloadFor(backup) {
+  // A recognisable custom-format header followed by deterministic filler.
+  const size = backup.fakeSize ?? 1_536_000;
+  const buffer = Buffer.alloc(size);
+  buffer.write('PGDMP', 0, 'latin1');
+  const filler = Buffer.from(`-- ${backup.clinic} ${backup.id}\n`, 'utf8');
+  for (let offset = 5; offset < size; offset += filler.length) filler.copy(buffer, offset);
+  return buffer;
+}
+
+function isoMinutesAgo(minutes, now = Date.now()) {
+  return new Date(now - minutes * 60_000).toISOString();
+}
+
+function publicBackup(b) {
+  const { clinic: _c, fakeSize: _s, steps: _st, failOnFinish: _f, ...rest } = b;
+  return rest;
+}
+
+function baseRecord(clinic, fields) {
+  return {
+    id: randomUUID(),
+    clinic,
+    status: 'completed',
+    trigger: 'scheduled',
+    file_name: null,
+    size_bytes: null,
+    sha256: null,
+    encryption: 'none',
+    format: 'custom',
+    compression: 'zstd',
+    pg_dump_version: '18.6',
+    server_version: '15.8',
+    created_by: 'scheduler',
+    created_by_name: null,
+    created_at: new Date().toISOString(),
+    started_at: null,
+    finished_at: null,
+    deleted_at: null,
+    deleted_by: null,
+    error: null,
+    error_code: null,
+    note: null,
+    ...fields,
+  };
+}
+
+function complete(record) {
+  const bytes = payloadFor(record);
+  record.status = 'completed';
+  record.file_name = `${record.clinic}-${record.created_at.slice(0, 19).replace(/[-:]/g, '').replace('T', '-')}.dump`;
+  record.size_bytes = bytes.length;
+  record.sha256 = createHash('sha256').update(bytes).digest('hex');
+  record.finished_at = new Date().toISOString();
+  record.started_at ??= record.created_at;
+  return record;
+}
+
+export function seed({ olderScheduled = 24 } = {}) {
+  const now = Date.now();
+  const backups = [];
+  // clinica_demo: a realistic history, older than anything the e2e run creates.
+  backups.push(
+    complete(baseRecord('clinica_demo', { created_at: isoMinutesAgo(60 * 3, now), trigger: 'manual', created_by: 'u-ana', created_by_name: 'Ana García', note: 'Antes de actualizar las tarifas', fakeSize: 1_536_000 })),
+    baseRecord('clinica_demo', { status: 'failed', created_at: isoMinutesAgo(60 * 20, now), started_at: isoMinutesAgo(60 * 20, now), finished_at: isoMinutesAgo(60 * 20 - 15, now), error: 'pg_dump exceeded 900 s', error_code: 'dump_timeout' }),
+    complete(baseRecord('clinica_demo', { created_at: isoMinutesAgo(60 * 24, now), fakeSize: 12_345_678 })),
+    complete(baseRecord('clinica_demo', { created_at: isoMinutesAgo(60 * 30, now), trigger: 'pre_restore', created_by: 'u-ana', created_by_name: 'Ana García', fakeSize: 980_000 })),
+    (() => {
+      const r = complete(baseRecord('clinica_demo', { created_at: isoMinutesAgo(60 * 40, now), trigger: 'manual', created_by: 'u-ana', created_by_name: 'Ana García', note: 'Prueba antigua', fakeSize: 2_000_000 }));
+      r.status = 'deleted';
+      r.deleted_at = isoMinutesAgo(60 * 39, now);
+      r.deleted_by = 'u-ana';
+      return r;
+    })(),
+  );
+  for (let day = 2; day < 2 + olderScheduled; day += 1) {
+    backups.push(complete(baseRecord('clinica_demo', { created_at: isoMinutesAgo(60 * 24 * day, now), fakeSize: 11_000_000 + day * 37_000 })));
+  }
+  backups.push(complete(baseRecord('clinica_norte', { created_at: isoMinutesAgo(60 * 5, now), fakeSize: 4_200_000 })));
+  return backups;
+}
+
+const json = (res, status, body, headers = {}) => {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store', ...headers });
+  res.end(text);
+};
+const apiError = (res, status, code, message, details) =>
+  json(res, status, { error: { code, message, ...(details ? { details } : {}) } });
+
+function readBody(req, limit) {
+  return new Promise((resolve, reject) => {
+    const chunks = [];
+    let size = 0;
+    req.on('data', (chunk) => {
+      size += chunk.length;
+      if (size > limit) {
+        reject(Object.assign(new Error('too large'), { tooLarge: true }));
+        req.destroy();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+function userFromRequest(req) {
+  const header = req.headers.authorization;
+  if (!header || !/^Bearer\s+/i.test(header)) return { error: ['missing_token', 'Missing bearer token'] };
+  const token = header.replace(/^Bearer\s+/i, '').trim();
+  const parts = token.split('.');
+  if (parts.length !== 3 || parts[2] !== 'fake-signature') return { error: ['invalid_token', 'Invalid token'] };
+  try {
+    const claims = JSON.parse(Buffer.from(parts[1], 'base64url').toString('utf8'));
+    if (claims.exp && claims.exp * 1000 < Date.now()) return { error: ['token_expired', 'Token expired'] };
+    const user = USERS.find((u) => u.sub === claims.sub && u.clinic === claims.clinic);
+    if (!user) return { error: ['invalid_token', 'Invalid token'] };
+    if (!CLINICS[user.clinic]) return { error: ['clinic_not_available', 'Clinic not available'], status: 403 };
+    return { user };
+  } catch {
+    return { error: ['invalid_token', 'Invalid token'] };
+  }
+}
+
+const sign = (id, expires) => createHmac('sha256', SECRET).update(`${id}:${expires}`).digest('hex');
+
+export function createFakeApi({ expiresInSeconds = 300, log = false } = {}) {
+  let backups = seed();
+  const stats = { requests: [] };
+
+  const server = http.createServer(async (req, res) => {
+    const url = new URL(req.url ?? '/', 'http://fake.local');
+    const route = url.pathname.replace(/\/+$/, '') || '/';
+    stats.requests.push(`${req.method} ${route}`);
+    if (log) console.error(`${req.method} ${route}`); // path only: never query strings (signatures)
+
+    try {
+      if (req.method === 'GET' && route === '/__demo/accounts') {
+        return json(
+          res,
+          200,
+          USERS.map((u) => ({
+            clinic: u.clinic,
+            clinic_name: CLINICS[u.clinic].name,
+            role: u.role,
+            user_name: u.name,
+            token: fakeJwt({ sub: u.sub, clinic: u.clinic, role: u.role, name: u.name }),
+          })),
+        );
+      }
+      if (req.method === 'POST' && route === '/__fake/reset') {
+        backups = seed();
+        res.writeHead(204).end();
+        return;
+      }
+
+      const fileMatch = route.match(/^\/__files\/([0-9a-f-]{36})$/);
+      if (req.method === 'GET' && fileMatch) {
+        const id = fileMatch[1];
+        const expires = Number(url.searchParams.get('expires'));
+        const sig = url.searchParams.get('sig') ?? '';
+        const record = backups.find((b) => b.id === id);
+        if (!record || sig !== sign(id, expires) || !(expires * 1000 > Date.now())) {
+          res.writeHead(403, { 'Content-Type': 'text/plain' }).end('Request has expired or the signature is invalid');
+          return;
+        }
+        const bytes = payloadFor(record);
+        res.writeHead(200, {
+          'Content-Type': 'application/octet-stream',
+          'Content-Length': bytes.length,
+          'Content-Disposition': `attachment; filename="${record.file_name}"`,
+        });
+        res.end(bytes);
+        return;
+      }
+
+      const known =
+        route === '/me' || route === '/backups' || /^\/backups\/[^/]+(\/download)?$/.test(route);
+      if (!known) return apiError(res, 404, 'not_found', 'No such route');
+
+      const auth = userFromRequest(req);
+      if (auth.error) return apiError(res, auth.status ?? 401, auth.error[0], auth.error[1]);
+      const { user } = auth;
+      const permissions = ROLE_PERMISSIONS[user.role];
+      const mine = () => backups.filter((b) => b.clinic === user.clinic);
+      const forbid = () => apiError(res, 403, 'forbidden', 'Your role may not take this action');
+
+      if (route === '/me' && req.method === 'GET') {
+        return json(res, 200, {
+          clinic: { schema: user.clinic, name: CLINICS[user.clinic].name },
+          user: { id: user.sub, name: user.name },
+          role: user.role,
+          permissions,
+          locale: 'es-ES',
+          time_zone: 'Europe/Madrid',
+        });
+      }
+
+      if (route === '/backups' && req.method === 'GET') {
+        if (!permissions.includes('list_backups')) return forbid();
+        const details = [];
+        const limitRaw = url.searchParams.get('limit');
+        const limit = limitRaw === null ? 20 : Number(limitRaw);
+        if (!Number.isInteger(limit) || limit < 1 || limit > 100) details.push({ field: 'limit', message: 'must be an integer from 1 to 100' });
+        const status = url.searchParams.get('status');
+        if (status && !['pending', 'running', 'completed', 'failed', 'deleted'].includes(status)) details.push({ field: 'status', message: 'unknown status' });
+        const includeDeletedRaw = url.searchParams.get('include_deleted');
+        if (includeDeletedRaw && !['true', 'false'].includes(includeDeletedRaw)) details.push({ field: 'include_deleted', message: 'must be true or false' });
+        if (details.length) return apiError(res, 422, 'validation_error', 'Invalid query parameters', details);
+        const includeDeleted = includeDeletedRaw === 'true' || status === 'deleted';
+        if (includeDeleted && user.role !== 'admin') return forbid();
+        let offset = 0;
+        const cursor = url.searchParams.get('cursor');
+        if (cursor) {
+          const decoded = Number(Buffer.from(cursor, 'base64url').toString('utf8').replace(/^o:/, ''));
+          if (!Buffer.from(cursor, 'base64url').toString('utf8').startsWith('o:') || !Number.isInteger(decoded) || decoded < 0) {
+            return apiError(res, 400, 'invalid_cursor', 'Invalid cursor');
+          }
+          offset = decoded;
+        }
+        const rows = mine()
+          .filter((b) => (status ? b.status === status : includeDeleted || b.status !== 'deleted'))
+          .sort((a, b) => (a.created_at < b.created_at ? 1 : -1));
+        const page = rows.slice(offset, offset + limit);
+        const next = offset + limit < rows.length ? Buffer.from(`o:${offset + limit}`).toString('base64url') : null;
+        return json(res, 200, { items: page.map(publicBackup), next_cursor: next });
+      }
+
+      if (route === '/backups' && req.method === 'POST') {
+        if (!permissions.includes('create_backup')) return forbid();
+        let raw;
+        try {
+          raw = await readBody(req, 4096);
+        } catch (err) {
+          if (err.tooLarge) return apiError(res, 413, 'payload_too_large', 'Request body too large');
+          throw err;
+        }
+        let body = {};
+        if (raw.trim()) {
+          try {
+            body = JSON.parse(raw);
+          } catch {
+            return apiError(res, 400, 'bad_request', 'Body is not valid JSON');
+          }
+        }
+        if (body === null || typeof body !== 'object' || Array.isArray(body)) return apiError(res, 400, 'bad_request', 'Body must be an object');
+        const details = [];
+        for (const key of Object.keys(body)) if (key !== 'note') details.push({ field: key, message: 'unknown field' });
+        if (body.note !== undefined && (typeof body.note !== 'string' || body.note.length > 200)) details.push({ field: 'note', message: 'must be a string of at most 200 characters' });
+        if (details.length) return apiError(res, 422, 'validation_error', 'Invalid body', details);
+        if (mine().some((b) => b.status === 'pending' || b.status === 'running')) {
+          return apiError(res, 409, 'operation_in_progress', 'A backup or restore of this clinic is already running');
+        }
+        const note = typeof body.note === 'string' && body.note.trim() ? body.note.trim() : null;
+        const record = baseRecord(user.clinic, {
+          status: 'pending',
+          trigger: 'manual',
+          created_by: user.sub,
+          created_by_name: user.name,
+          created_at: new Date().toISOString(),
+          note,
+          steps: 0,
+          failOnFinish: Boolean(note && /fallo|fail/i.test(note)),
+          fakeSize: 1_536_000 + Math.floor(Math.random() * 200_000),
+        });
+        backups.push(record);
+        return json(res, 202, publicBackup(record));
+      }
+
+      const idMatch = route.match(/^\/backups\/([^/]+)(\/download)?$/);
+      if (idMatch) {
+        const id = decodeURIComponent(idMatch[1]);
+        const record = mine().find((b) => b.id === id);
+        if (idMatch[2]) {
+          if (req.method !== 'GET') return apiError(res, 404, 'not_found', 'No such route');
+          if (!permissions.includes('download_backup')) return forbid();
+          if (!record) return apiError(res, 404, 'backup_not_found', 'No such backup');
+          if (record.status !== 'completed') return apiError(res, 409, 'backup_not_completed', 'The backup is not completed');
+          const expires = Math.floor(Date.now() / 1000) + expiresInSeconds;
+          const host = req.headers['x-forwarded-host'] ?? req.headers.host;
+          const origin = `http://${host}`;
+          return json(res, 200, {
+            url: `${origin}/__files/${record.id}?expires=${expires}&sig=${sign(record.id, expires)}`,
+            expires_at: new Date(expires * 1000).toISOString(),
+            file_name: record.file_name,
+            size_bytes: record.size_bytes,
+            sha256: record.sha256,
+          });
+        }
+        if (req.method === 'GET') {
+          if (!permissions.includes('list_backups')) return forbid();
+          if (!record) return apiError(res, 404, 'backup_not_found', 'No such backup');
+          if (record.status === 'pending') {
+            record.status = 'running';
+            record.started_at = new Date().toISOString();
+          } else if (record.status === 'running') {
+            if (record.failOnFinish) {
+              record.status = 'failed';
+              record.finished_at = new Date().toISOString();
+              record.error = 'pg_dump exited with status 1';
+              record.error_code = 'dump_failed';
+            } else {
+              complete(record);
+            }
+          }
+          return json(res, 200, publicBackup(record));
+        }
+        if (req.method === 'DELETE') {
+          if (!permissions.includes('delete_backup')) return forbid();
+          if (!record) return apiError(res, 404, 'backup_not_found', 'No such backup');
+          if (record.status === 'pending' || record.status === 'running') {
+            return apiError(res, 409, 'operation_in_progress', 'The backup is still running');
+          }
+          if (record.status !== 'deleted') {
+            record.status = 'deleted';
+            record.deleted_at = new Date().toISOString();
+            record.deleted_by = user.sub;
+          }
+          res.writeHead(204).end();
+          return;
+        }
+      }
+      return apiError(res, 404, 'not_found', 'No such route');
+    } catch (err) {
+      console.error('fake-api error', err instanceof Error ? err.message : err);
+      return apiError(res, 500, 'internal_error', 'Unexpected error');
+    }
+  });
+
+  return {
+    server,
+    stats,
+    listen(port = 0, host = '127.0.0.1') {
+      return new Promise((resolve) => {
+        server.listen(port, host, () => {
+          const address = server.address();
+          resolve(`http://${host}:${address.port}`);
+        });
+      });
+    },
+    close() {
+      return new Promise((resolve) => {
+        server.closeAllConnections?.();
+        server.close(() => resolve());
+      });
+    },
+  };
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const args = process.argv.slice(2);
+  const arg = (name, fallback) => {
+    const i = args.indexOf(name);
+    return i >= 0 && args[i + 1] ? args[i + 1] : fallback;
+  };
+  const api = createFakeApi({ expiresInSeconds: Number(arg('--expires', '300')), log: args.includes('--log') });
+  const origin = await api.listen(Number(arg('--port', '8787')), arg('--host', '127.0.0.1'));
+  console.log(`fake API listening on ${origin}`);
+  const stop = async () => {
+    await api.close();
+    process.exit(0);
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+}

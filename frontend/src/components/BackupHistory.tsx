@@ -1,0 +1,280 @@
+/**
+ * The clinic's backups, newest first: date (locale and time zone of /me), status, size,
+ * origin, author, note, and the actions the caller's role allows. Cursor pagination with
+ * "Cargar más"; pending/running rows are polled by the provider until they end.
+ * Opens DownloadModal and DeleteBackupDialog itself.
+ */
+import { useCallback, useId, useRef, useState, type ReactNode } from 'react';
+import { useTranslation } from 'react-i18next';
+import { BACKUP_STATUSES, type Backup, type BackupStatus } from '../services/backups';
+import { useBackups } from './BackupsProvider';
+import { DeleteBackupDialog } from './DeleteBackupDialog';
+import { DownloadModal } from './DownloadModal';
+import { formatBytes, formatInteger } from './format';
+import { Spinner, StatusBadge } from './StatusBadge';
+
+export interface BackupHistoryProps {
+  /** Heading text (default "Historial de copias de seguridad"). */
+  title?: ReactNode;
+  /** Heading level of the title (default 2). */
+  headingLevel?: 2 | 3 | 4;
+  /** Show the status filter and, for admins, "Mostrar eliminadas" (default true). */
+  showFilters?: boolean;
+  /** Passed to DeleteBackupDialog: the server's grace period, if known. */
+  graceDays?: number;
+  className?: string;
+}
+
+export function BackupHistory({ title, headingLevel = 2, showFilters = true, graceDays, className }: BackupHistoryProps) {
+  const { t } = useTranslation('backups');
+  const {
+    me,
+    meStatus,
+    meError,
+    reloadMe,
+    can,
+    isAdmin,
+    history,
+    hasActiveBackup,
+    reload,
+    loadMore,
+    formatDate,
+    locale,
+    errorMessage,
+  } = useBackups();
+  const [downloadTarget, setDownloadTarget] = useState<Backup | null>(null);
+  const [deleteTarget, setDeleteTarget] = useState<Backup | null>(null);
+  const headingRef = useRef<HTMLHeadingElement>(null);
+  const filterId = useId();
+  const deletedId = useId();
+  const Heading = `h${headingLevel}` as 'h2';
+  const focusHeading = useCallback(() => headingRef.current, []);
+
+  const canDownload = can('download_backup');
+  const canDelete = can('delete_backup');
+  const hasActions = canDownload || canDelete;
+  const { items, phase, error, nextCursor, loadingMore, moreError, filters } = history;
+
+  const statusOptions: BackupStatus[] = BACKUP_STATUSES.filter((s) => s !== 'deleted' || isAdmin);
+  const filtered = Boolean(filters.status) || filters.includeDeleted;
+
+  let content: ReactNode;
+  if (meStatus === 'loading') {
+    content = (
+      <p role="status" className="cb-inline-status">
+        <Spinner /> {t('me.loading')}
+      </p>
+    );
+  } else if (meStatus === 'error') {
+    content = (
+      <div className="cb-alert cb-alert--error" role="alert">
+        <p>
+          {t('me.error')} {meError && errorMessage(meError)}
+        </p>
+        <button type="button" className="cb-button" onClick={reloadMe}>
+          {t('common.retry')}
+        </button>
+      </div>
+    );
+  } else if (!can('list_backups')) {
+    content = <p className="cb-alert cb-alert--info">{t('history.noPermission')}</p>;
+  } else if (phase === 'loading' || phase === 'idle') {
+    content = (
+      <p role="status" className="cb-inline-status cb-history__loading">
+        <Spinner /> {t('history.loading')}
+      </p>
+    );
+  } else if (phase === 'error') {
+    content = (
+      <div className="cb-alert cb-alert--error" role="alert">
+        <p>
+          <strong>{t('history.loadError')}</strong> {error && errorMessage(error)}
+        </p>
+        <button type="button" className="cb-button" onClick={() => reload()}>
+          {t('common.retry')}
+        </button>
+      </div>
+    );
+  } else if (items.length === 0) {
+    content = (
+      <div className="cb-empty">
+        <svg className="cb-empty__icon" viewBox="0 0 24 24" width="40" height="40" aria-hidden="true" focusable="false">
+          <ellipse cx="12" cy="5.5" rx="7.5" ry="3" fill="none" stroke="currentColor" strokeWidth="1.6" />
+          <path d="M4.5 5.5v6c0 1.7 3.4 3 7.5 3s7.5-1.3 7.5-3v-6M4.5 11.5v6c0 1.7 3.4 3 7.5 3s7.5-1.3 7.5-3v-6" fill="none" stroke="currentColor" strokeWidth="1.6" />
+        </svg>
+        <p className="cb-strong">{filtered ? t('history.emptyFiltered') : t('history.empty')}</p>
+        {!filtered && can('create_backup') && <p className="cb-muted">{t('history.emptyHint')}</p>}
+      </div>
+    );
+  } else {
+    content = (
+      <>
+        <div className="cb-table-wrap">
+          <table className="cb-table">
+            <caption className="cb-visually-hidden">{t('history.caption')}</caption>
+            <thead>
+              <tr>
+                <th scope="col">{t('history.columns.date')}</th>
+                <th scope="col">{t('history.columns.status')}</th>
+                <th scope="col" className="cb-num">
+                  {t('history.columns.size')}
+                </th>
+                <th scope="col">{t('history.columns.trigger')}</th>
+                <th scope="col">{t('history.columns.author')}</th>
+                <th scope="col">{t('history.columns.note')}</th>
+                {hasActions && (
+                  <th scope="col" className="cb-actions-col">
+                    {t('history.columns.actions')}
+                  </th>
+                )}
+              </tr>
+            </thead>
+            <tbody>
+              {items.map((backup) => {
+                const date = formatDate(backup.created_at);
+                const reason =
+                  backup.status === 'failed'
+                    ? t(backup.error_code ? `backupErrors.${backup.error_code}` : 'backupErrors.unknown')
+                    : null;
+                const author =
+                  backup.created_by_name ?? (backup.trigger === 'manual' ? backup.created_by : t('history.unknownAuthor'));
+                return (
+                  <tr key={backup.id} data-backup-id={backup.id} data-status={backup.status}>
+                    <td>
+                      <time dateTime={backup.created_at}>{date}</time>
+                    </td>
+                    <td>
+                      <StatusBadge status={backup.status} />
+                      {reason && <p className="cb-reason">{t('history.failedReason', { reason })}</p>}
+                    </td>
+                    <td className="cb-num">
+                      {backup.size_bytes != null ? (
+                        <span title={t('history.exactBytes', { bytes: formatInteger(backup.size_bytes, locale) })}>
+                          {formatBytes(backup.size_bytes, locale)}
+                        </span>
+                      ) : (
+                        <span className="cb-muted">{t('common.unknown')}</span>
+                      )}
+                    </td>
+                    <td>{t(`trigger.${backup.trigger}`)}</td>
+                    <td>{author}</td>
+                    <td className="cb-note">{backup.note || <span className="cb-muted">{t('common.unknown')}</span>}</td>
+                    {hasActions && (
+                      <td className="cb-actions">
+                        {canDownload && backup.status === 'completed' && (
+                          <button
+                            type="button"
+                            className="cb-button cb-button--small"
+                            aria-label={t('history.downloadAria', { date })}
+                            onClick={() => setDownloadTarget(backup)}
+                          >
+                            <span aria-hidden="true">⤓</span> {t('history.download')}
+                          </button>
+                        )}
+                        {canDelete && (backup.status === 'completed' || backup.status === 'failed') && (
+                          <button
+                            type="button"
+                            className="cb-button cb-button--small cb-button--danger-ghost"
+                            aria-label={t('history.deleteAria', { date })}
+                            onClick={() => setDeleteTarget(backup)}
+                          >
+                            {t('history.delete')}
+                          </button>
+                        )}
+                      </td>
+                    )}
+                  </tr>
+                );
+              })}
+            </tbody>
+          </table>
+        </div>
+        {moreError && (
+          <div className="cb-alert cb-alert--error" role="alert">
+            <p>{errorMessage(moreError)}</p>
+          </div>
+        )}
+        {nextCursor && (
+          <div className="cb-history__more">
+            <button type="button" className="cb-button" onClick={loadMore} disabled={loadingMore} aria-busy={loadingMore}>
+              {loadingMore ? (
+                <>
+                  <Spinner /> {t('history.loadingMore')}
+                </>
+              ) : (
+                t('history.loadMore')
+              )}
+            </button>
+          </div>
+        )}
+      </>
+    );
+  }
+
+  const listable = meStatus === 'ready' && can('list_backups');
+
+  return (
+    <section className={['cb-root', 'cb-history', className].filter(Boolean).join(' ')} aria-labelledby={`${filterId}-title`}>
+      <div className="cb-history__header">
+        <Heading id={`${filterId}-title`} ref={headingRef} tabIndex={-1} className="cb-history__title">
+          {title ?? t('history.title')}
+        </Heading>
+        {listable && (
+          <div className="cb-toolbar">
+            {showFilters && (
+              <>
+                <div className="cb-field cb-field--inline">
+                  <label htmlFor={filterId}>{t('history.filterStatus')}</label>
+                  <select
+                    id={filterId}
+                    className="cb-select"
+                    value={filters.status ?? ''}
+                    onChange={(e) => reload({ status: (e.target.value || undefined) as BackupStatus | undefined })}
+                  >
+                    <option value="">{t('history.allStatuses')}</option>
+                    {statusOptions.map((s) => (
+                      <option key={s} value={s}>
+                        {t(`status.${s}`)}
+                      </option>
+                    ))}
+                  </select>
+                </div>
+                {isAdmin && (
+                  <label className="cb-check" htmlFor={deletedId}>
+                    <input
+                      id={deletedId}
+                      type="checkbox"
+                      checked={filters.includeDeleted}
+                      onChange={(e) => reload({ includeDeleted: e.target.checked })}
+                    />
+                    {t('history.showDeleted')}
+                  </label>
+                )}
+              </>
+            )}
+            <button type="button" className="cb-button cb-button--ghost" onClick={() => reload()} disabled={phase === 'loading'}>
+              <span aria-hidden="true">⟳</span> {t('history.refresh')}
+            </button>
+          </div>
+        )}
+      </div>
+      {listable && hasActiveBackup && (
+        <p className="cb-help cb-inline-status">
+          <Spinner /> {t('history.updating')}
+        </p>
+      )}
+      {content}
+      {me && (
+        <>
+          <DownloadModal backup={downloadTarget} onClose={() => setDownloadTarget(null)} fallbackFocus={focusHeading} />
+          <DeleteBackupDialog
+            backup={deleteTarget}
+            onClose={() => setDeleteTarget(null)}
+            fallbackFocus={focusHeading}
+            {...(graceDays !== undefined ? { graceDays } : {})}
+          />
+        </>
+      )}
+    </section>
+  );
+}

@@ -1,0 +1,71 @@
+/**
+ * Public entry of the backups UI: the API client, the provider and the components.
+ *
+ *   const client = createBackupsClient({ baseURL: '', getToken: () => auth.token });
+ *   <BackupsProvider client={client}>
+ *     <CreateBackupButton />
+ *     <BackupHistory />
+ *   </BackupsProvider>
+ */
+import './styles/backups.css';
+
+export {
+  createBackupsClient,
+  normaliseError,
+  isBackupsApiError,
+  BackupsApiError,
+  API_ERROR_CODES,
+  BACKUP_ERROR_CODES,
+  BACKUP_STATUSES,
+  BACKUP_TRIGGERS,
+  CLIENT_ERROR_CODES,
+  PERMISSIONS,
+} from './services/backups';
+export type {
+  Backup,
+  BackupPage,
+  BackupStatus,
+  BackupTrigger,
+  BackupErrorCode,
+  ApiErrorCode,
+  ClientErrorCode,
+  ErrorCode,
+  ErrorDetail,
+  Download,
+  Me,
+  Permission,
+  Role,
+  CreateBackupRequest,
+  ListBackupsParams,
+  BackupsClient,
+  BackupsClientOptions,
+  TokenGetter,
+  RequestOpts,
+} from './services/backups';
+export type { components, paths, operations } from './services/api-types';
+
+export { BackupsProvider, useBackups, isActive } from './components/BackupsProvider';
+export type { BackupsProviderProps, BackupsContextValue, HistoryFilters, HistoryState } from './components/BackupsProvider';
+export { BackupHistory } from './components/BackupHistory';
+export type { BackupHistoryProps } from './components/BackupHistory';
+export { CreateBackupButton, NOTE_MAX_LENGTH } from './components/CreateBackupButton';
+export type { CreateBackupButtonProps } from './components/CreateBackupButton';
+export { DownloadModal } from './components/DownloadModal';
+export type { DownloadModalProps } from './components/DownloadModal';
+export { DeleteBackupDialog } from './components/DeleteBackupDialog';
+export type { DeleteBackupDialogProps } from './components/DeleteBackupDialog';
+export { Notifications, NotificationsProvider, useNotifications } from './components/Notifications';
+export type { Notification, NotificationKind, NotifyInput, NotificationsProps } from './components/Notifications';
+export { Dialog } from './components/Dialog';
+export type { DialogProps } from './components/Dialog';
+export { StatusBadge } from './components/StatusBadge';
+export { formatBytes, formatDateTime, formatCountdown } from './components/format';
+export {
+  createBackupsI18n,
+  addBackupsResources,
+  languageFromLocale,
+  messages,
+  NAMESPACE as I18N_NAMESPACE,
+  SUPPORTED_LANGUAGES,
+} from './i18n';
+export type { Language } from './i18n';

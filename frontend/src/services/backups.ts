@@ -1,0 +1,217 @@
+/**
+ * The backups API client: one axios instance per host app, typed by the generated
+ * `api-types.ts` (from openapi.yaml) so the client and the contract cannot drift.
+ *
+ * - A request interceptor adds `Authorization: Bearer <token>` from the host app's getter.
+ * - A response interceptor turns every failure into a `BackupsApiError`
+ *   (`{ code, message, status, details? }`), whatever went wrong.
+ * - Nothing here logs: a signed download URL must never reach a log or the console.
+ */
+import axios, { AxiosHeaders, type AxiosError, type AxiosInstance } from 'axios';
+import type { components, operations } from './api-types';
+import {
+  backupErrorCodeValues,
+  backupStatusValues,
+  backupTriggerValues,
+  errorCodeValues,
+  permissionValues,
+} from './api-types';
+
+export type Schemas = components['schemas'];
+export type Backup = Schemas['Backup'];
+export type BackupPage = Schemas['BackupPage'];
+export type BackupStatus = Schemas['BackupStatus'];
+export type BackupTrigger = Schemas['BackupTrigger'];
+export type BackupErrorCode = Schemas['BackupErrorCode'];
+export type ApiErrorCode = Schemas['ErrorCode'];
+export type Download = Schemas['Download'];
+export type Me = Schemas['Me'];
+export type Permission = Schemas['Permission'];
+export type Role = Me['role'];
+export type CreateBackupRequest = Schemas['CreateBackupRequest'];
+export type ListBackupsParams = NonNullable<operations['listBackups']['parameters']['query']>;
+export type ErrorDetail = NonNullable<Schemas['ErrorResponse']['error']['details']>[number];
+
+export {
+  backupErrorCodeValues as BACKUP_ERROR_CODES,
+  backupStatusValues as BACKUP_STATUSES,
+  backupTriggerValues as BACKUP_TRIGGERS,
+  errorCodeValues as API_ERROR_CODES,
+  permissionValues as PERMISSIONS,
+};
+
+/** Codes the client produces itself, when no API error body is available. */
+export const CLIENT_ERROR_CODES = ['network_error', 'timeout', 'aborted'] as const;
+export type ClientErrorCode = (typeof CLIENT_ERROR_CODES)[number];
+export type ErrorCode = ApiErrorCode | ClientErrorCode;
+
+/** Every failure of the client, normalised. `status` is 0 when no HTTP answer arrived. */
+export class BackupsApiError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly details?: ErrorDetail[];
+
+  constructor(init: { code: ErrorCode; message: string; status: number; details?: ErrorDetail[] }) {
+    super(init.message);
+    this.name = 'BackupsApiError';
+    this.code = init.code;
+    this.status = init.status;
+    if (init.details) this.details = init.details;
+  }
+
+  toJSON() {
+    return {
+      code: this.code,
+      message: this.message,
+      status: this.status,
+      ...(this.details ? { details: this.details } : {}),
+    };
+  }
+}
+
+export function isBackupsApiError(value: unknown): value is BackupsApiError {
+  return value instanceof BackupsApiError;
+}
+
+/** Returns the bearer token, or null/undefined when there is none (the API then answers 401). */
+export type TokenGetter = () => string | null | undefined | Promise<string | null | undefined>;
+
+export interface BackupsClientOptions {
+  /** API origin + prefix, e.g. "" (same origin), "https://api.example.com" or "/api". */
+  baseURL?: string;
+  getToken: TokenGetter;
+  /** Per-request timeout in ms (default 30 s, like API Gateway's limit). */
+  timeoutMs?: number;
+}
+
+export interface BackupsClient {
+  /** The underlying axios instance (for host-app interceptors, e.g. a 401 → sign-in). */
+  readonly http: AxiosInstance;
+  getMe(opts?: RequestOpts): Promise<Me>;
+  listBackups(params?: ListBackupsParams, opts?: RequestOpts): Promise<BackupPage>;
+  getBackup(id: string, opts?: RequestOpts): Promise<Backup>;
+  createBackup(body?: CreateBackupRequest, opts?: RequestOpts): Promise<Backup>;
+  getBackupDownload(id: string, opts?: RequestOpts): Promise<Download>;
+  deleteBackup(id: string, opts?: RequestOpts): Promise<void>;
+}
+
+export interface RequestOpts {
+  signal?: AbortSignal;
+}
+
+const API_CODES = new Set<string>(errorCodeValues);
+
+function isApiErrorCode(code: unknown): code is ApiErrorCode {
+  return typeof code === 'string' && API_CODES.has(code);
+}
+
+/** Maps any axios failure to a BackupsApiError. Exported for tests and host apps. */
+export function normaliseError(error: unknown): BackupsApiError {
+  if (error instanceof BackupsApiError) return error;
+  if (axios.isCancel(error)) {
+    return new BackupsApiError({ code: 'aborted', message: 'The request was cancelled', status: 0 });
+  }
+  if (!axios.isAxiosError(error)) {
+    return new BackupsApiError({
+      code: 'internal_error',
+      message: error instanceof Error ? error.message : 'Unexpected error',
+      status: 0,
+    });
+  }
+  const err = error as AxiosError<unknown>;
+  if (!err.response) {
+    const timedOut = err.code === 'ECONNABORTED' || err.code === 'ETIMEDOUT';
+    return new BackupsApiError({
+      code: timedOut ? 'timeout' : 'network_error',
+      // The axios message never contains the URL; keep it that way (no config dump).
+      message: timedOut ? 'The request timed out' : 'The API could not be reached',
+      status: 0,
+    });
+  }
+  const { status, data } = err.response;
+  const body = data as { error?: { code?: unknown; message?: unknown; details?: unknown } } | null;
+  const apiError = body && typeof body === 'object' ? body.error : undefined;
+  if (apiError && isApiErrorCode(apiError.code)) {
+    const details = Array.isArray(apiError.details)
+      ? (apiError.details.filter(
+          (d) => d && typeof d === 'object' && typeof (d as ErrorDetail).field === 'string',
+        ) as ErrorDetail[])
+      : undefined;
+    return new BackupsApiError({
+      code: apiError.code,
+      message: typeof apiError.message === 'string' ? apiError.message : apiError.code,
+      status,
+      ...(details && details.length ? { details } : {}),
+    });
+  }
+  // A body this API never sends (a proxy's HTML page, an unknown code, …). A bare 502/503/504
+  // comes from a gateway or load balancer in front of the API: "retry later" fits better.
+  return new BackupsApiError({
+    code: status === 503 || status === 502 || status === 504 ? 'service_unavailable' : 'internal_error',
+    message: `Unexpected response (HTTP ${status})`,
+    status,
+  });
+}
+
+function pathId(id: string): string {
+  return encodeURIComponent(id);
+}
+
+export function createBackupsClient(options: BackupsClientOptions): BackupsClient {
+  const http = axios.create({
+    baseURL: options.baseURL ?? '',
+    timeout: options.timeoutMs ?? 30_000,
+    headers: { Accept: 'application/json' },
+    // Booleans as "true"/"false", arrays not used: the default serializer is fine.
+  });
+
+  http.interceptors.request.use(async (config) => {
+    const token = await options.getToken();
+    const headers = AxiosHeaders.from(config.headers);
+    if (token) headers.set('Authorization', `Bearer ${token}`);
+    else headers.delete('Authorization');
+    config.headers = headers;
+    return config;
+  });
+
+  http.interceptors.response.use(
+    (response) => response,
+    (error: unknown) => Promise.reject(normaliseError(error)),
+  );
+
+  return {
+    http,
+    async getMe(opts) {
+      const { data } = await http.get<Me>('/me', { signal: opts?.signal });
+      return data;
+    },
+    async listBackups(params = {}, opts) {
+      const query: Record<string, string | number | boolean> = {};
+      for (const [key, value] of Object.entries(params)) {
+        if (value !== undefined && value !== null && value !== '') query[key] = value;
+      }
+      const { data } = await http.get<BackupPage>('/backups', { params: query, signal: opts?.signal });
+      return data;
+    },
+    async getBackup(id, opts) {
+      const { data } = await http.get<Backup>(`/backups/${pathId(id)}`, { signal: opts?.signal });
+      return data;
+    },
+    async createBackup(body = {}, opts) {
+      const payload: CreateBackupRequest = {};
+      const note = body.note?.trim();
+      if (note) payload.note = note;
+      const { data } = await http.post<Backup>('/backups', payload, { signal: opts?.signal });
+      return data;
+    },
+    async getBackupDownload(id, opts) {
+      const { data } = await http.get<Download>(`/backups/${pathId(id)}/download`, {
+        signal: opts?.signal,
+      });
+      return data;
+    },
+    async deleteBackup(id, opts) {
+      await http.delete(`/backups/${pathId(id)}`, { signal: opts?.signal });
+    },
+  };
+}

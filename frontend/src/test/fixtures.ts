@@ -1,0 +1,94 @@
+/** Test data shaped per openapi.yaml, and a fake BackupsClient (no HTTP) for component tests. */
+import { vi } from 'vitest';
+import { BackupsApiError, type Backup, type BackupPage, type BackupsClient, type Download, type Me } from '../services/backups';
+
+export const ADMIN: Me = {
+  clinic: { schema: 'clinica_demo', name: 'Clínica Demo' },
+  user: { id: 'u-ana', name: 'Ana García' },
+  role: 'admin',
+  permissions: ['list_backups', 'create_backup', 'download_backup', 'delete_backup'],
+  locale: 'es-ES',
+  time_zone: 'Europe/Madrid',
+};
+
+export const STAFF: Me = {
+  ...ADMIN,
+  user: { id: 'u-luis', name: 'Luis Pérez' },
+  role: 'staff',
+  permissions: ['list_backups', 'create_backup'],
+};
+
+let counter = 0;
+export function backup(fields: Partial<Backup> = {}): Backup {
+  counter += 1;
+  const id = fields.id ?? `00000000-0000-4000-8000-${String(counter).padStart(12, '0')}`;
+  return {
+    id,
+    status: 'completed',
+    trigger: 'manual',
+    file_name: `clinica_demo-${counter}.dump`,
+    size_bytes: 1_500_000,
+    sha256: 'a'.repeat(64),
+    encryption: 'none',
+    format: 'custom',
+    compression: 'zstd',
+    pg_dump_version: '18.6',
+    server_version: '15.8',
+    created_by: 'u-ana',
+    created_by_name: 'Ana García',
+    created_at: '2025-11-28T06:18:00Z',
+    started_at: '2025-11-28T06:18:01Z',
+    finished_at: '2025-11-28T06:19:00Z',
+    deleted_at: null,
+    deleted_by: null,
+    error: null,
+    error_code: null,
+    note: null,
+    ...fields,
+  };
+}
+
+export function page(items: Backup[], next_cursor: string | null = null): BackupPage {
+  return { items, next_cursor };
+}
+
+export function download(fields: Partial<Download> = {}): Download {
+  return {
+    url: 'https://storage.example/object/sign/backups/clinica_demo/x.dump?token=secret',
+    expires_at: new Date(Date.now() + 5 * 60_000).toISOString(),
+    file_name: 'clinica_demo-20251128-0618.dump',
+    size_bytes: 1_500_000,
+    sha256: 'b'.repeat(64),
+    ...fields,
+  };
+}
+
+export function apiError(code: BackupsApiError['code'], status: number, message = code) {
+  return new BackupsApiError({ code, status, message });
+}
+
+export type FakeClient = BackupsClient & {
+  getMe: ReturnType<typeof vi.fn>;
+  listBackups: ReturnType<typeof vi.fn>;
+  getBackup: ReturnType<typeof vi.fn>;
+  createBackup: ReturnType<typeof vi.fn>;
+  getBackupDownload: ReturnType<typeof vi.fn>;
+  deleteBackup: ReturnType<typeof vi.fn>;
+};
+
+/** A client whose every method is a vi.fn with a sensible default answer. */
+export function fakeClient(overrides: Partial<Record<keyof BackupsClient, unknown>> = {}): FakeClient {
+  const client = {
+    http: {} as BackupsClient['http'],
+    getMe: vi.fn(async () => ADMIN),
+    listBackups: vi.fn(async () => page([])),
+    getBackup: vi.fn(async (id: string) => backup({ id })),
+    createBackup: vi.fn(async (body?: { note?: string }) =>
+      backup({ status: 'pending', note: body?.note ?? null, file_name: null, size_bytes: null, sha256: null, finished_at: null }),
+    ),
+    getBackupDownload: vi.fn(async () => download()),
+    deleteBackup: vi.fn(async () => undefined),
+    ...overrides,
+  };
+  return client as unknown as FakeClient;
+}
