@@ -1,0 +1,80 @@
+"""One backup run in a fresh process, measured from inside: the worker's own code path
+(`service.start_backup` + `service.run_backup_job`) into a null sink or a real S3 server.
+
+Reads a JSON payload on stdin, prints one JSON line: seconds, peak RSS of this (Python)
+process and of its children (pg_dump, pg_restore), bytes this process wrote to disk, and
+bytes left in its private temp directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, BinaryIO
+
+
+class NullStorage:
+    """Reads every byte of the stream (so hashing and checks run) and keeps nothing."""
+
+    def upload_stream(self, key: str, stream: BinaryIO, content_type: str) -> None:
+        while stream.read(8 * 1024 * 1024):
+            pass
+
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
+        return None
+
+    def delete(self, keys: list[str]) -> None:
+        return None
+
+
+def io_write_bytes() -> int:
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("write_bytes:"):
+            return int(line.split()[1])
+    return 0
+
+
+def dir_bytes(path: str) -> int:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def main() -> None:
+    payload: dict[str, Any] = json.loads(sys.stdin.read())
+    tmp = tempfile.mkdtemp(prefix="bench-backup-")
+    os.environ["TMPDIR"] = tmp
+    tempfile.tempdir = tmp
+    from clinic_backups import service
+    from clinic_backups.factory import build_services
+    from clinic_backups.models import Trigger
+    from clinic_backups.settings import OperatorSettings, get_settings
+
+    svc = build_services(get_settings(OperatorSettings))
+    if payload.get("sink") == "null":
+        svc.storage = NullStorage()  # type: ignore[assignment]
+    jobs: list[Any] = []
+    svc.dispatcher = type("Collect", (), {"enqueue": lambda self, job: jobs.append(job)})()
+    written_before = io_write_bytes()
+    start = time.perf_counter()
+    record = service.start_backup(svc, payload["schema"], trigger=Trigger.MANUAL,
+                                  actor_id="bench", actor_name="bench")
+    done = service.run_backup_job(svc, jobs[0])
+    seconds = time.perf_counter() - start
+    assert done is not None and done.status.value == "completed", done and done.error
+    print(json.dumps({
+        "seconds": seconds,
+        "size_bytes": done.size_bytes,
+        "python_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "children_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+        "disk_write_bytes": io_write_bytes() - written_before,
+        "tmp_bytes": dir_bytes(tmp),
+        "backup_id": str(record.id),
+    }))
+
+
+if __name__ == "__main__":
+    main()

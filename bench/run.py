@@ -1,0 +1,193 @@
+"""`make bench`: measured performance beside its baseline, in one run.
+
+    python -m bench.run [--smoke] [--only pipeline,memory,...] [--pairs N] [--size-mb N]
+
+Prints a table and writes bench/RESULTS.md (machine, commands, numbers). `--smoke` runs every
+section on tiny inputs in seconds (CI runs it); its numbers mean nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import common
+from devstack import paths
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+
+
+@dataclass
+class Report:
+    smoke: bool
+    sections: list[tuple[str, list[str]]] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)
+
+    def add(self, title: str, lines: list[str]) -> None:
+        self.sections.append((title, lines))
+        print(f"\n== {title}")
+        for line in lines:
+            print(line)
+
+    def write(self, path: Path) -> None:
+        info = common.machine()
+        out = ["# Benchmark results", ""]
+        if self.smoke:
+            out += ["**Smoke run: tiny inputs, the numbers mean nothing.**", ""]
+        out += [f"Run on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", "",
+                "| machine | |", "|---|---|"]
+        out += [f"| {k} | {v} |" for k, v in info.items()]
+        for title, lines in self.sections:
+            out += ["", f"## {title}", ""] + lines
+        out += ["", "## Commands", "", "```"] + self.commands + ["```", ""]
+        path.write_text("\n".join(out))
+
+
+@dataclass
+class Env:
+    url: str
+    pg_bin: str
+    s3: Any
+    bucket: str
+    smoke: bool
+    pairs: int
+
+    def settings_env(self, sink: str) -> dict[str, str]:
+        env = {
+            "DATABASE_URL": self.url,
+            "JWT_SECRET": "bench-secret-bench-secret-bench-secret-0123456789",
+            "JWT_ISSUER": "bench", "JWT_AUDIENCE": "bench",
+            "JOB_QUEUE": "local", "PG_BIN_DIR": self.pg_bin,
+            "STORAGE_BACKEND": "s3", "STORAGE_BUCKET": self.bucket,
+            "S3_ENDPOINT_URL": self.s3.endpoint_url, "S3_ACCESS_KEY_ID": self.s3.access_key,
+            "S3_SECRET_ACCESS_KEY": self.s3.secret_key, "S3_REGION": self.s3.region,
+            "POWERTOOLS_LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_NAMESPACE": "Bench",
+            "MANUAL_BACKUPS_PER_DAY": "1000",
+        }
+        return env
+
+
+def raw_pg_dump(env: Env, schema: str) -> dict[str, float]:
+    """The baseline: the layer's pg_dump alone, custom format, zstd, into /dev/null."""
+    conn = __import__("psycopg2").extensions.parse_dsn(env.url)
+    pg_env = {"PATH": "/usr/bin:/bin", "PGHOST": conn.get("host", ""), "PGPORT": str(conn.get("port", "5432")),
+              "PGUSER": conn.get("user", ""), "PGDATABASE": conn["dbname"],
+              "PGPASSWORD": conn.get("password", "")}
+    argv = [f"{env.pg_bin}/pg_dump", "-Fc", "-Z", "zstd", f'--schema="{schema}"', "--strict-names"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    with open(os.devnull, "wb") as null:
+        subprocess.run(argv, stdout=null, env=pg_env, check=True)
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "rss_mb": max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024}
+
+
+def full_backup(env: Env, schema: str, sink: str) -> dict[str, Any]:
+    return common.run_child("bench.backup_child", {"schema": schema, "sink": sink},
+                            env=env.settings_env(sink))
+
+
+# --- sections ---------------------------------------------------------------------------
+
+
+def section_pipeline(env: Env, report: Report) -> None:
+    size_mb = 2 if env.smoke else int(os.environ.get("BENCH_SIZE_MB", "300"))
+    schema = f"bench_{size_mb}mb"
+    patients = max(200, size_mb * 300)
+    started = time.perf_counter()
+    data = common.ensure_clinic(env.url, schema, patients=patients, note_bytes=1000)
+    generated = time.perf_counter() - started
+    lines = [f"Clinic `{schema}`: {data / 1e6:.0f} MB of table data ({patients} patients; "
+             f"ready in {generated:.1f} s).", ""]
+    for sink in ("null", "s3"):
+        a, b, ratio = common.alternate(env.pairs, lambda: raw_pg_dump(env, schema)["seconds"],
+                                       lambda sink=sink: full_backup(env, schema, sink)["seconds"])
+        label = "null sink (dump + archive check + hash + records)" if sink == "null" else \
+            "local S3 server (SeaweedFS, multipart)"
+        lines += [f"**Full backup into a {label}** vs raw `pg_dump -Fc -Z zstd`, {env.pairs} alternating pairs:",
+                  "", "| | seconds |", "|---|---|",
+                  f"| raw pg_dump | {a.fmt()} |", f"| full backup | {b.fmt()} |",
+                  f"| ratio per pair | {ratio.fmt('', 3)} |", ""]
+        if sink == "null":
+            goal = "met" if ratio.median <= 1.10 else f"missed by {(ratio.median - 1.10) * 100:.1f} points"
+            lines += [f"Goal for the null-sink ratio ≤ 1.10: {goal}.", ""]
+    report.add("1. Backup pipeline vs raw pg_dump", lines)
+    report.commands.append(f"python -m bench.run --only pipeline  # BENCH_SIZE_MB={size_mb}")
+
+
+def section_memory(env: Env, report: Report) -> None:
+    sizes = [1, 2] if env.smoke else [50, 300]
+    lines = ["| clinic | sink | Python peak RSS | pg_dump/pg_restore peak RSS | disk writes (Python) | temp dir | seconds |",
+             "|---|---|---|---|---|---|---|"]
+    for size_mb in sizes:
+        schema = f"bench_{size_mb}mb"
+        common.ensure_clinic(env.url, schema, patients=max(200, size_mb * 300), note_bytes=1000)
+        for sink in ("null", "s3"):
+            r = full_backup(env, schema, sink)
+            lines.append(f"| {size_mb} MB | {sink} | {r['python_peak_rss_mb']:.1f} MB | "
+                         f"{r['children_peak_rss_mb']:.1f} MB | {r['disk_write_bytes']} B | "
+                         f"{r['tmp_bytes']} B | {r['seconds']:.2f} |")
+    lines += ["", "Goal: the Python side ≤ 80 MB and not growing with size; 0 bytes to disk."]
+    report.add("2. Memory and disk", lines)
+    report.commands.append("python -m bench.run --only memory")
+
+
+SECTIONS: dict[str, Callable[[Env, Report], None]] = {
+    "pipeline": section_pipeline,
+    "memory": section_memory,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--only", default=",".join(SECTIONS))
+    parser.add_argument("--pairs", type=int, default=None)
+    parser.add_argument("--output", default=str(RESULTS))
+    args = parser.parse_args(argv)
+    chosen = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = [s for s in chosen if s not in SECTIONS]
+    if unknown:
+        parser.error(f"unknown sections: {', '.join(unknown)}")
+
+    from devstack.seaweed import SeaweedS3
+
+    subprocess.run(["make", "-s", "-C", str(paths.pgdump_layer_makefile_dir()), "layer"], check=True)
+    server_url, embedded = common.pg_server_url()
+    report = Report(smoke=args.smoke)
+    state = Path(os.environ.get("BENCH_STATE", paths.build_dir() / "bench-s3"))
+    state.mkdir(parents=True, exist_ok=True)
+    s3 = SeaweedS3(state)
+    s3.start()
+    try:
+        s3.ensure_bucket("bench")
+        env = Env(url=common.database(server_url, common.BENCH_DB + ("_smoke" if args.smoke else "")),
+                  pg_bin=str(paths.pgdump_layer_bin_dir()), s3=s3, bucket="bench",
+                  smoke=args.smoke, pairs=args.pairs or (2 if args.smoke else 5))
+        for name in chosen:
+            SECTIONS[name](env, report)
+    finally:
+        s3.stop()
+        if embedded is not None:
+            embedded.stop()
+    output = Path(args.output)
+    if args.smoke and output == RESULTS:
+        output = paths.build_dir() / "bench-smoke.md"
+    report.write(output)
+    print(f"\nwrote {output}")
+    print(json.dumps({"sections": [t for t, _ in report.sections]}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
