@@ -111,3 +111,18 @@ def test_the_connection_goes_to_pg_dump_through_the_environment_only(monkeypatch
 def test_redaction_removes_urls_and_passwords():
     text = "could not connect postgresql://u:secret@h/db password=hunter2 done"
     assert "secret" not in redact(text) and "hunter2" not in redact(text)
+
+
+def test_every_table_the_migrations_create_is_owned_and_excluded_from_dumps():
+    import re
+
+    from clinic_backups.adapters.migrations import MIGRATIONS, TABLES
+    from clinic_backups.names import OWNED_TABLES
+
+    created = set()
+    for _, statements in MIGRATIONS:
+        for statement in statements:
+            created |= set(re.findall(r"CREATE TABLE (?:IF NOT EXISTS )?\{(\w+)\}", statement))
+    assert {TABLES[p] for p in created} | {"backup_meta"} == set(OWNED_TABLES)
+    versions = [v for v, _ in MIGRATIONS]
+    assert versions == sorted(versions) == list(range(1, len(versions) + 1))

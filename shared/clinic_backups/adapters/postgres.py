@@ -37,6 +37,7 @@ from ..models import (
 from ..names import is_valid_schema_name
 from ..observability import logger
 from ..ports import ListFilter
+from .migrations import MIGRATIONS, TABLES
 
 psycopg2.extras.register_uuid()
 
@@ -97,70 +98,7 @@ def _table(schema: str, name: str) -> sql.Identifier:
     return sql.Identifier(schema, name)
 
 
-# Versioned migrations of the tables the functions own. Each entry runs once per clinic, in
-# order, under an advisory lock; `backup_meta` records the version reached.
-_MIGRATIONS: list[tuple[int, list[str]]] = [
-    (
-        1,
-        [
-            """
-            CREATE TABLE {records} (
-                id uuid PRIMARY KEY,
-                status text NOT NULL
-                    CHECK (status IN ('pending','running','completed','failed','deleted')),
-                trigger text NOT NULL CHECK (trigger IN ('manual','scheduled','pre_restore')),
-                file_name text NOT NULL,
-                storage_key text NOT NULL UNIQUE,
-                size_bytes bigint,
-                sha256 text,
-                encryption text NOT NULL DEFAULT 'none',
-                format text NOT NULL DEFAULT 'custom',
-                compression text NOT NULL,
-                pg_dump_version text,
-                server_version text,
-                created_by text NOT NULL,
-                created_by_name text,
-                created_at timestamptz NOT NULL,
-                started_at timestamptz,
-                finished_at timestamptz,
-                deleted_at timestamptz,
-                deleted_by text,
-                purged_at timestamptz,
-                error text,
-                error_code text,
-                note text CHECK (char_length(note) <= 200)
-            )
-            """,
-            "CREATE INDEX ON {records} (created_at DESC, id DESC)",
-            "CREATE INDEX ON {records} (status)",
-            """
-            CREATE TABLE {audit} (
-                id uuid PRIMARY KEY,
-                at timestamptz NOT NULL,
-                action text NOT NULL,
-                outcome text NOT NULL,
-                actor_id text,
-                actor_name text,
-                actor_role text,
-                request_id text,
-                backup_id uuid,
-                details jsonb NOT NULL DEFAULT '{{}}'
-            )
-            """,
-            "CREATE INDEX ON {audit} (at DESC)",
-            """
-            CREATE TABLE {lock} (
-                singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
-                kind text NOT NULL,
-                ref_id uuid NOT NULL,
-                acquired_at timestamptz NOT NULL
-            )
-            """,
-        ],
-    ),
-]
-
-LATEST_VERSION = _MIGRATIONS[-1][0]
+LATEST_VERSION = MIGRATIONS[-1][0]
 
 _RECORD_COLUMNS = (
     "id", "status", "trigger", "file_name", "storage_key", "size_bytes", "sha256", "encryption",
@@ -185,12 +123,7 @@ class PostgresRecords:
         self._migrated: set[str] = set()
 
     def _names(self, schema: str) -> dict[str, sql.Composable]:
-        return {
-            "records": _table(schema, "backup_records"),
-            "audit": _table(schema, "backup_audit"),
-            "lock": _table(schema, "backup_operation_lock"),
-            "meta": _table(schema, "backup_meta"),
-        }
+        return {placeholder: _table(schema, table) for placeholder, table in TABLES.items()}
 
     # --- migrations ---------------------------------------------------------------------
 
@@ -212,7 +145,7 @@ class PostgresRecords:
             cur.execute(sql.SQL("SELECT version FROM {meta}").format(**names))
             row = cur.fetchone()
             current = row["version"] if row else 0
-            for version, statements in _MIGRATIONS:
+            for version, statements in MIGRATIONS:
                 if version <= current:
                     continue
                 for statement in statements:
