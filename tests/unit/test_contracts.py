@@ -112,3 +112,14 @@ def test_cfn_lint_is_clean():
     result = subprocess.run([os.path.join(os.path.dirname(sys.executable), "cfn-lint"),
                              str(REPO / "template.yaml")], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_setting_is_in_the_readme_table():
+    from clinic_backups import settings
+
+    readme = (REPO / "README.md").read_text()
+    models = [m for m in vars(settings).values()
+              if isinstance(m, type) and issubclass(m, settings.BaseSettings)]
+    names = {name.upper() for model in models for name in model.model_fields}
+    missing = sorted(n for n in names if f"`{n}`" not in readme)
+    assert missing == []
