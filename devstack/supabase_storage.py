@@ -652,6 +652,9 @@ class _StorageHandler(BaseHTTPRequestHandler):
     storage: SupabaseStorageFake
     # Keep-alive like the real server; every response carries Content-Length.
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes; with Nagle on, a keep-alive client waits
+    # for the delayed ACK (~40 ms per request on loopback).
+    disable_nagle_algorithm = True
     server_version = "supabase-storage-fake"
 
     _body_consumed: bool
