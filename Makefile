@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | sha1sum | cut -c1-12)
 NPM_STAMP := frontend/node_modules/.installed-$(shell cat frontend/package-lock.json 2>/dev/null | sha1sum | cut -c1-12)
 
-.PHONY: help venv layer pg-server frontend-deps frontend chromium run schedule test test-python \
+.PHONY: help token venv layer pg-server frontend-deps frontend chromium run schedule test test-python \
         test-frontend test-e2e lint build validate bench bench-smoke clean
 
 help:
@@ -71,7 +71,11 @@ test-e2e: venv layer pg-server frontend chromium
 	$(PY) -m pytest tests/e2e -q -p no:cacheprovider
 
 schedule: venv
-	$(PY) -m devstack.events schedule
+	$(PY) -m devstack.events schedule --wait
+
+# A demo token for `sam local invoke` or curl against the local stack (CLINIC=…, ROLE=admin|staff).
+token: venv
+	@$(PY) -m devstack.tokens --clinic $(or $(CLINIC),clinica_demo) --role $(or $(ROLE),admin)
 
 # --- quality and deployment ------------------------------------------------------------------
 

@@ -1,0 +1,767 @@
+"""``make run``: the whole product on this machine, with demo data, behind one local URL.
+
+    python -m devstack.run [--port 8000] [--host 127.0.0.1] [--state-dir DIR]
+                           [--storage supabase|s3] [--no-ui-build | --rebuild-ui]
+
+What it starts (each stopped again on Ctrl-C, SIGTERM, SIGHUP or any error; a watchdog,
+``devstack.reaper``, stops them even if this process is SIGKILLed):
+
+- **PostgreSQL**: ``DATABASE_URL`` when set (a role that may create roles and schemas, or the
+  demo must already be there); otherwise an embedded PostgreSQL 18 on 127.0.0.1 whose data is
+  kept in the state folder (``devstack.state``). The demo (``devstack.demo``): the tenants
+  table and three clinics owned by ``clinic_app``; the functions connect as ``clinic_backup``
+  with least privilege (``devstack.demo.apply_least_privilege``).
+- **Storage**: ``S3_ENDPOINT_URL`` when set, otherwise SeaweedFS on 127.0.0.1 (data and keys
+  in the state folder). By default the functions use the product's default backend,
+  ``supabase``: uploads through the S3 endpoint, signed URLs from a local Supabase Storage API
+  (``devstack.supabase_storage``); ``--storage s3`` gives plain S3 presigned URLs.
+- **pg_dump**: the Lambda layer built locally (``make -C layers/pgdump layer``).
+- **Gateway** (``devstack.gateway``): API Gateway's HTTP API payload v2 for the routes of
+  template.yaml, the functions in-process, the local job queue feeding the worker the way
+  SQS does, the UI from ``frontend/dist`` at ``/`` and demo tokens at ``/__demo/accounts``.
+
+It prints the URL, the demo accounts and one line for scripts: ``READY <url>``. The running
+stack is described in ``<state>/stack.json`` (``devstack.events`` finds it there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import concurrent.futures
+import contextlib
+import ipaddress
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from devstack import demo, paths, tokens
+from devstack.state import StateDir
+from devstack.template import load_template
+
+log = logging.getLogger("devstack.run")
+
+DEFAULT_PORT = 8000
+# Settings the stack decides: the tokens it mints, the services it started. Everything else
+# the functions read comes from template.yaml's defaults unless already set in the environment
+# (so `DOWNLOAD_URL_TTL=60 make run` works).
+_AWS_ONLY = ("APP_SECRET_ARN", "DATABASE_SECRET_ARN", "JOB_QUEUE_URL", "JWT_JWKS_URL")
+
+
+class Shutdown(BaseException):
+    """Raised in the main thread by the first SIGINT/SIGTERM/SIGHUP."""
+
+
+class StartError(Exception):
+    """A clear, expected reason the stack cannot start (printed without a traceback)."""
+
+
+def _redact_url(url: str) -> str:
+    import psycopg2.extensions
+
+    try:
+        params = psycopg2.extensions.parse_dsn(url)
+    except Exception:
+        return "(unparseable)"
+    return "postgresql://{user}@{host}:{port}/{dbname}".format(
+        user=params.get("user", "?"),
+        host=params.get("host", "?"),
+        port=params.get("port", "5432"),
+        dbname=params.get("dbname", "?"),
+    )
+
+
+def _with_role(url: str, user: str, password: str | None) -> str:
+    import psycopg2.extensions
+
+    params = psycopg2.extensions.parse_dsn(url)
+    params["user"] = user
+    params.pop("password", None)
+    if password:
+        params["password"] = password
+    return str(psycopg2.extensions.make_dsn(**params))
+
+
+@dataclass
+class Options:
+    host: str
+    port: int
+    state_dir: Path | None
+    storage: str
+    ui_build: str  # "auto" | "never" | "always"
+    pg_port: int | None
+
+
+class Stack:
+    """Everything `run` starts, and the order it is stopped in."""
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.state = StateDir(options.state_dir)
+        self.template = load_template()
+        self.started_at = time.monotonic()
+        self.reaper: Any = None
+        self.pg: Any = None  # EmbeddedPostgres when we run one
+        self.weed: Any = None
+        self.fake: Any = None
+        self.runtime: Any = None
+        self.gateway: Any = None
+        self.queue: Any = None
+        self.npm: subprocess.Popen[bytes] | None = None
+        self._startup: concurrent.futures.ThreadPoolExecutor | None = None
+        self._stopped = False
+        self._stop_lock = threading.Lock()
+        self.admin_url: str | None = None  # the embedded server's superuser URL (for tests)
+        self.database_line = ""
+        self.storage_line = ""
+        self.ui_note = ""
+        self.timings: dict[str, float] = {}
+        self.broken: list[str] = []  # functions whose module failed to import
+        self.hurry = threading.Event()  # a second signal while stopping: stop waiting
+
+    # -- start -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.state.prepare()
+        self._refuse_second_stack()
+        external_db = os.environ.get("DATABASE_URL") or None
+        external_s3 = os.environ.get("S3_ENDPOINT_URL") or None
+        secrets = self.state.secrets()
+        self._set_static_environment()
+
+        from devstack.reaper import Reaper
+
+        self.reaper = Reaper().start()
+        self._timed("make", self._build_tools, external_db is None)
+
+        from devstack.gateway import FunctionRuntime
+
+        self.runtime = FunctionRuntime(self.template)
+        # The slow parts run side by side: database + demo, object storage, the UI build,
+        # and importing the functions (their cold start, so import errors show now).
+        self._startup = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="start")
+        database = self._startup.submit(
+            self._timed, "database", self._start_database, external_db, secrets
+        )
+        storage = self._startup.submit(
+            self._timed, "storage", self._start_storage, external_s3, secrets
+        )
+        ui = self._startup.submit(self._timed, "ui", self._prepare_ui)
+        warm = {
+            f: self._startup.submit(self._timed, f"import {f}", self.runtime.warm, f)
+            for f in self.template.functions
+        }
+        backup_url = database.result()
+        storage_env = storage.result()
+        ui.result()
+        self.broken = [f for f, future in warm.items() if not future.result()]
+        self._startup.shutdown()
+
+        self._set_service_environment(secrets, backup_url, storage_env)
+        self._start_gateway(secrets)
+
+    def _timed(self, name: str, step: Any, *args: Any) -> Any:
+        started = time.monotonic()
+        try:
+            return step(*args)
+        finally:
+            self.timings[name] = time.monotonic() - started
+
+    def _refuse_second_stack(self) -> None:
+        info = self.state.read_stack()
+        if not info:
+            return
+        from devstack.reaper import process_start_time
+
+        pid = info.get("pid")
+        if isinstance(pid, int) and process_start_time(pid) == info.get("pid_start"):
+            raise StartError(
+                f"a stack already runs from {self.state.root} (pid {pid}, {info.get('url')}); "
+                "stop it first, or use another --state-dir"
+            )
+
+    def _build_tools(self, embedded: bool) -> None:
+        """pg_dump's layer (and the server tree for the embedded database): make is
+        idempotent, a few ms when up to date."""
+        targets = ["layer", "pg-server"] if embedded else ["layer"]
+        started = time.monotonic()
+        result = subprocess.run(
+            ["make", "-s", "-C", str(paths.pgdump_layer_makefile_dir()), *targets],
+            stdout=sys.stderr,
+            check=False,
+        )
+        if result.returncode != 0:
+            missing = [
+                t
+                for t, p in (
+                    ("layer", paths.pgdump_layer_bin_dir() / "pg_dump"),
+                    ("pg-server", paths.pg_server_bin_dir() / "postgres"),
+                )
+                if t in targets and not p.exists()
+            ]
+            if missing:
+                raise StartError(f"`make -C layers/pgdump {' '.join(missing)}` failed")
+            log.warning("make -C layers/pgdump failed; using the tools already built")
+        log.debug("tools ready in %.2fs", time.monotonic() - started)
+
+    def _start_database(self, external_url: str | None, secrets: dict[str, str]) -> str:
+        """Start or reach PostgreSQL, set up the demo; return the backup role's URL."""
+        import psycopg2
+
+        if external_url is None:
+            from devstack.postgres import EmbeddedPostgres, EmbeddedPostgresError
+
+            data_dir = self.state.postgres_dir() / "data"
+            for attempt in range(1, 4):
+                self.pg = EmbeddedPostgres(
+                    data_dir, port=self.options.pg_port, settings={"synchronous_commit": "off"}
+                )
+                try:
+                    self.pg.start()
+                    break
+                except EmbeddedPostgresError as error:
+                    # A free port picked a moment ago can be taken before postgres binds it
+                    # (other servers start on this machine too): try another one.
+                    taken = "Address already in use" in str(error)
+                    if not taken or self.options.pg_port is not None or attempt == 3:
+                        raise
+                    log.info("PostgreSQL's port %s was taken; trying another", self.pg.port)
+            self.reaper.watch(self.pg.pid, signal.SIGINT)
+            host_port = f"{self.pg.host}:{self.pg.port}"
+            created = demo.ensure_database(self.pg.url)
+            admin_url = f"postgresql://postgres@{host_port}/{demo.DEMO_DATABASE}"
+            what = demo.setup_demo(admin_url)
+            if created:
+                what = f"new database {demo.DEMO_DATABASE}; {what}"
+            self.admin_url = admin_url
+            self.database_line = (
+                f"{admin_url} (embedded PostgreSQL 18, data in {self.pg.data_dir}; {what})"
+            )
+            # Trust authentication on loopback: the role needs no password.
+            return f"postgresql://{demo.BACKUP_ROLE}@{host_port}/{demo.DEMO_DATABASE}"
+
+        self.admin_url = None
+        try:
+            what = demo.setup_demo(external_url)
+        except psycopg2.errors.InsufficientPrivilege:
+            with contextlib.closing(psycopg2.connect(external_url)) as conn, conn.cursor() as cur:
+                present = demo.demo_present(cur)
+            if not present:
+                raise StartError(
+                    "DATABASE_URL's role may not create roles and schemas, and the demo data "
+                    "is not there: use a role with CREATEROLE that may create schemas, or "
+                    "unset DATABASE_URL for the embedded PostgreSQL"
+                ) from None
+            what = (
+                "demo setup skipped: DATABASE_URL's role may not create roles and schemas, "
+                "and the demo data is already there"
+            )
+        except psycopg2.OperationalError as error:
+            raise StartError(
+                f"cannot reach DATABASE_URL ({_redact_url(external_url)}): "
+                f"{str(error).strip().splitlines()[0]}"
+            ) from None
+        backup_url = self._backup_role_url(external_url, secrets)
+        self.database_line = f"{_redact_url(external_url)} (DATABASE_URL; {what})"
+        return backup_url
+
+    def _backup_role_url(self, admin_url: str, secrets: dict[str, str]) -> str:
+        """The functions' URL on an external server: BACKUP_DATABASE_URL, else clinic_backup
+        with the state folder's password (set only on a role this stack created)."""
+        import psycopg2
+
+        given = os.environ.get("BACKUP_DATABASE_URL")
+        if given:
+            return given
+        url = _with_role(admin_url, demo.BACKUP_ROLE, secrets["backup_db_password"])
+        for attempt in (1, 2):
+            try:
+                psycopg2.connect(url, connect_timeout=5).close()
+                return url
+            except psycopg2.OperationalError:
+                if attempt == 2:
+                    break
+                with contextlib.closing(psycopg2.connect(admin_url)) as conn:
+                    conn.autocommit = True
+                    with conn.cursor() as cur:
+                        ours = demo.created_by_us(cur, demo.BACKUP_ROLE)
+                if not ours:
+                    break
+                demo.set_password(admin_url, demo.BACKUP_ROLE, secrets["backup_db_password"])
+        log.warning(
+            "cannot sign in as %s on DATABASE_URL's server; the functions use "
+            "DATABASE_URL's own role (not least privilege). Set BACKUP_DATABASE_URL "
+            "to connect as %s.",
+            demo.BACKUP_ROLE,
+            demo.BACKUP_ROLE,
+        )
+        return admin_url
+
+    def _start_storage(
+        self, external_endpoint: str | None, secrets: dict[str, str]
+    ) -> dict[str, str]:
+        """Start or reach S3 (and the Supabase Storage API); return the storage settings."""
+        bucket = os.environ.get("STORAGE_BUCKET") or self.template.environment().get(
+            "STORAGE_BUCKET", "backups"
+        )
+        if external_endpoint is None:
+            from devstack.seaweed import SeaweedS3
+
+            self.weed = SeaweedS3(
+                self.state.s3_dir(),
+                access_key=secrets["s3_access_key"],
+                secret_key=secrets["s3_secret_key"],
+            )
+            self.weed.start()
+            self.reaper.watch(self.weed.pid, signal.SIGTERM)
+            self.weed.ensure_bucket(bucket)
+            client = self.weed.client()
+            s3 = {
+                "S3_ENDPOINT_URL": self.weed.endpoint_url,
+                "S3_ACCESS_KEY_ID": self.weed.access_key,
+                "S3_SECRET_ACCESS_KEY": self.weed.secret_key,
+                "S3_REGION": self.weed.region,
+            }
+            where = f"SeaweedFS S3 {self.weed.endpoint_url}, data in {self.weed.data_dir}"
+        else:
+            import boto3
+            from botocore.config import Config
+            from botocore.exceptions import ClientError
+
+            region = os.environ.get("S3_REGION") or self.template.environment().get(
+                "S3_REGION", "us-east-1"
+            )
+            access = os.environ.get("S3_ACCESS_KEY_ID") or os.environ.get("AWS_ACCESS_KEY_ID")
+            secret = os.environ.get("S3_SECRET_ACCESS_KEY") or os.environ.get(
+                "AWS_SECRET_ACCESS_KEY"
+            )
+            client = boto3.client(
+                "s3",
+                endpoint_url=external_endpoint,
+                region_name=region,
+                aws_access_key_id=access,
+                aws_secret_access_key=secret,
+                config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+            )
+            try:
+                client.head_bucket(Bucket=bucket)
+            except ClientError:
+                client.create_bucket(Bucket=bucket)
+            s3 = {
+                "S3_ENDPOINT_URL": external_endpoint,
+                "S3_REGION": region,
+                "S3_ACCESS_KEY_ID": access or "",
+                "S3_SECRET_ACCESS_KEY": secret or "",
+            }
+            where = f"S3_ENDPOINT_URL {external_endpoint}"
+
+        env = {
+            "STORAGE_BACKEND": self.options.storage,
+            "STORAGE_BUCKET": bucket,
+            **s3,
+            "SUPABASE_URL": "",
+            "SUPABASE_SERVICE_KEY": "",
+        }
+        if self.options.storage == "supabase":
+            from devstack.supabase_storage import SupabaseStorageFake
+
+            self.fake = SupabaseStorageFake(client, secrets["supabase_jwt_secret"]).start()
+            env.update(SUPABASE_URL=self.fake.url, SUPABASE_SERVICE_KEY=self.fake.service_key)
+            self.storage_line = (
+                f"supabase: Storage API {self.fake.storage_url}, uploads via "
+                f"{where}; bucket {bucket}"
+            )
+        else:
+            self.storage_line = f"s3: presigned URLs from {where}; bucket {bucket}"
+        return env
+
+    def _prepare_ui(self) -> None:
+        frontend = paths.repo_root() / "frontend"
+        index = frontend / "dist" / "index.html"
+        mode = self.options.ui_build
+        if index.is_file() and mode != "always":
+            if _newer_sources(frontend, index.stat().st_mtime):
+                log.warning(
+                    "frontend/dist is older than frontend/src: the UI served is the "
+                    "last build (--rebuild-ui rebuilds it)"
+                )
+            return
+        if mode == "never":
+            self.ui_note = "frontend/dist/index.html does not exist (--no-ui-build)."
+            return
+        if not (frontend / "package.json").is_file():
+            self.ui_note = "There is no frontend/package.json to build it from."
+            return
+        try:
+            self._npm_build(frontend)
+        except (OSError, subprocess.CalledProcessError) as error:
+            log.warning("the UI build failed (%s); serving a placeholder page at /", error)
+            self.ui_note = f"The build failed: {error}. See the stack's log."
+
+    def _npm_build(self, frontend: Path) -> None:
+        lock = frontend / "package-lock.json"
+        installed = frontend / "node_modules" / ".package-lock.json"
+        steps = []
+        if not installed.exists() or (
+            lock.exists() and lock.stat().st_mtime > installed.stat().st_mtime
+        ):
+            steps.append(["npm", "ci", "--no-audit", "--no-fund"])
+        steps.append(["npm", "run", "build"])
+        for step in steps:
+            log.info("UI: %s (in frontend/)", " ".join(step))
+            # stdout to our stderr: stdout is for the lines scripts parse.
+            self.npm = subprocess.Popen(
+                step, cwd=frontend, stdout=sys.stderr, stdin=subprocess.DEVNULL
+            )
+            code = self.npm.wait()
+            self.npm = None
+            if code != 0:
+                raise subprocess.CalledProcessError(code, step)
+
+    def _set_static_environment(self) -> None:
+        """Before any function is imported: template defaults, then what the stack fixes."""
+        for conflict in self.template.environment_conflicts():
+            log.warning(
+                "template.yaml gives functions different values (%s); locally they "
+                "share one process and the first value",
+                conflict,
+            )
+        for name, value in self.template.environment().items():
+            if name not in _AWS_ONLY:
+                os.environ.setdefault(name, value)
+        fixed = {
+            "JOB_QUEUE": "local",
+            "PG_BIN_DIR": str(paths.pgdump_layer_bin_dir()),
+            "JWT_ISSUER": tokens.DEMO_ISSUER,
+            "JWT_ALGORITHMS": "HS256",
+            "TENANT_CLAIM": "tenant",
+            "ROLE_CLAIM": "clinic_role",
+            "USER_ID_CLAIM": "sub",
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+        for name in _AWS_ONLY:
+            fixed[name] = ""
+        os.environ.update(fixed)
+        # EMF metric blobs on every invocation drown the local log; opt back in if wanted.
+        os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+
+    def _set_service_environment(
+        self, secrets: dict[str, str], backup_url: str, storage_env: dict[str, str]
+    ) -> None:
+        os.environ.update(
+            {"DATABASE_URL": backup_url, "JWT_SECRET": secrets["jwt_secret"], **storage_env}
+        )
+
+    def _start_gateway(self, secrets: dict[str, str]) -> None:
+        from clinic_backups.adapters.queues import LocalQueue
+
+        from devstack.gateway import Gateway, JobWorker
+
+        self.queue = LocalQueue.shared()
+        self.queue.start(JobWorker(self.runtime))
+        audience = os.environ.get("JWT_AUDIENCE") or tokens.DEMO_AUDIENCE
+
+        def accounts() -> list[dict[str, str]]:
+            return tokens.demo_accounts(secrets["jwt_secret"], audience=audience)
+
+        self.gateway = Gateway(
+            self.runtime,
+            host=self.options.host,
+            port=self.options.port,
+            static_dir=paths.repo_root() / "frontend" / "dist",
+            demo_accounts=accounts,
+            after_invoke=lambda: self.queue.join(timeout=900),
+            ui_note=self.ui_note or "frontend/dist/index.html does not exist.",
+        )
+        try:
+            self.gateway.start()
+        except OSError as error:
+            raise StartError(
+                f"cannot listen on {self.options.host}:{self.options.port} "
+                f"({error.strerror}); pass --port N, or --port 0 for a free one"
+            ) from None
+        from devstack.reaper import process_start_time
+
+        children = {"reaper": self.reaper.pid}
+        if self.pg is not None:
+            children["postgres"] = self.pg.pid
+        if self.weed is not None:
+            children["weed"] = self.weed.pid
+        self.state.write_stack(
+            {
+                "url": self.gateway.url,
+                "pid": os.getpid(),
+                "pid_start": process_start_time(os.getpid()),
+                "children": children,
+                "postgres_admin_url": self.admin_url,
+                "start_steps_seconds": {k: round(v, 3) for k, v in self.timings.items()},
+                "storage_backend": self.options.storage,
+            }
+        )
+
+    # -- stop --------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop everything that was started; safe to call twice (atexit + finally)."""
+        with self._stop_lock:
+            if self._stopped:
+                return
+            self._stopped = True
+        self._stop_npm()  # before waiting for the start steps: one of them waits for npm
+        if self._startup is not None:
+            # A start step may still be bringing a server up: let it finish, then stop it.
+            self._startup.shutdown(wait=True, cancel_futures=True)
+        # In order: nothing new comes in, running work ends, then the servers (side by side:
+        # they do not depend on each other any more), then the watchdog.
+        self._stop_steps([("gateway", lambda: self.gateway and self.gateway.stop())])
+        self._stop_steps([("job queue", self._stop_queue)])
+        self._stop_steps([("functions", lambda: self.runtime and self.runtime.shutdown())])
+        self._stop_steps(
+            [
+                ("supabase storage", lambda: self.fake and self.fake.stop()),
+                ("seaweedfs", lambda: self.weed and self.weed.stop()),
+                ("postgresql", lambda: self.pg and self.pg.stop()),
+            ]
+        )
+        self._stop_steps([("watchdog", lambda: self.reaper and self.reaper.close())])
+        self.state.clear_stack(os.getpid())
+
+    def _stop_queue(self, grace: float = 30.0) -> None:
+        """Let running backups finish (a killed one would leave its clinic locked), unless a
+        second Ctrl-C says not to wait."""
+        if self.queue is None:
+            return
+        if not self.queue.join(timeout=0.1):
+            print(
+                f"waiting up to {grace:.0f} s for running backups (Ctrl-C again: stop now)",
+                file=sys.stderr,
+                flush=True,
+            )
+            deadline = time.monotonic() + grace
+            while not self.hurry.is_set() and time.monotonic() < deadline:
+                if self.queue.join(timeout=0.2):
+                    break
+        self.queue.stop()
+
+    @staticmethod
+    def _stop_steps(steps: list[tuple[str, Any]]) -> None:
+        def run(name: str, step: Any) -> None:
+            started = time.monotonic()
+            try:
+                step()
+            except Exception:
+                log.exception("stopping %s failed", name)
+            log.debug("stopped %s in %.2fs", name, time.monotonic() - started)
+
+        if len(steps) == 1:
+            run(*steps[0])
+            return
+        threads = [
+            threading.Thread(target=run, args=step, name=f"stop-{step[0]}") for step in steps
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def _stop_npm(self) -> None:
+        proc = self.npm
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    # -- report ------------------------------------------------------------------------------
+
+    def describe(self) -> str:
+        assert self.gateway is not None
+        lines = [
+            "",
+            "Clinic backups — local stack",
+            f"  UI and API   {self.gateway.url}",
+            f"  PostgreSQL   {self.database_line}",
+            f"  Storage      {self.storage_line}",
+            f"  State        {self.state.root}",
+        ]
+        lines += [f"  Note         {note}" for note in self.state.notes]
+        if self.ui_note:
+            lines.append(f"  UI           not built: {self.ui_note}")
+        lines += [
+            f"  WARNING      functions/{f} failed to import (see the log): its routes answer 500"
+            for f in self.broken
+        ]
+        lines.append("  Routes (template.yaml):")
+        lines += [f"    {r.route_key:<28} functions/{r.function}" for r in self.template.routes]
+        lines.append(f"  Demo accounts (fresh tokens: {self.gateway.url}/__demo/accounts):")
+        lines += [
+            f"    {u.clinic:<14} {demo.clinic(u.clinic).name:<14} {u.role:<6} {u.name}"
+            for u in demo.USERS
+        ]
+        lines.append("  Scheduled run: python -m devstack.events schedule")
+        if not _is_loopback_host(self.options.host):
+            lines.append(
+                f"  WARNING      listening on {self.options.host}: the API is reachable "
+                "from the network (/__demo and /__local answer loopback clients only)"
+            )
+        return "\n".join(lines)
+
+
+def _newer_sources(frontend: Path, built: float) -> bool:
+    sources = [
+        frontend / "index.html",
+        frontend / "package-lock.json",
+        *(frontend / "src").rglob("*"),
+    ]
+    return any(p.is_file() and p.stat().st_mtime > built for p in sources)
+
+
+def _is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _expected_errors() -> tuple[type[Exception], ...]:
+    """Failures with a message that says it all: no traceback for these."""
+    from devstack.postgres import EmbeddedPostgresError
+    from devstack.seaweed import SeaweedStartError
+
+    return (StartError, EmbeddedPostgresError, SeaweedStartError)
+
+
+def parse_args(argv: list[str] | None) -> Options:
+    parser = argparse.ArgumentParser(
+        prog="python -m devstack.run", description="Run the clinic backups stack locally."
+    )
+    parser.add_argument(
+        "--host",
+        default=None,
+        help="address to listen on (default 127.0.0.1; 0.0.0.0 and other "
+        "non-loopback addresses only when given here)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"default {DEFAULT_PORT}; 0 picks a free port",
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="where data, keys and logs live (default <repo>/.local)",
+    )
+    parser.add_argument(
+        "--storage",
+        choices=["supabase", "s3"],
+        default="supabase",
+        help="storage backend of the functions (default supabase, the product's)",
+    )
+    parser.add_argument(
+        "--pg-port",
+        type=int,
+        default=None,
+        help="port of the embedded PostgreSQL (default: a free one)",
+    )
+    ui = parser.add_mutually_exclusive_group()
+    ui.add_argument(
+        "--no-ui-build",
+        dest="ui_build",
+        action="store_const",
+        const="never",
+        default="auto",
+        help="never run npm; serve a placeholder if the UI is missing",
+    )
+    ui.add_argument(
+        "--rebuild-ui",
+        dest="ui_build",
+        action="store_const",
+        const="always",
+        help="build frontend/ even if frontend/dist exists",
+    )
+    args = parser.parse_args(argv)
+    host = args.host or "127.0.0.1"
+    if not 0 <= args.port <= 65535:
+        parser.error("--port must be 0-65535")
+    return Options(
+        host=host,
+        port=args.port,
+        state_dir=args.state_dir,
+        storage=args.storage,
+        ui_build=args.ui_build,
+        pg_port=args.pg_port,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    # The functions flush metrics on every invocation; with none recorded powertools warns.
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
+    for noisy in ("botocore", "boto3", "s3transfer", "urllib3", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    stack = Stack(options)
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def stopping(signum: int, frame: FrameType | None) -> None:
+        stack.hurry.set()
+        print("still stopping…", file=sys.stderr, flush=True)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        # Only the first signal interrupts; the rest must not cut the clean-up short.
+        for sig in signals:
+            signal.signal(sig, stopping)
+        raise Shutdown(signal.Signals(signum).name)
+
+    for sig in signals:
+        signal.signal(sig, on_signal)
+    atexit.register(stack.stop)
+    code = 0
+    try:
+        stack.start()
+        print(stack.describe(), flush=True)
+        elapsed = time.monotonic() - stack.started_at
+        steps = ", ".join(f"{k} {v:.2f}" for k, v in stack.timings.items())
+        log.info("start steps (s, the slow ones side by side): %s", steps)
+        print(f"Ready in {elapsed:.2f} s. Ctrl-C stops everything.", flush=True)
+        print(f"READY {stack.gateway.url}", flush=True)
+        threading.Event().wait()  # until a signal raises Shutdown
+    except Shutdown as reason:
+        print(f"\n{reason}: stopping…", file=sys.stderr, flush=True)
+    except Exception as error:
+        if isinstance(error, _expected_errors()):
+            print(f"cannot start: {error}", file=sys.stderr, flush=True)
+        else:
+            log.exception("the local stack failed")
+        code = 1
+    finally:
+        for sig in signals:
+            signal.signal(sig, stopping)
+        stack.stop()
+    print("stopped", file=sys.stderr, flush=True)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
