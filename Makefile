@@ -42,8 +42,12 @@ $(NPM_STAMP): frontend/package-lock.json
 
 frontend-deps: $(NPM_STAMP)
 
-frontend: frontend-deps
+FRONTEND_SOURCES := $(shell find frontend/src frontend/index.html frontend/vite.config.ts frontend/package.json -type f 2>/dev/null)
+
+frontend/dist/index.html: $(NPM_STAMP) $(FRONTEND_SOURCES)
 	cd frontend && npm run build --silent
+
+frontend: frontend/dist/index.html
 
 # Debian's Chromium for the browser tests (never `npx playwright install`: no such download here).
 chromium:
