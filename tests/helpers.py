@@ -144,3 +144,19 @@ def call(function: str, event: dict[str, Any]) -> Reply:
     body = raw.get("body")
     parsed = json.loads(body) if body else None
     return Reply(status=raw["statusCode"], body=parsed, headers=raw.get("headers") or {})
+
+
+class FixedClock:
+    """A clock that says what the test says (`Services.clock`); `advance` moves it on."""
+
+    def __init__(self, at: Any):
+        self.at = at
+
+    def now(self) -> Any:
+        return self.at
+
+    def advance(self, **delta: float) -> Any:
+        from datetime import timedelta
+
+        self.at = self.at + timedelta(**delta)
+        return self.at

@@ -24,7 +24,7 @@ function fakeJwt(claims) {
 }
 
 const ROLE_PERMISSIONS = {
-  admin: ['list_backups', 'create_backup', 'download_backup', 'delete_backup'],
+  admin: ['list_backups', 'create_backup', 'download_backup', 'delete_backup', 'manage_backup_settings'],
   staff: ['list_backups', 'create_backup'],
 };
 
@@ -82,8 +82,53 @@ function baseRecord(clinic, fields) {
     error: null,
     error_code: null,
     note: null,
+    keep: false,
     ...fields,
   };
+}
+
+const DEFAULT_SETTINGS = {
+  enabled: true,
+  hour: 3,
+  weekdays: [1, 2, 3, 4, 5, 6, 7],
+  time_zone: 'Europe/Madrid',
+  locale: 'es-ES',
+  keep_daily: 7,
+  keep_weekly: 4,
+  keep_monthly: 6,
+  min_retention_days: 7,
+  is_default: true,
+  next_run_at: null,
+  updated_by: null,
+  updated_at: null,
+};
+
+/** The fake's settings check: the same fields and limits as the API (openapi.yaml). */
+function settingsProblems(body) {
+  const details = [];
+  const int = (v, lo, hi) => Number.isInteger(v) && v >= lo && v <= hi;
+  const allowed = ['enabled', 'hour', 'weekdays', 'time_zone', 'locale', 'keep_daily', 'keep_weekly', 'keep_monthly'];
+  for (const key of Object.keys(body)) if (!allowed.includes(key)) details.push({ field: key, message: 'unknown field' });
+  if (typeof body.enabled !== 'boolean') details.push({ field: 'enabled', message: 'must be true or false' });
+  if (!int(body.hour, 0, 23)) details.push({ field: 'hour', message: 'must be an hour from 0 to 23' });
+  const days = body.weekdays;
+  if (!Array.isArray(days) || !days.length || days.some((d) => !int(d, 1, 7)) || new Set(days).size !== days.length) {
+    details.push({ field: 'weekdays', message: 'weekdays are ISO numbers from 1 (Monday) to 7 (Sunday)' });
+  }
+  let zoneOk = typeof body.time_zone === 'string';
+  try {
+    if (zoneOk) new Intl.DateTimeFormat('en', { timeZone: body.time_zone });
+  } catch {
+    zoneOk = false;
+  }
+  if (!zoneOk) details.push({ field: 'time_zone', message: 'not an IANA time zone name (for example Europe/Madrid)' });
+  if (!int(body.keep_daily, 1, 366)) details.push({ field: 'keep_daily', message: 'must be from 1 to 366' });
+  else if (body.keep_daily < DEFAULT_SETTINGS.min_retention_days) {
+    details.push({ field: 'keep_daily', message: `must be at least ${DEFAULT_SETTINGS.min_retention_days}: the platform keeps every scheduled backup of the last ${DEFAULT_SETTINGS.min_retention_days} days` });
+  }
+  if (!int(body.keep_weekly, 0, 260)) details.push({ field: 'keep_weekly', message: 'must be from 0 to 260' });
+  if (!int(body.keep_monthly, 0, 120)) details.push({ field: 'keep_monthly', message: 'must be from 0 to 120' });
+  return details;
 }
 
 function complete(record) {
@@ -169,6 +214,7 @@ const sign = (id, expires) => createHmac('sha256', SECRET).update(`${id}:${expir
 
 export function createFakeApi({ expiresInSeconds = 300, log = false } = {}) {
   let backups = seed();
+  const settingsByClinic = new Map();
   const stats = { requests: [] };
 
   const server = http.createServer(async (req, res) => {
@@ -193,6 +239,7 @@ export function createFakeApi({ expiresInSeconds = 300, log = false } = {}) {
       }
       if (req.method === 'POST' && route === '/__fake/reset') {
         backups = seed();
+        settingsByClinic.clear();
         res.writeHead(204).end();
         return;
       }
@@ -218,7 +265,10 @@ export function createFakeApi({ expiresInSeconds = 300, log = false } = {}) {
       }
 
       const known =
-        route === '/me' || route === '/backups' || /^\/backups\/[^/]+(\/download)?$/.test(route);
+        route === '/me' ||
+        route === '/backups' ||
+        route === '/backup-settings' ||
+        /^\/backups\/[^/]+(\/download)?$/.test(route);
       if (!known) return apiError(res, 404, 'not_found', 'No such route');
 
       const auth = userFromRequest(req);
@@ -228,15 +278,42 @@ export function createFakeApi({ expiresInSeconds = 300, log = false } = {}) {
       const mine = () => backups.filter((b) => b.clinic === user.clinic);
       const forbid = () => apiError(res, 403, 'forbidden', 'Your role may not take this action');
 
+      const clinicSettings = () => settingsByClinic.get(user.clinic) ?? DEFAULT_SETTINGS;
+
       if (route === '/me' && req.method === 'GET') {
         return json(res, 200, {
           clinic: { schema: user.clinic, name: CLINICS[user.clinic].name },
           user: { id: user.sub, name: user.name },
           role: user.role,
           permissions,
-          locale: 'es-ES',
-          time_zone: 'Europe/Madrid',
+          locale: clinicSettings().locale,
+          time_zone: clinicSettings().time_zone,
         });
+      }
+
+      if (route === '/backup-settings') {
+        if (req.method === 'GET') return json(res, 200, clinicSettings());
+        if (req.method !== 'PUT') return apiError(res, 404, 'not_found', 'No such route');
+        if (!permissions.includes('manage_backup_settings')) return forbid();
+        let body;
+        try {
+          body = JSON.parse((await readBody(req, 4096)) || 'null');
+        } catch {
+          return apiError(res, 400, 'bad_request', 'Body is not valid JSON');
+        }
+        if (body === null || typeof body !== 'object' || Array.isArray(body)) return apiError(res, 400, 'bad_request', 'Body must be an object');
+        const details = settingsProblems(body);
+        if (details.length) return apiError(res, 422, 'validation_error', 'Some fields are not valid.', details);
+        const saved = {
+          ...clinicSettings(),
+          ...body,
+          weekdays: [...body.weekdays].sort((a, b) => a - b),
+          is_default: false,
+          updated_by: user.sub,
+          updated_at: new Date().toISOString(),
+        };
+        settingsByClinic.set(user.clinic, saved);
+        return json(res, 200, saved);
       }
 
       if (route === '/backups' && req.method === 'GET') {
@@ -346,6 +423,22 @@ export function createFakeApi({ expiresInSeconds = 300, log = false } = {}) {
               complete(record);
             }
           }
+          return json(res, 200, publicBackup(record));
+        }
+        if (req.method === 'PATCH') {
+          if (!permissions.includes('delete_backup')) return forbid();
+          if (!record) return apiError(res, 404, 'backup_not_found', 'No such backup');
+          let body;
+          try {
+            body = JSON.parse((await readBody(req, 4096)) || 'null');
+          } catch {
+            return apiError(res, 400, 'bad_request', 'Body is not valid JSON');
+          }
+          if (!body || typeof body.keep !== 'boolean' || Object.keys(body).length !== 1) {
+            return apiError(res, 422, 'validation_error', 'Some fields are not valid.', [{ field: 'keep', message: 'must be true or false' }]);
+          }
+          if (body.keep && record.status !== 'completed') return apiError(res, 409, 'backup_not_completed', 'The backup is not completed');
+          record.keep = body.keep;
           return json(res, 200, publicBackup(record));
         }
         if (req.method === 'DELETE') {

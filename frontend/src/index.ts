@@ -36,6 +36,9 @@ export type {
   Permission,
   Role,
   CreateBackupRequest,
+  BackupSettings,
+  BackupSettingsUpdate,
+  Weekday,
   ListBackupsParams,
   BackupsClient,
   BackupsClientOptions,
@@ -53,6 +56,8 @@ export type { CreateBackupButtonProps } from './components/CreateBackupButton';
 export { DownloadModal } from './components/DownloadModal';
 export type { DownloadModalProps } from './components/DownloadModal';
 export { DeleteBackupDialog } from './components/DeleteBackupDialog';
+export { BackupSettingsPanel } from './components/BackupSettingsPanel';
+export type { BackupSettingsPanelProps } from './components/BackupSettingsPanel';
 export type { DeleteBackupDialogProps } from './components/DeleteBackupDialog';
 export { Notifications, NotificationsProvider, useNotifications } from './components/Notifications';
 export type { Notification, NotificationKind, NotifyInput, NotificationsProps } from './components/Notifications';

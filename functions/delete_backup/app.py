@@ -1,4 +1,5 @@
-"""delete_backup: `DELETE /backups/{id}` → 204, a soft delete (admins by default)."""
+"""delete_backup: `DELETE /backups/{id}` → 204, a soft delete, and `PATCH /backups/{id}`
+`{"keep": true|false}` → 200, protecting a backup from retention (admins by default)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,16 @@ from functools import cache
 from typing import Any
 
 from clinic_backups import service
-from clinic_backups.api import create_app, current_tenant, no_content, use_tenant_auth
+from clinic_backups.api import (
+    create_app,
+    current_tenant,
+    json_response,
+    no_content,
+    parse_body,
+    use_tenant_auth,
+)
 from clinic_backups.factory import build_services
+from clinic_backups.models import KeepRequest
 from clinic_backups.observability import instrument, logger
 from clinic_backups.service import Services
 from clinic_backups.settings import DeleteBackupSettings, get_settings
@@ -31,6 +40,14 @@ def delete_backup(backup_id: str) -> Any:
     logger.append_keys(backup_id=backup_id)
     service.delete_backup(services(), current_tenant(app), backup_id)
     return no_content()
+
+
+@app.patch("/backups/<backup_id>")
+def patch_backup(backup_id: str) -> Any:
+    logger.append_keys(backup_id=backup_id)
+    request = parse_body(app, KeepRequest)
+    record = service.set_backup_keep(services(), current_tenant(app), backup_id, request)
+    return json_response(200, record.to_api())
 
 
 @instrument

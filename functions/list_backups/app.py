@@ -41,9 +41,8 @@ def get_backup(backup_id: str) -> Any:
 
 @app.get("/me")
 def me() -> Any:
-    config = settings()
-    return json_response(200, service.describe_caller(current_tenant(app), config.default_locale,
-                                                      config.default_time_zone))
+    # The locale and time zone are the clinic's (its backup settings), else the defaults.
+    return json_response(200, service.describe_me(services(), current_tenant(app)))
 
 
 @instrument

@@ -104,6 +104,7 @@ def permissions_for(role: Role, settings: CommonSettings) -> frozenset[Permissio
         Permission.CREATE: settings.create_roles,
         Permission.DOWNLOAD: settings.download_roles,
         Permission.DELETE: settings.delete_roles,
+        Permission.MANAGE_SETTINGS: settings.settings_roles,
     }
     return frozenset(p for p, roles in table.items() if role.value in roles)
 

@@ -5,6 +5,7 @@
     python -m clinic_backups.cli download <clinic> <backup-id> <file>
     python -m clinic_backups.cli delete  <clinic> <backup-id>
     python -m clinic_backups.cli purge   [<clinic> ...]
+    python -m clinic_backups.cli sweep   [<clinic> ...] [--no-orphans]
     python -m clinic_backups.cli rebuild <clinic>
     python -m clinic_backups.cli migrate
 
@@ -123,6 +124,16 @@ def cmd_purge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweeper import sweep
+
+    svc = _services()
+    schemas = [_clinic(svc, schema).schema for schema in args.clinics] or None
+    report = sweep(svc, schemas, orphans=not args.no_orphans)
+    _print(report.to_dict())
+    return 0 if not report.errors else 1
+
+
 def cmd_rebuild(args: argparse.Namespace) -> int:
     svc = _services()
     report = service.rebuild_records(svc, _clinic(svc, args.clinic).schema)
@@ -159,6 +170,11 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("purge", help="remove objects of backups deleted before the grace period")
     p.add_argument("clinics", nargs="*")
     p.set_defaults(run=cmd_purge)
+    p = sub.add_parser("sweep", help="fail stuck backups, abort stale uploads, purge, report "
+                                      "objects without a record (never deletes them)")
+    p.add_argument("clinics", nargs="*")
+    p.add_argument("--no-orphans", action="store_true", help="skip listing every object")
+    p.set_defaults(run=cmd_sweep)
     p = sub.add_parser("rebuild", help="rebuild a clinic's backup records from the manifests")
     p.add_argument("clinic")
     p.set_defaults(run=cmd_rebuild)

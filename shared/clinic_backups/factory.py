@@ -15,7 +15,9 @@ from .settings import (
     CreateBackupSettings,
     DeleteBackupSettings,
     DownloadBackupSettings,
+    PolicySettings,
     QueueSettings,
+    SchedulerSettings,
     StorageSettings,
 )
 
@@ -37,6 +39,38 @@ def records(settings: CommonSettings) -> Any:
     from .adapters.postgres import PostgresRecords
 
     return PostgresRecords(database(settings))
+
+
+def schedules(settings: CommonSettings) -> Any:
+    from .adapters.schedules import PostgresSchedules
+
+    return PostgresSchedules(database(settings))
+
+
+def policy(settings: CommonSettings) -> Any:
+    """The platform's schedule and retention policy (defaults when the model has none)."""
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from .models import PlatformPolicy
+
+    base = PlatformPolicy()
+    defaults = replace(base.defaults, time_zone=settings.default_time_zone,
+                       locale=settings.default_locale)
+    if not isinstance(settings, PolicySettings):
+        return replace(base, defaults=defaults)
+    defaults = replace(defaults,
+                       keep_daily=max(settings.retention_keep_daily, settings.min_retention_days),
+                       keep_weekly=settings.retention_keep_weekly,
+                       keep_monthly=settings.retention_keep_monthly)
+    stuck_after = base.stuck_after
+    if isinstance(settings, SchedulerSettings):
+        stuck_after = timedelta(seconds=settings.worker_timeout_seconds,
+                                minutes=settings.stuck_margin_minutes)
+    return PlatformPolicy(defaults=defaults, min_retention_days=settings.min_retention_days,
+                          restore_undo_days=settings.restore_undo_days,
+                          catch_up=timedelta(hours=settings.schedule_catch_up_hours),
+                          stuck_after=stuck_after)
 
 
 def tenants(settings: CommonSettings) -> Any:
@@ -106,7 +140,8 @@ def build_services(settings: CommonSettings) -> Any:
     from .service import Services
 
     svc = Services(records=records(settings), tenants=tenants(settings),
-                   metrics=PowertoolsMetrics())
+                   metrics=PowertoolsMetrics(), schedules=schedules(settings),
+                   policy=policy(settings))
     if isinstance(settings, StorageSettings):
         svc.storage = storage(settings)
     if isinstance(settings, QueueSettings):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from enum import StrEnum
+from functools import cache
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
 from .names import is_valid_schema_name
 
@@ -23,6 +25,7 @@ class Permission(StrEnum):
     CREATE = "create_backup"
     DOWNLOAD = "download_backup"
     DELETE = "delete_backup"
+    MANAGE_SETTINGS = "manage_backup_settings"
 
 
 class BackupStatus(StrEnum):
@@ -87,6 +90,8 @@ class BackupRecord:
     error: str | None = None
     error_code: str | None = None
     note: str | None = None
+    # Admin-marked: retention never deletes it (PATCH /backups/{id}).
+    keep: bool = False
 
     def to_api(self) -> dict[str, Any]:
         """The public shape (openapi.yaml `Backup`): no storage key, ISO timestamps."""
@@ -203,3 +208,132 @@ class BackupJob(BaseModel):
             "backup_id": str(self.backup_id),
             "trigger": self.trigger.value,
         }
+
+
+# --- clinic backup settings and schedule slots ----------------------------------------------
+
+WEEKDAYS = (1, 2, 3, 4, 5, 6, 7)  # ISO 8601: 1 = Monday … 7 = Sunday
+LOCALE_RE = re.compile(r"^[a-z]{2,3}(-[A-Z]{2})?$")
+
+
+@cache
+def _time_zone_names() -> frozenset[str]:
+    import zoneinfo
+
+    return frozenset(zoneinfo.available_timezones())
+
+
+def is_valid_time_zone(name: object) -> bool:
+    """An IANA zone name the zoneinfo database knows ("Europe/Madrid"), never a path."""
+    return isinstance(name, str) and name in _time_zone_names()
+
+
+@dataclass(frozen=True)
+class ClinicSettings:
+    """A clinic's schedule and retention (its `backup_settings` row), or the platform's
+    defaults when the clinic never saved any (`updated_at` is then None)."""
+
+    enabled: bool
+    hour: int
+    weekdays: tuple[int, ...]
+    time_zone: str
+    locale: str
+    keep_daily: int
+    keep_weekly: int
+    keep_monthly: int
+    updated_by: str | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def is_default(self) -> bool:
+        return self.updated_at is None
+
+
+class SlotStatus(StrEnum):
+    DUE = "due"  # claimed by a scheduler run that is enqueueing it right now
+    ENQUEUED = "enqueued"
+    SKIPPED_BUSY = "skipped_busy"  # another operation held the clinic; retried in the window
+    MISSED = "missed"  # the catch-up window passed without a backup
+
+
+@dataclass(frozen=True)
+class SlotRecord:
+    """A row of `backup_slots`: what the scheduler decided for one (local date, hour)."""
+
+    local_date: date
+    local_hour: int
+    scheduled_at: datetime
+    status: SlotStatus
+    backup_id: uuid.UUID | None
+    decided_at: datetime
+    attempts: int
+
+
+class BackupSettingsUpdate(BaseModel):
+    """Body of `PUT /backup-settings` (the whole settings; `locale` may be left out). The
+    platform floor (`MIN_RETENTION_DAYS` for `keep_daily`) is checked by the service, which
+    knows the setting."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: StrictBool
+    hour: StrictInt = Field(ge=0, le=23)
+    weekdays: list[StrictInt] = Field(min_length=1, max_length=7)
+    time_zone: str = Field(max_length=64)
+    locale: str | None = Field(default=None, max_length=10)
+    keep_daily: StrictInt = Field(ge=1, le=366)
+    keep_weekly: StrictInt = Field(ge=0, le=260)
+    keep_monthly: StrictInt = Field(ge=0, le=120)
+
+    @field_validator("weekdays")
+    @classmethod
+    def _weekdays(cls, value: list[int]) -> list[int]:
+        if any(day not in WEEKDAYS for day in value):
+            raise ValueError("weekdays are ISO numbers from 1 (Monday) to 7 (Sunday)")
+        if len(set(value)) != len(value):
+            raise ValueError("a weekday appears more than once")
+        return sorted(value)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _time_zone(cls, value: str) -> str:
+        if not is_valid_time_zone(value):
+            raise ValueError("not an IANA time zone name (for example Europe/Madrid)")
+        return value
+
+    @field_validator("locale")
+    @classmethod
+    def _locale(cls, value: str | None) -> str | None:
+        if value is not None and not LOCALE_RE.fullmatch(value):
+            raise ValueError("not a locale such as es-ES or en")
+        return value
+
+
+class KeepRequest(BaseModel):
+    """Body of `PATCH /backups/{id}`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    keep: StrictBool
+
+
+DEFAULT_SCHEDULE_HOUR = 3
+
+
+@dataclass(frozen=True)
+class PlatformPolicy:
+    """The platform's side of schedules and retention, from the settings (PolicySettings).
+
+    `defaults` is what a clinic without a `backup_settings` row gets (enabled, every day at
+    03:00 in DEFAULT_TIME_ZONE). `min_retention_days` is the floor: retention never deletes a
+    scheduled backup younger than that, and `keep_daily` counts as at least that much.
+    """
+
+    defaults: ClinicSettings = field(default_factory=lambda: ClinicSettings(
+        enabled=True, hour=DEFAULT_SCHEDULE_HOUR, weekdays=WEEKDAYS, time_zone="Europe/Madrid",
+        locale="es-ES", keep_daily=7, keep_weekly=4, keep_monthly=6))
+    min_retention_days: int = 7
+    restore_undo_days: int = 3
+    catch_up: timedelta = timedelta(hours=6)
+    # A pending/running record older than this can no longer finish (worker timeout + margin).
+    stuck_after: timedelta = timedelta(seconds=900 + 45 * 60)

@@ -26,6 +26,8 @@ OWNED_TABLES = (
     "backup_records",
     "backup_audit",
     "backup_operation_lock",
+    "backup_settings",
+    "backup_slots",
 )
 
 DUMP_SUFFIX = ".dump"

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import builtins
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
 from typing import BinaryIO, Protocol
 
 from .models import (
@@ -14,7 +15,10 @@ from .models import (
     BackupRecord,
     BackupStatus,
     Clinic,
+    ClinicSettings,
     DumpResult,
+    SlotRecord,
+    SlotStatus,
 )
 
 
@@ -72,7 +76,7 @@ class RecordsRepository(Protocol):
         deleted. OperationInProgress when the backup is still pending or running."""
         ...
 
-    def purgeable(self, schema: str, deleted_before: datetime) -> list[BackupRecord]: ...
+    def purgeable(self, schema: str, deleted_before: datetime) -> builtins.list[BackupRecord]: ...
 
     def mark_purged(self, schema: str, backup_id: uuid.UUID, at: datetime) -> None: ...
 
@@ -81,6 +85,95 @@ class RecordsRepository(Protocol):
     def count_since(self, schema: str, trigger: str, since: datetime) -> int: ...
 
     def audit(self, schema: str, entry: AuditEntry) -> None: ...
+
+    # --- schedules, retention and the sweeper ---------------------------------------------
+    # (`builtins.list`: in this class body `list` is the method above.)
+
+    def ensure_schemas(self, schemas: builtins.list[str]) -> builtins.list[str]:
+        """`ensure_schema` for many clinics with one catalog read for those already at the
+        latest version; returns the schemas that could not be migrated (no such schema)."""
+        ...
+
+    def completed_backups(self, schema: str) -> builtins.list[BackupRecord]:
+        """Every completed backup of the clinic, any trigger (retention's input)."""
+        ...
+
+    def retire(self, schema: str, backup_ids: builtins.list[uuid.UUID], by: str,
+               at: datetime) -> builtins.list[BackupRecord]:
+        """Soft-delete retention's choices in one statement, re-checking in the database that
+        each is still completed and not marked `keep` (an admin may have just marked it)."""
+        ...
+
+    def set_keep(self, schema: str, backup_id: uuid.UUID, keep: bool) -> BackupRecord | None: ...
+
+    def backups_in_use(self, schema: str) -> set[uuid.UUID]:
+        """Backups a running restore or verification reads: retention never deletes them."""
+        ...
+
+    def fail_stale(self, schema: str, before: datetime, at: datetime) -> builtins.list[uuid.UUID]:
+        """Pending records created, or running records started, before `before` become
+        failed (`stale`), releasing the clinic's operation lock."""
+        ...
+
+    def keys_in_flight(self, schema: str) -> set[str]:
+        """Storage keys of pending and running backups (their uploads may be unfinished)."""
+        ...
+
+    def known_keys(self, schema: str) -> set[str]:
+        """Storage keys of every record whose objects may exist (not purged)."""
+        ...
+
+
+@dataclass(frozen=True)
+class ClinicSnapshot:
+    """What one scheduler run needs to know about a clinic, read for many clinics at once."""
+
+    schema: str
+    settings: ClinicSettings | None  # None: the platform defaults
+    slots: dict[tuple[date, int], SlotRecord] = field(default_factory=dict)  # recent ones
+    last_good_at: datetime | None = None  # newest completed backup's finish
+    first_slot_at: datetime | None = None  # the first slot ever recorded
+    lock_held: bool = False
+    stuck: bool = False  # a pending/running record older than the stuck threshold
+    purgeable: bool = False  # a deleted backup past the grace period, not yet purged
+
+
+class SchedulesRepository(Protocol):
+    """Per-clinic backup settings and schedule slots, in the clinic's own schema."""
+
+    def get_settings(self, schema: str) -> ClinicSettings | None: ...
+
+    def save_settings(self, schema: str, settings: ClinicSettings) -> ClinicSettings: ...
+
+    def snapshot(self, schemas: list[str], *, slots_since: datetime, stuck_before: datetime,
+                 deleted_before: datetime) -> dict[str, ClinicSnapshot]:
+        """Settings, recent slots and sweeper hints of many clinics, read in batches."""
+        ...
+
+    def claim_slot(self, schema: str, local_date: date, local_hour: int, scheduled_at: datetime,
+                   backup_id: uuid.UUID, at: datetime) -> bool:
+        """Insert the slot as `due`; False when the slot already exists (another run has it)."""
+        ...
+
+    def reclaim_slot(self, schema: str, local_date: date, local_hour: int,
+                     backup_id: uuid.UUID, at: datetime, due_before: datetime) -> bool:
+        """Take a `skipped_busy` slot (or a `due` one decided before `due_before`, left by a
+        run that died) for one more attempt; False when another run got it first."""
+        ...
+
+    def mark_slot(self, schema: str, local_date: date, local_hour: int, status: SlotStatus,
+                  at: datetime, backup_id: uuid.UUID | None = None) -> None: ...
+
+    def release_slot(self, schema: str, local_date: date, local_hour: int,
+                     backup_id: uuid.UUID) -> None:
+        """Forget a `due` claim whose backup could not be queued, so a later run retries."""
+        ...
+
+    def record_missed(self, schema: str, local_date: date, local_hour: int,
+                      scheduled_at: datetime, at: datetime, due_before: datetime) -> bool:
+        """Record a slot as `missed` unless it was enqueued (or is being enqueued by a run
+        that claimed it after `due_before`); True when recorded."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -118,7 +211,7 @@ class ObjectStorage(Protocol):
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]: ...
 
-    def pending_uploads(self, prefix: str) -> list[PendingUpload]: ...
+    def pending_uploads(self, prefix: str) -> builtins.list[PendingUpload]: ...
 
     def abort_upload(self, key: str, upload_id: str) -> None: ...
 

@@ -22,22 +22,28 @@ from .errors import (
     BackupNotFound,
     BackupRunError,
     ClinicGone,
+    FieldProblem,
     Forbidden,
     InvalidCursor,
     QuotaExceeded,
     StorageObjectMissing,
     StorageUnavailable,
+    ValidationFailed,
 )
 from .models import (
     AuditEntry,
     BackupJob,
     BackupPage,
     BackupRecord,
+    BackupSettingsUpdate,
     BackupStatus,
+    ClinicSettings,
     CreateBackupRequest,
     DumpResult,
+    KeepRequest,
     ListBackupsQuery,
     Permission,
+    PlatformPolicy,
     Role,
     SignedDownload,
     TenantContext,
@@ -60,9 +66,12 @@ from .ports import (
     NullMetrics,
     ObjectStorage,
     RecordsRepository,
+    SchedulesRepository,
     SystemClock,
     TenantDirectory,
 )
+from .retention import RetentionPlan, RetentionPolicy, plan_retention
+from .schedule import next_slot
 from .storage import ScopedStorage
 
 ARCHIVE_CONTENT_TYPE = "application/octet-stream"
@@ -84,6 +93,8 @@ class Services:
     download_ttl: int = 300
     delete_grace_days: int = 7
     manual_backups_per_day: int = 10
+    schedules: SchedulesRepository | None = None
+    policy: PlatformPolicy = field(default_factory=PlatformPolicy)
 
     def scoped(self, schema: str) -> ScopedStorage:
         assert self.storage is not None, "this function has no storage configured"
@@ -181,11 +192,13 @@ def get_backup(svc: Services, ctx: TenantContext, raw_id: str) -> BackupRecord:
 
 
 def start_backup(svc: Services, schema: str, *, trigger: Trigger, actor_id: str,
-                 actor_name: str | None, note: str | None = None) -> BackupRecord:
-    """Create the pending record (taking the clinic's operation lock) and enqueue its job."""
+                 actor_name: str | None, note: str | None = None,
+                 backup_id: uuid.UUID | None = None) -> BackupRecord:
+    """Create the pending record (taking the clinic's operation lock) and enqueue its job.
+    The scheduler passes the `backup_id` it recorded on the slot it claimed."""
     assert svc.dispatcher is not None, "this function cannot enqueue jobs"
     svc.records.ensure_schema(schema)
-    backup_id = uuid.uuid4()
+    backup_id = backup_id or uuid.uuid4()
     now = svc.clock.now()
     record = svc.records.create_pending(schema, BackupRecord(
         id=backup_id,
@@ -257,6 +270,7 @@ def manifest_for(schema: str, record: BackupRecord, result: DumpResult,
         "started_at": record.started_at.isoformat() if record.started_at else None,
         "finished_at": finished_at.isoformat(),
         "deleted_at": None,
+        "keep": record.keep,
     }
 
 
@@ -305,7 +319,19 @@ def run_backup_job(svc: Services, job: BackupJob) -> BackupRecord | None:
     svc.records.audit(schema, AuditEntry(action="backup.run", outcome="completed",
                                          actor_id="system", backup_id=record.id,
                                          details={"size_bytes": result.size_bytes}))
+    if record.trigger == Trigger.SCHEDULED:
+        _retain_after_backup(svc, schema)
     return done
+
+
+def _retain_after_backup(svc: Services, schema: str) -> None:
+    """Retention after a successful scheduled backup. Failure-tolerant: the backup is done
+    whatever happens here, and the next scheduled backup tries retention again."""
+    try:
+        apply_retention(svc, schema)
+    except Exception:
+        logger.exception("retention failed; the backup itself succeeded", extra={"clinic": schema})
+        svc.metrics.add("RetentionFailed", 1, "Count")
 
 
 def _fail_run(svc: Services, schema: str, record: BackupRecord, storage: ScopedStorage,
@@ -448,6 +474,7 @@ def _record_from_manifest(schema: str, data: dict[str, Any]) -> BackupRecord:
         pg_dump_version=data.get("pg_dump_version"),
         server_version=data.get("server_version"),
         note=data.get("note"),
+        keep=bool(data.get("keep", False)),
     )
 
 
@@ -485,3 +512,138 @@ def migrate_all(svc: Services) -> list[str]:
         svc.records.ensure_schema(clinic.schema)
         done.append(clinic.schema)
     return done
+
+
+# --- clinic settings, the keep flag and retention -------------------------------------------
+
+
+def clinic_settings(svc: Services, schema: str) -> ClinicSettings:
+    """The clinic's saved settings, or the platform's defaults (tables must exist)."""
+    assert svc.schedules is not None, "this function has no settings repository"
+    return svc.schedules.get_settings(schema) or svc.policy.defaults
+
+
+def describe_me(svc: Services, ctx: TenantContext) -> dict[str, Any]:
+    """`GET /me`, with the clinic's own locale and time zone (backup settings)."""
+    svc.records.ensure_schema(ctx.schema)
+    settings = clinic_settings(svc, ctx.schema)
+    return describe_caller(ctx, settings.locale, settings.time_zone)
+
+
+def settings_to_api(svc: Services, settings: ClinicSettings) -> dict[str, Any]:
+    """The public shape (openapi.yaml `BackupSettings`)."""
+    upcoming = next_slot(settings, svc.clock.now())
+    return {
+        "enabled": settings.enabled,
+        "hour": settings.hour,
+        "weekdays": list(settings.weekdays),
+        "time_zone": settings.time_zone,
+        "locale": settings.locale,
+        "keep_daily": settings.keep_daily,
+        "keep_weekly": settings.keep_weekly,
+        "keep_monthly": settings.keep_monthly,
+        "min_retention_days": svc.policy.min_retention_days,
+        "is_default": settings.is_default,
+        "next_run_at": upcoming.scheduled_at.isoformat() if upcoming else None,
+        "updated_by": settings.updated_by,
+        "updated_at": settings.updated_at.isoformat() if settings.updated_at else None,
+    }
+
+
+def get_backup_settings(svc: Services, ctx: TenantContext) -> dict[str, Any]:
+    """`GET /backup-settings`: everyone who may list backups may read them."""
+    _authorize(svc, ctx, Permission.LIST, "settings.get")
+    return settings_to_api(svc, clinic_settings(svc, ctx.schema))
+
+
+def update_backup_settings(svc: Services, ctx: TenantContext,
+                           request: BackupSettingsUpdate) -> dict[str, Any]:
+    """`PUT /backup-settings` (admins by default). The platform floor is checked here."""
+    _authorize(svc, ctx, Permission.MANAGE_SETTINGS, "settings.update")
+    floor = svc.policy.min_retention_days
+    if request.keep_daily < floor:
+        _audit(svc, ctx, "settings.update", "rejected", reason="below_floor")
+        raise ValidationFailed(details=[FieldProblem(
+            "keep_daily", f"must be at least {floor}: the platform keeps every scheduled "
+                          f"backup of the last {floor} days")])
+    assert svc.schedules is not None
+    before = clinic_settings(svc, ctx.schema)
+    saved = svc.schedules.save_settings(ctx.schema, ClinicSettings(
+        enabled=request.enabled,
+        hour=request.hour,
+        weekdays=tuple(request.weekdays),
+        time_zone=request.time_zone,
+        locale=request.locale or before.locale,
+        keep_daily=request.keep_daily,
+        keep_weekly=request.keep_weekly,
+        keep_monthly=request.keep_monthly,
+        updated_by=ctx.user_id,
+        updated_at=svc.clock.now(),
+    ))
+    changed = {name: [getattr(before, name), getattr(saved, name)]
+               for name in ("enabled", "hour", "weekdays", "time_zone", "locale", "keep_daily",
+                            "keep_weekly", "keep_monthly")
+               if getattr(before, name) != getattr(saved, name)}
+    _audit(svc, ctx, "settings.update", "saved",
+           changed={k: [list(v) if isinstance(v, tuple) else v for v in pair]
+                    for k, pair in changed.items()})
+    return settings_to_api(svc, saved)
+
+
+def set_backup_keep(svc: Services, ctx: TenantContext, raw_id: str,
+                    request: KeepRequest) -> BackupRecord:
+    """`PATCH /backups/{id}` `{"keep": …}`: protect a backup from retention (or stop
+    protecting it). Deciding what retention may delete follows DELETE_ROLES."""
+    backup_id = _parse_id(raw_id)
+    _authorize(svc, ctx, Permission.DELETE, "backup.keep", backup_id)
+    record = _visible(svc, ctx, backup_id)
+    check_key_in_prefix(record.storage_key, ctx.schema)
+    if request.keep and record.status != BackupStatus.COMPLETED:
+        _audit(svc, ctx, "backup.keep", "rejected", backup_id, status=record.status.value)
+        raise BackupNotCompleted(f"The backup is {record.status.value}; only completed backups "
+                                 "can be marked to keep.")
+    updated = svc.records.set_keep(ctx.schema, backup_id, request.keep)
+    if updated is None:
+        raise BackupNotFound()
+    _update_manifest(svc, ctx.schema, updated, keep=updated.keep)
+    _audit(svc, ctx, "backup.keep", "kept" if updated.keep else "released", backup_id)
+    return updated
+
+
+def _update_manifest(svc: Services, schema: str, record: BackupRecord, **changes: Any) -> None:
+    """Keep a manifest in step with its record, so a rebuild from storage restores it."""
+    if record.size_bytes is None or svc.storage is None:
+        return
+    storage = svc.scoped(schema)
+    key = manifest_key(record.storage_key)
+    try:
+        manifest = json.loads(storage.get_bytes(key))
+        manifest.update(changes)
+        storage.put_bytes(key, json.dumps(manifest, indent=2).encode(), "application/json")
+    except (StorageObjectMissing, StorageUnavailable, ValueError):
+        logger.warning("could not update the manifest",
+                       extra={"clinic": schema, "backup_id": str(record.id)})
+
+
+def apply_retention(svc: Services, schema: str) -> RetentionPlan:
+    """Soft-delete the completed backups the clinic's retention no longer keeps (the core's
+    grace period then applies before the purge)."""
+    svc.records.ensure_schema(schema)
+    settings = clinic_settings(svc, schema)
+    policy = RetentionPolicy.for_clinic(settings, svc.policy.min_retention_days,
+                                        svc.policy.restore_undo_days)
+    now = svc.clock.now()
+    plan = plan_retention(svc.records.completed_backups(schema), policy, settings.time_zone, now,
+                          in_use=svc.records.backups_in_use(schema))
+    retired = svc.records.retire(schema, plan.delete, "retention", now)
+    for record in retired:
+        _update_manifest(svc, schema, record,
+                         deleted_at=record.deleted_at.isoformat() if record.deleted_at else None)
+        svc.records.audit(schema, AuditEntry(action="backup.retention", outcome="deleted",
+                                             actor_id="retention", backup_id=record.id,
+                                             details={"trigger": record.trigger.value}))
+    if retired:
+        svc.metrics.add("BackupsRetired", len(retired), "Count")
+        logger.info("retention deleted backups",
+                    extra={"clinic": schema, "count": len(retired), "kept": len(plan.keep)})
+    return plan

@@ -72,6 +72,8 @@ class CommonSettings(BaseSettings):
     create_roles: CsvList = ["admin", "staff"]
     download_roles: CsvList = ["admin"]
     delete_roles: CsvList = ["admin"]
+    # Who may change the clinic's schedule and retention (everyone who may list can read them).
+    settings_roles: CsvList = ["admin"]
 
     default_locale: str = "es-ES"
     default_time_zone: str = "Europe/Madrid"
@@ -83,6 +85,7 @@ class CommonSettings(BaseSettings):
         "create_roles",
         "download_roles",
         "delete_roles",
+        "settings_roles",
         mode="before",
     )
     @classmethod
@@ -111,7 +114,8 @@ class CommonSettings(BaseSettings):
             # A secret with RS*/ES* (or a JWKS with HS*) is the algorithm-confusion hole.
             raise ValueError("JWT_ALGORITHMS do not fit the configured key source")
         roles = {"admin", "staff"}
-        for name in ("list_roles", "create_roles", "download_roles", "delete_roles"):
+        for name in ("list_roles", "create_roles", "download_roles", "delete_roles",
+                     "settings_roles"):
             if not set(getattr(self, name)) <= roles:
                 raise ValueError(f"{name.upper()} may only name admin and staff")
         return self
@@ -166,8 +170,35 @@ class QueueSettings(BaseSettings):
         return self
 
 
+class PolicySettings(BaseSettings):
+    """Schedules and retention: the defaults of a clinic that never saved its settings
+    (enabled, daily at 03:00 in DEFAULT_TIME_ZONE, the RETENTION_KEEP_* below) and the
+    platform floor no clinic setting can go below."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False, frozen=True)
+
+    # The floor: retention never deletes a scheduled backup younger than this many days,
+    # whatever the clinic chose, and `keep_daily` cannot be set below it (an older row below
+    # a raised floor counts as the floor).
+    min_retention_days: int = Field(default=7, ge=1, le=366)
+    # GFS defaults: the newest scheduled backup of each of the last 7 days, 4 ISO weeks and 6
+    # months that have one (14 files after a year of daily backups).
+    retention_keep_daily: int = Field(default=7, ge=1, le=366)
+    retention_keep_weekly: int = Field(default=4, ge=0, le=260)
+    retention_keep_monthly: int = Field(default=6, ge=0, le=120)
+    # pre_restore backups are protected from retention this long (the restore's undo window).
+    restore_undo_days: int = Field(default=3, ge=0, le=365)
+    # A slot still runs this long after its time (late or repeated events, a busy clinic);
+    # after that it is recorded as missed.
+    schedule_catch_up_hours: int = Field(default=6, ge=1, le=23)
+
+
 class ListBackupsSettings(CommonSettings):
     pass
+
+
+class BackupSettingsSettings(CommonSettings, PolicySettings):
+    """backup_settings: `GET/PUT /backup-settings`."""
 
 
 class DownloadBackupSettings(CommonSettings, StorageSettings):
@@ -178,7 +209,7 @@ class DeleteBackupSettings(CommonSettings, StorageSettings):
     delete_grace_days: int = Field(default=7, ge=0, le=365)
 
 
-class CreateBackupSettings(CommonSettings, StorageSettings, QueueSettings):
+class CreateBackupSettings(CommonSettings, StorageSettings, QueueSettings, PolicySettings):
     # Where pg_dump/pg_restore live: the PgDumpLayer mounts them at /opt/bin.
     pg_bin_dir: str = "/opt/bin"
     dump_timeout_seconds: int = Field(default=840, ge=1, le=3600)
@@ -189,7 +220,17 @@ class CreateBackupSettings(CommonSettings, StorageSettings, QueueSettings):
     manual_backups_per_day: int = Field(default=10, ge=0, le=1000)
 
 
-class OperatorSettings(CreateBackupSettings, DownloadBackupSettings, DeleteBackupSettings):
+class SchedulerSettings(DeleteBackupSettings, QueueSettings, PolicySettings):
+    """scheduler: the hourly run (due slots, then the sweeper)."""
+
+    # The worker's Lambda timeout (template: CreateBackupFunction.Timeout). A pending or running
+    # record older than this plus the margin can no longer finish: the queue drops messages
+    # older than that (JobQueue.MessageRetentionPeriod) and no invocation runs longer.
+    worker_timeout_seconds: int = Field(default=900, ge=60, le=900)
+    stuck_margin_minutes: int = Field(default=45, ge=5, le=1440)
+
+
+class OperatorSettings(CreateBackupSettings, DownloadBackupSettings, SchedulerSettings):
     """Everything: for the operator CLI and the local stack."""
 
 

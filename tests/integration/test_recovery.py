@@ -7,6 +7,7 @@ from psycopg2 import sql
 
 from clinic_backups import service
 from clinic_backups.factory import build_services
+from clinic_backups.names import OWNED_TABLES
 from clinic_backups.settings import OperatorSettings, get_settings
 from tests.helpers import call, load_event, mint
 
@@ -30,7 +31,7 @@ def test_records_are_rebuilt_from_manifests_after_the_tables_are_lost(clinic_fac
 
     # When the clinic's backup tables are dropped (a damaged schema)
     with db.cursor() as cur:
-        for table in ("backup_records", "backup_audit", "backup_operation_lock", "backup_meta"):
+        for table in OWNED_TABLES:
             cur.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(schema, table)))
     svc = build_services(get_settings(OperatorSettings))
     report = service.rebuild_records(svc, schema)

@@ -64,7 +64,7 @@ def test_valid_admin_token_gives_the_clinic_from_the_claim():
     assert ctx.role is Role.ADMIN
     assert ctx.user_id == "u1" and ctx.user_name == "Ana" and ctx.request_id == "req-1"
     assert ctx.permissions == {Permission.LIST, Permission.CREATE, Permission.DOWNLOAD,
-                               Permission.DELETE}
+                               Permission.DELETE, Permission.MANAGE_SETTINGS}
 
 
 def test_staff_may_list_and_create_but_not_download_or_delete_by_default():

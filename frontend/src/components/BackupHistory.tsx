@@ -1,12 +1,13 @@
 /**
  * The clinic's backups, newest first: date (locale and time zone of /me), status, size,
- * origin, author, note, and the actions the caller's role allows. Cursor pagination with
+ * origin, author, note, and the actions the caller's role allows (download, delete, and
+ * "Conservar": mark a backup so automatic retention never deletes it). Cursor pagination with
  * "Cargar más"; pending/running rows are polled by the provider until they end.
  * Opens DownloadModal and DeleteBackupDialog itself.
  */
 import { useCallback, useId, useRef, useState, type ReactNode } from 'react';
 import { useTranslation } from 'react-i18next';
-import { BACKUP_STATUSES, type Backup, type BackupStatus } from '../services/backups';
+import { BACKUP_STATUSES, normaliseError, type Backup, type BackupStatus } from '../services/backups';
 import { useBackups } from './BackupsProvider';
 import { DeleteBackupDialog } from './DeleteBackupDialog';
 import { DownloadModal } from './DownloadModal';
@@ -41,8 +42,12 @@ export function BackupHistory({ title, headingLevel = 2, showFilters = true, gra
     formatDate,
     locale,
     errorMessage,
+    client,
+    upsertBackup,
+    notify,
   } = useBackups();
   const [downloadTarget, setDownloadTarget] = useState<Backup | null>(null);
+  const [keeping, setKeeping] = useState<ReadonlySet<string>>(new Set());
   const [deleteTarget, setDeleteTarget] = useState<Backup | null>(null);
   const headingRef = useRef<HTMLHeadingElement>(null);
   const filterId = useId();
@@ -52,6 +57,25 @@ export function BackupHistory({ title, headingLevel = 2, showFilters = true, gra
 
   const canDownload = can('download_backup');
   const canDelete = can('delete_backup');
+
+  // Marking a backup to keep is a retention decision: the roles that may delete may keep.
+  const toggleKeep = async (backup: Backup) => {
+    const date = formatDate(backup.created_at);
+    setKeeping((current) => new Set(current).add(backup.id));
+    try {
+      const updated = await client.setBackupKeep(backup.id, !backup.keep);
+      upsertBackup(updated);
+      notify({ kind: 'success', message: t(updated.keep ? 'history.keepOn' : 'history.keepOff', { date }) });
+    } catch (error) {
+      notify({ kind: 'error', message: errorMessage(normaliseError(error)) });
+    } finally {
+      setKeeping((current) => {
+        const next = new Set(current);
+        next.delete(backup.id);
+        return next;
+      });
+    }
+  };
   const hasActions = canDownload || canDelete;
   const { items, phase, error, nextCursor, loadingMore, moreError, filters } = history;
 
@@ -145,6 +169,11 @@ export function BackupHistory({ title, headingLevel = 2, showFilters = true, gra
                     </td>
                     <td>
                       <StatusBadge status={backup.status} />
+                      {backup.keep && backup.status !== 'deleted' && (
+                        <span className="cb-badge cb-badge--completed cb-badge--kept" title={t('history.keptTitle')}>
+                          {t('history.kept')}
+                        </span>
+                      )}
                       {reason && <p className="cb-reason">{t('history.failedReason', { reason })}</p>}
                     </td>
                     <td className="cb-num">
@@ -169,6 +198,19 @@ export function BackupHistory({ title, headingLevel = 2, showFilters = true, gra
                             onClick={() => setDownloadTarget(backup)}
                           >
                             <span aria-hidden="true">⤓</span> {t('history.download')}
+                          </button>
+                        )}
+                        {canDelete && backup.status === 'completed' && (
+                          <button
+                            type="button"
+                            className="cb-button cb-button--small cb-button--ghost cb-keep"
+                            aria-pressed={Boolean(backup.keep)}
+                            aria-label={t('history.keepAria', { date })}
+                            title={t('history.keptTitle')}
+                            disabled={keeping.has(backup.id)}
+                            onClick={() => void toggleKeep(backup)}
+                          >
+                            <span aria-hidden="true">{backup.keep ? '★' : '☆'}</span> {t('history.keep')}
                           </button>
                         )}
                         {canDelete && (backup.status === 'completed' || backup.status === 'failed') && (

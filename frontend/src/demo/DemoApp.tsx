@@ -6,6 +6,7 @@
 import { useCallback, useEffect, useId, useMemo, useRef, useState, type FormEvent } from 'react';
 import {
   BackupHistory,
+  BackupSettingsPanel,
   BackupsProvider,
   CreateBackupButton,
   createBackupsClient,
@@ -160,6 +161,9 @@ function Panel({ onSignOut }: { onSignOut: () => void }) {
         )}
 
         <BackupHistory />
+
+        {/* "Programación": admins edit, staff see it read-only */}
+        <BackupSettingsPanel className="demo-card" />
       </main>
     </div>
   );

@@ -66,6 +66,41 @@ export interface paths {
         delete: operations["deleteBackup"];
         options?: never;
         head?: never;
+        /**
+         * Mark a backup to keep (or release it), admins by default
+         * @description `{"keep": true}` protects a completed backup from retention: the scheduled-backup
+         *     retention never deletes it (an admin still can, with DELETE). `{"keep": false}` hands
+         *     it back to retention. Allowed to the roles that may delete (`delete_backup`).
+         *     Marking a backup that is not completed is a 409 `backup_not_completed`.
+         */
+        patch: operations["updateBackup"];
+        trace?: never;
+    };
+    "/backup-settings": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The clinic's backup schedule and retention (every role that may list backups)
+         * @description A clinic that never saved settings gets the platform's defaults (`is_default: true`):
+         *     enabled, every day at 03:00 in the default time zone (Europe/Madrid), and the default
+         *     retention (7 daily, 4 weekly, 6 monthly unless the platform says otherwise).
+         */
+        get: operations["getBackupSettings"];
+        /**
+         * Replace the clinic's backup schedule and retention (admins by default)
+         * @description Takes effect at the next scheduler run (hourly). Invalid settings are a 422
+         *     `validation_error` whose `details` name each invalid field; `keep_daily` may not be
+         *     below `min_retention_days` (the platform floor).
+         */
+        put: operations["putBackupSettings"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
         patch?: never;
         trace?: never;
     };
@@ -172,6 +207,8 @@ export interface components {
             error?: string | null;
             error_code?: components["schemas"]["BackupErrorCode"] | null;
             note?: string | null;
+            /** @description Marked by an admin to keep; retention never deletes it. */
+            keep: boolean;
         };
         BackupPage: {
             items: components["schemas"]["Backup"][];
@@ -189,8 +226,68 @@ export interface components {
             size_bytes: number;
             sha256: string;
         };
-        /** @enum {string} */
-        Permission: "list_backups" | "create_backup" | "download_backup" | "delete_backup";
+        /**
+         * @description `delete_backup` also allows marking backups to keep; `manage_backup_settings` allows
+         *     changing the schedule and retention (everyone with `list_backups` may read them).
+         * @enum {string}
+         */
+        Permission: "list_backups" | "create_backup" | "download_backup" | "delete_backup" | "manage_backup_settings";
+        KeepRequest: {
+            keep: boolean;
+        };
+        /** @description ISO 8601 weekday, 1 = Monday … 7 = Sunday. */
+        Weekday: number;
+        BackupSettingsUpdate: {
+            /** @description Scheduled backups on or off. */
+            enabled: boolean;
+            /**
+             * @description Local hour (in `time_zone`) of the scheduled backup. On the night a local hour does
+             *     not exist (spring forward) it runs at the first local time after the gap; when it
+             *     exists twice (fall back) it runs once.
+             */
+            hour: number;
+            weekdays: components["schemas"]["Weekday"][];
+            /** @description IANA time zone */
+            time_zone: string;
+            /** @description The clinic's locale (dates in the UI); unchanged when left out. */
+            locale?: string;
+            /**
+             * @description Keep the newest scheduled backup of each of the last N days that have one. Never
+             *     below `min_retention_days`.
+             */
+            keep_daily: number;
+            /** @description Keep the newest scheduled backup of each of the last N ISO weeks. */
+            keep_weekly: number;
+            /** @description Keep the newest scheduled backup of each of the last N months. */
+            keep_monthly: number;
+        };
+        BackupSettings: {
+            enabled: boolean;
+            hour: number;
+            weekdays: components["schemas"]["Weekday"][];
+            time_zone: string;
+            locale: string;
+            keep_daily: number;
+            keep_weekly: number;
+            keep_monthly: number;
+            /**
+             * @description The platform floor (MIN_RETENTION_DAYS): every scheduled backup younger than this
+             *     many days is kept whatever the settings say, and `keep_daily` cannot go below it.
+             *     Manual backups are kept until an admin deletes them; the newest completed backup
+             *     and backups marked `keep` are never deleted by retention.
+             */
+            min_retention_days: number;
+            /** @description The clinic never saved settings (platform defaults). */
+            is_default: boolean;
+            /**
+             * Format: date-time
+             * @description The next scheduled backup's instant (null when disabled).
+             */
+            next_run_at: string | null;
+            updated_by: string | null;
+            /** Format: date-time */
+            updated_at: string | null;
+        };
         Me: {
             clinic: {
                 schema: string;
@@ -203,9 +300,15 @@ export interface components {
             /** @enum {string} */
             role: "admin" | "staff";
             permissions: components["schemas"]["Permission"][];
-            /** @example es-ES */
+            /**
+             * @description The clinic's locale (its backup settings; the platform default otherwise).
+             * @example es-ES
+             */
             locale: string;
-            /** @example Europe/Madrid */
+            /**
+             * @description The clinic's time zone (its backup settings; the platform default otherwise).
+             * @example Europe/Madrid
+             */
             time_zone: string;
         };
     };
@@ -372,6 +475,96 @@ export interface operations {
             503: components["responses"]["Error"];
         };
     };
+    updateBackup: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: components["parameters"]["BackupId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["KeepRequest"];
+            };
+        };
+        responses: {
+            /** @description The updated backup */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Backup"];
+                };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            413: components["responses"]["Error"];
+            422: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+        };
+    };
+    getBackupSettings: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The settings */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BackupSettings"];
+                };
+            };
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+        };
+    };
+    putBackupSettings: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BackupSettingsUpdate"];
+            };
+        };
+        responses: {
+            /** @description The saved settings */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BackupSettings"];
+                };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            413: components["responses"]["Error"];
+            422: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+        };
+    };
     getBackupDownload: {
         parameters: {
             query?: never;
@@ -415,5 +608,5 @@ export const backupTriggerValues: ReadonlyArray<FlattenedDeepRequired<components
 export const backupErrorCodeValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["BackupErrorCode"]> = ["dump_failed", "dump_timeout", "archive_invalid", "foreign_objects_in_archive", "server_version_unsupported", "storage_failed", "clinic_not_available", "stale", "internal_error"];
 export const backupEncryptionValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Backup"]["encryption"]> = ["none"];
 export const backupFormatValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Backup"]["format"]> = ["custom"];
-export const permissionValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Permission"]> = ["list_backups", "create_backup", "download_backup", "delete_backup"];
+export const permissionValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Permission"]> = ["list_backups", "create_backup", "download_backup", "delete_backup", "manage_backup_settings"];
 export const meRoleValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Me"]["role"]> = ["admin", "staff"];

@@ -29,6 +29,9 @@ export type Me = Schemas['Me'];
 export type Permission = Schemas['Permission'];
 export type Role = Me['role'];
 export type CreateBackupRequest = Schemas['CreateBackupRequest'];
+export type BackupSettings = Schemas['BackupSettings'];
+export type BackupSettingsUpdate = Schemas['BackupSettingsUpdate'];
+export type Weekday = Schemas['Weekday'];
 export type ListBackupsParams = NonNullable<operations['listBackups']['parameters']['query']>;
 export type ErrorDetail = NonNullable<Schemas['ErrorResponse']['error']['details']>[number];
 
@@ -93,6 +96,10 @@ export interface BackupsClient {
   createBackup(body?: CreateBackupRequest, opts?: RequestOpts): Promise<Backup>;
   getBackupDownload(id: string, opts?: RequestOpts): Promise<Download>;
   deleteBackup(id: string, opts?: RequestOpts): Promise<void>;
+  /** `PATCH /backups/{id}`: mark a backup to keep (retention never deletes it), or release it. */
+  setBackupKeep(id: string, keep: boolean, opts?: RequestOpts): Promise<Backup>;
+  getBackupSettings(opts?: RequestOpts): Promise<BackupSettings>;
+  putBackupSettings(body: BackupSettingsUpdate, opts?: RequestOpts): Promise<BackupSettings>;
 }
 
 export interface RequestOpts {
@@ -212,6 +219,18 @@ export function createBackupsClient(options: BackupsClientOptions): BackupsClien
     },
     async deleteBackup(id, opts) {
       await http.delete(`/backups/${pathId(id)}`, { signal: opts?.signal });
+    },
+    async setBackupKeep(id, keep, opts) {
+      const { data } = await http.patch<Backup>(`/backups/${pathId(id)}`, { keep }, { signal: opts?.signal });
+      return data;
+    },
+    async getBackupSettings(opts) {
+      const { data } = await http.get<BackupSettings>('/backup-settings', { signal: opts?.signal });
+      return data;
+    },
+    async putBackupSettings(body, opts) {
+      const { data } = await http.put<BackupSettings>('/backup-settings', body, { signal: opts?.signal });
+      return data;
     },
   };
 }

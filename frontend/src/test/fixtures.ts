@@ -1,12 +1,20 @@
 /** Test data shaped per openapi.yaml, and a fake BackupsClient (no HTTP) for component tests. */
 import { vi } from 'vitest';
-import { BackupsApiError, type Backup, type BackupPage, type BackupsClient, type Download, type Me } from '../services/backups';
+import {
+  BackupsApiError,
+  type Backup,
+  type BackupPage,
+  type BackupSettings,
+  type BackupsClient,
+  type Download,
+  type Me,
+} from '../services/backups';
 
 export const ADMIN: Me = {
   clinic: { schema: 'clinica_demo', name: 'Clínica Demo' },
   user: { id: 'u-ana', name: 'Ana García' },
   role: 'admin',
-  permissions: ['list_backups', 'create_backup', 'download_backup', 'delete_backup'],
+  permissions: ['list_backups', 'create_backup', 'download_backup', 'delete_backup', 'manage_backup_settings'],
   locale: 'es-ES',
   time_zone: 'Europe/Madrid',
 };
@@ -44,6 +52,26 @@ export function backup(fields: Partial<Backup> = {}): Backup {
     error: null,
     error_code: null,
     note: null,
+    keep: false,
+    ...fields,
+  };
+}
+
+export function settings(fields: Partial<BackupSettings> = {}): BackupSettings {
+  return {
+    enabled: true,
+    hour: 3,
+    weekdays: [1, 2, 3, 4, 5, 6, 7],
+    time_zone: 'Europe/Madrid',
+    locale: 'es-ES',
+    keep_daily: 7,
+    keep_weekly: 4,
+    keep_monthly: 6,
+    min_retention_days: 7,
+    is_default: true,
+    next_run_at: '2025-11-29T02:00:00Z',
+    updated_by: null,
+    updated_at: null,
     ...fields,
   };
 }
@@ -74,6 +102,9 @@ export type FakeClient = BackupsClient & {
   createBackup: ReturnType<typeof vi.fn>;
   getBackupDownload: ReturnType<typeof vi.fn>;
   deleteBackup: ReturnType<typeof vi.fn>;
+  setBackupKeep: ReturnType<typeof vi.fn>;
+  getBackupSettings: ReturnType<typeof vi.fn>;
+  putBackupSettings: ReturnType<typeof vi.fn>;
 };
 
 /** A client whose every method is a vi.fn with a sensible default answer. */
@@ -88,6 +119,11 @@ export function fakeClient(overrides: Partial<Record<keyof BackupsClient, unknow
     ),
     getBackupDownload: vi.fn(async () => download()),
     deleteBackup: vi.fn(async () => undefined),
+    setBackupKeep: vi.fn(async (id: string, keep: boolean) => backup({ id, keep })),
+    getBackupSettings: vi.fn(async () => settings()),
+    putBackupSettings: vi.fn(async (body: Partial<BackupSettings>) =>
+      settings({ ...body, is_default: false, updated_by: 'u-ana', updated_at: '2025-11-28T07:00:00Z' }),
+    ),
     ...overrides,
   };
   return client as unknown as FakeClient;

@@ -15,6 +15,8 @@ TABLES = {
     "audit": "backup_audit",
     "lock": "backup_operation_lock",
     "meta": "backup_meta",
+    "settings": "backup_settings",
+    "slots": "backup_slots",
 }
 
 MIGRATIONS: list[tuple[int, list[str]]] = [
@@ -74,6 +76,50 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 acquired_at timestamptz NOT NULL
             )
             """,
+        ],
+    ),
+    (
+        2,
+        [
+            # One row per clinic; no row = the platform's defaults (enabled, daily at 03:00
+            # in DEFAULT_TIME_ZONE, the RETENTION_KEEP_* settings). The CHECKs repeat the API's
+            # validation so that a hand-edited row cannot confuse the scheduler.
+            """
+            CREATE TABLE {settings} (
+                singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+                enabled boolean NOT NULL,
+                hour smallint NOT NULL CHECK (hour BETWEEN 0 AND 23),
+                weekdays smallint[] NOT NULL
+                    CHECK (cardinality(weekdays) BETWEEN 1 AND 7
+                           AND weekdays <@ ARRAY[1, 2, 3, 4, 5, 6, 7]::smallint[]),
+                time_zone text NOT NULL,
+                locale text NOT NULL,
+                keep_daily integer NOT NULL CHECK (keep_daily >= 0),
+                keep_weekly integer NOT NULL CHECK (keep_weekly >= 0),
+                keep_monthly integer NOT NULL CHECK (keep_monthly >= 0),
+                updated_by text NOT NULL,
+                updated_at timestamptz NOT NULL
+            )
+            """,
+            # A slot is (local date, scheduled local hour): the primary key is what makes a
+            # duplicated or concurrent scheduler event enqueue at most one backup per slot
+            # (INSERT ... ON CONFLICT DO NOTHING).
+            """
+            CREATE TABLE {slots} (
+                local_date date NOT NULL,
+                local_hour smallint NOT NULL CHECK (local_hour BETWEEN 0 AND 23),
+                scheduled_at timestamptz NOT NULL,
+                status text NOT NULL
+                    CHECK (status IN ('due', 'enqueued', 'skipped_busy', 'missed')),
+                backup_id uuid,
+                decided_at timestamptz NOT NULL,
+                attempts integer NOT NULL DEFAULT 0,
+                PRIMARY KEY (local_date, local_hour)
+            )
+            """,
+            "ALTER TABLE {records} ADD COLUMN keep boolean NOT NULL DEFAULT false",
+            # Retention and the last-good-backup metric read completed backups by time.
+            "CREATE INDEX ON {records} (status, finished_at DESC)",
         ],
     ),
 ]

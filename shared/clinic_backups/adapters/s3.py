@@ -227,14 +227,19 @@ class S3Storage:
     def pending_uploads(self, prefix: str) -> list[PendingUpload]:
         from botocore.exceptions import BotoCoreError, ClientError
 
+        uploads = []
         try:
-            answer = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=prefix)
+            # Paged (1,000 a page): the sweeper lists the whole bucket at once.
+            for page in self.client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=prefix
+            ):
+                uploads += [
+                    PendingUpload(key=u["Key"], upload_id=u["UploadId"], initiated=u["Initiated"])
+                    for u in page.get("Uploads", [])
+                ]
         except (BotoCoreError, ClientError) as error:
             raise _storage_error(error) from None
-        return [
-            PendingUpload(key=u["Key"], upload_id=u["UploadId"], initiated=u["Initiated"])
-            for u in answer.get("Uploads", [])
-        ]
+        return uploads
 
     def abort_upload(self, key: str, upload_id: str) -> None:
         from botocore.exceptions import BotoCoreError, ClientError

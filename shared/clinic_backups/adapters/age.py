@@ -1,0 +1,156 @@
+"""age encryption (age-encryption.org/v1) as stream stages, with pyrage.
+
+`pyrage.encrypt_io(reader, writer, recipients)` pushes: it reads a file object and writes
+another. The pipeline pulls (the upload reads from the last stage), so each stage runs pyrage
+in a thread that writes into an OS pipe and exposes the pipe's other end as a readable
+stream. Memory stays flat and nothing touches disk.
+
+Errors: when the upstream stage raises (pg_dump failed, the archive check refused it) inside
+pyrage's read, the same exception is raised from this stage's read, before the end of the
+stream, so the upload aborts as it would without encryption.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+from typing import Any
+
+from ..errors import ArchiveInvalid
+
+READ_CHUNK = 1024 * 1024
+
+
+class _RecordingReader(io.RawIOBase):
+    """Passes reads through and remembers the first exception the upstream raised."""
+
+    def __init__(self, source: Any):
+        super().__init__()
+        self._source = source
+        self.error: BaseException | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        try:
+            return self._source.readinto(buffer) or 0
+        except BaseException as error:
+            self.error = error
+            raise
+
+
+class _PipeStage(io.RawIOBase):
+    """Runs `work(reader, writer)` in a thread; reading this stage reads what it wrote."""
+
+    def __init__(self, source: Any, label: str):
+        super().__init__()
+        self._upstream = _RecordingReader(source)
+        read_fd, write_fd = os.pipe()
+        self._out = os.fdopen(read_fd, "rb", buffering=0)
+        self._writer = os.fdopen(write_fd, "wb", buffering=READ_CHUNK)
+        self._error: BaseException | None = None
+        self._label = label
+        self._thread = threading.Thread(target=self._run, name=f"age-{label}", daemon=True)
+        self._started = False
+
+    def work(self, reader: Any, writer: Any) -> None:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        try:
+            self.work(io.BufferedReader(self._upstream, READ_CHUNK), self._writer)
+        except BaseException as error:
+            self._error = error
+        finally:
+            try:
+                self._writer.close()
+            except OSError:
+                pass
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if not self._started:
+            self._started = True
+            self._thread.start()
+        n = self._out.readinto(buffer)
+        if n:
+            return n
+        self._thread.join()
+        if self._upstream.error is not None:
+            raise self._upstream.error
+        if self._error is not None:
+            raise self.translate(self._error)
+        return 0
+
+    def translate(self, error: BaseException) -> BaseException:
+        return error
+
+    def close(self) -> None:
+        if not self.closed:
+            self._out.close()  # a blocked writer gets EPIPE and the thread ends
+            if self._started:
+                self._thread.join(timeout=10)
+        super().close()
+
+
+class EncryptStage(_PipeStage):
+    """Encrypts the stream to every recipient (`age1…` X25519 public keys)."""
+
+    def __init__(self, source: Any, recipients: list[str]):
+        from pyrage import x25519
+
+        if not recipients:
+            raise ValueError("at least one recipient is needed")
+        self._recipients = [x25519.Recipient.from_str(r) for r in recipients]
+        super().__init__(source, "encrypt")
+
+    def work(self, reader: Any, writer: Any) -> None:
+        import pyrage
+
+        pyrage.encrypt_io(reader, writer, self._recipients)
+
+
+class DecryptStage(_PipeStage):
+    """Decrypts an age stream with any of the identities (`AGE-SECRET-KEY-1…`)."""
+
+    def __init__(self, source: Any, identities: list[str]):
+        from pyrage import x25519
+
+        if not identities:
+            raise ValueError("at least one identity is needed")
+        self._identities = [x25519.Identity.from_str(i) for i in identities]
+        super().__init__(source, "decrypt")
+
+    def work(self, reader: Any, writer: Any) -> None:
+        import pyrage
+
+        pyrage.decrypt_io(reader, writer, self._identities)
+
+    def translate(self, error: BaseException) -> BaseException:
+        # Wrong key, tampered or truncated ciphertext: never the key material in the message.
+        return ArchiveInvalid("the encrypted backup could not be decrypted (wrong key, or the "
+                              "file is damaged or incomplete)")
+
+
+def is_public_key(value: str) -> bool:
+    from pyrage import x25519
+
+    try:
+        x25519.Recipient.from_str(value)
+    except Exception:
+        return False
+    return value.startswith("age1")
+
+
+def looks_like_private_key(value: str) -> bool:
+    return "AGE-SECRET-KEY-" in value.upper()
+
+
+def public_key_of(identity: str) -> str:
+    from pyrage import x25519
+
+    return str(x25519.Identity.from_str(identity).to_public())

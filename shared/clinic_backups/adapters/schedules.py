@@ -1,0 +1,181 @@
+"""PostgreSQL adapter of the `SchedulesRepository` port: per-clinic settings and slots.
+
+Both tables live in the clinic's own schema (`backup_settings`, `backup_slots`, created by
+migration 2 and excluded from every dump). Slot idempotency is the database's job: the slot's
+primary key is (local date, local hour), a run claims a slot with INSERT … ON CONFLICT DO
+NOTHING, and only the run whose INSERT returned a row enqueues its backup — so a duplicated or
+concurrent EventBridge event never enqueues twice.
+
+`snapshot` reads what the scheduler needs about many clinics in one statement per batch
+(UNION ALL over the clinics' schemas): a scheduler run visits every clinic every hour, and one
+round trip per clinic would dominate its time (see bench/scheduler_fleet.py).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Any
+
+from psycopg2 import sql
+
+from ..models import ClinicSettings, SlotRecord, SlotStatus
+from ..ports import ClinicSnapshot
+from .migrations import TABLES
+from .postgres import SCHEMA_BATCH, Database, _table, batches
+
+_SETTINGS_COLUMNS = ("enabled", "hour", "weekdays", "time_zone", "locale", "keep_daily",
+                     "keep_weekly", "keep_monthly", "updated_by", "updated_at")
+
+
+def _settings(row: dict[str, Any]) -> ClinicSettings:
+    data = {k: row[k] for k in _SETTINGS_COLUMNS}
+    data["weekdays"] = tuple(int(d) for d in data["weekdays"])
+    if isinstance(data["updated_at"], str):  # from row_to_json
+        data["updated_at"] = datetime.fromisoformat(data["updated_at"])
+    return ClinicSettings(**data)
+
+
+def _slot(row: dict[str, Any]) -> SlotRecord:
+    def moment(value: Any) -> datetime:
+        return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+    local_date = row["local_date"]
+    backup_id = row["backup_id"]
+    return SlotRecord(
+        local_date=date.fromisoformat(local_date) if isinstance(local_date, str) else local_date,
+        local_hour=int(row["local_hour"]),
+        scheduled_at=moment(row["scheduled_at"]),
+        status=SlotStatus(row["status"]),
+        backup_id=uuid.UUID(backup_id) if isinstance(backup_id, str) else backup_id,
+        decided_at=moment(row["decided_at"]),
+        attempts=int(row["attempts"]),
+    )
+
+
+class PostgresSchedules:
+    def __init__(self, db: Database, batch_size: int = SCHEMA_BATCH):
+        self._db = db
+        self.batch_size = batch_size
+
+    def _names(self, schema: str) -> dict[str, sql.Composable]:
+        return {placeholder: _table(schema, table) for placeholder, table in TABLES.items()}
+
+    # --- settings -------------------------------------------------------------------------
+
+    def get_settings(self, schema: str) -> ClinicSettings | None:
+        with self._db.transaction() as cur:
+            cur.execute(sql.SQL("SELECT * FROM {settings}").format(**self._names(schema)))
+            row = cur.fetchone()
+            return _settings(row) if row else None
+
+    def save_settings(self, schema: str, settings: ClinicSettings) -> ClinicSettings:
+        values = [getattr(settings, c) for c in _SETTINGS_COLUMNS]
+        values[_SETTINGS_COLUMNS.index("weekdays")] = list(settings.weekdays)
+        with self._db.transaction() as cur:
+            cur.execute(sql.SQL(
+                "INSERT INTO {settings} ({cols}) VALUES ({vals}) ON CONFLICT (singleton) "
+                "DO UPDATE SET {updates} RETURNING *"
+            ).format(
+                cols=sql.SQL(", ").join(sql.Identifier(c) for c in _SETTINGS_COLUMNS),
+                vals=sql.SQL(", ").join(sql.Placeholder() for _ in _SETTINGS_COLUMNS),
+                updates=sql.SQL(", ").join(
+                    sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c))
+                    for c in _SETTINGS_COLUMNS),
+                **self._names(schema),
+            ), values)
+            return _settings(cur.fetchone())
+
+    # --- the scheduler's read -------------------------------------------------------------
+
+    def snapshot(self, schemas: list[str], *, slots_since: datetime, stuck_before: datetime,
+                 deleted_before: datetime) -> dict[str, ClinicSnapshot]:
+        result: dict[str, ClinicSnapshot] = {}
+        params = {"since": slots_since, "stuck": stuck_before, "grace": deleted_before}
+        for batch in batches(list(schemas), self.batch_size):
+            # One transaction per batch: its table locks end with it (see SCHEMA_BATCH).
+            with self._db.transaction() as cur:
+                cur.execute(sql.SQL(" UNION ALL ").join(self._clinic_query(s) for s in batch),
+                            params)
+                rows = cur.fetchall()
+            for row in rows:
+                slots = [_slot(r) for r in (row["slots"] or [])]
+                result[row["schema"]] = ClinicSnapshot(
+                    schema=row["schema"],
+                    settings=_settings(row["settings"]) if row["settings"] else None,
+                    slots={(s.local_date, s.local_hour): s for s in slots},
+                    last_good_at=row["last_good_at"],
+                    first_slot_at=row["first_slot_at"],
+                    lock_held=bool(row["lock_held"]),
+                    stuck=bool(row["stuck"]),
+                    purgeable=bool(row["purgeable"]),
+                )
+        return result
+
+    def _clinic_query(self, schema: str) -> sql.Composed:
+        return sql.SQL(
+            "SELECT {schema} AS schema,"
+            " (SELECT row_to_json(s) FROM {settings} s) AS settings,"
+            " (SELECT json_agg(row_to_json(sl)) FROM {slots} sl"
+            "   WHERE sl.scheduled_at >= %(since)s) AS slots,"
+            " (SELECT max(finished_at) FROM {records} WHERE status = 'completed') AS last_good_at,"
+            " (SELECT min(scheduled_at) FROM {slots}) AS first_slot_at,"
+            " EXISTS (SELECT 1 FROM {lock}) AS lock_held,"
+            " EXISTS (SELECT 1 FROM {records} WHERE status IN ('pending', 'running')"
+            "   AND coalesce(started_at, created_at) < %(stuck)s) AS stuck,"
+            " EXISTS (SELECT 1 FROM {records} WHERE status = 'deleted' AND purged_at IS NULL"
+            "   AND deleted_at <= %(grace)s) AS purgeable"
+        ).format(schema=sql.Literal(schema), **self._names(schema))
+
+    # --- slots ----------------------------------------------------------------------------
+
+    def claim_slot(self, schema: str, local_date: date, local_hour: int, scheduled_at: datetime,
+                   backup_id: uuid.UUID, at: datetime) -> bool:
+        with self._db.transaction() as cur:
+            cur.execute(sql.SQL(
+                "INSERT INTO {slots} (local_date, local_hour, scheduled_at, status, backup_id, "
+                "decided_at, attempts) VALUES (%s, %s, %s, 'due', %s, %s, 1) "
+                "ON CONFLICT (local_date, local_hour) DO NOTHING RETURNING 1"
+            ).format(**self._names(schema)), (local_date, local_hour, scheduled_at, backup_id, at))
+            return cur.fetchone() is not None
+
+    def reclaim_slot(self, schema: str, local_date: date, local_hour: int,
+                     backup_id: uuid.UUID, at: datetime, due_before: datetime) -> bool:
+        with self._db.transaction() as cur:
+            cur.execute(sql.SQL(
+                "UPDATE {slots} SET status = 'due', backup_id = %s, decided_at = %s, "
+                "attempts = attempts + 1 WHERE local_date = %s AND local_hour = %s "
+                "AND (status = 'skipped_busy' OR (status = 'due' AND decided_at < %s)) "
+                "RETURNING 1"
+            ).format(**self._names(schema)), (backup_id, at, local_date, local_hour, due_before))
+            return cur.fetchone() is not None
+
+    def mark_slot(self, schema: str, local_date: date, local_hour: int, status: SlotStatus,
+                  at: datetime, backup_id: uuid.UUID | None = None) -> None:
+        with self._db.transaction() as cur:
+            cur.execute(sql.SQL(
+                "UPDATE {slots} SET status = %s, decided_at = %s, "
+                "backup_id = coalesce(%s, backup_id) WHERE local_date = %s AND local_hour = %s"
+            ).format(**self._names(schema)),
+                (status.value, at, backup_id, local_date, local_hour))
+
+    def release_slot(self, schema: str, local_date: date, local_hour: int,
+                     backup_id: uuid.UUID) -> None:
+        with self._db.transaction() as cur:
+            cur.execute(sql.SQL(
+                "DELETE FROM {slots} WHERE local_date = %s AND local_hour = %s "
+                "AND status = 'due' AND backup_id = %s"
+            ).format(**self._names(schema)), (local_date, local_hour, backup_id))
+
+    def record_missed(self, schema: str, local_date: date, local_hour: int,
+                      scheduled_at: datetime, at: datetime, due_before: datetime) -> bool:
+        with self._db.transaction() as cur:
+            cur.execute(sql.SQL(
+                "INSERT INTO {slots} AS sl (local_date, local_hour, scheduled_at, status, "
+                "decided_at, attempts) VALUES (%s, %s, %s, 'missed', %s, 0) "
+                "ON CONFLICT (local_date, local_hour) DO UPDATE SET status = 'missed', "
+                "decided_at = EXCLUDED.decided_at WHERE sl.status = 'skipped_busy' "
+                "OR (sl.status = 'due' AND sl.decided_at < %s) RETURNING 1"
+            ).format(**self._names(schema)),
+                (local_date, local_hour, scheduled_at, at, due_before))
+            return cur.fetchone() is not None

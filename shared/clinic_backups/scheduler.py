@@ -1,0 +1,233 @@
+"""One scheduler run (hourly, EventBridge → functions/scheduler): decide every active clinic's
+due slots, enqueue their backups on the job queue, then sweep.
+
+1. One read of the fleet: the clinics' migration state (`ensure_schemas`) and a snapshot of
+   each clinic's settings, recent slots and sweeper hints, a few hundred clinics per statement.
+2. Stuck records are failed first (sweeper), so a dead backup's lock does not make its clinic
+   look busy to this run.
+3. Slots (`schedule.decide`): a new slot within the catch-up window is claimed in the database
+   (INSERT … ON CONFLICT DO NOTHING: a duplicated or concurrent event claims nothing) and its
+   backup started with `service.start_backup` (trigger `scheduled`, actor `scheduler`): the
+   record takes the clinic's operation lock and the job goes on the queue, whose
+   `MaximumConcurrency` bounds how many clinics hit the database at once. A busy clinic's slot
+   becomes `skipped_busy` and is retried by later runs within the window; beyond it, `missed`.
+4. The rest of the sweeper (unfinished uploads, purge, and the orphan report for 1/24 of the
+   clinics each hour, so every clinic is checked daily) while time remains.
+5. Metrics: `ClinicsWithoutRecentBackup` (enabled clinics whose newest completed backup is
+   older than their schedule's period + catch-up + 1 h) and `OldestLastGoodBackupHours` feed
+   the stale-backup alarm, plus the counts of this run.
+
+Every step is idempotent and one clinic's failure never stops the others: a partial run (a
+timeout, a database hiccup) is finished by the next one within the catch-up window.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+import zlib
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
+
+from .errors import ApiError, OperationInProgress
+from .models import AuditEntry, SlotStatus, Trigger
+from .observability import logger
+from .schedule import CLAIM_TIMEOUT, MISSED_LOOKBACK, Action, Slot, decide, is_stale
+from .service import Services, start_backup
+from .sweeper import (
+    SweepReport,
+    abort_stale_uploads,
+    emit_metrics,
+    fail_stuck,
+    find_orphans,
+    guarded,
+    purge,
+)
+
+SCHEDULER_ACTOR = "scheduler"
+# Orphan reports are spread over the day: a clinic is listed when crc32(schema) % 24 is the
+# current UTC hour.
+ORPHAN_ROTATION_HOURS = 24
+STALE_CLINICS_LOGGED = 50
+
+
+@dataclass
+class SchedulerReport:
+    clinics: int = 0
+    unavailable: int = 0
+    enqueued: int = 0
+    skipped_busy: int = 0
+    missed: int = 0
+    already_claimed: int = 0
+    recovered: int = 0
+    errors: int = 0
+    disabled: int = 0
+    stale_clinics: list[str] = field(default_factory=list)
+    oldest_last_good_hours: float = 0.0
+    out_of_time: bool = False
+    seconds: float = 0.0
+    sweep: SweepReport = field(default_factory=SweepReport)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["sweep"] = self.sweep.to_dict()
+        data["stale_clinics"] = len(self.stale_clinics)
+        return data
+
+
+def run_scheduler(svc: Services, *, deadline: float | None = None,
+                  orphans: bool = True) -> SchedulerReport:
+    """One run. `deadline` (a `time.monotonic()` value) stops the optional work in time:
+    slots are decided first, the sweeper's uploads/purge/orphans only while time remains."""
+    assert svc.schedules is not None
+    started = time.monotonic()
+    report = SchedulerReport()
+    now = svc.clock.now()
+    policy = svc.policy
+
+    def out_of_time() -> bool:
+        if deadline is not None and time.monotonic() > deadline:
+            report.out_of_time = True
+        return report.out_of_time
+
+    clinics = [c.schema for c in svc.tenants.active_clinics()]
+    unavailable = set(svc.records.ensure_schemas(clinics))
+    schemas = [s for s in clinics if s not in unavailable]
+    report.clinics, report.unavailable = len(schemas), len(unavailable)
+    if unavailable:
+        logger.warning("active clinics without a schema; skipped",
+                       extra={"count": len(unavailable), "clinics": sorted(unavailable)[:20]})
+    snapshots = svc.schedules.snapshot(
+        schemas,
+        slots_since=now - policy.catch_up - MISSED_LOOKBACK - timedelta(hours=1),
+        stuck_before=now - policy.stuck_after,
+        deleted_before=now - timedelta(days=svc.delete_grace_days),
+    )
+
+    for schema in schemas:
+        snap = snapshots.get(schema)
+        if snap is not None and snap.stuck:
+            guarded(report.sweep, "stuck", schema, partial(fail_stuck, svc, schema, report.sweep))
+
+    oldest = timedelta(0)
+    for schema in schemas:
+        if out_of_time():
+            break
+        snap = snapshots.get(schema)
+        if snap is None:
+            continue
+        settings = snap.settings or policy.defaults
+        if not settings.enabled:
+            report.disabled += 1
+            continue
+        if is_stale(settings, snap.last_good_at, snap.first_slot_at, now, policy.catch_up):
+            report.stale_clinics.append(schema)
+        if snap.last_good_at is not None:
+            oldest = max(oldest, now - snap.last_good_at)
+        try:
+            for decision in decide(settings, snap.slots, now, policy.catch_up):
+                _execute(svc, schema, decision.slot, decision.action, snap.slots, now, report)
+        except Exception:
+            report.errors += 1
+            logger.exception("scheduling a clinic failed", extra={"clinic": schema})
+    report.oldest_last_good_hours = round(oldest.total_seconds() / 3600, 2)
+
+    if not out_of_time() and svc.storage is not None:
+        guarded(report.sweep, "uploads", None,
+                partial(abort_stale_uploads, svc, set(schemas), report.sweep))
+    for schema in schemas:
+        snap = snapshots.get(schema)
+        if snap is not None and snap.purgeable and not out_of_time():
+            guarded(report.sweep, "purge", schema, partial(purge, svc, schema, report.sweep))
+    if orphans and svc.storage is not None:
+        for schema in schemas:
+            turn = zlib.crc32(schema.encode()) % ORPHAN_ROTATION_HOURS == now.hour
+            if turn and not out_of_time():
+                guarded(report.sweep, "orphans", schema,
+                        partial(find_orphans, svc, schema, report.sweep))
+
+    report.seconds = round(time.monotonic() - started, 3)
+    _emit(svc, report)
+    return report
+
+
+def _execute(svc: Services, schema: str, slot: Slot, action: Action, rows: dict[Any, Any],
+             now: datetime, report: SchedulerReport) -> None:
+    assert svc.schedules is not None
+    within = now < slot.scheduled_at + svc.policy.catch_up
+    if action == Action.RECOVER:
+        # A run claimed this slot and died. If its backup record exists, the job was queued
+        # (start_backup fails the record itself when the queue refuses): nothing to redo.
+        row = rows[slot.key]
+        if row.backup_id is not None and svc.records.get(schema, row.backup_id) is not None:
+            svc.schedules.mark_slot(schema, slot.local_date, slot.local_hour, SlotStatus.ENQUEUED,
+                                    now, row.backup_id)
+            report.recovered += 1
+            return
+        action = Action.RETRY if within else Action.MISS
+    if action == Action.MISS:
+        if svc.schedules.record_missed(schema, slot.local_date, slot.local_hour,
+                                       slot.scheduled_at, now, now - CLAIM_TIMEOUT):
+            report.missed += 1
+            logger.warning("scheduled backup missed: the catch-up window passed",
+                           extra={"clinic": schema, "slot": _slot_name(slot)})
+        return
+
+    backup_id = uuid.uuid4()
+    if action == Action.RETRY:
+        claimed = svc.schedules.reclaim_slot(schema, slot.local_date, slot.local_hour, backup_id,
+                                             now, now - CLAIM_TIMEOUT)
+    else:
+        claimed = svc.schedules.claim_slot(schema, slot.local_date, slot.local_hour,
+                                           slot.scheduled_at, backup_id, now)
+    if not claimed:
+        report.already_claimed += 1  # another run (a duplicated event) has this slot
+        return
+    try:
+        start_backup(svc, schema, trigger=Trigger.SCHEDULED, actor_id=SCHEDULER_ACTOR,
+                     actor_name=None, backup_id=backup_id)
+    except OperationInProgress:
+        svc.schedules.mark_slot(schema, slot.local_date, slot.local_hour,
+                                SlotStatus.SKIPPED_BUSY, now)
+        report.skipped_busy += 1
+        logger.info("clinic busy; slot retried later in the catch-up window",
+                    extra={"clinic": schema, "slot": _slot_name(slot)})
+        return
+    except ApiError as error:
+        # The queue or the database refused: release the claim so a later run tries again.
+        svc.schedules.release_slot(schema, slot.local_date, slot.local_hour, backup_id)
+        report.errors += 1
+        logger.warning("could not start a scheduled backup",
+                       extra={"clinic": schema, "error_code": error.code})
+        return
+    svc.schedules.mark_slot(schema, slot.local_date, slot.local_hour, SlotStatus.ENQUEUED, now,
+                            backup_id)
+    report.enqueued += 1
+    svc.records.audit(schema, AuditEntry(
+        action="backup.create", outcome="scheduled", actor_id=SCHEDULER_ACTOR,
+        backup_id=backup_id, details={"slot": _slot_name(slot),
+                                      "scheduled_at": slot.scheduled_at.isoformat()}))
+
+
+def _slot_name(slot: Slot) -> str:
+    return f"{slot.local_date.isoformat()} {slot.local_hour:02d}:00"
+
+
+def _emit(svc: Services, report: SchedulerReport) -> None:
+    metrics = svc.metrics
+    metrics.add("ClinicsScheduled", report.clinics, "Count")
+    metrics.add("ScheduledBackupsEnqueued", report.enqueued, "Count")
+    metrics.add("SlotsSkippedBusy", report.skipped_busy, "Count")
+    metrics.add("SlotsMissed", report.missed, "Count")
+    metrics.add("SchedulerErrors", report.errors, "Count")
+    metrics.add("ClinicsWithoutRecentBackup", len(report.stale_clinics), "Count")
+    metrics.add("OldestLastGoodBackupHours", report.oldest_last_good_hours, "None")
+    metrics.add("SchedulerSeconds", report.seconds, "Seconds")
+    emit_metrics(svc, report.sweep)
+    if report.stale_clinics:
+        logger.warning("clinics without a recent good backup",
+                       extra={"count": len(report.stale_clinics),
+                              "clinics": report.stale_clinics[:STALE_CLINICS_LOGGED]})
+    logger.info("scheduler run done", extra=report.to_dict())

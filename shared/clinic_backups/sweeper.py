@@ -1,0 +1,153 @@
+"""The sweeper: what cleans up after crashes, deletes and retention. It runs at the end of every
+scheduler run (for the clinics that need it) and from the operator CLI
+(`python -m clinic_backups.cli sweep`, every clinic, every step).
+
+- **Stuck records.** A pending record created, or a running record started, longer ago than the
+  worker timeout plus a margin (`PlatformPolicy.stuck_after`, 900 s + 45 min by default) can
+  no longer finish: no invocation runs longer than the timeout, and the queue drops messages
+  older than that (JobQueue.MessageRetentionPeriod ≤ the threshold; tests/unit/
+  test_contracts.py checks it). It becomes `failed` with `error_code` `stale`, which releases
+  the clinic's operation lock. Should a message still arrive, the worker's atomic claim
+  (pending → running) skips it.
+- **Unfinished multipart uploads** under a clinic's prefix older than the same threshold and
+  with no pending/running record for their key are aborted. One bucket-wide listing serves all
+  clinics; each abort goes through the clinic's `ScopedStorage`.
+- **Soft-deleted backups past the grace period** are purged (`service.purge_deleted`).
+- **Objects with no record** are reported (a warning with the keys and the `OrphanObjects`
+  metric), never deleted: a missing record is as likely a damaged catalogue (rebuild it from
+  the manifests) as garbage.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Collection
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from functools import partial
+from typing import Any
+
+from .models import AuditEntry
+from .names import manifest_key
+from .observability import logger
+from .ports import PendingUpload
+from .service import Services, purge_deleted
+
+# An object this young may belong to a record being written right now: not reported yet.
+ORPHAN_MIN_AGE = timedelta(hours=1)
+ORPHAN_KEYS_LOGGED = 20
+
+
+@dataclass
+class SweepReport:
+    stale_failed: int = 0
+    uploads_aborted: int = 0
+    uploads_in_flight: int = 0
+    purged: int = 0
+    orphans: dict[str, list[str]] = field(default_factory=dict)
+    errors: int = 0
+
+    @property
+    def orphan_count(self) -> int:
+        return sum(len(keys) for keys in self.orphans.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["orphan_count"] = self.orphan_count
+        return data
+
+
+def guarded(report: SweepReport, step: str, schema: str | None, run: Callable[[], None]) -> None:
+    """One clinic's failing step is logged and counted; the sweep goes on with the others."""
+    try:
+        run()
+    except Exception:
+        report.errors += 1
+        logger.exception("sweeper step failed", extra={"step": step, "clinic": schema})
+
+
+def fail_stuck(svc: Services, schema: str, report: SweepReport) -> None:
+    now = svc.clock.now()
+    for backup_id in svc.records.fail_stale(schema, now - svc.policy.stuck_after, now):
+        report.stale_failed += 1
+        svc.metrics.add("BackupFailed", 1, "Count")
+        svc.records.audit(schema, AuditEntry(action="backup.run", outcome="failed",
+                                             actor_id="sweeper", backup_id=backup_id,
+                                             details={"error_code": "stale"}))
+        logger.warning("stuck backup failed as stale",
+                       extra={"clinic": schema, "backup_id": str(backup_id)})
+
+
+def abort_stale_uploads(svc: Services, schemas: Collection[str], report: SweepReport) -> None:
+    assert svc.storage is not None
+    cutoff = svc.clock.now() - svc.policy.stuck_after
+    by_clinic: dict[str, list[PendingUpload]] = defaultdict(list)
+    # One listing of the whole bucket instead of one per clinic (thousands of calls an hour).
+    for upload in svc.storage.pending_uploads(""):
+        schema = upload.key.split("/", 1)[0]
+        if schema in schemas and upload.initiated < cutoff:
+            by_clinic[schema].append(upload)
+    for schema, uploads in sorted(by_clinic.items()):
+        guarded(report, "uploads", schema, partial(_abort, svc, schema, uploads, report))
+
+
+def _abort(svc: Services, schema: str, uploads: list[PendingUpload], report: SweepReport) -> None:
+    in_flight = svc.records.keys_in_flight(schema)
+    storage = svc.scoped(schema)
+    for upload in uploads:
+        if upload.key in in_flight:
+            report.uploads_in_flight += 1
+            continue
+        storage.abort_upload(upload.key, upload.upload_id)
+        report.uploads_aborted += 1
+        logger.info("aborted an unfinished upload",
+                    extra={"clinic": schema, "initiated": upload.initiated.isoformat()})
+
+
+def purge(svc: Services, schema: str, report: SweepReport) -> None:
+    report.purged += purge_deleted(svc, schema)
+
+
+def find_orphans(svc: Services, schema: str, report: SweepReport) -> None:
+    now = svc.clock.now()
+    known = svc.records.known_keys(schema)
+    expected = known | {manifest_key(k) for k in known}
+    orphans = sorted(
+        info.key for info in svc.scoped(schema).list()
+        if info.key not in expected
+        and (info.last_modified is None or info.last_modified < now - ORPHAN_MIN_AGE)
+    )
+    if orphans:
+        report.orphans[schema] = orphans
+        logger.warning("objects without a backup record (kept: rebuild the records from the "
+                       "manifests, or remove them by hand)",
+                       extra={"clinic": schema, "count": len(orphans),
+                              "keys": orphans[:ORPHAN_KEYS_LOGGED]})
+
+
+def sweep(svc: Services, schemas: list[str] | None = None, *,
+          orphans: bool = True) -> SweepReport:
+    """Every step for every given clinic (all active clinics by default): the operator's
+    sweep. The scheduler runs the same steps, only for the clinics that need them."""
+    report = SweepReport()
+    chosen = schemas or [c.schema for c in svc.tenants.active_clinics()]
+    unavailable = set(svc.records.ensure_schemas(chosen))
+    chosen = [s for s in chosen if s not in unavailable]
+    for schema in chosen:
+        guarded(report, "stuck", schema, partial(fail_stuck, svc, schema, report))
+    guarded(report, "uploads", None, partial(abort_stale_uploads, svc, set(chosen), report))
+    for schema in chosen:
+        guarded(report, "purge", schema, partial(purge, svc, schema, report))
+    if orphans:
+        for schema in chosen:
+            guarded(report, "orphans", schema, partial(find_orphans, svc, schema, report))
+    emit_metrics(svc, report)
+    return report
+
+
+def emit_metrics(svc: Services, report: SweepReport) -> None:
+    svc.metrics.add("StaleBackupsFailed", report.stale_failed, "Count")
+    svc.metrics.add("UploadsAborted", report.uploads_aborted, "Count")
+    svc.metrics.add("BackupsPurged", report.purged, "Count")
+    svc.metrics.add("OrphanObjects", report.orphan_count, "Count")
+    svc.metrics.add("SweeperErrors", report.errors, "Count")
