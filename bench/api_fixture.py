@@ -41,27 +41,41 @@ class ApiFixture:
         from devstack.postgres import find_free_port
         from devstack.supabase_storage import SupabaseStorageFake
 
-        self.supabase = SupabaseStorageFake(self.bench.s3.client(), jwt_secret=secrets.token_urlsafe(32))
+        self.supabase = SupabaseStorageFake(
+            self.bench.s3.client(), jwt_secret=secrets.token_urlsafe(32)
+        )
         self.supabase.start()
         port = find_free_port()
         self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         self.moto.start()
-        sqs = boto3.client("sqs", endpoint_url=f"http://127.0.0.1:{port}", region_name="eu-west-1",
-                           aws_access_key_id="bench", aws_secret_access_key="bench")
+        sqs = boto3.client(
+            "sqs",
+            endpoint_url=f"http://127.0.0.1:{port}",
+            region_name="eu-west-1",
+            aws_access_key_id="bench",
+            aws_secret_access_key="bench",
+        )
         queue_url = sqs.create_queue(QueueName="bench-jobs")["QueueUrl"]
         self.env = {
             **self.bench.settings_env("s3"),
-            "JWT_SECRET": self.secret, "JWT_ISSUER": ISSUER, "JWT_AUDIENCE": AUDIENCE,
-            "STORAGE_BACKEND": "supabase", "SUPABASE_URL": self.supabase.url,
+            "JWT_SECRET": self.secret,
+            "JWT_ISSUER": ISSUER,
+            "JWT_AUDIENCE": AUDIENCE,
+            "STORAGE_BACKEND": "supabase",
+            "SUPABASE_URL": self.supabase.url,
             "SUPABASE_SERVICE_KEY": self.supabase.service_key,
-            "JOB_QUEUE": "sqs", "JOB_QUEUE_URL": queue_url,
+            "JOB_QUEUE": "sqs",
+            "JOB_QUEUE_URL": queue_url,
             "AWS_ENDPOINT_URL_SQS": f"http://127.0.0.1:{port}",
-            "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
             "AWS_DEFAULT_REGION": "eu-west-1",
         }
         common.ensure_clinic(self.bench.url, SCHEMA, patients=300, note_bytes=100)
         self.release_lock()
-        done = common.run_child("bench.backup_child", {"schema": SCHEMA, "sink": "s3"}, env=self.env)
+        done = common.run_child(
+            "bench.backup_child", {"schema": SCHEMA, "sink": "s3"}, env=self.env
+        )
         self.backup_id = done["backup_id"]
         return self
 
@@ -73,17 +87,31 @@ class ApiFixture:
 
     def token(self, role: str = "admin") -> str:
         now = int(time.time())
-        return jwt.encode({"sub": "bench-user", "name": "Bench", "tenant": SCHEMA, "clinic_role": role,
-                           "iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + 3600},
-                          self.secret, algorithm="HS256")
+        return jwt.encode(
+            {
+                "sub": "bench-user",
+                "name": "Bench",
+                "tenant": SCHEMA,
+                "clinic_role": role,
+                "iss": ISSUER,
+                "aud": AUDIENCE,
+                "iat": now,
+                "exp": now + 3600,
+            },
+            self.secret,
+            algorithm="HS256",
+        )
 
     def event(self, function: str, sample: str | None = None) -> dict[str, Any]:
-        sample = sample or {
-            "list_backups": "list_backups/get_backups.json",
-            "download_backup": "download_backup/get_download.json",
-            "create_backup": "create_backup/post_backups.json",
-            "delete_backup": "delete_backup/delete_backup.json",
-        }[function]
+        sample = (
+            sample
+            or {
+                "list_backups": "list_backups/get_backups.json",
+                "download_backup": "download_backup/get_download.json",
+                "create_backup": "create_backup/post_backups.json",
+                "delete_backup": "delete_backup/delete_backup.json",
+            }[function]
+        )
         event = json.loads((REPO / "events" / sample).read_text())
         event = copy.deepcopy(event)
         event["headers"]["authorization"] = f"Bearer {self.token()}"
@@ -106,9 +134,14 @@ class ApiFixture:
 
     def release_lock(self) -> None:
         with psycopg2.connect(self.bench.url) as conn, conn.cursor() as cur:
-            cur.execute(sql.SQL("UPDATE {} SET status = 'failed' WHERE status IN ('pending','running')")
-                        .format(sql.Identifier(SCHEMA, "backup_records")))
-            cur.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(SCHEMA, "backup_operation_lock")))
+            cur.execute(
+                sql.SQL(
+                    "UPDATE {} SET status = 'failed' WHERE status IN ('pending','running')"
+                ).format(sql.Identifier(SCHEMA, "backup_records"))
+            )
+            cur.execute(
+                sql.SQL("DELETE FROM {}").format(sql.Identifier(SCHEMA, "backup_operation_lock"))
+            )
 
     def seed_records(self, count: int) -> None:
         """Completed records (metadata only) so the clinic's history has `count` rows."""
@@ -118,30 +151,45 @@ class ApiFixture:
             have = cur.fetchone()[0]
             if have >= count:
                 return
-            cur.execute(sql.SQL(
-                "INSERT INTO {t} (id, status, trigger, file_name, storage_key, size_bytes, sha256, "
-                "compression, created_by, created_by_name, created_at, started_at, finished_at) "
-                "SELECT gen_random_uuid(), 'completed', 'scheduled', 'f' || i || '.dump', "
-                "%s || '/seed/' || i || '.dump', 1000 + i, md5(i::text) || md5(i::text), 'zstd:3', "
-                "'scheduler', 'Sistema', now() - i * interval '1 day', "
-                "now() - i * interval '1 day', now() - i * interval '1 day' "
-                "FROM generate_series(1, %s) i").format(t=table), (SCHEMA, count - have))
+            cur.execute(
+                sql.SQL(
+                    "INSERT INTO {t} (id, status, trigger, file_name, storage_key, size_bytes, sha256, "
+                    "compression, created_by, created_by_name, created_at, started_at, finished_at) "
+                    "SELECT gen_random_uuid(), 'completed', 'scheduled', 'f' || i || '.dump', "
+                    "%s || '/seed/' || i || '.dump', 1000 + i, md5(i::text) || md5(i::text), 'zstd:3', "
+                    "'scheduler', 'Sistema', now() - i * interval '1 day', "
+                    "now() - i * interval '1 day', now() - i * interval '1 day' "
+                    "FROM generate_series(1, %s) i"
+                ).format(t=table),
+                (SCHEMA, count - have),
+            )
 
     # --- in-process latency ----------------------------------------------------------------
 
     def warm_latency(self, calls: int) -> dict[str, tuple[float, float]]:
         os.environ.update(self.env)
         modules = {name: _load(name) for name in ("list_backups", "download_backup")}
-        context = type("Ctx", (), {"function_name": "bench", "memory_limit_in_mb": 256,
-                                   "invoked_function_arn": "arn:aws:lambda:eu-west-1:1:function:f",
-                                   "aws_request_id": "warm"})()
+        context = type(
+            "Ctx",
+            (),
+            {
+                "function_name": "bench",
+                "memory_limit_in_mb": 256,
+                "invoked_function_arn": "arn:aws:lambda:eu-west-1:1:function:f",
+                "aws_request_id": "warm",
+            },
+        )()
         self.release_lock()
         cases = {
             "GET /backups (page of 20)": (modules["list_backups"], self.event("list_backups")),
-            "GET /backups/{id}": (modules["list_backups"],
-                                  self.event("list_backups", "list_backups/get_backup.json")),
-            "GET /backups/{id}/download (Supabase signed URL, HTTP to the local Storage API)":
-                (modules["download_backup"], self.event("download_backup")),
+            "GET /backups/{id}": (
+                modules["list_backups"],
+                self.event("list_backups", "list_backups/get_backup.json"),
+            ),
+            "GET /backups/{id}/download (Supabase signed URL, HTTP to the local Storage API)": (
+                modules["download_backup"],
+                self.event("download_backup"),
+            ),
         }
         results = {}
         for name, (module, event) in cases.items():
@@ -157,8 +205,9 @@ class ApiFixture:
 
 
 def _load(function: str) -> Any:
-    spec = importlib.util.spec_from_file_location(f"bench_{function}",
-                                                  Path(REPO) / "functions" / function / "app.py")
+    spec = importlib.util.spec_from_file_location(
+        f"bench_{function}", Path(REPO) / "functions" / function / "app.py"
+    )
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -60,20 +60,26 @@ def main() -> None:
     svc.dispatcher = type("Collect", (), {"enqueue": lambda self, job: jobs.append(job)})()
     written_before = io_write_bytes()
     start = time.perf_counter()
-    record = service.start_backup(svc, payload["schema"], trigger=Trigger.MANUAL,
-                                  actor_id="bench", actor_name="bench")
+    record = service.start_backup(
+        svc, payload["schema"], trigger=Trigger.MANUAL, actor_id="bench", actor_name="bench"
+    )
     done = service.run_backup_job(svc, jobs[0])
     seconds = time.perf_counter() - start
     assert done is not None and done.status.value == "completed", done and done.error
-    print(json.dumps({
-        "seconds": seconds,
-        "size_bytes": done.size_bytes,
-        "python_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "children_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
-        "disk_write_bytes": io_write_bytes() - written_before,
-        "tmp_bytes": dir_bytes(tmp),
-        "backup_id": str(record.id),
-    }))
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "size_bytes": done.size_bytes,
+                "python_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "children_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+                / 1024,
+                "disk_write_bytes": io_write_bytes() - written_before,
+                "tmp_bytes": dir_bytes(tmp),
+                "backup_id": str(record.id),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -31,9 +31,16 @@ def function() -> dict:
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    context = type("Ctx", (), {"function_name": PAYLOAD["function"], "memory_limit_in_mb": 256,
-                               "invoked_function_arn": "arn:aws:lambda:eu-west-1:1:function:f",
-                               "aws_request_id": "cold"})()
+    context = type(
+        "Ctx",
+        (),
+        {
+            "function_name": PAYLOAD["function"],
+            "memory_limit_in_mb": 256,
+            "invoked_function_arn": "arn:aws:lambda:eu-west-1:1:function:f",
+            "aws_request_id": "cold",
+        },
+    )()
     answer = module.lambda_handler(PAYLOAD["event"], context)
     return {"seconds": time.perf_counter() - START, "status": answer["statusCode"]}
 

@@ -41,7 +41,9 @@ def pg_server_url() -> tuple[str, Any]:
         pass
     from devstack.postgres import EmbeddedPostgres, create_state_dir
 
-    subprocess.run(["make", "-s", "-C", str(paths.pgdump_layer_makefile_dir()), "pg-server"], check=True)
+    subprocess.run(
+        ["make", "-s", "-C", str(paths.pgdump_layer_makefile_dir()), "pg-server"], check=True
+    )
     server = EmbeddedPostgres(create_state_dir() / "data", fsync=False)
     server.start()
     return server.url, server
@@ -69,9 +71,12 @@ def ensure_clinic(url: str, schema: str, patients: int, note_bytes: int) -> int:
     with psycopg2.connect(url) as conn, conn.cursor() as cur:
         clinic_data.create_clinic_schema(cur, schema, patients=patients, note_bytes=note_bytes)
         clinic_data.register_tenant(cur, schema, f"Bench {schema}")
-        cur.execute("SELECT coalesce(sum(pg_table_size(c.oid)), 0) FROM pg_class c "
-                    "JOIN pg_namespace n ON n.oid = c.relnamespace "
-                    "WHERE n.nspname = %s AND c.relkind = 'r'", (schema,))
+        cur.execute(
+            "SELECT coalesce(sum(pg_table_size(c.oid)), 0) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relkind = 'r'",
+            (schema,),
+        )
         return int(cur.fetchone()[0])
 
 
@@ -84,12 +89,15 @@ class Stats:
         return statistics.median(self.values)
 
     def fmt(self, unit: str = "s", digits: int = 3) -> str:
-        return (f"median {self.median:.{digits}f}{unit} (min {min(self.values):.{digits}f}, "
-                f"max {max(self.values):.{digits}f}, n={len(self.values)})")
+        return (
+            f"median {self.median:.{digits}f}{unit} (min {min(self.values):.{digits}f}, "
+            f"max {max(self.values):.{digits}f}, n={len(self.values)})"
+        )
 
 
-def alternate(pairs: int, baseline: Callable[[], float], candidate: Callable[[], float]
-              ) -> tuple[Stats, Stats, Stats]:
+def alternate(
+    pairs: int, baseline: Callable[[], float], candidate: Callable[[], float]
+) -> tuple[Stats, Stats, Stats]:
     """Run baseline and candidate in alternating pairs; the per-pair ratio is what counts."""
     a, b, ratios = [], [], []
     for index in range(pairs):
@@ -124,7 +132,11 @@ def machine() -> dict[str, str]:
                 break
     except OSError:
         pass
-    debian = Path("/etc/debian_version").read_text().strip() if Path("/etc/debian_version").exists() else ""
+    debian = (
+        Path("/etc/debian_version").read_text().strip()
+        if Path("/etc/debian_version").exists()
+        else ""
+    )
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
@@ -145,10 +157,18 @@ def _meminfo() -> str:
     return ""
 
 
-def run_child(module: str, payload: dict[str, Any], env: dict[str, str] | None = None) -> dict[str, Any]:
+def run_child(
+    module: str, payload: dict[str, Any], env: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Run `python -m <module>` with a JSON payload on stdin; it prints one JSON line last."""
-    out = subprocess.run([sys.executable, "-m", module], input=json.dumps(payload), text=True,
-                         capture_output=True, env={**os.environ, **(env or {})}, check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", module],
+        input=json.dumps(payload),
+        text=True,
+        capture_output=True,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
     if out.returncode != 0:
         raise RuntimeError(f"{module} failed: {out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])

@@ -21,14 +21,19 @@ def ensure_fleet(url: str, count: int, prefix: str = "fleet_") -> list[str]:
     missing = [n for n in names if n not in existing]
     for start in range(0, len(missing), 50):
         with psycopg2.connect(url) as conn, conn.cursor() as cur:
-            for schema in missing[start:start + 50]:
+            for schema in missing[start : start + 50]:
                 cur.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
                 for t in range(TABLES_PER_CLINIC):
-                    cur.execute(sql.SQL(
-                        "CREATE TABLE {t} (id bigserial PRIMARY KEY, name text NOT NULL, "
-                        "created_at timestamptz NOT NULL DEFAULT now(), amount numeric(12,2))"
-                    ).format(t=sql.Identifier(schema, f"t{t:02d}")))
-                    cur.execute(sql.SQL("CREATE INDEX ON {t} (name)").format(
-                        t=sql.Identifier(schema, f"t{t:02d}")))
+                    cur.execute(
+                        sql.SQL(
+                            "CREATE TABLE {t} (id bigserial PRIMARY KEY, name text NOT NULL, "
+                            "created_at timestamptz NOT NULL DEFAULT now(), amount numeric(12,2))"
+                        ).format(t=sql.Identifier(schema, f"t{t:02d}"))
+                    )
+                    cur.execute(
+                        sql.SQL("CREATE INDEX ON {t} (name)").format(
+                            t=sql.Identifier(schema, f"t{t:02d}")
+                        )
+                    )
                 clinic_data.register_tenant(cur, schema, f"Fleet {schema}")
     return names

@@ -43,12 +43,16 @@ class Report:
         out = ["# Benchmark results", ""]
         if self.smoke:
             out += ["**Smoke run: tiny inputs, the numbers mean nothing.**", ""]
-        out += [f"Run on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", "",
-                "| machine | |", "|---|---|"]
+        out += [
+            f"Run on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+            "",
+            "| machine | |",
+            "|---|---|",
+        ]
         out += [f"| {k} | {v} |" for k, v in info.items()]
         for title, lines in self.sections:
-            out += ["", f"## {title}", ""] + lines
-        out += ["", "## Commands", "", "```"] + self.commands + ["```", ""]
+            out += ["", f"## {title}", "", *lines]
+        out += ["", "## Commands", "", "```", *self.commands, "```", ""]
         path.write_text("\n".join(out))
 
 
@@ -66,12 +70,18 @@ class Env:
         env = {
             "DATABASE_URL": self.url,
             "JWT_SECRET": "bench-secret-bench-secret-bench-secret-0123456789",
-            "JWT_ISSUER": "bench", "JWT_AUDIENCE": "bench",
-            "JOB_QUEUE": "local", "PG_BIN_DIR": self.pg_bin,
-            "STORAGE_BACKEND": "s3", "STORAGE_BUCKET": self.bucket,
-            "S3_ENDPOINT_URL": self.s3.endpoint_url, "S3_ACCESS_KEY_ID": self.s3.access_key,
-            "S3_SECRET_ACCESS_KEY": self.s3.secret_key, "S3_REGION": self.s3.region,
-            "POWERTOOLS_LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_NAMESPACE": "Bench",
+            "JWT_ISSUER": "bench",
+            "JWT_AUDIENCE": "bench",
+            "JOB_QUEUE": "local",
+            "PG_BIN_DIR": self.pg_bin,
+            "STORAGE_BACKEND": "s3",
+            "STORAGE_BUCKET": self.bucket,
+            "S3_ENDPOINT_URL": self.s3.endpoint_url,
+            "S3_ACCESS_KEY_ID": self.s3.access_key,
+            "S3_SECRET_ACCESS_KEY": self.s3.secret_key,
+            "S3_REGION": self.s3.region,
+            "POWERTOOLS_LOG_LEVEL": "WARNING",
+            "POWERTOOLS_METRICS_NAMESPACE": "Bench",
             "MANUAL_BACKUPS_PER_DAY": "1000",
         }
         return env
@@ -80,21 +90,30 @@ class Env:
 def raw_pg_dump(env: Env, schema: str) -> dict[str, float]:
     """The baseline: the layer's pg_dump alone, custom format, zstd, into /dev/null."""
     conn = __import__("psycopg2").extensions.parse_dsn(env.url)
-    pg_env = {"PATH": "/usr/bin:/bin", "PGHOST": conn.get("host", ""), "PGPORT": str(conn.get("port", "5432")),
-              "PGUSER": conn.get("user", ""), "PGDATABASE": conn["dbname"],
-              "PGPASSWORD": conn.get("password", "")}
+    pg_env = {
+        "PATH": "/usr/bin:/bin",
+        "PGHOST": conn.get("host", ""),
+        "PGPORT": str(conn.get("port", "5432")),
+        "PGUSER": conn.get("user", ""),
+        "PGDATABASE": conn["dbname"],
+        "PGPASSWORD": conn.get("password", ""),
+    }
     argv = [f"{env.pg_bin}/pg_dump", "-Fc", "-Z", "zstd", f'--schema="{schema}"', "--strict-names"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
     with open(os.devnull, "wb") as null:
         subprocess.run(argv, stdout=null, env=pg_env, check=True)
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "rss_mb": max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024}
+    return {
+        "seconds": seconds,
+        "rss_mb": max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024,
+    }
 
 
 def full_backup(env: Env, schema: str, sink: str) -> dict[str, Any]:
-    return common.run_child("bench.backup_child", {"schema": schema, "sink": sink},
-                            env=env.settings_env(sink))
+    return common.run_child(
+        "bench.backup_child", {"schema": schema, "sink": sink}, env=env.settings_env(sink)
+    )
 
 
 # --- sections ---------------------------------------------------------------------------
@@ -107,19 +126,38 @@ def section_pipeline(env: Env, report: Report) -> None:
     started = time.perf_counter()
     data = common.ensure_clinic(env.url, schema, patients=patients, note_bytes=1000)
     generated = time.perf_counter() - started
-    lines = [f"Clinic `{schema}`: {data / 1e6:.0f} MB of table data ({patients} patients; "
-             f"ready in {generated:.1f} s).", ""]
+    lines = [
+        f"Clinic `{schema}`: {data / 1e6:.0f} MB of table data ({patients} patients; "
+        f"ready in {generated:.1f} s).",
+        "",
+    ]
     for sink in ("null", "s3"):
-        a, b, ratio = common.alternate(env.pairs, lambda: raw_pg_dump(env, schema)["seconds"],
-                                       lambda sink=sink: full_backup(env, schema, sink)["seconds"])
-        label = "null sink (dump + archive check + hash + records)" if sink == "null" else \
-            "local S3 server (SeaweedFS, multipart)"
-        lines += [f"**Full backup into a {label}** vs raw `pg_dump -Fc -Z zstd`, {env.pairs} alternating pairs:",
-                  "", "| | seconds |", "|---|---|",
-                  f"| raw pg_dump | {a.fmt()} |", f"| full backup | {b.fmt()} |",
-                  f"| ratio per pair | {ratio.fmt('', 3)} |", ""]
+        a, b, ratio = common.alternate(
+            env.pairs,
+            lambda: float(raw_pg_dump(env, schema)["seconds"]),
+            lambda sink=sink: float(full_backup(env, schema, sink)["seconds"]),  # type: ignore[misc]
+        )
+        label = (
+            "null sink (dump + archive check + hash + records)"
+            if sink == "null"
+            else "local S3 server (SeaweedFS, multipart)"
+        )
+        lines += [
+            f"**Full backup into a {label}** vs raw `pg_dump -Fc -Z zstd`, {env.pairs} alternating pairs:",
+            "",
+            "| | seconds |",
+            "|---|---|",
+            f"| raw pg_dump | {a.fmt()} |",
+            f"| full backup | {b.fmt()} |",
+            f"| ratio per pair | {ratio.fmt('', 3)} |",
+            "",
+        ]
         if sink == "null":
-            goal = "met" if ratio.median <= 1.10 else f"missed by {(ratio.median - 1.10) * 100:.1f} points"
+            goal = (
+                "met"
+                if ratio.median <= 1.10
+                else f"missed by {(ratio.median - 1.10) * 100:.1f} points"
+            )
             lines += [f"Goal for the null-sink ratio ≤ 1.10: {goal}.", ""]
     report.add("1. Backup pipeline vs raw pg_dump", lines)
     report.commands.append(f"python -m bench.run --only pipeline  # BENCH_SIZE_MB={size_mb}")
@@ -127,16 +165,20 @@ def section_pipeline(env: Env, report: Report) -> None:
 
 def section_memory(env: Env, report: Report) -> None:
     sizes = [1, 2] if env.smoke else [50, 300]
-    lines = ["| clinic | sink | Python peak RSS | pg_dump/pg_restore peak RSS | disk writes (Python) | temp dir | seconds |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| clinic | sink | Python peak RSS | pg_dump/pg_restore peak RSS | disk writes (Python) | temp dir | seconds |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for size_mb in sizes:
         schema = f"bench_{size_mb}mb"
         common.ensure_clinic(env.url, schema, patients=max(200, size_mb * 300), note_bytes=1000)
         for sink in ("null", "s3"):
             r = full_backup(env, schema, sink)
-            lines.append(f"| {size_mb} MB | {sink} | {r['python_peak_rss_mb']:.1f} MB | "
-                         f"{r['children_peak_rss_mb']:.1f} MB | {r['disk_write_bytes']} B | "
-                         f"{r['tmp_bytes']} B | {r['seconds']:.2f} |")
+            lines.append(
+                f"| {size_mb} MB | {sink} | {r['python_peak_rss_mb']:.1f} MB | "
+                f"{r['children_peak_rss_mb']:.1f} MB | {r['disk_write_bytes']} B | "
+                f"{r['tmp_bytes']} B | {r['seconds']:.2f} |"
+            )
     lines += ["", "Goal: the Python side ≤ 80 MB and not growing with size; 0 bytes to disk."]
     report.add("2. Memory and disk", lines)
     report.commands.append("python -m bench.run --only memory")
@@ -155,26 +197,47 @@ def section_many_clinics(env: Env, report: Report) -> None:
         common.ensure_clinic(url, "bench_small", patients=500, note_bytes=200)
         made = time.perf_counter() - started
         for mergejoin_off in (True, False):
-            settings = {**env.settings_env("null"), "DATABASE_URL": url,
-                        "DUMP_DISABLE_MERGEJOIN": "true" if mergejoin_off else "false"}
-            runs = [common.run_child("bench.backup_child", {"schema": "bench_small", "sink": "null"},
-                                     env=settings) for _ in range(1 if env.smoke else 3)]
+            settings = {
+                **env.settings_env("null"),
+                "DATABASE_URL": url,
+                "DUMP_DISABLE_MERGEJOIN": "true" if mergejoin_off else "false",
+            }
+            runs = [
+                common.run_child(
+                    "bench.backup_child", {"schema": "bench_small", "sink": "null"}, env=settings
+                )
+                for _ in range(1 if env.smoke else 3)
+            ]
             best = min(runs, key=lambda r: r["seconds"])
             results[(count, mergejoin_off)] = best
-            rows.append(f"| {count} | {'off' if mergejoin_off else 'on (default planner)'} | "
-                        f"{best['seconds']:.2f} s | {best['children_peak_rss_mb']:.0f} MB | "
-                        f"{made:.0f} s |")
-    lines = ["One small clinic (500 patients) backed up into a null sink, best of 3, in a database "
-             "with N other clinic schemas of 25 tables each.", "",
-             "| schemas | enable_mergejoin | backup time | pg_dump peak RSS | fleet ready in |",
-             "|---|---|---|---|---|", *rows, ""]
+            rows.append(
+                f"| {count} | {'off' if mergejoin_off else 'on (default planner)'} | "
+                f"{best['seconds']:.2f} s | {best['children_peak_rss_mb']:.0f} MB | "
+                f"{made:.0f} s |"
+            )
+    lines = [
+        "One small clinic (500 patients) backed up into a null sink, best of 3, in a database "
+        "with N other clinic schemas of 25 tables each.",
+        "",
+        "| schemas | enable_mergejoin | backup time | pg_dump peak RSS | fleet ready in |",
+        "|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
     for off in (True, False):
         ratio_t = results[(many, off)]["seconds"] / results[(10, off)]["seconds"]
-        ratio_m = results[(many, off)]["children_peak_rss_mb"] / results[(10, off)]["children_peak_rss_mb"]
-        lines.append(f"- mergejoin {'off' if off else 'on'}: {many} vs 10 schemas → time ×{ratio_t:.1f}, "
-                     f"pg_dump memory ×{ratio_m:.1f}")
-    lines.append(f"- at {many} schemas, the planner setting makes the backup "
-                 f"×{results[(many, False)]['seconds'] / results[(many, True)]['seconds']:.1f} faster")
+        ratio_m = (
+            results[(many, off)]["children_peak_rss_mb"]
+            / results[(10, off)]["children_peak_rss_mb"]
+        )
+        lines.append(
+            f"- mergejoin {'off' if off else 'on'}: {many} vs 10 schemas → time ×{ratio_t:.1f}, "
+            f"pg_dump memory ×{ratio_m:.1f}"
+        )
+    lines.append(
+        f"- at {many} schemas, the planner setting makes the backup "
+        f"×{results[(many, False)]['seconds'] / results[(many, True)]['seconds']:.1f} faster"
+    )
     report.add(f"3. Many clinics (10 vs {many} schemas)", lines)
     report.commands.append(f"python -m bench.run --only many  # BENCH_FLEET={many}")
 
@@ -190,31 +253,43 @@ def section_coldstart(env: Env, report: Report) -> None:
         for function in ("list_backups", "download_backup", "create_backup", "delete_backup"):
             times = []
             statuses = set()
-            for index in range(runs):
+            for _index in range(runs):
                 # alternate: the naive baseline runs between the function's cold starts
-                base = common.run_child("bench.coldstart_child", {"baseline": True, **api.naive_payload()},
-                                        env=api.env)
-                baseline_times.append(base["seconds"])
+                naive = common.run_child(
+                    "bench.coldstart_child", {"baseline": True, **api.naive_payload()}, env=api.env
+                )
+                baseline_times.append(naive["seconds"])
                 api.before_cold_start(function)
-                result = common.run_child("bench.coldstart_child",
-                                          {"function": function, "event": api.event(function)},
-                                          env=api.env)
+                result = common.run_child(
+                    "bench.coldstart_child",
+                    {"function": function, "event": api.event(function)},
+                    env=api.env,
+                )
                 times.append(result["seconds"])
                 statuses.add(result["status"])
             medians[function] = common.Stats(times).median
             rows.append((function, common.Stats(times), sorted(statuses)))
         base = common.Stats(baseline_times)
-        lines = [f"Fresh interpreter: import the handler and serve its first request (median of {runs}); "
-                 "baseline in the same run: `import supabase` + `create_client`, powertools `Tracer()`, "
-                 "a boto3 client.", "", "| | cold start | × baseline | first answer |", "|---|---|---|---|",
-                 f"| naive baseline | {base.fmt()} | 1.00 | |"]
-        for function, stats, statuses in rows:
-            lines.append(f"| {function} | {stats.fmt()} | {stats.median / base.median:.2f} | "
-                         f"{', '.join(map(str, statuses))} |")
+        lines = [
+            f"Fresh interpreter: import the handler and serve its first request (median of {runs}); "
+            "baseline in the same run: `import supabase` + `create_client`, powertools `Tracer()`, "
+            "a boto3 client.",
+            "",
+            "| | cold start | × baseline | first answer |",
+            "|---|---|---|---|",
+            f"| naive baseline | {base.fmt()} | 1.00 | |",
+        ]
+        for function, stats, answers in rows:
+            lines.append(
+                f"| {function} | {stats.fmt()} | {stats.median / base.median:.2f} | "
+                f"{', '.join(map(str, answers))} |"
+            )
         for function in ("list_backups", "download_backup"):
             ratio = medians[function] / base.median
-            lines.append(f"\nGoal ≤ 0.4× for {function}: {'met' if ratio <= 0.4 else f'missed by {ratio - 0.4:.2f}'} "
-                         f"({ratio:.2f}×).")
+            lines.append(
+                f"\nGoal ≤ 0.4× for {function}: {'met' if ratio <= 0.4 else f'missed by {ratio - 0.4:.2f}'} "
+                f"({ratio:.2f}×)."
+            )
     report.add("4. Cold start", lines)
     report.commands.append("python -m bench.run --only coldstart")
 
@@ -226,9 +301,13 @@ def section_latency(env: Env, report: Report) -> None:
     with api_fixture.ApiFixture(env) as api:
         api.seed_records(1000)
         results = api.warm_latency(calls)
-    lines = [f"In-process, warm (after one call), {calls} calls each, 1,000 records in the clinic; "
-             "JWT verified and the clinic re-checked on every call.", "",
-             "| call | p50 | p99 |", "|---|---|---|"]
+    lines = [
+        f"In-process, warm (after one call), {calls} calls each, 1,000 records in the clinic; "
+        "JWT verified and the clinic re-checked on every call.",
+        "",
+        "| call | p50 | p99 |",
+        "|---|---|---|",
+    ]
     for name, (p50, p99) in results.items():
         lines.append(f"| {name} | {p50:.2f} ms | {p99:.2f} ms |")
     p50 = results["GET /backups (page of 20)"][0]
@@ -247,8 +326,9 @@ SECTIONS: dict[str, Callable[[Env, Report], None]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--only", default=",".join(SECTIONS))
     parser.add_argument("--pairs", type=int, default=None)
@@ -261,7 +341,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from devstack.seaweed import SeaweedS3
 
-    subprocess.run(["make", "-s", "-C", str(paths.pgdump_layer_makefile_dir()), "layer"], check=True)
+    subprocess.run(
+        ["make", "-s", "-C", str(paths.pgdump_layer_makefile_dir()), "layer"], check=True
+    )
     server_url, embedded = common.pg_server_url()
     report = Report(smoke=args.smoke)
     state = Path(os.environ.get("BENCH_STATE", paths.build_dir() / "bench-s3"))
@@ -270,10 +352,15 @@ def main(argv: list[str] | None = None) -> int:
     s3.start()
     try:
         s3.ensure_bucket("bench")
-        env = Env(url=common.database(server_url, common.BENCH_DB + ("_smoke" if args.smoke else "")),
-                  server_url=server_url,
-                  pg_bin=str(paths.pgdump_layer_bin_dir()), s3=s3, bucket="bench",
-                  smoke=args.smoke, pairs=args.pairs or (2 if args.smoke else 5))
+        env = Env(
+            url=common.database(server_url, common.BENCH_DB + ("_smoke" if args.smoke else "")),
+            server_url=server_url,
+            pg_bin=str(paths.pgdump_layer_bin_dir()),
+            s3=s3,
+            bucket="bench",
+            smoke=args.smoke,
+            pairs=args.pairs or (2 if args.smoke else 5),
+        )
         for name in chosen:
             SECTIONS[name](env, report)
     finally:

@@ -107,26 +107,40 @@ def services(url: str, at: datetime, batched: bool) -> tuple[Services, CountingD
     db = CountingDatabase(url)
     table = ".".join(clinic_data.TENANTS_TABLE)
     collect = Collect()
-    svc = Services(records=PostgresRecords(db),
-                   tenants=PostgresTenants(db, table, "schema_name", "name", "is_active"),
-                   dispatcher=collect, clock=FixedClock(at),
-                   schedules=PostgresSchedules(db) if batched else PerClinicSchedules(db),
-                   policy=PlatformPolicy())
+    svc = Services(
+        records=PostgresRecords(db),
+        tenants=PostgresTenants(db, table, "schema_name", "name", "is_active"),
+        dispatcher=collect,
+        clock=FixedClock(at),
+        schedules=PostgresSchedules(db) if batched else PerClinicSchedules(db),
+        policy=PlatformPolicy(),
+    )
     return svc, db, collect
 
 
 def only_the_fleet(url: str, schemas: list[str]) -> None:
     """The bench database's tenants are exactly the fleet (other sections add clinics)."""
     with psycopg2.connect(url) as conn, conn.cursor() as cur:
-        cur.execute(sql.SQL("UPDATE {} SET is_active = (schema_name = ANY(%s))").format(
-            sql.Identifier(*clinic_data.TENANTS_TABLE)), (schemas,))
+        cur.execute(
+            sql.SQL("UPDATE {} SET is_active = (schema_name = ANY(%s))").format(
+                sql.Identifier(*clinic_data.TENANTS_TABLE)
+            ),
+            (schemas,),
+        )
 
 
 def drop_owned_tables(url: str, schemas: list[str]) -> None:
     for start in range(0, len(schemas), 25):
         with psycopg2.connect(url) as conn, conn.cursor() as cur:
-            cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.SQL(", ").join(
-                sql.Identifier(s, t) for s in schemas[start:start + 25] for t in OWNED_TABLES)))
+            cur.execute(
+                sql.SQL("DROP TABLE IF EXISTS {}").format(
+                    sql.SQL(", ").join(
+                        sql.Identifier(s, t)
+                        for s in schemas[start : start + 25]
+                        for t in OWNED_TABLES
+                    )
+                )
+            )
 
 
 def clear_runs(url: str, schemas: list[str]) -> None:
@@ -135,36 +149,55 @@ def clear_runs(url: str, schemas: list[str]) -> None:
     tables = ("backup_records", "backup_slots", "backup_operation_lock", "backup_audit")
     yesterday = ALL_DUE - timedelta(days=1, minutes=5)
     for start in range(0, len(schemas), 100):
-        batch = schemas[start:start + 100]
+        batch = schemas[start : start + 100]
         with psycopg2.connect(url) as conn, conn.cursor() as cur:
-            cur.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(
-                sql.Identifier(s, t) for s in batch for t in tables)))
+            cur.execute(
+                sql.SQL("TRUNCATE {}").format(
+                    sql.SQL(", ").join(sql.Identifier(s, t) for s in batch for t in tables)
+                )
+            )
             for schema in batch:
                 backup_id = uuid.uuid4()
-                cur.execute(sql.SQL(
-                    "INSERT INTO {slots} VALUES (%s, 3, %s, 'enqueued', %s, %s, 1);"
-                    "INSERT INTO {records} (id, status, trigger, file_name, storage_key, "
-                    "compression, created_by, created_at, started_at, finished_at, size_bytes, "
-                    "sha256) VALUES (%s, 'completed', 'scheduled', 'f', %s, 'zstd:3', "
-                    "'scheduler', %s, %s, %s, 1000, 'x')").format(
-                    slots=sql.Identifier(schema, "backup_slots"),
-                    records=sql.Identifier(schema, "backup_records")),
-                    (yesterday.date(), yesterday, backup_id, yesterday, backup_id,
-                     f"{schema}/{backup_id}.dump", yesterday, yesterday,
-                     yesterday + timedelta(minutes=2)))
+                cur.execute(
+                    sql.SQL(
+                        "INSERT INTO {slots} VALUES (%s, 3, %s, 'enqueued', %s, %s, 1);"
+                        "INSERT INTO {records} (id, status, trigger, file_name, storage_key, "
+                        "compression, created_by, created_at, started_at, finished_at, size_bytes, "
+                        "sha256) VALUES (%s, 'completed', 'scheduled', 'f', %s, 'zstd:3', "
+                        "'scheduler', %s, %s, %s, 1000, 'x')"
+                    ).format(
+                        slots=sql.Identifier(schema, "backup_slots"),
+                        records=sql.Identifier(schema, "backup_records"),
+                    ),
+                    (
+                        yesterday.date(),
+                        yesterday,
+                        backup_id,
+                        yesterday,
+                        backup_id,
+                        f"{schema}/{backup_id}.dump",
+                        yesterday,
+                        yesterday,
+                        yesterday + timedelta(minutes=2),
+                    ),
+                )
 
 
 def finish_backups(url: str, schemas: list[str]) -> None:
     """What the worker does after the all-due run: every pending backup completes."""
     for start in range(0, len(schemas), 100):
         with psycopg2.connect(url) as conn, conn.cursor() as cur:
-            for schema in schemas[start:start + 100]:
-                cur.execute(sql.SQL(
-                    "UPDATE {records} SET status = 'completed', started_at = created_at, "
-                    "finished_at = created_at + interval '2 minutes', size_bytes = 1000, "
-                    "sha256 = 'x' WHERE status = 'pending'; DELETE FROM {lock}").format(
-                    records=sql.Identifier(schema, "backup_records"),
-                    lock=sql.Identifier(schema, "backup_operation_lock")))
+            for schema in schemas[start : start + 100]:
+                cur.execute(
+                    sql.SQL(
+                        "UPDATE {records} SET status = 'completed', started_at = created_at, "
+                        "finished_at = created_at + interval '2 minutes', size_bytes = 1000, "
+                        "sha256 = 'x' WHERE status = 'pending'; DELETE FROM {lock}"
+                    ).format(
+                        records=sql.Identifier(schema, "backup_records"),
+                        lock=sql.Identifier(schema, "backup_operation_lock"),
+                    )
+                )
 
 
 def measure(url: str, at: datetime, batched: bool = True) -> dict[str, Any]:
@@ -174,9 +207,15 @@ def measure(url: str, at: datetime, batched: bool = True) -> dict[str, Any]:
     seconds = time.perf_counter() - started
     db.close()
     assert report.errors == 0, report
-    return {"seconds": seconds, "enqueued": len(collect.jobs), "clinics": report.clinics,
-            "transactions": db.transactions, "statements": db.statements,
-            "round_trips": db.round_trips, "missed": report.missed}
+    return {
+        "seconds": seconds,
+        "enqueued": len(collect.jobs),
+        "clinics": report.clinics,
+        "transactions": db.transactions,
+        "statements": db.statements,
+        "round_trips": db.round_trips,
+        "missed": report.missed,
+    }
 
 
 def scenario(url: str, schemas: list[str], name: str, repeat: int) -> dict[str, Any]:
@@ -212,24 +251,32 @@ def run(url: str, clinics: int, repeat: int) -> list[str]:
     schemas = fleet.ensure_fleet(url, clinics)
     only_the_fleet(url, schemas)
     made = time.perf_counter() - started
-    results = {name: scenario(url, schemas, name, 1 if name == "first" else repeat)
-               for name in SCENARIOS}
+    results = {
+        name: scenario(url, schemas, name, 1 if name == "first" else repeat) for name in SCENARIOS
+    }
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    lines = [f"The scheduler over {clinics} clinic schemas (25 tables each; fleet ready in "
-             f"{made:.0f} s), local PostgreSQL, a collecting dispatcher (jobs recorded, not "
-             f"sent), no storage. Best of {repeat} (median in brackets). Round trips = "
-             "statements + BEGIN/COMMIT; the last columns add that many network round trips "
-             "at 1 ms and 5 ms.", "",
-             "| run | clinics | enqueued | time | statements | transactions | round trips | "
-             + " | ".join(f"at {ms} ms RTT" for ms in RTTS_MS) + " |",
-             "|---|---|---|---|---|---|---|" + "---|" * len(RTTS_MS)]
+    lines = [
+        f"The scheduler over {clinics} clinic schemas (25 tables each; fleet ready in "
+        f"{made:.0f} s), local PostgreSQL, a collecting dispatcher (jobs recorded, not "
+        f"sent), no storage. Best of {repeat} (median in brackets). Round trips = "
+        "statements + BEGIN/COMMIT; the last columns add that many network round trips "
+        "at 1 ms and 5 ms.",
+        "",
+        "| run | clinics | enqueued | time | statements | transactions | round trips | "
+        + " | ".join(f"at {ms} ms RTT" for ms in RTTS_MS)
+        + " |",
+        "|---|---|---|---|---|---|---|" + "---|" * len(RTTS_MS),
+    ]
     for name, label in SCENARIOS.items():
         r = results[name]
-        projected = " | ".join(f"{r['seconds'] + r['round_trips'] * ms / 1000:.1f} s"
-                               for ms in RTTS_MS)
-        lines.append(f"| {label} | {r['clinics']} | {r['enqueued']} | {r['seconds']:.2f} s "
-                     f"({r['median_seconds']:.2f}) | {r['statements']} | {r['transactions']} | "
-                     f"{r['round_trips']} | {projected} |")
+        projected = " | ".join(
+            f"{r['seconds'] + r['round_trips'] * ms / 1000:.1f} s" for ms in RTTS_MS
+        )
+        lines.append(
+            f"| {label} | {r['clinics']} | {r['enqueued']} | {r['seconds']:.2f} s "
+            f"({r['median_seconds']:.2f}) | {r['statements']} | {r['transactions']} | "
+            f"{r['round_trips']} | {projected} |"
+        )
     due, due1 = results["all_due"], results["all_due_unbatched"]
     none, none1 = results["none_due"], results["none_due_unbatched"]
     per_clinic = due["round_trips"] / max(due["enqueued"], 1)
@@ -263,8 +310,9 @@ def section_scheduler(env: Any, report: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--clinics", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)

@@ -83,7 +83,9 @@ def database_url(pg_server: str) -> Iterator[str]:
         yield url
     finally:
         with admin.cursor() as cur:
-            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            cur.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
         admin.close()
 
 
@@ -97,8 +99,11 @@ def db(database_url: str) -> Iterator[Any]:
 
 
 def _build(target: str) -> None:
-    subprocess.run(["make", "-C", str(paths.pgdump_layer_makefile_dir()), target], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["make", "-C", str(paths.pgdump_layer_makefile_dir()), target],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -148,8 +153,13 @@ def sqs(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     messages we send; the worker is fed from it the way Lambda's event source mapping would)."""
     import boto3
 
-    client = boto3.client("sqs", endpoint_url=moto_server, region_name="eu-west-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    client = boto3.client(
+        "sqs",
+        endpoint_url=moto_server,
+        region_name="eu-west-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     url = client.create_queue(QueueName=f"jobs-{uuid.uuid4().hex[:8]}")["QueueUrl"]
     return Queue(client, url)
 
@@ -160,13 +170,15 @@ class Queue:
         self.url = url
 
     def receive(self, wait: int = 0) -> list[dict[str, Any]]:
-        answer = self.client.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10,
-                                             WaitTimeSeconds=wait)
+        answer = self.client.receive_message(
+            QueueUrl=self.url, MaxNumberOfMessages=10, WaitTimeSeconds=wait
+        )
         return answer.get("Messages", [])
 
     def send(self, body: dict[str, Any] | str) -> None:
-        self.client.send_message(QueueUrl=self.url,
-                                 MessageBody=body if isinstance(body, str) else json.dumps(body))
+        self.client.send_message(
+            QueueUrl=self.url, MessageBody=body if isinstance(body, str) else json.dumps(body)
+        )
 
     def drain_into_worker(self) -> list[dict[str, Any]]:
         """Deliver every queued message to create_backup as one SQS batch, delete the ones
@@ -179,7 +191,9 @@ class Queue:
             failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
             for message in messages:
                 if message["MessageId"] not in failed:
-                    self.client.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
+                    self.client.delete_message(
+                        QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"]
+                    )
             responses.append(response)
             if failed:
                 break
@@ -193,8 +207,14 @@ def clinic_factory(database_url: str) -> Iterator[Callable[..., str]]:
     conn = psycopg2.connect(database_url)
     conn.autocommit = False
 
-    def make(name: str | None = None, *, display: str | None = None, patients: int = 200,
-             active: bool = True, note_bytes: int = 60) -> str:
+    def make(
+        name: str | None = None,
+        *,
+        display: str | None = None,
+        patients: int = 200,
+        active: bool = True,
+        note_bytes: int = 60,
+    ) -> str:
         schema = name or f"clinica_{secrets.token_hex(3)}"
         with conn, conn.cursor() as cur:
             clinic_data.create_clinic_schema(cur, schema, patients=patients, note_bytes=note_bytes)
@@ -206,14 +226,25 @@ def clinic_factory(database_url: str) -> Iterator[Callable[..., str]]:
     with conn, conn.cursor() as cur:
         for schema in created:
             cur.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
-            cur.execute(sql.SQL("DELETE FROM {} WHERE schema_name = %s").format(
-                sql.Identifier(*clinic_data.TENANTS_TABLE)), (schema,))
+            cur.execute(
+                sql.SQL("DELETE FROM {} WHERE schema_name = %s").format(
+                    sql.Identifier(*clinic_data.TENANTS_TABLE)
+                ),
+                (schema,),
+            )
     conn.close()
 
 
 @pytest.fixture
-def app_env(monkeypatch: pytest.MonkeyPatch, database_url: str, pg_bin_dir: str, s3_server: Any,
-            bucket: str, sqs: Queue, moto_server: str) -> Iterator[dict[str, str]]:
+def app_env(
+    monkeypatch: pytest.MonkeyPatch,
+    database_url: str,
+    pg_bin_dir: str,
+    s3_server: Any,
+    bucket: str,
+    sqs: Queue,
+    moto_server: str,
+) -> Iterator[dict[str, str]]:
     """The environment the functions read their settings from, pointing at the real
     services of this session. Caches are reset before and after."""
     env = {

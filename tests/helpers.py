@@ -25,12 +25,26 @@ JWT_AUDIENCE = "clinic-backups"
 SAMPLE_ID = "00000000-0000-4000-8000-000000000000"
 
 
-def mint(schema: str | None, clinic_role: str | None = "admin", *, sub: str = "user-1",
-         name: str | None = "Dra. Ana Pérez", secret: str = JWT_SECRET, algorithm: str = "HS256",
-         ttl: int = 300, headers: dict[str, Any] | None = None, **claims: Any) -> str:
+def mint(
+    schema: str | None,
+    clinic_role: str | None = "admin",
+    *,
+    sub: str | None = "user-1",
+    name: str | None = "Dra. Ana Pérez",
+    secret: Any = JWT_SECRET,
+    algorithm: str = "HS256",
+    ttl: int = 300,
+    headers: dict[str, Any] | None = None,
+    **claims: Any,
+) -> str:
     now = int(time.time())
-    payload: dict[str, Any] = {"sub": sub, "iss": JWT_ISSUER, "aud": JWT_AUDIENCE,
-                               "iat": now, "exp": now + ttl}
+    payload: dict[str, Any] = {
+        "sub": sub,
+        "iss": JWT_ISSUER,
+        "aud": JWT_AUDIENCE,
+        "iat": now,
+        "exp": now + ttl,
+    }
     if schema is not None:
         payload["tenant"] = schema
     if clinic_role is not None:
@@ -42,9 +56,16 @@ def mint(schema: str | None, clinic_role: str | None = "admin", *, sub: str = "u
     return jwt.encode(payload, secret, algorithm=algorithm, headers=headers)
 
 
-def load_event(relative: str, *, token: str | None = None, backup_id: str | None = None,
-               body: Any = ..., query: dict[str, str] | None = None,
-               headers: dict[str, str] | None = None, drop_auth: bool = False) -> dict[str, Any]:
+def load_event(
+    relative: str,
+    *,
+    token: str | None = None,
+    backup_id: str | None = None,
+    body: Any = ...,
+    query: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+    drop_auth: bool = False,
+) -> dict[str, Any]:
     """One of the sample events in `events/` (the same files `sam local invoke` uses), with
     the token, id, body and query of this test."""
     event = json.loads((EVENTS / relative).read_text())

@@ -42,8 +42,9 @@ def get_backup_settings() -> Any:
 @app.put("/backup-settings")
 def put_backup_settings() -> Any:
     request = parse_body(app, BackupSettingsUpdate)
-    return json_response(200, service.update_backup_settings(services(), current_tenant(app),
-                                                             request))
+    return json_response(
+        200, service.update_backup_settings(services(), current_tenant(app), request)
+    )
 
 
 @instrument

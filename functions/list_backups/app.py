@@ -6,7 +6,13 @@ from functools import cache
 from typing import Any
 
 from clinic_backups import service
-from clinic_backups.api import create_app, current_tenant, json_response, parse_query, use_tenant_auth
+from clinic_backups.api import (
+    create_app,
+    current_tenant,
+    json_response,
+    parse_query,
+    use_tenant_auth,
+)
 from clinic_backups.factory import build_services
 from clinic_backups.models import ListBackupsQuery
 from clinic_backups.observability import instrument
@@ -30,13 +36,16 @@ use_tenant_auth(app, settings, lambda: services().tenants)
 @app.get("/backups")
 def list_backups() -> Any:
     page = service.list_backups(services(), current_tenant(app), parse_query(app, ListBackupsQuery))
-    return json_response(200, {"items": [r.to_api() for r in page.items],
-                               "next_cursor": page.next_cursor})
+    return json_response(
+        200, {"items": [r.to_api() for r in page.items], "next_cursor": page.next_cursor}
+    )
 
 
 @app.get("/backups/<backup_id>")
 def get_backup(backup_id: str) -> Any:
-    return json_response(200, service.get_backup(services(), current_tenant(app), backup_id).to_api())
+    return json_response(
+        200, service.get_backup(services(), current_tenant(app), backup_id).to_api()
+    )
 
 
 @app.get("/me")

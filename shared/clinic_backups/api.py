@@ -39,7 +39,9 @@ JSON = "application/json"
 M = TypeVar("M", bound=BaseModel)
 
 
-def error_body(code: str, message: str, details: list[FieldProblem] | None = None) -> dict[str, Any]:
+def error_body(
+    code: str, message: str, details: list[FieldProblem] | None = None
+) -> dict[str, Any]:
     error: dict[str, Any] = {"code": code, "message": message}
     if details:
         error["details"] = [{"field": d.field, "message": d.message} for d in details]
@@ -47,13 +49,17 @@ def error_body(code: str, message: str, details: list[FieldProblem] | None = Non
 
 
 def error_response(error: ApiError) -> Response:
-    return Response(status_code=error.status, content_type=JSON,
-                    body=json.dumps(error_body(error.code, error.message, error.details)))
+    return Response(
+        status_code=error.status,
+        content_type=JSON,
+        body=json.dumps(error_body(error.code, error.message, error.details)),
+    )
 
 
 def _internal(message: str = "Unexpected error; it has been logged.") -> Response:
-    return Response(status_code=500, content_type=JSON,
-                    body=json.dumps(error_body("internal_error", message)))
+    return Response(
+        status_code=500, content_type=JSON, body=json.dumps(error_body("internal_error", message))
+    )
 
 
 def json_response(status: int, body: Any) -> Response:
@@ -68,7 +74,9 @@ def register_error_handlers(app: APIGatewayHttpResolver) -> None:
     @app.exception_handler(ApiError)
     def _api_error(error: ApiError) -> Response:
         if error.status >= 500:
-            logger.warning("request failed", extra={"error_code": error.code, "status": error.status})
+            logger.warning(
+                "request failed", extra={"error_code": error.code, "status": error.status}
+            )
         else:
             logger.info("request refused", extra={"error_code": error.code, "status": error.status})
         return error_response(error)
@@ -100,8 +108,11 @@ def create_app() -> APIGatewayHttpResolver:
     return app
 
 
-def use_tenant_auth(app: APIGatewayHttpResolver, settings: Callable[[], CommonSettings],
-                    tenants: Callable[[], TenantDirectory]) -> None:
+def use_tenant_auth(
+    app: APIGatewayHttpResolver,
+    settings: Callable[[], CommonSettings],
+    tenants: Callable[[], TenantDirectory],
+) -> None:
     """Every route of `app` runs only for a verified caller, whose context it finds in
     `current_tenant(app)`. The clinic comes from the token alone."""
 
@@ -160,6 +171,8 @@ def parse_query(app: APIGatewayHttpResolver, model: type[M]) -> M:
 def is_http_event(event: Any) -> bool:
     """An API Gateway HTTP API (payload v2) event: only these reach the routes, and job
     handling never looks at them."""
-    return isinstance(event, dict) and isinstance(event.get("requestContext"), dict) and (
-        "http" in event["requestContext"]
+    return (
+        isinstance(event, dict)
+        and isinstance(event.get("requestContext"), dict)
+        and ("http" in event["requestContext"])
     )

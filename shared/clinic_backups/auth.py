@@ -134,7 +134,11 @@ def tenant_context(
         raise Forbidden("Your account has no backup role in this clinic.") from None
 
     user_name = next(
-        (v for v in (claim(claims, c) for c in settings.user_name_claims) if isinstance(v, str) and v),
+        (
+            v
+            for v in (claim(claims, c) for c in settings.user_name_claims)
+            if isinstance(v, str) and v
+        ),
         None,
     )
     return TenantContext(
@@ -154,4 +158,6 @@ def authenticate(
     tenants: TenantDirectory,
     request_id: str | None = None,
 ) -> TenantContext:
-    return tenant_context(verify_token(bearer_token(headers), settings), settings, tenants, request_id)
+    return tenant_context(
+        verify_token(bearer_token(headers), settings), settings, tenants, request_id
+    )

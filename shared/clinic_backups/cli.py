@@ -59,9 +59,15 @@ def _clinic(svc: service.Services, schema: str) -> TenantContext:
     clinic = svc.tenants.get(schema) if is_valid_schema_name(schema) else None
     if clinic is None or not clinic.active:
         raise ClinicNotAvailable(f"{schema!r} is not an active clinic in the tenants table")
-    return TenantContext(schema=clinic.schema, clinic_name=clinic.name, user_id=_actor(),
-                         user_name=_actor(), role=Role.ADMIN, permissions=frozenset(Permission),
-                         request_id="cli")
+    return TenantContext(
+        schema=clinic.schema,
+        clinic_name=clinic.name,
+        user_id=_actor(),
+        user_name=_actor(),
+        role=Role.ADMIN,
+        permissions=frozenset(Permission),
+        request_id="cli",
+    )
 
 
 def _print(data: Any) -> None:
@@ -73,8 +79,14 @@ def cmd_backup(args: argparse.Namespace) -> int:
     ctx = _clinic(svc, args.clinic)
     collected = _Collect()
     svc.dispatcher = collected
-    record = service.start_backup(svc, ctx.schema, trigger=Trigger.MANUAL, actor_id=ctx.user_id,
-                                  actor_name=ctx.user_name, note=args.note)
+    record = service.start_backup(
+        svc,
+        ctx.schema,
+        trigger=Trigger.MANUAL,
+        actor_id=ctx.user_id,
+        actor_name=ctx.user_name,
+        note=args.note,
+    )
     for job in collected.jobs:
         service.run_backup_job(svc, job)
     done = svc.records.get(ctx.schema, record.id)
@@ -147,8 +159,11 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="python -m clinic_backups.cli", description=__doc__,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    top = argparse.ArgumentParser(
+        prog="python -m clinic_backups.cli",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = top.add_subparsers(dest="command", required=True)
     p = sub.add_parser("backup", help="back up one clinic now (runs here, no time limit)")
     p.add_argument("clinic")
@@ -170,8 +185,11 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("purge", help="remove objects of backups deleted before the grace period")
     p.add_argument("clinics", nargs="*")
     p.set_defaults(run=cmd_purge)
-    p = sub.add_parser("sweep", help="fail stuck backups, abort stale uploads, purge, report "
-                                      "objects without a record (never deletes them)")
+    p = sub.add_parser(
+        "sweep",
+        help="fail stuck backups, abort stale uploads, purge, report "
+        "objects without a record (never deletes them)",
+    )
     p.add_argument("clinics", nargs="*")
     p.add_argument("--no-orphans", action="store_true", help="skip listing every object")
     p.set_defaults(run=cmd_sweep)

@@ -55,22 +55,29 @@ def policy(settings: CommonSettings) -> Any:
     from .models import PlatformPolicy
 
     base = PlatformPolicy()
-    defaults = replace(base.defaults, time_zone=settings.default_time_zone,
-                       locale=settings.default_locale)
+    defaults = replace(
+        base.defaults, time_zone=settings.default_time_zone, locale=settings.default_locale
+    )
     if not isinstance(settings, PolicySettings):
         return replace(base, defaults=defaults)
-    defaults = replace(defaults,
-                       keep_daily=max(settings.retention_keep_daily, settings.min_retention_days),
-                       keep_weekly=settings.retention_keep_weekly,
-                       keep_monthly=settings.retention_keep_monthly)
+    defaults = replace(
+        defaults,
+        keep_daily=max(settings.retention_keep_daily, settings.min_retention_days),
+        keep_weekly=settings.retention_keep_weekly,
+        keep_monthly=settings.retention_keep_monthly,
+    )
     stuck_after = base.stuck_after
     if isinstance(settings, SchedulerSettings):
-        stuck_after = timedelta(seconds=settings.worker_timeout_seconds,
-                                minutes=settings.stuck_margin_minutes)
-    return PlatformPolicy(defaults=defaults, min_retention_days=settings.min_retention_days,
-                          restore_undo_days=settings.restore_undo_days,
-                          catch_up=timedelta(hours=settings.schedule_catch_up_hours),
-                          stuck_after=stuck_after)
+        stuck_after = timedelta(
+            seconds=settings.worker_timeout_seconds, minutes=settings.stuck_margin_minutes
+        )
+    return PlatformPolicy(
+        defaults=defaults,
+        min_retention_days=settings.min_retention_days,
+        restore_undo_days=settings.restore_undo_days,
+        catch_up=timedelta(hours=settings.schedule_catch_up_hours),
+        stuck_after=stuck_after,
+    )
 
 
 def tenants(settings: CommonSettings) -> Any:
@@ -106,8 +113,13 @@ def storage(settings: StorageSettings, s3_client: Any = None, storage_client: An
     from .adapters.supabase import SupabaseStorage
 
     assert settings.supabase_url and settings.supabase_service_key
-    return SupabaseStorage(settings.storage_bucket, s3, settings.supabase_url,
-                           settings.supabase_service_key.get_secret_value(), storage_client)
+    return SupabaseStorage(
+        settings.storage_bucket,
+        s3,
+        settings.supabase_url,
+        settings.supabase_service_key.get_secret_value(),
+        storage_client,
+    )
 
 
 def dispatcher(settings: QueueSettings, sqs_client: Any = None) -> Any:
@@ -139,9 +151,13 @@ def build_services(settings: CommonSettings) -> Any:
     from .observability import PowertoolsMetrics
     from .service import Services
 
-    svc = Services(records=records(settings), tenants=tenants(settings),
-                   metrics=PowertoolsMetrics(), schedules=schedules(settings),
-                   policy=policy(settings))
+    svc = Services(
+        records=records(settings),
+        tenants=tenants(settings),
+        metrics=PowertoolsMetrics(),
+        schedules=schedules(settings),
+        policy=policy(settings),
+    )
     if isinstance(settings, StorageSettings):
         svc.storage = storage(settings)
     if isinstance(settings, QueueSettings):

@@ -38,18 +38,25 @@ def parse_job(raw: str | dict[str, Any]) -> BackupJob:
 
 def is_sqs_event(event: Any) -> bool:
     records = event.get("Records") if isinstance(event, dict) else None
-    return bool(records) and all(r.get("eventSource") == "aws:sqs" for r in records)
+    return (
+        isinstance(records, list)
+        and bool(records)
+        and all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records)
+    )
 
 
-def handle_job_event(event: dict[str, Any], context: Any,
-                     run: Callable[[BackupJob], Any]) -> dict[str, Any]:
+def handle_job_event(
+    event: dict[str, Any], context: Any, run: Callable[[BackupJob], Any]
+) -> dict[str, Any]:
     if is_sqs_event(event):
+
         def record_handler(record: SQSRecord) -> None:
             logger.append_keys(message_id=record.message_id)
             run(parse_job(record.body))
 
-        return process_partial_response(
-            event=event, record_handler=record_handler,
+        return process_partial_response(  # type: ignore[return-value]
+            event=event,
+            record_handler=record_handler,
             processor=BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False),
             context=context,
         )

@@ -329,9 +329,18 @@ class PlatformPolicy:
     scheduled backup younger than that, and `keep_daily` counts as at least that much.
     """
 
-    defaults: ClinicSettings = field(default_factory=lambda: ClinicSettings(
-        enabled=True, hour=DEFAULT_SCHEDULE_HOUR, weekdays=WEEKDAYS, time_zone="Europe/Madrid",
-        locale="es-ES", keep_daily=7, keep_weekly=4, keep_monthly=6))
+    defaults: ClinicSettings = field(
+        default_factory=lambda: ClinicSettings(
+            enabled=True,
+            hour=DEFAULT_SCHEDULE_HOUR,
+            weekdays=WEEKDAYS,
+            time_zone="Europe/Madrid",
+            locale="es-ES",
+            keep_daily=7,
+            keep_weekly=4,
+            keep_monthly=6,
+        )
+    )
     min_retention_days: int = 7
     restore_undo_days: int = 3
     catch_up: timedelta = timedelta(hours=6)

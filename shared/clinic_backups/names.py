@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .errors import ForeignKeyPrefix
 
@@ -62,7 +62,7 @@ def check_key_in_prefix(key: str, schema: str) -> str:
 
 
 def utc_stamp(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def backup_file_name(schema: str, backup_id: uuid.UUID, created_at: datetime) -> str:
@@ -71,7 +71,7 @@ def backup_file_name(schema: str, backup_id: uuid.UUID, created_at: datetime) ->
 
 def backup_storage_key(schema: str, backup_id: uuid.UUID, created_at: datetime) -> str:
     """`<schema>/<yyyy>/<mm>/<schema>-<UTC timestamp>-<short id>.dump`."""
-    at = created_at.astimezone(timezone.utc)
+    at = created_at.astimezone(UTC)
     return f"{clinic_prefix(schema)}{at:%Y}/{at:%m}/{backup_file_name(schema, backup_id, at)}"
 
 

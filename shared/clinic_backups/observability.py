@@ -53,7 +53,9 @@ class PowertoolsMetrics:
         metrics.add_metric(name=name, unit=MetricUnit(unit), value=value)
 
 
-def instrument(handler: Callable[[dict[str, Any], Any], Any]) -> Callable[[dict[str, Any], Any], Any]:
+def instrument(
+    handler: Callable[[dict[str, Any], Any], Any],
+) -> Callable[[dict[str, Any], Any], Any]:
     """The decorator stack every `lambda_handler` gets."""
     logged = logger.inject_lambda_context(log_event=False, clear_state=True)(handler)
     measured = metrics.log_metrics(logged)
@@ -61,7 +63,9 @@ def instrument(handler: Callable[[dict[str, Any], Any], Any]) -> Callable[[dict[
     @wraps(handler)
     def wrapper(event: dict[str, Any], context: Any) -> Any:
         if _tracing_enabled():
-            return get_tracer().capture_lambda_handler(measured, capture_response=False)(event, context)
+            return get_tracer().capture_lambda_handler(measured, capture_response=False)(
+                event, context
+            )
         return measured(event, context)
 
     return wrapper

@@ -6,7 +6,7 @@ import builtins
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import BinaryIO, Protocol
 
 from .models import (
@@ -28,7 +28,7 @@ class Clock(Protocol):
 
 class SystemClock:
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
 
 class TenantDirectory(Protocol):
@@ -61,9 +61,13 @@ class RecordsRepository(Protocol):
         """Atomically move pending → running; None when it was not pending."""
         ...
 
-    def complete(self, schema: str, backup_id: uuid.UUID, result: DumpResult, at: datetime) -> BackupRecord: ...
+    def complete(
+        self, schema: str, backup_id: uuid.UUID, result: DumpResult, at: datetime
+    ) -> BackupRecord: ...
 
-    def fail(self, schema: str, backup_id: uuid.UUID, error_code: str, error: str, at: datetime) -> None: ...
+    def fail(
+        self, schema: str, backup_id: uuid.UUID, error_code: str, error: str, at: datetime
+    ) -> None: ...
 
     def get(self, schema: str, backup_id: uuid.UUID) -> BackupRecord | None: ...
 
@@ -71,7 +75,9 @@ class RecordsRepository(Protocol):
         """One page, newest first, and whether more follow."""
         ...
 
-    def soft_delete(self, schema: str, backup_id: uuid.UUID, by: str, at: datetime) -> BackupRecord | None:
+    def soft_delete(
+        self, schema: str, backup_id: uuid.UUID, by: str, at: datetime
+    ) -> BackupRecord | None:
         """Completed/failed → deleted; returns the updated record, or None if it was already
         deleted. OperationInProgress when the backup is still pending or running."""
         ...
@@ -98,8 +104,9 @@ class RecordsRepository(Protocol):
         """Every completed backup of the clinic, any trigger (retention's input)."""
         ...
 
-    def retire(self, schema: str, backup_ids: builtins.list[uuid.UUID], by: str,
-               at: datetime) -> builtins.list[BackupRecord]:
+    def retire(
+        self, schema: str, backup_ids: builtins.list[uuid.UUID], by: str, at: datetime
+    ) -> builtins.list[BackupRecord]:
         """Soft-delete retention's choices in one statement, re-checking in the database that
         each is still completed and not marked `keep` (an admin may have just marked it)."""
         ...
@@ -145,32 +152,67 @@ class SchedulesRepository(Protocol):
 
     def save_settings(self, schema: str, settings: ClinicSettings) -> ClinicSettings: ...
 
-    def snapshot(self, schemas: list[str], *, slots_since: datetime, stuck_before: datetime,
-                 deleted_before: datetime) -> dict[str, ClinicSnapshot]:
+    def snapshot(
+        self,
+        schemas: builtins.list[str],
+        *,
+        slots_since: datetime,
+        stuck_before: datetime,
+        deleted_before: datetime,
+    ) -> dict[str, ClinicSnapshot]:
         """Settings, recent slots and sweeper hints of many clinics, read in batches."""
         ...
 
-    def claim_slot(self, schema: str, local_date: date, local_hour: int, scheduled_at: datetime,
-                   backup_id: uuid.UUID, at: datetime) -> bool:
+    def claim_slot(
+        self,
+        schema: str,
+        local_date: date,
+        local_hour: int,
+        scheduled_at: datetime,
+        backup_id: uuid.UUID,
+        at: datetime,
+    ) -> bool:
         """Insert the slot as `due`; False when the slot already exists (another run has it)."""
         ...
 
-    def reclaim_slot(self, schema: str, local_date: date, local_hour: int,
-                     backup_id: uuid.UUID, at: datetime, due_before: datetime) -> bool:
+    def reclaim_slot(
+        self,
+        schema: str,
+        local_date: date,
+        local_hour: int,
+        backup_id: uuid.UUID,
+        at: datetime,
+        due_before: datetime,
+    ) -> bool:
         """Take a `skipped_busy` slot (or a `due` one decided before `due_before`, left by a
         run that died) for one more attempt; False when another run got it first."""
         ...
 
-    def mark_slot(self, schema: str, local_date: date, local_hour: int, status: SlotStatus,
-                  at: datetime, backup_id: uuid.UUID | None = None) -> None: ...
+    def mark_slot(
+        self,
+        schema: str,
+        local_date: date,
+        local_hour: int,
+        status: SlotStatus,
+        at: datetime,
+        backup_id: uuid.UUID | None = None,
+    ) -> None: ...
 
-    def release_slot(self, schema: str, local_date: date, local_hour: int,
-                     backup_id: uuid.UUID) -> None:
+    def release_slot(
+        self, schema: str, local_date: date, local_hour: int, backup_id: uuid.UUID
+    ) -> None:
         """Forget a `due` claim whose backup could not be queued, so a later run retries."""
         ...
 
-    def record_missed(self, schema: str, local_date: date, local_hour: int,
-                      scheduled_at: datetime, at: datetime, due_before: datetime) -> bool:
+    def record_missed(
+        self,
+        schema: str,
+        local_date: date,
+        local_hour: int,
+        scheduled_at: datetime,
+        at: datetime,
+        due_before: datetime,
+    ) -> bool:
         """Record a slot as `missed` unless it was enqueued (or is being enqueued by a run
         that claimed it after `due_before`); True when recorded."""
         ...
@@ -207,7 +249,7 @@ class ObjectStorage(Protocol):
 
     def signed_download_url(self, key: str, ttl_seconds: int, file_name: str) -> str: ...
 
-    def delete(self, keys: list[str]) -> None: ...
+    def delete(self, keys: builtins.list[str]) -> None: ...
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]: ...
 

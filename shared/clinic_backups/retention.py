@@ -36,8 +36,9 @@ class RetentionPolicy:
     restore_undo_days: int
 
     @classmethod
-    def for_clinic(cls, settings: ClinicSettings, min_retention_days: int,
-                   restore_undo_days: int) -> RetentionPolicy:
+    def for_clinic(
+        cls, settings: ClinicSettings, min_retention_days: int, restore_undo_days: int
+    ) -> RetentionPolicy:
         return cls(
             keep_daily=max(settings.keep_daily, min_retention_days),
             keep_weekly=settings.keep_weekly,
@@ -55,8 +56,9 @@ class RetentionPlan:
     delete: list[uuid.UUID] = field(default_factory=list)
 
 
-def _newest_per_period(backups: Sequence[BackupRecord], count: int,
-                       period: Callable[[BackupRecord], Hashable]) -> set[uuid.UUID]:
+def _newest_per_period(
+    backups: Sequence[BackupRecord], count: int, period: Callable[[BackupRecord], Hashable]
+) -> set[uuid.UUID]:
     """The newest backup of each of the newest `count` periods that have one."""
     chosen: set[uuid.UUID] = set()
     seen: set[Hashable] = set()
@@ -70,13 +72,21 @@ def _newest_per_period(backups: Sequence[BackupRecord], count: int,
     return chosen
 
 
-def plan_retention(backups: Iterable[BackupRecord], policy: RetentionPolicy, time_zone: str,
-                   now: datetime, in_use: set[uuid.UUID] | None = None) -> RetentionPlan:
+def plan_retention(
+    backups: Iterable[BackupRecord],
+    policy: RetentionPolicy,
+    time_zone: str,
+    now: datetime,
+    in_use: set[uuid.UUID] | None = None,
+) -> RetentionPlan:
     """Decide, for every completed backup given, whether it stays; other statuses are left
     alone (pending/running are in flight, failed/deleted have nothing to retain)."""
     zone = ZoneInfo(time_zone)
-    completed = sorted((b for b in backups if b.status == BackupStatus.COMPLETED),
-                       key=lambda b: (b.created_at, str(b.id)), reverse=True)
+    completed = sorted(
+        (b for b in backups if b.status == BackupStatus.COMPLETED),
+        key=lambda b: (b.created_at, str(b.id)),
+        reverse=True,
+    )
     in_use = in_use or set()
     floor = now - timedelta(days=policy.min_retention_days)
     undo = now - timedelta(days=policy.restore_undo_days)
@@ -87,10 +97,12 @@ def plan_retention(backups: Iterable[BackupRecord], policy: RetentionPolicy, tim
     scheduled = [b for b in completed if b.trigger == Trigger.SCHEDULED]
     tiers = {
         "daily": _newest_per_period(scheduled, policy.keep_daily, lambda b: local(b).date()),
-        "weekly": _newest_per_period(scheduled, policy.keep_weekly,
-                                     lambda b: local(b).isocalendar()[:2]),
-        "monthly": _newest_per_period(scheduled, policy.keep_monthly,
-                                      lambda b: (local(b).year, local(b).month)),
+        "weekly": _newest_per_period(
+            scheduled, policy.keep_weekly, lambda b: local(b).isocalendar()[:2]
+        ),
+        "monthly": _newest_per_period(
+            scheduled, policy.keep_monthly, lambda b: (local(b).year, local(b).month)
+        ),
     }
     plan = RetentionPlan()
     for index, backup in enumerate(completed):

@@ -118,9 +118,14 @@ class Decision:
     action: Action
 
 
-def decide(settings: ClinicSettings, rows: Mapping[tuple[date, int], SlotRecord], now: datetime,
-           catch_up: timedelta, lookback: timedelta = MISSED_LOOKBACK,
-           claim_timeout: timedelta = CLAIM_TIMEOUT) -> list[Decision]:
+def decide(
+    settings: ClinicSettings,
+    rows: Mapping[tuple[date, int], SlotRecord],
+    now: datetime,
+    catch_up: timedelta,
+    lookback: timedelta = MISSED_LOOKBACK,
+    claim_timeout: timedelta = CLAIM_TIMEOUT,
+) -> list[Decision]:
     """What one scheduler run should do for one clinic, given the slots already recorded.
 
     Slots within `catch_up` of their instant run (once: the claim is the database's); older
@@ -131,8 +136,11 @@ def decide(settings: ClinicSettings, rows: Mapping[tuple[date, int], SlotRecord]
     for slot in slots_between(settings, now - catch_up - lookback, now):
         row = rows.get(slot.key)
         within = now < slot.scheduled_at + catch_up
-        abandoned = (row is not None and row.status == SlotStatus.DUE
-                     and row.decided_at < now - claim_timeout)
+        abandoned = (
+            row is not None
+            and row.status == SlotStatus.DUE
+            and row.decided_at < now - claim_timeout
+        )
         if row is None:
             if within:
                 decisions.append(Decision(slot, Action.RUN))
@@ -146,9 +154,14 @@ def decide(settings: ClinicSettings, rows: Mapping[tuple[date, int], SlotRecord]
     return decisions
 
 
-def is_stale(settings: ClinicSettings, last_good_at: datetime | None,
-             first_slot_at: datetime | None, now: datetime, catch_up: timedelta,
-             margin: timedelta = timedelta(hours=1)) -> bool:
+def is_stale(
+    settings: ClinicSettings,
+    last_good_at: datetime | None,
+    first_slot_at: datetime | None,
+    now: datetime,
+    catch_up: timedelta,
+    margin: timedelta = timedelta(hours=1),
+) -> bool:
     """Whether a clinic with an enabled schedule lacks a recent good backup: its newest
     completed backup is older than the schedule's period plus the catch-up window plus a
     margin (or it never had one, and its first slot is older than catch-up plus margin)."""

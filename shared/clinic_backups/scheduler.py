@@ -77,8 +77,9 @@ class SchedulerReport:
         return data
 
 
-def run_scheduler(svc: Services, *, deadline: float | None = None,
-                  orphans: bool = True) -> SchedulerReport:
+def run_scheduler(
+    svc: Services, *, deadline: float | None = None, orphans: bool = True
+) -> SchedulerReport:
     """One run. `deadline` (a `time.monotonic()` value) stops the optional work in time:
     slots are decided first, the sweeper's uploads/purge/orphans only while time remains."""
     assert svc.schedules is not None
@@ -97,8 +98,10 @@ def run_scheduler(svc: Services, *, deadline: float | None = None,
     schemas = [s for s in clinics if s not in unavailable]
     report.clinics, report.unavailable = len(schemas), len(unavailable)
     if unavailable:
-        logger.warning("active clinics without a schema; skipped",
-                       extra={"count": len(unavailable), "clinics": sorted(unavailable)[:20]})
+        logger.warning(
+            "active clinics without a schema; skipped",
+            extra={"count": len(unavailable), "clinics": sorted(unavailable)[:20]},
+        )
     snapshots = svc.schedules.snapshot(
         schemas,
         slots_since=now - policy.catch_up - MISSED_LOOKBACK - timedelta(hours=1),
@@ -135,8 +138,12 @@ def run_scheduler(svc: Services, *, deadline: float | None = None,
     report.oldest_last_good_hours = round(oldest.total_seconds() / 3600, 2)
 
     if not out_of_time() and svc.storage is not None:
-        guarded(report.sweep, "uploads", None,
-                partial(abort_stale_uploads, svc, set(schemas), report.sweep))
+        guarded(
+            report.sweep,
+            "uploads",
+            None,
+            partial(abort_stale_uploads, svc, set(schemas), report.sweep),
+        )
     for schema in schemas:
         snap = snapshots.get(schema)
         if snap is not None and snap.purgeable and not out_of_time():
@@ -145,16 +152,27 @@ def run_scheduler(svc: Services, *, deadline: float | None = None,
         for schema in schemas:
             turn = zlib.crc32(schema.encode()) % ORPHAN_ROTATION_HOURS == now.hour
             if turn and not out_of_time():
-                guarded(report.sweep, "orphans", schema,
-                        partial(find_orphans, svc, schema, report.sweep))
+                guarded(
+                    report.sweep,
+                    "orphans",
+                    schema,
+                    partial(find_orphans, svc, schema, report.sweep),
+                )
 
     report.seconds = round(time.monotonic() - started, 3)
     _emit(svc, report)
     return report
 
 
-def _execute(svc: Services, schema: str, slot: Slot, action: Action, rows: dict[Any, Any],
-             now: datetime, report: SchedulerReport) -> None:
+def _execute(
+    svc: Services,
+    schema: str,
+    slot: Slot,
+    action: Action,
+    rows: dict[Any, Any],
+    now: datetime,
+    report: SchedulerReport,
+) -> None:
     assert svc.schedules is not None
     within = now < slot.scheduled_at + svc.policy.catch_up
     if action == Action.RECOVER:
@@ -162,53 +180,76 @@ def _execute(svc: Services, schema: str, slot: Slot, action: Action, rows: dict[
         # (start_backup fails the record itself when the queue refuses): nothing to redo.
         row = rows[slot.key]
         if row.backup_id is not None and svc.records.get(schema, row.backup_id) is not None:
-            svc.schedules.mark_slot(schema, slot.local_date, slot.local_hour, SlotStatus.ENQUEUED,
-                                    now, row.backup_id)
+            svc.schedules.mark_slot(
+                schema, slot.local_date, slot.local_hour, SlotStatus.ENQUEUED, now, row.backup_id
+            )
             report.recovered += 1
             return
         action = Action.RETRY if within else Action.MISS
     if action == Action.MISS:
-        if svc.schedules.record_missed(schema, slot.local_date, slot.local_hour,
-                                       slot.scheduled_at, now, now - CLAIM_TIMEOUT):
+        if svc.schedules.record_missed(
+            schema, slot.local_date, slot.local_hour, slot.scheduled_at, now, now - CLAIM_TIMEOUT
+        ):
             report.missed += 1
-            logger.warning("scheduled backup missed: the catch-up window passed",
-                           extra={"clinic": schema, "slot": _slot_name(slot)})
+            logger.warning(
+                "scheduled backup missed: the catch-up window passed",
+                extra={"clinic": schema, "slot": _slot_name(slot)},
+            )
         return
 
     backup_id = uuid.uuid4()
     if action == Action.RETRY:
-        claimed = svc.schedules.reclaim_slot(schema, slot.local_date, slot.local_hour, backup_id,
-                                             now, now - CLAIM_TIMEOUT)
+        claimed = svc.schedules.reclaim_slot(
+            schema, slot.local_date, slot.local_hour, backup_id, now, now - CLAIM_TIMEOUT
+        )
     else:
-        claimed = svc.schedules.claim_slot(schema, slot.local_date, slot.local_hour,
-                                           slot.scheduled_at, backup_id, now)
+        claimed = svc.schedules.claim_slot(
+            schema, slot.local_date, slot.local_hour, slot.scheduled_at, backup_id, now
+        )
     if not claimed:
         report.already_claimed += 1  # another run (a duplicated event) has this slot
         return
     try:
-        start_backup(svc, schema, trigger=Trigger.SCHEDULED, actor_id=SCHEDULER_ACTOR,
-                     actor_name=None, backup_id=backup_id)
+        start_backup(
+            svc,
+            schema,
+            trigger=Trigger.SCHEDULED,
+            actor_id=SCHEDULER_ACTOR,
+            actor_name=None,
+            backup_id=backup_id,
+        )
     except OperationInProgress:
-        svc.schedules.mark_slot(schema, slot.local_date, slot.local_hour,
-                                SlotStatus.SKIPPED_BUSY, now)
+        svc.schedules.mark_slot(
+            schema, slot.local_date, slot.local_hour, SlotStatus.SKIPPED_BUSY, now
+        )
         report.skipped_busy += 1
-        logger.info("clinic busy; slot retried later in the catch-up window",
-                    extra={"clinic": schema, "slot": _slot_name(slot)})
+        logger.info(
+            "clinic busy; slot retried later in the catch-up window",
+            extra={"clinic": schema, "slot": _slot_name(slot)},
+        )
         return
     except ApiError as error:
         # The queue or the database refused: release the claim so a later run tries again.
         svc.schedules.release_slot(schema, slot.local_date, slot.local_hour, backup_id)
         report.errors += 1
-        logger.warning("could not start a scheduled backup",
-                       extra={"clinic": schema, "error_code": error.code})
+        logger.warning(
+            "could not start a scheduled backup", extra={"clinic": schema, "error_code": error.code}
+        )
         return
-    svc.schedules.mark_slot(schema, slot.local_date, slot.local_hour, SlotStatus.ENQUEUED, now,
-                            backup_id)
+    svc.schedules.mark_slot(
+        schema, slot.local_date, slot.local_hour, SlotStatus.ENQUEUED, now, backup_id
+    )
     report.enqueued += 1
-    svc.records.audit(schema, AuditEntry(
-        action="backup.create", outcome="scheduled", actor_id=SCHEDULER_ACTOR,
-        backup_id=backup_id, details={"slot": _slot_name(slot),
-                                      "scheduled_at": slot.scheduled_at.isoformat()}))
+    svc.records.audit(
+        schema,
+        AuditEntry(
+            action="backup.create",
+            outcome="scheduled",
+            actor_id=SCHEDULER_ACTOR,
+            backup_id=backup_id,
+            details={"slot": _slot_name(slot), "scheduled_at": slot.scheduled_at.isoformat()},
+        ),
+    )
 
 
 def _slot_name(slot: Slot) -> str:
@@ -227,7 +268,11 @@ def _emit(svc: Services, report: SchedulerReport) -> None:
     metrics.add("SchedulerSeconds", report.seconds, "Seconds")
     emit_metrics(svc, report.sweep)
     if report.stale_clinics:
-        logger.warning("clinics without a recent good backup",
-                       extra={"count": len(report.stale_clinics),
-                              "clinics": report.stale_clinics[:STALE_CLINICS_LOGGED]})
+        logger.warning(
+            "clinics without a recent good backup",
+            extra={
+                "count": len(report.stale_clinics),
+                "clinics": report.stale_clinics[:STALE_CLINICS_LOGGED],
+            },
+        )
     logger.info("scheduler run done", extra=report.to_dict())

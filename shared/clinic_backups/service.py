@@ -104,16 +104,36 @@ class Services:
 # --- helpers ------------------------------------------------------------------------------
 
 
-def _audit(svc: Services, ctx: TenantContext, action: str, outcome: str,
-           backup_id: uuid.UUID | None = None, **details: Any) -> None:
-    svc.records.audit(ctx.schema, AuditEntry(
-        action=action, outcome=outcome, actor_id=ctx.user_id, actor_name=ctx.user_name,
-        actor_role=ctx.role.value, request_id=ctx.request_id, backup_id=backup_id, details=details,
-    ))
+def _audit(
+    svc: Services,
+    ctx: TenantContext,
+    action: str,
+    outcome: str,
+    backup_id: uuid.UUID | None = None,
+    **details: Any,
+) -> None:
+    svc.records.audit(
+        ctx.schema,
+        AuditEntry(
+            action=action,
+            outcome=outcome,
+            actor_id=ctx.user_id,
+            actor_name=ctx.user_name,
+            actor_role=ctx.role.value,
+            request_id=ctx.request_id,
+            backup_id=backup_id,
+            details=details,
+        ),
+    )
 
 
-def _authorize(svc: Services, ctx: TenantContext, permission: Permission, action: str,
-               backup_id: uuid.UUID | None = None) -> None:
+def _authorize(
+    svc: Services,
+    ctx: TenantContext,
+    permission: Permission,
+    action: str,
+    backup_id: uuid.UUID | None = None,
+) -> None:
     """Make sure the clinic's tables exist, then check the caller's role (a refusal is
     audited)."""
     svc.records.ensure_schema(ctx.schema)
@@ -174,12 +194,15 @@ def list_backups(svc: Services, ctx: TenantContext, query: ListBackupsQuery) -> 
     include_deleted = query.include_deleted or query.status == BackupStatus.DELETED
     if include_deleted and ctx.role != Role.ADMIN:
         raise Forbidden("Only administrators can see deleted backups.")
-    items, more = svc.records.list(ctx.schema, ListFilter(
-        limit=query.limit,
-        cursor=decode_cursor(query.cursor) if query.cursor else None,
-        status=query.status,
-        include_deleted=include_deleted,
-    ))
+    items, more = svc.records.list(
+        ctx.schema,
+        ListFilter(
+            limit=query.limit,
+            cursor=decode_cursor(query.cursor) if query.cursor else None,
+            status=query.status,
+            include_deleted=include_deleted,
+        ),
+    )
     return BackupPage(items=items, next_cursor=encode_cursor(items[-1]) if more and items else None)
 
 
@@ -191,38 +214,52 @@ def get_backup(svc: Services, ctx: TenantContext, raw_id: str) -> BackupRecord:
 # --- creating -----------------------------------------------------------------------------
 
 
-def start_backup(svc: Services, schema: str, *, trigger: Trigger, actor_id: str,
-                 actor_name: str | None, note: str | None = None,
-                 backup_id: uuid.UUID | None = None) -> BackupRecord:
+def start_backup(
+    svc: Services,
+    schema: str,
+    *,
+    trigger: Trigger,
+    actor_id: str,
+    actor_name: str | None,
+    note: str | None = None,
+    backup_id: uuid.UUID | None = None,
+) -> BackupRecord:
     """Create the pending record (taking the clinic's operation lock) and enqueue its job.
     The scheduler passes the `backup_id` it recorded on the slot it claimed."""
     assert svc.dispatcher is not None, "this function cannot enqueue jobs"
     svc.records.ensure_schema(schema)
     backup_id = backup_id or uuid.uuid4()
     now = svc.clock.now()
-    record = svc.records.create_pending(schema, BackupRecord(
-        id=backup_id,
-        status=BackupStatus.PENDING,
-        trigger=trigger,
-        file_name=backup_file_name(schema, backup_id, now),
-        storage_key=backup_storage_key(schema, backup_id, now),
-        created_by=actor_id,
-        created_by_name=actor_name,
-        created_at=now,
-        compression=svc.compression,
-        note=note,
-    ))
+    record = svc.records.create_pending(
+        schema,
+        BackupRecord(
+            id=backup_id,
+            status=BackupStatus.PENDING,
+            trigger=trigger,
+            file_name=backup_file_name(schema, backup_id, now),
+            storage_key=backup_storage_key(schema, backup_id, now),
+            created_by=actor_id,
+            created_by_name=actor_name,
+            created_at=now,
+            compression=svc.compression,
+            note=note,
+        ),
+    )
     try:
-        svc.dispatcher.enqueue(BackupJob(kind="backup", schema=schema, backup_id=backup_id,
-                                         trigger=trigger))
+        svc.dispatcher.enqueue(
+            BackupJob(kind="backup", schema=schema, backup_id=backup_id, trigger=trigger)
+        )
     except ApiError as error:
         # Never leave a pending record (and the clinic's lock) behind a job that does not exist.
-        svc.records.fail(schema, backup_id, "internal_error", "the job could not be queued",
-                         svc.clock.now())
+        svc.records.fail(
+            schema, backup_id, "internal_error", "the job could not be queued", svc.clock.now()
+        )
         raise error
     svc.metrics.add("BackupCreated", 1, "Count")
-    logger.info("backup queued", extra={"clinic": schema, "backup_id": str(backup_id),
-                                        "trigger": trigger.value})
+    logger.info(
+        "backup queued",
+        extra={"clinic": schema, "backup_id": str(backup_id), "trigger": trigger.value},
+    )
     return record
 
 
@@ -230,12 +267,21 @@ def create_backup(svc: Services, ctx: TenantContext, request: CreateBackupReques
     """`POST /backups`."""
     _authorize(svc, ctx, Permission.CREATE, "backup.create")
     since = svc.clock.now() - timedelta(days=1)
-    if svc.records.count_since(ctx.schema, Trigger.MANUAL.value, since) >= svc.manual_backups_per_day:
+    if (
+        svc.records.count_since(ctx.schema, Trigger.MANUAL.value, since)
+        >= svc.manual_backups_per_day
+    ):
         _audit(svc, ctx, "backup.create", "rejected", reason="quota_exceeded")
         raise QuotaExceeded()
     try:
-        record = start_backup(svc, ctx.schema, trigger=Trigger.MANUAL, actor_id=ctx.user_id,
-                              actor_name=ctx.user_name, note=request.note)
+        record = start_backup(
+            svc,
+            ctx.schema,
+            trigger=Trigger.MANUAL,
+            actor_id=ctx.user_id,
+            actor_name=ctx.user_name,
+            note=request.note,
+        )
     except ApiError as error:
         _audit(svc, ctx, "backup.create", "rejected", reason=error.code)
         raise
@@ -246,8 +292,9 @@ def create_backup(svc: Services, ctx: TenantContext, request: CreateBackupReques
 # --- the worker ---------------------------------------------------------------------------
 
 
-def manifest_for(schema: str, record: BackupRecord, result: DumpResult,
-                 finished_at: datetime) -> dict[str, Any]:
+def manifest_for(
+    schema: str, record: BackupRecord, result: DumpResult, finished_at: datetime
+) -> dict[str, Any]:
     """The small JSON stored beside every archive: enough to rebuild the record."""
     return {
         "manifest_version": MANIFEST_VERSION,
@@ -286,8 +333,13 @@ def run_backup_job(svc: Services, job: BackupJob) -> BackupRecord | None:
         logger.warning("job for a clinic that is not active; refused", extra=log)
         if clinic is not None:
             svc.records.ensure_schema(schema)
-            svc.records.fail(schema, job.backup_id, ClinicGone.error_code,
-                             "the clinic is not active", svc.clock.now())
+            svc.records.fail(
+                schema,
+                job.backup_id,
+                ClinicGone.error_code,
+                "the clinic is not active",
+                svc.clock.now(),
+            )
         return None
     svc.records.ensure_schema(schema)
     record = svc.records.claim(schema, job.backup_id, svc.clock.now())
@@ -303,8 +355,9 @@ def run_backup_job(svc: Services, job: BackupJob) -> BackupRecord | None:
         )
         finished_at = svc.clock.now()
         manifest = manifest_for(schema, record, result, finished_at)
-        storage.put_bytes(manifest_key(key), json.dumps(manifest, indent=2).encode(),
-                          "application/json")
+        storage.put_bytes(
+            manifest_key(key), json.dumps(manifest, indent=2).encode(), "application/json"
+        )
         done = svc.records.complete(schema, record.id, result, finished_at)
     except Exception as error:
         _fail_run(svc, schema, record, storage, error)
@@ -313,12 +366,25 @@ def run_backup_job(svc: Services, job: BackupJob) -> BackupRecord | None:
     svc.metrics.add("BackupSucceeded", 1, "Count")
     svc.metrics.add("BackupBytes", result.size_bytes, "Bytes")
     svc.metrics.add("BackupSeconds", result.seconds, "Seconds")
-    logger.info("backup completed", extra={**log, "size_bytes": result.size_bytes,
-                                            "seconds": round(result.seconds, 3),
-                                            "toc_entries": result.toc_entries})
-    svc.records.audit(schema, AuditEntry(action="backup.run", outcome="completed",
-                                         actor_id="system", backup_id=record.id,
-                                         details={"size_bytes": result.size_bytes}))
+    logger.info(
+        "backup completed",
+        extra={
+            **log,
+            "size_bytes": result.size_bytes,
+            "seconds": round(result.seconds, 3),
+            "toc_entries": result.toc_entries,
+        },
+    )
+    svc.records.audit(
+        schema,
+        AuditEntry(
+            action="backup.run",
+            outcome="completed",
+            actor_id="system",
+            backup_id=record.id,
+            details={"size_bytes": result.size_bytes},
+        ),
+    )
     if record.trigger == Trigger.SCHEDULED:
         _retain_after_backup(svc, schema)
     return done
@@ -334,8 +400,9 @@ def _retain_after_backup(svc: Services, schema: str) -> None:
         svc.metrics.add("RetentionFailed", 1, "Count")
 
 
-def _fail_run(svc: Services, schema: str, record: BackupRecord, storage: ScopedStorage,
-              error: Exception) -> None:
+def _fail_run(
+    svc: Services, schema: str, record: BackupRecord, storage: ScopedStorage, error: Exception
+) -> None:
     log = {"clinic": schema, "backup_id": str(record.id)}
     if isinstance(error, BackupRunError):
         code, message = error.error_code, error.message
@@ -353,8 +420,16 @@ def _fail_run(svc: Services, schema: str, record: BackupRecord, storage: ScopedS
         logger.warning("could not remove a failed backup's objects", extra=log)
     svc.records.fail(schema, record.id, code, message, svc.clock.now())
     svc.metrics.add("BackupFailed", 1, "Count")
-    svc.records.audit(schema, AuditEntry(action="backup.run", outcome="failed", actor_id="system",
-                                         backup_id=record.id, details={"error_code": code}))
+    svc.records.audit(
+        schema,
+        AuditEntry(
+            action="backup.run",
+            outcome="failed",
+            actor_id="system",
+            backup_id=record.id,
+            details={"error_code": code},
+        ),
+    )
 
 
 # --- downloading and deleting -------------------------------------------------------------
@@ -367,15 +442,22 @@ def request_download(svc: Services, ctx: TenantContext, raw_id: str) -> SignedDo
     record = _visible(svc, ctx, backup_id)
     if record.status != BackupStatus.COMPLETED:
         _audit(svc, ctx, "backup.download", "rejected", backup_id, status=record.status.value)
-        raise BackupNotCompleted(f"The backup is {record.status.value}; only completed backups "
-                                 "can be downloaded.")
+        raise BackupNotCompleted(
+            f"The backup is {record.status.value}; only completed backups can be downloaded."
+        )
     assert record.size_bytes is not None and record.sha256 is not None
-    url = svc.scoped(ctx.schema).signed_download_url(record.storage_key, svc.download_ttl,
-                                                     record.file_name)
+    url = svc.scoped(ctx.schema).signed_download_url(
+        record.storage_key, svc.download_ttl, record.file_name
+    )
     expires_at = svc.clock.now() + timedelta(seconds=svc.download_ttl)
     _audit(svc, ctx, "backup.download", "signed", backup_id, ttl_seconds=svc.download_ttl)
-    return SignedDownload(url=url, expires_at=expires_at, file_name=record.file_name,
-                          size_bytes=record.size_bytes, sha256=record.sha256)
+    return SignedDownload(
+        url=url,
+        expires_at=expires_at,
+        file_name=record.file_name,
+        size_bytes=record.size_bytes,
+        sha256=record.sha256,
+    )
 
 
 def delete_backup(svc: Services, ctx: TenantContext, raw_id: str) -> None:
@@ -393,8 +475,7 @@ def delete_backup(svc: Services, ctx: TenantContext, raw_id: str) -> None:
         raise BackupNotFound()
     if record.status == BackupStatus.DELETED and record.deleted_at is not None:
         _mark_manifest_deleted(svc, ctx.schema, record)
-    _audit(svc, ctx, "backup.delete", "deleted", backup_id,
-           grace_days=svc.delete_grace_days)
+    _audit(svc, ctx, "backup.delete", "deleted", backup_id, grace_days=svc.delete_grace_days)
 
 
 def _mark_manifest_deleted(svc: Services, schema: str, record: BackupRecord) -> None:
@@ -408,8 +489,10 @@ def _mark_manifest_deleted(svc: Services, schema: str, record: BackupRecord) -> 
         manifest["deleted_at"] = record.deleted_at.isoformat() if record.deleted_at else None
         storage.put_bytes(key, json.dumps(manifest, indent=2).encode(), "application/json")
     except (StorageObjectMissing, StorageUnavailable, ValueError):
-        logger.warning("could not mark the manifest deleted",
-                       extra={"clinic": schema, "backup_id": str(record.id)})
+        logger.warning(
+            "could not mark the manifest deleted",
+            extra={"clinic": schema, "backup_id": str(record.id)},
+        )
 
 
 def purge_deleted(svc: Services, schema: str) -> int:
@@ -421,8 +504,12 @@ def purge_deleted(svc: Services, schema: str) -> int:
     for record in svc.records.purgeable(schema, cutoff):
         storage.delete([record.storage_key, manifest_key(record.storage_key)])
         svc.records.mark_purged(schema, record.id, svc.clock.now())
-        svc.records.audit(schema, AuditEntry(action="backup.purge", outcome="purged",
-                                             actor_id="system", backup_id=record.id))
+        svc.records.audit(
+            schema,
+            AuditEntry(
+                action="backup.purge", outcome="purged", actor_id="system", backup_id=record.id
+            ),
+        )
         purged += 1
     if purged:
         logger.info("purged deleted backups", extra={"clinic": schema, "count": purged})
@@ -500,8 +587,9 @@ def rebuild_records(svc: Services, schema: str) -> RebuildReport:
             report.inserted += 1
         else:
             report.already_present += 1
-    logger.info("rebuilt records from manifests", extra={"clinic": schema,
-                                                          "inserted": report.inserted})
+    logger.info(
+        "rebuilt records from manifests", extra={"clinic": schema, "inserted": report.inserted}
+    )
     return report
 
 
@@ -556,42 +644,69 @@ def get_backup_settings(svc: Services, ctx: TenantContext) -> dict[str, Any]:
     return settings_to_api(svc, clinic_settings(svc, ctx.schema))
 
 
-def update_backup_settings(svc: Services, ctx: TenantContext,
-                           request: BackupSettingsUpdate) -> dict[str, Any]:
+def update_backup_settings(
+    svc: Services, ctx: TenantContext, request: BackupSettingsUpdate
+) -> dict[str, Any]:
     """`PUT /backup-settings` (admins by default). The platform floor is checked here."""
     _authorize(svc, ctx, Permission.MANAGE_SETTINGS, "settings.update")
     floor = svc.policy.min_retention_days
     if request.keep_daily < floor:
         _audit(svc, ctx, "settings.update", "rejected", reason="below_floor")
-        raise ValidationFailed(details=[FieldProblem(
-            "keep_daily", f"must be at least {floor}: the platform keeps every scheduled "
-                          f"backup of the last {floor} days")])
+        raise ValidationFailed(
+            details=[
+                FieldProblem(
+                    "keep_daily",
+                    f"must be at least {floor}: the platform keeps every scheduled "
+                    f"backup of the last {floor} days",
+                )
+            ]
+        )
     assert svc.schedules is not None
     before = clinic_settings(svc, ctx.schema)
-    saved = svc.schedules.save_settings(ctx.schema, ClinicSettings(
-        enabled=request.enabled,
-        hour=request.hour,
-        weekdays=tuple(request.weekdays),
-        time_zone=request.time_zone,
-        locale=request.locale or before.locale,
-        keep_daily=request.keep_daily,
-        keep_weekly=request.keep_weekly,
-        keep_monthly=request.keep_monthly,
-        updated_by=ctx.user_id,
-        updated_at=svc.clock.now(),
-    ))
-    changed = {name: [getattr(before, name), getattr(saved, name)]
-               for name in ("enabled", "hour", "weekdays", "time_zone", "locale", "keep_daily",
-                            "keep_weekly", "keep_monthly")
-               if getattr(before, name) != getattr(saved, name)}
-    _audit(svc, ctx, "settings.update", "saved",
-           changed={k: [list(v) if isinstance(v, tuple) else v for v in pair]
-                    for k, pair in changed.items()})
+    saved = svc.schedules.save_settings(
+        ctx.schema,
+        ClinicSettings(
+            enabled=request.enabled,
+            hour=request.hour,
+            weekdays=tuple(request.weekdays),
+            time_zone=request.time_zone,
+            locale=request.locale or before.locale,
+            keep_daily=request.keep_daily,
+            keep_weekly=request.keep_weekly,
+            keep_monthly=request.keep_monthly,
+            updated_by=ctx.user_id,
+            updated_at=svc.clock.now(),
+        ),
+    )
+    changed = {
+        name: [getattr(before, name), getattr(saved, name)]
+        for name in (
+            "enabled",
+            "hour",
+            "weekdays",
+            "time_zone",
+            "locale",
+            "keep_daily",
+            "keep_weekly",
+            "keep_monthly",
+        )
+        if getattr(before, name) != getattr(saved, name)
+    }
+    _audit(
+        svc,
+        ctx,
+        "settings.update",
+        "saved",
+        changed={
+            k: [list(v) if isinstance(v, tuple) else v for v in pair] for k, pair in changed.items()
+        },
+    )
     return settings_to_api(svc, saved)
 
 
-def set_backup_keep(svc: Services, ctx: TenantContext, raw_id: str,
-                    request: KeepRequest) -> BackupRecord:
+def set_backup_keep(
+    svc: Services, ctx: TenantContext, raw_id: str, request: KeepRequest
+) -> BackupRecord:
     """`PATCH /backups/{id}` `{"keep": …}`: protect a backup from retention (or stop
     protecting it). Deciding what retention may delete follows DELETE_ROLES."""
     backup_id = _parse_id(raw_id)
@@ -600,8 +715,9 @@ def set_backup_keep(svc: Services, ctx: TenantContext, raw_id: str,
     check_key_in_prefix(record.storage_key, ctx.schema)
     if request.keep and record.status != BackupStatus.COMPLETED:
         _audit(svc, ctx, "backup.keep", "rejected", backup_id, status=record.status.value)
-        raise BackupNotCompleted(f"The backup is {record.status.value}; only completed backups "
-                                 "can be marked to keep.")
+        raise BackupNotCompleted(
+            f"The backup is {record.status.value}; only completed backups can be marked to keep."
+        )
     updated = svc.records.set_keep(ctx.schema, backup_id, request.keep)
     if updated is None:
         raise BackupNotFound()
@@ -621,8 +737,9 @@ def _update_manifest(svc: Services, schema: str, record: BackupRecord, **changes
         manifest.update(changes)
         storage.put_bytes(key, json.dumps(manifest, indent=2).encode(), "application/json")
     except (StorageObjectMissing, StorageUnavailable, ValueError):
-        logger.warning("could not update the manifest",
-                       extra={"clinic": schema, "backup_id": str(record.id)})
+        logger.warning(
+            "could not update the manifest", extra={"clinic": schema, "backup_id": str(record.id)}
+        )
 
 
 def apply_retention(svc: Services, schema: str) -> RetentionPlan:
@@ -630,20 +747,39 @@ def apply_retention(svc: Services, schema: str) -> RetentionPlan:
     grace period then applies before the purge)."""
     svc.records.ensure_schema(schema)
     settings = clinic_settings(svc, schema)
-    policy = RetentionPolicy.for_clinic(settings, svc.policy.min_retention_days,
-                                        svc.policy.restore_undo_days)
+    policy = RetentionPolicy.for_clinic(
+        settings, svc.policy.min_retention_days, svc.policy.restore_undo_days
+    )
     now = svc.clock.now()
-    plan = plan_retention(svc.records.completed_backups(schema), policy, settings.time_zone, now,
-                          in_use=svc.records.backups_in_use(schema))
+    plan = plan_retention(
+        svc.records.completed_backups(schema),
+        policy,
+        settings.time_zone,
+        now,
+        in_use=svc.records.backups_in_use(schema),
+    )
     retired = svc.records.retire(schema, plan.delete, "retention", now)
     for record in retired:
-        _update_manifest(svc, schema, record,
-                         deleted_at=record.deleted_at.isoformat() if record.deleted_at else None)
-        svc.records.audit(schema, AuditEntry(action="backup.retention", outcome="deleted",
-                                             actor_id="retention", backup_id=record.id,
-                                             details={"trigger": record.trigger.value}))
+        _update_manifest(
+            svc,
+            schema,
+            record,
+            deleted_at=record.deleted_at.isoformat() if record.deleted_at else None,
+        )
+        svc.records.audit(
+            schema,
+            AuditEntry(
+                action="backup.retention",
+                outcome="deleted",
+                actor_id="retention",
+                backup_id=record.id,
+                details={"trigger": record.trigger.value},
+            ),
+        )
     if retired:
         svc.metrics.add("BackupsRetired", len(retired), "Count")
-        logger.info("retention deleted backups",
-                    extra={"clinic": schema, "count": len(retired), "kept": len(plan.keep)})
+        logger.info(
+            "retention deleted backups",
+            extra={"clinic": schema, "count": len(retired), "kept": len(plan.keep)},
+        )
     return plan

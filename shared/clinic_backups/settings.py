@@ -106,16 +106,33 @@ class CommonSettings(BaseSettings):
     def _one_key_source(self) -> CommonSettings:
         if bool(self.jwt_secret) == bool(self.jwt_jwks_url):
             raise ValueError("set exactly one of JWT_SECRET or JWT_JWKS_URL")
-        allowed = {"HS256", "HS384", "HS512"} if self.jwt_secret else {
-            "RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512",
-        }
+        allowed = (
+            {"HS256", "HS384", "HS512"}
+            if self.jwt_secret
+            else {
+                "RS256",
+                "RS384",
+                "RS512",
+                "ES256",
+                "ES384",
+                "ES512",
+                "PS256",
+                "PS384",
+                "PS512",
+            }
+        )
         wrong = [alg for alg in self.jwt_algorithms if alg not in allowed]
         if wrong or not self.jwt_algorithms:
             # A secret with RS*/ES* (or a JWKS with HS*) is the algorithm-confusion hole.
             raise ValueError("JWT_ALGORITHMS do not fit the configured key source")
         roles = {"admin", "staff"}
-        for name in ("list_roles", "create_roles", "download_roles", "delete_roles",
-                     "settings_roles"):
+        for name in (
+            "list_roles",
+            "create_roles",
+            "download_roles",
+            "delete_roles",
+            "settings_roles",
+        ):
             if not set(getattr(self, name)) <= roles:
                 raise ValueError(f"{name.upper()} may only name admin and staff")
         return self
@@ -148,8 +165,13 @@ class StorageSettings(BaseSettings):
         if self.storage_backend == "supabase":
             missing = [
                 name
-                for name in ("supabase_url", "supabase_service_key", "s3_endpoint_url",
-                             "s3_access_key_id", "s3_secret_access_key")
+                for name in (
+                    "supabase_url",
+                    "supabase_service_key",
+                    "s3_endpoint_url",
+                    "s3_access_key_id",
+                    "s3_secret_access_key",
+                )
                 if not getattr(self, name)
             ]
             if missing:
@@ -245,8 +267,9 @@ def _fetch_secret(arn: str) -> str:
         value = parameters.get_secret(arn, max_age=300)
     except parameters.exceptions.GetParameterError:
         # Not found, not allowed or unreachable: the operator must look; say which setting.
-        raise ConfigurationError("a secret named by APP_SECRET_ARN/DATABASE_SECRET_ARN "
-                                 "could not be read") from None
+        raise ConfigurationError(
+            "a secret named by APP_SECRET_ARN/DATABASE_SECRET_ARN could not be read"
+        ) from None
     if isinstance(value, bytes):
         value = value.decode()
     return str(value)

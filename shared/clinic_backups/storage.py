@@ -7,6 +7,7 @@ deleted.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -50,8 +51,10 @@ class ScopedStorage:
             if info.key.startswith(self.prefix):
                 yield info
 
-    def pending_uploads(self) -> list[PendingUpload]:
-        return [u for u in self._storage.pending_uploads(self.prefix) if u.key.startswith(self.prefix)]
+    def pending_uploads(self) -> builtins.list[PendingUpload]:
+        return [
+            u for u in self._storage.pending_uploads(self.prefix) if u.key.startswith(self.prefix)
+        ]
 
     def abort_upload(self, key: str, upload_id: str) -> None:
         self._storage.abort_upload(self._check(key), upload_id)

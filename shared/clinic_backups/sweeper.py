@@ -71,11 +71,19 @@ def fail_stuck(svc: Services, schema: str, report: SweepReport) -> None:
     for backup_id in svc.records.fail_stale(schema, now - svc.policy.stuck_after, now):
         report.stale_failed += 1
         svc.metrics.add("BackupFailed", 1, "Count")
-        svc.records.audit(schema, AuditEntry(action="backup.run", outcome="failed",
-                                             actor_id="sweeper", backup_id=backup_id,
-                                             details={"error_code": "stale"}))
-        logger.warning("stuck backup failed as stale",
-                       extra={"clinic": schema, "backup_id": str(backup_id)})
+        svc.records.audit(
+            schema,
+            AuditEntry(
+                action="backup.run",
+                outcome="failed",
+                actor_id="sweeper",
+                backup_id=backup_id,
+                details={"error_code": "stale"},
+            ),
+        )
+        logger.warning(
+            "stuck backup failed as stale", extra={"clinic": schema, "backup_id": str(backup_id)}
+        )
 
 
 def abort_stale_uploads(svc: Services, schemas: Collection[str], report: SweepReport) -> None:
@@ -100,8 +108,10 @@ def _abort(svc: Services, schema: str, uploads: list[PendingUpload], report: Swe
             continue
         storage.abort_upload(upload.key, upload.upload_id)
         report.uploads_aborted += 1
-        logger.info("aborted an unfinished upload",
-                    extra={"clinic": schema, "initiated": upload.initiated.isoformat()})
+        logger.info(
+            "aborted an unfinished upload",
+            extra={"clinic": schema, "initiated": upload.initiated.isoformat()},
+        )
 
 
 def purge(svc: Services, schema: str, report: SweepReport) -> None:
@@ -113,20 +123,21 @@ def find_orphans(svc: Services, schema: str, report: SweepReport) -> None:
     known = svc.records.known_keys(schema)
     expected = known | {manifest_key(k) for k in known}
     orphans = sorted(
-        info.key for info in svc.scoped(schema).list()
+        info.key
+        for info in svc.scoped(schema).list()
         if info.key not in expected
         and (info.last_modified is None or info.last_modified < now - ORPHAN_MIN_AGE)
     )
     if orphans:
         report.orphans[schema] = orphans
-        logger.warning("objects without a backup record (kept: rebuild the records from the "
-                       "manifests, or remove them by hand)",
-                       extra={"clinic": schema, "count": len(orphans),
-                              "keys": orphans[:ORPHAN_KEYS_LOGGED]})
+        logger.warning(
+            "objects without a backup record (kept: rebuild the records from the "
+            "manifests, or remove them by hand)",
+            extra={"clinic": schema, "count": len(orphans), "keys": orphans[:ORPHAN_KEYS_LOGGED]},
+        )
 
 
-def sweep(svc: Services, schemas: list[str] | None = None, *,
-          orphans: bool = True) -> SweepReport:
+def sweep(svc: Services, schemas: list[str] | None = None, *, orphans: bool = True) -> SweepReport:
     """Every step for every given clinic (all active clinics by default): the operator's
     sweep. The scheduler runs the same steps, only for the clinics that need them."""
     report = SweepReport()

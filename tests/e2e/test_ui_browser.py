@@ -28,10 +28,20 @@ def test_admin_and_staff_in_chromium(stack: LocalStack) -> None:
     if ARTIFACTS.exists():
         shutil.rmtree(ARTIFACTS)
     ARTIFACTS.mkdir(parents=True)
-    env = {**os.environ, "E2E_BASE_URL": stack.url, "E2E_OUT_DIR": str(ARTIFACTS),
-           "CHROMIUM": chromium}
-    run = subprocess.run(["node", "e2e/e2e.mjs"], cwd=REPO / "frontend", env=env,
-                         capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        "E2E_BASE_URL": stack.url,
+        "E2E_OUT_DIR": str(ARTIFACTS),
+        "CHROMIUM": chromium,
+    }
+    run = subprocess.run(
+        ["node", "e2e/e2e.mjs"],
+        cwd=REPO / "frontend",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     result = json.loads((ARTIFACTS / "result.json").read_text())
     assert result["ok"] is True
@@ -42,10 +52,20 @@ def test_admin_and_staff_in_chromium(stack: LocalStack) -> None:
     data = archive.read_bytes()
     assert data.startswith(b"PGDMP")
     assert hashlib.sha256(data).hexdigest() == result["sha256_expected"]
-    listing = subprocess.run([str(paths.pgdump_layer_bin_dir() / "pg_restore"), "--list", str(archive)],
-                             capture_output=True, text=True, check=True).stdout
+    listing = subprocess.run(
+        [str(paths.pgdump_layer_bin_dir() / "pg_restore"), "--list", str(archive)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "TABLE DATA clinica_demo patients" in listing
 
-    for name in ("01-sign-in", "02-history", "03-history-completed", "04-download-modal",
-                 "05-delete-dialog", "06-staff-view"):
+    for name in (
+        "01-sign-in",
+        "02-history",
+        "03-history-completed",
+        "04-download-modal",
+        "05-delete-dialog",
+        "06-staff-view",
+    ):
         assert (ARTIFACTS / f"{name}.png").stat().st_size > 10_000, name

@@ -13,8 +13,10 @@ pytestmark = pytest.mark.usefixtures("app_env")
 
 
 def post(token: str | None, body=..., **kwargs):
-    return call("create_backup", load_event("create_backup/post_backups.json", token=token,
-                                            body=body, **kwargs))
+    return call(
+        "create_backup",
+        load_event("create_backup/post_backups.json", token=token, body=body, **kwargs),
+    )
 
 
 def assert_error(reply, status: int, code: str) -> None:
@@ -31,48 +33,80 @@ def test_malformed_json_is_400(clinic_factory):
 
 def test_garbage_cursor_is_400(clinic_factory):
     schema = clinic_factory()
-    reply = call("list_backups", load_event("list_backups/get_backups.json", token=mint(schema),
-                                            query={"cursor": "bm90LWEtY3Vyc29y"}))
+    reply = call(
+        "list_backups",
+        load_event(
+            "list_backups/get_backups.json",
+            token=mint(schema),
+            query={"cursor": "bm90LWEtY3Vyc29y"},
+        ),
+    )
     assert_error(reply, 400, "invalid_cursor")
 
 
 def test_missing_token_is_401():
-    assert_error(call("list_backups", load_event("list_backups/get_me.json", drop_auth=True)),
-                 401, "missing_token")
+    assert_error(
+        call("list_backups", load_event("list_backups/get_me.json", drop_auth=True)),
+        401,
+        "missing_token",
+    )
 
 
 def test_forged_token_is_401(clinic_factory):
     schema = clinic_factory()
     forged = mint(schema, secret="x" * 64)
-    assert_error(call("list_backups", load_event("list_backups/get_me.json", token=forged)),
-                 401, "invalid_token")
+    assert_error(
+        call("list_backups", load_event("list_backups/get_me.json", token=forged)),
+        401,
+        "invalid_token",
+    )
 
 
 def test_expired_token_is_401(clinic_factory):
     schema = clinic_factory()
-    assert_error(call("list_backups", load_event("list_backups/get_me.json",
-                                                 token=mint(schema, ttl=-300))), 401, "token_expired")
+    assert_error(
+        call("list_backups", load_event("list_backups/get_me.json", token=mint(schema, ttl=-300))),
+        401,
+        "token_expired",
+    )
 
 
 def test_staff_download_is_403(clinic_factory):
     schema = clinic_factory()
-    reply = call("download_backup", load_event("download_backup/get_download.json",
-                                               token=mint(schema, "staff"),
-                                               backup_id=str(uuid.uuid4())))
+    reply = call(
+        "download_backup",
+        load_event(
+            "download_backup/get_download.json",
+            token=mint(schema, "staff"),
+            backup_id=str(uuid.uuid4()),
+        ),
+    )
     assert_error(reply, 403, "forbidden")
 
 
 def test_staff_delete_is_403(clinic_factory):
     schema = clinic_factory()
-    reply = call("delete_backup", load_event("delete_backup/delete_backup.json",
-                                             token=mint(schema, "staff"), backup_id=str(uuid.uuid4())))
+    reply = call(
+        "delete_backup",
+        load_event(
+            "delete_backup/delete_backup.json",
+            token=mint(schema, "staff"),
+            backup_id=str(uuid.uuid4()),
+        ),
+    )
     assert_error(reply, 403, "forbidden")
 
 
 def test_staff_cannot_see_deleted_backups(clinic_factory):
     schema = clinic_factory()
-    reply = call("list_backups", load_event("list_backups/get_backups.json", token=mint(schema, "staff"),
-                                            query={"include_deleted": "true"}))
+    reply = call(
+        "list_backups",
+        load_event(
+            "list_backups/get_backups.json",
+            token=mint(schema, "staff"),
+            query={"include_deleted": "true"},
+        ),
+    )
     assert_error(reply, 403, "forbidden")
 
 
@@ -93,8 +127,10 @@ def test_unknown_route_is_404(clinic_factory):
 @pytest.mark.parametrize("backup_id", [str(uuid.uuid4()), "not-a-uuid", "..%2F..%2Fother"])
 def test_unknown_backup_is_404(clinic_factory, backup_id):
     schema = clinic_factory()
-    reply = call("list_backups", load_event("list_backups/get_backup.json", token=mint(schema),
-                                            backup_id=backup_id))
+    reply = call(
+        "list_backups",
+        load_event("list_backups/get_backup.json", token=mint(schema), backup_id=backup_id),
+    )
     assert_error(reply, 404, "backup_not_found")
 
 
@@ -108,31 +144,47 @@ def test_second_backup_while_one_is_pending_is_409(clinic_factory, sqs):
 def test_download_of_a_pending_backup_is_409(clinic_factory):
     schema = clinic_factory()
     record = post(mint(schema)).body
-    reply = call("download_backup", load_event("download_backup/get_download.json",
-                                               token=mint(schema), backup_id=record["id"]))
+    reply = call(
+        "download_backup",
+        load_event("download_backup/get_download.json", token=mint(schema), backup_id=record["id"]),
+    )
     assert_error(reply, 409, "backup_not_completed")
 
 
 def test_delete_of_a_running_backup_is_409(clinic_factory):
     schema = clinic_factory()
     record = post(mint(schema)).body
-    reply = call("delete_backup", load_event("delete_backup/delete_backup.json",
-                                             token=mint(schema), backup_id=record["id"]))
+    reply = call(
+        "delete_backup",
+        load_event("delete_backup/delete_backup.json", token=mint(schema), backup_id=record["id"]),
+    )
     assert_error(reply, 409, "operation_in_progress")
 
 
 def test_huge_body_is_413(clinic_factory):
     schema = clinic_factory()
-    assert_error(post(mint(schema), body=json.dumps({"note": "x" * 20000})), 413, "payload_too_large")
+    assert_error(
+        post(mint(schema), body=json.dumps({"note": "x" * 20000})), 413, "payload_too_large"
+    )
 
 
-@pytest.mark.parametrize("body,field", [
-    ({"note": "x" * 201}, "note"),
-    ({"note": 5}, "note"),
-    ({"kind": "backup", "schema": "clinica_otra", "backup_id": str(uuid.uuid4()),
-      "trigger": "manual"}, "kind"),
-    ([1, 2], "body"),
-])
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({"note": "x" * 201}, "note"),
+        ({"note": 5}, "note"),
+        (
+            {
+                "kind": "backup",
+                "schema": "clinica_otra",
+                "backup_id": str(uuid.uuid4()),
+                "trigger": "manual",
+            },
+            "kind",
+        ),
+        ([1, 2], "body"),
+    ],
+)
 def test_invalid_body_is_422_with_the_field(clinic_factory, sqs, body, field):
     schema = clinic_factory()
     reply = post(mint(schema), body=body)
@@ -143,8 +195,10 @@ def test_invalid_body_is_422_with_the_field(clinic_factory, sqs, body, field):
 
 def test_limit_above_100_is_422(clinic_factory):
     schema = clinic_factory()
-    reply = call("list_backups", load_event("list_backups/get_backups.json", token=mint(schema),
-                                            query={"limit": "500"}))
+    reply = call(
+        "list_backups",
+        load_event("list_backups/get_backups.json", token=mint(schema), query={"limit": "500"}),
+    )
     assert_error(reply, 422, "validation_error")
 
 

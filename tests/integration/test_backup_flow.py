@@ -10,8 +10,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from clinic_backups.names import manifest_key
+
 from tests.helpers import call, load_event, mint
 
 pytestmark = pytest.mark.usefixtures("app_env")
@@ -19,13 +19,15 @@ pytestmark = pytest.mark.usefixtures("app_env")
 
 def create(token: str, note: str | None = None):
     body = {"note": note} if note is not None else None
-    return call("create_backup", load_event("create_backup/post_backups.json", token=token,
-                                            body=body))
+    return call(
+        "create_backup", load_event("create_backup/post_backups.json", token=token, body=body)
+    )
 
 
 def get(token: str, backup_id: str):
-    return call("list_backups", load_event("list_backups/get_backup.json", token=token,
-                                           backup_id=backup_id))
+    return call(
+        "list_backups", load_event("list_backups/get_backup.json", token=token, backup_id=backup_id)
+    )
 
 
 def test_backup_is_created_run_listed_downloaded_deleted_and_purged(
@@ -50,8 +52,9 @@ def test_backup_is_created_run_listed_downloaded_deleted_and_purged(
     messages = sqs.receive()
     assert len(messages) == 1
     assert admin not in messages[0]["Body"]
-    sqs.client.change_message_visibility(QueueUrl=sqs.url, ReceiptHandle=messages[0]["ReceiptHandle"],
-                                         VisibilityTimeout=0)
+    sqs.client.change_message_visibility(
+        QueueUrl=sqs.url, ReceiptHandle=messages[0]["ReceiptHandle"], VisibilityTimeout=0
+    )
 
     # When the worker consumes the queue
     responses = sqs.drain_into_worker()
@@ -71,8 +74,10 @@ def test_backup_is_created_run_listed_downloaded_deleted_and_purged(
     assert page["next_cursor"] is None
 
     # When the admin asks for the download
-    reply = call("download_backup", load_event("download_backup/get_download.json", token=admin,
-                                               backup_id=record["id"]))
+    reply = call(
+        "download_backup",
+        load_event("download_backup/get_download.json", token=admin, backup_id=record["id"]),
+    )
     assert reply.status == 200, reply.body
     download = reply.body
     assert download["file_name"] == done["file_name"]
@@ -86,28 +91,39 @@ def test_backup_is_created_run_listed_downloaded_deleted_and_purged(
     assert hashlib.sha256(fetched.content).hexdigest() == done["sha256"]
     archive = tmp_path / download["file_name"]
     archive.write_bytes(fetched.content)
-    listing = subprocess.run([f"{pg_bin_dir}/pg_restore", "--list", str(archive)],
-                             capture_output=True, text=True, check=True).stdout
+    listing = subprocess.run(
+        [f"{pg_bin_dir}/pg_restore", "--list", str(archive)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert f"TABLE DATA {schema} patients" in listing
     assert "backup_records" not in listing and "backup_audit" not in listing
 
     # And a manifest sits beside the archive
     s3 = s3_server.client()
-    key = next(o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"{schema}/")["Contents"]
-               if o["Key"].endswith(".dump"))
+    key = next(
+        o["Key"]
+        for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"{schema}/")["Contents"]
+        if o["Key"].endswith(".dump")
+    )
     assert key.startswith(f"{schema}/")
     s3.head_object(Bucket=bucket, Key=manifest_key(key))
 
     # When the admin deletes it
-    reply = call("delete_backup", load_event("delete_backup/delete_backup.json", token=admin,
-                                             backup_id=record["id"]))
+    reply = call(
+        "delete_backup",
+        load_event("delete_backup/delete_backup.json", token=admin, backup_id=record["id"]),
+    )
     assert reply.status == 204
 
     # Then it leaves the list but the object is kept for the grace period
     page = call("list_backups", load_event("list_backups/get_backups.json", token=admin)).body
     assert page["items"] == []
-    page = call("list_backups", load_event("list_backups/get_backups.json", token=admin,
-                                           query={"include_deleted": "true"})).body
+    page = call(
+        "list_backups",
+        load_event("list_backups/get_backups.json", token=admin, query={"include_deleted": "true"}),
+    ).body
     assert [(i["id"], i["status"]) for i in page["items"]] == [(record["id"], "deleted")]
     s3.head_object(Bucket=bucket, Key=key)
 
@@ -126,8 +142,9 @@ def test_backup_is_created_run_listed_downloaded_deleted_and_purged(
 
     # And the audit has the create, download and delete with who and the request id
     with db.cursor() as cur:
-        cur.execute(f'SELECT action, outcome, actor_id, request_id FROM "{schema}".backup_audit '
-                    "ORDER BY at")
+        cur.execute(
+            f'SELECT action, outcome, actor_id, request_id FROM "{schema}".backup_audit ORDER BY at'
+        )
         audit = cur.fetchall()
     actions = [(a, o, who) for a, o, who, _ in audit]
     assert ("backup.create", "accepted", "u-admin") in actions

@@ -14,33 +14,53 @@ from tests.helpers import FixedClock, call, function_module, load_event, mint
 
 pytestmark = pytest.mark.usefixtures("app_env")
 
-VALID = {"enabled": True, "hour": 22, "weekdays": [5, 1, 3], "time_zone": "America/New_York",
-         "locale": "en-US", "keep_daily": 10, "keep_weekly": 2, "keep_monthly": 12}
+VALID = {
+    "enabled": True,
+    "hour": 22,
+    "weekdays": [5, 1, 3],
+    "time_zone": "America/New_York",
+    "locale": "en-US",
+    "keep_daily": 10,
+    "keep_weekly": 2,
+    "keep_monthly": 12,
+}
 
 
 def get_settings(token: str):
-    return call("backup_settings", load_event("backup_settings/get_backup_settings.json",
-                                              token=token))
+    return call(
+        "backup_settings", load_event("backup_settings/get_backup_settings.json", token=token)
+    )
 
 
 def put_settings(token: str, body):
-    return call("backup_settings", load_event("backup_settings/put_backup_settings.json",
-                                              token=token, body=body))
+    return call(
+        "backup_settings",
+        load_event("backup_settings/put_backup_settings.json", token=token, body=body),
+    )
 
 
 def test_a_clinic_without_settings_gets_the_platform_defaults(clinic_factory):
     schema = clinic_factory()
     # 2026-06-15 04:00 UTC: today's 03:00 Madrid (01:00 UTC) has passed; next is tomorrow's
-    function_module("backup_settings").services().clock = FixedClock(datetime(2026, 6, 15, 4,
-                                                                                tzinfo=UTC))
+    function_module("backup_settings").services().clock = FixedClock(
+        datetime(2026, 6, 15, 4, tzinfo=UTC)
+    )
     reply = get_settings(mint(schema, "staff"))
     assert reply.status == 200, reply.body
     assert reply.body == {
-        "enabled": True, "hour": 3, "weekdays": [1, 2, 3, 4, 5, 6, 7],
-        "time_zone": "Europe/Madrid", "locale": "es-ES",
-        "keep_daily": 7, "keep_weekly": 4, "keep_monthly": 6, "min_retention_days": 7,
-        "is_default": True, "next_run_at": "2026-06-16T01:00:00+00:00",
-        "updated_by": None, "updated_at": None,
+        "enabled": True,
+        "hour": 3,
+        "weekdays": [1, 2, 3, 4, 5, 6, 7],
+        "time_zone": "Europe/Madrid",
+        "locale": "es-ES",
+        "keep_daily": 7,
+        "keep_weekly": 4,
+        "keep_monthly": 6,
+        "min_retention_days": 7,
+        "is_default": True,
+        "next_run_at": "2026-06-16T01:00:00+00:00",
+        "updated_by": None,
+        "updated_at": None,
     }
 
 
@@ -66,8 +86,12 @@ def test_an_admin_saves_settings_and_me_returns_the_clinics_zone_and_locale(clin
     assert (me["locale"], me["time_zone"]) == ("en-US", "America/New_York")
     # And the change is audited with what changed
     with db.cursor() as cur:
-        cur.execute(sql.SQL("SELECT actor_id, outcome, details FROM {} WHERE action = %s").format(
-            sql.Identifier(schema, "backup_audit")), ("settings.update",))
+        cur.execute(
+            sql.SQL("SELECT actor_id, outcome, details FROM {} WHERE action = %s").format(
+                sql.Identifier(schema, "backup_audit")
+            ),
+            ("settings.update",),
+        )
         actor, outcome, details = cur.fetchone()
     assert (actor, outcome) == ("u-admin", "saved")
     assert details["changed"]["hour"] == [3, 22]
@@ -90,25 +114,28 @@ def test_staff_may_read_but_not_change_the_settings(clinic_factory):
     assert get_settings(staff).body["is_default"] is True
 
 
-@pytest.mark.parametrize("change,field", [
-    ({"hour": 24}, "hour"),
-    ({"hour": -1}, "hour"),
-    ({"hour": "3"}, "hour"),
-    ({"enabled": "yes"}, "enabled"),
-    ({"weekdays": []}, "weekdays"),
-    ({"weekdays": [0, 1]}, "weekdays"),
-    ({"weekdays": [8]}, "weekdays"),
-    ({"weekdays": [1, 1]}, "weekdays"),
-    ({"time_zone": "Mars/Olympus_Mons"}, "time_zone"),
-    ({"time_zone": "../../etc/passwd"}, "time_zone"),
-    ({"locale": "spanish"}, "locale"),
-    ({"keep_daily": 3}, "keep_daily"),  # below the platform floor (7)
-    ({"keep_daily": 400}, "keep_daily"),
-    ({"keep_weekly": -1}, "keep_weekly"),
-    ({"keep_monthly": 121}, "keep_monthly"),
-    ({"keep_monthly": 1.5}, "keep_monthly"),
-    ({"schema": "clinica_otra"}, "schema"),
-])
+@pytest.mark.parametrize(
+    "change,field",
+    [
+        ({"hour": 24}, "hour"),
+        ({"hour": -1}, "hour"),
+        ({"hour": "3"}, "hour"),
+        ({"enabled": "yes"}, "enabled"),
+        ({"weekdays": []}, "weekdays"),
+        ({"weekdays": [0, 1]}, "weekdays"),
+        ({"weekdays": [8]}, "weekdays"),
+        ({"weekdays": [1, 1]}, "weekdays"),
+        ({"time_zone": "Mars/Olympus_Mons"}, "time_zone"),
+        ({"time_zone": "../../etc/passwd"}, "time_zone"),
+        ({"locale": "spanish"}, "locale"),
+        ({"keep_daily": 3}, "keep_daily"),  # below the platform floor (7)
+        ({"keep_daily": 400}, "keep_daily"),
+        ({"keep_weekly": -1}, "keep_weekly"),
+        ({"keep_monthly": 121}, "keep_monthly"),
+        ({"keep_monthly": 1.5}, "keep_monthly"),
+        ({"schema": "clinica_otra"}, "schema"),
+    ],
+)
 def test_invalid_settings_are_422_naming_the_field(clinic_factory, change, field):
     schema = clinic_factory()
     reply = put_settings(mint(schema), VALID | change)
@@ -145,33 +172,43 @@ def test_the_floor_message_says_what_the_floor_is(clinic_factory, monkeypatch):
 
 
 def patch(token: str, backup_id: str, body):
-    return call("delete_backup", load_event("delete_backup/patch_backup.json", token=token,
-                                            backup_id=backup_id, body=body))
+    return call(
+        "delete_backup",
+        load_event("delete_backup/patch_backup.json", token=token, backup_id=backup_id, body=body),
+    )
 
 
 def completed_backup(schema: str, sqs) -> dict:
-    reply = call("create_backup", load_event("create_backup/post_backups.json", token=mint(schema),
-                                             body=None))
+    reply = call(
+        "create_backup",
+        load_event("create_backup/post_backups.json", token=mint(schema), body=None),
+    )
     assert reply.status == 202, reply.body
     sqs.drain_into_worker()
     return reply.body
 
 
-def test_an_admin_marks_a_backup_to_keep_and_the_manifest_follows(clinic_factory, sqs, s3_server,
-                                                                   bucket):
+def test_an_admin_marks_a_backup_to_keep_and_the_manifest_follows(
+    clinic_factory, sqs, s3_server, bucket
+):
     schema = clinic_factory()
     backup = completed_backup(schema, sqs)
     admin = mint(schema, "admin")
     reply = patch(admin, backup["id"], {"keep": True})
     assert reply.status == 200, reply.body
     assert reply.body["keep"] is True and reply.body["id"] == backup["id"]
-    listed = call("list_backups", load_event("list_backups/get_backup.json", token=admin,
-                                             backup_id=backup["id"])).body
+    listed = call(
+        "list_backups",
+        load_event("list_backups/get_backup.json", token=admin, backup_id=backup["id"]),
+    ).body
     assert listed["keep"] is True
     # the manifest carries the flag, so a rebuild from storage keeps it
     s3 = s3_server.client()
-    key = next(o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"{schema}/")["Contents"]
-               if o["Key"].endswith(".manifest.json"))
+    key = next(
+        o["Key"]
+        for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"{schema}/")["Contents"]
+        if o["Key"].endswith(".manifest.json")
+    )
     assert json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())["keep"] is True
     assert patch(admin, backup["id"], {"keep": False}).body["keep"] is False
 
@@ -186,7 +223,9 @@ def test_keep_is_for_admins_completed_backups_and_own_clinic(clinic_factory, sqs
     reply = patch(mint(schema), backup["id"], {"keep": "yes"})
     assert reply.status == 422 and reply.body["error"]["details"][0]["field"] == "keep"
     # a pending backup cannot be kept yet
-    pending = call("create_backup", load_event("create_backup/post_backups.json",
-                                               token=mint(schema), body=None)).body
+    pending = call(
+        "create_backup",
+        load_event("create_backup/post_backups.json", token=mint(schema), body=None),
+    ).body
     reply = patch(mint(schema), pending["id"], {"keep": True})
     assert reply.status == 409 and reply.error_code == "backup_not_completed"

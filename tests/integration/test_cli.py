@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Any
 
 import pytest
-
 from clinic_backups.cli import main
 
 pytestmark = pytest.mark.usefixtures("app_env")
 
 
-def run(capsys, *argv: str) -> tuple[int, object]:
+def run(capsys, *argv: str) -> tuple[int, Any]:
     code = main(list(argv))
     out = capsys.readouterr().out
     start = min((i for i in (out.find("{"), out.find("[")) if i >= 0), default=-1)
@@ -29,7 +29,7 @@ def test_operator_backs_up_lists_downloads_and_deletes(clinic_factory, capsys, t
     assert [r["id"] for r in listing] == [record["id"]]
 
     target = tmp_path / "copy.dump"
-    code, result = run(capsys, "download", schema, record["id"], str(target))
+    code, _result = run(capsys, "download", schema, record["id"], str(target))
     assert code == 0 and hashlib.sha256(target.read_bytes()).hexdigest() == record["sha256"]
 
     assert main(["delete", schema, record["id"]]) == 0

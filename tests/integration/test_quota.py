@@ -26,8 +26,10 @@ def two_a_day(monkeypatch):
 
 
 def post(schema: str):
-    return call("create_backup", load_event("create_backup/post_backups.json", token=mint(schema),
-                                            body=None))
+    return call(
+        "create_backup",
+        load_event("create_backup/post_backups.json", token=mint(schema), body=None),
+    )
 
 
 def test_the_quota_is_a_rolling_24_hours_of_manual_backups(clinic_factory, sqs, two_a_day):

@@ -23,18 +23,33 @@ pytestmark = pytest.mark.usefixtures("app_env")
 MADRID = ZoneInfo("Europe/Madrid")
 
 
-def add_backup(svc, schema: str, created_at: datetime, trigger: Trigger = Trigger.SCHEDULED, *,
-               keep: bool = False, status: BackupStatus = BackupStatus.COMPLETED) -> BackupRecord:
+def add_backup(
+    svc,
+    schema: str,
+    created_at: datetime,
+    trigger: Trigger = Trigger.SCHEDULED,
+    *,
+    keep: bool = False,
+    status: BackupStatus = BackupStatus.COMPLETED,
+) -> BackupRecord:
     """A finished backup's record, as the worker would have left it (no object behind it)."""
     svc.records.ensure_schema(schema)
     backup_id = uuid.uuid4()
     record = BackupRecord(
-        id=backup_id, status=status, trigger=trigger,
+        id=backup_id,
+        status=status,
+        trigger=trigger,
         file_name=backup_file_name(schema, backup_id, created_at),
         storage_key=backup_storage_key(schema, backup_id, created_at),
         created_by="scheduler" if trigger == Trigger.SCHEDULED else "u-admin",
-        created_at=created_at, started_at=created_at, finished_at=created_at + timedelta(minutes=1),
-        compression="zstd:3", size_bytes=1000, sha256="0" * 64, keep=keep)
+        created_at=created_at,
+        started_at=created_at,
+        finished_at=created_at + timedelta(minutes=1),
+        compression="zstd:3",
+        size_bytes=1000,
+        sha256="0" * 64,
+        keep=keep,
+    )
     assert svc.records.insert_from_manifest(schema, record)
     return record
 
@@ -45,8 +60,11 @@ def at_madrid(day: date, hour: int = 3, minute: int = 0) -> datetime:
 
 def alive(db, schema: str) -> dict[str, list[date]]:
     with db.cursor() as cur:
-        cur.execute(sql.SQL("SELECT trigger, created_at FROM {} WHERE status = 'completed' "
-                            "ORDER BY created_at").format(sql.Identifier(schema, "backup_records")))
+        cur.execute(
+            sql.SQL(
+                "SELECT trigger, created_at FROM {} WHERE status = 'completed' ORDER BY created_at"
+            ).format(sql.Identifier(schema, "backup_records"))
+        )
         out: dict[str, list[date]] = {}
         for trigger, created_at in cur.fetchall():
             out.setdefault(trigger, []).append(created_at.astimezone(MADRID).date())
@@ -82,8 +100,13 @@ def test_a_year_of_daily_scheduled_backups_keeps_exactly_each_tier(clinic_factor
     survivors = alive(db, schema)
     assert survivors["scheduled"] == sorted(
         [date(2026, 2, 14)]  # marked keep (at 12:00, beside that day's 03:00 which went)
-        + [date(2026, 7, 31), date(2026, 8, 31), date(2026, 9, 30), date(2026, 10, 31),
-           date(2026, 11, 30)]  # monthly: the newest of Jul-Nov (Dec's is Dec 31)
+        + [
+            date(2026, 7, 31),
+            date(2026, 8, 31),
+            date(2026, 9, 30),
+            date(2026, 10, 31),
+            date(2026, 11, 30),
+        ]  # monthly: the newest of Jul-Nov (Dec's is Dec 31)
         + [date(2026, 12, 13), date(2026, 12, 20)]  # weekly: ISO weeks 50 and 51
         + [date(2026, 12, d) for d in range(25, 32)]  # daily: the last 7 days
     )
@@ -91,12 +114,18 @@ def test_a_year_of_daily_scheduled_backups_keeps_exactly_each_tier(clinic_factor
     assert survivors["pre_restore"] == [date(2026, 12, 30)]  # June's passed its undo window
     # And everything else was soft-deleted by retention, with an audit line each
     with db.cursor() as cur:
-        cur.execute(sql.SQL("SELECT count(*), count(*) FILTER (WHERE deleted_by = 'retention') "
-                            "FROM {} WHERE status = 'deleted'").format(
-            sql.Identifier(schema, "backup_records")))
+        cur.execute(
+            sql.SQL(
+                "SELECT count(*), count(*) FILTER (WHERE deleted_by = 'retention') "
+                "FROM {} WHERE status = 'deleted'"
+            ).format(sql.Identifier(schema, "backup_records"))
+        )
         deleted, by_retention = cur.fetchone()
-        cur.execute(sql.SQL("SELECT count(*) FROM {} WHERE action = 'backup.retention'").format(
-            sql.Identifier(schema, "backup_audit")))
+        cur.execute(
+            sql.SQL("SELECT count(*) FROM {} WHERE action = 'backup.retention'").format(
+                sql.Identifier(schema, "backup_audit")
+            )
+        )
         audited = cur.fetchone()[0]
     assert deleted == by_retention == audited == 365 + 4 - 17
 
@@ -139,18 +168,28 @@ def test_a_scheduled_backup_run_by_the_worker_applies_retention(clinic_factory, 
     now = datetime.now(UTC)
     for days in range(10, 30):
         add_backup(worker, schema, now - timedelta(days=days))
-    worker.schedules.save_settings(schema, replace(
-        worker.policy.defaults, keep_daily=7, keep_weekly=0, keep_monthly=0,
-        updated_by="test", updated_at=now - timedelta(days=60)))
-    manual = service.start_backup(worker, schema, trigger=Trigger.MANUAL, actor_id="u",
-                                  actor_name=None)
+    worker.schedules.save_settings(
+        schema,
+        replace(
+            worker.policy.defaults,
+            keep_daily=7,
+            keep_weekly=0,
+            keep_monthly=0,
+            updated_by="test",
+            updated_at=now - timedelta(days=60),
+        ),
+    )
+    manual = service.start_backup(
+        worker, schema, trigger=Trigger.MANUAL, actor_id="u", actor_name=None
+    )
     sqs.drain_into_worker()
     # a manual backup does not trigger retention
     assert len(alive(db, schema)["scheduled"]) == 20
 
     # When a scheduled backup runs through the queue and the worker
-    scheduled = service.start_backup(worker, schema, trigger=Trigger.SCHEDULED,
-                                     actor_id="scheduler", actor_name=None)
+    scheduled = service.start_backup(
+        worker, schema, trigger=Trigger.SCHEDULED, actor_id="scheduler", actor_name=None
+    )
     sqs.drain_into_worker()
 
     # Then it completed, and retention kept the 7 newest days (it and 6 old ones) + the manual
@@ -168,7 +207,8 @@ def test_a_retention_error_does_not_fail_the_backup(clinic_factory, sqs, monkeyp
         raise RuntimeError("retention bug")
 
     monkeypatch.setattr(service, "apply_retention", broken)
-    record = service.start_backup(worker, schema, trigger=Trigger.SCHEDULED,
-                                  actor_id="scheduler", actor_name=None)
+    record = service.start_backup(
+        worker, schema, trigger=Trigger.SCHEDULED, actor_id="scheduler", actor_name=None
+    )
     assert sqs.drain_into_worker() == [{"batchItemFailures": []}]
     assert worker.records.get(schema, record.id).status == BackupStatus.COMPLETED

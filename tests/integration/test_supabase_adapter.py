@@ -11,10 +11,10 @@ from datetime import timedelta
 
 import httpx
 import pytest
-
 from clinic_backups import service
 from clinic_backups.factory import build_services
 from clinic_backups.settings import DeleteBackupSettings, get_settings
+
 from tests.helpers import call, load_event, mint, reset_caches
 
 
@@ -32,18 +32,25 @@ def supabase(app_env, s3_server, monkeypatch):
     fake.stop()
 
 
-def test_signed_supabase_url_downloads_the_backup_and_delete_purges_it(supabase, clinic_factory,
-                                                                        sqs, s3_server, bucket, logs):
+def test_signed_supabase_url_downloads_the_backup_and_delete_purges_it(
+    supabase, clinic_factory, sqs, s3_server, bucket, logs
+):
     schema = clinic_factory()
     token = mint(schema)
-    created = call("create_backup", load_event("create_backup/post_backups.json", token=token, body=None))
+    created = call(
+        "create_backup", load_event("create_backup/post_backups.json", token=token, body=None)
+    )
     sqs.drain_into_worker()
-    done = call("list_backups", load_event("list_backups/get_backup.json", token=token,
-                                           backup_id=created.body["id"])).body
+    done = call(
+        "list_backups",
+        load_event("list_backups/get_backup.json", token=token, backup_id=created.body["id"]),
+    ).body
     assert done["status"] == "completed"
 
-    reply = call("download_backup", load_event("download_backup/get_download.json", token=token,
-                                               backup_id=done["id"]))
+    reply = call(
+        "download_backup",
+        load_event("download_backup/get_download.json", token=token, backup_id=done["id"]),
+    )
     assert reply.status == 200
     url = reply.body["url"]
     assert url.startswith(f"{supabase.url}/storage/v1/object/sign/{bucket}/{schema}/")
@@ -60,24 +67,36 @@ def test_signed_supabase_url_downloads_the_backup_and_delete_purges_it(supabase,
     assert httpx.get(other, timeout=30).status_code >= 400
 
     # soft delete, then the purge goes through storage3 remove()
-    assert call("delete_backup", load_event("delete_backup/delete_backup.json", token=token,
-                                            backup_id=done["id"])).status == 204
+    assert (
+        call(
+            "delete_backup",
+            load_event("delete_backup/delete_backup.json", token=token, backup_id=done["id"]),
+        ).status
+        == 204
+    )
     svc = build_services(get_settings(DeleteBackupSettings))
     later = svc.clock.now() + timedelta(days=8)
     svc.clock = type("Later", (), {"now": staticmethod(lambda: later)})()
     assert service.purge_deleted(svc, schema) == 1
-    assert s3_server.client().list_objects_v2(Bucket=bucket, Prefix=f"{schema}/").get("Contents") is None
+    assert (
+        s3_server.client().list_objects_v2(Bucket=bucket, Prefix=f"{schema}/").get("Contents")
+        is None
+    )
 
 
 def test_supabase_errors_become_503_not_a_stack_trace(supabase, clinic_factory, sqs, monkeypatch):
     schema = clinic_factory()
     token = mint(schema)
-    created = call("create_backup", load_event("create_backup/post_backups.json", token=token, body=None))
+    created = call(
+        "create_backup", load_event("create_backup/post_backups.json", token=token, body=None)
+    )
     sqs.drain_into_worker()
     monkeypatch.setenv("SUPABASE_SERVICE_KEY", "not-the-service-key")
     reset_caches()
-    reply = call("download_backup", load_event("download_backup/get_download.json", token=token,
-                                               backup_id=created.body["id"]))
+    reply = call(
+        "download_backup",
+        load_event("download_backup/get_download.json", token=token, backup_id=created.body["id"]),
+    )
     assert (reply.status, reply.error_code) == (503, "service_unavailable")
     assert "Traceback" not in str(reply.body)
 

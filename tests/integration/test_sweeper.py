@@ -32,8 +32,7 @@ def svc():
 
 def start(svc, schema: str, at: datetime):
     svc.clock.at = at
-    return service.start_backup(svc, schema, trigger=Trigger.MANUAL, actor_id="u",
-                                actor_name=None)
+    return service.start_backup(svc, schema, trigger=Trigger.MANUAL, actor_id="u", actor_name=None)
 
 
 def test_a_stuck_pending_backup_is_failed_and_its_late_job_never_runs(clinic_factory, svc, sqs):
@@ -84,7 +83,8 @@ def open_uploads(s3_server, bucket: str, prefix: str) -> set[str]:
 
 
 def test_old_unfinished_uploads_are_aborted_unless_a_running_backup_owns_them(
-        clinic_factory, svc, s3_server, bucket):
+    clinic_factory, svc, s3_server, bucket
+):
     # Given three unfinished uploads in a clinic's prefix, and one outside any clinic
     schema = clinic_factory()
     now = datetime.now(UTC)
@@ -152,8 +152,11 @@ def test_objects_without_a_record_are_reported_and_kept(clinic_factory, svc, s3_
 
     # Then only the stray is reported, and nothing is deleted
     assert report.orphans == {schema: [stray]} and report.orphan_count == 1
-    assert keys(s3_server, bucket, schema) == {record.storage_key, manifest_key(record.storage_key),
-                                               stray}
+    assert keys(s3_server, bucket, schema) == {
+        record.storage_key,
+        manifest_key(record.storage_key),
+        stray,
+    }
 
 
 def test_the_operator_cli_runs_the_sweeper(clinic_factory, capsys, monkeypatch):
@@ -179,8 +182,9 @@ def test_the_scheduler_run_sweeps_the_clinics_that_need_it(clinic_factory, s3_se
     create_upload(s3_server, bucket, f"{schema}/2026/06/crashed.dump")
 
     # When the hourly run comes two hours (and more than the grace period) later
-    scheduler.clock = FixedClock(max(datetime.now(UTC), T0 + timedelta(days=8))
-                                 + timedelta(hours=2))
+    scheduler.clock = FixedClock(
+        max(datetime.now(UTC), T0 + timedelta(days=8)) + timedelta(hours=2)
+    )
     report = invoke("scheduler", load_event("scheduler/scheduled_event.json"))
 
     # Then it purged and aborted

@@ -11,9 +11,6 @@ from typing import Any
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
 from clinic_backups.auth import authenticate, bearer_token, claim, verify_token
 from clinic_backups.errors import (
     ClinicNotAvailable,
@@ -24,6 +21,9 @@ from clinic_backups.errors import (
 )
 from clinic_backups.models import Clinic, Permission, Role
 from clinic_backups.settings import CommonSettings
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
 from tests.helpers import JWT_AUDIENCE, JWT_ISSUER, JWT_SECRET, mint
 
 
@@ -46,10 +46,14 @@ TENANTS = Tenants(
 
 
 def hs_settings(**overrides: Any) -> CommonSettings:
-    values = dict(database_url="postgresql://unused", jwt_secret=JWT_SECRET, jwt_issuer=JWT_ISSUER,
-                  jwt_audience=JWT_AUDIENCE)
+    values = dict(
+        database_url="postgresql://unused",
+        jwt_secret=JWT_SECRET,
+        jwt_issuer=JWT_ISSUER,
+        jwt_audience=JWT_AUDIENCE,
+    )
     values.update(overrides)
-    return CommonSettings(**values)
+    return CommonSettings.model_validate(values)
 
 
 def headers(token: str) -> dict[str, str]:
@@ -57,14 +61,23 @@ def headers(token: str) -> dict[str, str]:
 
 
 def test_valid_admin_token_gives_the_clinic_from_the_claim():
-    ctx = authenticate(headers(mint("clinica_norte", "admin", sub="u1", name="Ana")), hs_settings(),
-                       TENANTS, "req-1")
+    ctx = authenticate(
+        headers(mint("clinica_norte", "admin", sub="u1", name="Ana")),
+        hs_settings(),
+        TENANTS,
+        "req-1",
+    )
     assert ctx.schema == "clinica_norte"
     assert ctx.clinic_name == "Clínica Norte"
     assert ctx.role is Role.ADMIN
     assert ctx.user_id == "u1" and ctx.user_name == "Ana" and ctx.request_id == "req-1"
-    assert ctx.permissions == {Permission.LIST, Permission.CREATE, Permission.DOWNLOAD,
-                               Permission.DELETE, Permission.MANAGE_SETTINGS}
+    assert ctx.permissions == {
+        Permission.LIST,
+        Permission.CREATE,
+        Permission.DOWNLOAD,
+        Permission.DELETE,
+        Permission.MANAGE_SETTINGS,
+    }
 
 
 def test_staff_may_list_and_create_but_not_download_or_delete_by_default():
@@ -73,8 +86,11 @@ def test_staff_may_list_and_create_but_not_download_or_delete_by_default():
 
 
 def test_roles_are_configurable():
-    ctx = authenticate(headers(mint("clinica_norte", "staff")),
-                       hs_settings(download_roles="admin,staff", create_roles="admin"), TENANTS)
+    ctx = authenticate(
+        headers(mint("clinica_norte", "staff")),
+        hs_settings(download_roles="admin,staff", create_roles="admin"),
+        TENANTS,
+    )
     assert ctx.permissions == {Permission.LIST, Permission.DOWNLOAD}
 
 
@@ -98,12 +114,17 @@ def test_missing_and_malformed_authorization_headers():
 @pytest.mark.parametrize(
     "token",
     [
-        pytest.param(lambda: mint("clinica_norte", secret="another-secret-of-sufficient-length-0123456789"), id="forged"),
+        pytest.param(
+            lambda: mint("clinica_norte", secret="another-secret-of-sufficient-length-0123456789"),
+            id="forged",
+        ),
         pytest.param(lambda: mint("clinica_norte", aud="another-api"), id="wrong-audience"),
         pytest.param(lambda: mint("clinica_norte", iss="https://evil.example/"), id="wrong-issuer"),
         pytest.param(lambda: mint("clinica_norte", aud=None), id="no-audience"),
         pytest.param(lambda: mint("clinica_norte", exp=None), id="no-expiry"),
-        pytest.param(lambda: mint("clinica_norte", nbf=int(time.time()) + 3600), id="not-yet-valid"),
+        pytest.param(
+            lambda: mint("clinica_norte", nbf=int(time.time()) + 3600), id="not-yet-valid"
+        ),
         pytest.param(lambda: mint("clinica_norte", algorithm="HS512"), id="algorithm-not-allowed"),
         pytest.param(lambda: "not.a.jwt", id="garbage"),
         pytest.param(lambda: mint("clinica_norte", sub=None), id="no-subject"),
@@ -128,17 +149,38 @@ def _unsigned(payload: dict[str, Any]) -> str:
 
 def test_alg_none_is_refused():
     now = int(time.time())
-    token = _unsigned({"sub": "u", "tenant": "clinica_norte", "clinic_role": "admin",
-                       "iss": JWT_ISSUER, "aud": JWT_AUDIENCE, "exp": now + 60})
+    token = _unsigned(
+        {
+            "sub": "u",
+            "tenant": "clinica_norte",
+            "clinic_role": "admin",
+            "iss": JWT_ISSUER,
+            "aud": JWT_AUDIENCE,
+            "exp": now + 60,
+        }
+    )
     with pytest.raises(InvalidToken):
         authenticate(headers(token), hs_settings(), TENANTS)
     with pytest.raises(InvalidToken):
         authenticate(headers(token), hs_settings(jwt_algorithms="HS256"), TENANTS)
 
 
-@pytest.mark.parametrize("tenant", ["clinica_cerrada", "clinica_inexistente", "public",
-                                    "pg_catalog", "information_schema", "x;drop schema y",
-                                    'a"b', "", None, 42, ["clinica_norte"]])
+@pytest.mark.parametrize(
+    "tenant",
+    [
+        "clinica_cerrada",
+        "clinica_inexistente",
+        "public",
+        "pg_catalog",
+        "information_schema",
+        "x;drop schema y",
+        'a"b',
+        "",
+        None,
+        42,
+        ["clinica_norte"],
+    ],
+)
 def test_unknown_inactive_or_unsafe_clinics_are_forbidden(tenant):
     with pytest.raises(ClinicNotAvailable):
         authenticate(headers(mint(None, tenant=tenant)), hs_settings(), TENANTS)
@@ -151,12 +193,23 @@ def test_a_token_without_a_backup_role_is_forbidden(role):
 
 
 def test_supabase_style_claims_under_app_metadata():
-    token = mint(None, None, role="authenticated",
-                 app_metadata={"tenant": "clinica_norte", "clinic_role": "staff"},
-                 email="recepcion@norte.es", name=None)
-    settings = hs_settings(tenant_claim="app_metadata.tenant", role_claim="app_metadata.clinic_role")
+    token = mint(
+        None,
+        None,
+        role="authenticated",
+        app_metadata={"tenant": "clinica_norte", "clinic_role": "staff"},
+        email="recepcion@norte.es",
+        name=None,
+    )
+    settings = hs_settings(
+        tenant_claim="app_metadata.tenant", role_claim="app_metadata.clinic_role"
+    )
     ctx = authenticate(headers(token), settings, TENANTS)
-    assert (ctx.schema, ctx.role, ctx.user_name) == ("clinica_norte", Role.STAFF, "recepcion@norte.es")
+    assert (ctx.schema, ctx.role, ctx.user_name) == (
+        "clinica_norte",
+        Role.STAFF,
+        "recepcion@norte.es",
+    )
 
 
 def test_claim_lookup_by_dotted_path():
@@ -169,8 +222,13 @@ def test_settings_refuse_algorithm_confusion():
     with pytest.raises(ValueError):
         hs_settings(jwt_algorithms="RS256")
     with pytest.raises(ValueError):
-        CommonSettings(database_url="postgresql://x", jwt_jwks_url="http://x/jwks",
-                       jwt_algorithms="HS256", jwt_issuer="i", jwt_audience="a")
+        CommonSettings(
+            database_url="postgresql://x",
+            jwt_jwks_url="http://x/jwks",
+            jwt_algorithms="HS256",
+            jwt_issuer="i",
+            jwt_audience="a",
+        )
     with pytest.raises(ValueError):
         CommonSettings(database_url="postgresql://x", jwt_issuer="i", jwt_audience="a")
 
@@ -205,7 +263,7 @@ class JwksServer:
 def keys():
     rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     ec_key = ec.generate_private_key(ec.SECP256R1())
-    jwks = {"keys": []}
+    jwks: dict[str, list[dict[str, Any]]] = {"keys": []}
     for kid, key, alg in (("rsa-1", rsa_key, "RS256"), ("ec-1", ec_key, "ES256")):
         jwk = json.loads(jwt.algorithms.get_default_algorithms()[alg].to_jwk(key.public_key()))
         jwk.update({"kid": kid, "alg": alg, "use": "sig"})
@@ -216,9 +274,13 @@ def keys():
 
 
 def jwks_settings(url: str) -> CommonSettings:
-    return CommonSettings(database_url="postgresql://unused", jwt_jwks_url=url,
-                          jwt_algorithms="RS256,ES256", jwt_issuer=JWT_ISSUER,
-                          jwt_audience=JWT_AUDIENCE)
+    return CommonSettings(
+        database_url="postgresql://unused",
+        jwt_jwks_url=url,
+        jwt_algorithms="RS256,ES256",
+        jwt_issuer=JWT_ISSUER,
+        jwt_audience=JWT_AUDIENCE,
+    )
 
 
 @pytest.mark.parametrize("kind,alg,kid", [("rsa", "RS256", "rsa-1"), ("ec", "ES256", "ec-1")])
@@ -230,17 +292,29 @@ def test_asymmetric_tokens_verify_through_jwks(keys, kind, alg, kid):
 
 def test_hmac_token_signed_with_the_public_key_is_refused(keys):
     # Algorithm confusion: HS256 with the RSA public key as the "secret".
-    public_pem = keys["rsa"].public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    payload = {"sub": "u", "tenant": "clinica_norte", "clinic_role": "admin", "iss": JWT_ISSUER,
-               "aud": JWT_AUDIENCE, "exp": int(time.time()) + 60}
-    header = base64.urlsafe_b64encode(json.dumps({"alg": "HS256", "kid": "rsa-1"}).encode()).rstrip(b"=")
+    public_pem = (
+        keys["rsa"]
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    payload = {
+        "sub": "u",
+        "tenant": "clinica_norte",
+        "clinic_role": "admin",
+        "iss": JWT_ISSUER,
+        "aud": JWT_AUDIENCE,
+        "exp": int(time.time()) + 60,
+    }
+    header = base64.urlsafe_b64encode(json.dumps({"alg": "HS256", "kid": "rsa-1"}).encode()).rstrip(
+        b"="
+    )
     body = base64.urlsafe_b64encode(json.dumps(payload).encode()).rstrip(b"=")
     import hashlib
     import hmac
 
     signature = base64.urlsafe_b64encode(
-        hmac.new(public_pem, header + b"." + body, hashlib.sha256).digest()).rstrip(b"=")
+        hmac.new(public_pem, header + b"." + body, hashlib.sha256).digest()
+    ).rstrip(b"=")
     token = (header + b"." + body + b"." + signature).decode()
     with pytest.raises(InvalidToken):
         authenticate(headers(token), jwks_settings(keys["url"]), TENANTS)

@@ -6,10 +6,10 @@ import json
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
-
 from clinic_backups.errors import BACKUP_ERROR_CODES, STATUS_BY_CODE, ApiError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,8 +40,13 @@ def test_every_api_error_class_has_a_documented_code():
 
 def test_each_documented_status_is_used_by_some_route():
     spec = openapi()
-    used = {int(status) for path in spec["paths"].values() for op in path.values()
-            if isinstance(op, dict) and "responses" in op for status in op["responses"]}
+    used = {
+        int(status)
+        for path in spec["paths"].values()
+        for op in path.values()
+        if isinstance(op, dict) and "responses" in op
+        for status in op["responses"]
+    }
     assert set(STATUS_BY_CODE.values()) <= used
 
 
@@ -58,14 +63,19 @@ def http_routes() -> dict[tuple[str, str], str]:
             continue
         for event in resource["Properties"].get("Events", {}).values():
             if event["Type"] == "HttpApi":
-                routes[(event["Properties"]["Method"], event["Properties"]["Path"])] = \
-                    resource["Properties"]["CodeUri"]
+                routes[(event["Properties"]["Method"], event["Properties"]["Path"])] = resource[
+                    "Properties"
+                ]["CodeUri"]
     return routes
 
 
 def test_the_template_routes_match_the_openapi_paths():
-    spec_routes = {(method.upper(), path) for path, ops in openapi()["paths"].items()
-                   for method in ops if method in ("get", "post", "delete", "put", "patch")}
+    spec_routes = {
+        (method.upper(), path)
+        for path, ops in openapi()["paths"].items()
+        for method in ops
+        if method in ("get", "post", "delete", "put", "patch")
+    }
     assert set(http_routes()) == spec_routes
 
 
@@ -78,8 +88,16 @@ def test_each_route_is_served_by_the_function_that_declares_it():
 
 def test_every_setting_is_a_template_parameter_or_fixed():
     env = sam_template()["Globals"]["Function"]["Environment"]["Variables"]
-    assert {"JWT_ISSUER", "JWT_AUDIENCE", "TENANT_CLAIM", "ROLE_CLAIM", "STORAGE_BACKEND",
-            "DOWNLOAD_ROLES", "DELETE_ROLES", "APP_SECRET_ARN"} <= set(env)
+    assert {
+        "JWT_ISSUER",
+        "JWT_AUDIENCE",
+        "TENANT_CLAIM",
+        "ROLE_CLAIM",
+        "STORAGE_BACKEND",
+        "DOWNLOAD_ROLES",
+        "DELETE_ROLES",
+        "APP_SECRET_ARN",
+    } <= set(env)
 
 
 def test_the_queue_outlives_the_worker_and_has_a_dead_letter_queue():
@@ -87,15 +105,19 @@ def test_the_queue_outlives_the_worker_and_has_a_dead_letter_queue():
     worker = resources["CreateBackupFunction"]["Properties"]
     queue = resources["JobQueue"]["Properties"]
     assert queue["VisibilityTimeout"] > worker["Timeout"]
-    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["JobDeadLetterQueue", "Arn"]}
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {
+        "Fn::GetAtt": ["JobDeadLetterQueue", "Arn"]
+    }
     sqs = worker["Events"]["Jobs"]["Properties"]
     assert sqs["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert sqs["ScalingConfig"]["MaximumConcurrency"] == {"Ref": "WorkerMaximumConcurrency"}
     assert "ReservedConcurrentExecutions" not in worker
 
 
-@pytest.mark.parametrize("path", sorted(p.relative_to(REPO / "events").as_posix()
-                                        for p in (REPO / "events").rglob("*.json")))
+@pytest.mark.parametrize(
+    "path",
+    sorted(p.relative_to(REPO / "events").as_posix() for p in (REPO / "events").rglob("*.json")),
+)
 def test_sample_events_belong_to_a_function_and_a_route(path):
     function = path.split("/")[0]
     assert (REPO / "functions" / function / "app.py").exists()
@@ -109,8 +131,11 @@ def test_cfn_lint_is_clean():
     import subprocess
     import sys
 
-    result = subprocess.run([os.path.join(os.path.dirname(sys.executable), "cfn-lint"),
-                             str(REPO / "template.yaml")], capture_output=True, text=True)
+    result = subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), "cfn-lint"), str(REPO / "template.yaml")],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -118,8 +143,11 @@ def test_every_setting_is_in_the_readme_table():
     from clinic_backups import settings
 
     readme = (REPO / "README.md").read_text()
-    models = [m for m in vars(settings).values()
-              if isinstance(m, type) and issubclass(m, settings.BaseSettings)]
+    models: list[Any] = [
+        m
+        for m in vars(settings).values()
+        if isinstance(m, type) and issubclass(m, settings.BaseSettings)
+    ]
     names = {name.upper() for model in models for name in model.model_fields}
     missing = sorted(n for n in names if f"`{n}`" not in readme)
     assert missing == []

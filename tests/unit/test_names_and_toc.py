@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
-
 from clinic_backups.adapters.pgdump import libpq_environment, parse_toc, redact, toc_violations
 from clinic_backups.errors import ConfigurationError, ForeignKeyPrefix, InvalidCursor
 from clinic_backups.models import BackupRecord, BackupStatus, Trigger
@@ -24,25 +23,52 @@ def test_valid_schema_names(name):
     assert is_valid_schema_name(name)
 
 
-@pytest.mark.parametrize("name", ["", "1clinica", "c" * 64, "public", "information_schema",
-                                  "pg_temp", "PG_toast", "clinica-demo", "clínica", "a b",
-                                  'a"b', "a;b", "a/b", "a.b", None, 7])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        "1clinica",
+        "c" * 64,
+        "public",
+        "information_schema",
+        "pg_temp",
+        "PG_toast",
+        "clinica-demo",
+        "clínica",
+        "a b",
+        'a"b',
+        "a;b",
+        "a/b",
+        "a.b",
+        None,
+        7,
+    ],
+)
 def test_invalid_schema_names(name):
     assert not is_valid_schema_name(name)
 
 
 def test_storage_key_layout():
     backup_id = uuid.UUID("12345678-1234-4234-8234-123456789abc")
-    at = datetime(2026, 3, 5, 23, 30, 15, tzinfo=timezone.utc)
+    at = datetime(2026, 3, 5, 23, 30, 15, tzinfo=UTC)
     key = backup_storage_key("clinica_demo", backup_id, at)
     assert key == "clinica_demo/2026/03/clinica_demo-20260305T233015Z-12345678.dump"
     assert manifest_key(key) == key + ".manifest.json"
 
 
 def test_keys_outside_the_prefix_are_refused():
-    assert check_key_in_prefix("clinica_a/2026/01/x.dump", "clinica_a") == "clinica_a/2026/01/x.dump"
-    for key in ("clinica_b/2026/01/x.dump", "clinica_ab/x.dump", "clinica_a/../clinica_b/x.dump",
-                "Clinica_a/x.dump", "/clinica_a/x.dump", "clinica_a//x", "clinica_a/..\\x"):
+    assert (
+        check_key_in_prefix("clinica_a/2026/01/x.dump", "clinica_a") == "clinica_a/2026/01/x.dump"
+    )
+    for key in (
+        "clinica_b/2026/01/x.dump",
+        "clinica_ab/x.dump",
+        "clinica_a/../clinica_b/x.dump",
+        "Clinica_a/x.dump",
+        "/clinica_a/x.dump",
+        "clinica_a//x",
+        "clinica_a/..\\x",
+    ):
         with pytest.raises(ForeignKeyPrefix):
             check_key_in_prefix(key, "clinica_a")
 
@@ -71,25 +97,40 @@ def test_toc_parsing_reads_type_schema_and_name():
     entries = parse_toc(LISTING)
     assert len(entries) == 10
     assert entries[0].desc == "SCHEMA" and entries[0].schema == "-"
-    assert (entries[4].desc, entries[4].schema, entries[4].name) == ("TABLE DATA", "clinica_demo", "patients")
+    assert (entries[4].desc, entries[4].schema, entries[4].name) == (
+        "TABLE DATA",
+        "clinica_demo",
+        "patients",
+    )
     assert entries[7].desc == "FK CONSTRAINT"
     assert toc_violations(entries, "clinica_demo") == []
 
 
 def test_toc_with_another_schema_or_an_owned_table_is_a_violation():
-    bad = LISTING + "500; 1259 17000 TABLE clinica_norte patients postgres\n" \
-                    "501; 0 17001 TABLE DATA clinica_demo backup_records postgres\n"
+    bad = (
+        LISTING + "500; 1259 17000 TABLE clinica_norte patients postgres\n"
+        "501; 0 17001 TABLE DATA clinica_demo backup_records postgres\n"
+    )
     problems = toc_violations(parse_toc(bad), "clinica_demo")
-    assert problems == ["TABLE in schema clinica_norte",
-                        "TABLE DATA backup_records (owned by the backup service)"]
+    assert problems == [
+        "TABLE in schema clinica_norte",
+        "TABLE DATA backup_records (owned by the backup service)",
+    ]
     # case matters
     assert toc_violations(parse_toc(LISTING), "Clinica_Demo")
 
 
 def test_cursor_round_trip_and_garbage():
-    record = BackupRecord(id=uuid.uuid4(), status=BackupStatus.COMPLETED, trigger=Trigger.MANUAL,
-                          file_name="f", storage_key="k", created_by="u", compression="zstd:3",
-                          created_at=datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=timezone.utc))
+    record = BackupRecord(
+        id=uuid.uuid4(),
+        status=BackupStatus.COMPLETED,
+        trigger=Trigger.MANUAL,
+        file_name="f",
+        storage_key="k",
+        created_by="u",
+        compression="zstd:3",
+        created_at=datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC),
+    )
     assert decode_cursor(encode_cursor(record)) == (record.created_at, record.id)
     for garbage in ("", "abc", "W10", "WyJ4IiwgInkiXQ", "bm90IGpzb24"):
         with pytest.raises(InvalidCursor):
@@ -98,8 +139,10 @@ def test_cursor_round_trip_and_garbage():
 
 def test_the_connection_goes_to_pg_dump_through_the_environment_only(monkeypatch):
     monkeypatch.setenv("PGPASSWORD", "leaked-from-host")
-    env = libpq_environment("postgresql://dumper:pa%24%24@db.example:6543/clinics?sslmode=require",
-                            options="-c enable_mergejoin=off")
+    env = libpq_environment(
+        "postgresql://dumper:pa%24%24@db.example:6543/clinics?sslmode=require",
+        options="-c enable_mergejoin=off",
+    )
     assert env["PGHOST"] == "db.example" and env["PGPORT"] == "6543"
     assert env["PGUSER"] == "dumper" and env["PGPASSWORD"] == "pa$$"
     assert env["PGDATABASE"] == "clinics" and env["PGSSLMODE"] == "require"

@@ -11,24 +11,42 @@ from clinic_backups.models import BackupRecord, BackupStatus, PlatformPolicy, Tr
 from clinic_backups.retention import RetentionPolicy, plan_retention
 
 MADRID = ZoneInfo("Europe/Madrid")
-POLICY = RetentionPolicy(keep_daily=7, keep_weekly=4, keep_monthly=6, min_retention_days=7,
-                         restore_undo_days=3)
+POLICY = RetentionPolicy(
+    keep_daily=7, keep_weekly=4, keep_monthly=6, min_retention_days=7, restore_undo_days=3
+)
 
 
-def backup(day: date, trigger: Trigger = Trigger.SCHEDULED, hour: int = 3, *, keep: bool = False,
-           status: BackupStatus = BackupStatus.COMPLETED) -> BackupRecord:
+def backup(
+    day: date,
+    trigger: Trigger = Trigger.SCHEDULED,
+    hour: int = 3,
+    *,
+    keep: bool = False,
+    status: BackupStatus = BackupStatus.COMPLETED,
+) -> BackupRecord:
     at = datetime(day.year, day.month, day.day, hour, tzinfo=MADRID).astimezone(UTC)
-    return BackupRecord(id=uuid.uuid4(), status=status, trigger=trigger, file_name="f",
-                        storage_key=f"c/{uuid.uuid4()}", created_by="scheduler", created_at=at,
-                        compression="zstd:3", keep=keep)
+    return BackupRecord(
+        id=uuid.uuid4(),
+        status=status,
+        trigger=trigger,
+        file_name="f",
+        storage_key=f"c/{uuid.uuid4()}",
+        created_by="scheduler",
+        created_at=at,
+        compression="zstd:3",
+        keep=keep,
+    )
 
 
 def local_days(records) -> list[date]:
     return sorted(r.created_at.astimezone(MADRID).date() for r in records)
 
 
-def run_year(extra: dict[date, list[BackupRecord]], policy: RetentionPolicy = POLICY,
-             in_use: set[uuid.UUID] | None = None) -> list[BackupRecord]:
+def run_year(
+    extra: dict[date, list[BackupRecord]],
+    policy: RetentionPolicy = POLICY,
+    in_use: set[uuid.UUID] | None = None,
+) -> list[BackupRecord]:
     """One scheduled backup a day at 03:00 Madrid through 2026, retention after each (as the
     worker does); `extra` backups appear on their day. Returns what survives."""
     alive: list[BackupRecord] = []
@@ -53,8 +71,13 @@ def test_a_year_of_daily_backups_keeps_exactly_the_newest_of_each_tier():
     # … the newest of ISO weeks 50 and 51 (Sundays Dec 13 and 20; weeks 52 and 53 are covered)
     weekly = [date(2026, 12, 13), date(2026, 12, 20)]
     # … and the newest of July-November (December's is Dec 31)
-    monthly = [date(2026, 7, 31), date(2026, 8, 31), date(2026, 9, 30), date(2026, 10, 31),
-               date(2026, 11, 30)]
+    monthly = [
+        date(2026, 7, 31),
+        date(2026, 8, 31),
+        date(2026, 9, 30),
+        date(2026, 10, 31),
+        date(2026, 11, 30),
+    ]
     assert local_days(survivors) == sorted(daily + weekly + monthly)
 
 
@@ -82,8 +105,10 @@ def test_manual_pre_restore_keep_flagged_and_in_use_backups_are_protected():
     flagged = backup(date(2026, 2, 14), keep=True, hour=9)
     read_by_a_restore = backup(date(2026, 4, 1), hour=9)
     failed = backup(date(2026, 5, 5), status=BackupStatus.FAILED, hour=9)
-    extra = {r.created_at.astimezone(MADRID).date(): [r] for r in
-             (manual, old_pre_restore, recent_pre_restore, flagged, read_by_a_restore, failed)}
+    extra = {
+        r.created_at.astimezone(MADRID).date(): [r]
+        for r in (manual, old_pre_restore, recent_pre_restore, flagged, read_by_a_restore, failed)
+    }
     survivors = run_year(extra, in_use={read_by_a_restore.id})
     ids = {b.id for b in survivors}
     # Then manual, keep-flagged, in-use and the pre_restore inside its undo window survive …
@@ -92,8 +117,14 @@ def test_manual_pre_restore_keep_flagged_and_in_use_backups_are_protected():
     assert old_pre_restore.id not in ids
     assert failed.id in ids
     # … and the scheduled ones are exactly the tiers, as without them
-    scheduled = [b for b in survivors if b.trigger == Trigger.SCHEDULED and not b.keep
-                 and b.id != read_by_a_restore.id and b.status == BackupStatus.COMPLETED]
+    scheduled = [
+        b
+        for b in survivors
+        if b.trigger == Trigger.SCHEDULED
+        and not b.keep
+        and b.id != read_by_a_restore.id
+        and b.status == BackupStatus.COMPLETED
+    ]
     assert local_days(scheduled) == local_days(run_year({}))
 
 
@@ -136,9 +167,11 @@ def test_weeks_and_months_are_the_clinics_local_ones():
 
     may, june = at(2026, 5, 31, 23, 30), at(2026, 6, 1, 0, 30)
     newest = at(2026, 6, 20, 3, 0)
-    monthly_only = RetentionPolicy(keep_daily=1, keep_weekly=0, keep_monthly=3,
-                                   min_retention_days=1, restore_undo_days=0)
-    plan = plan_retention([may, june, newest], monthly_only, "Asia/Kolkata",
-                          datetime(2026, 6, 21, tzinfo=UTC))
+    monthly_only = RetentionPolicy(
+        keep_daily=1, keep_weekly=0, keep_monthly=3, min_retention_days=1, restore_undo_days=0
+    )
+    plan = plan_retention(
+        [may, june, newest], monthly_only, "Asia/Kolkata", datetime(2026, 6, 21, tzinfo=UTC)
+    )
     assert may.id in plan.keep  # newest of May (local)
     assert june.id in plan.delete  # not the newest of June

@@ -7,8 +7,14 @@ import os
 
 from tests.unit.test_contracts import sam_template
 
-POLICY_VARIABLES = ("MIN_RETENTION_DAYS", "RETENTION_KEEP_DAILY", "RETENTION_KEEP_WEEKLY",
-                    "RETENTION_KEEP_MONTHLY", "RESTORE_UNDO_DAYS", "SCHEDULE_CATCH_UP_HOURS")
+POLICY_VARIABLES = (
+    "MIN_RETENTION_DAYS",
+    "RETENTION_KEEP_DAILY",
+    "RETENTION_KEEP_WEEKLY",
+    "RETENTION_KEEP_MONTHLY",
+    "RESTORE_UNDO_DAYS",
+    "SCHEDULE_CATCH_UP_HOURS",
+)
 
 
 def resources() -> dict:
@@ -40,12 +46,16 @@ def test_the_scheduler_runs_hourly_and_only_from_eventbridge():
 
 def test_policy_settings_are_parameters_and_the_same_for_every_function():
     # The local stack runs every function in one process: a variable must mean one thing.
-    functions = [r["Properties"] for r in resources().values()
-                 if r["Type"] == "AWS::Serverless::Function"]
+    functions = [
+        r["Properties"] for r in resources().values() if r["Type"] == "AWS::Serverless::Function"
+    ]
     parameters = sam_template()["Parameters"]
     for name in POLICY_VARIABLES:
-        values = [f["Environment"]["Variables"][name] for f in functions
-                  if name in f.get("Environment", {}).get("Variables", {})]
+        values = [
+            f["Environment"]["Variables"][name]
+            for f in functions
+            if name in f.get("Environment", {}).get("Variables", {})
+        ]
         assert len(values) >= 3, name  # worker (retention), settings, scheduler
         assert all(v == values[0] for v in values), name
         assert values[0]["Ref"] in parameters
@@ -67,7 +77,8 @@ def test_alarms_go_to_the_alerts_topic_and_the_email_is_optional():
     assert res["AlertEmailSubscription"]["Condition"] == "HasAlertEmail"
     # the EMF metrics carry the powertools `service` dimension the alarms name
     service = sam_template()["Globals"]["Function"]["Environment"]["Variables"][
-        "POWERTOOLS_SERVICE_NAME"]
+        "POWERTOOLS_SERVICE_NAME"
+    ]
     assert alarms["BackupFailedAlarm"]["Dimensions"] == [{"Name": "service", "Value": service}]
 
 

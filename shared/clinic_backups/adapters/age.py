@@ -132,8 +132,10 @@ class DecryptStage(_PipeStage):
 
     def translate(self, error: BaseException) -> BaseException:
         # Wrong key, tampered or truncated ciphertext: never the key material in the message.
-        return ArchiveInvalid("the encrypted backup could not be decrypted (wrong key, or the "
-                              "file is damaged or incomplete)")
+        return ArchiveInvalid(
+            "the encrypted backup could not be decrypted (wrong key, or the "
+            "file is damaged or incomplete)"
+        )
 
 
 def is_public_key(value: str) -> bool:

@@ -123,4 +123,3 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         ],
     ),
 ]
-

@@ -104,7 +104,9 @@ def libpq_environment(database_url: str, *, options: str | None = None) -> dict[
     for name, value in params.items():
         variable = _LIBPQ_ENV.get(name)
         if variable is None:
-            raise ConfigurationError(f"DATABASE_URL parameter {name!r} is not supported for pg_dump")
+            raise ConfigurationError(
+                f"DATABASE_URL parameter {name!r} is not supported for pg_dump"
+            )
         env[variable] = value
     if options:
         env["PGOPTIONS"] = f"{env.get('PGOPTIONS', '')} {options}".strip()
@@ -139,8 +141,9 @@ class PgTools:
     @cached_property
     def version(self) -> str:
         try:
-            out = subprocess.run([self.path("pg_dump"), "--version"], capture_output=True,
-                                 timeout=30, check=True).stdout.decode("utf-8", "replace")
+            out = subprocess.run(
+                [self.path("pg_dump"), "--version"], capture_output=True, timeout=30, check=True
+            ).stdout.decode("utf-8", "replace")
         except (OSError, subprocess.SubprocessError):
             raise ConfigurationError("pg_dump --version failed") from None
         match = re.search(r"(\d+)(?:\.(\d+))?", out)
@@ -169,7 +172,9 @@ def _widen_pipe(pipe: Any) -> None:
 class DumpProcess(io.RawIOBase):
     """A child process's stdout as a stream that ends only on a clean exit."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], timeout: float, label: str = "pg_dump"):
+    def __init__(
+        self, argv: list[str], env: dict[str, str], timeout: float, label: str = "pg_dump"
+    ):
         super().__init__()
         self.label = label
         self._proc = subprocess.Popen(
@@ -213,9 +218,9 @@ class DumpProcess(io.RawIOBase):
         if self._finished:
             return 0
         assert self._proc.stdout is not None
-        n = self._proc.stdout.readinto(buffer)
+        n = self._proc.stdout.readinto(buffer)  # type: ignore[attr-defined]
         if n:
-            return n
+            return int(n)
         self._finish()
         return 0
 
@@ -225,7 +230,9 @@ class DumpProcess(io.RawIOBase):
         self._stderr_thread.join(timeout=5)
         for line in self._stderr:
             if line and "error" not in line:
-                logger.warning("pg tool message", extra={"tool": self.label, "tool_message": redact(line)})
+                logger.warning(
+                    "pg tool message", extra={"tool": self.label, "tool_message": redact(line)}
+                )
         if self._timed_out.is_set():
             raise DumpTimeout(f"{self.label} did not finish within the time limit")
         if rc != 0:
@@ -238,8 +245,10 @@ class DumpProcess(io.RawIOBase):
             "LOCK TABLE" in line for line in lines
         ):
             # pg_dump's --lock-wait-timeout surfaces as a statement timeout on its LOCK TABLE.
-            return ("could not lock the clinic's tables in time: another session holds an "
-                    "exclusive lock (a migration?); try again later")
+            return (
+                "could not lock the clinic's tables in time: another session holds an "
+                "exclusive lock (a migration?); try again later"
+            )
         errors = [line for line in lines if "error" in line.lower()] or lines
         if not errors:
             return "no message"
@@ -264,19 +273,74 @@ class DumpProcess(io.RawIOBase):
 # Object types pg_restore --list prints, longest first, so "TABLE DATA" wins over "TABLE".
 _TOC_DESCS = sorted(
     [
-        "ACCESS METHOD", "AGGREGATE", "ATTACH", "BLOB", "BLOB METADATA", "BLOBS", "CAST",
-        "CHECK CONSTRAINT", "COLLATION", "COMMENT", "CONSTRAINT", "CONVERSION", "DATABASE",
-        "DATABASE PROPERTIES", "DEFAULT", "DEFAULT ACL", "DOMAIN", "ENCODING", "EVENT TRIGGER",
-        "EXTENSION", "EXTENDED STATISTICS", "FK CONSTRAINT", "FOREIGN DATA WRAPPER",
-        "FOREIGN TABLE", "FUNCTION", "INDEX", "INDEX ATTACH", "LARGE OBJECT", "LARGE OBJECTS",
-        "MATERIALIZED VIEW", "MATERIALIZED VIEW DATA", "OPERATOR", "OPERATOR CLASS",
-        "OPERATOR FAMILY", "POLICY", "PROCEDURAL LANGUAGE", "PROCEDURE", "PUBLICATION",
-        "PUBLICATION TABLE", "PUBLICATION TABLES IN SCHEMA", "ROW SECURITY", "RULE", "SCHEMA",
-        "SEARCHPATH", "SECURITY LABEL", "SEQUENCE", "SEQUENCE OWNED BY", "SEQUENCE SET",
-        "SERVER", "SHELL TYPE", "STATISTICS DATA", "STDSTRINGS", "SUBSCRIPTION",
-        "SUBSCRIPTION TABLE", "TABLE", "TABLE ATTACH", "TABLE DATA", "TEXT SEARCH CONFIGURATION",
-        "TEXT SEARCH DICTIONARY", "TEXT SEARCH PARSER", "TEXT SEARCH TEMPLATE", "TRANSFORM",
-        "TRIGGER", "TYPE", "USER MAPPING", "VIEW", "ACL", "GRANT",
+        "ACCESS METHOD",
+        "AGGREGATE",
+        "ATTACH",
+        "BLOB",
+        "BLOB METADATA",
+        "BLOBS",
+        "CAST",
+        "CHECK CONSTRAINT",
+        "COLLATION",
+        "COMMENT",
+        "CONSTRAINT",
+        "CONVERSION",
+        "DATABASE",
+        "DATABASE PROPERTIES",
+        "DEFAULT",
+        "DEFAULT ACL",
+        "DOMAIN",
+        "ENCODING",
+        "EVENT TRIGGER",
+        "EXTENSION",
+        "EXTENDED STATISTICS",
+        "FK CONSTRAINT",
+        "FOREIGN DATA WRAPPER",
+        "FOREIGN TABLE",
+        "FUNCTION",
+        "INDEX",
+        "INDEX ATTACH",
+        "LARGE OBJECT",
+        "LARGE OBJECTS",
+        "MATERIALIZED VIEW",
+        "MATERIALIZED VIEW DATA",
+        "OPERATOR",
+        "OPERATOR CLASS",
+        "OPERATOR FAMILY",
+        "POLICY",
+        "PROCEDURAL LANGUAGE",
+        "PROCEDURE",
+        "PUBLICATION",
+        "PUBLICATION TABLE",
+        "PUBLICATION TABLES IN SCHEMA",
+        "ROW SECURITY",
+        "RULE",
+        "SCHEMA",
+        "SEARCHPATH",
+        "SECURITY LABEL",
+        "SEQUENCE",
+        "SEQUENCE OWNED BY",
+        "SEQUENCE SET",
+        "SERVER",
+        "SHELL TYPE",
+        "STATISTICS DATA",
+        "STDSTRINGS",
+        "SUBSCRIPTION",
+        "SUBSCRIPTION TABLE",
+        "TABLE",
+        "TABLE ATTACH",
+        "TABLE DATA",
+        "TEXT SEARCH CONFIGURATION",
+        "TEXT SEARCH DICTIONARY",
+        "TEXT SEARCH PARSER",
+        "TEXT SEARCH TEMPLATE",
+        "TRANSFORM",
+        "TRIGGER",
+        "TYPE",
+        "USER MAPPING",
+        "VIEW",
+        "ACL",
+        "GRANT",
     ],
     key=len,
     reverse=True,
@@ -313,8 +377,10 @@ def toc_violations(entries: list[TocEntry], schema: str) -> list[str]:
     for entry in entries:
         if entry.schema not in ("-", schema):
             problems.append(f"{entry.desc} in schema {entry.schema}")
-        elif entry.schema == schema and entry.desc in ("TABLE", "TABLE DATA") and (
-            entry.name in OWNED_TABLES
+        elif (
+            entry.schema == schema
+            and entry.desc in ("TABLE", "TABLE DATA")
+            and (entry.name in OWNED_TABLES)
         ):
             problems.append(f"{entry.desc} {entry.name} (owned by the backup service)")
     return problems
@@ -456,21 +522,27 @@ def probe_server(database_url: str, options: str | None, connect_timeout: int = 
     """
     try:
         conn = psycopg2.connect(
-            database_url, options=options or "", connect_timeout=connect_timeout,
+            database_url,
+            options=options or "",
+            connect_timeout=connect_timeout,
             application_name="clinic-backups-probe",
         )
     except psycopg2.Error as error:
         raise translate_connect_error(error) from None
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT current_setting('server_version_num')::int, "
-                        "current_setting('server_version'), setting, source "
-                        "FROM pg_settings WHERE name = 'enable_mergejoin'")
+            cur.execute(
+                "SELECT current_setting('server_version_num')::int, "
+                "current_setting('server_version'), setting, source "
+                "FROM pg_settings WHERE name = 'enable_mergejoin'"
+            )
             version_num, version, setting, source = cur.fetchone()
     finally:
         conn.close()
     planner = f"{source}" if setting == "off" else "not_applied"
-    return ServerInfo(version_num=version_num, version=version.split(" ")[0], planner_setting=planner)
+    return ServerInfo(
+        version_num=version_num, version=version.split(" ")[0], planner_setting=planner
+    )
 
 
 @dataclass
@@ -518,7 +590,9 @@ class PgDumpRunner:
                 "options); run ALTER ROLE <dump role> SET enable_mergejoin = off",
             )
         else:
-            logger.info("planner setting for pg_dump", extra={"planner_setting": server.planner_setting})
+            logger.info(
+                "planner setting for pg_dump", extra={"planner_setting": server.planner_setting}
+            )
 
         env = libpq_environment(self.database_url, options=options)
         started = time.monotonic()

@@ -52,7 +52,9 @@ def translate_connect_error(error: psycopg2.Error) -> DatabaseUnavailable:
 class Database:
     """One connection per thread, opened lazily and reopened after a failure."""
 
-    def __init__(self, url: str, connect_timeout: int = 5, application_name: str = "clinic-backups"):
+    def __init__(
+        self, url: str, connect_timeout: int = 5, application_name: str = "clinic-backups"
+    ):
         self._url = url
         self._connect_timeout = connect_timeout
         self._application_name = application_name
@@ -112,11 +114,32 @@ def batches(items: list[str], size: int) -> Iterator[list[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
+
 _RECORD_COLUMNS = (
-    "id", "status", "trigger", "file_name", "storage_key", "size_bytes", "sha256", "encryption",
-    "format", "compression", "pg_dump_version", "server_version", "created_by",
-    "created_by_name", "created_at", "started_at", "finished_at", "deleted_at", "deleted_by",
-    "purged_at", "error", "error_code", "note", "keep",
+    "id",
+    "status",
+    "trigger",
+    "file_name",
+    "storage_key",
+    "size_bytes",
+    "sha256",
+    "encryption",
+    "format",
+    "compression",
+    "pg_dump_version",
+    "server_version",
+    "created_by",
+    "created_by_name",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "deleted_at",
+    "deleted_by",
+    "purged_at",
+    "error",
+    "error_code",
+    "note",
+    "keep",
 )
 
 
@@ -148,12 +171,17 @@ class PostgresRecords:
             if cur.fetchone() is None:
                 raise ClinicNotAvailable()
             # One migrator per clinic at a time; others wait and then see the new version.
-            cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                        (f"clinic_backups:migrate:{schema}",))
-            cur.execute(sql.SQL(
-                "CREATE TABLE IF NOT EXISTS {meta} ("
-                " singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),"
-                " version integer NOT NULL)").format(**names))
+            cur.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                (f"clinic_backups:migrate:{schema}",),
+            )
+            cur.execute(
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {meta} ("
+                    " singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),"
+                    " version integer NOT NULL)"
+                ).format(**names)
+            )
             cur.execute(sql.SQL("SELECT version FROM {meta}").format(**names))
             row = cur.fetchone()
             current = row["version"] if row else 0
@@ -162,10 +190,13 @@ class PostgresRecords:
                     continue
                 for statement in statements:
                     cur.execute(sql.SQL(statement).format(**names))
-                cur.execute(sql.SQL(
-                    "INSERT INTO {meta} (version) VALUES (%s) "
-                    "ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version"
-                ).format(**names), (version,))
+                cur.execute(
+                    sql.SQL(
+                        "INSERT INTO {meta} (version) VALUES (%s) "
+                        "ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version"
+                    ).format(**names),
+                    (version,),
+                )
                 logger.info("migrated clinic tables", extra={"clinic": schema, "version": version})
         self._migrated.add(schema)
 
@@ -174,65 +205,96 @@ class PostgresRecords:
     def create_pending(self, schema: str, record: BackupRecord) -> BackupRecord:
         names = self._names(schema)
         with self._db.transaction() as cur:
-            cur.execute(sql.SQL(
-                "INSERT INTO {lock} (kind, ref_id, acquired_at) VALUES ('backup', %s, %s) "
-                "ON CONFLICT (singleton) DO NOTHING RETURNING ref_id").format(**names),
-                (record.id, record.created_at))
+            cur.execute(
+                sql.SQL(
+                    "INSERT INTO {lock} (kind, ref_id, acquired_at) VALUES ('backup', %s, %s) "
+                    "ON CONFLICT (singleton) DO NOTHING RETURNING ref_id"
+                ).format(**names),
+                (record.id, record.created_at),
+            )
             if cur.fetchone() is None:
                 raise OperationInProgress()
             columns = [c for c in _RECORD_COLUMNS]
             values = [getattr(record, c) for c in columns]
             values = [v.value if isinstance(v, (BackupStatus, Trigger)) else v for v in values]
-            cur.execute(sql.SQL("INSERT INTO {records} ({cols}) VALUES ({vals}) RETURNING *").format(
-                cols=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
-                vals=sql.SQL(", ").join(sql.Placeholder() for _ in columns),
-                **names,
-            ), values)
+            cur.execute(
+                sql.SQL("INSERT INTO {records} ({cols}) VALUES ({vals}) RETURNING *").format(
+                    cols=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+                    vals=sql.SQL(", ").join(sql.Placeholder() for _ in columns),
+                    **names,
+                ),
+                values,
+            )
             return _record(cur.fetchone())
 
     def claim(self, schema: str, backup_id: uuid.UUID, at: datetime) -> BackupRecord | None:
         with self._db.transaction() as cur:
-            cur.execute(sql.SQL(
-                "UPDATE {records} SET status = 'running', started_at = %s "
-                "WHERE id = %s AND status = 'pending' RETURNING *").format(**self._names(schema)),
-                (at, backup_id))
+            cur.execute(
+                sql.SQL(
+                    "UPDATE {records} SET status = 'running', started_at = %s "
+                    "WHERE id = %s AND status = 'pending' RETURNING *"
+                ).format(**self._names(schema)),
+                (at, backup_id),
+            )
             row = cur.fetchone()
             return _record(row) if row else None
 
-    def complete(self, schema: str, backup_id: uuid.UUID, result: DumpResult, at: datetime) -> BackupRecord:
+    def complete(
+        self, schema: str, backup_id: uuid.UUID, result: DumpResult, at: datetime
+    ) -> BackupRecord:
         names = self._names(schema)
         with self._db.transaction() as cur:
-            cur.execute(sql.SQL(
-                "UPDATE {records} SET status = 'completed', finished_at = %s, size_bytes = %s, "
-                "sha256 = %s, pg_dump_version = %s, server_version = %s, error = NULL, "
-                "error_code = NULL WHERE id = %s AND status = 'running' RETURNING *"
-            ).format(**names), (at, result.size_bytes, result.sha256, result.pg_dump_version,
-                                result.server_version, backup_id))
+            cur.execute(
+                sql.SQL(
+                    "UPDATE {records} SET status = 'completed', finished_at = %s, size_bytes = %s, "
+                    "sha256 = %s, pg_dump_version = %s, server_version = %s, error = NULL, "
+                    "error_code = NULL WHERE id = %s AND status = 'running' RETURNING *"
+                ).format(**names),
+                (
+                    at,
+                    result.size_bytes,
+                    result.sha256,
+                    result.pg_dump_version,
+                    result.server_version,
+                    backup_id,
+                ),
+            )
             row = cur.fetchone()
-            cur.execute(sql.SQL("DELETE FROM {lock} WHERE ref_id = %s").format(**names), (backup_id,))
+            cur.execute(
+                sql.SQL("DELETE FROM {lock} WHERE ref_id = %s").format(**names), (backup_id,)
+            )
             if row is None:
                 raise RuntimeError("the backup was no longer running when it completed")
             return _record(row)
 
-    def fail(self, schema: str, backup_id: uuid.UUID, error_code: str, error: str, at: datetime) -> None:
+    def fail(
+        self, schema: str, backup_id: uuid.UUID, error_code: str, error: str, at: datetime
+    ) -> None:
         names = self._names(schema)
         with self._db.transaction() as cur:
-            cur.execute(sql.SQL(
-                "UPDATE {records} SET status = 'failed', finished_at = %s, error_code = %s, "
-                "error = %s WHERE id = %s AND status IN ('pending', 'running')"
-            ).format(**names), (at, error_code, error[:500], backup_id))
-            cur.execute(sql.SQL("DELETE FROM {lock} WHERE ref_id = %s").format(**names), (backup_id,))
+            cur.execute(
+                sql.SQL(
+                    "UPDATE {records} SET status = 'failed', finished_at = %s, error_code = %s, "
+                    "error = %s WHERE id = %s AND status IN ('pending', 'running')"
+                ).format(**names),
+                (at, error_code, error[:500], backup_id),
+            )
+            cur.execute(
+                sql.SQL("DELETE FROM {lock} WHERE ref_id = %s").format(**names), (backup_id,)
+            )
 
     def get(self, schema: str, backup_id: uuid.UUID) -> BackupRecord | None:
         with self._db.transaction() as cur:
-            cur.execute(sql.SQL("SELECT * FROM {records} WHERE id = %s").format(
-                **self._names(schema)), (backup_id,))
+            cur.execute(
+                sql.SQL("SELECT * FROM {records} WHERE id = %s").format(**self._names(schema)),
+                (backup_id,),
+            )
             row = cur.fetchone()
             return _record(row) if row else None
 
     def list(self, schema: str, query: ListFilter) -> tuple[list[BackupRecord], bool]:
-        conditions: list[sql.Composable] = []
-        params: list[Any] = []
+        conditions: builtins.list[sql.Composable] = []
+        params: builtins.list[Any] = []
         if query.status is not None:
             conditions.append(sql.SQL("status = %s"))
             params.append(query.status.value)
@@ -241,19 +303,28 @@ class PostgresRecords:
         if query.cursor is not None:
             conditions.append(sql.SQL("(created_at, id) < (%s, %s)"))
             params.extend(query.cursor)
-        where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
+        where = (
+            sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
+        )
         with self._db.transaction() as cur:
-            cur.execute(sql.SQL(
-                "SELECT * FROM {records}{where} ORDER BY created_at DESC, id DESC LIMIT %s"
-            ).format(where=where, **self._names(schema)), [*params, query.limit + 1])
+            cur.execute(
+                sql.SQL(
+                    "SELECT * FROM {records}{where} ORDER BY created_at DESC, id DESC LIMIT %s"
+                ).format(where=where, **self._names(schema)),
+                [*params, query.limit + 1],
+            )
             rows = [_record(r) for r in cur.fetchall()]
         return rows[: query.limit], len(rows) > query.limit
 
-    def soft_delete(self, schema: str, backup_id: uuid.UUID, by: str, at: datetime) -> BackupRecord | None:
+    def soft_delete(
+        self, schema: str, backup_id: uuid.UUID, by: str, at: datetime
+    ) -> BackupRecord | None:
         names = self._names(schema)
         with self._db.transaction() as cur:
-            cur.execute(sql.SQL("SELECT * FROM {records} WHERE id = %s FOR UPDATE").format(**names),
-                        (backup_id,))
+            cur.execute(
+                sql.SQL("SELECT * FROM {records} WHERE id = %s FOR UPDATE").format(**names),
+                (backup_id,),
+            )
             row = cur.fetchone()
             if row is None:
                 return None
@@ -261,43 +332,60 @@ class PostgresRecords:
                 raise OperationInProgress("The backup is still running; wait until it ends.")
             if row["status"] == "deleted":
                 return _record(row)
-            cur.execute(sql.SQL(
-                "UPDATE {records} SET status = 'deleted', deleted_at = %s, deleted_by = %s "
-                "WHERE id = %s RETURNING *").format(**names), (at, by, backup_id))
+            cur.execute(
+                sql.SQL(
+                    "UPDATE {records} SET status = 'deleted', deleted_at = %s, deleted_by = %s "
+                    "WHERE id = %s RETURNING *"
+                ).format(**names),
+                (at, by, backup_id),
+            )
             return _record(cur.fetchone())
 
-    def purgeable(self, schema: str, deleted_before: datetime) -> list[BackupRecord]:
+    def purgeable(self, schema: str, deleted_before: datetime) -> builtins.list[BackupRecord]:
         with self._db.transaction() as cur:
-            cur.execute(sql.SQL(
-                "SELECT * FROM {records} WHERE status = 'deleted' AND purged_at IS NULL "
-                "AND deleted_at <= %s ORDER BY deleted_at").format(**self._names(schema)),
-                (deleted_before,))
+            cur.execute(
+                sql.SQL(
+                    "SELECT * FROM {records} WHERE status = 'deleted' AND purged_at IS NULL "
+                    "AND deleted_at <= %s ORDER BY deleted_at"
+                ).format(**self._names(schema)),
+                (deleted_before,),
+            )
             return [_record(r) for r in cur.fetchall()]
 
     def mark_purged(self, schema: str, backup_id: uuid.UUID, at: datetime) -> None:
         with self._db.transaction() as cur:
-            cur.execute(sql.SQL("UPDATE {records} SET purged_at = %s WHERE id = %s").format(
-                **self._names(schema)), (at, backup_id))
+            cur.execute(
+                sql.SQL("UPDATE {records} SET purged_at = %s WHERE id = %s").format(
+                    **self._names(schema)
+                ),
+                (at, backup_id),
+            )
 
     def insert_from_manifest(self, schema: str, record: BackupRecord) -> bool:
         columns = list(_RECORD_COLUMNS)
         values = [getattr(record, c) for c in columns]
         values = [v.value if isinstance(v, (BackupStatus, Trigger)) else v for v in values]
         with self._db.transaction() as cur:
-            cur.execute(sql.SQL(
-                "INSERT INTO {records} ({cols}) VALUES ({vals}) ON CONFLICT DO NOTHING RETURNING id"
-            ).format(
-                cols=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
-                vals=sql.SQL(", ").join(sql.Placeholder() for _ in columns),
-                **self._names(schema),
-            ), values)
+            cur.execute(
+                sql.SQL(
+                    "INSERT INTO {records} ({cols}) VALUES ({vals}) ON CONFLICT DO NOTHING RETURNING id"
+                ).format(
+                    cols=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+                    vals=sql.SQL(", ").join(sql.Placeholder() for _ in columns),
+                    **self._names(schema),
+                ),
+                values,
+            )
             return cur.fetchone() is not None
 
     def count_since(self, schema: str, trigger: str, since: datetime) -> int:
         with self._db.transaction() as cur:
-            cur.execute(sql.SQL(
-                "SELECT count(*) AS n FROM {records} WHERE trigger = %s AND created_at >= %s"
-            ).format(**self._names(schema)), (trigger, since))
+            cur.execute(
+                sql.SQL(
+                    "SELECT count(*) AS n FROM {records} WHERE trigger = %s AND created_at >= %s"
+                ).format(**self._names(schema)),
+                (trigger, since),
+            )
             return int(cur.fetchone()["n"])
 
     # --- schedules, retention and the sweeper -------------------------------------------
@@ -323,41 +411,59 @@ class PostgresRecords:
     def _versions(self, schemas: builtins.list[str]) -> dict[str, int]:
         versions: dict[str, int] = {}
         with self._db.transaction() as cur:
-            cur.execute("SELECT n.nspname FROM pg_class c "
-                        "JOIN pg_namespace n ON n.oid = c.relnamespace "
-                        "WHERE c.relname = %s AND c.relkind = 'r' AND n.nspname = ANY(%s)",
-                        (TABLES["meta"], list(schemas)))
+            cur.execute(
+                "SELECT n.nspname FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE c.relname = %s AND c.relkind = 'r' AND n.nspname = ANY(%s)",
+                (TABLES["meta"], list(schemas)),
+            )
             having = sorted(r["nspname"] for r in cur.fetchall())
         for batch in batches(having, SCHEMA_BATCH):
             with self._db.transaction() as cur:
-                cur.execute(sql.SQL(" UNION ALL ").join(
-                    sql.SQL("SELECT {} AS schema, version FROM {}").format(
-                        sql.Literal(schema), _table(schema, TABLES["meta"]))
-                    for schema in batch))
+                cur.execute(
+                    sql.SQL(" UNION ALL ").join(
+                        sql.SQL("SELECT {} AS schema, version FROM {}").format(
+                            sql.Literal(schema), _table(schema, TABLES["meta"])
+                        )
+                        for schema in batch
+                    )
+                )
                 versions.update({r["schema"]: r["version"] for r in cur.fetchall()})
         return versions
 
     def completed_backups(self, schema: str) -> builtins.list[BackupRecord]:
         with self._db.transaction() as cur:
-            cur.execute(sql.SQL("SELECT * FROM {records} WHERE status = 'completed' "
-                                "ORDER BY created_at DESC, id DESC").format(**self._names(schema)))
+            cur.execute(
+                sql.SQL(
+                    "SELECT * FROM {records} WHERE status = 'completed' "
+                    "ORDER BY created_at DESC, id DESC"
+                ).format(**self._names(schema))
+            )
             return [_record(r) for r in cur.fetchall()]
 
-    def retire(self, schema: str, backup_ids: builtins.list[uuid.UUID], by: str,
-               at: datetime) -> builtins.list[BackupRecord]:
+    def retire(
+        self, schema: str, backup_ids: builtins.list[uuid.UUID], by: str, at: datetime
+    ) -> builtins.list[BackupRecord]:
         if not backup_ids:
             return []
         with self._db.transaction() as cur:
-            cur.execute(sql.SQL(
-                "UPDATE {records} SET status = 'deleted', deleted_at = %s, deleted_by = %s "
-                "WHERE id = ANY(%s::uuid[]) AND status = 'completed' AND NOT keep RETURNING *"
-            ).format(**self._names(schema)), (at, by, list(backup_ids)))
+            cur.execute(
+                sql.SQL(
+                    "UPDATE {records} SET status = 'deleted', deleted_at = %s, deleted_by = %s "
+                    "WHERE id = ANY(%s::uuid[]) AND status = 'completed' AND NOT keep RETURNING *"
+                ).format(**self._names(schema)),
+                (at, by, list(backup_ids)),
+            )
             return [_record(r) for r in cur.fetchall()]
 
     def set_keep(self, schema: str, backup_id: uuid.UUID, keep: bool) -> BackupRecord | None:
         with self._db.transaction() as cur:
-            cur.execute(sql.SQL("UPDATE {records} SET keep = %s WHERE id = %s RETURNING *").format(
-                **self._names(schema)), (keep, backup_id))
+            cur.execute(
+                sql.SQL("UPDATE {records} SET keep = %s WHERE id = %s RETURNING *").format(
+                    **self._names(schema)
+                ),
+                (keep, backup_id),
+            )
             row = cur.fetchone()
             return _record(row) if row else None
 
@@ -367,50 +473,75 @@ class PostgresRecords:
         # asks this one method, so nothing else changes then.
         return set()
 
-    def fail_stale(self, schema: str, before: datetime,
-                   at: datetime) -> builtins.list[uuid.UUID]:
+    def fail_stale(self, schema: str, before: datetime, at: datetime) -> builtins.list[uuid.UUID]:
         names = self._names(schema)
         with self._db.transaction() as cur:
-            cur.execute(sql.SQL(
-                "UPDATE {records} SET status = 'failed', finished_at = %s, error_code = 'stale', "
-                "error = %s WHERE status IN ('pending', 'running') "
-                "AND coalesce(started_at, created_at) < %s RETURNING id").format(**names),
-                (at, STALE_MESSAGE, before))
+            cur.execute(
+                sql.SQL(
+                    "UPDATE {records} SET status = 'failed', finished_at = %s, error_code = 'stale', "
+                    "error = %s WHERE status IN ('pending', 'running') "
+                    "AND coalesce(started_at, created_at) < %s RETURNING id"
+                ).format(**names),
+                (at, STALE_MESSAGE, before),
+            )
             ids = [r["id"] for r in cur.fetchall()]
             if ids:
-                cur.execute(sql.SQL("DELETE FROM {lock} WHERE ref_id = ANY(%s::uuid[])").format(
-                    **names), (ids,))
+                cur.execute(
+                    sql.SQL("DELETE FROM {lock} WHERE ref_id = ANY(%s::uuid[])").format(**names),
+                    (ids,),
+                )
             return ids
 
     def keys_in_flight(self, schema: str) -> set[str]:
         with self._db.transaction() as cur:
-            cur.execute(sql.SQL("SELECT storage_key FROM {records} "
-                                "WHERE status IN ('pending', 'running')").format(
-                **self._names(schema)))
+            cur.execute(
+                sql.SQL(
+                    "SELECT storage_key FROM {records} WHERE status IN ('pending', 'running')"
+                ).format(**self._names(schema))
+            )
             return {r["storage_key"] for r in cur.fetchall()}
 
     def known_keys(self, schema: str) -> set[str]:
         with self._db.transaction() as cur:
-            cur.execute(sql.SQL("SELECT storage_key FROM {records} WHERE purged_at IS NULL").format(
-                **self._names(schema)))
+            cur.execute(
+                sql.SQL("SELECT storage_key FROM {records} WHERE purged_at IS NULL").format(
+                    **self._names(schema)
+                )
+            )
             return {r["storage_key"] for r in cur.fetchall()}
 
     def audit(self, schema: str, entry: AuditEntry) -> None:
         with self._db.transaction() as cur:
-            cur.execute(sql.SQL(
-                "INSERT INTO {audit} (id, at, action, outcome, actor_id, actor_name, actor_role, "
-                "request_id, backup_id, details) VALUES (%s, now(), %s, %s, %s, %s, %s, %s, %s, %s)"
-            ).format(**self._names(schema)), (
-                uuid.uuid4(), entry.action, entry.outcome, entry.actor_id, entry.actor_name,
-                entry.actor_role, entry.request_id, entry.backup_id, json.dumps(entry.details),
-            ))
+            cur.execute(
+                sql.SQL(
+                    "INSERT INTO {audit} (id, at, action, outcome, actor_id, actor_name, actor_role, "
+                    "request_id, backup_id, details) VALUES (%s, now(), %s, %s, %s, %s, %s, %s, %s, %s)"
+                ).format(**self._names(schema)),
+                (
+                    uuid.uuid4(),
+                    entry.action,
+                    entry.outcome,
+                    entry.actor_id,
+                    entry.actor_name,
+                    entry.actor_role,
+                    entry.request_id,
+                    entry.backup_id,
+                    json.dumps(entry.details),
+                ),
+            )
 
 
 class PostgresTenants:
     """The `TenantDirectory` port over the platform's public tenants table (read-only)."""
 
-    def __init__(self, db: Database, table: str, schema_column: str, name_column: str,
-                 active_column: str | None):
+    def __init__(
+        self,
+        db: Database,
+        table: str,
+        schema_column: str,
+        name_column: str,
+        active_column: str | None,
+    ):
         parts = table.split(".")
         if not 1 <= len(parts) <= 2 or not all(parts):
             raise ValueError("TENANTS_TABLE must be <table> or <schema>.<table>")
@@ -421,21 +552,25 @@ class PostgresTenants:
         self._active = sql.Identifier(active_column) if active_column else sql.SQL("true")
 
     def _select(self) -> sql.Composed:
-        return sql.SQL("SELECT {schema} AS schema, {name}::text AS name, {active} AS active "
-                       "FROM {table}").format(schema=self._schema_col, name=self._name_col,
-                                              active=self._active, table=self._table)
+        return sql.SQL(
+            "SELECT {schema} AS schema, {name}::text AS name, {active} AS active FROM {table}"
+        ).format(
+            schema=self._schema_col, name=self._name_col, active=self._active, table=self._table
+        )
 
     def get(self, schema: str) -> Clinic | None:
         with self._db.transaction() as cur:
             # Exact, case-sensitive match: "Clinica_Norte" never finds "clinica_norte".
-            cur.execute(self._select() + sql.SQL(" WHERE {col} = %s").format(col=self._schema_col),
-                        (schema,))
+            cur.execute(
+                self._select() + sql.SQL(" WHERE {col} = %s").format(col=self._schema_col),
+                (schema,),
+            )
             row = cur.fetchone()
         if row is None or row["schema"] != schema:
             return None
         return Clinic(schema=row["schema"], name=row["name"] or schema, active=bool(row["active"]))
 
-    def active_clinics(self) -> list[Clinic]:
+    def active_clinics(self) -> builtins.list[Clinic]:
         with self._db.transaction() as cur:
             cur.execute(self._select() + sql.SQL(" ORDER BY 1"))
             rows = cur.fetchall()

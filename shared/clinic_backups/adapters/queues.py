@@ -35,7 +35,9 @@ class SqsDispatcher:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            self.client.send_message(QueueUrl=self._queue_url, MessageBody=json.dumps(job.to_message()))
+            self.client.send_message(
+                QueueUrl=self._queue_url, MessageBody=json.dumps(job.to_message())
+            )
         except (BotoCoreError, ClientError) as error:
             logger.warning("could not enqueue job", extra={"queue_error": type(error).__name__})
             raise QueueUnavailable("The job queue is unavailable; try again later.") from None

@@ -9,6 +9,7 @@ the multipart upload, so no object and no unfinished upload is left behind.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
@@ -22,7 +23,9 @@ MB = 1024 * 1024
 def _storage_error(error: Exception) -> StorageUnavailable:
     response = getattr(error, "response", None) or {}
     code = response.get("Error", {}).get("Code")
-    logger.warning("storage call failed", extra={"storage_error": type(error).__name__, "code": code})
+    logger.warning(
+        "storage call failed", extra={"storage_error": type(error).__name__, "code": code}
+    )
     return StorageUnavailable("Storage is unavailable; try again later.")
 
 
@@ -177,22 +180,26 @@ class S3Storage:
             raise _storage_error(error) from None
         except BotoCoreError as error:
             raise _storage_error(error) from None
-        return ObjectInfo(key=key, size=head["ContentLength"], last_modified=head.get("LastModified"))
+        return ObjectInfo(
+            key=key, size=head["ContentLength"], last_modified=head.get("LastModified")
+        )
 
     def signed_download_url(self, key: str, ttl_seconds: int, file_name: str) -> str:
         from botocore.exceptions import BotoCoreError
 
         try:
-            return str(self.signer.generate_presigned_url(
-                "get_object",
-                Params={
-                    "Bucket": self.bucket,
-                    "Key": key,
-                    "ResponseContentDisposition": f'attachment; filename="{file_name}"',
-                    "ResponseContentType": "application/octet-stream",
-                },
-                ExpiresIn=ttl_seconds,
-            ))
+            return str(
+                self.signer.generate_presigned_url(
+                    "get_object",
+                    Params={
+                        "Bucket": self.bucket,
+                        "Key": key,
+                        "ResponseContentDisposition": f'attachment; filename="{file_name}"',
+                        "ResponseContentType": "application/octet-stream",
+                    },
+                    ExpiresIn=ttl_seconds,
+                )
+            )
         except BotoCoreError as error:
             raise _storage_error(error) from None
 
@@ -219,12 +226,13 @@ class S3Storage:
                 Bucket=self.bucket, Prefix=prefix
             ):
                 for item in page.get("Contents", []):
-                    yield ObjectInfo(key=item["Key"], size=item["Size"],
-                                     last_modified=item.get("LastModified"))
+                    yield ObjectInfo(
+                        key=item["Key"], size=item["Size"], last_modified=item.get("LastModified")
+                    )
         except (BotoCoreError, ClientError) as error:
             raise _storage_error(error) from None
 
-    def pending_uploads(self, prefix: str) -> list[PendingUpload]:
+    def pending_uploads(self, prefix: str) -> builtins.list[PendingUpload]:
         from botocore.exceptions import BotoCoreError, ClientError
 
         uploads = []

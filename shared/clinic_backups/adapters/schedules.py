@@ -24,8 +24,18 @@ from ..ports import ClinicSnapshot
 from .migrations import TABLES
 from .postgres import SCHEMA_BATCH, Database, _table, batches
 
-_SETTINGS_COLUMNS = ("enabled", "hour", "weekdays", "time_zone", "locale", "keep_daily",
-                     "keep_weekly", "keep_monthly", "updated_by", "updated_at")
+_SETTINGS_COLUMNS = (
+    "enabled",
+    "hour",
+    "weekdays",
+    "time_zone",
+    "locale",
+    "keep_daily",
+    "keep_weekly",
+    "keep_monthly",
+    "updated_by",
+    "updated_at",
+)
 
 
 def _settings(row: dict[str, Any]) -> ClinicSettings:
@@ -73,30 +83,41 @@ class PostgresSchedules:
         values = [getattr(settings, c) for c in _SETTINGS_COLUMNS]
         values[_SETTINGS_COLUMNS.index("weekdays")] = list(settings.weekdays)
         with self._db.transaction() as cur:
-            cur.execute(sql.SQL(
-                "INSERT INTO {settings} ({cols}) VALUES ({vals}) ON CONFLICT (singleton) "
-                "DO UPDATE SET {updates} RETURNING *"
-            ).format(
-                cols=sql.SQL(", ").join(sql.Identifier(c) for c in _SETTINGS_COLUMNS),
-                vals=sql.SQL(", ").join(sql.Placeholder() for _ in _SETTINGS_COLUMNS),
-                updates=sql.SQL(", ").join(
-                    sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c))
-                    for c in _SETTINGS_COLUMNS),
-                **self._names(schema),
-            ), values)
+            cur.execute(
+                sql.SQL(
+                    "INSERT INTO {settings} ({cols}) VALUES ({vals}) ON CONFLICT (singleton) "
+                    "DO UPDATE SET {updates} RETURNING *"
+                ).format(
+                    cols=sql.SQL(", ").join(sql.Identifier(c) for c in _SETTINGS_COLUMNS),
+                    vals=sql.SQL(", ").join(sql.Placeholder() for _ in _SETTINGS_COLUMNS),
+                    updates=sql.SQL(", ").join(
+                        sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c))
+                        for c in _SETTINGS_COLUMNS
+                    ),
+                    **self._names(schema),
+                ),
+                values,
+            )
             return _settings(cur.fetchone())
 
     # --- the scheduler's read -------------------------------------------------------------
 
-    def snapshot(self, schemas: list[str], *, slots_since: datetime, stuck_before: datetime,
-                 deleted_before: datetime) -> dict[str, ClinicSnapshot]:
+    def snapshot(
+        self,
+        schemas: list[str],
+        *,
+        slots_since: datetime,
+        stuck_before: datetime,
+        deleted_before: datetime,
+    ) -> dict[str, ClinicSnapshot]:
         result: dict[str, ClinicSnapshot] = {}
         params = {"since": slots_since, "stuck": stuck_before, "grace": deleted_before}
         for batch in batches(list(schemas), self.batch_size):
             # One transaction per batch: its table locks end with it (see SCHEMA_BATCH).
             with self._db.transaction() as cur:
-                cur.execute(sql.SQL(" UNION ALL ").join(self._clinic_query(s) for s in batch),
-                            params)
+                cur.execute(
+                    sql.SQL(" UNION ALL ").join(self._clinic_query(s) for s in batch), params
+                )
                 rows = cur.fetchall()
             for row in rows:
                 slots = [_slot(r) for r in (row["slots"] or [])]
@@ -129,53 +150,95 @@ class PostgresSchedules:
 
     # --- slots ----------------------------------------------------------------------------
 
-    def claim_slot(self, schema: str, local_date: date, local_hour: int, scheduled_at: datetime,
-                   backup_id: uuid.UUID, at: datetime) -> bool:
+    def claim_slot(
+        self,
+        schema: str,
+        local_date: date,
+        local_hour: int,
+        scheduled_at: datetime,
+        backup_id: uuid.UUID,
+        at: datetime,
+    ) -> bool:
         with self._db.transaction() as cur:
-            cur.execute(sql.SQL(
-                "INSERT INTO {slots} (local_date, local_hour, scheduled_at, status, backup_id, "
-                "decided_at, attempts) VALUES (%s, %s, %s, 'due', %s, %s, 1) "
-                "ON CONFLICT (local_date, local_hour) DO NOTHING RETURNING 1"
-            ).format(**self._names(schema)), (local_date, local_hour, scheduled_at, backup_id, at))
+            cur.execute(
+                sql.SQL(
+                    "INSERT INTO {slots} (local_date, local_hour, scheduled_at, status, backup_id, "
+                    "decided_at, attempts) VALUES (%s, %s, %s, 'due', %s, %s, 1) "
+                    "ON CONFLICT (local_date, local_hour) DO NOTHING RETURNING 1"
+                ).format(**self._names(schema)),
+                (local_date, local_hour, scheduled_at, backup_id, at),
+            )
             return cur.fetchone() is not None
 
-    def reclaim_slot(self, schema: str, local_date: date, local_hour: int,
-                     backup_id: uuid.UUID, at: datetime, due_before: datetime) -> bool:
+    def reclaim_slot(
+        self,
+        schema: str,
+        local_date: date,
+        local_hour: int,
+        backup_id: uuid.UUID,
+        at: datetime,
+        due_before: datetime,
+    ) -> bool:
         with self._db.transaction() as cur:
-            cur.execute(sql.SQL(
-                "UPDATE {slots} SET status = 'due', backup_id = %s, decided_at = %s, "
-                "attempts = attempts + 1 WHERE local_date = %s AND local_hour = %s "
-                "AND (status = 'skipped_busy' OR (status = 'due' AND decided_at < %s)) "
-                "RETURNING 1"
-            ).format(**self._names(schema)), (backup_id, at, local_date, local_hour, due_before))
+            cur.execute(
+                sql.SQL(
+                    "UPDATE {slots} SET status = 'due', backup_id = %s, decided_at = %s, "
+                    "attempts = attempts + 1 WHERE local_date = %s AND local_hour = %s "
+                    "AND (status = 'skipped_busy' OR (status = 'due' AND decided_at < %s)) "
+                    "RETURNING 1"
+                ).format(**self._names(schema)),
+                (backup_id, at, local_date, local_hour, due_before),
+            )
             return cur.fetchone() is not None
 
-    def mark_slot(self, schema: str, local_date: date, local_hour: int, status: SlotStatus,
-                  at: datetime, backup_id: uuid.UUID | None = None) -> None:
+    def mark_slot(
+        self,
+        schema: str,
+        local_date: date,
+        local_hour: int,
+        status: SlotStatus,
+        at: datetime,
+        backup_id: uuid.UUID | None = None,
+    ) -> None:
         with self._db.transaction() as cur:
-            cur.execute(sql.SQL(
-                "UPDATE {slots} SET status = %s, decided_at = %s, "
-                "backup_id = coalesce(%s, backup_id) WHERE local_date = %s AND local_hour = %s"
-            ).format(**self._names(schema)),
-                (status.value, at, backup_id, local_date, local_hour))
+            cur.execute(
+                sql.SQL(
+                    "UPDATE {slots} SET status = %s, decided_at = %s, "
+                    "backup_id = coalesce(%s, backup_id) WHERE local_date = %s AND local_hour = %s"
+                ).format(**self._names(schema)),
+                (status.value, at, backup_id, local_date, local_hour),
+            )
 
-    def release_slot(self, schema: str, local_date: date, local_hour: int,
-                     backup_id: uuid.UUID) -> None:
+    def release_slot(
+        self, schema: str, local_date: date, local_hour: int, backup_id: uuid.UUID
+    ) -> None:
         with self._db.transaction() as cur:
-            cur.execute(sql.SQL(
-                "DELETE FROM {slots} WHERE local_date = %s AND local_hour = %s "
-                "AND status = 'due' AND backup_id = %s"
-            ).format(**self._names(schema)), (local_date, local_hour, backup_id))
+            cur.execute(
+                sql.SQL(
+                    "DELETE FROM {slots} WHERE local_date = %s AND local_hour = %s "
+                    "AND status = 'due' AND backup_id = %s"
+                ).format(**self._names(schema)),
+                (local_date, local_hour, backup_id),
+            )
 
-    def record_missed(self, schema: str, local_date: date, local_hour: int,
-                      scheduled_at: datetime, at: datetime, due_before: datetime) -> bool:
+    def record_missed(
+        self,
+        schema: str,
+        local_date: date,
+        local_hour: int,
+        scheduled_at: datetime,
+        at: datetime,
+        due_before: datetime,
+    ) -> bool:
         with self._db.transaction() as cur:
-            cur.execute(sql.SQL(
-                "INSERT INTO {slots} AS sl (local_date, local_hour, scheduled_at, status, "
-                "decided_at, attempts) VALUES (%s, %s, %s, 'missed', %s, 0) "
-                "ON CONFLICT (local_date, local_hour) DO UPDATE SET status = 'missed', "
-                "decided_at = EXCLUDED.decided_at WHERE sl.status = 'skipped_busy' "
-                "OR (sl.status = 'due' AND sl.decided_at < %s) RETURNING 1"
-            ).format(**self._names(schema)),
-                (local_date, local_hour, scheduled_at, at, due_before))
+            cur.execute(
+                sql.SQL(
+                    "INSERT INTO {slots} AS sl (local_date, local_hour, scheduled_at, status, "
+                    "decided_at, attempts) VALUES (%s, %s, %s, 'missed', %s, 0) "
+                    "ON CONFLICT (local_date, local_hour) DO UPDATE SET status = 'missed', "
+                    "decided_at = EXCLUDED.decided_at WHERE sl.status = 'skipped_busy' "
+                    "OR (sl.status = 'due' AND sl.decided_at < %s) RETURNING 1"
+                ).format(**self._names(schema)),
+                (local_date, local_hour, scheduled_at, at, due_before),
+            )
             return cur.fetchone() is not None

@@ -12,6 +12,7 @@ functions need nothing but storage.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
@@ -24,16 +25,24 @@ from .s3 import S3Storage
 def _api_error(error: Exception) -> StorageUnavailable:
     # StorageApiError.status is a string ("404", "403", ...); network errors are httpx's own.
     status = getattr(error, "status", None)
-    logger.warning("supabase storage call failed",
-                   extra={"storage_error": type(error).__name__, "status": str(status)})
+    logger.warning(
+        "supabase storage call failed",
+        extra={"storage_error": type(error).__name__, "status": str(status)},
+    )
     return StorageUnavailable("Storage is unavailable; try again later.")
 
 
 class SupabaseStorage:
     """The `ObjectStorage` port on Supabase Storage (storage3 + its S3 endpoint)."""
 
-    def __init__(self, bucket: str, s3: S3Storage, supabase_url: str, service_key: str,
-                 storage_client: Any = None):
+    def __init__(
+        self,
+        bucket: str,
+        s3: S3Storage,
+        supabase_url: str,
+        service_key: str,
+        storage_client: Any = None,
+    ):
         self.bucket = bucket
         self._s3 = s3
         self._url = supabase_url.rstrip("/")
@@ -91,7 +100,7 @@ class SupabaseStorage:
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         return self._s3.list(prefix)
 
-    def pending_uploads(self, prefix: str) -> list[PendingUpload]:
+    def pending_uploads(self, prefix: str) -> builtins.list[PendingUpload]:
         return self._s3.pending_uploads(prefix)
 
     def abort_upload(self, key: str, upload_id: str) -> None:
