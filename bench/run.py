@@ -316,12 +316,19 @@ def section_latency(env: Env, report: Report) -> None:
     report.commands.append("python -m bench.run --only latency")
 
 
+def _section_scheduler(env: Env, report: Report) -> None:
+    from bench.scheduler_fleet import section_scheduler
+
+    section_scheduler(env, report)
+
+
 SECTIONS: dict[str, Callable[[Env, Report], None]] = {
     "pipeline": section_pipeline,
     "memory": section_memory,
     "many": section_many_clinics,
     "coldstart": section_coldstart,
     "latency": section_latency,
+    "scheduler": _section_scheduler,
 }
 
 
