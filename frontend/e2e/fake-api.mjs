@@ -10,7 +10,11 @@
 //   a note containing "fallo" or "fail" makes it end `failed` (dump_failed) instead;
 // - `GET /backups/{id}/download` returns a signed URL on the same origin the request came
 //   through (Host header), served by `GET /__files/{id}?expires=…&sig=…` (403 once expired);
-// - one write operation per clinic: POST while one is pending/running → 409 operation_in_progress.
+// - one write operation per clinic: POST while one is pending/running → 409 operation_in_progress;
+// - a restore (`POST /backups/{id}/restore`, `{"confirm": "<clinic>"}` exactly) goes pending →
+//   running (pre-restore backup, restoring) → completed on successive `GET /restores/{id}`,
+//   adding a completed `pre_restore` backup; an undo goes the same way to `undone`;
+//   `POST /backups/{id}/verify` completes `passed` and marks the backup verified.
 import { createHash, createHmac, randomUUID } from 'node:crypto';
 import http from 'node:http';
 import { fileURLToPath } from 'node:url';
@@ -24,7 +28,7 @@ function fakeJwt(claims) {
 }
 
 const ROLE_PERMISSIONS = {
-  admin: ['list_backups', 'create_backup', 'download_backup', 'delete_backup', 'manage_backup_settings'],
+  admin: ['list_backups', 'create_backup', 'download_backup', 'delete_backup', 'manage_backup_settings', 'restore_backup'],
   staff: ['list_backups', 'create_backup'],
 };
 
@@ -212,8 +216,102 @@ function userFromRequest(req) {
 
 const sign = (id, expires) => createHmac('sha256', SECRET).update(`${id}:${expires}`).digest('hex');
 
+const UNDO_DAYS = 3;
+
+function restoreRecord(clinic, user, backupId, kind) {
+  return {
+    id: randomUUID(),
+    clinic,
+    kind,
+    status: 'pending',
+    step: 'queued',
+    backup_id: backupId,
+    pre_restore_backup_id: null,
+    requested_by: user.sub,
+    requested_by_name: user.name,
+    created_at: new Date().toISOString(),
+    started_at: null,
+    finished_at: null,
+    lock_seconds: null,
+    timings: {},
+    error_code: null,
+    error: null,
+    undo_until: null,
+    undo_status: null,
+    undone_at: null,
+    undo_error_code: null,
+    undo_error: null,
+    table_counts: null,
+    outcome: null,
+  };
+}
+
+function publicRestore(job, restores) {
+  const { clinic: _c, ...rest } = job;
+  const latest = restores
+    .filter((r) => r.clinic === job.clinic && r.kind === 'restore' && r.status === 'completed')
+    .sort((a, b) => (a.created_at < b.created_at ? 1 : -1))[0];
+  const undoAvailable =
+    job.kind === 'restore' &&
+    job.status === 'completed' &&
+    latest?.id === job.id &&
+    !job.undo_status &&
+    Date.parse(job.undo_until ?? '') > Date.now();
+  return { ...rest, undo_available: undoAvailable };
+}
+
+/** One step further on each GET, as the worker would move it. */
+function advanceRestore(job, backups) {
+  const now = new Date().toISOString();
+  if (job.undo_status === 'pending') {
+    job.undo_status = 'running';
+    job.step = 'undoing';
+  } else if (job.undo_status === 'running') {
+    job.undo_status = null;
+    job.status = 'undone';
+    job.step = 'undone';
+    job.undone_at = now;
+  } else if (job.status === 'pending') {
+    job.status = 'running';
+    job.started_at = now;
+    job.step = job.kind === 'verify' ? 'verifying' : 'pre_restore_backup';
+  } else if (job.status === 'running' && job.kind === 'verify') {
+    job.status = 'completed';
+    job.step = 'done';
+    job.finished_at = now;
+    job.outcome = 'passed';
+    const source = backups.find((b) => b.id === job.backup_id);
+    if (source) {
+      source.verify_outcome = 'passed';
+      source.verified_at = now;
+      source.verify_details = { table_counts: { patients: 3000, appointments: 9000 }, mismatches: {} };
+    }
+  } else if (job.status === 'running' && job.step === 'pre_restore_backup') {
+    const pre = complete(
+      baseRecord(job.clinic, {
+        trigger: 'pre_restore',
+        created_by: job.requested_by,
+        created_by_name: job.requested_by_name,
+        created_at: now,
+        fakeSize: 1_400_000,
+      }),
+    );
+    backups.push(pre);
+    job.pre_restore_backup_id = pre.id;
+    job.step = 'restoring';
+  } else if (job.status === 'running') {
+    job.status = 'completed';
+    job.step = 'done';
+    job.finished_at = now;
+    job.lock_seconds = 0.8;
+    job.timings = { pre_restore_backup_seconds: 1.2, check_seconds: 0.3, restore_seconds: 0.9 };
+    job.undo_until = new Date(Date.now() + UNDO_DAYS * 86_400_000).toISOString();
+  }
+}
+
 export function createFakeApi({ expiresInSeconds = 300, log = false } = {}) {
   let backups = seed();
+  let restores = [];
   const settingsByClinic = new Map();
   const stats = { requests: [] };
 
@@ -239,6 +337,7 @@ export function createFakeApi({ expiresInSeconds = 300, log = false } = {}) {
       }
       if (req.method === 'POST' && route === '/__fake/reset') {
         backups = seed();
+        restores = [];
         settingsByClinic.clear();
         res.writeHead(204).end();
         return;
@@ -268,7 +367,9 @@ export function createFakeApi({ expiresInSeconds = 300, log = false } = {}) {
         route === '/me' ||
         route === '/backups' ||
         route === '/backup-settings' ||
-        /^\/backups\/[^/]+(\/download)?$/.test(route);
+        route === '/restores' ||
+        /^\/restores\/[^/]+(\/undo)?$/.test(route) ||
+        /^\/backups\/[^/]+(\/download|\/restore|\/verify)?$/.test(route);
       if (!known) return apiError(res, 404, 'not_found', 'No such route');
 
       const auth = userFromRequest(req);
@@ -314,6 +415,75 @@ export function createFakeApi({ expiresInSeconds = 300, log = false } = {}) {
         };
         settingsByClinic.set(user.clinic, saved);
         return json(res, 200, saved);
+      }
+
+      const busy = () =>
+        mine().some((b) => b.status === 'pending' || b.status === 'running') ||
+        restores.some(
+          (r) =>
+            r.clinic === user.clinic &&
+            r.kind === 'restore' &&
+            (r.status === 'pending' || r.status === 'running' || r.undo_status === 'pending' || r.undo_status === 'running'),
+        );
+
+      if (route === '/restores' && req.method === 'GET') {
+        if (!permissions.includes('list_backups')) return forbid();
+        const kind = url.searchParams.get('kind');
+        const limit = Number(url.searchParams.get('limit') ?? 20);
+        const rows = restores
+          .filter((r) => r.clinic === user.clinic && (!kind || r.kind === kind))
+          .sort((a, b) => (a.created_at < b.created_at ? 1 : -1));
+        return json(res, 200, { items: rows.slice(0, limit).map((r) => publicRestore(r, restores)), next_cursor: null });
+      }
+
+      const restoreMatch = route.match(/^\/restores\/([^/]+)(\/undo)?$/);
+      if (restoreMatch) {
+        const job = restores.find((r) => r.clinic === user.clinic && r.id === decodeURIComponent(restoreMatch[1]));
+        if (restoreMatch[2]) {
+          if (req.method !== 'POST') return apiError(res, 404, 'not_found', 'No such route');
+          if (!permissions.includes('restore_backup')) return forbid();
+          if (!job) return apiError(res, 404, 'restore_not_found', 'No such restore');
+          if (!publicRestore(job, restores).undo_available) {
+            return apiError(res, 409, 'undo_not_available', 'This restore can no longer be undone');
+          }
+          if (busy()) return apiError(res, 409, 'operation_in_progress', 'A backup or restore of this clinic is already running');
+          job.undo_status = 'pending';
+          job.step = 'undo_queued';
+          return json(res, 202, publicRestore(job, restores));
+        }
+        if (req.method !== 'GET') return apiError(res, 404, 'not_found', 'No such route');
+        if (!permissions.includes('list_backups')) return forbid();
+        if (!job) return apiError(res, 404, 'restore_not_found', 'No such restore');
+        advanceRestore(job, backups);
+        return json(res, 200, publicRestore(job, restores));
+      }
+
+      const actionMatch = route.match(/^\/backups\/([^/]+)\/(restore|verify)$/);
+      if (actionMatch) {
+        if (req.method !== 'POST') return apiError(res, 404, 'not_found', 'No such route');
+        if (!permissions.includes('restore_backup')) return forbid();
+        const record = mine().find((b) => b.id === decodeURIComponent(actionMatch[1]));
+        if (actionMatch[2] === 'restore') {
+          let body;
+          try {
+            body = JSON.parse((await readBody(req, 4096)) || 'null');
+          } catch {
+            return apiError(res, 400, 'bad_request', 'Body is not valid JSON');
+          }
+          if (!body || typeof body !== 'object' || Object.keys(body).join() !== 'confirm' || body.confirm !== user.clinic) {
+            return apiError(res, 422, 'validation_error', 'Type the clinic name exactly to confirm the restore.', [
+              { field: 'confirm', message: "must be the clinic's schema name, typed exactly" },
+            ]);
+          }
+        }
+        if (!record) return apiError(res, 404, 'backup_not_found', 'No such backup');
+        if (record.status !== 'completed') return apiError(res, 409, 'backup_not_completed', 'The backup is not completed');
+        if (actionMatch[2] === 'restore' && busy()) {
+          return apiError(res, 409, 'operation_in_progress', 'A backup or restore of this clinic is already running');
+        }
+        const job = restoreRecord(user.clinic, user, record.id, actionMatch[2]);
+        restores.push(job);
+        return json(res, 202, publicRestore(job, restores));
       }
 
       if (route === '/backups' && req.method === 'GET') {
@@ -368,7 +538,7 @@ export function createFakeApi({ expiresInSeconds = 300, log = false } = {}) {
         for (const key of Object.keys(body)) if (key !== 'note') details.push({ field: key, message: 'unknown field' });
         if (body.note !== undefined && (typeof body.note !== 'string' || body.note.length > 200)) details.push({ field: 'note', message: 'must be a string of at most 200 characters' });
         if (details.length) return apiError(res, 422, 'validation_error', 'Invalid body', details);
-        if (mine().some((b) => b.status === 'pending' || b.status === 'running')) {
+        if (busy()) {
           return apiError(res, 409, 'operation_in_progress', 'A backup or restore of this clinic is already running');
         }
         const note = typeof body.note === 'string' && body.note.trim() ? body.note.trim() : null;

@@ -20,6 +20,8 @@ export {
   BACKUP_TRIGGERS,
   CLIENT_ERROR_CODES,
   PERMISSIONS,
+  RESTORE_STATUSES,
+  RESTORE_STEPS,
 } from './services/backups';
 export type {
   Backup,
@@ -40,6 +42,12 @@ export type {
   BackupSettingsUpdate,
   Weekday,
   ListBackupsParams,
+  Restore,
+  RestorePage,
+  RestoreStatus,
+  RestoreStep,
+  VerifyOutcome,
+  ListRestoresParams,
   BackupsClient,
   BackupsClientOptions,
   TokenGetter,
@@ -64,6 +72,13 @@ export type { Notification, NotificationKind, NotifyInput, NotificationsProps } 
 export { Dialog } from './components/Dialog';
 export type { DialogProps } from './components/Dialog';
 export { StatusBadge } from './components/StatusBadge';
+export { RestoreDialog } from './components/RestoreDialog';
+export type { RestoreDialogProps } from './components/RestoreDialog';
+export { RestorePanel } from './components/RestorePanel';
+export type { RestorePanelProps } from './components/RestorePanel';
+export { VerificationBadge, verificationState } from './components/VerificationBadge';
+export type { VerificationState } from './components/VerificationBadge';
+export { useRestoreJob, isRestoreActive } from './components/useRestoreJob';
 export { formatBytes, formatDateTime, formatCountdown } from './components/format';
 export {
   createBackupsI18n,

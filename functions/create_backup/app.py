@@ -19,8 +19,8 @@ from clinic_backups.api import (
     use_tenant_auth,
 )
 from clinic_backups.factory import build_services
-from clinic_backups.jobs import handle_job_event
-from clinic_backups.models import BackupJob, CreateBackupRequest
+from clinic_backups.jobs import InvalidJob, handle_job_event
+from clinic_backups.models import BackupJob, CreateBackupRequest, Job
 from clinic_backups.observability import instrument, logger
 from clinic_backups.service import Services
 from clinic_backups.settings import CreateBackupSettings, get_settings
@@ -47,7 +47,10 @@ def create_backup() -> Any:
     return json_response(202, record.to_api())
 
 
-def run_job(job: BackupJob) -> Any:
+def run_job(job: Job) -> Any:
+    if not isinstance(job, BackupJob):
+        # Restore-queue kinds never belong here: refused, so the message ends in the DLQ.
+        raise InvalidJob("not a backup job")
     logger.append_keys(clinic=job.schema_name, backup_id=str(job.backup_id))
     return service.run_backup_job(services(), job)
 

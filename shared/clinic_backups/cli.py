@@ -8,6 +8,13 @@
     python -m clinic_backups.cli sweep   [<clinic> ...] [--no-orphans]
     python -m clinic_backups.cli rebuild <clinic>
     python -m clinic_backups.cli migrate
+    python -m clinic_backups.cli restore <clinic> <backup-id> --confirm <clinic>
+    python -m clinic_backups.cli verify  <clinic> <backup-id> [--ephemeral]
+    python -m clinic_backups.cli undo    <clinic> <restore-id>
+    python -m clinic_backups.cli restores <clinic>
+
+`restore`, `verify` and `undo` run the restore worker's own code here, with no 15-minute
+limit: the path for clinics too large for Lambda (docs/restore.md).
 
 Settings come from the environment exactly as for the functions (`OperatorSettings`), and a
 clinic must be an active row of the tenants table, as for a job. Operators already hold the
@@ -25,10 +32,21 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from . import service
+from . import restore, service
 from .errors import ApiError, BackupNotCompleted, ClinicNotAvailable, ConfigurationError
 from .factory import build_services
-from .models import BackupJob, BackupStatus, Permission, Role, TenantContext, Trigger
+from .models import (
+    BackupJob,
+    BackupStatus,
+    Job,
+    ListRestoresQuery,
+    Permission,
+    RestoreRequest,
+    RestoreStatus,
+    Role,
+    TenantContext,
+    Trigger,
+)
 from .names import is_valid_schema_name
 from .ports import ListFilter
 from .settings import OperatorSettings, get_settings
@@ -38,10 +56,21 @@ class _Collect:
     """A dispatcher that keeps the job so the CLI runs it in-process, right away."""
 
     def __init__(self) -> None:
-        self.jobs: list[BackupJob] = []
+        self.jobs: list[Job] = []
 
-    def enqueue(self, job: BackupJob) -> None:
+    def enqueue(self, job: Job) -> None:
         self.jobs.append(job)
+
+    def run(self, svc: service.Services) -> list[Any]:
+        """Run every collected job (and the jobs they queue) in order, here."""
+        results = []
+        while self.jobs:
+            job = self.jobs.pop(0)
+            if isinstance(job, BackupJob):
+                results.append(service.run_backup_job(svc, job))
+            else:
+                results.append(restore.run_job(svc, job))
+        return results
 
 
 def _actor() -> str:
@@ -87,8 +116,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
         actor_name=ctx.user_name,
         note=args.note,
     )
-    for job in collected.jobs:
-        service.run_backup_job(svc, job)
+    collected.run(svc)
     done = svc.records.get(ctx.schema, record.id)
     assert done is not None
     _print(done.to_api())
@@ -158,6 +186,84 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_restore(args: argparse.Namespace) -> int:
+    svc = _services()
+    ctx = _clinic(svc, args.clinic)
+    collected = _Collect()
+    svc.dispatcher = collected
+    job = restore.request_restore(svc, ctx, args.backup_id, RestoreRequest(confirm=args.confirm))
+    collected.run(svc)
+    done, undoable = restore.get_restore(svc, ctx, str(job.id))
+    _print(done.to_api(undoable))
+    return 0 if done.status == RestoreStatus.COMPLETED else 1
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    svc = _services()
+    ctx = _clinic(svc, args.clinic)
+    collected = _Collect()
+    svc.dispatcher = collected
+    server = None
+    if args.ephemeral:
+        server = _ephemeral_verifier(svc)
+    try:
+        job = restore.request_verify(svc, ctx, args.backup_id)
+        collected.run(svc)
+    finally:
+        if server is not None:
+            server.stop()
+    done, _ = restore.get_restore(svc, ctx, str(job.id))
+    _print(done.to_api())
+    return 0 if done.status == RestoreStatus.COMPLETED else 1
+
+
+EPHEMERAL_POSTGRES = "clinic_backups.ephemeral_postgres"
+
+
+def _ephemeral_verifier(svc: service.Services) -> Any:
+    """A throwaway PostgreSQL 18 (the embedded server from the layer's wheel) for this one
+    drill. The development tools provide it through an entry point, so it exists only where
+    they are installed (a checkout with `pip install -e .`), never in the deployed layer."""
+    from importlib.metadata import entry_points
+
+    from .adapters.pgdump import PgTools
+    from .adapters.pgrestore import VerificationServer
+    from .settings import OperatorSettings, get_settings
+
+    found = list(entry_points(group=EPHEMERAL_POSTGRES))
+    if not found:
+        raise ConfigurationError(
+            "--ephemeral needs the development tools (a checkout with `pip install -e .`)"
+        )
+    server = found[0].load()()
+    settings = get_settings(OperatorSettings)
+    svc.verifier = VerificationServer(
+        server.url, PgTools(settings.pg_bin_dir), timeout_seconds=86400
+    )
+    svc.verify_refused = None
+    return server
+
+
+def cmd_undo(args: argparse.Namespace) -> int:
+    svc = _services()
+    ctx = _clinic(svc, args.clinic)
+    collected = _Collect()
+    svc.dispatcher = collected
+    restore.request_undo(svc, ctx, args.restore_id)
+    collected.run(svc)
+    done, _ = restore.get_restore(svc, ctx, args.restore_id)
+    _print(done.to_api())
+    return 0 if done.status == RestoreStatus.UNDONE else 1
+
+
+def cmd_restores(args: argparse.Namespace) -> int:
+    svc = _services()
+    ctx = _clinic(svc, args.clinic)
+    page = restore.list_restores(svc, ctx, ListRestoresQuery(limit=100))
+    _print([j.to_api(j.id == page.undoable) for j in page.items])
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="python -m clinic_backups.cli",
@@ -198,6 +304,30 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_rebuild)
     p = sub.add_parser("migrate", help="create or upgrade the backup tables of every clinic")
     p.set_defaults(run=cmd_migrate)
+    p = sub.add_parser(
+        "restore",
+        help="restore a clinic from one of its backups, here (pre-restore backup, atomic swap)",
+    )
+    p.add_argument("clinic")
+    p.add_argument("backup_id")
+    p.add_argument("--confirm", required=True, help="the clinic's schema name, typed exactly")
+    p.set_defaults(run=cmd_restore)
+    p = sub.add_parser("verify", help="full drill: restore a backup into a scratch database")
+    p.add_argument("clinic")
+    p.add_argument("backup_id")
+    p.add_argument(
+        "--ephemeral",
+        action="store_true",
+        help="start an embedded PostgreSQL 18 for the drill (development checkout)",
+    )
+    p.set_defaults(run=cmd_verify)
+    p = sub.add_parser("undo", help="undo a clinic's latest restore within its undo window")
+    p.add_argument("clinic")
+    p.add_argument("restore_id")
+    p.set_defaults(run=cmd_undo)
+    p = sub.add_parser("restores", help="a clinic's restores and verifications, newest first")
+    p.add_argument("clinic")
+    p.set_defaults(run=cmd_restores)
     return top
 
 

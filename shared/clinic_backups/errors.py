@@ -25,13 +25,16 @@ STATUS_BY_CODE: dict[str, int] = {
     "clinic_not_available": 403,
     "not_found": 404,
     "backup_not_found": 404,
+    "restore_not_found": 404,
     "operation_in_progress": 409,
     "backup_not_completed": 409,
+    "undo_not_available": 409,
     "payload_too_large": 413,
     "validation_error": 422,
     "quota_exceeded": 429,
     "internal_error": 500,
     "service_unavailable": 503,
+    "verification_unavailable": 503,
 }
 
 
@@ -112,6 +115,26 @@ class BackupNotCompleted(ApiError):
     default_message = "The backup is not completed."
 
 
+class RestoreNotFound(ApiError):
+    code = "restore_not_found"
+    default_message = "No restore or verification with that id exists in your clinic."
+
+
+class UndoNotAvailable(ApiError):
+    code = "undo_not_available"
+    default_message = (
+        "This restore can no longer be undone: only the clinic's latest completed restore, "
+        "within its undo window, can be."
+    )
+
+
+class VerificationUnavailable(ApiError):
+    code = "verification_unavailable"
+    default_message = (
+        "Backup verification is not configured (no verification database); ask the operator."
+    )
+
+
 class PayloadTooLarge(ApiError):
     code = "payload_too_large"
     default_message = "The request body is too large."
@@ -147,6 +170,15 @@ BACKUP_ERROR_CODES = (
     "storage_failed",
     "clinic_not_available",
     "stale",
+    # restores and verifications (the error_code of a restore job, or of a backup's check)
+    "checksum_mismatch",
+    "missing_dependency",
+    "restore_failed",
+    "restore_interrupted",
+    "clinic_busy",
+    "pre_restore_backup_failed",
+    "verification_failed",
+    "verification_unavailable",
     "internal_error",
 )
 
@@ -188,6 +220,48 @@ class StorageFailed(BackupRunError):
 
 class ClinicGone(BackupRunError):
     error_code = "clinic_not_available"
+
+
+class ChecksumMismatch(BackupRunError):
+    """The stored object's sha256 (or size) differs from its record: damaged or tampered."""
+
+    error_code = "checksum_mismatch"
+
+
+class MissingDependency(BackupRunError):
+    """The archive needs an object of another schema (extension, type, table) that is gone."""
+
+    error_code = "missing_dependency"
+
+
+class RestoreFailed(BackupRunError):
+    """The archive's SQL failed in the restore transaction; nothing changed."""
+
+    error_code = "restore_failed"
+
+
+class RestoreInterrupted(BackupRunError):
+    """pg_restore or psql stopped, or the connection was lost; nothing changed."""
+
+    error_code = "restore_interrupted"
+
+
+class ClinicBusy(BackupRunError):
+    """The clinic's tables could not be locked within RESTORE_LOCK_TIMEOUT."""
+
+    error_code = "clinic_busy"
+
+
+class PreRestoreBackupFailed(BackupRunError):
+    error_code = "pre_restore_backup_failed"
+
+
+class VerificationFailed(BackupRunError):
+    error_code = "verification_failed"
+
+
+class VerificationNotConfigured(BackupRunError):
+    error_code = "verification_unavailable"
 
 
 class StorageUnavailable(ServiceUnavailable):

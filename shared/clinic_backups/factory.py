@@ -17,6 +17,7 @@ from .settings import (
     DownloadBackupSettings,
     PolicySettings,
     QueueSettings,
+    RestoreSettings,
     SchedulerSettings,
     StorageSettings,
 )
@@ -25,10 +26,17 @@ _databases: dict[tuple[str, int], Any] = {}
 _lock = threading.Lock()
 
 
+def _database_url(settings: CommonSettings) -> str:
+    """The restore function connects as the restore role (RESTORE_DATABASE_URL) throughout."""
+    if isinstance(settings, RestoreSettings) and settings.restore_database_url:
+        return settings.restore_database_url.get_secret_value()
+    return settings.database_url.get_secret_value()
+
+
 def database(settings: CommonSettings) -> Any:
     from .adapters.postgres import Database
 
-    key = (settings.database_url.get_secret_value(), settings.database_connect_timeout)
+    key = (_database_url(settings), settings.database_connect_timeout)
     with _lock:
         if key not in _databases:
             _databases[key] = Database(key[0], connect_timeout=key[1])
@@ -130,7 +138,9 @@ def dispatcher(settings: QueueSettings, sqs_client: Any = None) -> Any:
     from .adapters.queues import SqsDispatcher
 
     assert settings.job_queue_url
-    return SqsDispatcher(settings.job_queue_url, sqs_client)
+    return SqsDispatcher(
+        settings.job_queue_url, sqs_client, restore_queue_url=settings.restore_queue_url
+    )
 
 
 def dumper(settings: CreateBackupSettings) -> Any:
@@ -143,6 +153,50 @@ def dumper(settings: CreateBackupSettings) -> Any:
         compression=settings.dump_compression,
         lock_wait_timeout=settings.dump_lock_wait_timeout,
         disable_mergejoin=settings.dump_disable_mergejoin,
+    )
+
+
+def restore_adapters(settings: CommonSettings) -> tuple[Any, Any]:
+    """The restores repository and the schema swapper (pg_restore/psql as the restore role;
+    without the pg tools, only what needs none: dropping kept schemas)."""
+    from .adapters.pgdump import PgTools
+    from .adapters.pgrestore import SchemaSwapper
+    from .adapters.restores import PostgresRestores
+
+    url = getattr(settings, "restore_database_url", None) or settings.database_url
+    swapper = SchemaSwapper(
+        database_url=url.get_secret_value(), connect_timeout=settings.database_connect_timeout
+    )
+    if isinstance(settings, RestoreSettings):
+        swapper.tools = PgTools(settings.pg_bin_dir)
+        swapper.timeout_seconds = settings.restore_timeout_seconds
+        swapper.lock_timeout = settings.restore_lock_timeout
+    return PostgresRestores(database(settings)), swapper
+
+
+def verifier(settings: RestoreSettings) -> tuple[Any, str | None]:
+    """The verification server, or why there is none (VERIFY_DATABASE_URL unset, or naming
+    the clinic database's own server without VERIFY_ALLOW_PRODUCTION_SERVER)."""
+    from .adapters.pgdump import PgTools
+    from .adapters.pgrestore import VerificationServer, same_server
+
+    if settings.verify_database_url is None:
+        return None, "Backup verification is not configured (VERIFY_DATABASE_URL)."
+    url = settings.verify_database_url.get_secret_value()
+    production = (_database_url(settings), settings.database_url.get_secret_value())
+    if any(same_server(url, p) for p in production) and not settings.verify_allow_production_server:
+        return None, (
+            "VERIFY_DATABASE_URL names the clinic database's own server; verification drills "
+            "run there only with VERIFY_ALLOW_PRODUCTION_SERVER=true."
+        )
+    return (
+        VerificationServer(
+            url,
+            PgTools(settings.pg_bin_dir),
+            timeout_seconds=settings.restore_timeout_seconds,
+            connect_timeout=settings.database_connect_timeout,
+        ),
+        None,
     )
 
 
@@ -170,4 +224,10 @@ def build_services(settings: CommonSettings) -> Any:
         svc.download_ttl = settings.download_url_ttl
     if isinstance(settings, DeleteBackupSettings):
         svc.delete_grace_days = settings.delete_grace_days
+    if isinstance(settings, RestoreSettings | SchedulerSettings):
+        svc.restores, svc.restorer = restore_adapters(settings)
+    if isinstance(settings, RestoreSettings):
+        svc.verifier, svc.verify_refused = verifier(settings)
+    if isinstance(settings, SchedulerSettings):
+        svc.verify_weekly = settings.verify_weekly
     return svc

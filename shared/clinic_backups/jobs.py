@@ -1,7 +1,9 @@
 """Internal job events: SQS batches (partial-batch failures) and direct invocations.
 
-Job messages carry no token: `{"kind", "schema", "backup_id", "trigger"}`. They are accepted
-only from non-HTTP sources (an HTTP event never gets here: see `api.is_http_event`), and the
+Job messages carry no token: `{"kind": "backup", "schema", "backup_id", "trigger"}`, and the
+restore queue's `{"kind": "restore" | "verify" | "undo", "schema", "restore_id"}` and
+`{"kind": "verify_light", "schema", "backup_id"}` (`models.Job`, told apart by `kind`). They
+are accepted only from non-HTTP sources (an HTTP event never gets here: see `api.is_http_event`), and the
 worker re-checks the schema against the tenants table before anything runs.
 """
 
@@ -16,10 +18,12 @@ from aws_lambda_powertools.utilities.batch import (
     process_partial_response,
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from .models import BackupJob
+from .models import Job
 from .observability import logger
+
+_JOBS: TypeAdapter[Job] = TypeAdapter(Job)
 
 
 class InvalidJob(Exception):
@@ -27,11 +31,11 @@ class InvalidJob(Exception):
     the dead-letter queue (whose alarm tells the operator)."""
 
 
-def parse_job(raw: str | dict[str, Any]) -> BackupJob:
+def parse_job(raw: str | dict[str, Any]) -> Job:
     try:
         if isinstance(raw, str):
-            return BackupJob.model_validate_json(raw)
-        return BackupJob.model_validate(raw)
+            return _JOBS.validate_json(raw)
+        return _JOBS.validate_python(raw)
     except ValidationError:
         raise InvalidJob("not a valid job message") from None
 
@@ -46,7 +50,7 @@ def is_sqs_event(event: Any) -> bool:
 
 
 def handle_job_event(
-    event: dict[str, Any], context: Any, run: Callable[[BackupJob], Any]
+    event: dict[str, Any], context: Any, run: Callable[[Job], Any]
 ) -> dict[str, Any]:
     if is_sqs_event(event):
 
@@ -64,6 +68,7 @@ def handle_job_event(
         job = parse_job(event)
         result = run(job)
         status = getattr(getattr(result, "status", None), "value", None)
-        return {"backup_id": str(job.backup_id), "status": status or "skipped"}
+        ids = {k: v for k, v in job.to_message().items() if k.endswith("_id")}
+        return {**ids, "status": status or "skipped"}
     logger.error("unrecognised event; ignored")
     raise InvalidJob("unrecognised event")

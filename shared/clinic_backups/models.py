@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from functools import cache
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
@@ -26,6 +26,8 @@ class Permission(StrEnum):
     DOWNLOAD = "download_backup"
     DELETE = "delete_backup"
     MANAGE_SETTINGS = "manage_backup_settings"
+    # Restore a backup over the live clinic, undo it, and run a full verification drill.
+    RESTORE = "restore_backup"
 
 
 class BackupStatus(StrEnum):
@@ -92,6 +94,15 @@ class BackupRecord:
     note: str | None = None
     # Admin-marked: retention never deletes it (PATCH /backups/{id}).
     keep: bool = False
+    # The light check after the backup (no database): rows per table in the archive.
+    table_counts: dict[str, int] | None = None
+    checked_at: datetime | None = None
+    check_outcome: str | None = None  # passed | failed
+    check_error: str | None = None
+    # The full drill (restored into the verification database, counts compared).
+    verified_at: datetime | None = None
+    verify_outcome: str | None = None  # passed | failed
+    verify_details: dict[str, Any] | None = None
 
     def to_api(self) -> dict[str, Any]:
         """The public shape (openapi.yaml `Backup`): no storage key, ISO timestamps."""
@@ -208,6 +219,153 @@ class BackupJob(BaseModel):
             "backup_id": str(self.backup_id),
             "trigger": self.trigger.value,
         }
+
+
+def _job_schema(value: str) -> str:
+    if not is_valid_schema_name(value):
+        raise ValueError("not a valid clinic schema name")
+    return value
+
+
+class RestoreJob(BaseModel):
+    """A restore, a full verification or an undo (`backup_restores` row `restore_id`). The
+    same internal message shape as a backup job; it goes on the restore queue."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["restore", "verify", "undo"]
+    schema_name: str = Field(alias="schema")
+    restore_id: uuid.UUID
+
+    _schema = field_validator("schema_name")(_job_schema)
+
+    def to_message(self) -> dict[str, str]:
+        return {"kind": self.kind, "schema": self.schema_name, "restore_id": str(self.restore_id)}
+
+
+class LightVerifyJob(BaseModel):
+    """The light check queued after every completed backup: stream the object, check its
+    sha256, count each table's rows in the archive (no database)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["verify_light"]
+    schema_name: str = Field(alias="schema")
+    backup_id: uuid.UUID
+
+    _schema = field_validator("schema_name")(_job_schema)
+
+    def to_message(self) -> dict[str, str]:
+        return {"kind": self.kind, "schema": self.schema_name, "backup_id": str(self.backup_id)}
+
+
+# Every internal job message, told apart by `kind`: "backup" goes on the backup queue, the
+# others on the restore queue (the same format, dispatcher and worker plumbing).
+Job = Annotated[BackupJob | RestoreJob | LightVerifyJob, Field(discriminator="kind")]
+
+
+class RestoreKind(StrEnum):
+    RESTORE = "restore"
+    VERIFY = "verify"
+
+
+class RestoreStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    UNDONE = "undone"
+
+
+@dataclass
+class RestoreRecord:
+    """A row of `backup_restores`: one restore (or full verification) of one backup."""
+
+    id: uuid.UUID
+    kind: RestoreKind
+    status: RestoreStatus
+    backup_id: uuid.UUID
+    requested_by: str
+    created_at: datetime
+    requested_by_name: str | None = None
+    request_id: str | None = None
+    step: str | None = None
+    pre_restore_backup_id: uuid.UUID | None = None
+    old_schema: str | None = None
+    undo_schema: str | None = None
+    undo_until: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    lock_seconds: float | None = None
+    error_code: str | None = None
+    error: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    undo_status: str | None = None
+    undo_requested_by: str | None = None
+    undo_requested_at: datetime | None = None
+    undone_at: datetime | None = None
+    undo_error_code: str | None = None
+    undo_error: str | None = None
+    dropped_at: datetime | None = None
+
+    def to_api(self, undo_available: bool = False) -> dict[str, Any]:
+        """The public shape (openapi.yaml `Restore`). The kept schemas' names are internal:
+        they appear in no answer."""
+
+        def iso(value: datetime | None) -> str | None:
+            return value.isoformat() if value else None
+
+        timings = self.details.get("timings") or {}
+        return {
+            "id": str(self.id),
+            "kind": self.kind.value,
+            "status": self.status.value,
+            "step": self.step,
+            "backup_id": str(self.backup_id),
+            "pre_restore_backup_id": (
+                str(self.pre_restore_backup_id) if self.pre_restore_backup_id else None
+            ),
+            "requested_by": self.requested_by,
+            "requested_by_name": self.requested_by_name,
+            "created_at": iso(self.created_at),
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+            "lock_seconds": self.lock_seconds,
+            "timings": {k: v for k, v in timings.items() if isinstance(v, int | float)},
+            "error_code": self.error_code,
+            "error": self.error,
+            "undo_until": iso(self.undo_until),
+            "undo_available": undo_available,
+            "undo_status": self.undo_status,
+            "undone_at": iso(self.undone_at),
+            "undo_error_code": self.undo_error_code,
+            "undo_error": self.undo_error,
+            "table_counts": self.details.get("table_counts"),
+            "outcome": self.details.get("outcome"),
+        }
+
+
+@dataclass(frozen=True)
+class RestorePage:
+    items: list[RestoreRecord]
+    next_cursor: str | None
+    undoable: uuid.UUID | None = None  # the one restore of the page that may be undone now
+
+
+class RestoreRequest(BaseModel):
+    """Body of `POST /backups/{id}/restore`: the clinic's schema name typed exactly."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    confirm: str = Field(max_length=63)
+
+
+class ListRestoresQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    limit: int = Field(default=20, ge=1, le=100)
+    cursor: str | None = None
+    kind: RestoreKind | None = None
 
 
 # --- clinic backup settings and schedule slots ----------------------------------------------

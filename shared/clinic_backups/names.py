@@ -28,6 +28,7 @@ OWNED_TABLES = (
     "backup_operation_lock",
     "backup_settings",
     "backup_slots",
+    "backup_restores",
 )
 
 DUMP_SUFFIX = ".dump"
@@ -77,3 +78,14 @@ def backup_storage_key(schema: str, backup_id: uuid.UUID, created_at: datetime) 
 
 def manifest_key(storage_key: str) -> str:
     return storage_key + MANIFEST_SUFFIX
+
+
+def kept_schema_name(schema: str, job_id: uuid.UUID, tag: str) -> str:
+    """The name a restore gives the schema it replaces (`tag` "r": the live schema kept for
+    undo; "u": the restored schema an undo sets aside): the clinic's name cut to 40 bytes, then
+    `__<tag>` and 10 hex digits of the job id. At most 53 bytes (PostgreSQL cuts identifiers
+    at 63), unique per job, and stored in the job before the swap: the sweeper drops only
+    names stored there, never by pattern."""
+    if not is_valid_schema_name(schema) or tag not in ("r", "u"):
+        raise ValueError("not a valid clinic schema name")
+    return f"{schema[:40]}__{tag}{job_id.hex[:10]}"

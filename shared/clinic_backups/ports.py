@@ -7,16 +7,17 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from .models import (
     AuditEntry,
-    BackupJob,
     BackupRecord,
     BackupStatus,
     Clinic,
     ClinicSettings,
     DumpResult,
+    Job,
+    RestoreRecord,
     SlotRecord,
     SlotStatus,
 )
@@ -91,6 +92,14 @@ class RecordsRepository(Protocol):
     def count_since(self, schema: str, trigger: str, since: datetime) -> int: ...
 
     def audit(self, schema: str, entry: AuditEntry) -> None: ...
+
+    def create_pending_under_lock(
+        self, schema: str, record: BackupRecord, lock_ref: uuid.UUID
+    ) -> BackupRecord:
+        """Insert a pending record for an operation that already holds the clinic's lock
+        (`lock_ref`: the restore's pre-restore backup); OperationInProgress when that lock is
+        no longer held."""
+        ...
 
     # --- schedules, retention and the sweeper ---------------------------------------------
     # (`builtins.list`: in this class body `list` is the method above.)
@@ -259,7 +268,197 @@ class ObjectStorage(Protocol):
 
 
 class JobDispatcher(Protocol):
-    def enqueue(self, job: BackupJob) -> None: ...
+    def enqueue(self, job: Job) -> None: ...
+
+
+# --- restores and verifications -------------------------------------------------------------
+
+
+class RestoresRepository(Protocol):
+    """Restore and verification jobs (`backup_restores`) and what they write on backup
+    records, in the clinic's own schema. See adapters/restores.py."""
+
+    def create(self, schema: str, job: RestoreRecord, *, take_lock: bool) -> RestoreRecord:
+        """Insert the job; with `take_lock`, take the clinic's operation lock in the same
+        transaction (OperationInProgress when held)."""
+        ...
+
+    def claim(
+        self, schema: str, restore_id: uuid.UUID, step: str, at: datetime
+    ) -> RestoreRecord | None:
+        """Atomically pending → running; None when it was not pending."""
+        ...
+
+    def update(self, schema: str, restore_id: uuid.UUID, **fields: Any) -> None: ...
+
+    def fail(
+        self,
+        schema: str,
+        restore_id: uuid.UUID,
+        error_code: str,
+        error: str,
+        at: datetime,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """pending/running → failed, releasing the clinic's lock if this job holds it."""
+        ...
+
+    def complete(
+        self, schema: str, restore_id: uuid.UUID, at: datetime, details: dict[str, Any]
+    ) -> None: ...
+
+    def get(self, schema: str, restore_id: uuid.UUID) -> RestoreRecord | None: ...
+
+    def list(
+        self, schema: str, limit: int, cursor: tuple[datetime, uuid.UUID] | None, kind: str | None
+    ) -> tuple[builtins.list[RestoreRecord], bool]: ...
+
+    def undoable(self, schema: str, now: datetime) -> uuid.UUID | None:
+        """The clinic's latest completed restore if its undo window is open, else None."""
+        ...
+
+    def request_undo(
+        self, schema: str, restore_id: uuid.UUID, by: str, at: datetime
+    ) -> RestoreRecord:
+        """Take the clinic's lock for the undo and mark it pending, in one transaction;
+        UndoNotAvailable unless it is the latest completed restore within its window."""
+        ...
+
+    def claim_undo(self, schema: str, restore_id: uuid.UUID) -> RestoreRecord | None: ...
+
+    def fail_undo(
+        self, schema: str, restore_id: uuid.UUID, error_code: str, error: str
+    ) -> None: ...
+
+    def completion_sql(
+        self, schema: str, restore_id: uuid.UUID, entry: AuditEntry, *, undo: bool = False
+    ) -> str:
+        """SQL run inside the swap's own transaction, after the owned tables moved back: the
+        job becomes completed (or undone), the lock is released, the audit entry written. It
+        raises (rolling the swap back) when the job is no longer running."""
+        ...
+
+    def fail_stale(self, schema: str, before: datetime, at: datetime) -> builtins.list[uuid.UUID]:
+        """Jobs (and undos) pending or running since before `before` fail as `stale`."""
+        ...
+
+    def droppable(self, schema: str, now: datetime) -> builtins.list[tuple[uuid.UUID, str]]:
+        """(job id, kept schema name) whose undo window is over and that are not dropped."""
+        ...
+
+    def mark_dropped(self, schema: str, restore_id: uuid.UUID, at: datetime) -> None: ...
+
+    def hints(
+        self, schemas: builtins.list[str], stuck_before: datetime, now: datetime
+    ) -> dict[str, tuple[bool, bool]]:
+        """(has stale jobs, has droppable kept schemas) of many clinics, read in batches."""
+        ...
+
+    def set_check(
+        self,
+        schema: str,
+        backup_id: uuid.UUID,
+        outcome: str,
+        counts: dict[str, int] | None,
+        error: str | None,
+        at: datetime,
+    ) -> BackupRecord | None: ...
+
+    def set_verification(
+        self, schema: str, backup_id: uuid.UUID, outcome: str, details: dict[str, Any], at: datetime
+    ) -> BackupRecord | None: ...
+
+
+@dataclass(frozen=True)
+class LiveSchema:
+    """What a restore reads of the live schema and its server before it starts."""
+
+    server_version_num: int
+    owner: str
+
+    @property
+    def server_major(self) -> int:
+        return self.server_version_num // 10000
+
+
+@dataclass(frozen=True)
+class SwapPlan:
+    """One atomic swap: the live schema becomes `old_schema`, the archive becomes the live
+    schema, the owned tables move back, and `completion_sql` runs before the COMMIT."""
+
+    schema: str
+    old_schema: str
+    owner: str
+    server_major: int
+    completion_sql: str
+
+
+@dataclass(frozen=True)
+class UndoPlan:
+    """An undo: the live (restored) schema becomes `undo_schema`, `old_schema` is live again,
+    the owned tables move back, `completion_sql` runs before the COMMIT."""
+
+    schema: str
+    old_schema: str
+    undo_schema: str
+    completion_sql: str
+
+
+@dataclass(frozen=True)
+class SwapResult:
+    seconds: float
+    lock_seconds: float
+    table_counts: dict[str, int] = field(default_factory=dict)
+    archive_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class DrillResult:
+    passed: bool
+    details: dict[str, Any]
+
+
+class Restorer(Protocol):
+    """pg_restore and psql against the clinic database (the restore role): the dry run, the
+    atomic swap, the undo, dropping kept schemas, and counting an archive's rows."""
+
+    def inspect(self, schema: str) -> LiveSchema: ...
+
+    def check(self, archive: BinaryIO, plan: SwapPlan) -> None:
+        """The swap's schema-only dry run in a transaction that is rolled back: every object
+        the archive needs in other schemas, and the role's rights, checked by PostgreSQL."""
+        ...
+
+    def swap(self, archive: BinaryIO, plan: SwapPlan, verified: Callable[[], bool]) -> SwapResult:
+        """`verified()` is asked after the archive's last byte: the COMMIT happens only then."""
+        ...
+
+    def swap_back(self, plan: UndoPlan) -> SwapResult: ...
+
+    def drop_schema(self, name: str) -> None: ...
+
+    def schema_exists(self, name: str) -> bool: ...
+
+    def count_rows(self, archive: BinaryIO) -> dict[str, int]:
+        """Rows of each table's data in the archive (`pg_restore -f - --data-only`)."""
+        ...
+
+    def needed_extensions(self, archive: BinaryIO) -> builtins.list[tuple[str, str]]:
+        """(extension, schema) of the clinic database's extensions that the archive's
+        schema-only SQL refers to (the drill creates them first)."""
+        ...
+
+
+class Verifier(Protocol):
+    """The full drill: restore into a scratch database on the verification server."""
+
+    def drill(
+        self,
+        schema: str,
+        archive: BinaryIO,
+        verified: Callable[[], bool],
+        extensions: builtins.list[tuple[str, str]],
+    ) -> DrillResult: ...
 
 
 class Dumper(Protocol):

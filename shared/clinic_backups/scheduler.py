@@ -13,6 +13,10 @@ due slots, enqueue their backups on the job queue, then sweep.
    becomes `skipped_busy` and is retried by later runs within the window; beyond it, `missed`.
 4. The rest of the sweeper (unfinished uploads, purge, and the orphan report for 1/24 of the
    clinics each hour, so every clinic is checked daily) while time remains.
+   Restores' housekeeping runs with the stuck step: stale restore jobs fail (releasing their
+   lock before the slots are decided) and kept schemas past their undo window are dropped.
+   When `VERIFY_WEEKLY` is on, each clinic's newest completed backup gets a full verification
+   drill once a week (the clinics spread over the week's hours).
 5. Metrics: `ClinicsWithoutRecentBackup` (enabled clinics whose newest completed backup is
    older than their schedule's period + catch-up + 1 h) and `OldestLastGoodBackupHours` feed
    the stale-backup alarm, plus the counts of this run.
@@ -34,6 +38,7 @@ from typing import Any
 from .errors import ApiError, OperationInProgress
 from .models import AuditEntry, SlotStatus, Trigger
 from .observability import logger
+from .restore import schedule_verifications
 from .schedule import CLAIM_TIMEOUT, MISSED_LOOKBACK, Action, Slot, decide, is_stale
 from .service import Services, start_backup
 from .sweeper import (
@@ -44,6 +49,7 @@ from .sweeper import (
     find_orphans,
     guarded,
     purge,
+    sweep_restores,
 )
 
 SCHEDULER_ACTOR = "scheduler"
@@ -64,6 +70,7 @@ class SchedulerReport:
     recovered: int = 0
     errors: int = 0
     disabled: int = 0
+    verifications_queued: int = 0
     stale_clinics: list[str] = field(default_factory=list)
     oldest_last_good_hours: float = 0.0
     out_of_time: bool = False
@@ -113,6 +120,7 @@ def run_scheduler(
         snap = snapshots.get(schema)
         if snap is not None and snap.stuck:
             guarded(report.sweep, "stuck", schema, partial(fail_stuck, svc, schema, report.sweep))
+    guarded(report.sweep, "restores", None, partial(sweep_restores, svc, schemas, report.sweep))
 
     oldest = timedelta(0)
     for schema in schemas:
@@ -136,6 +144,12 @@ def run_scheduler(
             report.errors += 1
             logger.exception("scheduling a clinic failed", extra={"clinic": schema})
     report.oldest_last_good_hours = round(oldest.total_seconds() / 3600, 2)
+    if not out_of_time():
+        try:
+            report.verifications_queued = schedule_verifications(svc, schemas, now)
+        except Exception:
+            report.errors += 1
+            logger.exception("queueing the weekly verifications failed")
 
     if not out_of_time() and svc.storage is not None:
         guarded(
@@ -263,6 +277,7 @@ def _emit(svc: Services, report: SchedulerReport) -> None:
     metrics.add("SlotsSkippedBusy", report.skipped_busy, "Count")
     metrics.add("SlotsMissed", report.missed, "Count")
     metrics.add("SchedulerErrors", report.errors, "Count")
+    metrics.add("VerificationsQueued", report.verifications_queued, "Count")
     metrics.add("ClinicsWithoutRecentBackup", len(report.stale_clinics), "Count")
     metrics.add("OldestLastGoodBackupHours", report.oldest_last_good_hours, "None")
     metrics.add("SchedulerSeconds", report.seconds, "Seconds")

@@ -41,6 +41,7 @@ from .models import (
     CreateBackupRequest,
     DumpResult,
     KeepRequest,
+    LightVerifyJob,
     ListBackupsQuery,
     Permission,
     PlatformPolicy,
@@ -66,9 +67,12 @@ from .ports import (
     NullMetrics,
     ObjectStorage,
     RecordsRepository,
+    Restorer,
+    RestoresRepository,
     SchedulesRepository,
     SystemClock,
     TenantDirectory,
+    Verifier,
 )
 from .retention import RetentionPlan, RetentionPolicy, plan_retention
 from .schedule import next_slot
@@ -95,6 +99,14 @@ class Services:
     manual_backups_per_day: int = 10
     schedules: SchedulesRepository | None = None
     policy: PlatformPolicy = field(default_factory=PlatformPolicy)
+    # Restores and verifications (restore_backup, the scheduler's sweep, the CLI).
+    restores: RestoresRepository | None = None
+    restorer: Restorer | None = None
+    verifier: Verifier | None = None
+    # Why full verification cannot run here (None: it can, when `verifier` is set).
+    verify_refused: str | None = None
+    # The scheduler's weekly full drill of each clinic's newest completed backup.
+    verify_weekly: bool = False
 
     def scoped(self, schema: str) -> ScopedStorage:
         assert self.storage is not None, "this function has no storage configured"
@@ -318,6 +330,14 @@ def manifest_for(
         "finished_at": finished_at.isoformat(),
         "deleted_at": None,
         "keep": record.keep,
+        # The light check and the full drill write these later (and update the manifest).
+        "table_counts": record.table_counts,
+        "checked_at": record.checked_at.isoformat() if record.checked_at else None,
+        "check_outcome": record.check_outcome,
+        "check_error": record.check_error,
+        "verified_at": record.verified_at.isoformat() if record.verified_at else None,
+        "verify_outcome": record.verify_outcome,
+        "verify_details": record.verify_details,
     }
 
 
@@ -385,9 +405,26 @@ def run_backup_job(svc: Services, job: BackupJob) -> BackupRecord | None:
             details={"size_bytes": result.size_bytes},
         ),
     )
+    _queue_light_check(svc, schema, record.id)
     if record.trigger == Trigger.SCHEDULED:
         _retain_after_backup(svc, schema)
     return done
+
+
+def _queue_light_check(svc: Services, schema: str, backup_id: uuid.UUID) -> None:
+    """Queue the light check of the new archive (restore queue: sha256, table of contents,
+    rows per table). Failure-tolerant: the backup is done whatever happens here."""
+    if svc.dispatcher is None:
+        return
+    try:
+        svc.dispatcher.enqueue(
+            LightVerifyJob(kind="verify_light", schema=schema, backup_id=backup_id)
+        )
+    except Exception:
+        logger.warning(
+            "could not queue the light check; the backup itself succeeded",
+            extra={"clinic": schema, "backup_id": str(backup_id)},
+        )
 
 
 def _retain_after_backup(svc: Services, schema: str) -> None:
@@ -562,6 +599,13 @@ def _record_from_manifest(schema: str, data: dict[str, Any]) -> BackupRecord:
         server_version=data.get("server_version"),
         note=data.get("note"),
         keep=bool(data.get("keep", False)),
+        table_counts=data.get("table_counts"),
+        checked_at=when("checked_at"),
+        check_outcome=data.get("check_outcome"),
+        check_error=data.get("check_error"),
+        verified_at=when("verified_at"),
+        verify_outcome=data.get("verify_outcome"),
+        verify_details=data.get("verify_details"),
     )
 
 

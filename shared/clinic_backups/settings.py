@@ -36,6 +36,8 @@ SECRET_FIELDS = (
     "s3_access_key_id",
     "s3_secret_access_key",
     "supabase_service_key",
+    "restore_database_url",
+    "verify_database_url",
 )
 
 
@@ -74,6 +76,8 @@ class CommonSettings(BaseSettings):
     delete_roles: CsvList = ["admin"]
     # Who may change the clinic's schedule and retention (everyone who may list can read them).
     settings_roles: CsvList = ["admin"]
+    # Who may restore a backup over the live clinic, undo a restore and run a verification.
+    restore_roles: CsvList = ["admin"]
 
     default_locale: str = "es-ES"
     default_time_zone: str = "Europe/Madrid"
@@ -86,6 +90,7 @@ class CommonSettings(BaseSettings):
         "download_roles",
         "delete_roles",
         "settings_roles",
+        "restore_roles",
         mode="before",
     )
     @classmethod
@@ -132,6 +137,7 @@ class CommonSettings(BaseSettings):
             "download_roles",
             "delete_roles",
             "settings_roles",
+            "restore_roles",
         ):
             if not set(getattr(self, name)) <= roles:
                 raise ValueError(f"{name.upper()} may only name admin and staff")
@@ -184,6 +190,9 @@ class QueueSettings(BaseSettings):
 
     job_queue: Literal["sqs", "local"] = "sqs"
     job_queue_url: str | None = None
+    # Restore, verification and undo jobs (and the light check after each backup) go on their
+    # own queue: a long restore never waits behind, or takes the place of, backup jobs.
+    restore_queue_url: str | None = None
 
     @model_validator(mode="after")
     def _queue_url(self) -> QueueSettings:
@@ -242,6 +251,29 @@ class CreateBackupSettings(CommonSettings, StorageSettings, QueueSettings, Polic
     manual_backups_per_day: int = Field(default=10, ge=0, le=1000)
 
 
+class RestoreSettings(CreateBackupSettings):
+    """restore_backup: restores, undos, verifications (and the pre-restore backup)."""
+
+    # A role that may rename the clinic's schema and act as its owner (docs/security.md);
+    # unset = DATABASE_URL. The whole restore function connects with it.
+    restore_database_url: SecretStr | None = None
+    # The restore's own limit (pg_restore and psql), below the function's 900 s.
+    restore_timeout_seconds: int = Field(default=840, ge=10, le=3600)
+    # How long the swap waits to lock the clinic's tables against writes (a PostgreSQL
+    # duration); a session holding them longer makes the restore fail as clinic_busy.
+    restore_lock_timeout: str = Field(default="30s", pattern=r"^[0-9]{1,6}(ms|s|min)$")
+    # Where full verification drills run (a server URL whose role may CREATE DATABASE);
+    # unset = no full verification (503 verification_unavailable).
+    verify_database_url: SecretStr | None = None
+    # The drill refuses the clinic database's own server unless this says otherwise.
+    verify_allow_production_server: bool = False
+
+    @field_validator("restore_database_url", "verify_database_url", mode="before")
+    @classmethod
+    def _empty_url_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+
 class SchedulerSettings(DeleteBackupSettings, QueueSettings, PolicySettings):
     """scheduler: the hourly run (due slots, then the sweeper)."""
 
@@ -250,9 +282,19 @@ class SchedulerSettings(DeleteBackupSettings, QueueSettings, PolicySettings):
     # older than that (JobQueue.MessageRetentionPeriod) and no invocation runs longer.
     worker_timeout_seconds: int = Field(default=900, ge=60, le=900)
     stuck_margin_minutes: int = Field(default=45, ge=5, le=1440)
+    # Kept schemas past the undo window are dropped as this role (the restore role: only it
+    # may drop a schema the clinic's owner owns); unset = DATABASE_URL.
+    restore_database_url: SecretStr | None = None
+    # A full verification drill of each clinic's newest completed backup once a week.
+    verify_weekly: bool = False
+
+    @field_validator("restore_database_url", mode="before")
+    @classmethod
+    def _no_restore_url(cls, value: Any) -> Any:
+        return None if value == "" else value
 
 
-class OperatorSettings(CreateBackupSettings, DownloadBackupSettings, SchedulerSettings):
+class OperatorSettings(RestoreSettings, DownloadBackupSettings, SchedulerSettings):
     """Everything: for the operator CLI and the local stack."""
 
 
@@ -282,6 +324,10 @@ class SecretSources(BaseSettings):
 
     app_secret_arn: str | None = None
     database_secret_arn: str | None = None
+    # Secrets holding the restore role's and the verification server's URLs (plain strings,
+    # or JSON with `database_url`).
+    restore_database_secret_arn: str | None = None
+    verify_database_secret_arn: str | None = None
 
 
 def _secret_overlay(sources: SecretSources) -> dict[str, Any]:
@@ -296,6 +342,17 @@ def _secret_overlay(sources: SecretSources) -> dict[str, Any]:
         except json.JSONDecodeError:
             parsed = raw
         overlay["database_url"] = parsed["database_url"] if isinstance(parsed, dict) else raw
+    for arn, name in (
+        (sources.restore_database_secret_arn, "restore_database_url"),
+        (sources.verify_database_secret_arn, "verify_database_url"),
+    ):
+        if arn:
+            raw = _fetch_secret(arn)
+            try:
+                parsed = json.loads(raw)
+            except json.JSONDecodeError:
+                parsed = raw
+            overlay[name] = parsed["database_url"] if isinstance(parsed, dict) else raw
     return overlay
 
 

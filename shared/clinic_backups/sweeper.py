@@ -16,6 +16,10 @@ scheduler run (for the clinics that need it) and from the operator CLI
 - **Objects with no record** are reported (a warning with the keys and the `OrphanObjects`
   metric), never deleted: a missing record is as likely a damaged catalogue (rebuild it from
   the manifests) as garbage.
+- **Restores** (when this function has the restore adapters): restore, verification and undo
+  jobs stuck past the same threshold fail as `stale` (releasing the clinic's lock), and the
+  schemas restores set aside are dropped once their undo window is over — only names stored
+  in a restore job, never one in the tenants table, never by pattern.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from functools import partial
 from typing import Any
 
 from .models import AuditEntry
-from .names import manifest_key
+from .names import is_valid_schema_name, manifest_key
 from .observability import logger
 from .ports import PendingUpload
 from .service import Services, purge_deleted
@@ -46,6 +50,8 @@ class SweepReport:
     purged: int = 0
     orphans: dict[str, list[str]] = field(default_factory=dict)
     errors: int = 0
+    restores_failed: int = 0
+    schemas_dropped: int = 0
 
     @property
     def orphan_count(self) -> int:
@@ -137,6 +143,69 @@ def find_orphans(svc: Services, schema: str, report: SweepReport) -> None:
         )
 
 
+def fail_stuck_restores(svc: Services, schema: str, report: SweepReport) -> None:
+    assert svc.restores is not None
+    now = svc.clock.now()
+    for restore_id in svc.restores.fail_stale(schema, now - svc.policy.stuck_after, now):
+        report.restores_failed += 1
+        svc.records.audit(
+            schema,
+            AuditEntry(
+                action="restore.run",
+                outcome="failed",
+                actor_id="sweeper",
+                details={"restore_id": str(restore_id), "error_code": "stale"},
+            ),
+        )
+        logger.warning(
+            "stuck restore job failed as stale",
+            extra={"clinic": schema, "restore_id": str(restore_id)},
+        )
+
+
+def drop_kept_schemas(svc: Services, schema: str, report: SweepReport) -> None:
+    """Drop the schemas the clinic's restores set aside, once their undo window is over."""
+    assert svc.restores is not None and svc.restorer is not None
+    now = svc.clock.now()
+    for restore_id, name in svc.restores.droppable(schema, now):
+        # Stored by a restore, but never a clinic: not the clinic itself, not a tenant.
+        if name == schema or not is_valid_schema_name(name) or svc.tenants.get(name) is not None:
+            logger.error(
+                "a kept schema's name is a clinic; not dropped",
+                extra={"clinic": schema, "restore_id": str(restore_id)},
+            )
+            continue
+        svc.restorer.drop_schema(name)
+        svc.restores.mark_dropped(schema, restore_id, now)
+        report.schemas_dropped += 1
+        svc.records.audit(
+            schema,
+            AuditEntry(
+                action="restore.drop",
+                outcome="dropped",
+                actor_id="sweeper",
+                details={"restore_id": str(restore_id)},
+            ),
+        )
+        logger.info(
+            "dropped a kept schema past its undo window",
+            extra={"clinic": schema, "restore_id": str(restore_id)},
+        )
+
+
+def sweep_restores(svc: Services, schemas: Collection[str], report: SweepReport) -> None:
+    """Both restore steps, only for the clinics that need them (one batched read)."""
+    if svc.restores is None or svc.restorer is None:
+        return
+    now = svc.clock.now()
+    hints = svc.restores.hints(sorted(schemas), now - svc.policy.stuck_after, now)
+    for schema, (stale, droppable) in sorted(hints.items()):
+        if stale:
+            guarded(report, "restores", schema, partial(fail_stuck_restores, svc, schema, report))
+        if droppable:
+            guarded(report, "kept schemas", schema, partial(drop_kept_schemas, svc, schema, report))
+
+
 def sweep(svc: Services, schemas: list[str] | None = None, *, orphans: bool = True) -> SweepReport:
     """Every step for every given clinic (all active clinics by default): the operator's
     sweep. The scheduler runs the same steps, only for the clinics that need them."""
@@ -146,6 +215,7 @@ def sweep(svc: Services, schemas: list[str] | None = None, *, orphans: bool = Tr
     chosen = [s for s in chosen if s not in unavailable]
     for schema in chosen:
         guarded(report, "stuck", schema, partial(fail_stuck, svc, schema, report))
+    guarded(report, "restores", None, partial(sweep_restores, svc, chosen, report))
     guarded(report, "uploads", None, partial(abort_stale_uploads, svc, set(chosen), report))
     for schema in chosen:
         guarded(report, "purge", schema, partial(purge, svc, schema, report))
@@ -162,3 +232,5 @@ def emit_metrics(svc: Services, report: SweepReport) -> None:
     svc.metrics.add("BackupsPurged", report.purged, "Count")
     svc.metrics.add("OrphanObjects", report.orphan_count, "Count")
     svc.metrics.add("SweeperErrors", report.errors, "Count")
+    svc.metrics.add("RestoresFailedStale", report.restores_failed, "Count")
+    svc.metrics.add("KeptSchemasDropped", report.schemas_dropped, "Count")

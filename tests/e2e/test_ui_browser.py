@@ -1,7 +1,8 @@
 """The UI in a real browser (Debian's Chromium driven by playwright-core) against the local
 stack: an admin signs in, creates a backup, sees it complete, downloads it through the modal
-(a valid pg_dump archive whose sha256 matches), deletes it; a staff member sees neither
-download nor delete. Screenshots of the main screens land in test-artifacts/e2e/."""
+(a valid pg_dump archive whose sha256 matches), restores the clinic from it (typing the
+clinic's name), sees the result and undoes it, deletes the backup; a staff member sees no
+download, restore or delete. Screenshots of the main screens land in test-artifacts/e2e/."""
 
 from __future__ import annotations
 
@@ -60,6 +61,13 @@ def test_admin_and_staff_in_chromium(stack: LocalStack) -> None:
     ).stdout
     assert "TABLE DATA clinica_demo patients" in listing
 
+    # The restore went through the real worker: a pre-restore backup, the tables locked for
+    # a measured time, then undone
+    restore = result["restore"]
+    assert restore["status"] == "completed" and restore["pre_restore_backup_id"]
+    assert restore["lock_seconds"] is not None and restore["lock_seconds"] > 0
+    assert set(restore["timings"]) >= {"pre_restore_backup_seconds", "restore_seconds"}
+
     for name in (
         "01-sign-in",
         "02-history",
@@ -67,5 +75,7 @@ def test_admin_and_staff_in_chromium(stack: LocalStack) -> None:
         "04-download-modal",
         "05-delete-dialog",
         "06-staff-view",
+        "07-restore-dialog",
+        "08-restore-completed",
     ):
         assert (ARTIFACTS / f"{name}.png").stat().st_size > 10_000, name

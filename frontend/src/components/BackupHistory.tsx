@@ -1,9 +1,9 @@
 /**
- * The clinic's backups, newest first: date (locale and time zone of /me), status, size,
- * origin, author, note, and the actions the caller's role allows (download, delete, and
- * "Conservar": mark a backup so automatic retention never deletes it). Cursor pagination with
- * "Cargar más"; pending/running rows are polled by the provider until they end.
- * Opens DownloadModal and DeleteBackupDialog itself.
+ * The clinic's backups, newest first: date (locale and time zone of /me), status with the
+ * verification badge, size, origin, author, note, and the actions the caller's role allows
+ * (download, restore, delete, and "Conservar": mark a backup so automatic retention never
+ * deletes it). Cursor pagination with "Cargar más"; pending/running rows are polled by the
+ * provider until they end. Opens DownloadModal, RestoreDialog and DeleteBackupDialog itself.
  */
 import { useCallback, useId, useRef, useState, type ReactNode } from 'react';
 import { useTranslation } from 'react-i18next';
@@ -12,7 +12,9 @@ import { useBackups } from './BackupsProvider';
 import { DeleteBackupDialog } from './DeleteBackupDialog';
 import { DownloadModal } from './DownloadModal';
 import { formatBytes, formatInteger } from './format';
+import { RestoreDialog } from './RestoreDialog';
 import { Spinner, StatusBadge } from './StatusBadge';
+import { VerificationBadge } from './VerificationBadge';
 
 export interface BackupHistoryProps {
   /** Heading text (default "Historial de copias de seguridad"). */
@@ -23,10 +25,12 @@ export interface BackupHistoryProps {
   showFilters?: boolean;
   /** Passed to DeleteBackupDialog: the server's grace period, if known. */
   graceDays?: number;
+  /** Passed to RestoreDialog: the server's RESTORE_UNDO_DAYS, if known (default 3). */
+  undoDays?: number;
   className?: string;
 }
 
-export function BackupHistory({ title, headingLevel = 2, showFilters = true, graceDays, className }: BackupHistoryProps) {
+export function BackupHistory({ title, headingLevel = 2, showFilters = true, graceDays, undoDays, className }: BackupHistoryProps) {
   const { t } = useTranslation('backups');
   const {
     me,
@@ -49,6 +53,7 @@ export function BackupHistory({ title, headingLevel = 2, showFilters = true, gra
   const [downloadTarget, setDownloadTarget] = useState<Backup | null>(null);
   const [keeping, setKeeping] = useState<ReadonlySet<string>>(new Set());
   const [deleteTarget, setDeleteTarget] = useState<Backup | null>(null);
+  const [restoreTarget, setRestoreTarget] = useState<Backup | null>(null);
   const headingRef = useRef<HTMLHeadingElement>(null);
   const filterId = useId();
   const deletedId = useId();
@@ -57,6 +62,7 @@ export function BackupHistory({ title, headingLevel = 2, showFilters = true, gra
 
   const canDownload = can('download_backup');
   const canDelete = can('delete_backup');
+  const canRestore = can('restore_backup');
 
   // Marking a backup to keep is a retention decision: the roles that may delete may keep.
   const toggleKeep = async (backup: Backup) => {
@@ -76,7 +82,7 @@ export function BackupHistory({ title, headingLevel = 2, showFilters = true, gra
       });
     }
   };
-  const hasActions = canDownload || canDelete;
+  const hasActions = canDownload || canDelete || canRestore;
   const { items, phase, error, nextCursor, loadingMore, moreError, filters } = history;
 
   const statusOptions: BackupStatus[] = BACKUP_STATUSES.filter((s) => s !== 'deleted' || isAdmin);
@@ -174,6 +180,7 @@ export function BackupHistory({ title, headingLevel = 2, showFilters = true, gra
                           {t('history.kept')}
                         </span>
                       )}
+                      {backup.status === 'completed' && <VerificationBadge backup={backup} />}
                       {reason && <p className="cb-reason">{t('history.failedReason', { reason })}</p>}
                     </td>
                     <td className="cb-num">
@@ -198,6 +205,16 @@ export function BackupHistory({ title, headingLevel = 2, showFilters = true, gra
                             onClick={() => setDownloadTarget(backup)}
                           >
                             <span aria-hidden="true">⤓</span> {t('history.download')}
+                          </button>
+                        )}
+                        {canRestore && backup.status === 'completed' && (
+                          <button
+                            type="button"
+                            className="cb-button cb-button--small cb-button--ghost cb-restore-action"
+                            aria-label={t('restore.actionAria', { date })}
+                            onClick={() => setRestoreTarget(backup)}
+                          >
+                            <span aria-hidden="true">↺</span> {t('restore.action')}
                           </button>
                         )}
                         {canDelete && backup.status === 'completed' && (
@@ -309,6 +326,12 @@ export function BackupHistory({ title, headingLevel = 2, showFilters = true, gra
       {me && (
         <>
           <DownloadModal backup={downloadTarget} onClose={() => setDownloadTarget(null)} fallbackFocus={focusHeading} />
+          <RestoreDialog
+            backup={restoreTarget}
+            onClose={() => setRestoreTarget(null)}
+            fallbackFocus={focusHeading}
+            {...(undoDays !== undefined ? { undoDays } : {})}
+          />
           <DeleteBackupDialog
             backup={deleteTarget}
             onClose={() => setDeleteTarget(null)}

@@ -131,6 +131,12 @@ export interface BackupsContextValue {
   /** The localized message for any error of the client. */
   errorMessage: (error: unknown) => string;
   notify: ReturnType<typeof useNotifications>['notify'];
+  /** Bumped whenever a restore, undo or verification is started or ends here: restore
+   * views reload on it. */
+  restoresVersion: number;
+  restoresChanged: () => void;
+  /** The provider's polling period (ms), for views that follow a job. */
+  pollIntervalMs: number;
 }
 
 const BackupsContext = createContext<BackupsContextValue | null>(null);
@@ -313,6 +319,8 @@ function BackupsState({
   }, [meStatus, canList, reload]);
 
   const upsertBackup = useCallback((backup: Backup) => dispatch({ type: 'upsert', backup }), []);
+  const [restoresVersion, setRestoresVersion] = useState(0);
+  const restoresChanged = useCallback(() => setRestoresVersion((n) => n + 1), []);
 
   const markDeleted = useCallback((id: string) => {
     const current = historyRef.current;
@@ -405,8 +413,11 @@ function BackupsState({
       markDeleted,
       errorMessage,
       notify,
+      restoresVersion,
+      restoresChanged,
+      pollIntervalMs,
     }),
-    [client, me, meStatus, meError, reloadMe, can, locale, timeZone, formatDate, language, setLanguage, history, activeKey, reload, loadMore, upsertBackup, markDeleted, errorMessage, notify],
+    [client, me, meStatus, meError, reloadMe, can, locale, timeZone, formatDate, language, setLanguage, history, activeKey, reload, loadMore, upsertBackup, markDeleted, errorMessage, notify, restoresVersion, restoresChanged, pollIntervalMs],
   );
 
   return <BackupsContext.Provider value={value}>{children}</BackupsContext.Provider>;

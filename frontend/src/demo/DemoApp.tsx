@@ -9,6 +9,7 @@ import {
   BackupSettingsPanel,
   BackupsProvider,
   CreateBackupButton,
+  RestorePanel,
   createBackupsClient,
   useBackups,
   type Language,
@@ -161,6 +162,9 @@ function Panel({ onSignOut }: { onSignOut: () => void }) {
         )}
 
         <BackupHistory />
+
+        {/* The latest restore: progress, the maintenance notice and "Deshacer" */}
+        <RestorePanel />
 
         {/* "Programación": admins edit, staff see it read-only */}
         <BackupSettingsPanel className="demo-card" />

@@ -35,6 +35,8 @@ const groups: Array<[string, string[], string]> = [
   ['BackupStatus', enumOf('BackupStatus'), 'status'],
   ['BackupTrigger', enumOf('BackupTrigger'), 'trigger'],
   ['Me.role', schemas.Me.properties.role.enum, 'role'],
+  ['RestoreStatus', enumOf('RestoreStatus'), 'restore.status'],
+  ['RestoreStep', enumOf('RestoreStep'), 'restore.steps'],
   ['client codes', [...CLIENT_ERROR_CODES], 'errors'],
 ];
 

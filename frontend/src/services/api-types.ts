@@ -123,6 +123,124 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/backups/{id}/restore": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: components["parameters"]["BackupId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Restore the clinic from one of its completed backups (admins by default)
+         * @description The body must be `{"confirm": "<the clinic's schema name>"}`, exactly (else 422).
+         *     Answers 202 with the restore job; poll `GET /restores/{id}`. The job takes the
+         *     clinic's operation lock (409 `operation_in_progress` while a backup or another restore
+         *     runs) and holds it to the end: an automatic backup of the live data (trigger
+         *     `pre_restore`), pre-checks, then one atomic swap — readers see the old data until the
+         *     COMMIT and the restored data after it; writes wait while the clinic's tables are
+         *     locked. Show the clinic in maintenance while the job is `pending` or `running`:
+         *     writes committed by other sessions before the lock stay in the previous data, which
+         *     is kept for the undo window (`POST /restores/{id}/undo`). History and audit never
+         *     roll back.
+         */
+        post: operations["restoreBackup"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/backups/{id}/verify": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: components["parameters"]["BackupId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Run a full verification drill of a completed backup (admins by default)
+         * @description Restores the backup into a scratch database on a separate verification server and
+         *     compares each table's row count with the archive's; the result is stored on the backup
+         *     (`verified_at`, `verify_outcome`, `verify_details`). Answers 202 with the job (kind
+         *     `verify`). Without a verification server: 503 `verification_unavailable`.
+         */
+        post: operations["verifyBackup"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/restores": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The clinic's restores and verifications, newest first */
+        get: operations["listRestores"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/restores/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: components["parameters"]["RestoreId"];
+            };
+            cookie?: never;
+        };
+        /** One restore or verification (status, step, timings, error) */
+        get: operations["getRestore"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/restores/{id}/undo": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: components["parameters"]["RestoreId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Undo the clinic's latest completed restore, within its undo window (admins)
+         * @description Swaps the previous data back the same atomic way (the restored data is set aside for
+         *     the same window). Only the clinic's latest completed restore, while `undo_available`
+         *     is true (`RESTORE_UNDO_DAYS` after it): otherwise 409 `undo_not_available`. 202 with
+         *     the job; poll `GET /restores/{id}` until `status` is `undone` (or `undo_status`
+         *     `failed`).
+         */
+        post: operations["undoRestore"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -138,16 +256,19 @@ export interface components {
          *     - `clinic_not_available` (403): the token's clinic is unknown, inactive or not a valid clinic name.
          *     - `not_found` (404): no such route.
          *     - `backup_not_found` (404): no backup with that id in the caller's clinic.
+         *     - `restore_not_found` (404): no restore or verification with that id in the caller's clinic.
          *     - `operation_in_progress` (409): a backup or restore of this clinic is already running.
          *     - `backup_not_completed` (409): the backup is not completed (pending, running, failed or deleted).
+         *     - `undo_not_available` (409): the restore cannot be undone: it is not the clinic's latest completed restore, it was already undone, or its undo window is over.
          *     - `payload_too_large` (413): the request body is too large.
          *     - `validation_error` (422): a field is invalid; `details` lists each one.
          *     - `quota_exceeded` (429): the clinic reached its daily limit of manual backups.
          *     - `internal_error` (500): an unexpected error; the request id is in the logs.
          *     - `service_unavailable` (503): the database, storage or job queue is unavailable; retry later.
+         *     - `verification_unavailable` (503): full verification is not configured (no verification database, or it would be the production server).
          * @enum {string}
          */
-        ErrorCode: "bad_request" | "invalid_cursor" | "missing_token" | "invalid_token" | "token_expired" | "forbidden" | "clinic_not_available" | "not_found" | "backup_not_found" | "operation_in_progress" | "backup_not_completed" | "payload_too_large" | "validation_error" | "quota_exceeded" | "internal_error" | "service_unavailable";
+        ErrorCode: "bad_request" | "invalid_cursor" | "missing_token" | "invalid_token" | "token_expired" | "forbidden" | "clinic_not_available" | "not_found" | "backup_not_found" | "restore_not_found" | "operation_in_progress" | "backup_not_completed" | "undo_not_available" | "payload_too_large" | "validation_error" | "quota_exceeded" | "internal_error" | "service_unavailable" | "verification_unavailable";
         ErrorResponse: {
             error: {
                 code: components["schemas"]["ErrorCode"];
@@ -163,7 +284,8 @@ export interface components {
         /** @enum {string} */
         BackupTrigger: "manual" | "scheduled" | "pre_restore";
         /**
-         * @description Why a backup failed (the record's `error_code`):
+         * @description Why a backup, a restore or a verification failed (the `error_code` of a backup, or of
+         *     a restore job):
          *     - `dump_failed`: pg_dump exited with an error.
          *     - `dump_timeout`: pg_dump took longer than the configured limit.
          *     - `archive_invalid`: the dump was empty, short or not a pg_dump archive.
@@ -171,11 +293,19 @@ export interface components {
          *     - `server_version_unsupported`: the database server is newer than the bundled pg_dump.
          *     - `storage_failed`: the upload to storage failed; no file was kept.
          *     - `clinic_not_available`: the clinic is no longer active.
-         *     - `stale`: the backup did not finish within the worker's time limit.
+         *     - `stale`: the backup (or restore job) did not finish within the worker's time limit.
+         *     - `checksum_mismatch`: the stored file's sha256 or size differs from the backup's (damaged or tampered); nothing changed.
+         *     - `missing_dependency`: the backup needs an object of another schema (an extension, a type, a shared table) that no longer exists; nothing changed.
+         *     - `restore_failed`: the backup's SQL failed in the restore transaction (e.g. a foreign key into another schema no longer holds), or the restore role lacks a right; nothing changed.
+         *     - `restore_interrupted`: pg_restore or psql stopped, the connection was lost, or the time limit passed; nothing changed.
+         *     - `clinic_busy`: the clinic's tables could not be locked in time (a long transaction); nothing changed.
+         *     - `pre_restore_backup_failed`: the automatic backup before the restore failed; nothing changed.
+         *     - `verification_failed`: the restored row counts differ from the archive's, or the drill could not restore it.
+         *     - `verification_unavailable`: no verification database is configured.
          *     - `internal_error`: an unexpected error.
          * @enum {string}
          */
-        BackupErrorCode: "dump_failed" | "dump_timeout" | "archive_invalid" | "foreign_objects_in_archive" | "server_version_unsupported" | "storage_failed" | "clinic_not_available" | "stale" | "internal_error";
+        BackupErrorCode: "dump_failed" | "dump_timeout" | "archive_invalid" | "foreign_objects_in_archive" | "server_version_unsupported" | "storage_failed" | "clinic_not_available" | "stale" | "checksum_mismatch" | "missing_dependency" | "restore_failed" | "restore_interrupted" | "clinic_busy" | "pre_restore_backup_failed" | "verification_failed" | "verification_unavailable" | "internal_error";
         Backup: {
             /** Format: uuid */
             id: string;
@@ -209,6 +339,103 @@ export interface components {
             note?: string | null;
             /** @description Marked by an admin to keep; retention never deletes it. */
             keep: boolean;
+            /** @description Rows of each table in the archive (the light check after the backup). */
+            table_counts?: {
+                [key: string]: number;
+            } | null;
+            /**
+             * Format: date-time
+             * @description When the light check ran.
+             */
+            checked_at?: string | null;
+            /** @description The light check (no database) - sha256, table of contents, rows per table. */
+            check_outcome?: components["schemas"]["VerifyOutcome"] | null;
+            check_error?: string | null;
+            /**
+             * Format: date-time
+             * @description When the last full drill ran.
+             */
+            verified_at?: string | null;
+            /** @description The last full drill (restored into a verification database, counts compared). */
+            verify_outcome?: components["schemas"]["VerifyOutcome"] | null;
+            /** @description The drill's findings (tables, rows, mismatches, extensions created, error). */
+            verify_details?: {
+                [key: string]: unknown;
+            } | null;
+        };
+        /** @enum {string} */
+        VerifyOutcome: "passed" | "failed";
+        RestoreRequest: {
+            /** @description The clinic's schema name (`GET /me` clinic.schema), typed exactly. */
+            confirm: string;
+        };
+        /** @enum {string} */
+        RestoreKind: "restore" | "verify";
+        /** @enum {string} */
+        RestoreStatus: "pending" | "running" | "completed" | "failed" | "undone";
+        /**
+         * @description Where the job is: `queued`; a restore's `pre_restore_backup`, `checking`,
+         *     `restoring`, `done`; an undo's `undo_queued`, `undoing`, `undone`; a verification's
+         *     `verifying`, `done`.
+         * @enum {string}
+         */
+        RestoreStep: "queued" | "pre_restore_backup" | "checking" | "restoring" | "verifying" | "done" | "undo_queued" | "undoing" | "undone";
+        Restore: {
+            /** Format: uuid */
+            id: string;
+            kind: components["schemas"]["RestoreKind"];
+            status: components["schemas"]["RestoreStatus"];
+            step: components["schemas"]["RestoreStep"] | null;
+            /**
+             * Format: uuid
+             * @description The backup restored (or verified).
+             */
+            backup_id: string;
+            /**
+             * Format: uuid
+             * @description The automatic backup of the live data taken before the restore.
+             */
+            pre_restore_backup_id: string | null;
+            requested_by: string;
+            requested_by_name?: string | null;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            started_at: string | null;
+            /** Format: date-time */
+            finished_at: string | null;
+            /** @description How long the clinic's tables were locked against writes (restores). */
+            lock_seconds: number | null;
+            /** @description Seconds per step (pre_restore_backup_seconds, check_seconds, restore_seconds). */
+            timings: {
+                [key: string]: number;
+            };
+            error_code: components["schemas"]["BackupErrorCode"] | null;
+            /** @description Short reason */
+            error: string | null;
+            /**
+             * Format: date-time
+             * @description Until when the previous data is kept for an undo (RESTORE_UNDO_DAYS).
+             */
+            undo_until: string | null;
+            /** @description It is the clinic's latest completed restore and its undo window is open. */
+            undo_available: boolean;
+            /** @enum {string|null} */
+            undo_status: "pending" | "running" | "failed" | null;
+            /** Format: date-time */
+            undone_at?: string | null;
+            undo_error_code?: components["schemas"]["BackupErrorCode"] | null;
+            undo_error?: string | null;
+            /** @description Rows restored per table (restores), or counted in the archive (drills). */
+            table_counts?: {
+                [key: string]: number;
+            } | null;
+            /** @description A verification's result. */
+            outcome?: components["schemas"]["VerifyOutcome"] | null;
+        };
+        RestorePage: {
+            items: components["schemas"]["Restore"][];
+            next_cursor: string | null;
         };
         BackupPage: {
             items: components["schemas"]["Backup"][];
@@ -228,10 +455,12 @@ export interface components {
         };
         /**
          * @description `delete_backup` also allows marking backups to keep; `manage_backup_settings` allows
-         *     changing the schedule and retention (everyone with `list_backups` may read them).
+         *     changing the schedule and retention (everyone with `list_backups` may read them);
+         *     `restore_backup` allows restoring a backup over the live clinic, undoing a restore and
+         *     running a verification drill (everyone with `list_backups` may follow them).
          * @enum {string}
          */
-        Permission: "list_backups" | "create_backup" | "download_backup" | "delete_backup" | "manage_backup_settings";
+        Permission: "list_backups" | "create_backup" | "download_backup" | "delete_backup" | "manage_backup_settings" | "restore_backup";
         KeepRequest: {
             keep: boolean;
         };
@@ -325,6 +554,7 @@ export interface components {
     };
     parameters: {
         BackupId: string;
+        RestoreId: string;
     };
     requestBodies: never;
     headers: never;
@@ -593,6 +823,155 @@ export interface operations {
             503: components["responses"]["Error"];
         };
     };
+    restoreBackup: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: components["parameters"]["BackupId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RestoreRequest"];
+            };
+        };
+        responses: {
+            /** @description Accepted */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Restore"];
+                };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            413: components["responses"]["Error"];
+            422: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+        };
+    };
+    verifyBackup: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: components["parameters"]["BackupId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Accepted */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Restore"];
+                };
+            };
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+        };
+    };
+    listRestores: {
+        parameters: {
+            query?: {
+                limit?: number;
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string;
+                kind?: components["schemas"]["RestoreKind"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RestorePage"];
+                };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            422: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+        };
+    };
+    getRestore: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: components["parameters"]["RestoreId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The job */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Restore"];
+                };
+            };
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+        };
+    };
+    undoRestore: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: components["parameters"]["RestoreId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Accepted */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Restore"];
+                };
+            };
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+        };
+    };
 }
 type FlattenedDeepRequired<T> = {
     [K in keyof T]-?: FlattenedDeepRequired<T[K] extends unknown[] | undefined | null ? Extract<T[K], unknown[]>[number] : T[K]>;
@@ -602,11 +981,15 @@ type ReadonlyArray<T> = [
 ] extends [
     unknown[]
 ] ? Readonly<Exclude<T, undefined>> : Readonly<Exclude<T, undefined>[]>;
-export const errorCodeValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ErrorCode"]> = ["bad_request", "invalid_cursor", "missing_token", "invalid_token", "token_expired", "forbidden", "clinic_not_available", "not_found", "backup_not_found", "operation_in_progress", "backup_not_completed", "payload_too_large", "validation_error", "quota_exceeded", "internal_error", "service_unavailable"];
+export const errorCodeValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ErrorCode"]> = ["bad_request", "invalid_cursor", "missing_token", "invalid_token", "token_expired", "forbidden", "clinic_not_available", "not_found", "backup_not_found", "restore_not_found", "operation_in_progress", "backup_not_completed", "undo_not_available", "payload_too_large", "validation_error", "quota_exceeded", "internal_error", "service_unavailable", "verification_unavailable"];
 export const backupStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["BackupStatus"]> = ["pending", "running", "completed", "failed", "deleted"];
 export const backupTriggerValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["BackupTrigger"]> = ["manual", "scheduled", "pre_restore"];
-export const backupErrorCodeValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["BackupErrorCode"]> = ["dump_failed", "dump_timeout", "archive_invalid", "foreign_objects_in_archive", "server_version_unsupported", "storage_failed", "clinic_not_available", "stale", "internal_error"];
+export const backupErrorCodeValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["BackupErrorCode"]> = ["dump_failed", "dump_timeout", "archive_invalid", "foreign_objects_in_archive", "server_version_unsupported", "storage_failed", "clinic_not_available", "stale", "checksum_mismatch", "missing_dependency", "restore_failed", "restore_interrupted", "clinic_busy", "pre_restore_backup_failed", "verification_failed", "verification_unavailable", "internal_error"];
 export const backupEncryptionValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Backup"]["encryption"]> = ["none"];
 export const backupFormatValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Backup"]["format"]> = ["custom"];
-export const permissionValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Permission"]> = ["list_backups", "create_backup", "download_backup", "delete_backup", "manage_backup_settings"];
+export const verifyOutcomeValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["VerifyOutcome"]> = ["passed", "failed"];
+export const restoreKindValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["RestoreKind"]> = ["restore", "verify"];
+export const restoreStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["RestoreStatus"]> = ["pending", "running", "completed", "failed", "undone"];
+export const restoreStepValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["RestoreStep"]> = ["queued", "pre_restore_backup", "checking", "restoring", "verifying", "done", "undo_queued", "undoing", "undone"];
+export const permissionValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Permission"]> = ["list_backups", "create_backup", "download_backup", "delete_backup", "manage_backup_settings", "restore_backup"];
 export const meRoleValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Me"]["role"]> = ["admin", "staff"];

@@ -7,7 +7,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BackupsApiError, createBackupsClient, type BackupsClient } from './backups';
-import { ADMIN, backup, download } from '../test/fixtures';
+import { ADMIN, backup, download, restoreJob } from '../test/fixtures';
 
 interface Seen {
   method: string;
@@ -84,6 +84,27 @@ async function failure(promise: Promise<unknown>): Promise<BackupsApiError> {
 }
 
 describe('requests', () => {
+  it('restores, verifies, lists, follows and undoes on the restore routes', async () => {
+    const job = restoreJob({ id: 'r1' });
+    handler = (_req, res) => send(res, 202, job);
+    const c = client();
+    expect(await c.restoreBackup('b 1', 'clinica_demo')).toEqual(job);
+    await c.verifyBackup('b1');
+    await c.undoRestore('r1');
+    await c.getRestore('r1');
+    handler = (_req, res) => send(res, 200, { items: [job], next_cursor: null });
+    await c.listRestores({ kind: 'restore', limit: 1, cursor: '' });
+    expect(seen.map((x) => `${x.method} ${x.path}`)).toEqual([
+      'POST /backups/b%201/restore',
+      'POST /backups/b1/verify',
+      'POST /restores/r1/undo',
+      'GET /restores/r1',
+      'GET /restores',
+    ]);
+    expect(JSON.parse(seen[0]!.body)).toEqual({ confirm: 'clinica_demo' });
+    expect(Object.fromEntries(seen[4]!.query)).toEqual({ kind: 'restore', limit: '1' });
+  });
+
   it('sends the bearer token from the host getter and parses GET /me', async () => {
     handler = (_req, res) => send(res, 200, ADMIN);
     const me = await client().getMe();

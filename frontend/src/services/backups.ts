@@ -15,6 +15,8 @@ import {
   backupTriggerValues,
   errorCodeValues,
   permissionValues,
+  restoreStatusValues,
+  restoreStepValues,
 } from './api-types';
 
 export type Schemas = components['schemas'];
@@ -33,6 +35,12 @@ export type BackupSettings = Schemas['BackupSettings'];
 export type BackupSettingsUpdate = Schemas['BackupSettingsUpdate'];
 export type Weekday = Schemas['Weekday'];
 export type ListBackupsParams = NonNullable<operations['listBackups']['parameters']['query']>;
+export type Restore = Schemas['Restore'];
+export type RestorePage = Schemas['RestorePage'];
+export type RestoreStatus = Schemas['RestoreStatus'];
+export type RestoreStep = Schemas['RestoreStep'];
+export type VerifyOutcome = Schemas['VerifyOutcome'];
+export type ListRestoresParams = NonNullable<operations['listRestores']['parameters']['query']>;
 export type ErrorDetail = NonNullable<Schemas['ErrorResponse']['error']['details']>[number];
 
 export {
@@ -41,6 +49,8 @@ export {
   backupTriggerValues as BACKUP_TRIGGERS,
   errorCodeValues as API_ERROR_CODES,
   permissionValues as PERMISSIONS,
+  restoreStatusValues as RESTORE_STATUSES,
+  restoreStepValues as RESTORE_STEPS,
 };
 
 /** Codes the client produces itself, when no API error body is available. */
@@ -100,6 +110,14 @@ export interface BackupsClient {
   setBackupKeep(id: string, keep: boolean, opts?: RequestOpts): Promise<Backup>;
   getBackupSettings(opts?: RequestOpts): Promise<BackupSettings>;
   putBackupSettings(body: BackupSettingsUpdate, opts?: RequestOpts): Promise<BackupSettings>;
+  /** `POST /backups/{id}/restore`: `confirm` must be the clinic's schema name, exactly. */
+  restoreBackup(id: string, confirm: string, opts?: RequestOpts): Promise<Restore>;
+  /** `POST /backups/{id}/verify`: a full verification drill (202). */
+  verifyBackup(id: string, opts?: RequestOpts): Promise<Restore>;
+  listRestores(params?: ListRestoresParams, opts?: RequestOpts): Promise<RestorePage>;
+  getRestore(id: string, opts?: RequestOpts): Promise<Restore>;
+  /** `POST /restores/{id}/undo`: only while `undo_available`. */
+  undoRestore(id: string, opts?: RequestOpts): Promise<Restore>;
 }
 
 export interface RequestOpts {
@@ -230,6 +248,30 @@ export function createBackupsClient(options: BackupsClientOptions): BackupsClien
     },
     async putBackupSettings(body, opts) {
       const { data } = await http.put<BackupSettings>('/backup-settings', body, { signal: opts?.signal });
+      return data;
+    },
+    async restoreBackup(id, confirm, opts) {
+      const { data } = await http.post<Restore>(`/backups/${pathId(id)}/restore`, { confirm }, { signal: opts?.signal });
+      return data;
+    },
+    async verifyBackup(id, opts) {
+      const { data } = await http.post<Restore>(`/backups/${pathId(id)}/verify`, undefined, { signal: opts?.signal });
+      return data;
+    },
+    async listRestores(params = {}, opts) {
+      const query: Record<string, string | number> = {};
+      for (const [key, value] of Object.entries(params)) {
+        if (value !== undefined && value !== null && value !== '') query[key] = value;
+      }
+      const { data } = await http.get<RestorePage>('/restores', { params: query, signal: opts?.signal });
+      return data;
+    },
+    async getRestore(id, opts) {
+      const { data } = await http.get<Restore>(`/restores/${pathId(id)}`, { signal: opts?.signal });
+      return data;
+    },
+    async undoRestore(id, opts) {
+      const { data } = await http.post<Restore>(`/restores/${pathId(id)}/undo`, undefined, { signal: opts?.signal });
       return data;
     },
   };

@@ -8,13 +8,14 @@ import {
   type BackupsClient,
   type Download,
   type Me,
+  type Restore,
 } from '../services/backups';
 
 export const ADMIN: Me = {
   clinic: { schema: 'clinica_demo', name: 'Clínica Demo' },
   user: { id: 'u-ana', name: 'Ana García' },
   role: 'admin',
-  permissions: ['list_backups', 'create_backup', 'download_backup', 'delete_backup', 'manage_backup_settings'],
+  permissions: ['list_backups', 'create_backup', 'download_backup', 'delete_backup', 'manage_backup_settings', 'restore_backup'],
   locale: 'es-ES',
   time_zone: 'Europe/Madrid',
 };
@@ -53,6 +54,35 @@ export function backup(fields: Partial<Backup> = {}): Backup {
     error_code: null,
     note: null,
     keep: false,
+    ...fields,
+  };
+}
+
+export function restoreJob(fields: Partial<Restore> = {}): Restore {
+  return {
+    id: 'r0000000-0000-4000-8000-000000000001',
+    kind: 'restore',
+    status: 'pending',
+    step: 'queued',
+    backup_id: '00000000-0000-4000-8000-000000000001',
+    pre_restore_backup_id: null,
+    requested_by: 'u-ana',
+    requested_by_name: 'Ana García',
+    created_at: '2025-11-28T08:00:00Z',
+    started_at: null,
+    finished_at: null,
+    lock_seconds: null,
+    timings: {},
+    error_code: null,
+    error: null,
+    undo_until: null,
+    undo_available: false,
+    undo_status: null,
+    undone_at: null,
+    undo_error_code: null,
+    undo_error: null,
+    table_counts: null,
+    outcome: null,
     ...fields,
   };
 }
@@ -105,6 +135,11 @@ export type FakeClient = BackupsClient & {
   setBackupKeep: ReturnType<typeof vi.fn>;
   getBackupSettings: ReturnType<typeof vi.fn>;
   putBackupSettings: ReturnType<typeof vi.fn>;
+  restoreBackup: ReturnType<typeof vi.fn>;
+  verifyBackup: ReturnType<typeof vi.fn>;
+  listRestores: ReturnType<typeof vi.fn>;
+  getRestore: ReturnType<typeof vi.fn>;
+  undoRestore: ReturnType<typeof vi.fn>;
 };
 
 /** A client whose every method is a vi.fn with a sensible default answer. */
@@ -124,6 +159,11 @@ export function fakeClient(overrides: Partial<Record<keyof BackupsClient, unknow
     putBackupSettings: vi.fn(async (body: Partial<BackupSettings>) =>
       settings({ ...body, is_default: false, updated_by: 'u-ana', updated_at: '2025-11-28T07:00:00Z' }),
     ),
+    restoreBackup: vi.fn(async (id: string) => restoreJob({ backup_id: id })),
+    verifyBackup: vi.fn(async (id: string) => restoreJob({ backup_id: id, kind: 'verify' })),
+    listRestores: vi.fn(async () => ({ items: [], next_cursor: null })),
+    getRestore: vi.fn(async (id: string) => restoreJob({ id })),
+    undoRestore: vi.fn(async (id: string) => restoreJob({ id, status: 'completed', undo_status: 'pending', step: 'undo_queued' })),
     ...overrides,
   };
   return client as unknown as FakeClient;

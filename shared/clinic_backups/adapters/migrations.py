@@ -17,6 +17,7 @@ TABLES = {
     "meta": "backup_meta",
     "settings": "backup_settings",
     "slots": "backup_slots",
+    "restores": "backup_restores",
 }
 
 MIGRATIONS: list[tuple[int, list[str]]] = [
@@ -120,6 +121,75 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "ALTER TABLE {records} ADD COLUMN keep boolean NOT NULL DEFAULT false",
             # Retention and the last-good-backup metric read completed backups by time.
             "CREATE INDEX ON {records} (status, finished_at DESC)",
+        ],
+    ),
+    (
+        3,
+        [
+            # Restores and full verifications of the clinic's backups (issue 6). A restore's
+            # `old_schema` (the live schema it set aside, kept for undo) and an undo's
+            # `undo_schema` are stored here before their swap: the sweeper drops only names
+            # found here, never by pattern. No serial column: an owned table must have no
+            # sequence (a moved table's sequence would collide, BRIEF).
+            """
+            CREATE TABLE {restores} (
+                id uuid PRIMARY KEY,
+                kind text NOT NULL CHECK (kind IN ('restore', 'verify')),
+                status text NOT NULL
+                    CHECK (status IN ('pending', 'running', 'completed', 'failed', 'undone')),
+                step text,
+                backup_id uuid NOT NULL,
+                pre_restore_backup_id uuid,
+                old_schema text UNIQUE,
+                undo_schema text UNIQUE,
+                undo_until timestamptz,
+                requested_by text NOT NULL,
+                requested_by_name text,
+                request_id text,
+                created_at timestamptz NOT NULL,
+                started_at timestamptz,
+                finished_at timestamptz,
+                lock_seconds double precision,
+                error_code text,
+                error text,
+                details jsonb NOT NULL DEFAULT '{{}}',
+                undo_status text CHECK (undo_status IN ('pending', 'running', 'failed')),
+                undo_requested_by text,
+                undo_requested_at timestamptz,
+                undone_at timestamptz,
+                undo_error_code text,
+                undo_error text,
+                dropped_at timestamptz
+            )
+            """,
+            "CREATE INDEX ON {restores} (created_at DESC, id DESC)",
+            # What the light check (after every backup) and the full drill found.
+            """
+            ALTER TABLE {records}
+                ADD COLUMN table_counts jsonb,
+                ADD COLUMN checked_at timestamptz,
+                ADD COLUMN check_outcome text CHECK (check_outcome IN ('passed', 'failed')),
+                ADD COLUMN check_error text,
+                ADD COLUMN verified_at timestamptz,
+                ADD COLUMN verify_outcome text CHECK (verify_outcome IN ('passed', 'failed')),
+                ADD COLUMN verify_details jsonb
+            """,
+            # Whichever role migrates first creates the table; give it to the owner of the
+            # records, so every role that reads the records (retention's `backups_in_use`, the
+            # sweeper) reads it too. Skipped when the migrating role may not act as that owner.
+            """
+            DO $cb$
+            DECLARE
+                records_owner name;
+            BEGIN
+                SELECT pg_get_userbyid(c.relowner) INTO records_owner
+                FROM pg_class c WHERE c.oid = '{records}'::regclass;
+                IF pg_has_role(records_owner, 'USAGE') THEN
+                    EXECUTE format('ALTER TABLE {restores} OWNER TO %I', records_owner);
+                END IF;
+            END
+            $cb$
+            """,
         ],
     ),
 ]

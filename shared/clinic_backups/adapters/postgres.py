@@ -140,7 +140,23 @@ _RECORD_COLUMNS = (
     "error_code",
     "note",
     "keep",
+    "table_counts",
+    "checked_at",
+    "check_outcome",
+    "check_error",
+    "verified_at",
+    "verify_outcome",
+    "verify_details",
 )
+
+
+def _db_value(value: Any) -> Any:
+    """A record field as a query parameter (enums by value, JSON columns wrapped)."""
+    if isinstance(value, BackupStatus | Trigger):
+        return value.value
+    if isinstance(value, dict):
+        return psycopg2.extras.Json(value)
+    return value
 
 
 def _record(row: dict[str, Any]) -> BackupRecord:
@@ -216,7 +232,31 @@ class PostgresRecords:
                 raise OperationInProgress()
             columns = [c for c in _RECORD_COLUMNS]
             values = [getattr(record, c) for c in columns]
-            values = [v.value if isinstance(v, (BackupStatus, Trigger)) else v for v in values]
+            values = [_db_value(v) for v in values]
+            cur.execute(
+                sql.SQL("INSERT INTO {records} ({cols}) VALUES ({vals}) RETURNING *").format(
+                    cols=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+                    vals=sql.SQL(", ").join(sql.Placeholder() for _ in columns),
+                    **names,
+                ),
+                values,
+            )
+            return _record(cur.fetchone())
+
+    def create_pending_under_lock(
+        self, schema: str, record: BackupRecord, lock_ref: uuid.UUID
+    ) -> BackupRecord:
+        names = self._names(schema)
+        with self._db.transaction() as cur:
+            # The caller's lock row, held (and kept) while this record is inserted.
+            cur.execute(
+                sql.SQL("SELECT 1 FROM {lock} WHERE ref_id = %s FOR SHARE").format(**names),
+                (lock_ref,),
+            )
+            if cur.fetchone() is None:
+                raise OperationInProgress("The operation no longer holds the clinic's lock.")
+            columns = list(_RECORD_COLUMNS)
+            values = [_db_value(getattr(record, c)) for c in columns]
             cur.execute(
                 sql.SQL("INSERT INTO {records} ({cols}) VALUES ({vals}) RETURNING *").format(
                     cols=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
@@ -364,7 +404,7 @@ class PostgresRecords:
     def insert_from_manifest(self, schema: str, record: BackupRecord) -> bool:
         columns = list(_RECORD_COLUMNS)
         values = [getattr(record, c) for c in columns]
-        values = [v.value if isinstance(v, (BackupStatus, Trigger)) else v for v in values]
+        values = [_db_value(v) for v in values]
         with self._db.transaction() as cur:
             cur.execute(
                 sql.SQL(
@@ -468,10 +508,17 @@ class PostgresRecords:
             return _record(row) if row else None
 
     def backups_in_use(self, schema: str) -> set[uuid.UUID]:
-        # Nothing reads a backup yet. The restore issue adds `backup_restores` (restores and
-        # verifications in progress) and returns their backup ids here; retention already
-        # asks this one method, so nothing else changes then.
-        return set()
+        # Restores and verifications not yet finished read their backup (and a restore its
+        # pre-restore backup, the undo's way back).
+        with self._db.transaction() as cur:
+            cur.execute(
+                sql.SQL(
+                    "SELECT backup_id AS id FROM {restores} WHERE status IN ('pending', 'running') "
+                    "UNION SELECT pre_restore_backup_id FROM {restores} "
+                    "WHERE status IN ('pending', 'running') AND pre_restore_backup_id IS NOT NULL"
+                ).format(**self._names(schema))
+            )
+            return {r["id"] for r in cur.fetchall()}
 
     def fail_stale(self, schema: str, before: datetime, at: datetime) -> builtins.list[uuid.UUID]:
         names = self._names(schema)

@@ -1,8 +1,10 @@
 """Job dispatchers: SQS in AWS, an in-process queue for the local stack.
 
-Both deliver the same internal job message (`BackupJob.to_message()`); the local queue hands
-it to a consumer the local stack registers (the create_backup handler fed an SQS-shaped
-event), so the same worker code runs in both places.
+Both deliver the same internal job message (`job.to_message()`). On SQS, backup jobs go on the
+backup queue and every other kind (restore, verify, verify_light, undo) on the restore queue;
+the local queue hands every message to one consumer the local stack registers, which routes
+it by `kind` to the function the template feeds from that queue, so the same worker code runs
+in both places.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import QueueUnavailable
-from ..models import BackupJob
+from ..models import Job
 from ..observability import logger
 
 
 class SqsDispatcher:
-    def __init__(self, queue_url: str, client: Any = None):
+    def __init__(self, queue_url: str, client: Any = None, restore_queue_url: str | None = None):
         self._queue_url = queue_url
+        self._restore_queue_url = restore_queue_url
         self._client = client
 
     @property
@@ -31,13 +34,15 @@ class SqsDispatcher:
             self._client = boto3.client("sqs")
         return self._client
 
-    def enqueue(self, job: BackupJob) -> None:
+    def enqueue(self, job: Job) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
+        queue_url = self._queue_url if job.kind == "backup" else self._restore_queue_url
+        if not queue_url:
+            logger.warning("no queue for this job kind", extra={"job_kind": job.kind})
+            raise QueueUnavailable("The restore job queue is not configured.")
         try:
-            self.client.send_message(
-                QueueUrl=self._queue_url, MessageBody=json.dumps(job.to_message())
-            )
+            self.client.send_message(QueueUrl=queue_url, MessageBody=json.dumps(job.to_message()))
         except (BotoCoreError, ClientError) as error:
             logger.warning("could not enqueue job", extra={"queue_error": type(error).__name__})
             raise QueueUnavailable("The job queue is unavailable; try again later.") from None
@@ -111,5 +116,5 @@ class LocalDispatcher:
     def __init__(self, local_queue: LocalQueue | None = None):
         self._queue = local_queue or LocalQueue.shared()
 
-    def enqueue(self, job: BackupJob) -> None:
+    def enqueue(self, job: Job) -> None:
         self._queue.put(job.to_message())

@@ -1,0 +1,221 @@
+"""Section 7, restore: the ~300 MB clinic restored with the atomic swap vs the same archive's
+SQL loaded into an empty database.
+
+- **Baseline** (in this process): the stored object streamed from the local S3 server into
+  `pg_restore -f - --no-owner --no-privileges --no-statistics`, its SQL through
+  `grep -v '^SET transaction_timeout'` (the same filtering: what a clinic does by hand with a
+  downloaded file, docs/restore.md) into `psql -v ON_ERROR_STOP=1 --single-transaction`
+  connected to a new, empty database (created and dropped outside the timing).
+- **Candidate** (`bench.restore_child`, a fresh process): the restore worker's own code over
+  the live clinic — the pre-restore backup (reported separately), the pre-check (the swap's
+  schema-only dry run) and the atomic swap (sha256 on the way, owners and grants, the owned
+  tables moved back). Its kept schema and pre-restore backup are removed after each pair,
+  outside the timing.
+
+Alternating pairs (≥ 3; 1 with --smoke). The ratio is (pre-check + swap) / baseline, and the
+swap alone / baseline. Also: how long the clinic's tables were locked against writes, and the
+clinic size a restore fits in Lambda's 15 minutes.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from typing import Any
+
+import psycopg2
+import psycopg2.extensions
+from psycopg2 import sql
+
+from bench import common
+
+LAMBDA_SECONDS = 900
+HEADROOM = 0.7  # plan for 70% of the limit: a slower database or store must still fit
+BASELINE_DB = f"{common.BENCH_DB}_restore_baseline"
+
+
+def _dsn(url: str, dbname: str) -> str:
+    params = psycopg2.extensions.parse_dsn(url)
+    params["dbname"] = dbname
+    return str(psycopg2.extensions.make_dsn(**params))
+
+
+def _admin(env: Any) -> Any:
+    conn = psycopg2.connect(env.server_url)
+    conn.autocommit = True
+    return conn
+
+
+def _libpq_env(url: str) -> dict[str, str]:
+    from clinic_backups.adapters.pgdump import libpq_environment
+
+    return libpq_environment(url)
+
+
+def backup_key(env: Any, schema: str) -> tuple[str, str, int]:
+    """A fresh backup of the clinic into the local S3 server: (backup id, key, size)."""
+    result = common.run_child(
+        "bench.backup_child", {"schema": schema, "sink": "s3"}, env=env.settings_env("s3")
+    )
+    with psycopg2.connect(env.url) as conn, conn.cursor() as cur:
+        cur.execute(
+            sql.SQL("SELECT storage_key FROM {} WHERE id = %s").format(
+                sql.Identifier(schema, "backup_records")
+            ),
+            (result["backup_id"],),
+        )
+        key = cur.fetchone()[0]
+    conn.close()
+    return result["backup_id"], key, int(result["size_bytes"])
+
+
+def baseline(env: Any, key: str) -> float:
+    """The archive's SQL into an empty database, the plain way."""
+    admin = _admin(env)
+    with admin.cursor() as cur:
+        cur.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(BASELINE_DB))
+        )
+        cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(BASELINE_DB)))
+    body = env.s3.client().get_object(Bucket=env.bucket, Key=key)["Body"]
+    pg_env = _libpq_env(_dsn(env.server_url, BASELINE_DB))
+    started = time.perf_counter()
+    restore = subprocess.Popen(
+        [f"{env.pg_bin}/pg_restore", "-f", "-", "--no-owner", "--no-privileges", "--no-statistics"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=pg_env,
+    )
+    grep = subprocess.Popen(
+        ["grep", "-v", "^SET transaction_timeout"], stdin=restore.stdout, stdout=subprocess.PIPE
+    )
+    psql = subprocess.Popen(
+        [
+            f"{env.pg_bin}/psql",
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "--single-transaction",
+            "-o",
+            os.devnull,
+            "-f",
+            "-",
+        ],
+        stdin=grep.stdout,
+        env=pg_env,
+    )
+    assert restore.stdout is not None and grep.stdout is not None
+    restore.stdout.close()
+    grep.stdout.close()
+
+    def feed() -> None:
+        assert restore.stdin is not None
+        while chunk := body.read(1024 * 1024):
+            restore.stdin.write(chunk)
+        restore.stdin.close()
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    feeder.join()
+    codes = (restore.wait(), psql.wait())
+    grep.wait()
+    seconds = time.perf_counter() - started
+    if codes != (0, 0):
+        raise RuntimeError(f"the baseline load failed: pg_restore/psql exit codes {codes}")
+    with admin.cursor() as cur:
+        cur.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(BASELINE_DB))
+        )
+    admin.close()
+    return seconds
+
+
+def candidate(env: Any, schema: str, backup_id: str) -> dict[str, Any]:
+    result = common.run_child(
+        "bench.restore_child",
+        {"schema": schema, "backup_id": backup_id},
+        env={
+            **env.settings_env("s3"),
+            "RESTORE_TIMEOUT_SECONDS": "3600",
+            "DUMP_TIMEOUT_SECONDS": "3600",
+        },
+    )
+    # What the restore set aside is not part of the next pair (nor of the disk).
+    with psycopg2.connect(env.url) as conn, conn.cursor() as cur:
+        if result["old_schema"]:
+            cur.execute(
+                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+                    sql.Identifier(result["old_schema"])
+                )
+            )
+    conn.close()
+    if result["pre_restore_key"]:
+        key = result["pre_restore_key"]
+        env.s3.client().delete_objects(
+            Bucket=env.bucket, Delete={"Objects": [{"Key": key}, {"Key": key + ".manifest.json"}]}
+        )
+    return dict(result)
+
+
+def section_restore(env: Any, report: Any) -> None:
+    if env.smoke:
+        schema, patients = "bench_2mb", 600
+    else:
+        schema, patients = "bench_300mb", 90000
+    started = time.perf_counter()
+    data = common.ensure_clinic(env.url, schema, patients=patients, note_bytes=1000)
+    made = time.perf_counter() - started
+    backup_id, key, size = backup_key(env, schema)
+    with psycopg2.connect(env.url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT current_setting('server_version')")
+        server = cur.fetchone()[0]
+    conn.close()
+    pairs = 1 if env.smoke else max(3, env.pairs)
+
+    runs: list[dict[str, Any]] = []
+    base: list[float] = []
+    for index in range(pairs):
+        if index % 2 == 0:
+            base.append(baseline(env, key))
+            runs.append(candidate(env, schema, backup_id))
+        else:
+            runs.append(candidate(env, schema, backup_id))
+            base.append(baseline(env, key))
+    restore_s = [float(r["check_seconds"]) + float(r["restore_seconds"]) for r in runs]
+    swap_s = [float(r["restore_seconds"]) for r in runs]
+    pre_s = [float(r["pre_restore_backup_seconds"]) for r in runs]
+    lock_s = [float(r["lock_seconds"]) for r in runs]
+    ratio = common.Stats([c / b for c, b in zip(restore_s, base, strict=True)])
+    swap_ratio = common.Stats([c / b for c, b in zip(swap_s, base, strict=True)])
+    gb = data / 1e9
+    total = common.Stats([p + r for p, r in zip(pre_s, restore_s, strict=True)])
+    per_gb = total.median / gb if gb else float("nan")
+    ceiling = LAMBDA_SECONDS * HEADROOM / per_gb if per_gb else float("nan")
+    goal = "met" if ratio.median <= 1.15 else f"missed by {(ratio.median - 1.15) * 100:.1f} points"
+    lines = [
+        f"Clinic `{schema}`: {data / 1e6:.0f} MB of table data, archive {size / 1e6:.0f} MB "
+        f"(ready in {made:.1f} s); server PostgreSQL {server}, pg_restore/psql 18 (the layer). "
+        f"{pairs} alternating pairs.",
+        "",
+        "| | seconds |",
+        "|---|---|",
+        f"| baseline: `pg_restore -f -` → `psql --single-transaction`, empty database | {common.Stats(base).fmt()} |",
+        f"| restore: pre-check + atomic swap | {common.Stats(restore_s).fmt()} |",
+        f"| of which the swap | {common.Stats(swap_s).fmt()} |",
+        f"| ratio per pair (pre-check + swap) | {ratio.fmt('', 3)} |",
+        f"| ratio per pair (swap only) | {swap_ratio.fmt('', 3)} |",
+        f"| pre-restore backup (separately) | {common.Stats(pre_s).fmt()} |",
+        f"| clinic's tables locked against writes | {common.Stats(lock_s).fmt()} |",
+        f"| whole job (pre-restore backup + pre-check + swap) | {total.fmt()} |",
+        "",
+        f"Goal ratio ≤ 1.15: {goal}.",
+        "",
+        f"Lambda: the whole job takes {per_gb:.0f} s per GB of table data here, so a clinic of "
+        f"up to ~{ceiling:.1f} GB restores within {HEADROOM:.0%} of the 900 s limit; larger "
+        "clinics restore with the operator CLI (`python -m clinic_backups.cli restore`).",
+    ]
+    report.add("7. Restore: atomic swap vs plain SQL load", lines)
+    report.commands.append("python -m bench.run --only restore")

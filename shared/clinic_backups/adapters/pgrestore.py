@@ -1,0 +1,1259 @@
+"""pg_restore and psql for restores and verifications: what consumes the streaming read path.
+
+    archive (archive.open_archive: stored bytes → sha256 → [decrypt]) ─► pg_restore -f - ─►
+    SqlFilter (COPY-aware) ─► psql -X -v ON_ERROR_STOP=1 --single-transaction -f -
+
+Nothing touches disk. The archive is fed to pg_restore's stdin by a thread; pg_restore's SQL
+passes through `SqlFilter` (which drops `SET transaction_timeout` for servers older than 17 —
+pg_restore 18 writes it, older servers refuse it, BRIEF — drops the archive's own
+`CREATE SCHEMA`, counts each table's COPY rows, and for a drill drops foreign keys into
+other schemas) and is written to psql's stdin between statements of our own.
+
+**The swap** (one psql session, one transaction, `SchemaSwapper.swap`):
+
+    SET lock_timeout; LOCK every clinic table IN EXCLUSIVE MODE   -- writers wait, readers read
+    ALTER SCHEMA <clinic> RENAME TO <old>; CREATE SCHEMA <clinic> AUTHORIZATION <owner>
+    the old schema's default privileges, for the new one
+    SET ROLE <owner>; <the archive's SQL>; RESET ROLE
+    owners and grants of every object as they were on its namesake in <old>
+    ALTER TABLE <old>.<owned table> SET SCHEMA <clinic>     -- history and audit never roll back
+    the job's completion (status, lock release, audit)
+    COMMIT   -- written only after the archive's last byte matched its sha256 and pg_restore
+                exited 0; on any failure psql is killed and the server rolls everything back
+
+The old schema keeps its OID, owner, grants and default privileges, so an undo simply renames
+it back. `SchemaSwapper.check` runs the same script, schema only, in a transaction that is
+rolled back: PostgreSQL itself checks every extension, type, function and foreign-key target
+the archive needs in other schemas, and the restore role's rights, before anything changes.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+import psycopg2
+import psycopg2.extensions
+from psycopg2 import sql
+
+from ..errors import (
+    ArchiveInvalid,
+    BackupRunError,
+    ChecksumMismatch,
+    ClinicBusy,
+    MissingDependency,
+    RestoreFailed,
+    RestoreInterrupted,
+    VerificationFailed,
+    VerificationNotConfigured,
+)
+from ..names import OWNED_TABLES, is_valid_schema_name
+from ..observability import logger
+from ..ports import DrillResult, LiveSchema, SwapPlan, SwapResult, UndoPlan
+from .pgdump import READ_BUFFER, PgTools, _widen_pipe, libpq_environment, redact
+from .postgres import translate_connect_error
+
+STDERR_LINES_KEPT = 60
+SCHEMA_SQL_LIMIT = 64 * 1024 * 1024
+# psql prints these (\echo) as it reaches them: when the tables were locked, when the archive
+# was loaded, when the COMMIT is next.
+MARK_LOCKED = "cb:locked"
+MARK_LOADED = "cb:loaded"
+MARK_COMMIT = "cb:commit"
+APPLICATION_NAME = "clinic-backups-restore"
+
+
+# --- SQL text ----------------------------------------------------------------------------------
+
+
+def ident(name: str) -> str:
+    """A quoted identifier. Only clinic and kept-schema names (checked) and role names from
+    the catalog reach here."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(text: str) -> str:
+    """A string literal (standard_conforming_strings is on in every session we open)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _checked(*names: str) -> None:
+    for name in names:
+        if not is_valid_schema_name(name):
+            raise ValueError("not a valid schema name")
+
+
+def _owned_array() -> str:
+    return "ARRAY[" + ", ".join(literal(t) for t in OWNED_TABLES) + "]::text[]"
+
+
+def lock_tables_sql(schema: str) -> str:
+    """Lock every table of the clinic (not the service's own) against writes: EXCLUSIVE mode
+    lets plain reads go on and makes every INSERT/UPDATE/DELETE wait until the COMMIT."""
+    return f"""DO $cb$
+DECLARE
+    t regclass;
+BEGIN
+    FOR t IN
+        SELECT c.oid::regclass FROM pg_catalog.pg_class c
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = {literal(schema)} AND c.relkind IN ('r', 'p')
+          AND NOT c.relispartition AND c.relname <> ALL ({_owned_array()})
+        ORDER BY c.relname
+    LOOP
+        EXECUTE pg_catalog.format('LOCK TABLE %s IN EXCLUSIVE MODE', t);
+    END LOOP;
+END
+$cb$;
+"""
+
+
+def move_owned_tables_sql(source: str, target: str) -> str:
+    """The tables the service owns (records, audit, settings, slots, restores…) back into the
+    live schema. They have no sequences, so nothing of theirs stays behind or collides."""
+    return f"""DO $cb$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY {_owned_array()} LOOP
+        IF pg_catalog.to_regclass(pg_catalog.format('%I.%I', {literal(source)}, t)) IS NOT NULL THEN
+            EXECUTE pg_catalog.format('ALTER TABLE %I.%I SET SCHEMA %I', {literal(source)}, t, {literal(target)});
+        END IF;
+    END LOOP;
+END
+$cb$;
+"""
+
+
+def default_privileges_sql(old: str, new: str) -> str:
+    """The old schema's default privileges (`ALTER DEFAULT PRIVILEGES … IN SCHEMA`), again for
+    the new one, before the archive creates anything: a table the live schema did not have
+    gets what the app's tables get (e.g. SELECT for the backup role)."""
+    return f"""DO $cb$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN
+        SELECT pg_catalog.pg_get_userbyid(d.defaclrole) AS role, d.defaclobjtype AS kind,
+               a.privilege_type, a.grantee, a.is_grantable
+        FROM pg_catalog.pg_default_acl d
+        CROSS JOIN LATERAL pg_catalog.aclexplode(d.defaclacl) a
+        WHERE d.defaclnamespace = (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = {literal(old)})
+          AND d.defaclobjtype IN ('r', 'S', 'f', 'T')
+    LOOP
+        EXECUTE pg_catalog.format(
+            'ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA %I GRANT %s ON %s TO %s%s',
+            r.role, {literal(new)}, r.privilege_type,
+            CASE r.kind WHEN 'r' THEN 'TABLES' WHEN 'S' THEN 'SEQUENCES'
+                        WHEN 'f' THEN 'FUNCTIONS' ELSE 'TYPES' END,
+            CASE WHEN r.grantee = 0 THEN 'PUBLIC'
+                 ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(r.grantee)) END,
+            CASE WHEN r.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+    END LOOP;
+END
+$cb$;
+"""
+
+
+def owners_and_grants_sql(old: str, new: str) -> str:
+    """Every object of the new schema that has a namesake in the old one gets its owner and
+    exactly its grants: the schema itself, tables, views, materialized views, sequences,
+    foreign tables, functions, procedures and types. (The archive was made with
+    --no-owner --no-privileges, and loaded as the schema's owner.) Sequences owned by a
+    column follow their table's owner. Objects the live schema did not have keep the schema
+    owner and the default privileges."""
+    o, n = literal(old), literal(new)
+    return f"""DO $cb$
+DECLARE
+    old_ns oid := (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = {o});
+    new_ns oid := (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = {n});
+    r record;
+    g record;
+    cur_owner oid;
+    cur_acl aclitem[];
+BEGIN
+    FOR r IN
+        SELECT 0 AS ord, 'SCHEMA' AS alter_kw, 'SCHEMA' AS grant_kw, 'namespace' AS cat,
+               'nsp' AS col, nn.oid AS new_oid, pg_catalog.quote_ident(nn.nspname) AS obj,
+               'n'::"char" AS defkind, os.nspacl AS old_acl, os.nspowner AS old_owner,
+               false AS linked
+        FROM pg_catalog.pg_namespace os, pg_catalog.pg_namespace nn
+        WHERE os.oid = old_ns AND nn.oid = new_ns
+        UNION ALL
+        SELECT CASE WHEN nc.relkind = 'S' THEN 2 ELSE 1 END,
+               CASE nc.relkind WHEN 'S' THEN 'SEQUENCE' WHEN 'v' THEN 'VIEW'
+                    WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'f' THEN 'FOREIGN TABLE'
+                    ELSE 'TABLE' END,
+               CASE WHEN nc.relkind = 'S' THEN 'SEQUENCE' ELSE 'TABLE' END,
+               'class', 'rel', nc.oid,
+               pg_catalog.format('%I.%I', {n}, nc.relname),
+               (CASE WHEN nc.relkind = 'S' THEN 's' ELSE 'r' END)::"char",
+               oc.relacl, oc.relowner,
+               EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                       WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = nc.oid
+                         AND d.refclassid = 'pg_catalog.pg_class'::regclass
+                         AND d.deptype IN ('a', 'i'))
+        FROM pg_catalog.pg_class nc
+        JOIN pg_catalog.pg_class oc ON oc.relname = nc.relname AND oc.relkind = nc.relkind
+        WHERE nc.relnamespace = new_ns AND oc.relnamespace = old_ns
+          AND nc.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+        UNION ALL
+        SELECT 3, CASE np.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END,
+               CASE np.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END,
+               'proc', 'pro', np.oid,
+               pg_catalog.format('%I.%I(%s)', {n}, np.proname,
+                                 pg_catalog.pg_get_function_identity_arguments(np.oid)),
+               'f'::"char", op.proacl, op.proowner, false
+        FROM pg_catalog.pg_proc np
+        JOIN pg_catalog.pg_proc op ON op.proname = np.proname
+         AND pg_catalog.replace(pg_catalog.pg_get_function_identity_arguments(op.oid),
+                                pg_catalog.quote_ident({o}) || '.',
+                                pg_catalog.quote_ident({n}) || '.')
+             = pg_catalog.pg_get_function_identity_arguments(np.oid)
+        WHERE np.pronamespace = new_ns AND op.pronamespace = old_ns
+          AND np.prokind IN ('f', 'p') AND op.prokind = np.prokind
+        UNION ALL
+        SELECT 4, CASE nt.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END,
+               CASE nt.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END,
+               'type', 'typ', nt.oid, pg_catalog.format('%I.%I', {n}, nt.typname),
+               'T'::"char", ot.typacl, ot.typowner, false
+        FROM pg_catalog.pg_type nt
+        JOIN pg_catalog.pg_type ot ON ot.typname = nt.typname
+        WHERE nt.typnamespace = new_ns AND ot.typnamespace = old_ns
+          AND nt.typtype IN ('b', 'c', 'd', 'e', 'r') AND nt.typcategory <> 'A'
+          AND (nt.typrelid = 0
+               OR (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = nt.typrelid) = 'c')
+        ORDER BY 1
+    LOOP
+        EXECUTE pg_catalog.format('SELECT %sowner, %sacl FROM pg_catalog.pg_%s WHERE oid = $1',
+                                  r.col, r.col, r.cat)
+            INTO cur_owner, cur_acl USING r.new_oid;
+        IF r.alter_kw <> 'SCHEMA' AND NOT r.linked AND cur_owner <> r.old_owner THEN
+            EXECUTE pg_catalog.format('ALTER %s %s OWNER TO %I', r.alter_kw, r.obj,
+                                      pg_catalog.pg_get_userbyid(r.old_owner));
+            EXECUTE pg_catalog.format('SELECT %sowner, %sacl FROM pg_catalog.pg_%s WHERE oid = $1',
+                                      r.col, r.col, r.cat)
+                INTO cur_owner, cur_acl USING r.new_oid;
+        END IF;
+        IF cur_acl IS DISTINCT FROM r.old_acl THEN
+            FOR g IN
+                SELECT DISTINCT a.grantee FROM pg_catalog.aclexplode(
+                    coalesce(cur_acl, pg_catalog.acldefault(r.defkind, cur_owner))) a
+            LOOP
+                EXECUTE pg_catalog.format('REVOKE ALL ON %s %s FROM %s', r.grant_kw, r.obj,
+                    CASE WHEN g.grantee = 0 THEN 'PUBLIC'
+                         ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(g.grantee)) END);
+            END LOOP;
+            FOR g IN
+                SELECT * FROM pg_catalog.aclexplode(
+                    coalesce(r.old_acl, pg_catalog.acldefault(r.defkind, r.old_owner)))
+            LOOP
+                EXECUTE pg_catalog.format('GRANT %s ON %s %s TO %s%s', g.privilege_type,
+                    r.grant_kw, r.obj,
+                    CASE WHEN g.grantee = 0 THEN 'PUBLIC'
+                         ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(g.grantee)) END,
+                    CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+            END LOOP;
+        END IF;
+    END LOOP;
+END
+$cb$;
+"""
+
+
+def swap_prefix(plan: SwapPlan, lock_timeout: str, *, dry_run: bool = False) -> str:
+    """Everything before the archive's SQL. A dry run locks nothing (it only renames inside
+    a transaction that is rolled back) and opens its own transaction."""
+    _checked(plan.schema, plan.old_schema)
+    parts = ["BEGIN;\n"] if dry_run else []
+    parts.append(f"SET lock_timeout = {literal(lock_timeout)};\n")
+    if not dry_run:
+        parts += [lock_tables_sql(plan.schema), f"\\echo {MARK_LOCKED}\n"]
+    parts += [
+        f"ALTER SCHEMA {ident(plan.schema)} RENAME TO {ident(plan.old_schema)};\n",
+        f"CREATE SCHEMA {ident(plan.schema)} AUTHORIZATION {ident(plan.owner)};\n",
+        default_privileges_sql(plan.old_schema, plan.schema),
+        # Everything the archive creates is the schema owner's, as before.
+        f"SET ROLE {ident(plan.owner)};\n",
+    ]
+    return "".join(parts)
+
+
+def swap_suffix(plan: SwapPlan, lock_timeout: str, *, dry_run: bool = False) -> str:
+    """Everything after the archive's SQL (pg_restore's output ends with `\\unrestrict`, so
+    psql takes our meta-commands again)."""
+    _checked(plan.schema, plan.old_schema)
+    parts = [
+        f"\\echo {MARK_LOADED}\n",
+        "RESET ROLE;\n",
+        # The archive set lock_timeout = 0: the owned tables' move waits at most this long.
+        f"SET lock_timeout = {literal(lock_timeout)};\n",
+        owners_and_grants_sql(plan.old_schema, plan.schema),
+        move_owned_tables_sql(plan.old_schema, plan.schema),
+    ]
+    if dry_run:
+        parts.append("ROLLBACK;\n")
+    else:
+        parts += [plan.completion_sql.rstrip() + "\n", f"\\echo {MARK_COMMIT}\n"]
+    return "".join(parts)
+
+
+def undo_script(plan: UndoPlan, lock_timeout: str) -> str:
+    """Swap back: the restored schema is set aside as `undo_schema` and the kept one (with its
+    original OID, owner, grants and default privileges) is live again, history moved back."""
+    _checked(plan.schema, plan.old_schema, plan.undo_schema)
+    return "".join(
+        [
+            f"SET lock_timeout = {literal(lock_timeout)};\n",
+            lock_tables_sql(plan.schema),
+            f"\\echo {MARK_LOCKED}\n",
+            f"ALTER SCHEMA {ident(plan.schema)} RENAME TO {ident(plan.undo_schema)};\n",
+            f"ALTER SCHEMA {ident(plan.old_schema)} RENAME TO {ident(plan.schema)};\n",
+            move_owned_tables_sql(plan.undo_schema, plan.schema),
+            plan.completion_sql.rstrip() + "\n",
+            f"\\echo {MARK_COMMIT}\n",
+        ]
+    )
+
+
+# --- the COPY-aware filter ------------------------------------------------------------------------
+
+_COPY_LINE = re.compile(
+    rb'^COPY (?:"(?:[^"]|"")+"|[^ ."(]+)\.("(?:[^"]|"")+"|[^ ("]+) .*FROM stdin;\n$'
+)
+_REFERENCES = re.compile(rb'REFERENCES ("(?:[^"]|"")+"|[^ ."(]+)\.')
+_COLUMN_OPTIONS = re.compile(rb"^ALTER TABLE ONLY \S+ ALTER COLUMN .+ SET \(.*\);\n$")
+
+
+def _unquote(name: bytes) -> str:
+    text = name.decode("utf-8", "replace")
+    if text.startswith('"') and text.endswith('"'):
+        return text[1:-1].replace('""', '"')
+    return text
+
+
+class SqlFilter:
+    """pg_restore's SQL on its way to psql, line by line outside COPY data and in bulk inside
+    it (a COPY block ends at a line `\\.`; its rows are one line each, newlines escaped), so a
+    row that happens to read like a statement is never touched.
+
+    - `drop_transaction_timeout`: drop `SET transaction_timeout …` (servers older than 17);
+    - `drop_create_schema`: drop the archive's `CREATE SCHEMA <clinic>;` (the swap creates it
+      with the owner's authorization);
+    - `drop_foreign_fks`: drop foreign keys to tables of other schemas (a drill in a scratch
+      database has no `public` users table); they are listed in `skipped_foreign_keys`;
+    - `drop_column_options`: drop per-column options (`ALTER TABLE ONLY … ALTER COLUMN … SET
+      (…)`, planner hints such as n_distinct): another server may not know an option the
+      source server set (the PostgreSQL 15 here stamps every column with `pg_attver`, which
+      PostgreSQL 18 refuses); they change no data, and a drill checks data;
+    - `counts`: rows of each table's COPY data.
+    """
+
+    def __init__(
+        self,
+        sink: Callable[[bytes], None] | None,
+        schema: str,
+        *,
+        drop_transaction_timeout: bool = False,
+        drop_create_schema: bool = False,
+        drop_foreign_fks: bool = False,
+        drop_column_options: bool = False,
+    ):
+        self._sink = sink
+        self._drop_options = drop_column_options
+        self.skipped_column_options = 0
+        self._schema = schema
+        self._drop_tt = drop_transaction_timeout
+        self._create_schema = (
+            {f"CREATE SCHEMA {schema};\n".encode(), f"CREATE SCHEMA {ident(schema)};\n".encode()}
+            if drop_create_schema
+            else set()
+        )
+        self._drop_fks = drop_foreign_fks
+        self._buf = bytearray()  # an unfinished line (cut by a read)
+        self._table: str | None = None  # in COPY data of this table
+        self._statement: list[bytes] | None = None
+        self.counts: dict[str, int] = {}
+        self.skipped_foreign_keys: list[str] = []
+        self.dropped_create_schema = False
+        self.bytes_in = 0
+
+    def feed(self, chunk: bytes) -> None:
+        """Filter one read of pg_restore's output. COPY data is passed on as views of `chunk`
+        (no copy: it is most of the bytes); only a line cut by the read is kept for the next."""
+        self.bytes_in += len(chunk)
+        out: list[bytes | memoryview] = []
+        start = 0
+        if self._buf:
+            newline = chunk.find(b"\n")
+            if newline < 0:
+                self._buf += chunk
+                return
+            head = bytes(self._buf) + chunk[: newline + 1]
+            self._buf.clear()
+            self._process(head, 0, out)
+            start = newline + 1
+        pos = self._process(chunk, start, out)
+        if pos < len(chunk):
+            self._buf += chunk[pos:]
+        self._emit(out)
+
+    def close(self) -> None:
+        out: list[bytes | memoryview] = []
+        if self._buf:
+            rest = bytes(self._buf) + (b"" if self._buf.endswith(b"\n") else b"\n")
+            self._buf.clear()
+            self._process(rest, 0, out)
+        if self._table is not None or self._statement is not None:
+            raise ArchiveInvalid("the archive's SQL ended in the middle of a statement")
+        self._emit(out)
+
+    def _emit(self, out: list[bytes | memoryview]) -> None:
+        if self._sink is not None:
+            for piece in out:
+                self._sink(piece)  # type: ignore[arg-type]
+
+    def _process(self, data: bytes, pos: int, out: list[bytes | memoryview]) -> int:
+        """Consume whole lines of `data` from `pos`; return where the unfinished one starts."""
+        size = len(data)
+        while pos < size:
+            if self._table is not None:
+                pos, done = self._copy_data(data, pos, out)
+                if not done:
+                    break
+                continue
+            end = data.find(b"\n", pos)
+            if end < 0:
+                break
+            self._line(data[pos : end + 1], out)  # type: ignore[arg-type]
+            pos = end + 1
+        return pos
+
+    def _copy_data(self, data: bytes, pos: int, out: list[bytes | memoryview]) -> tuple[int, bool]:
+        assert self._table is not None
+        if data.startswith(b"\\.\n", pos):
+            term = pos
+        else:
+            found = data.find(b"\n\\.\n", pos)
+            term = found + 1 if found >= 0 else -1
+        if term >= 0:
+            self.counts[self._table] += data.count(b"\n", pos, term)
+            out.append(memoryview(data)[pos : term + 3])
+            self._table = None
+            return term + 3, True
+        last = data.rfind(b"\n", pos)
+        if last < 0:
+            return pos, False
+        # Whole rows only: a terminator split across reads is found at the next line start.
+        self.counts[self._table] += data.count(b"\n", pos, last + 1)
+        out.append(memoryview(data)[pos : last + 1])
+        return last + 1, False
+
+    def _line(self, line: bytes, out: list[bytes | memoryview]) -> None:
+        if self._statement is not None:
+            self._statement.append(line)
+            if line.rstrip().endswith(b";"):
+                statement, self._statement = b"".join(self._statement), None
+                self._emit_statement(statement, out)
+            return
+        if self._drop_fks and line.startswith(b"ALTER TABLE ") and not line.rstrip().endswith(b";"):
+            self._statement = [line]
+            return
+        if line.startswith(b"COPY "):
+            match = _COPY_LINE.match(line)
+            if match:
+                self._table = _unquote(match.group(1))
+                self.counts.setdefault(self._table, 0)
+            out.append(line)
+            return
+        if self._drop_tt and line.startswith(b"SET transaction_timeout"):
+            return
+        if self._drop_options and _COLUMN_OPTIONS.match(line):
+            self.skipped_column_options += 1
+            return
+        if line in self._create_schema and not self.dropped_create_schema:
+            self.dropped_create_schema = True
+            return
+        out.append(line)
+
+    def _emit_statement(self, statement: bytes, out: list[bytes | memoryview]) -> None:
+        if b" FOREIGN KEY " in statement:
+            target = _REFERENCES.search(statement)
+            if target and _unquote(target.group(1)) != self._schema:
+                name = re.search(rb"ADD CONSTRAINT (\S+)", statement)
+                self.skipped_foreign_keys.append(_unquote(name.group(1)) if name else "foreign key")
+                return
+        out.append(statement)
+
+
+# --- processes --------------------------------------------------------------------------------
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+class _Stderr:
+    def __init__(self, stream: Any):
+        self.lines: collections.deque[str] = collections.deque(maxlen=STDERR_LINES_KEPT)
+        self._thread = threading.Thread(target=self._drain, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _drain(self, stream: Any) -> None:
+        for raw in stream:
+            self.lines.append(raw.decode("utf-8", "replace").rstrip())
+
+    def join(self) -> list[str]:
+        self._thread.join(timeout=5)
+        return list(self.lines)
+
+
+class PsqlSession:
+    """psql reading a script from its stdin; `\\echo` markers are timed as they arrive."""
+
+    def __init__(self, psql: str, env: dict[str, str], *, single_transaction: bool):
+        argv = [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-o", os.devnull]
+        if single_transaction:
+            argv.append("--single-transaction")
+        argv += ["-f", "-"]
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            start_new_session=True,
+        )
+        _widen_pipe(self.proc.stdin)
+        self.markers: dict[str, float] = {}
+        self.stderr = _Stderr(self.proc.stderr)
+        self._stdout = threading.Thread(target=self._read_markers, daemon=True)
+        self._stdout.start()
+        self.exited_at: float | None = None
+
+    def _read_markers(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            text = raw.decode("utf-8", "replace").strip()
+            if text.startswith("cb:"):
+                self.markers[text] = time.monotonic()
+
+    def send(self, data: bytes | memoryview | str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(data.encode() if isinstance(data, str) else data)
+
+    def finish(self, timeout: float) -> int:
+        """Close stdin (the end of the script: psql COMMITs a single transaction) and wait."""
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        return self.wait(timeout)
+
+    def wait(self, timeout: float) -> int:
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            rc = self.proc.wait()
+        if self.exited_at is None:
+            self.exited_at = time.monotonic()
+        self._stdout.join(timeout=5)
+        return rc
+
+    def kill(self) -> None:
+        _kill_group(self.proc)
+
+    def close(self) -> None:
+        self.kill()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                try:
+                    pipe.close()
+                except OSError:
+                    pass
+
+
+class _Feeder(threading.Thread):
+    """The archive into pg_restore's stdin. With `drain`, the archive is read to its end even
+    after pg_restore stopped reading, so its sha256 is checked on every byte."""
+
+    def __init__(self, archive: BinaryIO, proc: subprocess.Popen[bytes], drain: bool):
+        super().__init__(daemon=True, name="archive-feeder")
+        self._archive = archive
+        self._proc = proc
+        self._drain = drain
+        self.error: BaseException | None = None
+        self.bytes = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        stdin = self._proc.stdin
+        assert stdin is not None
+        open_pipe = True
+        try:
+            while not self.stop.is_set():
+                chunk = self._archive.read(READ_BUFFER)
+                if not chunk:
+                    break
+                self.bytes += len(chunk)
+                if open_pipe:
+                    try:
+                        stdin.write(chunk)
+                    except (BrokenPipeError, ValueError, OSError):
+                        open_pipe = False  # pg_restore has all it wanted
+                        if not self._drain:
+                            break
+        except BaseException as error:
+            self.error = error
+            _kill_group(self._proc)  # its output must not look complete
+        finally:
+            try:
+                stdin.close()
+            except (BrokenPipeError, OSError):
+                pass
+
+
+@dataclass
+class _Run:
+    """One pipeline run's processes, for clean-up and error reports."""
+
+    psql: PsqlSession | None = None
+    restore: subprocess.Popen[bytes] | None = None
+    restore_err: _Stderr | None = None
+    feeder: _Feeder | None = None
+    timed_out: threading.Event = field(default_factory=threading.Event)
+
+    def expire(self) -> None:
+        """The time limit: everything stops, nothing commits."""
+        self.timed_out.set()
+        self.kill()
+
+    def kill(self) -> None:
+        if self.feeder is not None:
+            self.feeder.stop.set()
+        if self.restore is not None:
+            _kill_group(self.restore)
+        if self.psql is not None:
+            self.psql.kill()
+
+    def close(self) -> None:
+        self.kill()
+        if self.restore is not None:
+            try:
+                self.restore.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+            for pipe in (self.restore.stdin, self.restore.stdout, self.restore.stderr):
+                if pipe is not None:
+                    try:
+                        pipe.close()
+                    except OSError:
+                        pass
+        if self.psql is not None:
+            self.psql.close()
+        if self.feeder is not None:
+            self.feeder.join(timeout=10)
+
+
+def _start_pg_restore(
+    tools: PgTools, extra: list[str], env: dict[str, str], run: _Run, archive: BinaryIO, drain: bool
+) -> subprocess.Popen[bytes]:
+    argv = [
+        tools.path("pg_restore"),
+        "--file=-",
+        "--no-owner",
+        "--no-privileges",
+        "--no-statistics",
+        *extra,
+    ]
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        start_new_session=True,
+    )
+    _widen_pipe(proc.stdin)
+    _widen_pipe(proc.stdout)
+    run.restore = proc
+    run.restore_err = _Stderr(proc.stderr)
+    run.feeder = _Feeder(archive, proc, drain)
+    run.feeder.start()
+    return proc
+
+
+def _pump(proc: subprocess.Popen[bytes], sql_filter: SqlFilter) -> None:
+    stdout = proc.stdout
+    assert stdout is not None
+    while chunk := stdout.read1(READ_BUFFER):  # type: ignore[attr-defined]
+        sql_filter.feed(chunk)
+
+
+def _first_error(lines: list[str]) -> str:
+    for line in lines:
+        match = re.search(r"(?:ERROR|FATAL|error):\s*(.*)", line)
+        if match:
+            return redact(match.group(1).strip())[:300]
+    return redact(lines[-1])[:300] if lines else "no message"
+
+
+_MISSING = re.compile(
+    r"(?:type|function|relation|schema|extension|operator class|operator|collation|"
+    r'text search configuration|sequence) "?([^"]+?)"?(?:\(.*\))? does not exist'
+)
+
+
+def classify_psql_error(rc: int, lines: list[str], *, check: bool) -> BackupRunError:
+    """psql's exit and stderr as a clear, documented failure (no data values: only the ERROR
+    line, never DETAIL, which can quote rows)."""
+    text = "\n".join(lines)
+    message = _first_error(lines)
+    prefix = "pre-check: " if check else ""
+    if (
+        rc < 0
+        or rc == 2
+        or any(
+            s in text
+            for s in (
+                "server closed the connection",
+                "terminating connection",
+                "connection to server",
+                "could not send data to server",
+                "could not receive data from server",
+            )
+        )
+    ):
+        return RestoreInterrupted(
+            f"{prefix}the restore session stopped or lost its connection before the COMMIT "
+            f"({message if rc >= 0 else 'killed'}); nothing changed"
+        )
+    if "lock timeout" in text:
+        return ClinicBusy(
+            "the clinic's tables could not be locked in time: another session holds them (a "
+            "long transaction or a migration); nothing changed, try again later"
+        )
+    missing = _MISSING.search(text)
+    if missing and ("does not exist" in message):
+        return MissingDependency(
+            f"{prefix}the backup needs {missing.group(0).replace(' does not exist', '')}, which "
+            "does not exist in the database (was an extension, a type or a shared table "
+            "removed?); nothing changed"
+        )
+    if "violates foreign key constraint" in message:
+        return RestoreFailed(
+            f"{prefix}{message}: a row of the backup refers to a row that no longer exists "
+            "(for example a user in a shared table); nothing changed"
+        )
+    if "permission denied" in text or "must be owner" in text or "must be member" in text:
+        return RestoreFailed(
+            f"{prefix}the restore role lacks a privilege ({message}); see docs/security.md; "
+            "nothing changed"
+        )
+    return RestoreFailed(f"{prefix}{message}; nothing changed")
+
+
+# --- the clinic database ------------------------------------------------------------------------
+
+
+@dataclass
+class SchemaSwapper:
+    """The `Restorer` port: the clinic database, as the restore role."""
+
+    database_url: str
+    tools: PgTools | None = None
+    timeout_seconds: float = 840
+    lock_timeout: str = "30s"
+    connect_timeout: int = 10
+
+    def _env(self) -> dict[str, str]:
+        env = libpq_environment(self.database_url)
+        env["PGAPPNAME"] = APPLICATION_NAME
+        return env
+
+    def _connect(self) -> Any:
+        try:
+            return psycopg2.connect(
+                self.database_url,
+                connect_timeout=self.connect_timeout,
+                application_name=APPLICATION_NAME,
+            )
+        except psycopg2.Error as error:
+            raise translate_connect_error(error) from None
+
+    def _tools(self) -> PgTools:
+        assert self.tools is not None, "this function has no pg_restore/psql"
+        return self.tools
+
+    def inspect(self, schema: str) -> LiveSchema:
+        conn = self._connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT current_setting('server_version_num')::int, "
+                    "pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = %s",
+                    (schema,),
+                )
+                row = cur.fetchone()
+        finally:
+            conn.close()
+        if row is None:
+            raise RestoreFailed("the clinic's schema does not exist in the database")
+        return LiveSchema(server_version_num=int(row[0]), owner=str(row[1]))
+
+    def schema_exists(self, name: str) -> bool:
+        conn = self._connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (name,))
+                return cur.fetchone() is not None
+        finally:
+            conn.close()
+
+    def _pipeline(
+        self,
+        archive: BinaryIO,
+        *,
+        schema: str,
+        prefix: str,
+        suffix: Callable[[], str],
+        pg_restore_args: list[str],
+        sql_filter: Callable[[Callable[[bytes], None]], SqlFilter],
+        single_transaction: bool,
+        drain: bool,
+        verified: Callable[[], bool] | None,
+        check: bool,
+        env: dict[str, str] | None = None,
+    ) -> tuple[SqlFilter, PsqlSession, int]:
+        tools = self._tools()
+        run = _Run()
+        env = env or self._env()
+        timer = threading.Timer(self.timeout_seconds, run.expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            psql = run.psql = PsqlSession(
+                tools.path("psql"), env, single_transaction=single_transaction
+            )
+            filt = sql_filter(psql.send)
+            try:
+                psql.send(prefix)
+                proc = _start_pg_restore(tools, pg_restore_args, env, run, archive, drain)
+                _pump(proc, filt)
+                restore_rc = proc.wait()
+                assert run.feeder is not None
+                run.feeder.join()
+                if run.timed_out.is_set():
+                    raise RestoreInterrupted(
+                        "the restore did not finish within RESTORE_TIMEOUT_SECONDS; nothing "
+                        "changed (use the operator CLI for clinics this large)"
+                    )
+                if run.feeder.error is not None:
+                    raise run.feeder.error
+                if restore_rc != 0:
+                    assert run.restore_err is not None
+                    lines = run.restore_err.join()
+                    raise ArchiveInvalid(
+                        f"pg_restore could not read the backup (exit code {restore_rc}): "
+                        f"{_first_error(lines)}"
+                    )
+                filt.close()
+                if verified is not None and not verified():
+                    raise ChecksumMismatch(
+                        "the stored file does not match the backup's sha256; nothing changed"
+                    )
+                psql.send(suffix())
+            except (BrokenPipeError, ValueError, OSError) as error:
+                if not isinstance(error, BrokenPipeError) and psql.proc.poll() is None:
+                    raise
+                # psql stopped reading: it hit an error (or was killed). Its report says which.
+                if run.restore is not None:
+                    _kill_group(run.restore)
+                rc = psql.wait(timeout=30)
+                if run.timed_out.is_set():
+                    raise RestoreInterrupted(
+                        "the restore did not finish within RESTORE_TIMEOUT_SECONDS; nothing changed"
+                    ) from None
+                raise classify_psql_error(rc, psql.stderr.join(), check=check) from None
+            rc = psql.finish(timeout=max(1.0, self.timeout_seconds))
+            if run.timed_out.is_set():
+                raise RestoreInterrupted(
+                    "the restore did not finish within RESTORE_TIMEOUT_SECONDS; nothing changed"
+                )
+            if rc != 0:
+                raise classify_psql_error(rc, psql.stderr.join(), check=check)
+            return filt, psql, rc
+        except BaseException:
+            run.kill()
+            raise
+        finally:
+            timer.cancel()
+            run.close()
+
+    def check(self, archive: BinaryIO, plan: SwapPlan) -> None:
+        started = time.monotonic()
+        self._pipeline(
+            archive,
+            schema=plan.schema,
+            prefix=swap_prefix(plan, self.lock_timeout, dry_run=True),
+            suffix=lambda: swap_suffix(plan, self.lock_timeout, dry_run=True),
+            pg_restore_args=["--schema-only"],
+            sql_filter=lambda sink: SqlFilter(
+                sink,
+                plan.schema,
+                drop_transaction_timeout=plan.server_major < 17,
+                drop_create_schema=True,
+            ),
+            single_transaction=False,
+            drain=False,
+            verified=None,
+            check=True,
+        )
+        logger.info(
+            "restore pre-check passed",
+            extra={"clinic": plan.schema, "seconds": round(time.monotonic() - started, 3)},
+        )
+
+    def swap(self, archive: BinaryIO, plan: SwapPlan, verified: Callable[[], bool]) -> SwapResult:
+        started = time.monotonic()
+        filt, psql, _ = self._pipeline(
+            archive,
+            schema=plan.schema,
+            prefix=swap_prefix(plan, self.lock_timeout),
+            suffix=lambda: swap_suffix(plan, self.lock_timeout),
+            pg_restore_args=[],
+            sql_filter=lambda sink: SqlFilter(
+                sink,
+                plan.schema,
+                drop_transaction_timeout=plan.server_major < 17,
+                drop_create_schema=True,
+            ),
+            single_transaction=True,
+            drain=True,
+            verified=verified,
+            check=False,
+        )
+        if not filt.dropped_create_schema:
+            # Cannot happen after a COMMIT (CREATE SCHEMA would have failed); kept as a guard.
+            logger.warning("the archive had no CREATE SCHEMA line", extra={"clinic": plan.schema})
+        ended = psql.exited_at or time.monotonic()
+        locked = psql.markers.get(MARK_LOCKED, started)
+        return SwapResult(
+            seconds=ended - started,
+            lock_seconds=max(0.0, ended - locked),
+            table_counts=dict(filt.counts),
+            archive_bytes=filt.bytes_in,
+        )
+
+    def swap_back(self, plan: UndoPlan) -> SwapResult:
+        tools = self._tools()
+        started = time.monotonic()
+        psql = PsqlSession(tools.path("psql"), self._env(), single_transaction=True)
+        try:
+            try:
+                psql.send(undo_script(plan, self.lock_timeout))
+            except BrokenPipeError:
+                pass
+            rc = psql.finish(timeout=self.timeout_seconds)
+            if rc != 0:
+                raise classify_psql_error(rc, psql.stderr.join(), check=False)
+        finally:
+            psql.close()
+        ended = psql.exited_at or time.monotonic()
+        return SwapResult(
+            seconds=ended - started,
+            lock_seconds=max(0.0, ended - psql.markers.get(MARK_LOCKED, started)),
+        )
+
+    def drop_schema(self, name: str) -> None:
+        _checked(name)
+        conn = self._connect()
+        try:
+            with conn, conn.cursor() as cur:
+                cur.execute(
+                    sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name))
+                )
+        finally:
+            conn.close()
+
+    def count_rows(self, archive: BinaryIO) -> dict[str, int]:
+        tools = self._tools()
+        run = _Run()
+        timer = threading.Timer(self.timeout_seconds, run.expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ")}
+            proc = _start_pg_restore(tools, ["--data-only"], env, run, archive, True)
+            filt = SqlFilter(None, "")
+            _pump(proc, filt)
+            rc = proc.wait()
+            assert run.feeder is not None
+            run.feeder.join()
+            if run.timed_out.is_set():
+                raise RestoreInterrupted("reading the archive did not finish in time")
+            if run.feeder.error is not None:
+                raise run.feeder.error
+            if rc != 0:
+                assert run.restore_err is not None
+                raise ArchiveInvalid(
+                    f"pg_restore could not read the backup (exit code {rc}): "
+                    f"{_first_error(run.restore_err.join())}"
+                )
+            filt.close()
+            return dict(filt.counts)
+        finally:
+            timer.cancel()
+            run.close()
+
+    def needed_extensions(self, archive: BinaryIO) -> list[tuple[str, str]]:
+        text = _schema_sql(self._tools(), archive, self.timeout_seconds)
+        referenced = set(_QUALIFIED.findall(text))
+        pairs = {(_unq(a, b), _unq(c, d)) for a, b, c, d in referenced}
+        conn = self._connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    """
+                    SELECT e.extname, n.nspname, coalesce(t.typname, p.proname, oc.opcname)
+                    FROM pg_extension e
+                    JOIN pg_namespace n ON n.oid = e.extnamespace
+                    JOIN pg_depend d ON d.refclassid = 'pg_extension'::regclass
+                        AND d.refobjid = e.oid AND d.deptype = 'e'
+                    LEFT JOIN pg_type t ON d.classid = 'pg_type'::regclass AND t.oid = d.objid
+                    LEFT JOIN pg_proc p ON d.classid = 'pg_proc'::regclass AND p.oid = d.objid
+                    LEFT JOIN pg_opclass oc ON d.classid = 'pg_opclass'::regclass
+                        AND oc.oid = d.objid
+                    WHERE e.extname <> 'plpgsql'
+                    """
+                )
+                members = cur.fetchall()
+        finally:
+            conn.close()
+        needed = sorted({(ext, ns) for ext, ns, member in members if (ns, member) in pairs})
+        return needed
+
+
+_QUALIFIED = re.compile(
+    r'(?:"((?:[^"]|"")+)"|\b([A-Za-z_][A-Za-z0-9_$]*))\.(?:"((?:[^"]|"")+)"|([A-Za-z_][A-Za-z0-9_$]*))'
+)
+
+
+def _unq(quoted: str, plain: str) -> str:
+    return quoted.replace('""', '"') if quoted else plain
+
+
+def _schema_sql(tools: PgTools, archive: BinaryIO, timeout: float) -> str:
+    """The archive's schema-only SQL as text (pg_restore reads only the table of contents)."""
+    run = _Run()
+    timer = threading.Timer(timeout, run.expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ")}
+        proc = _start_pg_restore(tools, ["--schema-only"], env, run, archive, False)
+        chunks: list[bytes] = []
+        size = 0
+        stdout = proc.stdout
+        assert stdout is not None
+        while chunk := stdout.read1(READ_BUFFER):  # type: ignore[attr-defined]
+            size += len(chunk)
+            if size <= SCHEMA_SQL_LIMIT:
+                chunks.append(chunk)
+        rc = proc.wait()
+        assert run.feeder is not None
+        run.feeder.join()
+        if run.feeder.error is not None:
+            raise run.feeder.error
+        if rc != 0:
+            assert run.restore_err is not None
+            raise ArchiveInvalid(
+                f"pg_restore could not read the backup's table of contents: "
+                f"{_first_error(run.restore_err.join())}"
+            )
+        return b"".join(chunks).decode("utf-8", "replace")
+    finally:
+        timer.cancel()
+        run.close()
+
+
+# --- the verification server --------------------------------------------------------------------
+
+
+def same_server(a: str, b: str) -> bool:
+    """Whether two libpq URLs name one server (host and port), whatever the database."""
+
+    def where(url: str) -> tuple[str, str]:
+        params = psycopg2.extensions.parse_dsn(url)
+        host = params.get("host") or params.get("hostaddr") or "localhost"
+        if host in ("127.0.0.1", "::1", "localhost") or host.startswith("/"):
+            host = "localhost"
+        return host, str(params.get("port") or "5432")
+
+    try:
+        return where(a) == where(b)
+    except psycopg2.ProgrammingError:
+        return False
+
+
+@dataclass
+class VerificationServer:
+    """The `Verifier` port: each drill restores into a scratch database `verify_<id>` created
+    and dropped on the verification server (`VERIFY_DATABASE_URL`)."""
+
+    database_url: str
+    tools: PgTools
+    timeout_seconds: float = 840
+    connect_timeout: int = 10
+
+    def _admin(self) -> Any:
+        try:
+            conn = psycopg2.connect(
+                self.database_url,
+                connect_timeout=self.connect_timeout,
+                application_name="clinic-backups-verify",
+            )
+        except psycopg2.Error:
+            raise VerificationNotConfigured(
+                "the verification database (VERIFY_DATABASE_URL) cannot be reached"
+            ) from None
+        conn.autocommit = True
+        return conn
+
+    def _scratch_url(self, name: str) -> str:
+        params = psycopg2.extensions.parse_dsn(self.database_url)
+        params["dbname"] = name
+        return str(psycopg2.extensions.make_dsn(**params))
+
+    def drill(
+        self,
+        schema: str,
+        archive: BinaryIO,
+        verified: Callable[[], bool],
+        extensions: list[tuple[str, str]],
+    ) -> DrillResult:
+        _checked(schema)
+        started = time.monotonic()
+        name = f"verify_{uuid.uuid4().hex[:12]}"
+        admin = self._admin()
+        try:
+            with admin.cursor() as cur:
+                cur.execute("SELECT current_setting('server_version_num')::int")
+                server_num = int(cur.fetchone()[0])
+                cur.execute(
+                    sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name))
+                )
+            try:
+                return self._drill(schema, archive, verified, extensions, name, server_num, started)
+            finally:
+                with admin.cursor() as cur:
+                    cur.execute(
+                        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                            sql.Identifier(name)
+                        )
+                    )
+        finally:
+            admin.close()
+
+    def _drill(
+        self,
+        schema: str,
+        archive: BinaryIO,
+        verified: Callable[[], bool],
+        extensions: list[tuple[str, str]],
+        name: str,
+        server_num: int,
+        started: float,
+    ) -> DrillResult:
+        url = self._scratch_url(name)
+        created = []
+        with (
+            psycopg2.connect(url, connect_timeout=self.connect_timeout) as conn,
+            conn.cursor() as cur,
+        ):
+            for extension, ext_schema in extensions:
+                try:
+                    cur.execute(
+                        sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(ext_schema))
+                    )
+                    cur.execute(
+                        sql.SQL("CREATE EXTENSION IF NOT EXISTS {} WITH SCHEMA {} CASCADE").format(
+                            sql.Identifier(extension), sql.Identifier(ext_schema)
+                        )
+                    )
+                except psycopg2.Error:
+                    raise VerificationFailed(
+                        f"the backup needs the extension {extension}, which the verification "
+                        "server cannot create"
+                    ) from None
+                created.append(extension)
+        conn.close()
+        loader = SchemaSwapper(url, self.tools, timeout_seconds=self.timeout_seconds)
+        env = libpq_environment(url)
+        env["PGAPPNAME"] = "clinic-backups-verify"
+        filt, _psql, _ = loader._pipeline(
+            archive,
+            schema=schema,
+            prefix="",
+            suffix=lambda: "",
+            pg_restore_args=[],
+            sql_filter=lambda sink: SqlFilter(
+                sink,
+                schema,
+                drop_transaction_timeout=server_num // 10000 < 17,
+                drop_foreign_fks=True,
+                drop_column_options=True,
+            ),
+            single_transaction=True,
+            drain=True,
+            verified=verified,
+            check=False,
+            env=env,
+        )
+        restored: dict[str, int] = {}
+        with (
+            psycopg2.connect(url, connect_timeout=self.connect_timeout) as conn,
+            conn.cursor() as cur,
+        ):
+            for table in sorted(filt.counts):
+                cur.execute(
+                    sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, table))
+                )
+                restored[table] = int(cur.fetchone()[0])
+        conn.close()
+        mismatches = {
+            t: {"archive": filt.counts[t], "restored": restored.get(t)}
+            for t in filt.counts
+            if restored.get(t) != filt.counts[t]
+        }
+        details: dict[str, Any] = {
+            "tables": len(filt.counts),
+            "rows": sum(filt.counts.values()),
+            "table_counts": dict(sorted(filt.counts.items())),
+            "mismatches": mismatches,
+            "extensions": created,
+            "skipped_foreign_keys": filt.skipped_foreign_keys,
+            "skipped_column_options": filt.skipped_column_options,
+            "server_version_num": server_num,
+            "seconds": round(time.monotonic() - started, 3),
+        }
+        return DrillResult(passed=not mismatches, details=details)

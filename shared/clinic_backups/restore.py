@@ -1,0 +1,720 @@
+"""Restoring a clinic from one of its backups, undoing it, and proving backups restorable.
+
+Requests (functions/restore_backup, the operator CLI):
+- `request_restore` — `POST /backups/{id}/restore` `{"confirm": "<clinic schema>"}`: creates
+  the restore job and takes the clinic's operation lock in one transaction (409
+  `operation_in_progress` otherwise), then queues the job on the restore queue.
+- `request_verify` — `POST /backups/{id}/verify`: a full drill (no lock: nothing live changes).
+- `request_undo` — `POST /restores/{id}/undo`: the clinic's latest completed restore, within
+  its undo window (`RESTORE_UNDO_DAYS`), else 409 `undo_not_available`.
+- `list_restores`, `get_restore` — `GET /restores`, `GET /restores/{id}`.
+
+Jobs (the restore queue; `run_job` dispatches by kind):
+- restore: claim → pre-restore backup of the live schema (trigger `pre_restore`, the normal
+  pipeline, created under the restore's lock) → pre-check (the swap's dry run, schema only)
+  → the kept schema's name stored → the atomic swap (adapters/pgrestore.py), whose own
+  transaction also completes the job, releases the lock and writes the audit entry;
+- undo: the same swap, backwards; the restored schema is kept as the undo's schema;
+- verify: the full drill in a scratch database of the verification server;
+- verify_light: after every backup, no database: sha256 and rows per table of the archive.
+
+Every backup is read through `archive.open_archive` (sha256 of the stored bytes, checked
+before the end of the stream). Nothing here writes SQL or runs a process: the ports do.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+import zlib
+from datetime import datetime, timedelta
+from typing import Any
+
+from .archive import open_archive
+from .errors import (
+    ApiError,
+    ArchiveInvalid,
+    BackupNotCompleted,
+    BackupRunError,
+    ChecksumMismatch,
+    ClinicGone,
+    DatabaseUnavailable,
+    FieldProblem,
+    MissingDependency,
+    PreRestoreBackupFailed,
+    RestoreFailed,
+    RestoreNotFound,
+    StorageUnavailable,
+    ValidationFailed,
+    VerificationFailed,
+    VerificationNotConfigured,
+    VerificationUnavailable,
+)
+from .models import (
+    AuditEntry,
+    BackupJob,
+    BackupRecord,
+    BackupStatus,
+    Job,
+    LightVerifyJob,
+    ListRestoresQuery,
+    Permission,
+    RestoreJob,
+    RestoreKind,
+    RestorePage,
+    RestoreRecord,
+    RestoreRequest,
+    RestoreStatus,
+    TenantContext,
+    Trigger,
+)
+from .names import backup_file_name, backup_storage_key, check_key_in_prefix, kept_schema_name
+from .observability import logger
+from .ports import SwapPlan, UndoPlan
+from .service import (
+    Services,
+    _audit,
+    _authorize,
+    _parse_id,
+    _update_manifest,
+    _visible,
+    decode_cursor,
+    run_backup_job,
+)
+
+SYSTEM = "system"
+HOURS_PER_WEEK = 7 * 24
+# Failures of a drill that say something about the backup (its outcome becomes `failed`);
+# anything else (the verification server unreachable…) fails the job and leaves the outcome.
+_ARCHIVE_FAULTS = (
+    ChecksumMismatch,
+    ArchiveInvalid,
+    RestoreFailed,
+    MissingDependency,
+    VerificationFailed,
+)
+
+
+def _restorer(svc: Services) -> Any:
+    assert svc.restores is not None and svc.restorer is not None, "no restore adapters here"
+    return svc.restorer
+
+
+def _restores(svc: Services) -> Any:
+    assert svc.restores is not None, "no restore repository here"
+    return svc.restores
+
+
+def _restore_id(raw: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except (ValueError, TypeError, AttributeError):
+        raise RestoreNotFound() from None
+
+
+def encode_cursor(job: RestoreRecord) -> str:
+    raw = json.dumps([job.created_at.isoformat(), str(job.id)]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _enqueue(svc: Services, job: Job) -> None:
+    assert svc.dispatcher is not None, "this function cannot enqueue jobs"
+    svc.dispatcher.enqueue(job)
+
+
+# --- requests ---------------------------------------------------------------------------------
+
+
+def request_restore(
+    svc: Services, ctx: TenantContext, raw_id: str, request: RestoreRequest
+) -> RestoreRecord:
+    """`POST /backups/{id}/restore` (admins by default): 202 with the queued job."""
+    backup_id = _parse_id(raw_id)
+    _authorize(svc, ctx, Permission.RESTORE, "restore.request", backup_id)
+    if request.confirm != ctx.schema:
+        _audit(svc, ctx, "restore.request", "rejected", backup_id, reason="confirmation")
+        raise ValidationFailed(
+            "Type the clinic's name exactly to confirm the restore.",
+            details=[FieldProblem("confirm", "must be the clinic's schema name, typed exactly")],
+        )
+    record = _visible(svc, ctx, backup_id)
+    check_key_in_prefix(record.storage_key, ctx.schema)
+    if record.status != BackupStatus.COMPLETED:
+        _audit(svc, ctx, "restore.request", "rejected", backup_id, status=record.status.value)
+        raise BackupNotCompleted(
+            f"The backup is {record.status.value}; only completed backups can be restored."
+        )
+    job = RestoreRecord(
+        id=uuid.uuid4(),
+        kind=RestoreKind.RESTORE,
+        status=RestoreStatus.PENDING,
+        backup_id=backup_id,
+        requested_by=ctx.user_id,
+        requested_by_name=ctx.user_name,
+        request_id=ctx.request_id,
+        created_at=svc.clock.now(),
+        step="queued",
+    )
+    try:
+        created = _restores(svc).create(ctx.schema, job, take_lock=True)
+    except ApiError as error:
+        _audit(svc, ctx, "restore.request", "rejected", backup_id, reason=error.code)
+        raise
+    try:
+        _enqueue(svc, RestoreJob(kind="restore", schema=ctx.schema, restore_id=created.id))
+    except ApiError:
+        # Never leave a pending job (and the clinic's lock) behind a message that does not exist.
+        _restores(svc).fail(
+            ctx.schema, created.id, "internal_error", "the job could not be queued", svc.clock.now()
+        )
+        _audit(svc, ctx, "restore.request", "rejected", backup_id, reason="queue")
+        raise
+    _audit(svc, ctx, "restore.request", "accepted", backup_id, restore_id=str(created.id))
+    logger.info("restore queued", extra={"clinic": ctx.schema, "restore_id": str(created.id)})
+    return created
+
+
+def start_verify(
+    svc: Services,
+    schema: str,
+    record: BackupRecord,
+    *,
+    actor_id: str,
+    actor_name: str | None = None,
+    request_id: str | None = None,
+    here: bool = True,
+) -> RestoreRecord:
+    """Create a full verification job and queue it (the API, the scheduler, the CLI). With
+    `here`, refuse when this function has no verification server (the API's 503); the
+    scheduler only queues: the restore worker runs the drill."""
+    if here and svc.verifier is None:
+        raise VerificationUnavailable(svc.verify_refused)
+    if record.status != BackupStatus.COMPLETED:
+        raise BackupNotCompleted(
+            f"The backup is {record.status.value}; only completed backups can be verified."
+        )
+    job = RestoreRecord(
+        id=uuid.uuid4(),
+        kind=RestoreKind.VERIFY,
+        status=RestoreStatus.PENDING,
+        backup_id=record.id,
+        requested_by=actor_id,
+        requested_by_name=actor_name,
+        request_id=request_id,
+        created_at=svc.clock.now(),
+        step="queued",
+    )
+    created = _restores(svc).create(schema, job, take_lock=False)
+    try:
+        _enqueue(svc, RestoreJob(kind="verify", schema=schema, restore_id=created.id))
+    except ApiError:
+        _restores(svc).fail(
+            schema, created.id, "internal_error", "the job could not be queued", svc.clock.now()
+        )
+        raise
+    return created
+
+
+def request_verify(svc: Services, ctx: TenantContext, raw_id: str) -> RestoreRecord:
+    """`POST /backups/{id}/verify` (admins by default): 202 with the queued drill."""
+    backup_id = _parse_id(raw_id)
+    _authorize(svc, ctx, Permission.RESTORE, "backup.verify", backup_id)
+    record = _visible(svc, ctx, backup_id)
+    check_key_in_prefix(record.storage_key, ctx.schema)
+    try:
+        job = start_verify(
+            svc,
+            ctx.schema,
+            record,
+            actor_id=ctx.user_id,
+            actor_name=ctx.user_name,
+            request_id=ctx.request_id,
+        )
+    except ApiError as error:
+        _audit(svc, ctx, "backup.verify", "rejected", backup_id, reason=error.code)
+        raise
+    _audit(svc, ctx, "backup.verify", "accepted", backup_id, restore_id=str(job.id))
+    return job
+
+
+def list_restores(svc: Services, ctx: TenantContext, query: ListRestoresQuery) -> RestorePage:
+    """`GET /restores`: restores and verifications, newest first (whoever may list backups:
+    staff see that a restore runs, and should keep the clinic in maintenance meanwhile)."""
+    _authorize(svc, ctx, Permission.LIST, "restore.list")
+    items, more = _restores(svc).list(
+        ctx.schema,
+        query.limit,
+        decode_cursor(query.cursor) if query.cursor else None,
+        query.kind.value if query.kind else None,
+    )
+    return RestorePage(
+        items=items,
+        next_cursor=encode_cursor(items[-1]) if more and items else None,
+        undoable=_restores(svc).undoable(ctx.schema, svc.clock.now()),
+    )
+
+
+def get_restore(svc: Services, ctx: TenantContext, raw_id: str) -> tuple[RestoreRecord, bool]:
+    """`GET /restores/{id}`: the job and whether it may be undone now."""
+    restore_id = _restore_id(raw_id)
+    _authorize(svc, ctx, Permission.LIST, "restore.get")
+    job = _restores(svc).get(ctx.schema, restore_id)
+    if job is None:
+        raise RestoreNotFound()
+    return job, _restores(svc).undoable(ctx.schema, svc.clock.now()) == job.id
+
+
+def request_undo(svc: Services, ctx: TenantContext, raw_id: str) -> RestoreRecord:
+    """`POST /restores/{id}/undo` (admins by default): 202; takes the clinic's lock."""
+    restore_id = _restore_id(raw_id)
+    _authorize(svc, ctx, Permission.RESTORE, "restore.undo")
+    try:
+        job = _restores(svc).request_undo(ctx.schema, restore_id, ctx.user_id, svc.clock.now())
+    except ApiError as error:
+        _audit(svc, ctx, "restore.undo", "rejected", None, reason=error.code)
+        raise
+    try:
+        _enqueue(svc, RestoreJob(kind="undo", schema=ctx.schema, restore_id=restore_id))
+    except ApiError:
+        _restores(svc).fail_undo(ctx.schema, restore_id, "internal_error", "not queued")
+        raise
+    _audit(svc, ctx, "restore.undo", "accepted", job.backup_id, restore_id=str(restore_id))
+    return job
+
+
+# --- jobs ---------------------------------------------------------------------------------------
+
+
+def run_job(svc: Services, job: Job) -> Any:
+    """One message of the restore queue. Safe to deliver twice: each job is claimed atomically
+    (pending → running) and a second delivery finds nothing to claim."""
+    if isinstance(job, LightVerifyJob):
+        return run_light_verify(svc, job)
+    if isinstance(job, RestoreJob):
+        if job.kind == "restore":
+            return run_restore_job(svc, job)
+        if job.kind == "verify":
+            return run_verify_job(svc, job)
+        return run_undo_job(svc, job)
+    # A backup job on the restore queue is a routing bug: refused (it lands in the DLQ).
+    raise ValueError("a backup job reached the restore worker")
+
+
+def _clinic_ok(svc: Services, schema: str, job_id: uuid.UUID, undo: bool = False) -> bool:
+    """The schema re-checked against the tenants table; an inactive clinic's job fails."""
+    clinic = svc.tenants.get(schema)
+    if clinic is not None and clinic.active:
+        svc.records.ensure_schema(schema)
+        return True
+    logger.warning("job for a clinic that is not active; refused", extra={"clinic": schema})
+    if clinic is not None and svc.restores is not None:
+        svc.records.ensure_schema(schema)
+        if undo:
+            svc.restores.fail_undo(
+                schema, job_id, ClinicGone.error_code, "the clinic is not active"
+            )
+        else:
+            svc.restores.fail(
+                schema, job_id, ClinicGone.error_code, "the clinic is not active", svc.clock.now()
+            )
+    return False
+
+
+def _failure(error: BaseException, log: dict[str, Any]) -> tuple[str, str]:
+    if isinstance(error, BackupRunError):
+        logger.warning(
+            "restore job failed",
+            extra={**log, "error_code": error.error_code, "reason": error.message},
+        )
+        return error.error_code, error.message
+    if isinstance(error, StorageUnavailable):
+        logger.warning("restore job failed: storage", extra=log)
+        return "storage_failed", "the backup could not be read from storage; nothing changed"
+    if isinstance(error, DatabaseUnavailable):
+        logger.warning("restore job failed: database", extra=log)
+        return "restore_interrupted", "the database could not be reached; nothing changed"
+    if isinstance(error, BackupNotCompleted):
+        return "archive_invalid", "the backup is no longer available (deleted?); nothing changed"
+    logger.exception("restore job failed unexpectedly", extra=log)
+    return "internal_error", "unexpected error; see the worker logs"
+
+
+def _pre_restore_backup(svc: Services, schema: str, job: RestoreRecord) -> BackupRecord:
+    """The live schema backed up through the normal pipeline, as a record created under the
+    restore's lock (trigger `pre_restore`: retention keeps it for the undo window)."""
+    now = svc.clock.now()
+    backup_id = uuid.uuid4()
+    svc.records.create_pending_under_lock(
+        schema,
+        BackupRecord(
+            id=backup_id,
+            status=BackupStatus.PENDING,
+            trigger=Trigger.PRE_RESTORE,
+            file_name=backup_file_name(schema, backup_id, now),
+            storage_key=backup_storage_key(schema, backup_id, now),
+            created_by=job.requested_by,
+            created_by_name=job.requested_by_name,
+            created_at=now,
+            compression=svc.compression,
+        ),
+        lock_ref=job.id,
+    )
+    _restores(svc).update(schema, job.id, pre_restore_backup_id=backup_id)
+    done = run_backup_job(
+        svc,
+        BackupJob(kind="backup", schema=schema, backup_id=backup_id, trigger=Trigger.PRE_RESTORE),
+    )
+    if done is None or done.status != BackupStatus.COMPLETED:
+        reason = (done.error if done else None) or "it did not run"
+        raise PreRestoreBackupFailed(
+            f"the automatic backup of the clinic before the restore failed ({reason}); "
+            "nothing changed"
+        )
+    return done
+
+
+def run_restore_job(svc: Services, job: RestoreJob) -> RestoreRecord | None:
+    schema = job.schema_name
+    log = {"clinic": schema, "restore_id": str(job.restore_id)}
+    if not _clinic_ok(svc, schema, job.restore_id):
+        return None
+    restores, restorer = _restores(svc), _restorer(svc)
+    claimed = restores.claim(schema, job.restore_id, "pre_restore_backup", svc.clock.now())
+    if claimed is None:
+        logger.info("restore not pending (a repeated delivery); skipped", extra=log)
+        return None
+    timings: dict[str, float] = {}
+    swapping = False
+    try:
+        source = svc.records.get(schema, claimed.backup_id)
+        if source is None or source.status != BackupStatus.COMPLETED:
+            raise ArchiveInvalid("the backup to restore is no longer available (deleted?)")
+        started = time.monotonic()
+        pre = _pre_restore_backup(svc, schema, claimed)
+        timings["pre_restore_backup_seconds"] = round(time.monotonic() - started, 3)
+
+        restores.update(schema, claimed.id, step="checking", details={"timings": timings})
+        started = time.monotonic()
+        live = restorer.inspect(schema)
+        plan = SwapPlan(
+            schema=schema,
+            old_schema=kept_schema_name(schema, claimed.id, "r"),
+            owner=live.owner,
+            server_major=live.server_major,
+            completion_sql=restores.completion_sql(
+                schema,
+                claimed.id,
+                AuditEntry(
+                    action="restore.run",
+                    outcome="completed",
+                    actor_id=SYSTEM,
+                    backup_id=claimed.backup_id,
+                    details={"restore_id": str(claimed.id), "pre_restore_backup_id": str(pre.id)},
+                ),
+            ),
+        )
+        with open_archive(svc, schema, source) as archive:
+            restorer.check(archive.stream, plan)
+        timings["check_seconds"] = round(time.monotonic() - started, 3)
+
+        # The kept schema's name is stored before the swap: the sweeper only ever drops names
+        # it finds in a restore job.
+        restores.update(
+            schema,
+            claimed.id,
+            step="restoring",
+            old_schema=plan.old_schema,
+            undo_until=svc.clock.now() + timedelta(days=svc.policy.restore_undo_days),
+            details={"timings": timings, "server_version_num": live.server_version_num},
+        )
+        swapping = True
+        with open_archive(svc, schema, source) as archive:
+            result = restorer.swap(archive.stream, plan, archive.verified)
+    except Exception as error:
+        after = restores.get(schema, claimed.id) if swapping else None
+        if after is not None and after.status == RestoreStatus.COMPLETED:
+            # The COMMIT went through and only the report of it was lost.
+            logger.warning("the swap committed although its session reported a failure", extra=log)
+            return after
+        code, message = _failure(error, log)
+        if "nothing changed" not in message:
+            message = f"{message}; nothing changed"
+        restores.fail(schema, claimed.id, code, message, svc.clock.now(), {"timings": timings})
+        svc.metrics.add("RestoreFailed", 1, "Count")
+        svc.records.audit(
+            schema,
+            AuditEntry(
+                action="restore.run",
+                outcome="failed",
+                actor_id=SYSTEM,
+                backup_id=claimed.backup_id,
+                details={"restore_id": str(claimed.id), "error_code": code},
+            ),
+        )
+        return restores.get(schema, claimed.id)
+
+    # Committed: the job is completed, the lock released and the audit written, all in the
+    # swap's own transaction. What follows only adds the measurements.
+    timings["restore_seconds"] = round(result.seconds, 3)
+    restores.update(
+        schema,
+        claimed.id,
+        lock_seconds=round(result.lock_seconds, 3),
+        details={
+            "timings": timings,
+            "table_counts": result.table_counts,
+            "archive_bytes": result.archive_bytes,
+        },
+    )
+    svc.metrics.add("RestoreSucceeded", 1, "Count")
+    svc.metrics.add("RestoreSeconds", result.seconds, "Seconds")
+    svc.metrics.add("RestoreLockSeconds", result.lock_seconds, "Seconds")
+    logger.info(
+        "restore completed",
+        extra={**log, "lock_seconds": round(result.lock_seconds, 3), **timings},
+    )
+    return restores.get(schema, claimed.id)
+
+
+def run_undo_job(svc: Services, job: RestoreJob) -> RestoreRecord | None:
+    schema = job.schema_name
+    log = {"clinic": schema, "restore_id": str(job.restore_id)}
+    if not _clinic_ok(svc, schema, job.restore_id, undo=True):
+        return None
+    restores, restorer = _restores(svc), _restorer(svc)
+    claimed = restores.claim_undo(schema, job.restore_id)
+    if claimed is None:
+        logger.info("undo not pending (a repeated delivery); skipped", extra=log)
+        return None
+    try:
+        if not claimed.old_schema or not restorer.schema_exists(claimed.old_schema):
+            raise RestoreFailed("the clinic's previous data is no longer kept; nothing changed")
+        undo_schema = kept_schema_name(schema, claimed.id, "u")
+        restores.update(schema, claimed.id, undo_schema=undo_schema)
+        result = restorer.swap_back(
+            UndoPlan(
+                schema=schema,
+                old_schema=claimed.old_schema,
+                undo_schema=undo_schema,
+                completion_sql=restores.completion_sql(
+                    schema,
+                    claimed.id,
+                    AuditEntry(
+                        action="restore.undo",
+                        outcome="completed",
+                        actor_id=claimed.undo_requested_by or SYSTEM,
+                        backup_id=claimed.backup_id,
+                        details={"restore_id": str(claimed.id)},
+                    ),
+                    undo=True,
+                ),
+            )
+        )
+    except Exception as error:
+        after = restores.get(schema, claimed.id)
+        if after is not None and after.status == RestoreStatus.UNDONE:
+            return after
+        code, message = _failure(error, log)
+        if "nothing changed" not in message:
+            message = f"{message}; nothing changed"
+        restores.fail_undo(schema, claimed.id, code, message)
+        svc.records.audit(
+            schema,
+            AuditEntry(
+                action="restore.undo",
+                outcome="failed",
+                actor_id=SYSTEM,
+                backup_id=claimed.backup_id,
+                details={"restore_id": str(claimed.id), "error_code": code},
+            ),
+        )
+        return restores.get(schema, claimed.id)
+    restores.update(
+        schema,
+        claimed.id,
+        details={
+            "undo": {
+                "seconds": round(result.seconds, 3),
+                "lock_seconds": round(result.lock_seconds, 3),
+            }
+        },
+    )
+    logger.info("restore undone", extra={**log, "lock_seconds": round(result.lock_seconds, 3)})
+    return restores.get(schema, claimed.id)
+
+
+def run_verify_job(svc: Services, job: RestoreJob) -> RestoreRecord | None:
+    schema = job.schema_name
+    log = {"clinic": schema, "restore_id": str(job.restore_id)}
+    if not _clinic_ok(svc, schema, job.restore_id):
+        return None
+    restores = _restores(svc)
+    claimed = restores.claim(schema, job.restore_id, "verifying", svc.clock.now())
+    if claimed is None:
+        logger.info("verification not pending (a repeated delivery); skipped", extra=log)
+        return None
+    record = svc.records.get(schema, claimed.backup_id)
+    outcome: str | None = None
+    details: dict[str, Any] = {}
+    try:
+        if svc.verifier is None:
+            raise VerificationNotConfigured(svc.verify_refused or "no verification database")
+        if record is None or record.status != BackupStatus.COMPLETED:
+            raise ArchiveInvalid("the backup is no longer available (deleted?)")
+        with open_archive(svc, schema, record) as archive:
+            extensions = _restorer(svc).needed_extensions(archive.stream)
+        with open_archive(svc, schema, record) as archive:
+            drill = svc.verifier.drill(schema, archive.stream, archive.verified, extensions)
+        details = dict(drill.details)
+        passed = drill.passed
+        if record.table_counts is not None and record.table_counts != details.get("table_counts"):
+            # The light check counted another archive's rows than this read did.
+            details["light_check_counts_differ"] = True
+            passed = False
+        outcome = "passed" if passed else "failed"
+        if not passed:
+            raise VerificationFailed(
+                "the restored row counts differ from the archive's: "
+                + ", ".join(sorted(details.get("mismatches") or {})[:5] or ["light check"])
+            )
+    except Exception as error:
+        code, message = _failure(error, log)
+        if isinstance(error, _ARCHIVE_FAULTS) and record is not None:
+            outcome = "failed"
+            details = {**details, "error_code": code, "error": message}
+            _store_verification(svc, schema, record, outcome, details)
+        restores.fail(
+            schema, claimed.id, code, message, svc.clock.now(), {"outcome": outcome, **details}
+        )
+        _audit_system(svc, schema, "backup.verify", outcome or "failed", claimed, code)
+        return restores.get(schema, claimed.id)
+    assert record is not None
+    _store_verification(svc, schema, record, outcome, details)
+    restores.complete(schema, claimed.id, svc.clock.now(), {"outcome": outcome, **details})
+    _audit_system(svc, schema, "backup.verify", outcome, claimed, None)
+    svc.metrics.add("VerificationPassed", 1, "Count")
+    logger.info("verification passed", extra={**log, "seconds": details.get("seconds")})
+    return restores.get(schema, claimed.id)
+
+
+def _store_verification(
+    svc: Services, schema: str, record: BackupRecord, outcome: str, details: dict[str, Any]
+) -> None:
+    now = svc.clock.now()
+    updated = _restores(svc).set_verification(schema, record.id, outcome, details, now)
+    if updated is not None:
+        _update_manifest(
+            svc,
+            schema,
+            updated,
+            verified_at=now.isoformat(),
+            verify_outcome=outcome,
+            verify_details=details,
+        )
+    if outcome != "passed":
+        svc.metrics.add("VerificationFailed", 1, "Count")
+
+
+def _audit_system(
+    svc: Services,
+    schema: str,
+    action: str,
+    outcome: str,
+    job: RestoreRecord,
+    error_code: str | None,
+) -> None:
+    details: dict[str, Any] = {"restore_id": str(job.id)}
+    if error_code:
+        details["error_code"] = error_code
+    svc.records.audit(
+        schema,
+        AuditEntry(
+            action=action,
+            outcome=outcome,
+            actor_id=SYSTEM,
+            backup_id=job.backup_id,
+            details=details,
+        ),
+    )
+
+
+def run_light_verify(svc: Services, job: LightVerifyJob) -> BackupRecord | None:
+    """The check after every backup: read the object through `open_archive` (sha256), let
+    pg_restore read the table of contents and write the data as SQL, count each table's COPY
+    rows. No database. Storage or database trouble raises, so the queue retries."""
+    schema = job.schema_name
+    log = {"clinic": schema, "backup_id": str(job.backup_id)}
+    clinic = svc.tenants.get(schema)
+    if clinic is None or not clinic.active:
+        return None
+    svc.records.ensure_schema(schema)
+    record = svc.records.get(schema, job.backup_id)
+    if record is None or record.status != BackupStatus.COMPLETED or record.checked_at is not None:
+        return None
+    counts: dict[str, int] | None = None
+    error_text: str | None = None
+    try:
+        with open_archive(svc, schema, record) as archive:
+            counts = _restorer(svc).count_rows(archive.stream)
+        outcome = "passed"
+    except (StorageUnavailable, DatabaseUnavailable):
+        raise
+    except BackupRunError as error:
+        outcome, error_text = "failed", error.message
+        logger.warning(
+            "light check failed",
+            extra={**log, "error_code": error.error_code, "reason": error.message},
+        )
+    now = svc.clock.now()
+    updated = _restores(svc).set_check(schema, record.id, outcome, counts, error_text, now)
+    if updated is not None:
+        _update_manifest(
+            svc,
+            schema,
+            updated,
+            table_counts=counts,
+            checked_at=now.isoformat(),
+            check_outcome=outcome,
+            check_error=error_text,
+        )
+    svc.records.audit(
+        schema,
+        AuditEntry(
+            action="backup.check",
+            outcome=outcome,
+            actor_id=SYSTEM,
+            backup_id=record.id,
+            details={"tables": len(counts or {}), "rows": sum((counts or {}).values())},
+        ),
+    )
+    svc.metrics.add("BackupChecked" if outcome == "passed" else "BackupCheckFailed", 1, "Count")
+    return updated
+
+
+# --- the scheduler's weekly drill ---------------------------------------------------------------
+
+
+def schedule_verifications(svc: Services, schemas: list[str], now: datetime) -> int:
+    """Queue a full drill of the newest completed backup of the clinics whose turn it is: each
+    clinic once a week, spread over the week's hours (crc32 of its name)."""
+    if not svc.verify_weekly or svc.dispatcher is None:
+        return 0
+    hour = now.weekday() * 24 + now.hour
+    queued = 0
+    for schema in schemas:
+        if zlib.crc32(schema.encode()) % HOURS_PER_WEEK != hour:
+            continue
+        newest = next(iter(svc.records.completed_backups(schema)), None)
+        if newest is None:
+            continue
+        try:
+            start_verify(svc, schema, newest, actor_id="scheduler", here=False)
+            queued += 1
+        except ApiError as error:
+            logger.warning(
+                "could not queue the weekly verification",
+                extra={"clinic": schema, "error_code": error.code},
+            )
+    return queued

@@ -1,0 +1,166 @@
+"""What the restore tests look at: per-table checksums, sequences, owners and grants, the
+clinic's lock, and the API calls of a restore."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg2
+from clinic_backups.names import OWNED_TABLES
+from psycopg2 import sql
+
+from tests.helpers import Reply, call, load_event, mint
+
+
+def checksums(url: str, schema: str) -> dict[str, Any]:
+    """Every clinic table's rows (md5 of the sorted row texts) and every sequence's state:
+    equal dictionaries mean equal data. The service's own tables are left out (they never
+    roll back)."""
+    out: dict[str, Any] = {}
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind IN ('r', 'S') "
+            "ORDER BY 1",
+            (schema,),
+        )
+        for name, kind in cur.fetchall():
+            if name in OWNED_TABLES:
+                continue
+            if kind == "S":
+                cur.execute(
+                    sql.SQL("SELECT last_value, is_called FROM {}").format(
+                        sql.Identifier(schema, name)
+                    )
+                )
+                out[f"sequence {name}"] = cur.fetchone()
+            else:
+                cur.execute(
+                    sql.SQL(
+                        "SELECT count(*), md5(coalesce(string_agg(t::text, E'\\n' "
+                        "ORDER BY t::text), '')) FROM {} t"
+                    ).format(sql.Identifier(schema, name))
+                )
+                out[f"table {name}"] = cur.fetchone()
+    conn.close()
+    return out
+
+
+def privileges(url: str, schema: str) -> dict[str, Any]:
+    """Owner and grants (as sorted sets; NULL = the defaults) of the schema, of every object
+    in it and of its default privileges."""
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT n.nspowner::regrole::text, (SELECT array_agg(a::text ORDER BY a::text) "
+            "FROM unnest(coalesce(n.nspacl, acldefault('n', n.nspowner))) a) "
+            "FROM pg_namespace n WHERE n.nspname = %s",
+            (schema,),
+        )
+        owner, acl = cur.fetchone()
+        cur.execute(
+            "SELECT c.relname, c.relkind, c.relowner::regrole::text, "
+            "(SELECT array_agg(a::text ORDER BY a::text) FROM unnest(coalesce(c.relacl, "
+            "acldefault(CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END::\"char\", "
+            "c.relowner))) a) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'S') ORDER BY 1",
+            (schema,),
+        )
+        relations = {name: (kind, rowner, racl) for name, kind, rowner, racl in cur.fetchall()}
+        cur.execute(
+            "SELECT d.defaclrole::regrole::text, d.defaclobjtype::text, "
+            "(SELECT array_agg(a::text ORDER BY a::text) FROM unnest(d.defaclacl) a) "
+            "FROM pg_default_acl d JOIN pg_namespace n ON n.oid = d.defaclnamespace "
+            "WHERE n.nspname = %s ORDER BY 1, 2",
+            (schema,),
+        )
+        defaults = cur.fetchall()
+    conn.close()
+    return {"owner": owner, "acl": acl, "relations": relations, "default_acl": defaults}
+
+
+def lock_rows(url: str, schema: str) -> list[tuple[Any, ...]]:
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(
+            sql.SQL("SELECT kind, ref_id::text FROM {}").format(
+                sql.Identifier(schema, "backup_operation_lock")
+            )
+        )
+        rows = cur.fetchall()
+    conn.close()
+    return rows
+
+
+def schemas_like(url: str, schema: str) -> list[str]:
+    """The clinic's schema and any schema a restore of it set aside."""
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname = %s OR nspname LIKE %s ORDER BY 1",
+            (schema, schema.replace("_", r"\_") + r"\_\_%"),
+        )
+        names = [r[0] for r in cur.fetchall()]
+    conn.close()
+    return names
+
+
+def backup(schema: str, sqs: Any, note: str | None = None) -> dict[str, Any]:
+    """A manual backup through the API and the worker; returns the completed record."""
+    token = mint(schema)
+    reply = call(
+        "create_backup",
+        load_event(
+            "create_backup/post_backups.json",
+            token=token,
+            body={"note": note} if note else None,
+        ),
+    )
+    assert reply.status == 202, reply.body
+    sqs.drain_into_worker()
+    record = get_backup(schema, reply.body["id"])
+    assert record["status"] == "completed", record
+    return record
+
+
+def get_backup(schema: str, backup_id: str) -> dict[str, Any]:
+    reply = call(
+        "list_backups",
+        load_event("list_backups/get_backup.json", token=mint(schema), backup_id=backup_id),
+    )
+    assert reply.status == 200, reply.body
+    return dict(reply.body)
+
+
+def request_restore(schema: str, backup_id: str, confirm: Any = ..., role: str = "admin") -> Reply:
+    body = {"confirm": schema} if confirm is ... else confirm
+    return call(
+        "restore_backup",
+        load_event(
+            "restore_backup/post_restore.json",
+            token=mint(schema, role),
+            backup_id=backup_id,
+            body=body,
+        ),
+    )
+
+
+def get_restore(schema: str, restore_id: str) -> dict[str, Any]:
+    reply = call(
+        "restore_backup",
+        load_event("restore_backup/get_restore.json", token=mint(schema), backup_id=restore_id),
+    )
+    assert reply.status == 200, reply.body
+    return dict(reply.body)
+
+
+def restore(schema: str, backup_id: str, restore_sqs: Any) -> dict[str, Any]:
+    """Request a restore and run the restore queue; returns the job as the API shows it."""
+    reply = request_restore(schema, backup_id)
+    assert reply.status == 202, reply.body
+    restore_sqs.drain_into_worker()
+    return get_restore(schema, reply.body["id"])
+
+
+def undo(schema: str, restore_id: str) -> Reply:
+    return call(
+        "restore_backup",
+        load_event("restore_backup/post_undo.json", token=mint(schema), backup_id=restore_id),
+    )

@@ -1,0 +1,273 @@
+"""The restore's pure pieces: the COPY-aware SQL filter, the swap script, kept schema names,
+job messages and the restore queue's template contract."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import pytest
+from clinic_backups.adapters.migrations import MIGRATIONS
+from clinic_backups.adapters.pgrestore import (
+    SqlFilter,
+    classify_psql_error,
+    same_server,
+    swap_prefix,
+    swap_suffix,
+    undo_script,
+)
+from clinic_backups.errors import ClinicBusy, MissingDependency, RestoreFailed, RestoreInterrupted
+from clinic_backups.jobs import InvalidJob, parse_job
+from clinic_backups.models import BackupJob, LightVerifyJob, RestoreJob
+from clinic_backups.names import OWNED_TABLES, kept_schema_name
+from clinic_backups.ports import SwapPlan, UndoPlan
+
+from tests.unit.test_contracts import sam_template
+
+ARCHIVE_SQL = b"""--
+-- PostgreSQL database dump
+--
+\\restrict abc
+SET statement_timeout = 0;
+SET transaction_timeout = 0;
+SELECT pg_catalog.set_config('search_path', '', false);
+CREATE SCHEMA clinica_x;
+CREATE TABLE clinica_x.notes (
+    id integer NOT NULL,
+    body text
+);
+ALTER TABLE ONLY clinica_x.notes ALTER COLUMN id SET (pg_attver=1);
+COPY clinica_x.notes (id, body) FROM stdin;
+1\tSET transaction_timeout = 0;
+2\tCREATE SCHEMA clinica_x;
+3\tlinea con \\\\. y \\n escapados
+\\.
+COPY clinica_x."Empty" (id) FROM stdin;
+\\.
+ALTER TABLE ONLY clinica_x.notes
+    ADD CONSTRAINT notes_user_fkey FOREIGN KEY (user_id) REFERENCES public.users(id);
+ALTER TABLE ONLY clinica_x.notes
+    ADD CONSTRAINT notes_self_fkey FOREIGN KEY (parent) REFERENCES clinica_x.notes(id);
+\\unrestrict abc
+"""
+
+
+def run_filter(chunk_size: int, **options: bool) -> tuple[bytes, SqlFilter]:
+    out: list[bytes] = []
+    filt = SqlFilter(out.append, "clinica_x", **options)
+    for start in range(0, len(ARCHIVE_SQL), chunk_size):
+        filt.feed(ARCHIVE_SQL[start : start + chunk_size])
+    filt.close()
+    return b"".join(out), filt
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3, 7, 64, 100_000])
+def test_the_filter_drops_statements_but_never_copy_rows_whatever_the_reads(chunk_size):
+    text, filt = run_filter(
+        chunk_size,
+        drop_transaction_timeout=True,
+        drop_create_schema=True,
+        drop_foreign_fks=True,
+        drop_column_options=True,
+    )
+    assert b"SET transaction_timeout = 0;\nSELECT" not in text
+    assert b"\nCREATE SCHEMA clinica_x;\n" not in text
+    # rows that read like statements stay, byte for byte
+    assert b"1\tSET transaction_timeout = 0;\n2\tCREATE SCHEMA clinica_x;\n" in text
+    assert filt.counts == {"notes": 3, "Empty": 0}
+    assert filt.skipped_foreign_keys == ["notes_user_fkey"]
+    assert b"notes_self_fkey" in text
+    assert filt.skipped_column_options == 1 and b"pg_attver" not in text
+    assert filt.dropped_create_schema
+    assert text.endswith(b"\\unrestrict abc\n")
+
+
+def test_without_options_the_filter_passes_everything_through_and_counts():
+    text, filt = run_filter(5)
+    assert text == ARCHIVE_SQL
+    assert filt.counts == {"notes": 3, "Empty": 0}
+
+
+def test_a_stream_that_ends_inside_copy_data_is_refused():
+    from clinic_backups.errors import ArchiveInvalid
+
+    filt = SqlFilter(None, "clinica_x")
+    filt.feed(b"COPY clinica_x.notes (id) FROM stdin;\n1\n2\n")
+    with pytest.raises(ArchiveInvalid):
+        filt.close()
+
+
+def plan() -> SwapPlan:
+    return SwapPlan(
+        schema="clinica_x",
+        old_schema="clinica_x__rabcdef0123",
+        owner="clinic_app",
+        server_major=15,
+        completion_sql="SELECT 'done';",
+    )
+
+
+def test_the_swap_locks_renames_and_commits_only_at_the_end():
+    prefix, suffix = swap_prefix(plan(), "30s"), swap_suffix(plan(), "30s")
+    order = [
+        prefix.index("LOCK TABLE %s IN EXCLUSIVE MODE"),
+        prefix.index("\\echo cb:locked"),
+        prefix.index('ALTER SCHEMA "clinica_x" RENAME TO "clinica_x__rabcdef0123"'),
+        prefix.index('CREATE SCHEMA "clinica_x" AUTHORIZATION "clinic_app"'),
+        prefix.index("ALTER DEFAULT PRIVILEGES"),
+        prefix.index('SET ROLE "clinic_app"'),
+    ]
+    assert order == sorted(order)
+    # psql --single-transaction opens it and COMMITs at the end of its input
+    assert not prefix.startswith("BEGIN") and "COMMIT" not in suffix
+    assert "ROLLBACK" not in suffix
+    order = [
+        suffix.index("RESET ROLE"),
+        suffix.index("REVOKE ALL ON"),
+        suffix.index("SET SCHEMA %I"),
+        suffix.index("SELECT 'done';"),
+    ]
+    assert order == sorted(order)
+    for table in OWNED_TABLES:
+        assert f"'{table}'" in suffix and f"'{table}'" in prefix  # moved back, never locked
+
+
+def test_the_dry_run_locks_nothing_and_rolls_back():
+    prefix, suffix = (
+        swap_prefix(plan(), "30s", dry_run=True),
+        swap_suffix(plan(), "30s", dry_run=True),
+    )
+    assert prefix.startswith("BEGIN;") and "LOCK TABLE" not in prefix
+    assert suffix.rstrip().endswith("ROLLBACK;") and "SELECT 'done';" not in suffix
+
+
+def test_the_undo_swaps_back_in_one_script():
+    script = undo_script(
+        UndoPlan("clinica_x", "clinica_x__rabcdef0123", "clinica_x__uabcdef0123", "SELECT 1;"),
+        "5s",
+    )
+    assert script.index('RENAME TO "clinica_x__uabcdef0123"') < script.index(
+        'ALTER SCHEMA "clinica_x__rabcdef0123" RENAME TO "clinica_x"'
+    )
+
+
+def test_names_going_into_the_script_are_checked():
+    bad = SwapPlan('x"; DROP TABLE y; --', "old", "clinic_app", 15, "")
+    with pytest.raises(ValueError):
+        swap_prefix(bad, "30s")
+
+
+def test_kept_schema_names_are_short_unique_and_never_the_clinic():
+    long_name = "c" * 63
+    restore_id = uuid.uuid4()
+    kept = kept_schema_name(long_name, restore_id, "r")
+    assert len(kept.encode()) <= 63 and kept != long_name
+    assert kept_schema_name(long_name, uuid.uuid4(), "r") != kept
+    assert kept_schema_name("clinica_x", restore_id, "u") != kept_schema_name(
+        "clinica_x", restore_id, "r"
+    )
+    assert re.fullmatch(r"clinica_x__r[0-9a-f]{10}", kept_schema_name("clinica_x", restore_id, "r"))
+    with pytest.raises(ValueError):
+        kept_schema_name("pg_catalog", restore_id, "r")
+
+
+@pytest.mark.parametrize(
+    ("rc", "stderr", "kind"),
+    [
+        (-9, [], RestoreInterrupted),
+        (
+            2,
+            ["psql: FATAL:  terminating connection due to administrator command"],
+            RestoreInterrupted,
+        ),
+        (3, ["psql:<stdin>:9: ERROR:  canceling statement due to lock timeout"], ClinicBusy),
+        (3, ['psql:<stdin>:9: ERROR:  type "shared.mood" does not exist'], MissingDependency),
+        (3, ['ERROR:  relation "public.users" does not exist'], MissingDependency),
+        (3, ["ERROR:  permission denied for schema x"], RestoreFailed),
+        (
+            3,
+            ['ERROR:  insert or update on table "notes" violates foreign key constraint "f"'],
+            RestoreFailed,
+        ),
+    ],
+)
+def test_psql_failures_become_documented_codes(rc, stderr, kind):
+    error = classify_psql_error(rc, stderr, check=False)
+    assert isinstance(error, kind)
+    assert "nothing changed" in error.message
+
+
+def test_a_server_is_the_same_whatever_the_database_or_role():
+    assert same_server("postgresql://a@127.0.0.1:5432/x", "postgresql://b@localhost:5432/y")
+    assert not same_server("postgresql://a@127.0.0.1:5432/x", "postgresql://a@127.0.0.1:5433/x")
+
+
+def test_job_messages_keep_the_backup_shape_and_add_the_restore_kinds():
+    backup_id, restore_id = uuid.uuid4(), uuid.uuid4()
+    backup = parse_job(
+        {"kind": "backup", "schema": "c1", "backup_id": str(backup_id), "trigger": "manual"}
+    )
+    assert isinstance(backup, BackupJob)
+    assert backup.to_message() == {
+        "kind": "backup",
+        "schema": "c1",
+        "backup_id": str(backup_id),
+        "trigger": "manual",
+    }
+    for kind in ("restore", "verify", "undo"):
+        job = parse_job({"kind": kind, "schema": "c1", "restore_id": str(restore_id)})
+        assert isinstance(job, RestoreJob) and job.to_message()["restore_id"] == str(restore_id)
+    light = parse_job({"kind": "verify_light", "schema": "c1", "backup_id": str(backup_id)})
+    assert isinstance(light, LightVerifyJob)
+    for bad in (
+        {"kind": "restore", "schema": "c1", "restore_id": str(restore_id), "token": "x"},
+        {"kind": "drop", "schema": "c1"},
+        {"kind": "undo", "schema": "public", "restore_id": str(restore_id)},
+    ):
+        with pytest.raises(InvalidJob):
+            parse_job(bad)
+
+
+def test_the_dispatcher_routes_by_kind(monkeypatch):
+    from clinic_backups.adapters.queues import SqsDispatcher
+
+    sent: list[tuple[str, str]] = []
+
+    class Client:
+        def send_message(self, QueueUrl: str, MessageBody: str) -> None:
+            sent.append((QueueUrl, MessageBody))
+
+    dispatcher = SqsDispatcher("backups-url", Client(), restore_queue_url="restores-url")
+    dispatcher.enqueue(
+        BackupJob(kind="backup", schema="c1", backup_id=uuid.uuid4(), trigger="manual")
+    )
+    dispatcher.enqueue(LightVerifyJob(kind="verify_light", schema="c1", backup_id=uuid.uuid4()))
+    dispatcher.enqueue(RestoreJob(kind="restore", schema="c1", restore_id=uuid.uuid4()))
+    assert [url for url, _ in sent] == ["backups-url", "restores-url", "restores-url"]
+
+
+def test_owned_tables_have_no_sequences():
+    statements = " ".join(s for _, batch in MIGRATIONS for s in batch).lower()
+    assert "serial" not in statements and "identity" not in statements
+    assert "nextval" not in statements
+
+
+def test_the_restore_queue_outlives_its_worker_and_has_its_own_concurrency():
+    resources = sam_template()["Resources"]
+    worker = resources["RestoreBackupFunction"]["Properties"]
+    queue = resources["RestoreJobQueue"]["Properties"]
+    assert queue["VisibilityTimeout"] > worker["Timeout"] == 900
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {
+        "Fn::GetAtt": ["RestoreJobDeadLetterQueue", "Arn"]
+    }
+    event = worker["Events"]["RestoreJobs"]["Properties"]
+    assert event["Queue"] == {"Fn::GetAtt": ["RestoreJobQueue", "Arn"]}
+    assert event["BatchSize"] == 1
+    assert event["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert event["ScalingConfig"]["MaximumConcurrency"] == {"Ref": "RestoreMaximumConcurrency"}
+    assert sam_template()["Parameters"]["RestoreMaximumConcurrency"]["Default"] == 2
+    # every function that queues restore-queue jobs knows the queue
+    for name in ("CreateBackupFunction", "RestoreBackupFunction", "SchedulerFunction"):
+        variables = resources[name]["Properties"]["Environment"]["Variables"]
+        assert variables["RESTORE_QUEUE_URL"] == {"Ref": "RestoreJobQueue"}
+    assert {"Ref": "PgDumpLayer"} in worker["Layers"]
