@@ -105,6 +105,7 @@ def permissions_for(role: Role, settings: CommonSettings) -> frozenset[Permissio
         Permission.DOWNLOAD: settings.download_roles,
         Permission.DELETE: settings.delete_roles,
         Permission.MANAGE_SETTINGS: settings.settings_roles,
+        Permission.MANAGE_KEYS: settings.keys_roles,
     }
     return frozenset(p for p, roles in table.items() if role.value in roles)
 

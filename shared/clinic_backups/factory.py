@@ -15,6 +15,7 @@ from .settings import (
     CreateBackupSettings,
     DeleteBackupSettings,
     DownloadBackupSettings,
+    EncryptionSettings,
     PolicySettings,
     QueueSettings,
     SchedulerSettings,
@@ -146,6 +147,12 @@ def dumper(settings: CreateBackupSettings) -> Any:
     )
 
 
+def keys(settings: CommonSettings) -> Any:
+    from .adapters.keys import PostgresKeys
+
+    return PostgresKeys(database(settings))
+
+
 def build_services(settings: CommonSettings) -> Any:
     """Services for whatever the settings model describes (storage, queue, dumper…)."""
     from .observability import PowertoolsMetrics
@@ -157,6 +164,7 @@ def build_services(settings: CommonSettings) -> Any:
         metrics=PowertoolsMetrics(),
         schedules=schedules(settings),
         policy=policy(settings),
+        keys=keys(settings),
     )
     if isinstance(settings, StorageSettings):
         svc.storage = storage(settings)
@@ -170,4 +178,7 @@ def build_services(settings: CommonSettings) -> Any:
         svc.download_ttl = settings.download_url_ttl
     if isinstance(settings, DeleteBackupSettings):
         svc.delete_grace_days = settings.delete_grace_days
+    if isinstance(settings, EncryptionSettings):
+        svc.platform_recipients = list(settings.platform_age_recipients)
+        svc.platform_identities = settings.identities()
     return svc

@@ -26,6 +26,7 @@ class Permission(StrEnum):
     DOWNLOAD = "download_backup"
     DELETE = "delete_backup"
     MANAGE_SETTINGS = "manage_backup_settings"
+    MANAGE_KEYS = "manage_encryption_keys"
 
 
 class BackupStatus(StrEnum):
@@ -92,6 +93,11 @@ class BackupRecord:
     note: str | None = None
     # Admin-marked: retention never deletes it (PATCH /backups/{id}).
     keep: bool = False
+    # age encryption: sha256 above is of the stored (encrypted) bytes, what a download
+    # delivers; this one is of the archive inside, what restore and verify check.
+    plaintext_sha256: str | None = None
+    # Who can open it: [{"kind": "platform"|"clinic", "fingerprint", "label"}], never keys.
+    recipients: list[dict[str, Any]] = field(default_factory=list)
 
     def to_api(self) -> dict[str, Any]:
         """The public shape (openapi.yaml `Backup`): no storage key, ISO timestamps."""
@@ -114,6 +120,30 @@ class BackupPage:
 
 
 @dataclass(frozen=True)
+class EncryptionKey:
+    """A public key a clinic registered: its backups are also encrypted to it."""
+
+    id: uuid.UUID
+    label: str
+    public_key: str
+    fingerprint: str
+    created_by: str
+    created_at: datetime
+    created_by_name: str | None = None
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "label": self.label,
+            "public_key": self.public_key,
+            "fingerprint": self.fingerprint,
+            "created_by": self.created_by,
+            "created_by_name": self.created_by_name,
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True)
 class DumpResult:
     size_bytes: int
     sha256: str
@@ -122,6 +152,8 @@ class DumpResult:
     seconds: float
     planner_setting: str = "unknown"
     toc_entries: int = 0
+    # Set when the archive was encrypted: the sha256 of the archive inside.
+    plaintext_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -131,6 +163,9 @@ class SignedDownload:
     file_name: str
     size_bytes: int
     sha256: str
+    encryption: str = "none"
+    # Who can open the file: the clinic's keys it was encrypted to (labels and fingerprints).
+    recipients: list[dict[str, Any]] = field(default_factory=list)
 
     def to_api(self) -> dict[str, Any]:
         return {
@@ -139,6 +174,8 @@ class SignedDownload:
             "file_name": self.file_name,
             "size_bytes": self.size_bytes,
             "sha256": self.sha256,
+            "encryption": self.encryption,
+            "recipients": self.recipients,
         }
 
 
@@ -155,6 +192,20 @@ class AuditEntry:
 
 
 # --- request and message shapes -------------------------------------------------------------
+
+
+class RegisterKeyRequest(BaseModel):
+    """Body of `POST /encryption-keys`: an age public key and a label for it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    label: str = Field(min_length=1, max_length=80)
+    public_key: str = Field(min_length=1, max_length=200)
+
+    @field_validator("label", "public_key")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        return value.strip()
 
 
 class CreateBackupRequest(BaseModel):

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from .models import (
     AuditEntry,
@@ -17,6 +17,7 @@ from .models import (
     Clinic,
     ClinicSettings,
     DumpResult,
+    EncryptionKey,
     SlotRecord,
     SlotStatus,
 )
@@ -62,8 +63,15 @@ class RecordsRepository(Protocol):
         ...
 
     def complete(
-        self, schema: str, backup_id: uuid.UUID, result: DumpResult, at: datetime
-    ) -> BackupRecord: ...
+        self,
+        schema: str,
+        backup_id: uuid.UUID,
+        result: DumpResult,
+        at: datetime,
+        recipients: builtins.list[dict[str, Any]] | None = None,
+    ) -> BackupRecord:
+        """running → completed with the result and who the archive is encrypted to."""
+        ...
 
     def fail(
         self, schema: str, backup_id: uuid.UUID, error_code: str, error: str, at: datetime
@@ -258,14 +266,32 @@ class ObjectStorage(Protocol):
     def abort_upload(self, key: str, upload_id: str) -> None: ...
 
 
+class KeysRepository(Protocol):
+    """The public keys a clinic registered for its backups."""
+
+    def list(self, schema: str) -> builtins.list[EncryptionKey]: ...
+
+    def add(self, schema: str, key: EncryptionKey) -> EncryptionKey:
+        """KeyAlreadyRegistered when the public key is already there."""
+        ...
+
+    def remove(self, schema: str, key_id: uuid.UUID) -> EncryptionKey | None: ...
+
+
 class JobDispatcher(Protocol):
     def enqueue(self, job: BackupJob) -> None: ...
 
 
 class Dumper(Protocol):
-    """Runs the dump pipeline for one schema into a stream consumer (the upload)."""
+    """Runs the dump pipeline for one schema into a stream consumer (the upload). With
+    `encrypt_to` (age public keys) the stream the consumer reads is the encrypted archive."""
 
-    def run(self, schema: str, consume: Callable[[BinaryIO], None]) -> DumpResult: ...
+    def run(
+        self,
+        schema: str,
+        consume: Callable[[BinaryIO], None],
+        encrypt_to: builtins.list[str] | None = None,
+    ) -> DumpResult: ...
 
 
 class Metrics(Protocol):

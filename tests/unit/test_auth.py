@@ -77,6 +77,7 @@ def test_valid_admin_token_gives_the_clinic_from_the_claim():
         Permission.DOWNLOAD,
         Permission.DELETE,
         Permission.MANAGE_SETTINGS,
+        Permission.MANAGE_KEYS,
     }
 
 

@@ -17,6 +17,7 @@ TABLES = {
     "meta": "backup_meta",
     "settings": "backup_settings",
     "slots": "backup_slots",
+    "keys": "backup_keys",
 }
 
 MIGRATIONS: list[tuple[int, list[str]]] = [
@@ -120,6 +121,26 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "ALTER TABLE {records} ADD COLUMN keep boolean NOT NULL DEFAULT false",
             # Retention and the last-good-backup metric read completed backups by time.
             "CREATE INDEX ON {records} (status, finished_at DESC)",
+        ],
+    ),
+    # Encryption (age): every backup is encrypted to the platform's restore recipient and to
+    # every public key the clinic registered. Only public keys are ever stored here.
+    (
+        3,
+        [
+            "ALTER TABLE {records} ADD COLUMN plaintext_sha256 text",
+            "ALTER TABLE {records} ADD COLUMN recipients jsonb NOT NULL DEFAULT '[]'",
+            """
+            CREATE TABLE {keys} (
+                id uuid PRIMARY KEY,
+                label text NOT NULL CHECK (char_length(label) BETWEEN 1 AND 80),
+                public_key text NOT NULL UNIQUE CHECK (public_key LIKE 'age1%'),
+                fingerprint text NOT NULL,
+                created_by text NOT NULL,
+                created_by_name text,
+                created_at timestamptz NOT NULL
+            )
+            """,
         ],
     ),
 ]

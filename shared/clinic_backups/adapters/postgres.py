@@ -140,7 +140,20 @@ _RECORD_COLUMNS = (
     "error_code",
     "note",
     "keep",
+    "plaintext_sha256",
+    "recipients",
 )
+
+# jsonb columns of backup_records: written through psycopg2's Json adapter.
+_JSON_COLUMNS = frozenset({"recipients"})
+
+
+def _column_value(column: str, value: Any) -> Any:
+    if isinstance(value, (BackupStatus, Trigger)):
+        return value.value
+    if column in _JSON_COLUMNS:
+        return psycopg2.extras.Json(value)
+    return value
 
 
 def _record(row: dict[str, Any]) -> BackupRecord:
@@ -215,8 +228,7 @@ class PostgresRecords:
             if cur.fetchone() is None:
                 raise OperationInProgress()
             columns = [c for c in _RECORD_COLUMNS]
-            values = [getattr(record, c) for c in columns]
-            values = [v.value if isinstance(v, (BackupStatus, Trigger)) else v for v in values]
+            values = [_column_value(c, getattr(record, c)) for c in columns]
             cur.execute(
                 sql.SQL("INSERT INTO {records} ({cols}) VALUES ({vals}) RETURNING *").format(
                     cols=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
@@ -240,20 +252,28 @@ class PostgresRecords:
             return _record(row) if row else None
 
     def complete(
-        self, schema: str, backup_id: uuid.UUID, result: DumpResult, at: datetime
+        self,
+        schema: str,
+        backup_id: uuid.UUID,
+        result: DumpResult,
+        at: datetime,
+        recipients: builtins.list[dict[str, Any]] | None = None,
     ) -> BackupRecord:
         names = self._names(schema)
         with self._db.transaction() as cur:
             cur.execute(
                 sql.SQL(
                     "UPDATE {records} SET status = 'completed', finished_at = %s, size_bytes = %s, "
-                    "sha256 = %s, pg_dump_version = %s, server_version = %s, error = NULL, "
-                    "error_code = NULL WHERE id = %s AND status = 'running' RETURNING *"
+                    "sha256 = %s, plaintext_sha256 = %s, recipients = %s, pg_dump_version = %s, "
+                    "server_version = %s, error = NULL, error_code = NULL "
+                    "WHERE id = %s AND status = 'running' RETURNING *"
                 ).format(**names),
                 (
                     at,
                     result.size_bytes,
                     result.sha256,
+                    result.plaintext_sha256,
+                    psycopg2.extras.Json(recipients or []),
                     result.pg_dump_version,
                     result.server_version,
                     backup_id,
@@ -363,8 +383,7 @@ class PostgresRecords:
 
     def insert_from_manifest(self, schema: str, record: BackupRecord) -> bool:
         columns = list(_RECORD_COLUMNS)
-        values = [getattr(record, c) for c in columns]
-        values = [v.value if isinstance(v, (BackupStatus, Trigger)) else v for v in values]
+        values = [_column_value(c, getattr(record, c)) for c in columns]
         with self._db.transaction() as cur:
             cur.execute(
                 sql.SQL(
