@@ -98,6 +98,7 @@ class BackupRecord:
     plaintext_sha256: str | None = None
     # Who can open it: [{"kind": "platform"|"clinic", "fingerprint", "label"}], never keys.
     recipients: list[dict[str, Any]] = field(default_factory=list)
+    reencrypting: bool = False
 
     def to_api(self) -> dict[str, Any]:
         """The public shape (openapi.yaml `Backup`): no storage key, ISO timestamps."""

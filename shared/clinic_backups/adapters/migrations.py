@@ -130,6 +130,8 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         [
             "ALTER TABLE {records} ADD COLUMN plaintext_sha256 text",
             "ALTER TABLE {records} ADD COLUMN recipients jsonb NOT NULL DEFAULT '[]'",
+            # true while a re-encryption job for the backup is queued or running
+            "ALTER TABLE {records} ADD COLUMN reencrypting boolean NOT NULL DEFAULT false",
             """
             CREATE TABLE {keys} (
                 id uuid PRIMARY KEY,

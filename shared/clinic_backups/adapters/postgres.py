@@ -142,6 +142,7 @@ _RECORD_COLUMNS = (
     "keep",
     "plaintext_sha256",
     "recipients",
+    "reencrypting",
 )
 
 # jsonb columns of backup_records: written through psycopg2's Json adapter.
