@@ -9,6 +9,7 @@ import {
   BackupSettingsPanel,
   BackupsProvider,
   CreateBackupButton,
+  EncryptionKeysPanel,
   createBackupsClient,
   useBackups,
   type Language,
@@ -164,6 +165,9 @@ function Panel({ onSignOut }: { onSignOut: () => void }) {
 
         {/* "Programación": admins edit, staff see it read-only */}
         <BackupSettingsPanel className="demo-card" />
+
+        {/* "Cifrado": the clinic's own keys (admins with manage_encryption_keys only) */}
+        <EncryptionKeysPanel className="demo-card" />
       </main>
     </div>
   );
