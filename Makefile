@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | sha1sum | cut -c1-12)
 NPM_STAMP := frontend/node_modules/.installed-$(shell cat frontend/package-lock.json 2>/dev/null | sha1sum | cut -c1-12)
 
-.PHONY: help token venv layer pg-server frontend-deps frontend chromium run schedule test test-python \
+.PHONY: help token venv layer pg-server frontend-deps frontend system-deps run schedule test test-python \
         test-frontend test-e2e lint build validate bench bench-smoke clean
 
 help:
@@ -49,19 +49,22 @@ frontend/dist/index.html: $(NPM_STAMP) $(FRONTEND_SOURCES)
 
 frontend: frontend/dist/index.html
 
-# Debian's Chromium for the browser tests (never `npx playwright install`: no such download here).
-chromium:
-	@command -v chromium >/dev/null 2>&1 || { \
+# Debian's Chromium for the browser tests (never `npx playwright install`: no such download
+# here) and Debian's age, the real CLI a clinic opens its downloads with.
+system-deps:
+	@missing=""; for tool in chromium age; do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
-		else echo "install Chromium (apt-get install chromium) for the browser tests"; exit 1; fi; }
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+		else echo "install$$missing (apt-get install$$missing) for the tests"; exit 1; fi; \
+	fi
 
 # --- the two README commands -----------------------------------------------------------------
 
 run: venv layer pg-server frontend
 	$(PY) -m devstack.run $(ARGS)
 
-test: venv layer pg-server frontend chromium
+test: venv layer pg-server frontend system-deps
 	$(PY) -m pytest tests -q -p no:cacheprovider
 	cd frontend && npm test --silent
 
@@ -71,7 +74,7 @@ test-python: venv layer pg-server
 test-frontend: frontend-deps
 	cd frontend && npm test --silent
 
-test-e2e: venv layer pg-server frontend chromium
+test-e2e: venv layer pg-server frontend system-deps
 	$(PY) -m pytest tests/e2e -q -p no:cacheprovider
 
 schedule: venv

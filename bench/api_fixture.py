@@ -11,6 +11,7 @@ import secrets
 import statistics
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,7 @@ class ApiFixture:
             "AWS_DEFAULT_REGION": "eu-west-1",
         }
         common.ensure_clinic(self.bench.url, SCHEMA, patients=300, note_bytes=100)
+        self.register_clinic_key()
         self.release_lock()
         done = common.run_child(
             "bench.backup_child", {"schema": SCHEMA, "sink": "s3"}, env=self.env
@@ -131,6 +133,32 @@ class ApiFixture:
         work; DELETE of an already deleted backup is a no-op (still a full request)."""
         if function == "create_backup":
             self.release_lock()
+
+    def register_clinic_key(self) -> None:
+        """A clinic key, so downloads are of backups the clinic can open (else 409)."""
+        from clinic_backups import keys
+        from clinic_backups.adapters.keys import PostgresKeys
+        from clinic_backups.adapters.postgres import Database, PostgresRecords
+        from clinic_backups.models import EncryptionKey
+        from pyrage import x25519
+
+        db = Database(self.bench.url)
+        PostgresRecords(db).ensure_schema(SCHEMA)
+        repo = PostgresKeys(db)
+        if not repo.list(SCHEMA):
+            public = str(x25519.Identity.generate().to_public())
+            repo.add(
+                SCHEMA,
+                EncryptionKey(
+                    id=uuid.uuid4(),
+                    label="bench",
+                    public_key=public,
+                    fingerprint=keys.fingerprint(public),
+                    created_by="bench",
+                    created_at=datetime.now(UTC),
+                ),
+            )
+        db.close()
 
     def release_lock(self) -> None:
         with psycopg2.connect(self.bench.url) as conn, conn.cursor() as cur:

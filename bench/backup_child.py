@@ -54,6 +54,11 @@ def main() -> None:
     from clinic_backups.settings import OperatorSettings, get_settings
 
     svc = build_services(get_settings(OperatorSettings))
+    if payload.get("plain"):
+        # Bench only: the same run without the age stage, to price encryption in the pipeline.
+        from clinic_backups import keys
+
+        keys.recipients_for = lambda svc, schema: []  # type: ignore[assignment]
     if payload.get("sink") == "null":
         svc.storage = NullStorage()  # type: ignore[assignment]
     jobs: list[Any] = []

@@ -491,8 +491,19 @@ class Stack:
     def _set_service_environment(
         self, secrets: dict[str, str], backup_url: str, storage_env: dict[str, str]
     ) -> None:
+        from clinic_backups.adapters.age import public_key_of
+
+        identity = secrets["platform_age_identity"]
         os.environ.update(
-            {"DATABASE_URL": backup_url, "JWT_SECRET": secrets["jwt_secret"], **storage_env}
+            {
+                "DATABASE_URL": backup_url,
+                "JWT_SECRET": secrets["jwt_secret"],
+                # age: backups are encrypted to this platform key; restore/verify decrypt
+                # with its identity (the local stack's own, kept in the state folder).
+                "PLATFORM_AGE_RECIPIENTS": public_key_of(identity),
+                "PLATFORM_AGE_IDENTITIES": identity,
+                **storage_env,
+            }
         )
 
     def _start_gateway(self, secrets: dict[str, str]) -> None:

@@ -38,6 +38,8 @@ SECRET_NAMES = (
     "s3_secret_key",
     "supabase_jwt_secret",
     "backup_db_password",
+    # The local platform's age restore identity (every backup is encrypted to its public key).
+    "platform_age_identity",
 )
 
 
@@ -48,6 +50,10 @@ def default_state_dir() -> Path:
 def _new_secret(name: str) -> str:
     if name == "s3_access_key":
         return "devstack" + secrets.token_hex(8)
+    if name == "platform_age_identity":
+        from pyrage import x25519
+
+        return str(x25519.Identity.generate())
     return secrets.token_urlsafe(48)
 
 

@@ -293,6 +293,8 @@ def app_env(
         "PG_BIN_DIR": pg_bin_dir,
         "POWERTOOLS_METRICS_NAMESPACE": "ClinicBackupsTest",
         "DUMP_TIMEOUT_SECONDS": "120",
+        "PLATFORM_AGE_RECIPIENTS": helpers.PLATFORM_RECIPIENT,
+        "PLATFORM_AGE_IDENTITIES": helpers.PLATFORM_IDENTITY,
     }
     for name in (
         "APP_SECRET_ARN",

@@ -25,6 +25,17 @@ JWT_AUDIENCE = "clinic-backups"
 SAMPLE_ID = "00000000-0000-4000-8000-000000000000"
 
 
+def _platform_identity() -> tuple[str, str]:
+    from pyrage import x25519
+
+    identity = x25519.Identity.generate()
+    return str(identity), str(identity.to_public())
+
+
+# The platform's restore identity for this test session (the local stack makes its own).
+PLATFORM_IDENTITY, PLATFORM_RECIPIENT = _platform_identity()
+
+
 def mint(
     schema: str | None,
     clinic_role: str | None = "admin",
@@ -181,3 +192,28 @@ class FixedClock:
 
         self.at = self.at + timedelta(**delta)
         return self.at
+
+
+def register_clinic_key(schema: str, label: str = "Llave de dirección") -> str:
+    """Register a new age key for the clinic through the API; returns its identity (the
+    private key a clinic keeps on its side)."""
+    from pyrage import x25519
+
+    identity = x25519.Identity.generate()
+    reply = call(
+        "encryption_keys",
+        load_event(
+            "encryption_keys/post_key.json",
+            token=mint(schema, "admin"),
+            body={"label": label, "public_key": str(identity.to_public())},
+        ),
+    )
+    assert reply.status == 201, reply.body
+    return str(identity)
+
+
+def decrypt(data: bytes, identity: str) -> bytes:
+    import pyrage
+    from pyrage import x25519
+
+    return pyrage.decrypt(data, [x25519.Identity.from_str(identity)])

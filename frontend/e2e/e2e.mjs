@@ -9,22 +9,37 @@
 //   CHROMIUM                browser binary (default /usr/bin/chromium)
 //   E2E_CLINIC              clinic schema whose accounts are used (default clinica_demo)
 //   E2E_BACKUP_TIMEOUT_MS   how long a backup may take to complete (default 180000)
+//   E2E_REENCRYPT           "1": also re-encrypt a backup only the platform can open (one the
+//                           history marks "Solo la plataforma puede abrirla") and download it
+//                           (run-local.mjs sets it; off by default against a live stack)
+//
+// Flow: the admin generates an encryption key in the browser (the "Cifrado" panel's wizard),
+// saves the key file ($E2E_OUT_DIR/clave-backups-<clinic>.txt), registers its public key, then
+// creates a backup and downloads it: the file is age ciphertext (`age-encryption.org/v1`) that
+// the saved key opens (`age -d -i <key_file> <downloaded_file>`).
 //
 // Output: one JSON object on stdout (also written to $E2E_OUT_DIR/result.json):
-//   { ok, base_url, clinic, note, backup_id, downloaded_file, file_name, size_bytes,
-//     sha256_expected, sha256_actual, restore_id, restore, screenshots: [...],
+//   { ok, base_url, clinic, note, key_label, key_public_key, key_file, backup_id,
+//     downloaded_file, file_name, size_bytes, sha256_expected, sha256_actual, restore_id,
+//     restore, reencrypted_backup_id?, reencrypted_file?, screenshots: [...],
 //     checks: { name: bool }, error? }
+// key_file is the saved identity (private key: test data only); downloaded_file the .dump.age.
 // Exit status: 0 when every check passed, 1 otherwise.
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
+import { Decrypter, identityToRecipient } from 'age-encryption';
 import { chromium } from 'playwright-core';
 
 const BASE_URL = (process.env.E2E_BASE_URL ?? '').replace(/\/+$/, '');
 const OUT_DIR = path.resolve(process.env.E2E_OUT_DIR ?? 'test-artifacts/e2e');
 const CLINIC = process.env.E2E_CLINIC ?? 'clinica_demo';
 const BACKUP_TIMEOUT = Number(process.env.E2E_BACKUP_TIMEOUT_MS ?? 180_000);
+const REENCRYPT = process.env.E2E_REENCRYPT === '1';
 const STEP_TIMEOUT = 15_000;
+const AGE_HEADER = 'age-encryption.org/v1';
 
 const checks = {};
 const screenshots = [];
@@ -62,6 +77,28 @@ async function signIn(page, accounts, role) {
   return account;
 }
 
+/** Decrypts age bytes with an identity (npm age-encryption, the format the age CLI reads). */
+async function ageDecrypt(bytes, identity) {
+  const decrypter = new Decrypter();
+  decrypter.addIdentity(identity);
+  return Buffer.from(await decrypter.decrypt(new Uint8Array(bytes)));
+}
+
+/** When Debian's `age` CLI is installed: does it open the file with the saved key? */
+async function ageCliOpens(keyFile, encryptedFile) {
+  const which = spawnSync('sh', ['-c', 'command -v age'], { encoding: 'utf8' });
+  if (which.status !== 0) return null;
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'e2e-age-'));
+  try {
+    const out = path.join(dir, 'backup.dump');
+    const run = spawnSync(which.stdout.trim(), ['-d', '-i', keyFile, '-o', out, encryptedFile], { encoding: 'utf8' });
+    if (run.status !== 0) return false;
+    return (await readFile(out)).subarray(0, 5).toString('latin1') === 'PGDMP';
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 async function main() {
   if (!BASE_URL) throw new Error('E2E_BASE_URL is required (e.g. http://127.0.0.1:8080)');
   await mkdir(OUT_DIR, { recursive: true });
@@ -93,6 +130,9 @@ async function main() {
     currentPage = page;
     page.on('console', (msg) => consoleLines.push(msg.text()));
     page.on('pageerror', (err) => consoleLines.push(`pageerror: ${err.message}`));
+    // Everything the page sends: the private key must be in none of it.
+    const sent = [];
+    page.on('request', (request) => sent.push(`${request.method()} ${request.url()} ${request.postData() ?? ''}`));
 
     // ---- admin signs in via the demo picker ------------------------------------------
     await page.goto(`${BASE_URL}/`);
@@ -108,6 +148,82 @@ async function main() {
     check('admin_header_shows_user', await page.getByText(admin.user_name).first().isVisible());
     check('admin_header_shows_role', await page.getByText('Administrador/a').first().isVisible());
     await shot(page, '02-history');
+
+    // ---- the admin generates an encryption key in the browser and registers it -----------
+    const keysPanel = page.getByRole('region', { name: 'Cifrado' });
+    await keysPanel.waitFor({ timeout: STEP_TIMEOUT });
+    const generateKey = keysPanel.getByRole('button', { name: /Generar una llave nueva/ });
+    await generateKey.waitFor({ timeout: STEP_TIMEOUT });
+    await generateKey.click();
+    const wizard = page.getByRole('dialog', { name: 'Generar una llave nueva' });
+    await wizard.waitFor({ timeout: STEP_TIMEOUT });
+    check('key_wizard_aria_modal', (await wizard.getAttribute('aria-modal')) === 'true');
+    const keyLabel = `E2E ${new Date().toISOString()}`;
+    result.key_label = keyLabel;
+    await wizard.getByLabel('Nombre de la llave').fill(keyLabel);
+    await wizard.getByRole('button', { name: 'Generar la llave' }).click();
+    await wizard.getByText('Paso 2 de 3: Guardar').waitFor({ timeout: STEP_TIMEOUT });
+    const confirmSaved = wizard.getByRole('checkbox', { name: 'He guardado el archivo en un lugar seguro' });
+    const continueButton = wizard.getByRole('button', { name: 'Continuar' });
+    check('key_confirm_disabled_before_saving', await confirmSaved.isDisabled());
+    check('key_continue_disabled_before_confirming', await continueButton.isDisabled());
+    check('key_wizard_warns_about_loss', (await wizard.innerText()).includes('Si pierdes este archivo, no podrás abrir las copias descargadas'));
+    await shot(page, '09-key-wizard', { fullPage: false });
+
+    const [keyDownload] = await Promise.all([
+      page.waitForEvent('download', { timeout: STEP_TIMEOUT }),
+      wizard.getByRole('button', { name: /Guardar el archivo de la llave/ }).click(),
+    ]);
+    const keyFileName = `clave-backups-${CLINIC}.txt`;
+    check('key_file_suggested_name', keyDownload.suggestedFilename() === keyFileName);
+    const keyFile = path.join(OUT_DIR, keyFileName);
+    await keyDownload.saveAs(keyFile);
+    result.key_file = keyFile;
+    const keyLines = (await readFile(keyFile, 'utf8')).trimEnd().split('\n');
+    const identity = keyLines.find((line) => line.startsWith('AGE-SECRET-KEY-1')) ?? '';
+    const publicKey = (keyLines.find((line) => line.startsWith('# public key: ')) ?? '').slice('# public key: '.length);
+    result.key_public_key = publicKey;
+    check(
+      'key_file_format',
+      keyLines.length === 4 &&
+        keyLines[0] === `# clave de backups de ${admin.clinic_name}` &&
+        /^# creada: \d{4}-\d\d-\d\dT[\d:.]+Z$/.test(keyLines[1]) &&
+        /^age1[02-9ac-hj-np-z]{58}$/.test(publicKey) &&
+        /^AGE-SECRET-KEY-1[0-9A-Z]{58}$/.test(keyLines[3]),
+    );
+    check('key_file_identity_matches_public_key', Boolean(identity) && (await identityToRecipient(identity)) === publicKey);
+    check('private_key_not_in_page_after_saving', Boolean(identity) && !(await page.content()).includes(identity));
+
+    await confirmSaved.check();
+    check('key_continue_enabled_after_confirming', await continueButton.isEnabled());
+    await continueButton.click();
+    await wizard.getByText('Paso 3 de 3: Registrar').waitFor({ timeout: STEP_TIMEOUT });
+    const [registerRequest] = await Promise.all([
+      page.waitForRequest((r) => r.method() === 'POST' && new URL(r.url()).pathname.endsWith('/encryption-keys'), { timeout: STEP_TIMEOUT }),
+      wizard.getByRole('button', { name: 'Registrar la llave' }).click(),
+    ]);
+    let registerBody = {};
+    try {
+      registerBody = JSON.parse(registerRequest.postData() ?? '{}');
+    } catch {
+      registerBody = {};
+    }
+    check(
+      'key_registration_sends_only_label_and_public_key',
+      JSON.stringify(Object.keys(registerBody).sort()) === '["label","public_key"]' &&
+        registerBody.public_key === publicKey &&
+        registerBody.label === keyLabel,
+    );
+    await wizard.getByText('Llave registrada').waitFor({ timeout: STEP_TIMEOUT });
+    check('key_registered', true);
+    await wizard.getByRole('button', { name: 'Terminar' }).click();
+    await wizard.waitFor({ state: 'hidden', timeout: STEP_TIMEOUT });
+    const keyRow = keysPanel.getByRole('row').filter({ hasText: keyLabel });
+    await keyRow.waitFor({ timeout: STEP_TIMEOUT });
+    check('key_listed_with_fingerprint', /SHA256:[0-9a-f]+/.test(await keyRow.innerText()));
+    await keysPanel.scrollIntoViewIfNeeded();
+    await shot(page, '10-keys-panel');
+    await page.evaluate(() => window.scrollTo(0, 0));
 
     // ---- create a backup with a note ---------------------------------------------------
     const note = `E2E ${new Date().toISOString()}`;
@@ -165,6 +281,19 @@ async function main() {
     check('download_link_has_download_attr', downloadAttr !== null && downloadAttr.length > 0);
     check('download_countdown_shown', /\d+:\d\d/.test(countdown));
     check('download_sha256_shown', /^[0-9a-f]{64}$/.test(sha256Expected));
+    const encryptedSection = modal.getByRole('region', { name: 'Archivo cifrado' });
+    check('download_modal_says_encrypted', (await encryptedSection.count()) === 1);
+    const encryptedText = (await encryptedSection.count()) ? await encryptedSection.innerText() : '';
+    check('download_modal_lists_the_key', encryptedText.includes(keyLabel));
+    const decryptCommand = (await encryptedSection.count()) ? await encryptedSection.getByLabel('Descifrar el archivo').inputValue() : '';
+    check('download_modal_shows_age_command', decryptCommand === `age -d -i ${keyFileName} ${downloadAttr} > backup.dump`);
+    const restoreCommand = (await encryptedSection.count())
+      ? await encryptedSection.getByLabel(/Descifrar y restaurar/).inputValue()
+      : '';
+    check(
+      'download_modal_shows_restore_command',
+      restoreCommand.startsWith(`python -m clinic_backups.cli restore-file ${downloadAttr} --identity ${keyFileName} --target `),
+    );
     await shot(page, '04-download-modal', { fullPage: false });
 
     // Focus stays inside while tabbing.
@@ -191,7 +320,18 @@ async function main() {
       sha256_actual: sha256Actual,
     });
     check('download_sha256_matches', sha256Actual === sha256Expected);
-    check('download_is_pg_dump_custom_archive', bytes.subarray(0, 5).toString('latin1') === 'PGDMP');
+    check('download_file_name_is_dump_age', fileName.endsWith('.dump.age'));
+    // age ciphertext now, not a plain pg_dump archive: the saved key opens it
+    check('download_is_age_encrypted', bytes.subarray(0, AGE_HEADER.length).toString('latin1') === AGE_HEADER);
+    let plaintextHead = '';
+    try {
+      plaintextHead = (await ageDecrypt(bytes, identity)).subarray(0, 5).toString('latin1');
+    } catch {
+      plaintextHead = '';
+    }
+    check('download_decrypts_with_saved_key_to_pg_dump', plaintextHead === 'PGDMP');
+    const cli = await ageCliOpens(keyFile, filePath);
+    if (cli !== null) check('age_cli_decrypts_download_with_saved_key', cli);
 
     await page.keyboard.press('Escape');
     await modal.waitFor({ state: 'hidden', timeout: STEP_TIMEOUT });
@@ -274,6 +414,55 @@ async function main() {
     await page.getByRole('table').or(page.getByText('Todavía no hay copias de seguridad.')).first().waitFor({ timeout: STEP_TIMEOUT });
     check('deleted_row_gone_after_reload', (await page.getByRole('row').filter({ hasText: note }).count()) === 0);
 
+    // ---- optional: re-encrypt a backup only the platform can open ----------------------
+    if (REENCRYPT) {
+      const platformOnly = page.getByRole('row').filter({ hasText: 'Solo la plataforma puede abrirla' }).first();
+      const found = await platformOnly.waitFor({ timeout: STEP_TIMEOUT }).then(
+        () => true,
+        () => false,
+      );
+      check('reencrypt_candidate_in_history', found);
+      if (found) {
+        result.reencrypted_backup_id = await platformOnly.getAttribute('data-backup-id');
+        check('reencrypt_row_marked_encrypted', (await platformOnly.getByText('Cifrada', { exact: true }).count()) === 1);
+        await platformOnly.getByRole('button', { name: /^Descargar la copia del / }).click();
+        const again = page.getByRole('dialog', { name: 'Descargar copia de seguridad' });
+        await again.waitFor({ timeout: STEP_TIMEOUT });
+        await again.getByText(/Esta copia solo la puede abrir la plataforma/).waitFor({ timeout: STEP_TIMEOUT });
+        check('encryption_key_required_explained', true);
+        const reencryptButton = again.getByRole('button', { name: /Re-cifrar para mis llaves/ });
+        await reencryptButton.waitFor({ timeout: STEP_TIMEOUT });
+        await reencryptButton.click();
+        await again.getByText(/La copia se está re-cifrando/).waitFor({ timeout: STEP_TIMEOUT });
+        check('reencrypt_modal_says_reencrypting', true);
+        const reencryptingBadge = page
+          .locator(`tr[data-backup-id="${result.reencrypted_backup_id}"]`)
+          .getByText('Re-cifrando…');
+        check('reencrypt_row_shows_state', await reencryptingBadge.waitFor({ timeout: STEP_TIMEOUT }).then(() => true, () => false));
+        await shot(page, '11-reencrypting', { fullPage: false });
+        const newLink = again.getByRole('link', { name: /Descargar archivo/ });
+        await newLink.waitFor({ timeout: BACKUP_TIMEOUT });
+        const newHref = await newLink.getAttribute('href');
+        const newName = path.basename((await newLink.getAttribute('download')) || 'reencrypted.dump.age');
+        const newSha = (await again.getByLabel('Huella SHA-256').inputValue()).trim();
+        const newResponse = await page.request.get(new URL(newHref, page.url()).toString());
+        const newBytes = await newResponse.body();
+        const reencryptedFile = path.join(OUT_DIR, `reencrypted-${newName}`);
+        await writeFile(reencryptedFile, newBytes);
+        result.reencrypted_file = reencryptedFile;
+        check('reencrypted_download_sha256_matches', createHash('sha256').update(newBytes).digest('hex') === newSha);
+        let head = '';
+        try {
+          head = (await ageDecrypt(newBytes, identity)).subarray(0, 5).toString('latin1');
+        } catch {
+          head = '';
+        }
+        check('reencrypted_download_decrypts_with_saved_key', head === 'PGDMP');
+        await page.keyboard.press('Escape');
+        await again.waitFor({ state: 'hidden', timeout: STEP_TIMEOUT });
+      }
+    }
+
     // ---- staff: no download or delete controls ------------------------------------------
     await page.getByRole('button', { name: 'Cerrar sesión' }).click();
     await page.getByRole('heading', { name: 'Entrar en la demo' }).waitFor({ timeout: STEP_TIMEOUT });
@@ -285,12 +474,16 @@ async function main() {
     check('staff_no_delete_controls', (await page.getByRole('button', { name: /^Eliminar/ }).count()) === 0);
     check('staff_no_restore_controls', (await page.getByRole('button', { name: /^Restaurar|^Deshacer/ }).count()) === 0);
     check('staff_no_show_deleted_filter', (await page.getByLabel('Mostrar eliminadas').count()) === 0);
+    check('staff_no_keys_panel', (await page.getByRole('region', { name: 'Cifrado' }).count()) === 0);
     await shot(page, '06-staff-view');
 
     // ---- the signed URL never reached the console -----------------------------------------
     const urlPath = new URL(href, BASE_URL).pathname;
     check('signed_url_not_logged', !consoleLines.some((line) => line.includes(href) || line.includes(urlPath)));
     check('no_page_errors', !consoleLines.some((line) => line.startsWith('pageerror:')));
+    // ---- the private key never left the browser: not sent, not logged ---------------------
+    check('private_key_never_sent', !sent.some((line) => line.includes('AGE-SECRET-KEY-') || (identity && line.includes(identity))));
+    check('private_key_not_logged', !consoleLines.some((line) => line.includes('AGE-SECRET-KEY-') || (identity && line.includes(identity))));
     await context.close();
   } catch (err) {
     // What the page looked like when a step failed.

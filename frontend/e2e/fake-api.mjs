@@ -15,7 +15,15 @@
 //   running (pre-restore backup, restoring) → completed on successive `GET /restores/{id}`,
 //   adding a completed `pre_restore` backup; an undo goes the same way to `undone`;
 //   `POST /backups/{id}/verify` completes `passed` and marks the backup verified.
+// - encryption (age, as the real API): a new backup is encrypted, when it completes, to the
+//   fake platform key and to every key the clinic has registered then (`/encryption-keys`, in
+//   memory); its download is real age ciphertext (the npm age-encryption package) that the
+//   saved key file opens. A backup only the platform can open answers 409
+//   encryption_key_required; `POST /backups/{id}/reencrypt` re-encrypts it for the clinic's
+//   current keys (`reencrypting` is true for one poll, then the new file is in place).
+//   The seed has legacy unencrypted backups (older than two days) and platform-only ones.
 import { createHash, createHmac, randomUUID } from 'node:crypto';
+import { Encrypter, generateX25519Identity, identityToRecipient } from 'age-encryption';
 import http from 'node:http';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
@@ -28,7 +36,7 @@ function fakeJwt(claims) {
 }
 
 const ROLE_PERMISSIONS = {
-  admin: ['list_backups', 'create_backup', 'download_backup', 'delete_backup', 'manage_backup_settings', 'restore_backup'],
+  admin: ['list_backups', 'create_backup', 'download_backup', 'delete_backup', 'manage_backup_settings', 'restore_backup', 'manage_encryption_keys'],
   staff: ['list_backups', 'create_backup'],
 };
 
@@ -58,8 +66,51 @@ function isoMinutesAgo(minutes, now = Date.now()) {
 }
 
 function publicBackup(b) {
-  const { clinic: _c, fakeSize: _s, steps: _st, failOnFinish: _f, ...rest } = b;
+  const { clinic: _c, fakeSize: _s, steps: _st, failOnFinish: _f, ciphertext: _ct, ...rest } = b;
   return rest;
+}
+
+/** The same short name of a public key as the API (clinic_backups.keys.fingerprint). */
+export function fingerprint(publicKey) {
+  return `SHA256:${createHash('sha256').update(publicKey).digest('hex').slice(0, 16)}`;
+}
+
+const X25519_RECIPIENT = /^age1[02-9ac-hj-np-z]{58}$/;
+function isPublicKey(value) {
+  if (typeof value !== 'string' || !X25519_RECIPIENT.test(value)) return false;
+  try {
+    new Encrypter().addRecipient(value);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// The fake platform's restore key: made once per process, public half only kept.
+let platformRecipient = null;
+async function platform() {
+  platformRecipient ??= identityToRecipient(await generateX25519Identity());
+  const publicKey = await platformRecipient;
+  return { kind: 'platform', label: 'platform', public_key: publicKey, fingerprint: fingerprint(publicKey) };
+}
+
+const clinicRecipients = (keys) =>
+  keys.map((k) => ({ kind: 'clinic', label: k.label, public_key: k.public_key, fingerprint: k.fingerprint, key_id: k.id }));
+
+/** Encrypts the record's archive to `recipients` (real age) and stores what a download delivers. */
+async function encryptRecord(record, recipients) {
+  const plain = payloadFor(record);
+  const encrypter = new Encrypter();
+  for (const r of recipients) encrypter.addRecipient(r.public_key);
+  const ciphertext = Buffer.from(await encrypter.encrypt(new Uint8Array(plain)));
+  record.encryption = 'age';
+  record.recipients = recipients;
+  record.ciphertext = ciphertext;
+  record.file_name = record.file_name?.endsWith('.age') ? record.file_name : `${record.file_name}.age`;
+  record.size_bytes = ciphertext.length;
+  record.sha256 = createHash('sha256').update(ciphertext).digest('hex');
+  record.plaintext_sha256 = createHash('sha256').update(plain).digest('hex');
+  return record;
 }
 
 function baseRecord(clinic, fields) {
@@ -72,6 +123,9 @@ function baseRecord(clinic, fields) {
     size_bytes: null,
     sha256: null,
     encryption: 'none',
+    plaintext_sha256: null,
+    recipients: [],
+    reencrypting: false,
     format: 'custom',
     compression: 'zstd',
     pg_dump_version: '18.6',
@@ -146,15 +200,30 @@ function complete(record) {
   return record;
 }
 
-export function seed({ olderScheduled = 24 } = {}) {
+/**
+ * A seeded backup made after encryption was switched on but before the clinic had a key:
+ * only the platform opens it (never downloaded, so no ciphertext is made for it).
+ */
+function platformOnly(record, platformKey) {
+  record.encryption = 'age';
+  record.recipients = [platformKey];
+  record.plaintext_sha256 = record.sha256;
+  record.file_name = `${record.file_name}.age`;
+  record.size_bytes += 200; // the age header and tags
+  record.sha256 = createHash('sha256').update(`age:${record.id}`).digest('hex');
+  return record;
+}
+
+export function seed({ olderScheduled = 24, platformKey = null } = {}) {
   const now = Date.now();
   const backups = [];
+  const encrypted = (record) => (platformKey ? platformOnly(record, platformKey) : record);
   // clinica_demo: a realistic history, older than anything the e2e run creates.
   backups.push(
-    complete(baseRecord('clinica_demo', { created_at: isoMinutesAgo(60 * 3, now), trigger: 'manual', created_by: 'u-ana', created_by_name: 'Ana García', note: 'Antes de actualizar las tarifas', fakeSize: 1_536_000 })),
+    encrypted(complete(baseRecord('clinica_demo', { created_at: isoMinutesAgo(60 * 3, now), trigger: 'manual', created_by: 'u-ana', created_by_name: 'Ana García', note: 'Antes de actualizar las tarifas', fakeSize: 1_536_000 }))),
     baseRecord('clinica_demo', { status: 'failed', created_at: isoMinutesAgo(60 * 20, now), started_at: isoMinutesAgo(60 * 20, now), finished_at: isoMinutesAgo(60 * 20 - 15, now), error: 'pg_dump exceeded 900 s', error_code: 'dump_timeout' }),
-    complete(baseRecord('clinica_demo', { created_at: isoMinutesAgo(60 * 24, now), fakeSize: 12_345_678 })),
-    complete(baseRecord('clinica_demo', { created_at: isoMinutesAgo(60 * 30, now), trigger: 'pre_restore', created_by: 'u-ana', created_by_name: 'Ana García', fakeSize: 980_000 })),
+    encrypted(complete(baseRecord('clinica_demo', { created_at: isoMinutesAgo(60 * 24, now), fakeSize: 12_345_678 }))),
+    encrypted(complete(baseRecord('clinica_demo', { created_at: isoMinutesAgo(60 * 30, now), trigger: 'pre_restore', created_by: 'u-ana', created_by_name: 'Ana García', fakeSize: 980_000 }))),
     (() => {
       const r = complete(baseRecord('clinica_demo', { created_at: isoMinutesAgo(60 * 40, now), trigger: 'manual', created_by: 'u-ana', created_by_name: 'Ana García', note: 'Prueba antigua', fakeSize: 2_000_000 }));
       r.status = 'deleted';
@@ -166,7 +235,7 @@ export function seed({ olderScheduled = 24 } = {}) {
   for (let day = 2; day < 2 + olderScheduled; day += 1) {
     backups.push(complete(baseRecord('clinica_demo', { created_at: isoMinutesAgo(60 * 24 * day, now), fakeSize: 11_000_000 + day * 37_000 })));
   }
-  backups.push(complete(baseRecord('clinica_norte', { created_at: isoMinutesAgo(60 * 5, now), fakeSize: 4_200_000 })));
+  backups.push(encrypted(complete(baseRecord('clinica_norte', { created_at: isoMinutesAgo(60 * 5, now), fakeSize: 4_200_000 }))));
   return backups;
 }
 
@@ -310,10 +379,14 @@ function advanceRestore(job, backups) {
 }
 
 export function createFakeApi({ expiresInSeconds = 300, log = false } = {}) {
-  let backups = seed();
+  let backups = null; // seeded on the first request (the platform key is made asynchronously)
   let restores = [];
   const settingsByClinic = new Map();
+  const keysByClinic = new Map();
   const stats = { requests: [] };
+  const reseed = async () => {
+    backups = seed({ platformKey: await platform() });
+  };
 
   const server = http.createServer(async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://fake.local');
@@ -322,6 +395,7 @@ export function createFakeApi({ expiresInSeconds = 300, log = false } = {}) {
     if (log) console.error(`${req.method} ${route}`); // path only: never query strings (signatures)
 
     try {
+      if (!backups) await reseed();
       if (req.method === 'GET' && route === '/__demo/accounts') {
         return json(
           res,
@@ -336,9 +410,10 @@ export function createFakeApi({ expiresInSeconds = 300, log = false } = {}) {
         );
       }
       if (req.method === 'POST' && route === '/__fake/reset') {
-        backups = seed();
+        await reseed();
         restores = [];
         settingsByClinic.clear();
+        keysByClinic.clear();
         res.writeHead(204).end();
         return;
       }
@@ -353,7 +428,12 @@ export function createFakeApi({ expiresInSeconds = 300, log = false } = {}) {
           res.writeHead(403, { 'Content-Type': 'text/plain' }).end('Request has expired or the signature is invalid');
           return;
         }
-        const bytes = payloadFor(record);
+        // What a download delivers: the age file, or the plain archive of a legacy backup.
+        if (record.encryption === 'age' && !record.ciphertext) {
+          res.writeHead(404, { 'Content-Type': 'text/plain' }).end('Not found');
+          return;
+        }
+        const bytes = record.encryption === 'age' ? record.ciphertext : payloadFor(record);
         res.writeHead(200, {
           'Content-Type': 'application/octet-stream',
           'Content-Length': bytes.length,
@@ -369,7 +449,9 @@ export function createFakeApi({ expiresInSeconds = 300, log = false } = {}) {
         route === '/backup-settings' ||
         route === '/restores' ||
         /^\/restores\/[^/]+(\/undo)?$/.test(route) ||
-        /^\/backups\/[^/]+(\/download|\/restore|\/verify)?$/.test(route);
+        route === '/encryption-keys' ||
+        /^\/encryption-keys\/[^/]+$/.test(route) ||
+        /^\/backups\/[^/]+(\/download|\/restore|\/verify|\/reencrypt)?$/.test(route);
       if (!known) return apiError(res, 404, 'not_found', 'No such route');
 
       const auth = userFromRequest(req);
@@ -380,6 +462,7 @@ export function createFakeApi({ expiresInSeconds = 300, log = false } = {}) {
       const forbid = () => apiError(res, 403, 'forbidden', 'Your role may not take this action');
 
       const clinicSettings = () => settingsByClinic.get(user.clinic) ?? DEFAULT_SETTINGS;
+      const clinicKeys = () => keysByClinic.get(user.clinic) ?? [];
 
       if (route === '/me' && req.method === 'GET') {
         return json(res, 200, {
@@ -486,6 +569,62 @@ export function createFakeApi({ expiresInSeconds = 300, log = false } = {}) {
         return json(res, 202, publicRestore(job, restores));
       }
 
+      if (route === '/encryption-keys') {
+        if (!permissions.includes('manage_encryption_keys')) return forbid();
+        if (req.method === 'GET') return json(res, 200, { items: clinicKeys() });
+        if (req.method !== 'POST') return apiError(res, 404, 'not_found', 'No such route');
+        let raw;
+        try {
+          raw = await readBody(req, 4096);
+        } catch (err) {
+          if (err.tooLarge) return apiError(res, 413, 'payload_too_large', 'Request body too large');
+          throw err;
+        }
+        // Before anything else, and never echoed or logged: a private key is refused.
+        if (raw.toUpperCase().includes('AGE-SECRET-KEY-')) {
+          return apiError(res, 422, 'private_key_refused', 'Only age public keys (age1…) are accepted; it was not stored');
+        }
+        let body;
+        try {
+          body = JSON.parse(raw || 'null');
+        } catch {
+          return apiError(res, 400, 'bad_request', 'Body is not valid JSON');
+        }
+        if (body === null || typeof body !== 'object' || Array.isArray(body)) return apiError(res, 400, 'bad_request', 'Body must be an object');
+        const details = [];
+        for (const key of Object.keys(body)) if (key !== 'label' && key !== 'public_key') details.push({ field: key, message: 'unknown field' });
+        if (typeof body.label !== 'string' || !body.label.trim() || body.label.length > 80) details.push({ field: 'label', message: 'must be 1 to 80 characters' });
+        if (typeof body.public_key !== 'string' || body.public_key.length > 200 || !isPublicKey(body.public_key)) {
+          details.push({ field: 'public_key', message: 'must be an age X25519 public key (age1…)' });
+        }
+        if (details.length) return apiError(res, 422, 'validation_error', 'Some fields are not valid.', details);
+        if (clinicKeys().some((k) => k.public_key === body.public_key)) {
+          return apiError(res, 409, 'key_already_registered', 'That public key is already registered');
+        }
+        const key = {
+          id: randomUUID(),
+          label: body.label.trim(),
+          public_key: body.public_key,
+          fingerprint: fingerprint(body.public_key),
+          created_by: user.sub,
+          created_by_name: user.name,
+          created_at: new Date().toISOString(),
+        };
+        keysByClinic.set(user.clinic, [...clinicKeys(), key]);
+        return json(res, 201, key);
+      }
+
+      const keyMatch = route.match(/^\/encryption-keys\/([^/]+)$/);
+      if (keyMatch) {
+        if (req.method !== 'DELETE') return apiError(res, 404, 'not_found', 'No such route');
+        if (!permissions.includes('manage_encryption_keys')) return forbid();
+        const id = decodeURIComponent(keyMatch[1]);
+        if (!clinicKeys().some((k) => k.id === id)) return apiError(res, 404, 'key_not_found', 'No such key');
+        keysByClinic.set(user.clinic, clinicKeys().filter((k) => k.id !== id));
+        res.writeHead(204).end();
+        return;
+      }
+
       if (route === '/backups' && req.method === 'GET') {
         if (!permissions.includes('list_backups')) return forbid();
         const details = [];
@@ -557,15 +696,33 @@ export function createFakeApi({ expiresInSeconds = 300, log = false } = {}) {
         return json(res, 202, publicBackup(record));
       }
 
-      const idMatch = route.match(/^\/backups\/([^/]+)(\/download)?$/);
+      const idMatch = route.match(/^\/backups\/([^/]+)(\/download|\/reencrypt)?$/);
       if (idMatch) {
         const id = decodeURIComponent(idMatch[1]);
         const record = mine().find((b) => b.id === id);
+        if (idMatch[2] === '/reencrypt') {
+          if (req.method !== 'POST') return apiError(res, 404, 'not_found', 'No such route');
+          if (!permissions.includes('manage_encryption_keys')) return forbid();
+          if (!record) return apiError(res, 404, 'backup_not_found', 'No such backup');
+          if (record.status !== 'completed') return apiError(res, 409, 'backup_not_completed', 'The backup is not completed');
+          if (clinicKeys().length === 0) {
+            return apiError(res, 409, 'encryption_key_required', 'The clinic has no encryption key to re-encrypt for');
+          }
+          if (!record.reencrypting) {
+            record.reencrypting = true;
+            record.steps = 0;
+          }
+          return json(res, 202, publicBackup(record));
+        }
         if (idMatch[2]) {
           if (req.method !== 'GET') return apiError(res, 404, 'not_found', 'No such route');
           if (!permissions.includes('download_backup')) return forbid();
           if (!record) return apiError(res, 404, 'backup_not_found', 'No such backup');
           if (record.status !== 'completed') return apiError(res, 409, 'backup_not_completed', 'The backup is not completed');
+          const clinicOpens = (record.recipients ?? []).filter((r) => r.kind === 'clinic');
+          if (record.encryption === 'age' && clinicOpens.length === 0) {
+            return apiError(res, 409, 'encryption_key_required', "The backup is encrypted only to the platform's key");
+          }
           const expires = Math.floor(Date.now() / 1000) + expiresInSeconds;
           const host = req.headers['x-forwarded-host'] ?? req.headers.host;
           const origin = `http://${host}`;
@@ -575,6 +732,8 @@ export function createFakeApi({ expiresInSeconds = 300, log = false } = {}) {
             file_name: record.file_name,
             size_bytes: record.size_bytes,
             sha256: record.sha256,
+            encryption: record.encryption,
+            recipients: clinicOpens.map((r) => ({ label: r.label, fingerprint: r.fingerprint })),
           });
         }
         if (req.method === 'GET') {
@@ -591,6 +750,14 @@ export function createFakeApi({ expiresInSeconds = 300, log = false } = {}) {
               record.error_code = 'dump_failed';
             } else {
               complete(record);
+              await encryptRecord(record, [await platform(), ...clinicRecipients(clinicKeys())]);
+            }
+          } else if (record.reencrypting) {
+            // queued on the first poll, done on the next: decrypt → encrypt for today's keys
+            record.steps = (record.steps ?? 0) + 1;
+            if (record.steps >= 2) {
+              await encryptRecord(record, [await platform(), ...clinicRecipients(clinicKeys())]);
+              record.reencrypting = false;
             }
           }
           return json(res, 200, publicBackup(record));

@@ -3,7 +3,8 @@
 // `vite preview` (which serves dist/ and proxies the API routes, so the page and the API
 // share one origin as behind the local gateway). Builds dist/ first when it is missing.
 //   node e2e/run-local.mjs          (npm run e2e:local)
-// Passes E2E_OUT_DIR / CHROMIUM through; exits with e2e.mjs's status.
+// Passes E2E_OUT_DIR / CHROMIUM through; sets E2E_REENCRYPT=1 (the fake seeds backups only the
+// platform can open, so the re-encryption flow runs too); exits with e2e.mjs's status.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import net from 'node:net';
@@ -66,7 +67,7 @@ try {
   await waitForHttp(`${baseUrl}/__demo/accounts`);
   status = await run(process.execPath, [path.join(root, 'e2e', 'e2e.mjs')], {
     cwd: root,
-    env: { ...process.env, E2E_BASE_URL: baseUrl },
+    env: { E2E_REENCRYPT: '1', ...process.env, E2E_BASE_URL: baseUrl },
   });
 } catch (err) {
   console.error(err instanceof Error ? err.message : err);

@@ -5,6 +5,7 @@
  *   <BackupsProvider client={client}>
  *     <CreateBackupButton />
  *     <BackupHistory />
+ *     <EncryptionKeysPanel />   // admins (manage_encryption_keys) only
  *   </BackupsProvider>
  */
 import './styles/backups.css';
@@ -22,6 +23,7 @@ export {
   PERMISSIONS,
   RESTORE_STATUSES,
   RESTORE_STEPS,
+  containsPrivateKey,
 } from './services/backups';
 export type {
   Backup,
@@ -34,6 +36,11 @@ export type {
   ErrorCode,
   ErrorDetail,
   Download,
+  DownloadRecipient,
+  EncryptionKey,
+  EncryptionKeyList,
+  RegisterKeyRequest,
+  Recipient,
   Me,
   Permission,
   Role,
@@ -67,6 +74,14 @@ export { DeleteBackupDialog } from './components/DeleteBackupDialog';
 export { BackupSettingsPanel } from './components/BackupSettingsPanel';
 export type { BackupSettingsPanelProps } from './components/BackupSettingsPanel';
 export type { DeleteBackupDialogProps } from './components/DeleteBackupDialog';
+export { EncryptionKeysPanel } from './components/EncryptionKeysPanel';
+export type { EncryptionKeysPanelProps } from './components/EncryptionKeysPanel';
+export { KeyWizardDialog } from './components/KeyWizardDialog';
+export type { KeyWizardDialogProps } from './components/KeyWizardDialog';
+export { PublicKeyDialog } from './components/PublicKeyDialog';
+export type { PublicKeyDialogProps } from './components/PublicKeyDialog';
+export { generateKeyPair, isAgePublicKey, keyFileName, keyFileText } from './crypto/age';
+export type { AgeKeyPair } from './crypto/age';
 export { Notifications, NotificationsProvider, useNotifications } from './components/Notifications';
 export type { Notification, NotificationKind, NotifyInput, NotificationsProps } from './components/Notifications';
 export { Dialog } from './components/Dialog';

@@ -141,10 +141,16 @@ def _problems(error: ValidationError) -> list[FieldProblem]:
     return problems
 
 
-def parse_body(app: APIGatewayHttpResolver, model: type[M]) -> M:
+def parse_body(
+    app: APIGatewayHttpResolver, model: type[M], screen: Callable[[str], None] | None = None
+) -> M:
+    """The JSON body as `model`. `screen` sees the raw text first (e.g. to refuse a private
+    key wherever it was pasted, before anything could echo it)."""
     raw = app.current_event.decoded_body or ""
     if len(raw.encode()) > MAX_BODY_BYTES:
         raise PayloadTooLarge()
+    if screen is not None:
+        screen(raw)
     if not raw.strip():
         data: Any = {}
     else:

@@ -1,10 +1,13 @@
 """The read path: a stored backup opened as a plaintext archive stream, its sha256 checked on the
 way. Restores, verifications and the operator CLI read backups only through `open_archive`.
 
-    storage object ─► ChecksumReader (sha256 + size of the *stored* bytes) ─► [decrypt] ─► you
+    storage object ─► ChecksumReader (sha256 + size of the *stored* bytes)
+                   ─► DecryptStage (age, the platform's identities)
+                   ─► ChecksumReader (`plaintext_sha256` of the archive inside) ─► you
 
-The hash covers exactly the bytes in storage (what the record's `sha256` and a download
-describe), so it sits before any decryption. A mismatch — a damaged or tampered object, one
+The first hash covers exactly the bytes in storage (what the record's `sha256` and a download
+describe), so it sits before decryption; the second checks the archive inside against what
+the worker saw when it made the backup. A mismatch — a damaged or tampered object, one
 byte too many or too few — raises `ChecksumMismatch` from the read that would have returned
 the end of the stream: a consumer that commits only at the end (the restore's swap) never
 commits a wrong archive.
@@ -17,7 +20,8 @@ import io
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from .errors import ArchiveInvalid, BackupNotCompleted, ChecksumMismatch
+from .adapters.age import DecryptStage
+from .errors import ArchiveInvalid, BackupNotCompleted, ChecksumMismatch, ConfigurationError
 from .models import BackupRecord, BackupStatus
 from .names import check_key_in_prefix
 
@@ -28,11 +32,12 @@ if TYPE_CHECKING:
 class ChecksumReader(io.RawIOBase):
     """sha256 and size of every byte read through it, compared with the record at the end."""
 
-    def __init__(self, source: Any, sha256: str, size: int):
+    def __init__(self, source: Any, sha256: str, size: int | None, what: str = "stored file"):
         super().__init__()
         self._source = source
         self._expected = sha256
         self._size = size
+        self._what = what
         self._hash = hashlib.sha256()
         self.bytes = 0
         self.verified = False
@@ -52,9 +57,9 @@ class ChecksumReader(io.RawIOBase):
             self._at_end()
             return b""
         self.bytes += len(data)
-        if self.bytes > self._size:
+        if self._size is not None and self.bytes > self._size:
             raise ChecksumMismatch(
-                "the stored file is larger than the backup's recorded size (tampered?)"
+                f"the {self._what} is larger than the backup's recorded size (tampered?)"
             )
         self._hash.update(data)
         return data
@@ -68,12 +73,12 @@ class ChecksumReader(io.RawIOBase):
     def _at_end(self) -> None:
         if self.verified:
             return
-        if self.bytes != self._size:
+        if self._size is not None and self.bytes != self._size:
             raise ChecksumMismatch(
-                f"the stored file has {self.bytes} bytes, the backup {self._size} (truncated?)"
+                f"the {self._what} has {self.bytes} bytes, the backup {self._size} (truncated?)"
             )
         if self._hash.hexdigest() != self._expected:
-            raise ChecksumMismatch("the stored file does not match the backup's sha256")
+            raise ChecksumMismatch(f"the {self._what} does not match the backup's sha256")
         self.verified = True
 
     def close(self) -> None:
@@ -92,12 +97,17 @@ class OpenedArchive:
     stream: BinaryIO
     checksum: ChecksumReader
     record: BackupRecord
+    # Encrypted backups: the decryption stage and the archive's own check.
+    decrypted: Any = None
+    plaintext: ChecksumReader | None = None
 
     def verified(self) -> bool:
-        return self.checksum.verified
+        return self.checksum.verified and (self.plaintext is None or self.plaintext.verified)
 
     def close(self) -> None:
         self.stream.close()
+        if self.decrypted is not None:
+            self.decrypted.close()
         self.checksum.close()
 
     def __enter__(self) -> OpenedArchive:
@@ -114,13 +124,26 @@ def open_archive(svc: Services, schema: str, record: BackupRecord) -> OpenedArch
     key = check_key_in_prefix(record.storage_key, schema)
     body = svc.scoped(schema).open_read(key)
     checksum = ChecksumReader(body, record.sha256, record.size_bytes)
-    stream: io.RawIOBase = checksum
-    # ---- decryption goes here: between the hash (stored bytes) and the consumer ----------
-    # (e.g. `stream = DecryptStage(stream, identities)` for records with encryption "age";
-    # its reads raise on a wrong key or a damaged file, before the end of the stream.)
-    if record.encryption != "none":
+    if record.encryption == "none":
+        return OpenedArchive(stream=checksum, checksum=checksum, record=record)  # type: ignore[arg-type]
+    if record.encryption != "age":
         checksum.close()
-        raise ArchiveInvalid(
-            f"the backup is encrypted ({record.encryption}) and cannot be opened here"
-        )
-    return OpenedArchive(stream=stream, checksum=checksum, record=record)  # type: ignore[arg-type]
+        raise ArchiveInvalid(f"the backup's encryption ({record.encryption}) is not supported")
+    if not svc.platform_identities:
+        checksum.close()
+        raise ConfigurationError("PLATFORM_AGE_IDENTITIES is needed to read encrypted backups")
+    # Every identity the platform ever used: a rotation must not strand older backups. Its
+    # reads raise on a wrong key, a tampered chunk or a cut file before the end of the stream.
+    decrypted = DecryptStage(checksum, svc.platform_identities)
+    plaintext = (
+        ChecksumReader(decrypted, record.plaintext_sha256, None, what="archive inside")
+        if record.plaintext_sha256
+        else None
+    )
+    return OpenedArchive(
+        stream=plaintext or decrypted,  # type: ignore[arg-type]
+        checksum=checksum,
+        record=record,
+        decrypted=decrypted,
+        plaintext=plaintext,
+    )

@@ -106,6 +106,7 @@ def permissions_for(role: Role, settings: CommonSettings) -> frozenset[Permissio
         Permission.DELETE: settings.delete_roles,
         Permission.MANAGE_SETTINGS: settings.settings_roles,
         Permission.RESTORE: settings.restore_roles,
+        Permission.MANAGE_KEYS: settings.keys_roles,
     }
     return frozenset(p for p, roles in table.items() if role.value in roles)
 

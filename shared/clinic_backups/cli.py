@@ -12,6 +12,12 @@
     python -m clinic_backups.cli verify  <clinic> <backup-id> [--ephemeral]
     python -m clinic_backups.cli undo    <clinic> <restore-id>
     python -m clinic_backups.cli restores <clinic>
+    python -m clinic_backups.cli restore-file <file> --target <database URL> [--identity <key file>]
+
+`restore-file` is for a clinic opening a downloaded backup on its own machine: it needs no
+platform settings, only the file, the clinic's key file (for `.dump.age`), a target database
+(which must not already have the clinic's schema) and pg_restore/psql 18+ (PG_BIN_DIR, or on
+PATH). It decrypts, converts and loads in one streamed transaction: all or nothing.
 
 `restore`, `verify` and `undo` run the restore worker's own code here, with no 15-minute
 limit: the path for clinics too large for Lambda (docs/restore.md).
@@ -33,7 +39,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import restore, service
-from .errors import ApiError, BackupNotCompleted, ClinicNotAvailable, ConfigurationError
+from .errors import (
+    ApiError,
+    BackupNotCompleted,
+    BackupRunError,
+    ClinicNotAvailable,
+    ConfigurationError,
+)
 from .factory import build_services
 from .models import (
     BackupJob,
@@ -264,6 +276,49 @@ def cmd_restores(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_restore_file(args: argparse.Namespace) -> int:
+    import os
+    import shutil
+
+    from .adapters.age import DecryptStage
+    from .adapters.pgdump import PgTools
+    from .adapters.pgrestore import SchemaSwapper
+
+    bin_dir = (
+        args.pg_bin
+        or os.environ.get("PG_BIN_DIR")
+        or os.path.dirname(shutil.which("pg_restore") or "")
+    )
+    if not bin_dir:
+        raise ConfigurationError("pg_restore 18+ not found: pass --pg-bin or set PG_BIN_DIR")
+    tools = PgTools(bin_dir)
+    if tools.major < 18:
+        raise ConfigurationError(f"pg_restore {tools.version} cannot read these archives: 18+")
+    with open(args.file, "rb") as raw:
+        head = raw.peek(32)[:32] if hasattr(raw, "peek") else b""
+        stream: Any = raw
+        decrypted = None
+        if head.startswith(b"age-encryption.org/v1"):
+            if not args.identity:
+                raise ConfigurationError("the file is encrypted (age): pass --identity <key file>")
+            with open(args.identity) as key_file:
+                identities = [
+                    line.strip() for line in key_file if line.strip().startswith("AGE-SECRET-KEY-")
+                ]
+            stream = decrypted = DecryptStage(raw, identities)
+        elif not head.startswith(b"PGDMP"):
+            raise ConfigurationError("not a backup file (neither age nor a pg_dump archive)")
+        try:
+            counts = SchemaSwapper(
+                database_url=args.target, tools=tools, timeout_seconds=args.timeout
+            ).load(stream)
+        finally:
+            if decrypted is not None:
+                decrypted.close()
+    _print({"restored": args.file, "tables": counts})
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="python -m clinic_backups.cli",
@@ -328,6 +383,15 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("restores", help="a clinic's restores and verifications, newest first")
     p.add_argument("clinic")
     p.set_defaults(run=cmd_restores)
+    p = sub.add_parser(
+        "restore-file", help="decrypt a downloaded backup and load it into a database of yours"
+    )
+    p.add_argument("file")
+    p.add_argument("--target", required=True, help="libpq URL of the database to load into")
+    p.add_argument("--identity", help="the clinic's key file (clave-backups-<clinic>.txt)")
+    p.add_argument("--pg-bin", help="directory of pg_restore and psql 18+")
+    p.add_argument("--timeout", type=float, default=24 * 3600)
+    p.set_defaults(run=cmd_restore_file)
     return top
 
 
@@ -341,6 +405,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
+    except BackupRunError as error:
+        print(f"error: {error.error_code}: {error.message}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -26,11 +26,15 @@ STATUS_BY_CODE: dict[str, int] = {
     "not_found": 404,
     "backup_not_found": 404,
     "restore_not_found": 404,
+    "key_not_found": 404,
     "operation_in_progress": 409,
     "backup_not_completed": 409,
     "undo_not_available": 409,
+    "encryption_key_required": 409,
+    "key_already_registered": 409,
     "payload_too_large": 413,
     "validation_error": 422,
+    "private_key_refused": 422,
     "quota_exceeded": 429,
     "internal_error": 500,
     "service_unavailable": 503,
@@ -143,6 +147,32 @@ class PayloadTooLarge(ApiError):
 class ValidationFailed(ApiError):
     code = "validation_error"
     default_message = "Some fields are not valid."
+
+
+class KeyNotFound(ApiError):
+    code = "key_not_found"
+    default_message = "No encryption key with that id is registered for your clinic."
+
+
+class EncryptionKeyRequired(ApiError):
+    code = "encryption_key_required"
+    default_message = (
+        "This backup is encrypted only with the platform's key: register your clinic's "
+        "encryption key, then ask for the backup to be re-encrypted for it."
+    )
+
+
+class KeyAlreadyRegistered(ApiError):
+    code = "key_already_registered"
+    default_message = "That public key is already registered for your clinic."
+
+
+class PrivateKeyRefused(ApiError):
+    code = "private_key_refused"
+    default_message = (
+        "That is a private key (AGE-SECRET-KEY-…): never share it. Register only the public "
+        "key (age1…); keep the private key file safe on your side."
+    )
 
 
 class QuotaExceeded(ApiError):

@@ -15,6 +15,7 @@ from .settings import (
     CreateBackupSettings,
     DeleteBackupSettings,
     DownloadBackupSettings,
+    EncryptionSettings,
     PolicySettings,
     QueueSettings,
     RestoreSettings,
@@ -200,6 +201,12 @@ def verifier(settings: RestoreSettings) -> tuple[Any, str | None]:
     )
 
 
+def keys(settings: CommonSettings) -> Any:
+    from .adapters.keys import PostgresKeys
+
+    return PostgresKeys(database(settings))
+
+
 def build_services(settings: CommonSettings) -> Any:
     """Services for whatever the settings model describes (storage, queue, dumper…)."""
     from .observability import PowertoolsMetrics
@@ -211,6 +218,7 @@ def build_services(settings: CommonSettings) -> Any:
         metrics=PowertoolsMetrics(),
         schedules=schedules(settings),
         policy=policy(settings),
+        keys=keys(settings),
     )
     if isinstance(settings, StorageSettings):
         svc.storage = storage(settings)
@@ -230,4 +238,7 @@ def build_services(settings: CommonSettings) -> Any:
         svc.verifier, svc.verify_refused = verifier(settings)
     if isinstance(settings, SchedulerSettings):
         svc.verify_weekly = settings.verify_weekly
+    if isinstance(settings, EncryptionSettings):
+        svc.platform_recipients = list(settings.platform_age_recipients)
+        svc.platform_identities = settings.identities()
     return svc

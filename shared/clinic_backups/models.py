@@ -28,6 +28,7 @@ class Permission(StrEnum):
     MANAGE_SETTINGS = "manage_backup_settings"
     # Restore a backup over the live clinic, undo it, and run a full verification drill.
     RESTORE = "restore_backup"
+    MANAGE_KEYS = "manage_encryption_keys"
 
 
 class BackupStatus(StrEnum):
@@ -103,6 +104,12 @@ class BackupRecord:
     verified_at: datetime | None = None
     verify_outcome: str | None = None  # passed | failed
     verify_details: dict[str, Any] | None = None
+    # age encryption: sha256 above is of the stored (encrypted) bytes, what a download
+    # delivers; this one is of the archive inside, what restore and verify check.
+    plaintext_sha256: str | None = None
+    # Who can open it: [{"kind": "platform"|"clinic", "fingerprint", "label"}], never keys.
+    recipients: list[dict[str, Any]] = field(default_factory=list)
+    reencrypting: bool = False
 
     def to_api(self) -> dict[str, Any]:
         """The public shape (openapi.yaml `Backup`): no storage key, ISO timestamps."""
@@ -125,6 +132,30 @@ class BackupPage:
 
 
 @dataclass(frozen=True)
+class EncryptionKey:
+    """A public key a clinic registered: its backups are also encrypted to it."""
+
+    id: uuid.UUID
+    label: str
+    public_key: str
+    fingerprint: str
+    created_by: str
+    created_at: datetime
+    created_by_name: str | None = None
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "label": self.label,
+            "public_key": self.public_key,
+            "fingerprint": self.fingerprint,
+            "created_by": self.created_by,
+            "created_by_name": self.created_by_name,
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True)
 class DumpResult:
     size_bytes: int
     sha256: str
@@ -133,6 +164,8 @@ class DumpResult:
     seconds: float
     planner_setting: str = "unknown"
     toc_entries: int = 0
+    # Set when the archive was encrypted: the sha256 of the archive inside.
+    plaintext_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -142,6 +175,9 @@ class SignedDownload:
     file_name: str
     size_bytes: int
     sha256: str
+    encryption: str = "none"
+    # Who can open the file: the clinic's keys it was encrypted to (labels and fingerprints).
+    recipients: list[dict[str, Any]] = field(default_factory=list)
 
     def to_api(self) -> dict[str, Any]:
         return {
@@ -150,6 +186,8 @@ class SignedDownload:
             "file_name": self.file_name,
             "size_bytes": self.size_bytes,
             "sha256": self.sha256,
+            "encryption": self.encryption,
+            "recipients": self.recipients,
         }
 
 
@@ -166,6 +204,20 @@ class AuditEntry:
 
 
 # --- request and message shapes -------------------------------------------------------------
+
+
+class RegisterKeyRequest(BaseModel):
+    """Body of `POST /encryption-keys`: an age public key and a label for it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    label: str = Field(min_length=1, max_length=80)
+    public_key: str = Field(min_length=1, max_length=200)
+
+    @field_validator("label", "public_key")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        return value.strip()
 
 
 class CreateBackupRequest(BaseModel):
@@ -259,9 +311,25 @@ class LightVerifyJob(BaseModel):
         return {"kind": self.kind, "schema": self.schema_name, "backup_id": str(self.backup_id)}
 
 
+class ReencryptJob(BaseModel):
+    """Re-encrypt a completed backup for the clinic's current keys (the restore worker: it
+    holds the platform's identities)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["reencrypt"]
+    schema_name: str = Field(alias="schema")
+    backup_id: uuid.UUID
+
+    _schema = field_validator("schema_name")(_job_schema)
+
+    def to_message(self) -> dict[str, str]:
+        return {"kind": self.kind, "schema": self.schema_name, "backup_id": str(self.backup_id)}
+
+
 # Every internal job message, told apart by `kind`: "backup" goes on the backup queue, the
 # others on the restore queue (the same format, dispatcher and worker plumbing).
-Job = Annotated[BackupJob | RestoreJob | LightVerifyJob, Field(discriminator="kind")]
+Job = Annotated[BackupJob | RestoreJob | LightVerifyJob | ReencryptJob, Field(discriminator="kind")]
 
 
 class RestoreKind(StrEnum):

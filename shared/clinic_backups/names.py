@@ -29,9 +29,11 @@ OWNED_TABLES = (
     "backup_settings",
     "backup_slots",
     "backup_restores",
+    "backup_keys",
 )
 
 DUMP_SUFFIX = ".dump"
+ENCRYPTED_SUFFIX = ".age"
 MANIFEST_SUFFIX = ".manifest.json"
 
 
@@ -66,14 +68,34 @@ def utc_stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
-def backup_file_name(schema: str, backup_id: uuid.UUID, created_at: datetime) -> str:
-    return f"{schema}-{utc_stamp(created_at)}-{backup_id.hex[:8]}{DUMP_SUFFIX}"
+def backup_file_name(
+    schema: str,
+    backup_id: uuid.UUID,
+    created_at: datetime,
+    *,
+    encrypted: bool = True,
+    generation: int = 0,
+) -> str:
+    """`<schema>-<UTC timestamp>-<short id>[-g<n>].dump[.age]`. A re-encrypted backup gets a
+    new generation: a key is never reused for a different file (signed URLs are bound to the
+    key, not to the object version)."""
+    suffix = f"-g{generation}" if generation else ""
+    extension = DUMP_SUFFIX + (ENCRYPTED_SUFFIX if encrypted else "")
+    return f"{schema}-{utc_stamp(created_at)}-{backup_id.hex[:8]}{suffix}{extension}"
 
 
-def backup_storage_key(schema: str, backup_id: uuid.UUID, created_at: datetime) -> str:
-    """`<schema>/<yyyy>/<mm>/<schema>-<UTC timestamp>-<short id>.dump`."""
+def backup_storage_key(
+    schema: str,
+    backup_id: uuid.UUID,
+    created_at: datetime,
+    *,
+    encrypted: bool = True,
+    generation: int = 0,
+) -> str:
+    """`<schema>/<yyyy>/<mm>/<file name>`, the prefix from the verified clinic only."""
     at = created_at.astimezone(UTC)
-    return f"{clinic_prefix(schema)}{at:%Y}/{at:%m}/{backup_file_name(schema, backup_id, at)}"
+    name = backup_file_name(schema, backup_id, at, encrypted=encrypted, generation=generation)
+    return f"{clinic_prefix(schema)}{at:%Y}/{at:%m}/{name}"
 
 
 def manifest_key(storage_key: str) -> str:

@@ -16,6 +16,7 @@ from .models import (
     Clinic,
     ClinicSettings,
     DumpResult,
+    EncryptionKey,
     Job,
     RestoreRecord,
     SlotRecord,
@@ -63,12 +64,39 @@ class RecordsRepository(Protocol):
         ...
 
     def complete(
-        self, schema: str, backup_id: uuid.UUID, result: DumpResult, at: datetime
-    ) -> BackupRecord: ...
+        self,
+        schema: str,
+        backup_id: uuid.UUID,
+        result: DumpResult,
+        at: datetime,
+        recipients: builtins.list[dict[str, Any]] | None = None,
+    ) -> BackupRecord:
+        """running → completed with the result and who the archive is encrypted to."""
+        ...
 
     def fail(
         self, schema: str, backup_id: uuid.UUID, error_code: str, error: str, at: datetime
     ) -> None: ...
+
+    def start_reencrypt(self, schema: str, backup_id: uuid.UUID, at: datetime) -> BackupRecord:
+        """Take the clinic's lock for a re-encryption and flag the backup (409 when busy)."""
+        ...
+
+    def holds_reencrypt(self, schema: str, backup_id: uuid.UUID) -> bool: ...
+
+    def finish_reencrypt(
+        self,
+        schema: str,
+        backup_id: uuid.UUID,
+        *,
+        storage_key: str | None = None,
+        file_name: str | None = None,
+        size_bytes: int | None = None,
+        sha256: str | None = None,
+        recipients: builtins.list[dict[str, Any]] | None = None,
+    ) -> BackupRecord | None:
+        """Point the record at the new object (when given), clear the flag, free the lock."""
+        ...
 
     def get(self, schema: str, backup_id: uuid.UUID) -> BackupRecord | None: ...
 
@@ -267,6 +295,18 @@ class ObjectStorage(Protocol):
     def abort_upload(self, key: str, upload_id: str) -> None: ...
 
 
+class KeysRepository(Protocol):
+    """The public keys a clinic registered for its backups."""
+
+    def list(self, schema: str) -> builtins.list[EncryptionKey]: ...
+
+    def add(self, schema: str, key: EncryptionKey) -> EncryptionKey:
+        """KeyAlreadyRegistered when the public key is already there."""
+        ...
+
+    def remove(self, schema: str, key_id: uuid.UUID) -> EncryptionKey | None: ...
+
+
 class JobDispatcher(Protocol):
     def enqueue(self, job: Job) -> None: ...
 
@@ -462,9 +502,15 @@ class Verifier(Protocol):
 
 
 class Dumper(Protocol):
-    """Runs the dump pipeline for one schema into a stream consumer (the upload)."""
+    """Runs the dump pipeline for one schema into a stream consumer (the upload). With
+    `encrypt_to` (age public keys) the stream the consumer reads is the encrypted archive."""
 
-    def run(self, schema: str, consume: Callable[[BinaryIO], None]) -> DumpResult: ...
+    def run(
+        self,
+        schema: str,
+        consume: Callable[[BinaryIO], None],
+        encrypt_to: builtins.list[str] | None = None,
+    ) -> DumpResult: ...
 
 
 class Metrics(Protocol):

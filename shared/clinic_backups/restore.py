@@ -61,6 +61,7 @@ from .models import (
     LightVerifyJob,
     ListRestoresQuery,
     Permission,
+    ReencryptJob,
     RestoreJob,
     RestoreKind,
     RestorePage,
@@ -73,6 +74,7 @@ from .models import (
 from .names import backup_file_name, backup_storage_key, check_key_in_prefix, kept_schema_name
 from .observability import logger
 from .ports import SwapPlan, UndoPlan
+from .reencrypt import run_reencrypt_job
 from .service import (
     Services,
     _audit,
@@ -292,6 +294,8 @@ def run_job(svc: Services, job: Job) -> Any:
     (pending → running) and a second delivery finds nothing to claim."""
     if isinstance(job, LightVerifyJob):
         return run_light_verify(svc, job)
+    if isinstance(job, ReencryptJob):
+        return run_reencrypt_job(svc, job)
     if isinstance(job, RestoreJob):
         if job.kind == "restore":
             return run_restore_job(svc, job)

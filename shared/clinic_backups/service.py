@@ -16,12 +16,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from . import keys
 from .errors import (
     ApiError,
     BackupNotCompleted,
     BackupNotFound,
     BackupRunError,
     ClinicGone,
+    EncryptionKeyRequired,
     FieldProblem,
     Forbidden,
     InvalidCursor,
@@ -62,6 +64,7 @@ from .ports import (
     Clock,
     Dumper,
     JobDispatcher,
+    KeysRepository,
     ListFilter,
     Metrics,
     NullMetrics,
@@ -107,6 +110,11 @@ class Services:
     verify_refused: str | None = None
     # The scheduler's weekly full drill of each clinic's newest completed backup.
     verify_weekly: bool = False
+    keys: KeysRepository | None = None
+    # age: backups are encrypted to the first recipient (the platform's current restore key);
+    # the identities (newest and rotated-out ones) decrypt, where a function needs to.
+    platform_recipients: list[str] = field(default_factory=list)
+    platform_identities: list[str] = field(default_factory=list)
 
     def scoped(self, schema: str) -> ScopedStorage:
         assert self.storage is not None, "this function has no storage configured"
@@ -254,6 +262,8 @@ def start_backup(
             created_by_name=actor_name,
             created_at=now,
             compression=svc.compression,
+            # Always on: the worker encrypts every archive (age) before it is stored.
+            encryption="age",
             note=note,
         ),
     )
@@ -305,7 +315,11 @@ def create_backup(svc: Services, ctx: TenantContext, request: CreateBackupReques
 
 
 def manifest_for(
-    schema: str, record: BackupRecord, result: DumpResult, finished_at: datetime
+    schema: str,
+    record: BackupRecord,
+    result: DumpResult,
+    finished_at: datetime,
+    recipients: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The small JSON stored beside every archive: enough to rebuild the record."""
     return {
@@ -315,8 +329,10 @@ def manifest_for(
         "file_name": record.file_name,
         "storage_key": record.storage_key,
         "sha256": result.sha256,
+        "plaintext_sha256": result.plaintext_sha256,
         "size_bytes": result.size_bytes,
         "encryption": record.encryption,
+        "recipients": recipients or [],
         "format": record.format,
         "compression": record.compression,
         "pg_dump_version": result.pg_dump_version,
@@ -370,15 +386,19 @@ def run_backup_job(svc: Services, job: BackupJob) -> BackupRecord | None:
     storage = svc.scoped(schema)
     key = check_key_in_prefix(record.storage_key, schema)
     try:
+        # Read at run time: a key registered after the request still protects this backup.
+        recipients = keys.recipients_for(svc, schema) if record.encryption == "age" else []
         result = svc.dumper.run(
-            schema, lambda stream: storage.upload_stream(key, stream, ARCHIVE_CONTENT_TYPE)
+            schema,
+            lambda stream: storage.upload_stream(key, stream, ARCHIVE_CONTENT_TYPE),
+            encrypt_to=[r["public_key"] for r in recipients] or None,
         )
         finished_at = svc.clock.now()
-        manifest = manifest_for(schema, record, result, finished_at)
+        manifest = manifest_for(schema, record, result, finished_at, recipients)
         storage.put_bytes(
             manifest_key(key), json.dumps(manifest, indent=2).encode(), "application/json"
         )
-        done = svc.records.complete(schema, record.id, result, finished_at)
+        done = svc.records.complete(schema, record.id, result, finished_at, recipients)
     except Exception as error:
         _fail_run(svc, schema, record, storage, error)
         return svc.records.get(schema, record.id)
@@ -483,6 +503,11 @@ def request_download(svc: Services, ctx: TenantContext, raw_id: str) -> SignedDo
             f"The backup is {record.status.value}; only completed backups can be downloaded."
         )
     assert record.size_bytes is not None and record.sha256 is not None
+    clinic_keys = [r for r in record.recipients if r.get("kind") == "clinic"]
+    if record.encryption == "age" and not clinic_keys:
+        # Only the platform could open it: a download would be useless to the clinic.
+        _audit(svc, ctx, "backup.download", "rejected", backup_id, reason="no_clinic_key")
+        raise EncryptionKeyRequired()
     url = svc.scoped(ctx.schema).signed_download_url(
         record.storage_key, svc.download_ttl, record.file_name
     )
@@ -494,6 +519,10 @@ def request_download(svc: Services, ctx: TenantContext, raw_id: str) -> SignedDo
         file_name=record.file_name,
         size_bytes=record.size_bytes,
         sha256=record.sha256,
+        encryption=record.encryption,
+        recipients=[
+            {"label": r.get("label"), "fingerprint": r.get("fingerprint")} for r in clinic_keys
+        ],
     )
 
 
@@ -606,6 +635,8 @@ def _record_from_manifest(schema: str, data: dict[str, Any]) -> BackupRecord:
         verified_at=when("verified_at"),
         verify_outcome=data.get("verify_outcome"),
         verify_details=data.get("verify_details"),
+        plaintext_sha256=data.get("plaintext_sha256"),
+        recipients=list(data.get("recipients") or []),
     )
 
 

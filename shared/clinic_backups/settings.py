@@ -78,6 +78,8 @@ class CommonSettings(BaseSettings):
     settings_roles: CsvList = ["admin"]
     # Who may restore a backup over the live clinic, undo a restore and run a verification.
     restore_roles: CsvList = ["admin"]
+    # Registering or removing the clinic's encryption keys.
+    keys_roles: CsvList = ["admin"]
 
     default_locale: str = "es-ES"
     default_time_zone: str = "Europe/Madrid"
@@ -91,6 +93,7 @@ class CommonSettings(BaseSettings):
         "delete_roles",
         "settings_roles",
         "restore_roles",
+        "keys_roles",
         mode="before",
     )
     @classmethod
@@ -138,6 +141,7 @@ class CommonSettings(BaseSettings):
             "delete_roles",
             "settings_roles",
             "restore_roles",
+            "keys_roles",
         ):
             if not set(getattr(self, name)) <= roles:
                 raise ValueError(f"{name.upper()} may only name admin and staff")
@@ -224,6 +228,46 @@ class PolicySettings(BaseSettings):
     schedule_catch_up_hours: int = Field(default=6, ge=1, le=23)
 
 
+class EncryptionSettings(BaseSettings):
+    """age encryption. Every backup is encrypted to the platform's current restore recipient
+    (the first of PLATFORM_AGE_RECIPIENTS) and to every key the clinic registered. The
+    identities (private keys, newest and older ones after a rotation) are only given to what
+    decrypts: restore, verify and re-encryption."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False, frozen=True)
+
+    platform_age_recipients: CsvList = []
+    platform_age_identities: SecretStr | None = None
+
+    @field_validator("platform_age_recipients", mode="before")
+    @classmethod
+    def _recipients_csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("platform_age_recipients")
+    @classmethod
+    def _public_keys(cls, value: list[str]) -> list[str]:
+        from .adapters.age import is_public_key
+
+        if any(not is_public_key(key) for key in value):
+            raise ValueError("must be age X25519 public keys (age1…)")
+        return value
+
+    def identities(self) -> list[str]:
+        """The platform's identities, one per line or comma (never logged)."""
+        if self.platform_age_identities is None:
+            return []
+        raw = self.platform_age_identities.get_secret_value().replace(",", "\n")
+        return [
+            line.strip() for line in raw.splitlines() if line.strip().startswith("AGE-SECRET-KEY-")
+        ]
+
+
+class EncryptionKeysSettings(CommonSettings, QueueSettings):
+    """encryption_keys: the clinic's public keys, and queueing a backup's re-encryption (the
+    restore worker, which holds the platform's identities, does it)."""
+
+
 class ListBackupsSettings(CommonSettings):
     pass
 
@@ -240,7 +284,9 @@ class DeleteBackupSettings(CommonSettings, StorageSettings):
     delete_grace_days: int = Field(default=7, ge=0, le=365)
 
 
-class CreateBackupSettings(CommonSettings, StorageSettings, QueueSettings, PolicySettings):
+class CreateBackupSettings(
+    CommonSettings, StorageSettings, QueueSettings, PolicySettings, EncryptionSettings
+):
     # Where pg_dump/pg_restore live: the PgDumpLayer mounts them at /opt/bin.
     pg_bin_dir: str = "/opt/bin"
     dump_timeout_seconds: int = Field(default=840, ge=1, le=3600)
@@ -249,6 +295,12 @@ class CreateBackupSettings(CommonSettings, StorageSettings, QueueSettings, Polic
     # BRIEF: with thousands of schemas one catalog query of pg_dump picks a bad merge join.
     dump_disable_mergejoin: bool = True
     manual_backups_per_day: int = Field(default=10, ge=0, le=1000)
+
+    @model_validator(mode="after")
+    def _always_encrypted(self) -> CreateBackupSettings:
+        if not self.platform_age_recipients:
+            raise ValueError("PLATFORM_AGE_RECIPIENTS is required: every backup is encrypted")
+        return self
 
 
 class RestoreSettings(CreateBackupSettings):
@@ -328,6 +380,9 @@ class SecretSources(BaseSettings):
     # or JSON with `database_url`).
     restore_database_secret_arn: str | None = None
     verify_database_secret_arn: str | None = None
+    # The platform's age identities (one per line), given only to what decrypts: restore,
+    # verify and re-encryption (the restore function). Never in the app secret.
+    platform_identity_secret_arn: str | None = None
 
 
 def _secret_overlay(sources: SecretSources) -> dict[str, Any]:
@@ -353,6 +408,8 @@ def _secret_overlay(sources: SecretSources) -> dict[str, Any]:
             except json.JSONDecodeError:
                 parsed = raw
             overlay[name] = parsed["database_url"] if isinstance(parsed, dict) else raw
+    if sources.platform_identity_secret_arn:
+        overlay["platform_age_identities"] = _fetch_secret(sources.platform_identity_secret_arn)
     return overlay
 
 

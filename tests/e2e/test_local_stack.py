@@ -21,8 +21,10 @@ from typing import Any
 
 import httpx
 import psycopg2
+import pyrage
 import pytest
 from psycopg2 import sql
+from pyrage import x25519
 
 from devstack import demo, paths
 from tests.e2e.conftest import REPO, LocalStack
@@ -110,6 +112,15 @@ def test_admin_backup_downloads_and_restores_with_the_clinics_patients(
         assert me.status_code == 200, me.text
         assert me.json()["clinic"]["schema"] == "clinica_demo"
 
+        # And the clinic registered its own encryption key (the private half stays here)
+        identity = x25519.Identity.generate()
+        registered = client.post(
+            "/encryption-keys",
+            headers=_auth(admin),
+            json={"label": "e2e", "public_key": str(identity.to_public())},
+        )
+        assert registered.status_code == 201, registered.text
+
         # When they create a backup and wait for the worker (the local queue, as SQS would)
         created = client.post("/backups", headers=_auth(admin), json={"note": "e2e"})
         assert created.status_code == 202, created.text
@@ -132,8 +143,10 @@ def test_admin_backup_downloads_and_restores_with_the_clinics_patients(
         archive = plain.get(signed["url"])
     assert archive.status_code == 200
     assert len(archive.content) == signed["size_bytes"] == record.json()["size_bytes"]
-    dump = tmp_path / signed["file_name"]
-    dump.write_bytes(archive.content)
+    # The file is age-encrypted; the clinic's key opens it
+    assert signed["file_name"].endswith(".dump.age")
+    dump = tmp_path / "backup.dump"
+    dump.write_bytes(pyrage.decrypt(archive.content, [identity]))
 
     # Then the layer's pg_restore brings back the clinic with every patient
     scratch = f"restore_{uuid.uuid4().hex[:8]}"

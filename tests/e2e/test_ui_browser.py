@@ -26,6 +26,7 @@ ARTIFACTS = REPO / "test-artifacts" / "e2e"
 def test_admin_and_staff_in_chromium(stack: LocalStack) -> None:
     chromium = shutil.which("chromium")
     assert chromium, "Debian's chromium is needed (make test installs it)"
+    assert shutil.which("age"), "Debian's age is needed (make test installs it)"
     if ARTIFACTS.exists():
         shutil.rmtree(ARTIFACTS)
     ARTIFACTS.mkdir(parents=True)
@@ -48,11 +49,20 @@ def test_admin_and_staff_in_chromium(stack: LocalStack) -> None:
     assert result["ok"] is True
     assert all(result["checks"].values()), result["checks"]
 
-    # The downloaded file is a real pg_dump archive with the advertised checksum
-    archive = Path(result["downloaded_file"])
-    data = archive.read_bytes()
-    assert data.startswith(b"PGDMP")
+    # The downloaded file is age ciphertext with the advertised checksum; the key the wizard
+    # generated in the browser and saved opens it with Debian's age CLI, into a real archive
+    encrypted = Path(result["downloaded_file"])
+    data = encrypted.read_bytes()
+    assert encrypted.name.endswith(".dump.age") and data.startswith(b"age-encryption.org/v1")
     assert hashlib.sha256(data).hexdigest() == result["sha256_expected"]
+    key_file = Path(result["key_file"])
+    assert key_file.name == "clave-backups-clinica_demo.txt"
+    assert "AGE-SECRET-KEY-" in key_file.read_text()
+    archive = encrypted.with_suffix("")  # … .dump
+    subprocess.run(
+        ["age", "-d", "-i", str(key_file), "-o", str(archive), str(encrypted)], check=True
+    )
+    assert archive.read_bytes().startswith(b"PGDMP")
     listing = subprocess.run(
         [str(paths.pgdump_layer_bin_dir() / "pg_restore"), "--list", str(archive)],
         capture_output=True,
@@ -77,5 +87,7 @@ def test_admin_and_staff_in_chromium(stack: LocalStack) -> None:
         "06-staff-view",
         "07-restore-dialog",
         "08-restore-completed",
+        "09-key-wizard",
+        "10-keys-panel",
     ):
         assert (ARTIFACTS / f"{name}.png").stat().st_size > 10_000, name

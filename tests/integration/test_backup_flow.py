@@ -12,7 +12,7 @@ import httpx
 import pytest
 from clinic_backups.names import manifest_key
 
-from tests.helpers import call, load_event, mint
+from tests.helpers import call, load_event, mint, register_clinic_key
 
 pytestmark = pytest.mark.usefixtures("app_env")
 
@@ -33,9 +33,10 @@ def get(token: str, backup_id: str):
 def test_backup_is_created_run_listed_downloaded_deleted_and_purged(
     clinic_factory, sqs, s3_server, bucket, pg_bin_dir, db, tmp_path: Path, monkeypatch
 ):
-    # Given a clinic and its admin
+    # Given a clinic, its admin, and the key the clinic registered for its backups
     schema = clinic_factory(patients=300)
     admin = mint(schema, "admin", sub="u-admin", name="Dra. Ana Pérez")
+    identity = register_clinic_key(schema, "Llave de dirección")
 
     # When the admin asks for a backup
     reply = create(admin, note="Antes de la migración")
@@ -45,7 +46,10 @@ def test_backup_is_created_run_listed_downloaded_deleted_and_purged(
     assert record["note"] == "Antes de la migración"
     assert record["created_by"] == "u-admin"
     assert record["created_by_name"] == "Dra. Ana Pérez"
-    assert record["file_name"].startswith(f"{schema}-") and record["file_name"].endswith(".dump")
+    assert record["file_name"].startswith(f"{schema}-") and record["file_name"].endswith(
+        ".dump.age"
+    )
+    assert record["encryption"] == "age"
     assert "storage_key" not in record
 
     # Then exactly one job is queued, carrying no token
@@ -65,6 +69,11 @@ def test_backup_is_created_run_listed_downloaded_deleted_and_purged(
     assert done["status"] == "completed", done
     assert done["size_bytes"] > 1000
     assert len(done["sha256"]) == 64
+    assert len(done["plaintext_sha256"]) == 64 and done["plaintext_sha256"] != done["sha256"]
+    assert [(r["kind"], r["label"]) for r in done["recipients"]] == [
+        ("platform", "platform"),
+        ("clinic", "Llave de dirección"),
+    ]
     assert done["pg_dump_version"].startswith("18")
     assert done["started_at"] and done["finished_at"]
 
@@ -83,14 +92,26 @@ def test_backup_is_created_run_listed_downloaded_deleted_and_purged(
     assert download["file_name"] == done["file_name"]
     assert download["size_bytes"] == done["size_bytes"]
     assert download["sha256"] == done["sha256"]
+    assert download["encryption"] == "age"
+    assert [r["label"] for r in download["recipients"]] == ["Llave de dirección"]
 
     # Then the signed URL serves the archive under its file name
     fetched = httpx.get(download["url"], timeout=30)
     assert fetched.status_code == 200
     assert done["file_name"] in fetched.headers.get("content-disposition", "")
     assert hashlib.sha256(fetched.content).hexdigest() == done["sha256"]
-    archive = tmp_path / download["file_name"]
-    archive.write_bytes(fetched.content)
+    assert fetched.content.startswith(b"age-encryption.org/v1")
+    encrypted = tmp_path / download["file_name"]
+    encrypted.write_bytes(fetched.content)
+
+    # And the clinic opens it offline with Debian's age CLI and its own key file
+    key_file = tmp_path / f"clave-backups-{schema}.txt"
+    key_file.write_text(identity + "\n")
+    archive = tmp_path / "backup.dump"
+    subprocess.run(
+        ["age", "-d", "-i", str(key_file), "-o", str(archive), str(encrypted)], check=True
+    )
+    assert hashlib.sha256(archive.read_bytes()).hexdigest() == done["plaintext_sha256"]
     listing = subprocess.run(
         [f"{pg_bin_dir}/pg_restore", "--list", str(archive)],
         capture_output=True,
@@ -105,7 +126,7 @@ def test_backup_is_created_run_listed_downloaded_deleted_and_purged(
     key = next(
         o["Key"]
         for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"{schema}/")["Contents"]
-        if o["Key"].endswith(".dump")
+        if o["Key"].endswith(".dump.age")
     )
     assert key.startswith(f"{schema}/")
     s3.head_object(Bucket=bucket, Key=manifest_key(key))

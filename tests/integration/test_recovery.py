@@ -80,7 +80,7 @@ def test_a_manifest_without_its_archive_is_reported_not_inserted(
     key = next(
         o["Key"]
         for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"{schema}/")["Contents"]
-        if o["Key"].endswith(".dump")
+        if o["Key"].endswith(".dump.age")
     )
     s3.delete_object(Bucket=bucket, Key=key)
     with db.cursor() as cur:

@@ -174,7 +174,7 @@ def s3_object(s3_server: Any, bucket: str, schema: str, backup_id: str) -> str:
     keys = [
         o["Key"]
         for o in s3_server.client().list_objects_v2(Bucket=bucket, Prefix=f"{schema}/")["Contents"]
-        if o["Key"].endswith(".dump") and backup_id[:8] in o["Key"]
+        if o["Key"].endswith((".dump", ".dump.age")) and backup_id[:8] in o["Key"]
     ]
     assert len(keys) == 1
     return keys[0]

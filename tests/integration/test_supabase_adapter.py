@@ -15,7 +15,7 @@ from clinic_backups import service
 from clinic_backups.factory import build_services
 from clinic_backups.settings import DeleteBackupSettings, get_settings
 
-from tests.helpers import call, load_event, mint, reset_caches
+from tests.helpers import call, load_event, mint, register_clinic_key, reset_caches
 
 
 @pytest.fixture
@@ -37,6 +37,7 @@ def test_signed_supabase_url_downloads_the_backup_and_delete_purges_it(
 ):
     schema = clinic_factory()
     token = mint(schema)
+    register_clinic_key(schema)
     created = call(
         "create_backup", load_event("create_backup/post_backups.json", token=token, body=None)
     )
@@ -87,6 +88,7 @@ def test_signed_supabase_url_downloads_the_backup_and_delete_purges_it(
 def test_supabase_errors_become_503_not_a_stack_trace(supabase, clinic_factory, sqs, monkeypatch):
     schema = clinic_factory()
     token = mint(schema)
+    register_clinic_key(schema)
     created = call(
         "create_backup", load_event("create_backup/post_backups.json", token=token, body=None)
     )

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from psycopg2 import sql
 
-from tests.helpers import call, invoke, load_event, mint
+from tests.helpers import call, decrypt, invoke, load_event, mint, register_clinic_key
 
 pytestmark = pytest.mark.usefixtures("app_env")
 
@@ -96,13 +96,14 @@ def test_a_clinic_named_like_another_in_other_case_never_dumps_the_other(
     assert lower != upper and lower.lower() == upper.lower()
 
     # When the upper-case clinic backs up
+    identity = register_clinic_key(upper)
     record = backup(upper, sqs)
     download = call(
         "download_backup",
         load_event("download_backup/get_download.json", token=mint(upper), backup_id=record["id"]),
     ).body
     archive = tmp_path / "caso.dump"
-    archive.write_bytes(httpx.get(download["url"], timeout=30).content)
+    archive.write_bytes(decrypt(httpx.get(download["url"], timeout=30).content, identity))
 
     # Then its archive names only its own schema, and the object lives under its own prefix
     listing = subprocess.run(
@@ -129,6 +130,7 @@ def test_a_key_outside_the_clinic_prefix_is_never_signed_or_deleted(
 ):
     # Given two clinics with a backup each, and A's record tampered to point at B's object
     a, b = clinic_factory(), clinic_factory()
+    register_clinic_key(a)
     mine, theirs = backup(a, sqs), backup(b, sqs)
     with db.cursor() as cur:
         cur.execute(

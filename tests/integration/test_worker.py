@@ -227,7 +227,7 @@ def test_a_redelivered_job_runs_once(clinic_factory, sqs, s3_server, bucket):
     assert invoke("create_backup", event) == {"batchItemFailures": []}
     assert invoke("create_backup", json.loads(message["Body"]))["status"] == "skipped"
     assert record(schema, backup["id"])["status"] == "completed"
-    assert len([k for k in objects(s3_server, bucket, schema) if k.endswith(".dump")]) == 1
+    assert len([k for k in objects(s3_server, bucket, schema) if k.endswith(".dump.age")]) == 1
     with psycopg2.connect(os.environ["DATABASE_URL"]) as conn, conn.cursor() as cur:
         cur.execute(
             sql.SQL("SELECT count(*) FROM {} WHERE action = 'backup.run'").format(

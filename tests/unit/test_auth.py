@@ -78,6 +78,7 @@ def test_valid_admin_token_gives_the_clinic_from_the_claim():
         Permission.DELETE,
         Permission.MANAGE_SETTINGS,
         Permission.RESTORE,
+        Permission.MANAGE_KEYS,
     }
 
 

@@ -52,8 +52,13 @@ def test_storage_key_layout():
     backup_id = uuid.UUID("12345678-1234-4234-8234-123456789abc")
     at = datetime(2026, 3, 5, 23, 30, 15, tzinfo=UTC)
     key = backup_storage_key("clinica_demo", backup_id, at)
-    assert key == "clinica_demo/2026/03/clinica_demo-20260305T233015Z-12345678.dump"
+    assert key == "clinica_demo/2026/03/clinica_demo-20260305T233015Z-12345678.dump.age"
     assert manifest_key(key) == key + ".manifest.json"
+    plain = backup_storage_key("clinica_demo", backup_id, at, encrypted=False)
+    assert plain.endswith("-12345678.dump")
+    # a re-encrypted copy never reuses the key of the file it replaces
+    again = backup_storage_key("clinica_demo", backup_id, at, generation=2)
+    assert again.endswith("-12345678-g2.dump.age") and again != key
 
 
 def test_keys_outside_the_prefix_are_refused():

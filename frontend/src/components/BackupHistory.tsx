@@ -3,7 +3,9 @@
  * verification badge, size, origin, author, note, and the actions the caller's role allows
  * (download, restore, delete, and "Conservar": mark a backup so automatic retention never
  * deletes it). Cursor pagination with "Cargar más"; pending/running rows are polled by the
- * provider until they end. Opens DownloadModal, RestoreDialog and DeleteBackupDialog itself.
+ * provider until they end, and so are rows being re-encrypted ("Re-cifrando…"). Encrypted
+ * backups carry a "Cifrada" badge (a lock and the word, never colour alone) that says who
+ * can open them. Opens DownloadModal, RestoreDialog and DeleteBackupDialog itself.
  */
 import { useCallback, useId, useRef, useState, type ReactNode } from 'react';
 import { useTranslation } from 'react-i18next';
@@ -13,7 +15,7 @@ import { DeleteBackupDialog } from './DeleteBackupDialog';
 import { DownloadModal } from './DownloadModal';
 import { formatBytes, formatInteger } from './format';
 import { RestoreDialog } from './RestoreDialog';
-import { Spinner, StatusBadge } from './StatusBadge';
+import { LockIcon, Spinner, StatusBadge } from './StatusBadge';
 import { VerificationBadge } from './VerificationBadge';
 
 export interface BackupHistoryProps {
@@ -181,6 +183,7 @@ export function BackupHistory({ title, headingLevel = 2, showFilters = true, gra
                         </span>
                       )}
                       {backup.status === 'completed' && <VerificationBadge backup={backup} />}
+                      <EncryptionBadges backup={backup} />
                       {reason && <p className="cb-reason">{t('history.failedReason', { reason })}</p>}
                     </td>
                     <td className="cb-num">
@@ -341,5 +344,43 @@ export function BackupHistory({ title, headingLevel = 2, showFilters = true, gra
         </>
       )}
     </section>
+  );
+}
+
+/** "Cifrada" (+ who opens it) and "Re-cifrando…": icon and text, never colour alone. */
+function EncryptionBadges({ backup }: { backup: Backup }) {
+  const { t } = useTranslation('backups');
+  // A finished file is what is encrypted: only completed backups carry the badges.
+  if (backup.status !== 'completed') return null;
+  const recipients = backup.recipients;
+  const platformOnly = recipients !== undefined && !recipients.some((r) => r.kind === 'clinic');
+  const who = (recipients ?? [])
+    .map((r) => (r.kind === 'platform' ? t('history.platform') : r.label))
+    .join(', ');
+  return (
+    <>
+      {backup.encryption === 'age' && (
+        <span
+          className="cb-badge cb-badge--encrypted"
+          data-encryption="age"
+          title={who ? t('history.encryptedTitle', { who }) : undefined}
+        >
+          <LockIcon className="cb-badge__icon" />
+          <span className="cb-badge__label">{t('history.encrypted')}</span>
+          {who && <span className="cb-visually-hidden">. {t('history.encryptedTitle', { who })}</span>}
+        </span>
+      )}
+      {backup.reencrypting && (
+        <span className="cb-badge cb-badge--running cb-badge--reencrypting" title={t('history.reencryptingTitle')}>
+          <span className="cb-badge__icon cb-spin" aria-hidden="true">
+            ↻
+          </span>
+          <span className="cb-badge__label">{t('history.reencrypting')}</span>
+        </span>
+      )}
+      {backup.encryption === 'age' && platformOnly && !backup.reencrypting && (
+        <p className="cb-help cb-encrypted-note">{t('history.platformOnly')}</p>
+      )}
+    </>
   );
 }

@@ -3,7 +3,9 @@
  * - the API client the host app created (token getter, base URL);
  * - the caller (`GET /me`): clinic, role, permissions, locale, time zone;
  * - the history store (pages, filters) that BackupHistory shows and CreateBackupButton /
- *   DeleteBackupDialog update, and the polling of pending/running backups;
+ *   DeleteBackupDialog update, and the polling of pending/running backups and of backups
+ *   being re-encrypted (`reencrypting`);
+ * - where the encryption keys panel is (so DownloadModal can send an admin there);
  * - the i18n instance and the toasts.
  * Components talk to each other only through this context.
  */
@@ -36,6 +38,8 @@ import { DEFAULT_LOCALE, DEFAULT_TIME_ZONE, formatDateTime } from './format';
 
 export const ACTIVE_STATUSES: readonly BackupStatus[] = ['pending', 'running'];
 export const isActive = (backup: Pick<Backup, 'status'>) => ACTIVE_STATUSES.includes(backup.status);
+/** Rows the provider polls: pending/running backups and those being re-encrypted. */
+const needsPolling = (backup: Pick<Backup, 'status' | 'reencrypting'>) => isActive(backup) || Boolean(backup.reencrypting);
 
 export interface HistoryFilters {
   status?: BackupStatus;
@@ -137,6 +141,12 @@ export interface BackupsContextValue {
   restoresChanged: () => void;
   /** The provider's polling period (ms), for views that follow a job. */
   pollIntervalMs: number;
+  /** True when an EncryptionKeysPanel is on the page or the host gave `onOpenKeysPanel`. */
+  keysPanelAvailable: boolean;
+  /** Shows the encryption keys panel (scrolls to it and focuses its heading, or asks the host). */
+  openKeysPanel: () => void;
+  /** Used by EncryptionKeysPanel: registers how to show it; returns the unregister function. */
+  registerKeysPanel: (show: () => void) => () => void;
 }
 
 const BackupsContext = createContext<BackupsContextValue | null>(null);
@@ -164,6 +174,11 @@ export interface BackupsProviderProps {
   onNotify?: (notification: Notification) => void;
   /** Use the host's i18next instance instead of a private one (call addBackupsResources first). */
   i18n?: I18n;
+  /**
+   * How to reach the encryption keys panel when it is not on this page (e.g. navigate to the
+   * settings page). Used by DownloadModal's "Ir a las llaves de cifrado".
+   */
+  onOpenKeysPanel?: () => void;
 }
 
 export function BackupsProvider(props: BackupsProviderProps) {
@@ -186,6 +201,7 @@ function BackupsState({
   onLanguageChange,
   pageSize = 20,
   pollIntervalMs = 2000,
+  onOpenKeysPanel,
   i18nInstance,
 }: BackupsProviderProps & { i18nInstance: I18n }) {
   const { t } = useTranslation('backups');
@@ -332,9 +348,13 @@ function BackupsState({
     }
   }, []);
 
-  // ---- polling of pending / running backups -------------------------------------------
+  // ---- polling of pending / running / re-encrypting backups ---------------------------
   const activeKey = history.items
     .filter(isActive)
+    .map((b) => b.id)
+    .join(',');
+  const pollKey = history.items
+    .filter(needsPolling)
     .map((b) => b.id)
     .join(',');
 
@@ -344,13 +364,13 @@ function BackupsState({
   formatDateRef.current = formatDate;
 
   useEffect(() => {
-    if (!activeKey) return;
+    if (!pollKey) return;
     let cancelled = false;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const controller = new AbortController();
 
     const round = async () => {
-      const active = historyRef.current.items.filter(isActive);
+      const active = historyRef.current.items.filter(needsPolling);
       await Promise.all(
         active.map(async (before) => {
           try {
@@ -372,6 +392,16 @@ function BackupsState({
                 }),
               });
             }
+            if (before.reencrypting && !after.reencrypting) {
+              // Done: encrypted for a clinic key now, or the job gave up (still platform-only).
+              const reencrypted = !after.recipients || after.recipients.some((r) => r.kind === 'clinic');
+              notify({
+                kind: reencrypted ? 'success' : 'error',
+                message: tRef.current(reencrypted ? 'history.reencryptDone' : 'history.reencryptFailed', {
+                  date: formatDateRef.current(after.created_at),
+                }),
+              });
+            }
           } catch (error) {
             const err = normaliseError(error);
             if (cancelled || err.code === 'aborted') return;
@@ -389,7 +419,27 @@ function BackupsState({
       controller.abort();
       if (timer) clearTimeout(timer);
     };
-  }, [activeKey, client, notify, pollIntervalMs]);
+  }, [pollKey, client, notify, pollIntervalMs]);
+
+  // ---- the encryption keys panel -------------------------------------------------------
+  const keysPanels = useRef<Array<() => void>>([]);
+  const [keysPanelMounted, setKeysPanelMounted] = useState(false);
+  const registerKeysPanel = useCallback((show: () => void) => {
+    keysPanels.current.push(show);
+    setKeysPanelMounted(true);
+    return () => {
+      keysPanels.current = keysPanels.current.filter((fn) => fn !== show);
+      setKeysPanelMounted(keysPanels.current.length > 0);
+    };
+  }, []);
+  const onOpenKeysPanelRef = useRef(onOpenKeysPanel);
+  onOpenKeysPanelRef.current = onOpenKeysPanel;
+  const openKeysPanel = useCallback(() => {
+    const show = keysPanels.current.at(-1);
+    if (show) show();
+    else onOpenKeysPanelRef.current?.();
+  }, []);
+  const keysPanelAvailable = keysPanelMounted || Boolean(onOpenKeysPanel);
 
   const value = useMemo<BackupsContextValue>(
     () => ({
@@ -416,8 +466,11 @@ function BackupsState({
       restoresVersion,
       restoresChanged,
       pollIntervalMs,
+      keysPanelAvailable,
+      openKeysPanel,
+      registerKeysPanel,
     }),
-    [client, me, meStatus, meError, reloadMe, can, locale, timeZone, formatDate, language, setLanguage, history, activeKey, reload, loadMore, upsertBackup, markDeleted, errorMessage, notify, restoresVersion, restoresChanged, pollIntervalMs],
+    [client, me, meStatus, meError, reloadMe, can, locale, timeZone, formatDate, language, setLanguage, history, activeKey, reload, loadMore, upsertBackup, markDeleted, errorMessage, notify, restoresVersion, restoresChanged, pollIntervalMs, keysPanelAvailable, openKeysPanel, registerKeysPanel],
   );
 
   return <BackupsContext.Provider value={value}>{children}</BackupsContext.Provider>;

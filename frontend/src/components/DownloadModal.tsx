@@ -3,14 +3,31 @@
  * (`GET /backups/{id}/download`) and shows file name, size, SHA-256 (copyable) and a
  * countdown to `expires_at`. An expired link is withdrawn and "Generar nuevo enlace" asks
  * again. The download itself is a plain <a download> to the URL. The URL is never logged.
+ *
+ * Encrypted files (`encryption: "age"`): says so, lists the clinic keys that open it (labels
+ * and fingerprints) and shows, copyable, how to open it offline (`age -d -i …`) and the CLI
+ * that decrypts and restores in one go.
+ *
+ * 409 `encryption_key_required` (a backup only the platform can open): the message, and for
+ * roles with `manage_encryption_keys` either a way to the keys panel (the clinic has no key)
+ * or "Re-cifrar para mis llaves" (`POST /backups/{id}/reencrypt`, 202). While the backup is
+ * re-encrypted the dialog says so; when the provider's polling sees it done, it asks for the
+ * download link again.
  */
-import { useCallback, useEffect, useId, useRef, useState } from 'react';
+import { useCallback, useEffect, useId, useRef, useState, type ReactNode } from 'react';
 import { useTranslation } from 'react-i18next';
-import { normaliseError, type Backup, type BackupsApiError, type Download } from '../services/backups';
+import {
+  normaliseError,
+  type Backup,
+  type BackupsApiError,
+  type Download,
+  type EncryptionKey,
+} from '../services/backups';
+import { keyFileName } from '../crypto/age';
 import { useBackups } from './BackupsProvider';
 import { Dialog } from './Dialog';
 import { formatBytes, formatCountdown, formatInteger } from './format';
-import { Spinner } from './StatusBadge';
+import { KeyIcon, LockIcon, Spinner } from './StatusBadge';
 
 export interface DownloadModalProps {
   /** The backup to download; null keeps the dialog closed. */
@@ -22,9 +39,38 @@ export interface DownloadModalProps {
 
 type Phase = 'loading' | 'ready' | 'error';
 
+/** Quotes a word for a POSIX shell only when it needs it. */
+export function shellWord(word: string): string {
+  return /^[A-Za-z0-9._+=:@%/,-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+/** `age -d -i <key file> <file> > backup.dump` */
+export function decryptCommand(fileName: string, keyFile: string): string {
+  return `age -d -i ${shellWord(keyFile)} ${shellWord(fileName)} > backup.dump`;
+}
+
+/** The platform CLI that decrypts and restores in one go. */
+export function restoreCommand(fileName: string, keyFile: string, target: string): string {
+  return `python -m clinic_backups.cli restore-file ${shellWord(fileName)} --identity ${shellWord(keyFile)} --target "${target}"`;
+}
+
+type KeysCheck = { phase: 'idle' | 'loading' } | { phase: 'ready'; keys: EncryptionKey[] } | { phase: 'error'; error: BackupsApiError };
+
 export function DownloadModal({ backup, onClose, fallbackFocus }: DownloadModalProps) {
   const { t } = useTranslation('backups');
-  const { client, can, locale, formatDate, errorMessage, notify } = useBackups();
+  const {
+    client,
+    can,
+    me,
+    locale,
+    formatDate,
+    errorMessage,
+    notify,
+    history,
+    upsertBackup,
+    keysPanelAvailable,
+    openKeysPanel,
+  } = useBackups();
   const [phase, setPhase] = useState<Phase>('loading');
   const [download, setDownload] = useState<Download | null>(null);
   const [error, setError] = useState<BackupsApiError | null>(null);
@@ -35,6 +81,15 @@ export function DownloadModal({ backup, onClose, fallbackFocus }: DownloadModalP
   const shaId = useId();
   const open = backup !== null && can('download_backup');
   const backupId = backup?.id;
+  const canManageKeys = can('manage_encryption_keys');
+  const [keysCheck, setKeysCheck] = useState<KeysCheck>({ phase: 'idle' });
+  const [reencryptBusy, setReencryptBusy] = useState(false);
+  const [reencryptError, setReencryptError] = useState<BackupsApiError | null>(null);
+  const [reencryptRequested, setReencryptRequested] = useState(false);
+  // The row the provider keeps up to date (polled while `reencrypting`).
+  const live = backupId ? history.items.find((b) => b.id === backupId) : undefined;
+  const reencrypting = Boolean(live?.reencrypting ?? (backup as Partial<Backup> | null)?.reencrypting) || (reencryptRequested && !live);
+  const keyFile = keyFileName(me?.clinic.schema ?? 'clinica');
 
   // Ask for a (new) signed URL whenever the dialog opens or the user asks again.
   useEffect(() => {
@@ -82,6 +137,75 @@ export function DownloadModal({ backup, onClose, fallbackFocus }: DownloadModalP
 
   const regenerate = useCallback(() => setAttempt((n) => n + 1), []);
 
+  useEffect(() => {
+    setReencryptRequested(false);
+    setReencryptError(null);
+    setReencryptBusy(false);
+  }, [backupId]);
+
+  const needsKey = phase === 'error' && error?.code === 'encryption_key_required';
+
+  // A platform-only backup: can the admin re-encrypt it (the clinic has keys) or not yet?
+  useEffect(() => {
+    if (!open || !needsKey || !canManageKeys) {
+      setKeysCheck({ phase: 'idle' });
+      return undefined;
+    }
+    const controller = new AbortController();
+    setKeysCheck({ phase: 'loading' });
+    client.listEncryptionKeys({ signal: controller.signal }).then(
+      (list) => setKeysCheck({ phase: 'ready', keys: list.items }),
+      (err: unknown) => {
+        const normalised = normaliseError(err);
+        if (normalised.code !== 'aborted') setKeysCheck({ phase: 'error', error: normalised });
+      },
+    );
+    return () => controller.abort();
+  }, [open, needsKey, canManageKeys, client]);
+
+  // The re-encryption ended (the provider polled the row): ask for the link again.
+  const wasReencrypting = useRef(reencrypting);
+  useEffect(() => {
+    if (wasReencrypting.current && !reencrypting && open) {
+      setReencryptRequested(false);
+      regenerate();
+    }
+    wasReencrypting.current = reencrypting;
+  }, [reencrypting, open, regenerate]);
+
+  const reencrypt = async () => {
+    if (!backupId) return;
+    setReencryptBusy(true);
+    setReencryptError(null);
+    try {
+      const updated = await client.reencryptBackup(backupId);
+      setReencryptRequested(true);
+      upsertBackup(updated);
+    } catch (err) {
+      setReencryptError(normaliseError(err));
+    } finally {
+      setReencryptBusy(false);
+    }
+  };
+
+  const goToKeys = () => {
+    onClose();
+    // After the dialog has closed and given focus back, move it to the keys panel.
+    setTimeout(openKeysPanel, 0);
+  };
+
+  const copyText = async (text: string, fieldId: string) => {
+    try {
+      await navigator.clipboard.writeText(text);
+      notify({ kind: 'success', message: t('download.commandCopied') });
+    } catch {
+      const input = document.getElementById(fieldId) as HTMLTextAreaElement | null;
+      input?.focus();
+      input?.select();
+      notify({ kind: 'error', message: t('download.copyFailed') });
+    }
+  };
+
   const copySha = async () => {
     if (!download) return;
     try {
@@ -101,6 +225,7 @@ export function DownloadModal({ backup, onClose, fallbackFocus }: DownloadModalP
       open={open}
       onClose={onClose}
       title={t('download.title')}
+      className="cb-dialog--wide"
       {...(fallbackFocus ? { fallbackFocus } : {})}
       footer={
         <button type="button" className="cb-button" onClick={onClose}>
@@ -117,13 +242,27 @@ export function DownloadModal({ backup, onClose, fallbackFocus }: DownloadModalP
           </p>
         )}
 
-        {phase === 'error' && error && (
+        {phase === 'error' && error && !needsKey && (
           <div className="cb-alert cb-alert--error" role="alert">
             <p>{errorMessage(error)}</p>
             <button type="button" className="cb-button" data-primary-action onClick={regenerate}>
               {t('common.retry')}
             </button>
           </div>
+        )}
+
+        {needsKey && error && (
+          <KeyRequired
+            message={errorMessage(error)}
+            reencrypting={reencrypting}
+            canManageKeys={canManageKeys}
+            keysCheck={keysCheck}
+            keysPanelAvailable={keysPanelAvailable}
+            onGoToKeys={goToKeys}
+            onReencrypt={() => void reencrypt()}
+            reencryptBusy={reencryptBusy}
+            reencryptError={reencryptError ? errorMessage(reencryptError) : null}
+          />
         )}
 
         {phase === 'ready' && download && (
@@ -142,6 +281,14 @@ export function DownloadModal({ backup, onClose, fallbackFocus }: DownloadModalP
                   </span>
                 </dd>
               </div>
+              {download.encryption === 'age' && (
+                <div>
+                  <dt>{t('download.encryption')}</dt>
+                  <dd>
+                    <LockIcon /> {t('download.encryptedShort')}
+                  </dd>
+                </div>
+              )}
             </dl>
 
             <div className="cb-field">
@@ -188,9 +335,201 @@ export function DownloadModal({ backup, onClose, fallbackFocus }: DownloadModalP
               </div>
             )}
             <p className="cb-help">{t('download.personal')}</p>
+            {download.encryption === 'age' && (
+              <EncryptedFile
+                download={download}
+                keyFile={keyFile}
+                target={t('download.targetPlaceholder')}
+                onCopy={(text, fieldId) => void copyText(text, fieldId)}
+              />
+            )}
           </>
         )}
       </div>
     </Dialog>
+  );
+}
+
+interface KeyRequiredProps {
+  message: string;
+  reencrypting: boolean;
+  canManageKeys: boolean;
+  keysCheck: KeysCheck;
+  keysPanelAvailable: boolean;
+  onGoToKeys: () => void;
+  onReencrypt: () => void;
+  reencryptBusy: boolean;
+  reencryptError: string | null;
+}
+
+/** The 409 `encryption_key_required` answer, and what an admin can do about it. */
+function KeyRequired({
+  message,
+  reencrypting,
+  canManageKeys,
+  keysCheck,
+  keysPanelAvailable,
+  onGoToKeys,
+  onReencrypt,
+  reencryptBusy,
+  reencryptError,
+}: KeyRequiredProps) {
+  const { t } = useTranslation('backups');
+  let action: ReactNode = null;
+  if (reencrypting) {
+    action = (
+      <p role="status" className="cb-inline-status">
+        <Spinner /> {t('download.reencrypting')}
+      </p>
+    );
+  } else if (!canManageKeys) {
+    action = <p>{t('download.askAdmin')}</p>;
+  } else if (keysCheck.phase === 'loading' || keysCheck.phase === 'idle') {
+    action = (
+      <p role="status" className="cb-inline-status">
+        <Spinner /> {t('download.checkingKeys')}
+      </p>
+    );
+  } else if (keysCheck.phase === 'ready' && keysCheck.keys.length === 0) {
+    action = (
+      <>
+        <p>{t('download.noKeysYet')}</p>
+        {keysPanelAvailable && (
+          <button type="button" className="cb-button cb-button--primary" data-primary-action onClick={onGoToKeys}>
+            <KeyIcon /> {t('download.goToKeys')}
+          </button>
+        )}
+      </>
+    );
+  } else {
+    // Keys present (or they could not be listed: let the API decide).
+    const labels = keysCheck.phase === 'ready' ? keysCheck.keys.map((k) => k.label).join(', ') : '…';
+    action = (
+      <>
+        <p>{t('download.reencryptHelp', { labels })}</p>
+        <button
+          type="button"
+          className="cb-button cb-button--primary"
+          data-primary-action
+          onClick={onReencrypt}
+          disabled={reencryptBusy}
+          aria-busy={reencryptBusy}
+        >
+          {reencryptBusy ? (
+            <>
+              <Spinner /> {t('download.reencryptRequesting')}
+            </>
+          ) : (
+            <>
+              <LockIcon /> {t('download.reencrypt')}
+            </>
+          )}
+        </button>
+      </>
+    );
+  }
+  return (
+    <div className="cb-keyrequired">
+      <div className="cb-alert cb-alert--warning" role="alert">
+        <p>{message}</p>
+      </div>
+      {action}
+      {reencryptError && (
+        <p className="cb-alert cb-alert--error" role="alert">
+          {reencryptError}
+        </p>
+      )}
+    </div>
+  );
+}
+
+interface EncryptedFileProps {
+  download: Download;
+  keyFile: string;
+  target: string;
+  onCopy: (text: string, fieldId: string) => void;
+}
+
+/** Which clinic keys open the file, and how to open it offline. */
+function EncryptedFile({ download, keyFile, target, onCopy }: EncryptedFileProps) {
+  const { t } = useTranslation('backups');
+  const id = useId();
+  const decrypt = decryptCommand(download.file_name, keyFile);
+  const restore = restoreCommand(download.file_name, keyFile, target);
+  return (
+    <section className="cb-encrypted" aria-labelledby={`${id}-title`}>
+      <h3 id={`${id}-title`} className="cb-encrypted__title">
+        <LockIcon /> {t('download.encryptedTitle')}
+      </h3>
+      {download.recipients.length > 0 ? (
+        <>
+          <p>{t('download.encryptedIntro')}</p>
+          <ul className="cb-encrypted__keys">
+            {download.recipients.map((r) => (
+              <li key={r.fingerprint}>
+                <span className="cb-strong">{r.label}</span>{' '}
+                <span className="cb-muted cb-mono">({t('download.fingerprint', { fingerprint: r.fingerprint })})</span>
+              </li>
+            ))}
+          </ul>
+          <p className="cb-help">{t('download.encryptedAlso')}</p>
+        </>
+      ) : (
+        <p>{t('download.encryptedPlatformOnly')}</p>
+      )}
+      <h4 className="cb-encrypted__subtitle">{t('download.howToOpen')}</h4>
+      <p className="cb-help">{t('download.howToOpenIntro')}</p>
+      <CommandField
+        id={`${id}-decrypt`}
+        label={t('download.decryptCommand')}
+        help={t('download.decryptHelp')}
+        command={decrypt}
+        copyLabel={t('download.copyDecrypt')}
+        onCopy={onCopy}
+      />
+      <CommandField
+        id={`${id}-restore`}
+        label={t('download.restoreCommand')}
+        help={t('download.restoreHelp')}
+        command={restore}
+        copyLabel={t('download.copyRestore')}
+        onCopy={onCopy}
+      />
+    </section>
+  );
+}
+
+interface CommandFieldProps {
+  id: string;
+  label: string;
+  help: string;
+  command: string;
+  copyLabel: string;
+  onCopy: (text: string, fieldId: string) => void;
+}
+
+function CommandField({ id, label, help, command, copyLabel, onCopy }: CommandFieldProps) {
+  return (
+    <div className="cb-field">
+      <label htmlFor={id}>{label}</label>
+      <div className="cb-copy-row">
+        <textarea
+          id={id}
+          className="cb-input cb-mono cb-command"
+          readOnly
+          rows={2}
+          spellCheck={false}
+          value={command}
+          onFocus={(event) => event.currentTarget.select()}
+          aria-describedby={`${id}-help`}
+        />
+        <button type="button" className="cb-button" onClick={() => onCopy(command, id)}>
+          {copyLabel}
+        </button>
+      </div>
+      <p id={`${id}-help`} className="cb-help">
+        {help}
+      </p>
+    </div>
   );
 }

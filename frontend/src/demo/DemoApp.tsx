@@ -10,6 +10,7 @@ import {
   BackupsProvider,
   CreateBackupButton,
   RestorePanel,
+  EncryptionKeysPanel,
   createBackupsClient,
   useBackups,
   type Language,
@@ -168,6 +169,9 @@ function Panel({ onSignOut }: { onSignOut: () => void }) {
 
         {/* "Programación": admins edit, staff see it read-only */}
         <BackupSettingsPanel className="demo-card" />
+
+        {/* "Cifrado": the clinic's own keys (admins with manage_encryption_keys only) */}
+        <EncryptionKeysPanel className="demo-card" />
       </main>
     </div>
   );

@@ -71,6 +71,14 @@ const es = {
     keptTitle: 'Marcada para conservar: la conservación automática no la eliminará.',
     keepOn: 'La copia del {{date}} se conservará.',
     keepOff: 'La copia del {{date}} vuelve a la conservación automática.',
+    encrypted: 'Cifrada',
+    encryptedTitle: 'Archivo cifrado con age. Lo abren: {{who}}.',
+    platform: 'la plataforma',
+    platformOnly: 'Solo la plataforma puede abrirla',
+    reencrypting: 'Re-cifrando…',
+    reencryptingTitle: 'Se está cifrando de nuevo para las llaves actuales de la clínica.',
+    reencryptDone: 'La copia del {{date}} ya está cifrada para las llaves de tu clínica: ya puedes descargarla.',
+    reencryptFailed: 'No se ha podido re-cifrar la copia del {{date}}. Inténtalo de nuevo más tarde.',
   },
   create: {
     noteLabel: 'Nota (opcional)',
@@ -100,6 +108,35 @@ const es = {
     expired: 'El enlace de descarga ha caducado.',
     regenerate: 'Generar nuevo enlace',
     personal: 'El enlace es personal y caduca en pocos minutos: no lo compartas.',
+    encryption: 'Cifrado',
+    encryptedShort: 'Sí (age): solo lo abren las llaves de tu clínica. Más abajo, cómo abrirlo.',
+    encryptedTitle: 'Archivo cifrado',
+    encryptedIntro: 'Este archivo está cifrado con age. Solo se abre con una de estas llaves de tu clínica:',
+    encryptedPlatformOnly: 'Este archivo solo se abre con la llave de restauración de la plataforma.',
+    encryptedAlso: 'También está cifrado para la llave de restauración de la plataforma, que permite restaurar la clínica.',
+    fingerprint: 'huella {{fingerprint}}',
+    howToOpen: 'Cómo abrirlo en tu ordenador',
+    howToOpenIntro:
+      'Instala age (Debian/Ubuntu: «apt install age»; macOS: «brew install age»; Windows: el programa de la página de versiones de age). En la carpeta donde estén el archivo descargado y el archivo de tu llave, ejecuta:',
+    decryptCommand: 'Descifrar el archivo',
+    decryptHelp: 'Crea backup.dump, el archivo de pg_dump que lee pg_restore. Si guardaste tu llave con otro nombre, cámbialo en la orden. En Windows (PowerShell), escribe «-o backup.dump» en lugar de «> backup.dump».',
+    copyDecrypt: 'Copiar la orden para descifrar',
+    restoreCommand: 'Descifrar y restaurar en una base de datos, en un paso',
+    restoreHelp:
+      'Con la herramienta de la plataforma (clinic_backups). Cambia la URL por la de la base de datos donde quieras restaurar.',
+    targetPlaceholder: 'postgresql://USUARIO:CLAVE@SERVIDOR:5432/BASE_DE_DATOS',
+    copyRestore: 'Copiar la orden para restaurar',
+    commandCopied: 'Orden copiada al portapapeles.',
+    checkingKeys: 'Comprobando las llaves de la clínica…',
+    noKeysYet:
+      'Tu clínica todavía no tiene ninguna llave de cifrado. Registra una en «Cifrado» y después vuelve aquí para pedir que se re-cifre esta copia.',
+    goToKeys: 'Ir a las llaves de cifrado',
+    reencrypt: 'Re-cifrar para mis llaves',
+    reencryptHelp:
+      'La plataforma descifra esta copia con su llave y la vuelve a cifrar para las llaves que tu clínica tiene ahora ({{labels}}). Tarda unos minutos; la copia original no se sustituye hasta que la nueva se ha comprobado.',
+    reencryptRequesting: 'Solicitando…',
+    reencrypting: 'La copia se está re-cifrando para las llaves de tu clínica. Cuando termine, el enlace de descarga aparecerá aquí.',
+    askAdmin: 'Pide a una persona administradora que registre una llave de cifrado de la clínica y que re-cifre esta copia.',
   },
   delete: {
     title: 'Eliminar copia de seguridad',
@@ -151,6 +188,99 @@ const es = {
       keep_monthly: 'Escribe un número entre 0 y 120.',
     },
   },
+  keys: {
+    title: 'Cifrado',
+    intro:
+      'Todas las copias de seguridad se guardan cifradas. Siempre se cifran para la llave de restauración de la plataforma, con la que la plataforma puede restaurar tu clínica. Si tu clínica registra una llave propia, las copias nuevas se cifran también para ella y podrás abrir en tu ordenador, sin conexión, los archivos que descargues.',
+    warning:
+      'Guarda el archivo de la llave en un lugar seguro (por ejemplo, en un gestor de contraseñas o en una memoria USB guardada bajo llave) y no lo compartas. Si lo pierdes, no podrás abrir las copias descargadas: la plataforma no guarda tu llave privada y no puede recuperarla. La plataforma sí podrá seguir restaurando la clínica.',
+    listTitle: 'Llaves de la clínica',
+    caption: 'Llaves públicas registradas por la clínica',
+    columns: {
+      label: 'Nombre',
+      fingerprint: 'Huella',
+      createdBy: 'Añadida por',
+      createdAt: 'Fecha',
+      actions: 'Acciones',
+    },
+    loading: 'Cargando las llaves…',
+    loadError: 'No se han podido cargar las llaves.',
+    empty:
+      'Tu clínica todavía no tiene ninguna llave. Por ahora solo la plataforma puede abrir las copias (para restaurarlas); para descargarlas y abrirlas tú, genera una llave.',
+    olderBackups:
+      'Las copias hechas antes de registrar una llave solo las puede abrir la plataforma. Para descargar una de ellas, pulsa «Descargar» y pide que se re-cifre para tus llaves.',
+    generate: 'Generar una llave nueva',
+    useExisting: 'Usar una llave pública existente',
+    remove: 'Quitar',
+    removeAria: 'Quitar la llave {{label}}',
+    publicKeyTitle: 'Llave pública: {{key}}',
+    registered: 'Llave «{{label}}» registrada. Las copias nuevas se cifrarán también para ella.',
+    removed: 'Llave «{{label}}» quitada.',
+    label: 'Nombre de la llave',
+    labelHelp: 'Para reconocerla en la lista, por ejemplo «Portátil de dirección».',
+    labelRequired: 'Escribe un nombre de 1 a 80 caracteres.',
+    publicKey: 'Llave pública',
+  },
+  wizard: {
+    title: 'Generar una llave nueva',
+    progress: 'Pasos',
+    stepOf: 'Paso {{n}} de 3',
+    steps: {
+      generate: 'Generar',
+      save: 'Guardar',
+      register: 'Registrar',
+    },
+    intro:
+      'La llave se genera en este navegador y tiene dos partes: la llave privada, que guardarás en un archivo solo en tu ordenador y que nunca se envía, y la llave pública, que se registra en la plataforma para cifrar las copias.',
+    defaultLabel: 'Llave de {{clinic}}',
+    generateButton: 'Generar la llave',
+    generating: 'Generando…',
+    generateFailed: 'No se ha podido generar la llave en este navegador. Prueba con un navegador actualizado.',
+    saveIntro:
+      'Guarda el archivo {{file}} en un lugar seguro. Es lo único que abre las copias que descargues: la plataforma no guarda la llave privada y no puede recuperarla.',
+    lossWarning:
+      'Si pierdes este archivo, no podrás abrir las copias descargadas. La plataforma sí podrá seguir restaurando tu clínica.',
+    saveButton: 'Guardar el archivo de la llave',
+    saved:
+      'Se ha ofrecido el archivo {{file}} para guardar. Comprueba que está en tu carpeta de descargas y muévelo a un lugar seguro. Por seguridad, la llave privada ya no está en esta página: si no llegaste a guardarla, empieza de nuevo.',
+    confirm: 'He guardado el archivo en un lugar seguro',
+    confirmBeforeSave: 'Primero guarda el archivo.',
+    continue: 'Continuar',
+    registerIntro: 'Solo se envía la llave pública y su nombre. La llave privada se queda en tu archivo.',
+    registerButton: 'Registrar la llave',
+    registering: 'Registrando…',
+    startOver: 'Empezar de nuevo',
+    doneTitle: 'Llave registrada',
+    done: 'Las copias nuevas se cifrarán también para «{{label}}». Para abrir una copia descargada: age -d -i {{file}} <archivo descargado> > backup.dump',
+    doneOlder:
+      'Las copias anteriores solo las puede abrir la plataforma; si necesitas descargar alguna, pide que se re-cifre desde «Descargar».',
+    finish: 'Terminar',
+    closeUnsaved:
+      'La llave todavía no está registrada. Si cierras ahora, no se usará para cifrar las copias.',
+  },
+  paste: {
+    title: 'Usar una llave pública existente',
+    intro:
+      'Si ya tienes una llave age (por ejemplo, creada con «age-keygen»), pega aquí su llave pública: la que empieza por «age1». Nunca pegues la llave privada.',
+    publicKey: 'Llave pública (age1…)',
+    publicKeyHelp: 'age-keygen la muestra como «Public key: age1…»; en el archivo de la llave está en la línea «# public key: age1…».',
+    invalid: 'No es una llave pública age válida: debe empezar por «age1» y tener 62 caracteres.',
+    privateKey:
+      'Has pegado una llave privada (AGE-SECRET-KEY-…). No se ha enviado ni guardado, y la hemos borrado del campo. Guárdala solo en tu ordenador y pega aquí la llave pública, la que empieza por «age1».',
+    submit: 'Registrar la llave',
+    submitting: 'Registrando…',
+  },
+  removeKey: {
+    title: 'Quitar llave de cifrado',
+    question: '¿Quieres quitar la llave «{{label}}»?',
+    older:
+      'Las copias ya hechas siguen cifradas también para esta llave: quien tenga su archivo podrá seguir abriéndolas.',
+    newer: 'Las copias nuevas ya no se cifrarán para ella.',
+    lastKey:
+      'Es la única llave de la clínica: las copias nuevas solo las podrá abrir la plataforma y no podrás descargarlas hasta que registres otra llave.',
+    confirm: 'Quitar llave',
+    removing: 'Quitando…',
+  },
   notifications: {
     region: 'Notificaciones',
     dismiss: 'Cerrar notificación',
@@ -169,14 +299,20 @@ const es = {
     not_found: 'No se ha encontrado lo que se ha pedido.',
     backup_not_found: 'Esta copia de seguridad no existe o ya no está disponible en tu clínica.',
     restore_not_found: 'Esta restauración no existe en tu clínica.',
+    key_not_found: 'Esta llave ya no está registrada en tu clínica (quizá otra persona la ha quitado). Recarga la lista.',
     operation_in_progress:
       'Ya hay una copia de seguridad o una restauración en curso en esta clínica. Espera a que termine y vuelve a intentarlo.',
     backup_not_completed:
       'Esta copia de seguridad no está completada (está pendiente, en curso, fallida o eliminada), así que no se puede usar para esta acción.',
     undo_not_available:
       'Esta restauración ya no se puede deshacer: solo se puede deshacer la última restauración completada, durante su plazo.',
+    encryption_key_required:
+      'Esta copia solo la puede abrir la plataforma: se hizo antes de que tu clínica registrara una llave de cifrado. Para descargarla hay que re-cifrarla para las llaves de la clínica.',
+    key_already_registered: 'Esa llave pública ya está registrada en tu clínica.',
     payload_too_large: 'La solicitud es demasiado grande. Acorta la nota e inténtalo de nuevo.',
     validation_error: 'Algún dato no es válido. Revisa los campos e inténtalo de nuevo.',
+    private_key_refused:
+      'Eso es una llave privada (AGE-SECRET-KEY-…) y no se acepta: no se ha guardado. Registra solo la llave pública, la que empieza por «age1».',
     quota_exceeded: 'Tu clínica ha alcanzado el límite diario de copias manuales. Podrás crear otra mañana.',
     internal_error: 'Se ha producido un error inesperado. Inténtalo de nuevo; si persiste, contacta con soporte.',
     service_unavailable: 'El servicio no está disponible en este momento. Inténtalo de nuevo en unos minutos.',

@@ -241,6 +241,69 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/backups/{id}/reencrypt": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: components["parameters"]["BackupId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Re-encrypt a backup for the clinic's current keys (admins; a queued job)
+         * @description For a backup made before the clinic registered a key (only the platform could open
+         *     it). A job decrypts it with the platform's key and encrypts it again for the
+         *     platform and every key the clinic has now, into a new file; the new file is verified
+         *     before it replaces the old one. Answers 202 with the backup; poll `GET /backups/{id}`
+         *     (`reencrypting` is true until it ends).
+         */
+        post: operations["reencryptBackup"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/encryption-keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The clinic's registered encryption keys (public keys; admins by default) */
+        get: operations["listEncryptionKeys"];
+        put?: never;
+        /** Register an age public key; new backups are also encrypted to it */
+        post: operations["registerEncryptionKey"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/encryption-keys/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Remove a key (backups already encrypted to it stay so) */
+        delete: operations["removeEncryptionKey"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -257,18 +320,22 @@ export interface components {
          *     - `not_found` (404): no such route.
          *     - `backup_not_found` (404): no backup with that id in the caller's clinic.
          *     - `restore_not_found` (404): no restore or verification with that id in the caller's clinic.
+         *     - `key_not_found` (404): no encryption key with that id is registered for the clinic.
          *     - `operation_in_progress` (409): a backup or restore of this clinic is already running.
          *     - `backup_not_completed` (409): the backup is not completed (pending, running, failed or deleted).
          *     - `undo_not_available` (409): the restore cannot be undone: it is not the clinic's latest completed restore, it was already undone, or its undo window is over.
+         *     - `encryption_key_required` (409): the backup is encrypted only to the platform's key; register a clinic key and ask for it to be re-encrypted.
+         *     - `key_already_registered` (409): that public key is already registered.
          *     - `payload_too_large` (413): the request body is too large.
          *     - `validation_error` (422): a field is invalid; `details` lists each one.
+         *     - `private_key_refused` (422): the request carried an age private key; only public keys are accepted (it was not stored).
          *     - `quota_exceeded` (429): the clinic reached its daily limit of manual backups.
          *     - `internal_error` (500): an unexpected error; the request id is in the logs.
          *     - `service_unavailable` (503): the database, storage or job queue is unavailable; retry later.
          *     - `verification_unavailable` (503): full verification is not configured (no verification database, or it would be the production server).
          * @enum {string}
          */
-        ErrorCode: "bad_request" | "invalid_cursor" | "missing_token" | "invalid_token" | "token_expired" | "forbidden" | "clinic_not_available" | "not_found" | "backup_not_found" | "restore_not_found" | "operation_in_progress" | "backup_not_completed" | "undo_not_available" | "payload_too_large" | "validation_error" | "quota_exceeded" | "internal_error" | "service_unavailable" | "verification_unavailable";
+        ErrorCode: "bad_request" | "invalid_cursor" | "missing_token" | "invalid_token" | "token_expired" | "forbidden" | "clinic_not_available" | "not_found" | "backup_not_found" | "restore_not_found" | "key_not_found" | "operation_in_progress" | "backup_not_completed" | "undo_not_available" | "encryption_key_required" | "key_already_registered" | "payload_too_large" | "validation_error" | "private_key_refused" | "quota_exceeded" | "internal_error" | "service_unavailable" | "verification_unavailable";
         ErrorResponse: {
             error: {
                 code: components["schemas"]["ErrorCode"];
@@ -315,8 +382,17 @@ export interface components {
             size_bytes?: number | null;
             /** @description sha256 of the stored bytes (what a download delivers) */
             sha256?: string | null;
-            /** @enum {string} */
-            encryption: "none";
+            /**
+             * @description `age`: the stored file is an age-encrypted archive (`.dump.age`).
+             * @enum {string}
+             */
+            encryption: "none" | "age";
+            /** @description sha256 of the archive inside the encryption (what restore checks) */
+            plaintext_sha256?: string | null;
+            /** @description Who the file is encrypted to (public keys only). */
+            recipients?: components["schemas"]["Recipient"][];
+            /** @description A re-encryption for the clinic's current keys is queued or running. */
+            reencrypting?: boolean;
             /** @enum {string} */
             format: "custom";
             compression: string;
@@ -451,16 +527,55 @@ export interface components {
             expires_at: string;
             file_name: string;
             size_bytes: number;
+            /** @description sha256 of the file the URL delivers */
             sha256: string;
+            /** @enum {string} */
+            encryption: "none" | "age";
+            /** @description The clinic's keys that open the file (`age -d -i <key file>`). */
+            recipients: {
+                label: string;
+                fingerprint: string;
+            }[];
+        };
+        Recipient: {
+            /** @enum {string} */
+            kind: "platform" | "clinic";
+            label: string;
+            fingerprint: string;
+            public_key: string;
+            /** Format: uuid */
+            key_id?: string;
+        };
+        EncryptionKey: {
+            /** Format: uuid */
+            id: string;
+            label: string;
+            /** @description age X25519 public key (age1…) */
+            public_key: string;
+            fingerprint: string;
+            created_by: string;
+            created_by_name?: string | null;
+            /** Format: date-time */
+            created_at: string;
+        };
+        EncryptionKeyList: {
+            items: components["schemas"]["EncryptionKey"][];
+        };
+        RegisterKeyRequest: {
+            label: string;
+            /** @description An age X25519 public key (age1…). A private key (AGE-SECRET-KEY-…) is refused. */
+            public_key: string;
         };
         /**
          * @description `delete_backup` also allows marking backups to keep; `manage_backup_settings` allows
          *     changing the schedule and retention (everyone with `list_backups` may read them);
          *     `restore_backup` allows restoring a backup over the live clinic, undoing a restore and
-         *     running a verification drill (everyone with `list_backups` may follow them).
+         *     running a verification drill (everyone with `list_backups` may follow them);
+         *     `manage_encryption_keys` allows listing, registering and removing the clinic's keys and
+         *     asking for a backup to be re-encrypted for them.
          * @enum {string}
          */
-        Permission: "list_backups" | "create_backup" | "download_backup" | "delete_backup" | "manage_backup_settings" | "restore_backup";
+        Permission: "list_backups" | "create_backup" | "download_backup" | "delete_backup" | "manage_backup_settings" | "restore_backup" | "manage_encryption_keys";
         KeepRequest: {
             keep: boolean;
         };
@@ -972,6 +1087,115 @@ export interface operations {
             503: components["responses"]["Error"];
         };
     };
+    reencryptBackup: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: components["parameters"]["BackupId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Accepted */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Backup"];
+                };
+            };
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+        };
+    };
+    listEncryptionKeys: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The keys */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EncryptionKeyList"];
+                };
+            };
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+        };
+    };
+    registerEncryptionKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RegisterKeyRequest"];
+            };
+        };
+        responses: {
+            /** @description Registered */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EncryptionKey"];
+                };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            413: components["responses"]["Error"];
+            422: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+        };
+    };
+    removeEncryptionKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Removed */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+        };
+    };
 }
 type FlattenedDeepRequired<T> = {
     [K in keyof T]-?: FlattenedDeepRequired<T[K] extends unknown[] | undefined | null ? Extract<T[K], unknown[]>[number] : T[K]>;
@@ -981,15 +1205,17 @@ type ReadonlyArray<T> = [
 ] extends [
     unknown[]
 ] ? Readonly<Exclude<T, undefined>> : Readonly<Exclude<T, undefined>[]>;
-export const errorCodeValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ErrorCode"]> = ["bad_request", "invalid_cursor", "missing_token", "invalid_token", "token_expired", "forbidden", "clinic_not_available", "not_found", "backup_not_found", "restore_not_found", "operation_in_progress", "backup_not_completed", "undo_not_available", "payload_too_large", "validation_error", "quota_exceeded", "internal_error", "service_unavailable", "verification_unavailable"];
+export const errorCodeValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ErrorCode"]> = ["bad_request", "invalid_cursor", "missing_token", "invalid_token", "token_expired", "forbidden", "clinic_not_available", "not_found", "backup_not_found", "restore_not_found", "key_not_found", "operation_in_progress", "backup_not_completed", "undo_not_available", "encryption_key_required", "key_already_registered", "payload_too_large", "validation_error", "private_key_refused", "quota_exceeded", "internal_error", "service_unavailable", "verification_unavailable"];
 export const backupStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["BackupStatus"]> = ["pending", "running", "completed", "failed", "deleted"];
 export const backupTriggerValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["BackupTrigger"]> = ["manual", "scheduled", "pre_restore"];
 export const backupErrorCodeValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["BackupErrorCode"]> = ["dump_failed", "dump_timeout", "archive_invalid", "foreign_objects_in_archive", "server_version_unsupported", "storage_failed", "clinic_not_available", "stale", "checksum_mismatch", "missing_dependency", "restore_failed", "restore_interrupted", "clinic_busy", "pre_restore_backup_failed", "verification_failed", "verification_unavailable", "internal_error"];
-export const backupEncryptionValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Backup"]["encryption"]> = ["none"];
+export const backupEncryptionValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Backup"]["encryption"]> = ["none", "age"];
 export const backupFormatValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Backup"]["format"]> = ["custom"];
 export const verifyOutcomeValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["VerifyOutcome"]> = ["passed", "failed"];
 export const restoreKindValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["RestoreKind"]> = ["restore", "verify"];
 export const restoreStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["RestoreStatus"]> = ["pending", "running", "completed", "failed", "undone"];
 export const restoreStepValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["RestoreStep"]> = ["queued", "pre_restore_backup", "checking", "restoring", "verifying", "done", "undo_queued", "undoing", "undone"];
-export const permissionValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Permission"]> = ["list_backups", "create_backup", "download_backup", "delete_backup", "manage_backup_settings", "restore_backup"];
+export const downloadEncryptionValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Download"]["encryption"]> = ["none", "age"];
+export const recipientKindValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Recipient"]["kind"]> = ["platform", "clinic"];
+export const permissionValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Permission"]> = ["list_backups", "create_backup", "download_backup", "delete_backup", "manage_backup_settings", "restore_backup", "manage_encryption_keys"];
 export const meRoleValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Me"]["role"]> = ["admin", "staff"];

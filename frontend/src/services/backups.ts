@@ -6,6 +6,8 @@
  * - A response interceptor turns every failure into a `BackupsApiError`
  *   (`{ code, message, status, details? }`), whatever went wrong.
  * - Nothing here logs: a signed download URL must never reach a log or the console.
+ * - `registerEncryptionKey` refuses, before anything is sent, a body that carries an age
+ *   private key (`AGE-SECRET-KEY-…`): only public keys (`age1…`) ever leave the browser.
  */
 import axios, { AxiosHeaders, type AxiosError, type AxiosInstance } from 'axios';
 import type { components, operations } from './api-types';
@@ -42,6 +44,11 @@ export type RestoreStep = Schemas['RestoreStep'];
 export type VerifyOutcome = Schemas['VerifyOutcome'];
 export type ListRestoresParams = NonNullable<operations['listRestores']['parameters']['query']>;
 export type ErrorDetail = NonNullable<Schemas['ErrorResponse']['error']['details']>[number];
+export type Recipient = Schemas['Recipient'];
+export type DownloadRecipient = Download['recipients'][number];
+export type EncryptionKey = Schemas['EncryptionKey'];
+export type EncryptionKeyList = Schemas['EncryptionKeyList'];
+export type RegisterKeyRequest = Schemas['RegisterKeyRequest'];
 
 export {
   backupErrorCodeValues as BACKUP_ERROR_CODES,
@@ -118,6 +125,17 @@ export interface BackupsClient {
   getRestore(id: string, opts?: RequestOpts): Promise<Restore>;
   /** `POST /restores/{id}/undo`: only while `undo_available`. */
   undoRestore(id: string, opts?: RequestOpts): Promise<Restore>;
+  /** `GET /encryption-keys`: the clinic's registered public keys. */
+  listEncryptionKeys(opts?: RequestOpts): Promise<EncryptionKeyList>;
+  /**
+   * `POST /encryption-keys` with exactly `{label, public_key}` (trimmed). A body that carries
+   * an age private key is refused here with `private_key_refused` and never sent.
+   */
+  registerEncryptionKey(body: RegisterKeyRequest, opts?: RequestOpts): Promise<EncryptionKey>;
+  /** `DELETE /encryption-keys/{id}`: new backups are no longer encrypted to it. */
+  removeEncryptionKey(id: string, opts?: RequestOpts): Promise<void>;
+  /** `POST /backups/{id}/reencrypt` (202): re-encrypt for the clinic's current keys. */
+  reencryptBackup(id: string, opts?: RequestOpts): Promise<Backup>;
 }
 
 export interface RequestOpts {
@@ -176,6 +194,11 @@ export function normaliseError(error: unknown): BackupsApiError {
     message: `Unexpected response (HTTP ${status})`,
     status,
   });
+}
+
+/** True when the text carries an age private key (X25519 or post-quantum), in any case. */
+export function containsPrivateKey(text: string | null | undefined): boolean {
+  return typeof text === 'string' && text.toUpperCase().includes('AGE-SECRET-KEY-');
 }
 
 function pathId(id: string): string {
@@ -272,6 +295,30 @@ export function createBackupsClient(options: BackupsClientOptions): BackupsClien
     },
     async undoRestore(id, opts) {
       const { data } = await http.post<Restore>(`/restores/${pathId(id)}/undo`, undefined, { signal: opts?.signal });
+      return data;
+    },
+    async listEncryptionKeys(opts) {
+      const { data } = await http.get<EncryptionKeyList>('/encryption-keys', { signal: opts?.signal });
+      return data;
+    },
+    async registerEncryptionKey(body, opts) {
+      if (containsPrivateKey(body.public_key) || containsPrivateKey(body.label)) {
+        // Never on the wire: the same answer the API would give, without sending anything.
+        throw new BackupsApiError({
+          code: 'private_key_refused',
+          message: 'Only age public keys (age1…) are accepted; the private key was not sent',
+          status: 0,
+        });
+      }
+      const payload: RegisterKeyRequest = { label: body.label.trim(), public_key: body.public_key.trim() };
+      const { data } = await http.post<EncryptionKey>('/encryption-keys', payload, { signal: opts?.signal });
+      return data;
+    },
+    async removeEncryptionKey(id, opts) {
+      await http.delete(`/encryption-keys/${pathId(id)}`, { signal: opts?.signal });
+    },
+    async reencryptBackup(id, opts) {
+      const { data } = await http.post<Backup>(`/backups/${pathId(id)}/reencrypt`, undefined, { signal: opts?.signal });
       return data;
     },
   };

@@ -7,6 +7,7 @@ import {
   type BackupSettings,
   type BackupsClient,
   type Download,
+  type EncryptionKey,
   type Me,
   type Restore,
 } from '../services/backups';
@@ -15,7 +16,15 @@ export const ADMIN: Me = {
   clinic: { schema: 'clinica_demo', name: 'Clínica Demo' },
   user: { id: 'u-ana', name: 'Ana García' },
   role: 'admin',
-  permissions: ['list_backups', 'create_backup', 'download_backup', 'delete_backup', 'manage_backup_settings', 'restore_backup'],
+  permissions: [
+    'list_backups',
+    'create_backup',
+    'download_backup',
+    'delete_backup',
+    'manage_backup_settings',
+    'restore_backup',
+    'manage_encryption_keys',
+  ],
   locale: 'es-ES',
   time_zone: 'Europe/Madrid',
 };
@@ -117,6 +126,25 @@ export function download(fields: Partial<Download> = {}): Download {
     file_name: 'clinica_demo-20251128-0618.dump',
     size_bytes: 1_500_000,
     sha256: 'b'.repeat(64),
+    encryption: 'none',
+    recipients: [],
+    ...fields,
+  };
+}
+
+/** A real-looking X25519 recipient (a valid bech32 `age1…` string). */
+export const PUBLIC_KEY = 'age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p';
+
+export function encryptionKey(fields: Partial<EncryptionKey> = {}): EncryptionKey {
+  counter += 1;
+  return {
+    id: `10000000-0000-4000-8000-${String(counter).padStart(12, '0')}`,
+    label: 'Portátil de dirección',
+    public_key: PUBLIC_KEY,
+    fingerprint: 'SHA256:0f1e2d3c4b5a6978',
+    created_by: 'u-ana',
+    created_by_name: 'Ana García',
+    created_at: '2025-11-20T09:30:00Z',
     ...fields,
   };
 }
@@ -140,6 +168,10 @@ export type FakeClient = BackupsClient & {
   listRestores: ReturnType<typeof vi.fn>;
   getRestore: ReturnType<typeof vi.fn>;
   undoRestore: ReturnType<typeof vi.fn>;
+  listEncryptionKeys: ReturnType<typeof vi.fn>;
+  registerEncryptionKey: ReturnType<typeof vi.fn>;
+  removeEncryptionKey: ReturnType<typeof vi.fn>;
+  reencryptBackup: ReturnType<typeof vi.fn>;
 };
 
 /** A client whose every method is a vi.fn with a sensible default answer. */
@@ -164,6 +196,12 @@ export function fakeClient(overrides: Partial<Record<keyof BackupsClient, unknow
     listRestores: vi.fn(async () => ({ items: [], next_cursor: null })),
     getRestore: vi.fn(async (id: string) => restoreJob({ id })),
     undoRestore: vi.fn(async (id: string) => restoreJob({ id, status: 'completed', undo_status: 'pending', step: 'undo_queued' })),
+    listEncryptionKeys: vi.fn(async () => ({ items: [] as EncryptionKey[] })),
+    registerEncryptionKey: vi.fn(async (body: { label: string; public_key: string }) =>
+      encryptionKey({ label: body.label, public_key: body.public_key, created_at: '2025-11-28T07:00:00Z' }),
+    ),
+    removeEncryptionKey: vi.fn(async () => undefined),
+    reencryptBackup: vi.fn(async (id: string) => backup({ id, encryption: 'age', reencrypting: true })),
     ...overrides,
   };
   return client as unknown as FakeClient;

@@ -18,6 +18,7 @@ TABLES = {
     "settings": "backup_settings",
     "slots": "backup_slots",
     "restores": "backup_restores",
+    "keys": "backup_keys",
 }
 
 MIGRATIONS: list[tuple[int, list[str]]] = [
@@ -186,6 +187,43 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 FROM pg_class c WHERE c.oid = '{records}'::regclass;
                 IF pg_has_role(records_owner, 'USAGE') THEN
                     EXECUTE format('ALTER TABLE {restores} OWNER TO %I', records_owner);
+                END IF;
+            END
+            $cb$
+            """,
+        ],
+    ),
+    # Encryption (age): every backup is encrypted to the platform's restore recipient and to
+    # every public key the clinic registered. Only public keys are ever stored here.
+    (
+        4,
+        [
+            "ALTER TABLE {records} ADD COLUMN plaintext_sha256 text",
+            "ALTER TABLE {records} ADD COLUMN recipients jsonb NOT NULL DEFAULT '[]'",
+            # true while a re-encryption job for the backup is queued or running
+            "ALTER TABLE {records} ADD COLUMN reencrypting boolean NOT NULL DEFAULT false",
+            """
+            CREATE TABLE {keys} (
+                id uuid PRIMARY KEY,
+                label text NOT NULL CHECK (char_length(label) BETWEEN 1 AND 80),
+                public_key text NOT NULL UNIQUE CHECK (public_key LIKE 'age1%'),
+                fingerprint text NOT NULL,
+                created_by text NOT NULL,
+                created_by_name text,
+                created_at timestamptz NOT NULL
+            )
+            """,
+            # As for {restores}: give the table to the records' owner, so every role that
+            # reads the records (the worker encrypting to these keys) reads it too.
+            """
+            DO $cb$
+            DECLARE
+                records_owner name;
+            BEGIN
+                SELECT pg_get_userbyid(c.relowner) INTO records_owner
+                FROM pg_class c WHERE c.oid = '{records}'::regclass;
+                IF pg_has_role(records_owner, 'USAGE') THEN
+                    EXECUTE format('ALTER TABLE {keys} OWNER TO %I', records_owner);
                 END IF;
             END
             $cb$

@@ -47,6 +47,7 @@ from ..errors import (
 from ..models import DumpResult
 from ..names import OWNED_TABLES, is_valid_schema_name
 from ..observability import logger
+from .age import EncryptStage
 from .postgres import translate_connect_error
 
 ARCHIVE_MAGIC = b"PGDMP"
@@ -555,8 +556,6 @@ class PgDumpRunner:
     compression: str = "zstd:3"
     lock_wait_timeout: str = "60s"
     disable_mergejoin: bool = True
-    # Extra stages between the archive check and the hash (encryption slots in here).
-    wrap: Callable[[io.RawIOBase], io.RawIOBase] | None = None
 
     def argv(self, schema: str) -> list[str]:
         if not is_valid_schema_name(schema):
@@ -576,7 +575,12 @@ class PgDumpRunner:
         argv += [f'--exclude-table="{schema}"."{table}"' for table in OWNED_TABLES]
         return argv
 
-    def run(self, schema: str, consume: Callable[[BinaryIO], None]) -> DumpResult:
+    def run(
+        self,
+        schema: str,
+        consume: Callable[[BinaryIO], None],
+        encrypt_to: list[str] | None = None,
+    ) -> DumpResult:
         options = "-c enable_mergejoin=off" if self.disable_mergejoin else None
         server = probe_server(self.database_url, options)
         if server.major > self.tools.major:
@@ -599,11 +603,14 @@ class PgDumpRunner:
         dump = DumpProcess(self.argv(schema), env, self.timeout_seconds)
         check = ArchiveCheck(dump, self.tools.path("pg_restore"), schema, env)
         stages: list[io.RawIOBase] = [dump, check]
+        plain: HashingReader | None = None
         try:
             inner: io.RawIOBase = check
-            if self.wrap is not None:
-                inner = self.wrap(check)
-                stages.append(inner)
+            if encrypt_to:
+                # dump → check → sha256 of the archive → age → sha256 of what is stored
+                plain = HashingReader(inner)
+                inner = EncryptStage(plain, encrypt_to)
+                stages += [plain, inner]
             hashed = HashingReader(inner)
             stream = io.BufferedReader(hashed, buffer_size=READ_BUFFER)
             consume(stream)
@@ -621,4 +628,5 @@ class PgDumpRunner:
             seconds=time.monotonic() - started,
             planner_setting=server.planner_setting,
             toc_entries=check.toc_entries,
+            plaintext_sha256=plain.hexdigest() if plain is not None else None,
         )

@@ -909,6 +909,34 @@ class SchemaSwapper:
             timer.cancel()
             run.close()
 
+    def load(self, archive: BinaryIO) -> dict[str, int]:
+        """Load a whole plaintext archive into this database in one transaction, as pg_restore
+        would but streamed (`SET transaction_timeout` dropped for servers older than 17).
+        For a clinic opening a downloaded backup into a database of its own
+        (`cli restore-file`); returns the rows restored per table."""
+        conn = self._connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT current_setting('server_version_num')::int")
+                version = int(cur.fetchone()[0])
+        finally:
+            conn.close()
+        filt, _, _ = self._pipeline(
+            archive,
+            schema="archive",
+            prefix="",
+            suffix=lambda: "",
+            pg_restore_args=[],
+            sql_filter=lambda sink: SqlFilter(
+                sink, "archive", drop_transaction_timeout=version < 170000
+            ),
+            single_transaction=True,
+            drain=False,
+            verified=None,
+            check=False,
+        )
+        return dict(filt.counts)
+
     def check(self, archive: BinaryIO, plan: SwapPlan) -> None:
         started = time.monotonic()
         self._pipeline(

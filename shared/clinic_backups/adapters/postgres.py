@@ -26,7 +26,12 @@ import psycopg2.errors
 import psycopg2.extras
 from psycopg2 import sql
 
-from ..errors import ClinicNotAvailable, DatabaseUnavailable, OperationInProgress
+from ..errors import (
+    BackupNotCompleted,
+    ClinicNotAvailable,
+    DatabaseUnavailable,
+    OperationInProgress,
+)
 from ..models import (
     AuditEntry,
     BackupRecord,
@@ -147,6 +152,9 @@ _RECORD_COLUMNS = (
     "verified_at",
     "verify_outcome",
     "verify_details",
+    "plaintext_sha256",
+    "recipients",
+    "reencrypting",
 )
 
 
@@ -154,7 +162,8 @@ def _db_value(value: Any) -> Any:
     """A record field as a query parameter (enums by value, JSON columns wrapped)."""
     if isinstance(value, BackupStatus | Trigger):
         return value.value
-    if isinstance(value, dict):
+    if isinstance(value, dict | list):
+        # jsonb columns (table_counts, verify_details, recipients); records have no arrays
         return psycopg2.extras.Json(value)
     return value
 
@@ -280,20 +289,28 @@ class PostgresRecords:
             return _record(row) if row else None
 
     def complete(
-        self, schema: str, backup_id: uuid.UUID, result: DumpResult, at: datetime
+        self,
+        schema: str,
+        backup_id: uuid.UUID,
+        result: DumpResult,
+        at: datetime,
+        recipients: builtins.list[dict[str, Any]] | None = None,
     ) -> BackupRecord:
         names = self._names(schema)
         with self._db.transaction() as cur:
             cur.execute(
                 sql.SQL(
                     "UPDATE {records} SET status = 'completed', finished_at = %s, size_bytes = %s, "
-                    "sha256 = %s, pg_dump_version = %s, server_version = %s, error = NULL, "
-                    "error_code = NULL WHERE id = %s AND status = 'running' RETURNING *"
+                    "sha256 = %s, plaintext_sha256 = %s, recipients = %s, pg_dump_version = %s, "
+                    "server_version = %s, error = NULL, error_code = NULL "
+                    "WHERE id = %s AND status = 'running' RETURNING *"
                 ).format(**names),
                 (
                     at,
                     result.size_bytes,
                     result.sha256,
+                    result.plaintext_sha256,
+                    psycopg2.extras.Json(recipients or []),
                     result.pg_dump_version,
                     result.server_version,
                     backup_id,
@@ -322,6 +339,90 @@ class PostgresRecords:
             cur.execute(
                 sql.SQL("DELETE FROM {lock} WHERE ref_id = %s").format(**names), (backup_id,)
             )
+
+    # --- re-encryption (holds the clinic's operation lock, like a backup or a restore) ---
+
+    def start_reencrypt(self, schema: str, backup_id: uuid.UUID, at: datetime) -> BackupRecord:
+        """Take the clinic's lock for this backup and flag it; OperationInProgress if busy."""
+        names = self._names(schema)
+        with self._db.transaction() as cur:
+            cur.execute(
+                sql.SQL(
+                    "INSERT INTO {lock} (kind, ref_id, acquired_at) VALUES ('reencrypt', %s, %s) "
+                    "ON CONFLICT (singleton) DO NOTHING RETURNING ref_id"
+                ).format(**names),
+                (backup_id, at),
+            )
+            if cur.fetchone() is None:
+                raise OperationInProgress()
+            cur.execute(
+                sql.SQL(
+                    "UPDATE {records} SET reencrypting = true WHERE id = %s AND status = 'completed' "
+                    "RETURNING *"
+                ).format(**names),
+                (backup_id,),
+            )
+            row = cur.fetchone()
+            if row is None:
+                raise BackupNotCompleted("Only completed backups can be re-encrypted.")
+            return _record(row)
+
+    def holds_reencrypt(self, schema: str, backup_id: uuid.UUID) -> bool:
+        with self._db.transaction() as cur:
+            cur.execute(
+                sql.SQL(
+                    "SELECT 1 FROM {lock} l JOIN {records} r ON r.id = l.ref_id "
+                    "WHERE l.kind = 'reencrypt' AND l.ref_id = %s AND r.reencrypting"
+                ).format(**self._names(schema)),
+                (backup_id,),
+            )
+            return cur.fetchone() is not None
+
+    def finish_reencrypt(
+        self,
+        schema: str,
+        backup_id: uuid.UUID,
+        *,
+        storage_key: str | None = None,
+        file_name: str | None = None,
+        size_bytes: int | None = None,
+        sha256: str | None = None,
+        recipients: builtins.list[dict[str, Any]] | None = None,
+    ) -> BackupRecord | None:
+        """Point the record at the new object (when given), clear the flag, release the lock."""
+        names = self._names(schema)
+        with self._db.transaction() as cur:
+            if storage_key is not None:
+                cur.execute(
+                    sql.SQL(
+                        "UPDATE {records} SET storage_key = %s, file_name = %s, size_bytes = %s, "
+                        "sha256 = %s, recipients = %s, reencrypting = false WHERE id = %s "
+                        "RETURNING *"
+                    ).format(**names),
+                    (
+                        storage_key,
+                        file_name,
+                        size_bytes,
+                        sha256,
+                        psycopg2.extras.Json(recipients or []),
+                        backup_id,
+                    ),
+                )
+            else:
+                cur.execute(
+                    sql.SQL(
+                        "UPDATE {records} SET reencrypting = false WHERE id = %s RETURNING *"
+                    ).format(**names),
+                    (backup_id,),
+                )
+            row = cur.fetchone()
+            cur.execute(
+                sql.SQL("DELETE FROM {lock} WHERE ref_id = %s AND kind = 'reencrypt'").format(
+                    **names
+                ),
+                (backup_id,),
+            )
+            return _record(row) if row else None
 
     def get(self, schema: str, backup_id: uuid.UUID) -> BackupRecord | None:
         with self._db.transaction() as cur:

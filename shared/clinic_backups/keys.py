@@ -1,0 +1,129 @@
+"""A clinic's own encryption keys: register, list, remove (admins; audited).
+
+Only public keys (`age1…`) are ever accepted or stored. Anything that looks like a private key
+(`AGE-SECRET-KEY-…`) is refused with a clear error, and the request is never logged, so the
+secret appears in no table and no log line. Every backup made while a key is registered is
+encrypted to it (and always to the platform's restore key), so the clinic can open its
+downloads offline with `age -d -i <key file>`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Any
+
+from .errors import FieldProblem, KeyNotFound, PrivateKeyRefused, ValidationFailed
+from .models import AuditEntry, EncryptionKey, Permission, RegisterKeyRequest, TenantContext
+
+PLATFORM_LABEL = "platform"
+
+
+def fingerprint(public_key: str) -> str:
+    """A short, stable name for a public key (shown beside backups and in the UI)."""
+    return "SHA256:" + hashlib.sha256(public_key.encode()).hexdigest()[:16]
+
+
+def _authorize(svc: Any, ctx: TenantContext, action: str) -> None:
+    from .service import _authorize as authorize
+
+    authorize(svc, ctx, Permission.MANAGE_KEYS, action)
+
+
+def list_keys(svc: Any, ctx: TenantContext) -> list[EncryptionKey]:
+    _authorize(svc, ctx, "keys.list")
+    return list(svc.keys.list(ctx.schema))
+
+
+def refuse_private_keys(text: str) -> None:
+    """Refuse any text that carries an age private key (used on the raw request body)."""
+    if "AGE-SECRET-KEY-" in text.upper():
+        raise PrivateKeyRefused()
+
+
+def register_key(svc: Any, ctx: TenantContext, request: RegisterKeyRequest) -> EncryptionKey:
+    from .adapters.age import is_public_key
+
+    _authorize(svc, ctx, "keys.register")
+    if not is_public_key(request.public_key):
+        raise ValidationFailed(
+            details=[FieldProblem("public_key", "must be an age X25519 public key (age1…)")]
+        )
+    key = svc.keys.add(
+        ctx.schema,
+        EncryptionKey(
+            id=uuid.uuid4(),
+            label=request.label,
+            public_key=request.public_key,
+            fingerprint=fingerprint(request.public_key),
+            created_by=ctx.user_id,
+            created_by_name=ctx.user_name,
+            created_at=svc.clock.now(),
+        ),
+    )
+    svc.records.audit(
+        ctx.schema,
+        AuditEntry(
+            action="keys.register",
+            outcome="registered",
+            actor_id=ctx.user_id,
+            actor_name=ctx.user_name,
+            actor_role=ctx.role.value,
+            request_id=ctx.request_id,
+            details={"key_id": str(key.id), "label": key.label, "fingerprint": key.fingerprint},
+        ),
+    )
+    return key
+
+
+def remove_key(svc: Any, ctx: TenantContext, raw_id: str) -> None:
+    _authorize(svc, ctx, "keys.remove")
+    try:
+        key_id = uuid.UUID(raw_id)
+    except ValueError:
+        raise KeyNotFound() from None
+    removed = svc.keys.remove(ctx.schema, key_id)
+    if removed is None:
+        raise KeyNotFound()
+    svc.records.audit(
+        ctx.schema,
+        AuditEntry(
+            action="keys.remove",
+            outcome="removed",
+            actor_id=ctx.user_id,
+            actor_name=ctx.user_name,
+            actor_role=ctx.role.value,
+            request_id=ctx.request_id,
+            details={
+                "key_id": str(removed.id),
+                "label": removed.label,
+                "fingerprint": removed.fingerprint,
+            },
+        ),
+    )
+
+
+def recipients_for(svc: Any, schema: str) -> list[dict[str, str]]:
+    """Everyone a new backup of the clinic is encrypted to: the platform's current restore
+    recipient, then every key the clinic registered (public keys only)."""
+    platform = svc.platform_recipients[0]
+    recipients = [
+        {
+            "kind": "platform",
+            "public_key": platform,
+            "label": PLATFORM_LABEL,
+            "fingerprint": fingerprint(platform),
+        }
+    ]
+    if svc.keys is not None:
+        recipients += [
+            {
+                "kind": "clinic",
+                "public_key": k.public_key,
+                "label": k.label,
+                "fingerprint": k.fingerprint,
+                "key_id": str(k.id),
+            }
+            for k in svc.keys.list(schema)
+        ]
+    return recipients
