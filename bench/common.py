@@ -66,6 +66,19 @@ def database(server_url: str, name: str = BENCH_DB) -> str:
     return url
 
 
+def drop_databases(server_url: str, prefix: str) -> None:
+    """Drop every database whose name starts with `prefix` (a smoke run's own)."""
+    admin = psycopg2.connect(server_url)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s)", (prefix,))
+        for (name,) in cur.fetchall():
+            cur.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+    admin.close()
+
+
 def ensure_clinic(url: str, schema: str, patients: int, note_bytes: int) -> int:
     """Create the clinic once; return the size of its table data in bytes."""
     with psycopg2.connect(url) as conn, conn.cursor() as cur:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 import threading
 import time
 from typing import Any
@@ -33,7 +34,7 @@ from bench import common
 
 LAMBDA_SECONDS = 900
 HEADROOM = 0.7  # plan for 70% of the limit: a slower database or store must still fit
-BASELINE_DB = f"{common.BENCH_DB}_restore_baseline"
+BASELINE_SUFFIX = "_restore_baseline"
 
 
 def _dsn(url: str, dbname: str) -> str:
@@ -71,16 +72,28 @@ def backup_key(env: Any, schema: str) -> tuple[str, str, int]:
     return result["backup_id"], key, int(result["size_bytes"])
 
 
-def baseline(env: Any, key: str) -> float:
+def plaintext_archive(env: Any, key: str, path: str) -> None:
+    """The stored (age-encrypted) object decrypted once into a local file: the baseline loads
+    the archive itself, with no storage read and no decryption in its time."""
+    import pyrage
+    from pyrage import x25519
+
+    data = env.s3.client().get_object(Bucket=env.bucket, Key=key)["Body"].read()
+    with open(path, "wb") as out:
+        out.write(pyrage.decrypt(data, [x25519.Identity.from_str(env.platform_identity)]))
+
+
+def baseline(env: Any, archive_path: str) -> float:
     """The archive's SQL into an empty database, the plain way."""
+    baseline_db = env.db_prefix + BASELINE_SUFFIX
     admin = _admin(env)
     with admin.cursor() as cur:
         cur.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(BASELINE_DB))
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(baseline_db))
         )
-        cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(BASELINE_DB)))
-    body = env.s3.client().get_object(Bucket=env.bucket, Key=key)["Body"]
-    pg_env = _libpq_env(_dsn(env.server_url, BASELINE_DB))
+        cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(baseline_db)))
+    body = open(archive_path, "rb")  # noqa: SIM115 (closed below)
+    pg_env = _libpq_env(_dsn(env.server_url, baseline_db))
     started = time.perf_counter()
     restore = subprocess.Popen(
         [f"{env.pg_bin}/pg_restore", "-f", "-", "--no-owner", "--no-privileges", "--no-statistics"],
@@ -120,6 +133,7 @@ def baseline(env: Any, key: str) -> float:
     feeder = threading.Thread(target=feed)
     feeder.start()
     feeder.join()
+    body.close()
     codes = (restore.wait(), psql.wait())
     grep.wait()
     seconds = time.perf_counter() - started
@@ -127,7 +141,7 @@ def baseline(env: Any, key: str) -> float:
         raise RuntimeError(f"the baseline load failed: pg_restore/psql exit codes {codes}")
     with admin.cursor() as cur:
         cur.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(BASELINE_DB))
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(baseline_db))
         )
     admin.close()
     return seconds
@@ -169,6 +183,9 @@ def section_restore(env: Any, report: Any) -> None:
     data = common.ensure_clinic(env.url, schema, patients=patients, note_bytes=1000)
     made = time.perf_counter() - started
     backup_id, key, size = backup_key(env, schema)
+    archive_file = tempfile.NamedTemporaryFile(suffix=".dump", delete=False)  # noqa: SIM115
+    archive_file.close()
+    plaintext_archive(env, key, archive_file.name)
     with psycopg2.connect(env.url) as conn, conn.cursor() as cur:
         cur.execute("SELECT current_setting('server_version')")
         server = cur.fetchone()[0]
@@ -179,11 +196,12 @@ def section_restore(env: Any, report: Any) -> None:
     base: list[float] = []
     for index in range(pairs):
         if index % 2 == 0:
-            base.append(baseline(env, key))
+            base.append(baseline(env, archive_file.name))
             runs.append(candidate(env, schema, backup_id))
         else:
             runs.append(candidate(env, schema, backup_id))
-            base.append(baseline(env, key))
+            base.append(baseline(env, archive_file.name))
+    os.unlink(archive_file.name)
     restore_s = [float(r["check_seconds"]) + float(r["restore_seconds"]) for r in runs]
     swap_s = [float(r["restore_seconds"]) for r in runs]
     pre_s = [float(r["pre_restore_backup_seconds"]) for r in runs]

@@ -65,13 +65,20 @@ class Env:
     bucket: str
     smoke: bool
     pairs: int
+    # Every database a section creates is named from this: kept between full runs (the
+    # generated clinics are reused), unique and dropped at the end for a smoke run.
+    db_prefix: str = common.BENCH_DB
     platform_recipient: str = ""
+    platform_identity: str = ""
 
     def __post_init__(self) -> None:
         from pyrage import x25519
 
-        # The bench's own platform key: backups are encrypted as in production.
-        self.platform_recipient = str(x25519.Identity.generate().to_public())
+        # The bench's own platform key: backups are encrypted (and restores decrypt) as in
+        # production.
+        identity = x25519.Identity.generate()
+        self.platform_identity = str(identity)
+        self.platform_recipient = str(identity.to_public())
 
     def settings_env(self, sink: str) -> dict[str, str]:
         env = {
@@ -91,6 +98,7 @@ class Env:
             "POWERTOOLS_METRICS_NAMESPACE": "Bench",
             "MANUAL_BACKUPS_PER_DAY": "1000",
             "PLATFORM_AGE_RECIPIENTS": self.platform_recipient,
+            "PLATFORM_AGE_IDENTITIES": self.platform_identity,
         }
         return env
 
@@ -211,7 +219,7 @@ def section_many_clinics(env: Env, report: Report) -> None:
     rows = []
     results: dict[tuple[int, bool], dict[str, Any]] = {}
     for count in (10, many):
-        url = common.database(env.server_url, f"{common.BENCH_DB}_fleet{count}")
+        url = common.database(env.server_url, f"{env.db_prefix}_fleet{count}")
         started = time.perf_counter()
         fleet.ensure_fleet(url, count)
         common.ensure_clinic(url, "bench_small", patients=500, note_bytes=200)
@@ -342,6 +350,12 @@ def _section_scheduler(env: Env, report: Report) -> None:
     section_scheduler(env, report)
 
 
+def _section_restore(env: Env, report: Report) -> None:
+    from bench.restore import section_restore
+
+    section_restore(env, report)
+
+
 SECTIONS: dict[str, Callable[[Env, Report], None]] = {
     "pipeline": section_pipeline,
     "memory": section_memory,
@@ -349,6 +363,7 @@ SECTIONS: dict[str, Callable[[Env, Report], None]] = {
     "coldstart": section_coldstart,
     "latency": section_latency,
     "scheduler": _section_scheduler,
+    "restore": _section_restore,
 }
 
 
@@ -377,10 +392,12 @@ def main(argv: list[str] | None = None) -> int:
     state.mkdir(parents=True, exist_ok=True)
     s3 = SeaweedS3(state)
     s3.start()
+    prefix = f"{common.BENCH_DB}_smoke_{os.getpid()}" if args.smoke else common.BENCH_DB
     try:
         s3.ensure_bucket("bench")
         env = Env(
-            url=common.database(server_url, common.BENCH_DB + ("_smoke" if args.smoke else "")),
+            url=common.database(server_url, prefix),
+            db_prefix=prefix,
             server_url=server_url,
             pg_bin=str(paths.pgdump_layer_bin_dir()),
             s3=s3,
@@ -392,6 +409,8 @@ def main(argv: list[str] | None = None) -> int:
             SECTIONS[name](env, report)
     finally:
         s3.stop()
+        if args.smoke:
+            common.drop_databases(server_url, prefix)
         if embedded is not None:
             embedded.stop()
     output = Path(args.output)

@@ -303,7 +303,7 @@ def section_scheduler(env: Any, report: Any) -> None:
     import os
 
     clinics = 30 if env.smoke else int(os.environ.get("BENCH_FLEET", "2000"))
-    url = common.database(env.server_url, f"{common.BENCH_DB}_scheduler{clinics}")
+    url = common.database(env.server_url, f"{env.db_prefix}_scheduler{clinics}")
     lines = run(url, clinics, repeat=1 if env.smoke else 3)
     report.add(f"6. Scheduler at fleet size ({clinics} clinics)", lines)
     report.commands.append(f"python -m bench.run --only scheduler  # BENCH_FLEET={clinics}")
