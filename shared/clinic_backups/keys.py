@@ -61,18 +61,7 @@ def register_key(svc: Any, ctx: TenantContext, request: RegisterKeyRequest) -> E
             created_at=svc.clock.now(),
         ),
     )
-    svc.records.audit(
-        ctx.schema,
-        AuditEntry(
-            action="keys.register",
-            outcome="registered",
-            actor_id=ctx.user_id,
-            actor_name=ctx.user_name,
-            actor_role=ctx.role.value,
-            request_id=ctx.request_id,
-            details={"key_id": str(key.id), "label": key.label, "fingerprint": key.fingerprint},
-        ),
-    )
+    _audit_key(svc, ctx, "keys.register", "registered", key)
     return key
 
 
@@ -85,20 +74,21 @@ def remove_key(svc: Any, ctx: TenantContext, raw_id: str) -> None:
     removed = svc.keys.remove(ctx.schema, key_id)
     if removed is None:
         raise KeyNotFound()
+    _audit_key(svc, ctx, "keys.remove", "removed", removed)
+
+
+def _audit_key(svc: Any, ctx: TenantContext, action: str, outcome: str, key: EncryptionKey) -> None:
+    # Public facts only: the id, label and fingerprint, never key material.
     svc.records.audit(
         ctx.schema,
         AuditEntry(
-            action="keys.remove",
-            outcome="removed",
+            action=action,
+            outcome=outcome,
             actor_id=ctx.user_id,
             actor_name=ctx.user_name,
             actor_role=ctx.role.value,
             request_id=ctx.request_id,
-            details={
-                "key_id": str(removed.id),
-                "label": removed.label,
-                "fingerprint": removed.fingerprint,
-            },
+            details={"key_id": str(key.id), "label": key.label, "fingerprint": key.fingerprint},
         ),
     )
 

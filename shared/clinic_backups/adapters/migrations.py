@@ -21,6 +21,26 @@ TABLES = {
     "keys": "backup_keys",
 }
 
+
+def _give_to_records_owner(placeholder: str) -> str:
+    """Whichever role migrates first creates a table; this gives it to the owner of the
+    records, so every role that reads the records reads it too (skipped when the migrating
+    role may not act as that owner)."""
+    return f"""
+            DO $cb$
+            DECLARE
+                records_owner name;
+            BEGIN
+                SELECT pg_get_userbyid(c.relowner) INTO records_owner
+                FROM pg_class c WHERE c.oid = '{{records}}'::regclass;
+                IF pg_has_role(records_owner, 'USAGE') THEN
+                    EXECUTE format('ALTER TABLE {{{placeholder}}} OWNER TO %I', records_owner);
+                END IF;
+            END
+            $cb$
+            """
+
+
 MIGRATIONS: list[tuple[int, list[str]]] = [
     (
         1,
@@ -178,19 +198,7 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             # Whichever role migrates first creates the table; give it to the owner of the
             # records, so every role that reads the records (retention's `backups_in_use`, the
             # sweeper) reads it too. Skipped when the migrating role may not act as that owner.
-            """
-            DO $cb$
-            DECLARE
-                records_owner name;
-            BEGIN
-                SELECT pg_get_userbyid(c.relowner) INTO records_owner
-                FROM pg_class c WHERE c.oid = '{records}'::regclass;
-                IF pg_has_role(records_owner, 'USAGE') THEN
-                    EXECUTE format('ALTER TABLE {restores} OWNER TO %I', records_owner);
-                END IF;
-            END
-            $cb$
-            """,
+            _give_to_records_owner("restores"),
         ],
     ),
     # Encryption (age): every backup is encrypted to the platform's restore recipient and to
@@ -215,19 +223,7 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             """,
             # As for {restores}: give the table to the records' owner, so every role that
             # reads the records (the worker encrypting to these keys) reads it too.
-            """
-            DO $cb$
-            DECLARE
-                records_owner name;
-            BEGIN
-                SELECT pg_get_userbyid(c.relowner) INTO records_owner
-                FROM pg_class c WHERE c.oid = '{records}'::regclass;
-                IF pg_has_role(records_owner, 'USAGE') THEN
-                    EXECUTE format('ALTER TABLE {keys} OWNER TO %I', records_owner);
-                END IF;
-            END
-            $cb$
-            """,
+            _give_to_records_owner("keys"),
         ],
     ),
 ]
