@@ -209,7 +209,7 @@ class AuditEntry:
 class RegisterKeyRequest(BaseModel):
     """Body of `POST /encryption-keys`: an age public key and a label for it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     label: str = Field(min_length=1, max_length=80)
     public_key: str = Field(min_length=1, max_length=200)
@@ -224,7 +224,7 @@ class CreateBackupRequest(BaseModel):
     """Body of `POST /backups`. Unknown fields are refused, so a job message sent over HTTP
     (`{"kind", "schema", ...}`) is a 422 and never reaches the queue."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     note: str | None = Field(default=None, max_length=200)
 
@@ -238,7 +238,7 @@ class CreateBackupRequest(BaseModel):
 
 
 class ListBackupsQuery(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     limit: int = Field(default=20, ge=1, le=100)
     cursor: str | None = None
@@ -250,7 +250,7 @@ class BackupJob(BaseModel):
     """An internal job message (SQS, direct invoke). Never carries a token; the schema is
     re-checked against the tenants table before anything runs."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     kind: Literal["backup"]
     schema_name: str = Field(alias="schema")
@@ -283,7 +283,7 @@ class RestoreJob(BaseModel):
     """A restore, a full verification or an undo (`backup_restores` row `restore_id`). The
     same internal message shape as a backup job; it goes on the restore queue."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     kind: Literal["restore", "verify", "undo"]
     schema_name: str = Field(alias="schema")
@@ -299,7 +299,7 @@ class LightVerifyJob(BaseModel):
     """The light check queued after every completed backup: stream the object, check its
     sha256, count each table's rows in the archive (no database)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     kind: Literal["verify_light"]
     schema_name: str = Field(alias="schema")
@@ -315,7 +315,7 @@ class ReencryptJob(BaseModel):
     """Re-encrypt a completed backup for the clinic's current keys (the restore worker: it
     holds the platform's identities)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     kind: Literal["reencrypt"]
     schema_name: str = Field(alias="schema")
@@ -423,13 +423,13 @@ class RestorePage:
 class RestoreRequest(BaseModel):
     """Body of `POST /backups/{id}/restore`: the clinic's schema name typed exactly."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     confirm: str = Field(max_length=63)
 
 
 class ListRestoresQuery(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     limit: int = Field(default=20, ge=1, le=100)
     cursor: str | None = None
@@ -500,7 +500,7 @@ class BackupSettingsUpdate(BaseModel):
     platform floor (`MIN_RETENTION_DAYS` for `keep_daily`) is checked by the service, which
     knows the setting."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     enabled: StrictBool
     hour: StrictInt = Field(ge=0, le=23)
@@ -538,7 +538,7 @@ class BackupSettingsUpdate(BaseModel):
 class KeepRequest(BaseModel):
     """Body of `PATCH /backups/{id}`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     keep: StrictBool
 
