@@ -44,7 +44,9 @@ SECRET_FIELDS = (
 class CommonSettings(BaseSettings):
     """What every function needs: the database, token verification, tenants, roles."""
 
-    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False, frozen=True, defer_build=True)
+    model_config = SettingsConfigDict(
+        extra="ignore", case_sensitive=False, frozen=True, defer_build=True
+    )
 
     database_url: SecretStr
     database_connect_timeout: int = Field(default=5, ge=1, le=60)
@@ -151,7 +153,9 @@ class CommonSettings(BaseSettings):
 class StorageSettings(BaseSettings):
     """Object storage: Supabase Storage (default in AWS) or any S3-compatible store."""
 
-    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False, frozen=True, defer_build=True)
+    model_config = SettingsConfigDict(
+        extra="ignore", case_sensitive=False, frozen=True, defer_build=True
+    )
 
     storage_backend: Literal["supabase", "s3"] = "supabase"
     storage_bucket: str = "backups"
@@ -190,7 +194,9 @@ class StorageSettings(BaseSettings):
 
 
 class QueueSettings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False, frozen=True, defer_build=True)
+    model_config = SettingsConfigDict(
+        extra="ignore", case_sensitive=False, frozen=True, defer_build=True
+    )
 
     job_queue: Literal["sqs", "local"] = "sqs"
     job_queue_url: str | None = None
@@ -210,7 +216,9 @@ class PolicySettings(BaseSettings):
     (enabled, daily at 03:00 in DEFAULT_TIME_ZONE, the RETENTION_KEEP_* below) and the
     platform floor no clinic setting can go below."""
 
-    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False, frozen=True, defer_build=True)
+    model_config = SettingsConfigDict(
+        extra="ignore", case_sensitive=False, frozen=True, defer_build=True
+    )
 
     # The floor: retention never deletes a scheduled backup younger than this many days,
     # whatever the clinic chose, and `keep_daily` cannot be set below it (an older row below
@@ -234,7 +242,9 @@ class EncryptionSettings(BaseSettings):
     identities (private keys, newest and older ones after a rotation) are only given to what
     decrypts: restore, verify and re-encryption."""
 
-    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False, frozen=True, defer_build=True)
+    model_config = SettingsConfigDict(
+        extra="ignore", case_sensitive=False, frozen=True, defer_build=True
+    )
 
     platform_age_recipients: CsvList = []
     platform_age_identities: SecretStr | None = None
@@ -372,7 +382,9 @@ def _fetch_secret(arn: str) -> str:
 class SecretSources(BaseSettings):
     """Where the secret values live in AWS (both unset locally)."""
 
-    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False, frozen=True, defer_build=True)
+    model_config = SettingsConfigDict(
+        extra="ignore", case_sensitive=False, frozen=True, defer_build=True
+    )
 
     app_secret_arn: str | None = None
     database_secret_arn: str | None = None
