@@ -1,15 +1,17 @@
 """Section 7, restore: the ~300 MB clinic restored with the atomic swap vs the same archive's
 SQL loaded into an empty database.
 
-- **Baseline** (in this process): the stored object streamed from the local S3 server into
+- **Baseline** (in this process): the archive itself (the stored object decrypted once, before
+  the pairs, into a local file: no storage read and no decryption in its time) streamed into
   `pg_restore -f - --no-owner --no-privileges --no-statistics`, its SQL through
   `grep -v '^SET transaction_timeout'` (the same filtering: what a clinic does by hand with a
   downloaded file, docs/restore.md) into `psql -v ON_ERROR_STOP=1 --single-transaction`
   connected to a new, empty database (created and dropped outside the timing).
 - **Candidate** (`bench.restore_child`, a fresh process): the restore worker's own code over
   the live clinic — the pre-restore backup (reported separately), the pre-check (the swap's
-  schema-only dry run) and the atomic swap (sha256 on the way, owners and grants, the owned
-  tables moved back). Its kept schema and pre-restore backup are removed after each pair,
+  schema-only dry run) and the atomic swap (the object read from the local S3 server,
+  decrypted with age and both sha256 checked on the way; owners and grants; the owned tables
+  moved back). Its kept schema and pre-restore backup are removed after each pair,
   outside the timing.
 
 Alternating pairs (≥ 3; 1 with --smoke). The ratio is (pre-check + swap) / baseline, and the
