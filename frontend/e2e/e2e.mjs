@@ -147,6 +147,22 @@ async function main() {
     check('admin_header_shows_clinic', await page.getByText(admin.clinic_name).first().isVisible());
     check('admin_header_shows_user', await page.getByText(admin.user_name).first().isVisible());
     check('admin_header_shows_role', await page.getByText('Administrador/a').first().isVisible());
+    // The style sheets really apply: the shell's top bar is a flex row on the page background,
+    // and the browser kept every rule (a lost `}` nests — and so drops — all the rules after it).
+    const styles = await page.evaluate(() => {
+      const topbar = document.querySelector('.demo-topbar');
+      const rules = [...document.styleSheets].flatMap((sheet) => [...sheet.cssRules]);
+      return {
+        topbar: topbar ? getComputedStyle(topbar).display : null,
+        background: getComputedStyle(document.body).backgroundColor,
+        nested: rules.filter((rule) => rule.cssRules && rule.cssRules.length && rule.selectorText).length,
+        keysPanelRule: rules.some((rule) => rule.selectorText === '.cb-keys'),
+      };
+    });
+    check('styles_topbar_is_flex', styles.topbar === 'flex');
+    check('styles_page_background', styles.background === 'rgb(238, 242, 245)');
+    check('styles_no_nested_rules', styles.nested === 0);
+    check('styles_keys_panel_rule_kept', styles.keysPanelRule);
     await shot(page, '02-history');
 
     // ---- the admin generates an encryption key in the browser and registers it -----------
