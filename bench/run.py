@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 import time
@@ -402,6 +403,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from devstack.seaweed import SeaweedS3
 
+    # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C: the finally below stops SeaweedFS and
+    # drops the smoke databases instead of leaving them to the next run.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     subprocess.run(
         ["make", "-s", "-C", str(paths.pgdump_layer_makefile_dir()), "layer"], check=True
     )
