@@ -149,10 +149,15 @@ def baseline(env: Any, archive_path: str) -> float:
     return seconds
 
 
-def candidate(env: Any, schema: str, backup_id: str) -> dict[str, Any]:
+def candidate(
+    env: Any, schema: str, backup_id: str, local: tuple[str, str] | None = None
+) -> dict[str, Any]:
+    payload: dict[str, Any] = {"schema": schema, "backup_id": backup_id}
+    if local is not None:
+        payload["storage_key"], payload["local_archive"] = local
     result = common.run_child(
         "bench.restore_child",
-        {"schema": schema, "backup_id": backup_id},
+        payload,
         env={
             **env.settings_env("s3"),
             "RESTORE_TIMEOUT_SECONDS": "3600",
@@ -188,6 +193,10 @@ def section_restore(env: Any, report: Any) -> None:
     archive_file = tempfile.NamedTemporaryFile(suffix=".dump", delete=False)  # noqa: SIM115
     archive_file.close()
     plaintext_archive(env, key, archive_file.name)
+    stored_file = tempfile.NamedTemporaryFile(suffix=".dump.age", delete=False)  # noqa: SIM115
+    stored_file.close()
+    env.s3.client().download_file(env.bucket, key, stored_file.name)
+    local = (key, stored_file.name)
     with psycopg2.connect(env.url) as conn, conn.cursor() as cur:
         cur.execute("SELECT current_setting('server_version')")
         server = cur.fetchone()[0]
@@ -195,20 +204,25 @@ def section_restore(env: Any, report: Any) -> None:
     pairs = 1 if env.smoke else max(3, env.pairs)
 
     runs: list[dict[str, Any]] = []
+    local_runs: list[dict[str, Any]] = []
     base: list[float] = []
     for index in range(pairs):
-        if index % 2 == 0:
-            base.append(baseline(env, archive_file.name))
-            runs.append(candidate(env, schema, backup_id))
-        else:
-            runs.append(candidate(env, schema, backup_id))
-            base.append(baseline(env, archive_file.name))
+        steps = [
+            lambda: base.append(baseline(env, archive_file.name)),
+            lambda: runs.append(candidate(env, schema, backup_id)),
+            lambda: local_runs.append(candidate(env, schema, backup_id, local)),
+        ]
+        for step in steps if index % 2 == 0 else reversed(steps):
+            step()
     os.unlink(archive_file.name)
+    os.unlink(stored_file.name)
     restore_s = [float(r["check_seconds"]) + float(r["restore_seconds"]) for r in runs]
     swap_s = [float(r["restore_seconds"]) for r in runs]
     pre_s = [float(r["pre_restore_backup_seconds"]) for r in runs]
     lock_s = [float(r["lock_seconds"]) for r in runs]
     ratio = common.Stats([c / b for c, b in zip(restore_s, base, strict=True)])
+    local_s = [float(r["check_seconds"]) + float(r["restore_seconds"]) for r in local_runs]
+    local_ratio = common.Stats([c / b for c, b in zip(local_s, base, strict=True)])
     swap_ratio = common.Stats([c / b for c, b in zip(swap_s, base, strict=True)])
     gb = data / 1e9
     total = common.Stats([p + r for p, r in zip(pre_s, restore_s, strict=True)])
@@ -218,7 +232,8 @@ def section_restore(env: Any, report: Any) -> None:
     lines = [
         f"Clinic `{schema}`: {data / 1e6:.0f} MB of table data, archive {size / 1e6:.0f} MB "
         f"(ready in {made:.1f} s); server PostgreSQL {server}, pg_restore/psql 18 (the layer). "
-        f"{pairs} alternating pairs.",
+        f"{pairs} alternating rounds (baseline, restore, restore from a local file; the order "
+        "reversed every other round).",
         "",
         "| | seconds |",
         "|---|---|",
@@ -227,6 +242,8 @@ def section_restore(env: Any, report: Any) -> None:
         f"| of which the swap | {common.Stats(swap_s).fmt()} |",
         f"| ratio per pair (pre-check + swap) | {ratio.fmt('', 3)} |",
         f"| ratio per pair (swap only) | {swap_ratio.fmt('', 3)} |",
+        f"| restore with the stored object read from a local file, not the S3 server | {common.Stats(local_s).fmt()} |",
+        f"| ratio per pair (pre-check + swap, local read) | {local_ratio.fmt('', 3)} |",
         f"| pre-restore backup (separately) | {common.Stats(pre_s).fmt()} |",
         f"| clinic's tables locked against writes | {common.Stats(lock_s).fmt()} |",
         f"| whole job (pre-restore backup + pre-check + swap) | {total.fmt()} |",

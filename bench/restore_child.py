@@ -2,10 +2,12 @@
 (`restore.request_restore` + `restore.run_job`: pre-restore backup, pre-check, atomic swap)
 against the clinic's live schema, from a backup already in storage.
 
-Reads a JSON payload on stdin (`schema`, `backup_id`), prints one JSON line: the job's
-timings (pre-restore backup, pre-check, swap), how long the clinic's tables were locked, the
-kept schema's name and the pre-restore backup's storage key (the benchmark removes both), and
-the peak RSS of this process and of its children (pg_dump, pg_restore, psql).
+Reads a JSON payload on stdin (`schema`, `backup_id`; with `local_archive` and `storage_key`,
+the stored object is read from that local file instead of the S3 server), prints one JSON
+line: the job's timings (pre-restore backup, pre-check, swap), how long the clinic's tables
+were locked, the kept schema's name and the pre-restore backup's storage key (the benchmark
+removes both), and the peak RSS of this process and of its children (pg_dump, pg_restore,
+psql).
 """
 
 from __future__ import annotations
@@ -17,6 +19,23 @@ import time
 from typing import Any
 
 
+class LocalRead:
+    """The storage, except that one key is read from a local file."""
+
+    def __init__(self, storage: Any, key: str, path: str):
+        self._storage = storage
+        self._key = key
+        self._path = path
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._storage, name)
+
+    def open_read(self, key: str) -> Any:
+        if key == self._key:
+            return open(self._path, "rb")  # the archive reader closes it
+        return self._storage.open_read(key)
+
+
 def main() -> None:
     payload: dict[str, Any] = json.loads(sys.stdin.read())
     from clinic_backups import restore
@@ -25,6 +44,10 @@ def main() -> None:
     from clinic_backups.settings import OperatorSettings, get_settings
 
     svc = build_services(get_settings(OperatorSettings))
+    if payload.get("local_archive"):
+        # Bench only: the backup's stored bytes (still encrypted) read from a local file, not
+        # from the local S3 server, to tell the restore's own cost from the storage read's.
+        svc.storage = LocalRead(svc.storage, payload["storage_key"], payload["local_archive"])
     jobs: list[Any] = []
     svc.dispatcher = type("Collect", (), {"enqueue": lambda self, job: jobs.append(job)})()
     schema = payload["schema"]
