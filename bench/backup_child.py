@@ -43,6 +43,12 @@ def dir_bytes(path: str) -> int:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 
 
+def cpu_seconds() -> tuple[float, float]:
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime, children.ru_utime + children.ru_stime
+
+
 def main() -> None:
     payload: dict[str, Any] = json.loads(sys.stdin.read())
     tmp = tempfile.mkdtemp(prefix="bench-backup-")
@@ -64,12 +70,14 @@ def main() -> None:
     jobs: list[Any] = []
     svc.dispatcher = type("Collect", (), {"enqueue": lambda self, job: jobs.append(job)})()
     written_before = io_write_bytes()
+    cpu_before = cpu_seconds()
     start = time.perf_counter()
     record = service.start_backup(
         svc, payload["schema"], trigger=Trigger.MANUAL, actor_id="bench", actor_name="bench"
     )
     done = service.run_backup_job(svc, jobs[0])
     seconds = time.perf_counter() - start
+    cpu_after = cpu_seconds()
     assert done is not None and done.status.value == "completed", done and done.error
     print(
         json.dumps(
@@ -82,6 +90,10 @@ def main() -> None:
                 "disk_write_bytes": io_write_bytes() - written_before,
                 "tmp_bytes": dir_bytes(tmp),
                 "backup_id": str(record.id),
+                # CPU time (user + system): this process (every stage in Python, age included)
+                # and its children (pg_dump). Steadier than wall time on a shared machine.
+                "python_cpu_seconds": cpu_after[0] - cpu_before[0],
+                "children_cpu_seconds": cpu_after[1] - cpu_before[1],
             }
         )
     )
