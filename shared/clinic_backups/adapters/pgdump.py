@@ -170,6 +170,30 @@ def _widen_pipe(pipe: Any) -> None:
         pass  # not Linux, or capped by /proc/sys/fs/pipe-max-size: the default still works
 
 
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the process group a tool was started in (start_new_session), if still running."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def reap(proc: subprocess.Popen[bytes]) -> None:
+    """Kill a tool's process group, wait for it (10 s at most) and close its pipes."""
+    kill_group(proc)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            try:
+                pipe.close()
+            except OSError:
+                pass
+
+
 class DumpProcess(io.RawIOBase):
     """A child process's stdout as a stream that ends only on a clean exit."""
 
@@ -206,11 +230,7 @@ class DumpProcess(io.RawIOBase):
         self.kill()
 
     def kill(self) -> None:
-        if self._proc.poll() is None:
-            try:
-                os.killpg(self._proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_group(self._proc)
 
     def readable(self) -> bool:
         return True
@@ -259,15 +279,8 @@ class DumpProcess(io.RawIOBase):
 
     def close(self) -> None:
         if not self.closed:
-            self.kill()
             self._timer.cancel()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-            for pipe in (self._proc.stdout, self._proc.stderr):
-                if pipe:
-                    pipe.close()
+            reap(self._proc)
         super().close()
 
 
@@ -469,21 +482,7 @@ class ArchiveCheck(io.RawIOBase):
 
     def close(self) -> None:
         if not self.closed:
-            if self._proc.poll() is None:
-                try:
-                    os.killpg(self._proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-            for pipe in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
-                if pipe:
-                    try:
-                        pipe.close()
-                    except OSError:
-                        pass
+            reap(self._proc)
         super().close()
 
 

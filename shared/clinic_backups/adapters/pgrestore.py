@@ -32,7 +32,6 @@ from __future__ import annotations
 import collections
 import os
 import re
-import signal
 import subprocess
 import threading
 import time
@@ -59,7 +58,15 @@ from ..errors import (
 from ..names import OWNED_TABLES, is_valid_schema_name
 from ..observability import logger
 from ..ports import DrillResult, LiveSchema, SwapPlan, SwapResult, UndoPlan
-from .pgdump import READ_BUFFER, PgTools, _widen_pipe, libpq_environment, redact
+from .pgdump import (
+    READ_BUFFER,
+    PgTools,
+    _widen_pipe,
+    kill_group,
+    libpq_environment,
+    reap,
+    redact,
+)
 from .postgres import translate_connect_error
 
 STDERR_LINES_KEPT = 60
@@ -498,12 +505,9 @@ class SqlFilter:
 # --- processes --------------------------------------------------------------------------------
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+def _offline_env() -> dict[str, str]:
+    """pg_restore reading an archive only (no server): no libpq variables at all."""
+    return {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ")}
 
 
 class _Stderr:
@@ -576,20 +580,10 @@ class PsqlSession:
         return rc
 
     def kill(self) -> None:
-        _kill_group(self.proc)
+        kill_group(self.proc)
 
     def close(self) -> None:
-        self.kill()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-        for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            if pipe is not None:
-                try:
-                    pipe.close()
-                except OSError:
-                    pass
+        reap(self.proc)
 
 
 class _Feeder(threading.Thread):
@@ -624,7 +618,7 @@ class _Feeder(threading.Thread):
                             break
         except BaseException as error:
             self.error = error
-            _kill_group(self._proc)  # its output must not look complete
+            kill_group(self._proc)  # its output must not look complete
         finally:
             try:
                 stdin.close()
@@ -641,6 +635,16 @@ class _Run:
     restore_err: _Stderr | None = None
     feeder: _Feeder | None = None
     timed_out: threading.Event = field(default_factory=threading.Event)
+    timer: threading.Timer | None = None
+
+    @classmethod
+    def with_deadline(cls, seconds: float) -> _Run:
+        """A run that stops everything (`expire`) when `seconds` have passed before `close`."""
+        run = cls()
+        run.timer = threading.Timer(seconds, run.expire)
+        run.timer.daemon = True
+        run.timer.start()
+        return run
 
     def expire(self) -> None:
         """The time limit: everything stops, nothing commits."""
@@ -651,23 +655,16 @@ class _Run:
         if self.feeder is not None:
             self.feeder.stop.set()
         if self.restore is not None:
-            _kill_group(self.restore)
+            kill_group(self.restore)
         if self.psql is not None:
             self.psql.kill()
 
     def close(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
         self.kill()
         if self.restore is not None:
-            try:
-                self.restore.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-            for pipe in (self.restore.stdin, self.restore.stdout, self.restore.stderr):
-                if pipe is not None:
-                    try:
-                        pipe.close()
-                    except OSError:
-                        pass
+            reap(self.restore)
         if self.psql is not None:
             self.psql.close()
         if self.feeder is not None:
@@ -845,11 +842,8 @@ class SchemaSwapper:
         env: dict[str, str] | None = None,
     ) -> tuple[SqlFilter, PsqlSession, int]:
         tools = self._tools()
-        run = _Run()
         env = env or self._env()
-        timer = threading.Timer(self.timeout_seconds, run.expire)
-        timer.daemon = True
-        timer.start()
+        run = _Run.with_deadline(self.timeout_seconds)
         try:
             psql = run.psql = PsqlSession(
                 tools.path("psql"), env, single_transaction=single_transaction
@@ -887,7 +881,7 @@ class SchemaSwapper:
                     raise
                 # psql stopped reading: it hit an error (or was killed). Its report says which.
                 if run.restore is not None:
-                    _kill_group(run.restore)
+                    kill_group(run.restore)
                 rc = psql.wait(timeout=30)
                 if run.timed_out.is_set():
                     raise RestoreInterrupted(
@@ -906,7 +900,6 @@ class SchemaSwapper:
             run.kill()
             raise
         finally:
-            timer.cancel()
             run.close()
 
     def load(self, archive: BinaryIO) -> dict[str, int]:
@@ -1025,12 +1018,9 @@ class SchemaSwapper:
 
     def count_rows(self, archive: BinaryIO) -> dict[str, int]:
         tools = self._tools()
-        run = _Run()
-        timer = threading.Timer(self.timeout_seconds, run.expire)
-        timer.daemon = True
-        timer.start()
+        run = _Run.with_deadline(self.timeout_seconds)
         try:
-            env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ")}
+            env = _offline_env()
             proc = _start_pg_restore(tools, ["--data-only"], env, run, archive, True)
             filt = SqlFilter(None, "")
             _pump(proc, filt)
@@ -1050,7 +1040,6 @@ class SchemaSwapper:
             filt.close()
             return dict(filt.counts)
         finally:
-            timer.cancel()
             run.close()
 
     def needed_extensions(self, archive: BinaryIO) -> list[tuple[str, str]]:
@@ -1092,12 +1081,9 @@ def _unq(quoted: str, plain: str) -> str:
 
 def _schema_sql(tools: PgTools, archive: BinaryIO, timeout: float) -> str:
     """The archive's schema-only SQL as text (pg_restore reads only the table of contents)."""
-    run = _Run()
-    timer = threading.Timer(timeout, run.expire)
-    timer.daemon = True
-    timer.start()
+    run = _Run.with_deadline(timeout)
     try:
-        env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ")}
+        env = _offline_env()
         proc = _start_pg_restore(tools, ["--schema-only"], env, run, archive, False)
         chunks: list[bytes] = []
         size = 0
@@ -1120,7 +1106,6 @@ def _schema_sql(tools: PgTools, archive: BinaryIO, timeout: float) -> str:
             )
         return b"".join(chunks).decode("utf-8", "replace")
     finally:
-        timer.cancel()
         run.close()
 
 
