@@ -772,6 +772,16 @@ def classify_psql_error(rc: int, lines: list[str], *, check: bool) -> BackupRunE
 # --- the clinic database ------------------------------------------------------------------------
 
 
+def _swap_filter(sink: Callable[[bytes], None], plan: SwapPlan) -> SqlFilter:
+    """The archive's SQL as the swap (and its dry run) sends it to psql."""
+    return SqlFilter(
+        sink,
+        plan.schema,
+        drop_transaction_timeout=plan.server_major < 17,
+        drop_create_schema=True,
+    )
+
+
 @dataclass
 class SchemaSwapper:
     """The `Restorer` port: the clinic database, as the restore role."""
@@ -830,7 +840,6 @@ class SchemaSwapper:
         self,
         archive: BinaryIO,
         *,
-        schema: str,
         prefix: str,
         suffix: Callable[[], str],
         pg_restore_args: list[str],
@@ -916,7 +925,6 @@ class SchemaSwapper:
             conn.close()
         filt, _, _ = self._pipeline(
             archive,
-            schema="archive",
             prefix="",
             suffix=lambda: "",
             pg_restore_args=[],
@@ -934,16 +942,10 @@ class SchemaSwapper:
         started = time.monotonic()
         self._pipeline(
             archive,
-            schema=plan.schema,
             prefix=swap_prefix(plan, self.lock_timeout, dry_run=True),
             suffix=lambda: swap_suffix(plan, self.lock_timeout, dry_run=True),
             pg_restore_args=["--schema-only"],
-            sql_filter=lambda sink: SqlFilter(
-                sink,
-                plan.schema,
-                drop_transaction_timeout=plan.server_major < 17,
-                drop_create_schema=True,
-            ),
+            sql_filter=lambda sink: _swap_filter(sink, plan),
             single_transaction=False,
             drain=False,
             verified=None,
@@ -958,16 +960,10 @@ class SchemaSwapper:
         started = time.monotonic()
         filt, psql, _ = self._pipeline(
             archive,
-            schema=plan.schema,
             prefix=swap_prefix(plan, self.lock_timeout),
             suffix=lambda: swap_suffix(plan, self.lock_timeout),
             pg_restore_args=[],
-            sql_filter=lambda sink: SqlFilter(
-                sink,
-                plan.schema,
-                drop_transaction_timeout=plan.server_major < 17,
-                drop_create_schema=True,
-            ),
+            sql_filter=lambda sink: _swap_filter(sink, plan),
             single_transaction=True,
             drain=True,
             verified=verified,
@@ -1225,7 +1221,6 @@ class VerificationServer:
         env["PGAPPNAME"] = "clinic-backups-verify"
         filt, _psql, _ = loader._pipeline(
             archive,
-            schema=schema,
             prefix="",
             suffix=lambda: "",
             pg_restore_args=[],
