@@ -168,6 +168,26 @@ def _db_value(value: Any) -> Any:
     return value
 
 
+_INSERT_TAILS = {
+    "returning": sql.SQL("RETURNING *"),
+    "if_new": sql.SQL("ON CONFLICT DO NOTHING RETURNING id"),
+}
+
+
+def _insert_record(cur: Any, names: dict[str, Any], record: BackupRecord, tail: str) -> None:
+    """INSERT every column of `record`, then `_INSERT_TAILS[tail]`."""
+    columns = list(_RECORD_COLUMNS)
+    cur.execute(
+        sql.SQL("INSERT INTO {records} ({cols}) VALUES ({vals}) {tail}").format(
+            cols=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+            vals=sql.SQL(", ").join(sql.Placeholder() for _ in columns),
+            tail=_INSERT_TAILS[tail],
+            **names,
+        ),
+        [_db_value(getattr(record, c)) for c in columns],
+    )
+
+
 def _record(row: dict[str, Any]) -> BackupRecord:
     data = {k: row[k] for k in _RECORD_COLUMNS}
     data["status"] = BackupStatus(data["status"])
@@ -239,17 +259,7 @@ class PostgresRecords:
             )
             if cur.fetchone() is None:
                 raise OperationInProgress()
-            columns = [c for c in _RECORD_COLUMNS]
-            values = [getattr(record, c) for c in columns]
-            values = [_db_value(v) for v in values]
-            cur.execute(
-                sql.SQL("INSERT INTO {records} ({cols}) VALUES ({vals}) RETURNING *").format(
-                    cols=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
-                    vals=sql.SQL(", ").join(sql.Placeholder() for _ in columns),
-                    **names,
-                ),
-                values,
-            )
+            _insert_record(cur, names, record, "returning")
             return _record(cur.fetchone())
 
     def create_pending_under_lock(
@@ -264,16 +274,7 @@ class PostgresRecords:
             )
             if cur.fetchone() is None:
                 raise OperationInProgress("The operation no longer holds the clinic's lock.")
-            columns = list(_RECORD_COLUMNS)
-            values = [_db_value(getattr(record, c)) for c in columns]
-            cur.execute(
-                sql.SQL("INSERT INTO {records} ({cols}) VALUES ({vals}) RETURNING *").format(
-                    cols=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
-                    vals=sql.SQL(", ").join(sql.Placeholder() for _ in columns),
-                    **names,
-                ),
-                values,
-            )
+            _insert_record(cur, names, record, "returning")
             return _record(cur.fetchone())
 
     def claim(self, schema: str, backup_id: uuid.UUID, at: datetime) -> BackupRecord | None:
@@ -503,20 +504,8 @@ class PostgresRecords:
             )
 
     def insert_from_manifest(self, schema: str, record: BackupRecord) -> bool:
-        columns = list(_RECORD_COLUMNS)
-        values = [getattr(record, c) for c in columns]
-        values = [_db_value(v) for v in values]
         with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "INSERT INTO {records} ({cols}) VALUES ({vals}) ON CONFLICT DO NOTHING RETURNING id"
-                ).format(
-                    cols=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
-                    vals=sql.SQL(", ").join(sql.Placeholder() for _ in columns),
-                    **self._names(schema),
-                ),
-                values,
-            )
+            _insert_record(cur, self._names(schema), record, "if_new")
             return cur.fetchone() is not None
 
     def count_since(self, schema: str, trigger: str, since: datetime) -> int:
