@@ -81,14 +81,8 @@ def _audit_key(svc: Any, ctx: TenantContext, action: str, outcome: str, key: Enc
     # Public facts only: the id, label and fingerprint, never key material.
     svc.records.audit(
         ctx.schema,
-        AuditEntry(
-            action=action,
-            outcome=outcome,
-            actor_id=ctx.user_id,
-            actor_name=ctx.user_name,
-            actor_role=ctx.role.value,
-            request_id=ctx.request_id,
-            details={"key_id": str(key.id), "label": key.label, "fingerprint": key.fingerprint},
+        AuditEntry.by(
+            ctx, action, outcome, key_id=str(key.id), label=key.label, fingerprint=key.fingerprint
         ),
     )
 

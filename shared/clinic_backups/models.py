@@ -202,6 +202,27 @@ class AuditEntry:
     backup_id: uuid.UUID | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def by(
+        cls,
+        ctx: TenantContext,
+        action: str,
+        outcome: str,
+        backup_id: uuid.UUID | None = None,
+        **details: Any,
+    ) -> AuditEntry:
+        """An entry for what the signed-in user `ctx` did."""
+        return cls(
+            action=action,
+            outcome=outcome,
+            actor_id=ctx.user_id,
+            actor_name=ctx.user_name,
+            actor_role=ctx.role.value,
+            request_id=ctx.request_id,
+            backup_id=backup_id,
+            details=details,
+        )
+
 
 # --- request and message shapes -------------------------------------------------------------
 

@@ -132,19 +132,7 @@ def _audit(
     backup_id: uuid.UUID | None = None,
     **details: Any,
 ) -> None:
-    svc.records.audit(
-        ctx.schema,
-        AuditEntry(
-            action=action,
-            outcome=outcome,
-            actor_id=ctx.user_id,
-            actor_name=ctx.user_name,
-            actor_role=ctx.role.value,
-            request_id=ctx.request_id,
-            backup_id=backup_id,
-            details=details,
-        ),
-    )
+    svc.records.audit(ctx.schema, AuditEntry.by(ctx, action, outcome, backup_id, **details))
 
 
 def _authorize(
