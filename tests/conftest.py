@@ -246,15 +246,7 @@ def clinic_factory(database_url: str) -> Iterator[Callable[..., str]]:
         return schema
 
     yield make
-    with conn, conn.cursor() as cur:
-        for schema in created:
-            cur.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
-            cur.execute(
-                sql.SQL("DELETE FROM {} WHERE schema_name = %s").format(
-                    sql.Identifier(*clinic_data.TENANTS_TABLE)
-                ),
-                (schema,),
-            )
+    helpers.drop_clinics(conn, created)
     conn.close()
 
 

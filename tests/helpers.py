@@ -217,3 +217,26 @@ def decrypt(data: bytes, identity: str) -> bytes:
     from pyrage import x25519
 
     return pyrage.decrypt(data, [x25519.Identity.from_str(identity)])
+
+
+def drop_clinics(conn: Any, schemas: list[str]) -> None:
+    """Test clean-up: each clinic schema, whatever its restores set aside (`<clinic>__…`), and
+    its tenant row."""
+    from psycopg2 import sql
+
+    from devstack import clinic_data
+
+    with conn, conn.cursor() as cur:
+        for schema in schemas:
+            cur.execute(
+                "SELECT nspname FROM pg_namespace WHERE nspname = %s OR nspname LIKE %s",
+                (schema, schema.replace("_", r"\_") + r"\_\_%"),
+            )
+            for (name,) in cur.fetchall():
+                cur.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+            cur.execute(
+                sql.SQL("DELETE FROM {} WHERE schema_name = %s").format(
+                    sql.Identifier(*clinic_data.TENANTS_TABLE)
+                ),
+                (schema,),
+            )

@@ -137,21 +137,7 @@ def _owned_clinic_factory(db: RestoreDatabase) -> Iterator[ClinicFactory]:
         return schema
 
     yield make
-    with conn, conn.cursor() as cur:
-        for schema in created:
-            # the clinic and whatever its restores set aside (test clean-up only)
-            cur.execute(
-                "SELECT nspname FROM pg_namespace WHERE nspname = %s OR nspname LIKE %s",
-                (schema, schema.replace("_", r"\_") + r"\_\_%"),
-            )
-            for (name,) in cur.fetchall():
-                cur.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
-            cur.execute(
-                sql.SQL("DELETE FROM {} WHERE schema_name = %s").format(
-                    sql.Identifier(*clinic_data.TENANTS_TABLE)
-                ),
-                (schema,),
-            )
+    helpers.drop_clinics(conn, created)
     conn.close()
 
 
