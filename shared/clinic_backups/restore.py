@@ -24,8 +24,6 @@ before the end of the stream). Nothing here writes SQL or runs a process: the po
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 import uuid
 import zlib
@@ -83,6 +81,7 @@ from .service import (
     _update_manifest,
     _visible,
     decode_cursor,
+    encode_cursor,
     run_backup_job,
 )
 
@@ -107,18 +106,6 @@ def _restorer(svc: Services) -> Any:
 def _restores(svc: Services) -> Any:
     assert svc.restores is not None, "no restore repository here"
     return svc.restores
-
-
-def _restore_id(raw: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(raw)
-    except (ValueError, TypeError, AttributeError):
-        raise RestoreNotFound() from None
-
-
-def encode_cursor(job: RestoreRecord) -> str:
-    raw = json.dumps([job.created_at.isoformat(), str(job.id)]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 def _enqueue(svc: Services, job: Job) -> None:
@@ -260,7 +247,7 @@ def list_restores(svc: Services, ctx: TenantContext, query: ListRestoresQuery) -
 
 def get_restore(svc: Services, ctx: TenantContext, raw_id: str) -> tuple[RestoreRecord, bool]:
     """`GET /restores/{id}`: the job and whether it may be undone now."""
-    restore_id = _restore_id(raw_id)
+    restore_id = _parse_id(raw_id, RestoreNotFound)
     _authorize(svc, ctx, Permission.LIST, "restore.get")
     job = _restores(svc).get(ctx.schema, restore_id)
     if job is None:
@@ -270,7 +257,7 @@ def get_restore(svc: Services, ctx: TenantContext, raw_id: str) -> tuple[Restore
 
 def request_undo(svc: Services, ctx: TenantContext, raw_id: str) -> RestoreRecord:
     """`POST /restores/{id}/undo` (admins by default): 202; takes the clinic's lock."""
-    restore_id = _restore_id(raw_id)
+    restore_id = _parse_id(raw_id, RestoreNotFound)
     _authorize(svc, ctx, Permission.RESTORE, "restore.undo")
     try:
         job = _restores(svc).request_undo(ctx.schema, restore_id, ctx.user_id, svc.clock.now())

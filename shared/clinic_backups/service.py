@@ -47,6 +47,7 @@ from .models import (
     ListBackupsQuery,
     Permission,
     PlatformPolicy,
+    RestoreRecord,
     Role,
     SignedDownload,
     TenantContext,
@@ -150,12 +151,12 @@ def _authorize(
         raise Forbidden()
 
 
-def _parse_id(raw: str) -> uuid.UUID:
+def _parse_id(raw: str, not_found: type[Exception] = BackupNotFound) -> uuid.UUID:
     try:
         return uuid.UUID(raw)
     except (ValueError, TypeError, AttributeError):
         # Not an id we could ever have issued: the same answer as someone else's id.
-        raise BackupNotFound() from None
+        raise not_found() from None
 
 
 def _visible(svc: Services, ctx: TenantContext, backup_id: uuid.UUID) -> BackupRecord:
@@ -165,7 +166,8 @@ def _visible(svc: Services, ctx: TenantContext, backup_id: uuid.UUID) -> BackupR
     return record
 
 
-def encode_cursor(record: BackupRecord) -> str:
+def encode_cursor(record: BackupRecord | RestoreRecord) -> str:
+    """The keyset cursor of a page that ends with `record` (backups and restores alike)."""
     raw = json.dumps([record.created_at.isoformat(), str(record.id)]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
