@@ -69,7 +69,7 @@ from .models import (
     TenantContext,
     Trigger,
 )
-from .names import backup_file_name, backup_storage_key, check_key_in_prefix, kept_schema_name
+from .names import check_key_in_prefix, kept_schema_name
 from .observability import logger
 from .ports import SwapPlan, UndoPlan
 from .reencrypt import run_reencrypt_job
@@ -82,6 +82,7 @@ from .service import (
     _visible,
     decode_cursor,
     encode_cursor,
+    new_backup_record,
     run_backup_job,
 )
 
@@ -335,20 +336,16 @@ def _failure(error: BaseException, log: dict[str, Any]) -> tuple[str, str]:
 def _pre_restore_backup(svc: Services, schema: str, job: RestoreRecord) -> BackupRecord:
     """The live schema backed up through the normal pipeline, as a record created under the
     restore's lock (trigger `pre_restore`: retention keeps it for the undo window)."""
-    now = svc.clock.now()
     backup_id = uuid.uuid4()
     svc.records.create_pending_under_lock(
         schema,
-        BackupRecord(
-            id=backup_id,
-            status=BackupStatus.PENDING,
+        new_backup_record(
+            svc,
+            schema,
+            backup_id,
             trigger=Trigger.PRE_RESTORE,
-            file_name=backup_file_name(schema, backup_id, now),
-            storage_key=backup_storage_key(schema, backup_id, now),
-            created_by=job.requested_by,
-            created_by_name=job.requested_by_name,
-            created_at=now,
-            compression=svc.compression,
+            actor_id=job.requested_by,
+            actor_name=job.requested_by_name,
         ),
         lock_ref=job.id,
     )

@@ -224,6 +224,35 @@ def get_backup(svc: Services, ctx: TenantContext, raw_id: str) -> BackupRecord:
 # --- creating -----------------------------------------------------------------------------
 
 
+def new_backup_record(
+    svc: Services,
+    schema: str,
+    backup_id: uuid.UUID,
+    *,
+    trigger: Trigger,
+    actor_id: str,
+    actor_name: str | None,
+    note: str | None = None,
+) -> BackupRecord:
+    """The one constructor of a new (pending) backup record, for every path that makes a
+    backup (manual, scheduled, pre-restore…): encryption cannot be forgotten by one of them."""
+    now = svc.clock.now()
+    return BackupRecord(
+        id=backup_id,
+        status=BackupStatus.PENDING,
+        trigger=trigger,
+        file_name=backup_file_name(schema, backup_id, now),
+        storage_key=backup_storage_key(schema, backup_id, now),
+        created_by=actor_id,
+        created_by_name=actor_name,
+        created_at=now,
+        compression=svc.compression,
+        # Always on: the worker encrypts every archive (age) before it is stored.
+        encryption="age",
+        note=note,
+    )
+
+
 def start_backup(
     svc: Services,
     schema: str,
@@ -239,21 +268,15 @@ def start_backup(
     assert svc.dispatcher is not None, "this function cannot enqueue jobs"
     svc.records.ensure_schema(schema)
     backup_id = backup_id or uuid.uuid4()
-    now = svc.clock.now()
     record = svc.records.create_pending(
         schema,
-        BackupRecord(
-            id=backup_id,
-            status=BackupStatus.PENDING,
+        new_backup_record(
+            svc,
+            schema,
+            backup_id,
             trigger=trigger,
-            file_name=backup_file_name(schema, backup_id, now),
-            storage_key=backup_storage_key(schema, backup_id, now),
-            created_by=actor_id,
-            created_by_name=actor_name,
-            created_at=now,
-            compression=svc.compression,
-            # Always on: the worker encrypts every archive (age) before it is stored.
-            encryption="age",
+            actor_id=actor_id,
+            actor_name=actor_name,
             note=note,
         ),
     )

@@ -44,8 +44,16 @@ def change_data(url: str, schema: str) -> None:
     conn.close()
 
 
+def stored_bytes(s3_server, bucket: str, schema: str, record: dict) -> bytes:
+    """The stored object of a backup, read straight from the S3 server."""
+    objects = s3_server.client().list_objects_v2(Bucket=bucket, Prefix=f"{schema}/")["Contents"]
+    match = [o["Key"] for o in objects if o["Key"].endswith(record["file_name"])]
+    assert len(match) == 1, match
+    return s3_server.client().get_object(Bucket=bucket, Key=match[0])["Body"].read()
+
+
 def test_restore_brings_back_the_backup_time_state_and_keeps_history_and_grants(
-    restore_env: RestoreDatabase, owned_clinic, sqs, restore_sqs
+    restore_env: RestoreDatabase, owned_clinic, sqs, restore_sqs, s3_server, bucket
 ):
     db = restore_env
     # Given a clinic with a completed backup, and another clinic beside it
@@ -86,6 +94,9 @@ def test_restore_brings_back_the_backup_time_state_and_keeps_history_and_grants(
     pre = get_backup(schema, job["pre_restore_backup_id"])
     assert pre["status"] == "completed" and pre["trigger"] == "pre_restore"
     assert get_backup(schema, source["id"])["table_counts"]["patients"] == 400
+    # And the automatic backup is encrypted like every other (its record and its bytes)
+    assert pre["encryption"] == "age"
+    assert stored_bytes(s3_server, bucket, schema, pre)[:21] == b"age-encryption.org/v1"
     with psycopg2.connect(db.admin_url) as conn, conn.cursor() as cur:
         cur.execute(
             sql.SQL("SELECT action, outcome FROM {} ORDER BY at").format(
