@@ -204,7 +204,11 @@ class _Container:
             # Lambda serialises the result to JSON; what cannot be serialised is an error.
             json.dumps(payload)
             return Invocation(payload=payload, seconds=time.monotonic() - started)
-        except Exception as error:
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as error:
+            # BaseException: a native panic (pyo3's PanicException) fails the invocation, as
+            # it fails a Lambda invocation; it must not reach the queue thread that called.
             trace = traceback.format_exc()
             log.error("function %s failed:\n%s", fn.folder, trace)
             return Invocation(error=error, error_trace=trace, seconds=time.monotonic() - started)
