@@ -221,6 +221,47 @@ def test_gateway_answers_like_api_gateway_in_the_projects_error_shape(stack: Loc
 
 
 @pytest.mark.e2e
+def test_api_answers_are_json_nosniff_no_store_and_the_ui_has_a_csp(
+    stack: LocalStack, accounts: dict[tuple[str, str], Any]
+) -> None:
+    admin = accounts[("clinica_norte", "admin")]
+    with stack.client() as client:
+        answers = {
+            "me": client.get("/me", headers=_auth(admin)),
+            "list": client.get("/backups", headers=_auth(admin)),
+            "keys": client.get("/encryption-keys", headers=_auth(admin)),
+            "missing_token": client.get("/me"),
+            "bad_json": client.post(
+                "/backups",
+                content=b"{",
+                headers={**_auth(admin), "Content-Type": "application/json"},
+            ),
+            "not_found": client.get(f"/backups/{uuid.uuid4()}", headers=_auth(admin)),
+            "no_route": client.get("/backups/1/2/3"),
+            "too_big": client.post("/backups", content=b"x" * (10 * 1024 * 1024 + 1)),
+        }
+        page = client.get("/")
+        deep_link = client.get("/some/client/route")
+        asset = next(
+            client.get(f"/assets/{p.name}")
+            for p in (REPO / "frontend" / "dist" / "assets").glob("*.js")
+        )
+    for name, answer in answers.items():
+        assert answer.headers["content-type"] == "application/json", name
+        assert answer.headers["x-content-type-options"] == "nosniff", name
+        assert answer.headers["cache-control"] == "no-store", name
+        answer.json()
+    for served in (page, deep_link, asset):
+        assert served.status_code == 200
+        csp = served.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp
+        assert "'unsafe-inline'" not in csp and "'unsafe-eval'" not in csp
+        assert served.headers["referrer-policy"] == "no-referrer"
+        assert served.headers["x-frame-options"] == "DENY"
+        assert served.headers["x-content-type-options"] == "nosniff"
+
+
+@pytest.mark.e2e
 def test_local_endpoints_refuse_a_foreign_host_name(stack: LocalStack) -> None:
     with stack.client() as client:
         rebound = client.get("/__demo/accounts", headers={"Host": "attacker.example"})
