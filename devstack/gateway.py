@@ -757,6 +757,13 @@ class _Handler(BaseHTTPRequestHandler):
     def do_OPTIONS(self) -> None:
         self._handle()
 
+    def __getattr__(self, name: str) -> Any:
+        # Any other method (TRACE, CONNECT, PROPFIND…) gets the gateway's own answer, like
+        # API Gateway's 404 for a route no method matches — not http.server's 501 HTML page.
+        if name.startswith("do_"):
+            return self._handle
+        raise AttributeError(name)
+
     # -- plumbing ---------------------------------------------------------------------------
 
     def _read_body(self) -> bytes:
