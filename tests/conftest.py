@@ -27,7 +27,7 @@ import pytest
 from psycopg2 import sql
 
 from devstack import clinic_data, paths
-from tests import helpers, invariants
+from tests import helpers, invariants, summary
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -160,6 +160,8 @@ def bucket(s3_server: Any) -> Iterator[str]:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for line in summary.lines:
+        terminalreporter.write_line(line)
     total = invariants.session_total
     if total.objects or total.rows:
         terminalreporter.write_line(

@@ -42,6 +42,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from psycopg2 import sql
 
 from devstack import tokens
+from tests import summary
 from tests.e2e.api_support import ROLES, World, bearer, build_world, jwt_secret
 from tests.e2e.conftest import REPO, LocalStack
 
@@ -114,9 +115,9 @@ def worlds(stack: LocalStack) -> Iterator[tuple[World, World]]:
         assert listed.status_code == 200
         victim.extra["cursor"] = _cursor_of(client, victim)
     yield victim, attacker
-    print(
-        f"\nisolation: {TALLY.total} attempts ({dict(TALLY.attempts)}); "
-        f"statuses {dict(sorted(TALLY.statuses.items()))}"
+    summary.add(
+        f"isolation: {TALLY.total} attempts ({dict(TALLY.attempts)}) on "
+        f"{len(OPERATIONS)} operations; statuses {dict(sorted(TALLY.statuses.items()))}"
     )
 
 

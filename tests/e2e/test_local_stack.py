@@ -202,6 +202,9 @@ def test_gateway_answers_like_api_gateway_in_the_projects_error_shape(stack: Loc
     with stack.client() as client:
         unknown = client.get("/backups/1/2/3")
         wrong_method = client.put("/backups")
+        # any method at all (http.server answered TRACE with a 501 HTML page)
+        trace = client.request("TRACE", "/me")
+        made_up = client.request("PROPFIND", "/backups")
         no_token = client.get("/me")
         page = client.get("/")
         too_big = client.post(
@@ -212,6 +215,8 @@ def test_gateway_answers_like_api_gateway_in_the_projects_error_shape(stack: Loc
     assert unknown.status_code == 404
     assert unknown.json()["error"]["code"] == "not_found"
     assert wrong_method.status_code == 404
+    for answer in (trace, made_up):
+        assert answer.status_code == 404 and answer.json()["error"]["code"] == "not_found"
     # /me reaches the function (401 from it), the UI never shadows an API route
     assert no_token.status_code == 401
     assert no_token.json()["error"]["code"] == "missing_token"
