@@ -84,6 +84,27 @@ _TEXT_TYPES = re.compile(
 )
 
 
+# The UI's page and assets (and what docs/frontend-integration.md tells a host app to send):
+# only this origin's scripts, styles and API; images also as data: URIs (the favicon); no
+# plugins, no <base>, no forms posting anywhere, never inside a frame; and no Referer, so a
+# signed URL in the page's address bar or a link never leaves through one. The key wizard
+# needs nothing more: age-encryption is plain JavaScript on WebCrypto (no wasm, no eval) and
+# the key file is offered through an <a download> to a blob: URL, a navigation CSP leaves be.
+UI_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; manifest-src 'self'; base-uri 'none'; "
+    "form-action 'none'; frame-ancestors 'none'; object-src 'none'"
+)
+UI_HEADERS = [
+    ("Content-Security-Policy", UI_CSP),
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Frame-Options", "DENY"),
+    ("X-Content-Type-Options", "nosniff"),
+]
+# What the gateway itself answers (its errors, the local endpoints), like the functions do.
+API_HEADERS = [("X-Content-Type-Options", "nosniff"), ("Cache-Control", "no-store")]
+
+
 def _error_body(code: str, message: str) -> bytes:
     return json.dumps({"error": {"code": code, "message": message}}).encode()
 
@@ -204,7 +225,11 @@ class _Container:
             # Lambda serialises the result to JSON; what cannot be serialised is an error.
             json.dumps(payload)
             return Invocation(payload=payload, seconds=time.monotonic() - started)
-        except Exception as error:
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as error:
+            # BaseException: a native panic (pyo3's PanicException) fails the invocation, as
+            # it fails a Lambda invocation; it must not reach the queue thread that called.
             trace = traceback.format_exc()
             log.error("function %s failed:\n%s", fn.folder, trace)
             return Invocation(error=error, error_trace=trace, seconds=time.monotonic() - started)
@@ -517,15 +542,23 @@ class Reply:
 
 
 def _json_reply(status: int, data: Any, extra: list[tuple[str, str]] | None = None) -> Reply:
+    extra = extra or []
+    named = {name.lower() for name, _ in extra}
     return Reply(
         status,
-        [("Content-Type", "application/json"), *(extra or [])],
+        [
+            ("Content-Type", "application/json"),
+            *extra,
+            *(h for h in API_HEADERS if h[0].lower() not in named),
+        ],
         json.dumps(data, ensure_ascii=False).encode(),
     )
 
 
 def _error_reply(status: int, code: str, message: str) -> Reply:
-    return Reply(status, [("Content-Type", "application/json")], _error_body(code, message))
+    return Reply(
+        status, [("Content-Type", "application/json"), *API_HEADERS], _error_body(code, message)
+    )
 
 
 NOT_BUILT_PAGE = """<!doctype html>
@@ -630,7 +663,11 @@ class Gateway:
             page = NOT_BUILT_PAGE.format(reason=self.ui_note).encode()
             return Reply(
                 200,
-                [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-cache")],
+                [
+                    ("Content-Type", "text/html; charset=utf-8"),
+                    ("Cache-Control", "no-cache"),
+                    *UI_HEADERS,
+                ],
                 page,
             )
         relative = urllib.parse.unquote(path).lstrip("/")
@@ -650,13 +687,7 @@ class Gateway:
         )
         data = target.read_bytes()
         return Reply(
-            200,
-            [
-                ("Content-Type", content_type),
-                ("Cache-Control", cache),
-                ("X-Content-Type-Options", "nosniff"),
-            ],
-            data,
+            200, [("Content-Type", content_type), ("Cache-Control", cache), *UI_HEADERS], data
         )
 
     def call_function(self, route: Route, event: dict[str, Any]) -> Reply:
@@ -725,6 +756,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_OPTIONS(self) -> None:
         self._handle()
+
+    def __getattr__(self, name: str) -> Any:
+        # Any other method (TRACE, CONNECT, PROPFIND…) gets the gateway's own answer, like
+        # API Gateway's 404 for a route no method matches — not http.server's 501 HTML page.
+        if name.startswith("do_"):
+            return self._handle
+        raise AttributeError(name)
 
     # -- plumbing ---------------------------------------------------------------------------
 

@@ -552,6 +552,9 @@ class Stack:
                 "postgres_admin_url": self.admin_url,
                 "start_steps_seconds": {k: round(v, 3) for k, v in self.timings.items()},
                 "storage_backend": self.options.storage,
+                # Where the backups are (the keys stay in secrets.json): tests scan it.
+                "s3_endpoint_url": os.environ.get("S3_ENDPOINT_URL"),
+                "storage_bucket": os.environ.get("STORAGE_BUCKET"),
             }
         )
 

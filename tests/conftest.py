@@ -27,9 +27,12 @@ import pytest
 from psycopg2 import sql
 
 from devstack import clinic_data, paths
-from tests import helpers
+from tests import helpers, invariants, summary
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+invariants.register_secret(helpers.JWT_SECRET)
+invariants.register_url_password(os.environ.get("TEST_PG_URL"))
 
 
 def _answers(url: str) -> bool:
@@ -84,6 +87,7 @@ def with_dbname(url: str, dbname: str) -> str:
 @pytest.fixture(scope="session")
 def database_url(pg_server: str) -> Iterator[str]:
     """A database of this session's own, with the platform's tenants table."""
+    invariants.register_url_password(pg_server)
     name = f"cbtest_{secrets.token_hex(4)}"
     admin = psycopg2.connect(pg_server)
     admin.autocommit = True
@@ -133,6 +137,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from devstack.seaweed import SeaweedS3
 
     server = SeaweedS3(tmp_path_factory.mktemp("weed"))
+    invariants.register_secret(server.secret_key)
     server.start()
     try:
         yield server
@@ -141,10 +146,29 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
-def bucket(s3_server: Any) -> str:
+def bucket(s3_server: Any) -> Iterator[str]:
+    """The backups bucket of the integration suite. Torn down at the very end of the session
+    (after the e2e suites too), when every object of every bucket of the server is scanned
+    (tests/invariants.py): one that is not age ciphertext or a manifest, or a manifest holding
+    a secret, fails the run."""
     name = "backups"
     s3_server.ensure_bucket(name)
-    return name
+    yield name
+    report = invariants.scan_server(s3_server.client(), "integration SeaweedFS")
+    invariants.record(report)
+    report.check()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for line in summary.lines:
+        terminalreporter.write_line(line)
+    total = invariants.session_total
+    if total.objects or total.rows:
+        terminalreporter.write_line(
+            f"invariants: every archive age-encrypted, only manifests in plaintext, no secret "
+            f"stored — scanned {total.summary()}"
+            + (f"; {len(total.findings)} FINDINGS" if total.findings else "")
+        )
 
 
 @pytest.fixture(scope="session")

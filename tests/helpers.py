@@ -212,6 +212,15 @@ def register_clinic_key(schema: str, label: str = "Llave de dirección") -> str:
     return str(identity)
 
 
+def encrypted(data: bytes) -> bytes:
+    """`data` as age ciphertext to the session's platform key: what a test that stores an
+    object by hand must store, like the product (the session's scan refuses plaintext)."""
+    import pyrage
+    from pyrage import x25519
+
+    return pyrage.encrypt(data, [x25519.Recipient.from_str(PLATFORM_RECIPIENT)])
+
+
 def decrypt(data: bytes, identity: str) -> bytes:
     import pyrage
     from pyrage import x25519
@@ -221,11 +230,16 @@ def decrypt(data: bytes, identity: str) -> bytes:
 
 def drop_clinics(conn: Any, schemas: list[str]) -> None:
     """Test clean-up: each clinic schema, whatever its restores set aside (`<clinic>__…`), and
-    its tenant row."""
+    its tenant row. First, every row of the clinics' `backup_*` tables is scanned for secrets
+    (tests/invariants.py); a finding fails the test once the clinics are dropped."""
     from psycopg2 import sql
 
     from devstack import clinic_data
+    from tests import invariants
 
+    with conn, conn.cursor() as cur:
+        report = invariants.scan_rows(cur, schemas)
+    invariants.record(report)
     with conn, conn.cursor() as cur:
         for schema in schemas:
             cur.execute(
@@ -240,3 +254,4 @@ def drop_clinics(conn: Any, schemas: list[str]) -> None:
                 ),
                 (schema,),
             )
+    report.check()

@@ -134,8 +134,21 @@ async function main() {
     const sent = [];
     page.on('request', (request) => sent.push(`${request.method()} ${request.url()} ${request.postData() ?? ''}`));
 
+    // Anything the page's Content-Security-Policy blocks is reported (and fails a check).
+    await page.addInitScript(() => {
+      document.addEventListener('securitypolicyviolation', (event) =>
+        console.error(`CSP violation: ${event.violatedDirective} ${event.blockedURI}`),
+      );
+    });
+
     // ---- admin signs in via the demo picker ------------------------------------------
-    await page.goto(`${BASE_URL}/`);
+    const landing = await page.goto(`${BASE_URL}/`);
+    const pageHeaders = landing ? landing.headers() : {};
+    check(
+      'ui_security_headers',
+      (pageHeaders['content-security-policy'] ?? '').includes("frame-ancestors 'none'") &&
+        pageHeaders['referrer-policy'] === 'no-referrer',
+    );
     await page.getByRole('heading', { name: 'Entrar en la demo' }).waitFor({ timeout: STEP_TIMEOUT });
     const accountsResponse = await page.request.get(`${BASE_URL}/__demo/accounts`);
     check('demo_accounts_endpoint', accountsResponse.ok());
@@ -497,6 +510,10 @@ async function main() {
     const urlPath = new URL(href, BASE_URL).pathname;
     check('signed_url_not_logged', !consoleLines.some((line) => line.includes(href) || line.includes(urlPath)));
     check('no_page_errors', !consoleLines.some((line) => line.startsWith('pageerror:')));
+    check(
+      'no_csp_violations',
+      !consoleLines.some((line) => line.includes('CSP violation') || line.includes('Content Security Policy')),
+    );
     // ---- the private key never left the browser: not sent, not logged ---------------------
     check('private_key_never_sent', !sent.some((line) => line.includes('AGE-SECRET-KEY-') || (identity && line.includes(identity))));
     check('private_key_not_logged', !consoleLines.some((line) => line.includes('AGE-SECRET-KEY-') || (identity && line.includes(identity))));

@@ -609,6 +609,8 @@ export function createFakeApi({ expiresInSeconds = 300, log = false } = {}) {
           created_by: user.sub,
           created_by_name: user.name,
           created_at: new Date().toISOString(),
+          usable: true,
+          problem: null,
         };
         keysByClinic.set(user.clinic, [...clinicKeys(), key]);
         return json(res, 201, key);

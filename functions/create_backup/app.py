@@ -36,7 +36,7 @@ def services() -> Services:
 
 
 app = create_app()
-use_tenant_auth(app, settings, lambda: services().tenants)
+use_tenant_auth(app, settings, services)
 
 
 @app.post("/backups")

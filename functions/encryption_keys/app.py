@@ -36,7 +36,7 @@ def services() -> Services:
 
 
 app = create_app()
-use_tenant_auth(app, settings, lambda: services().tenants)
+use_tenant_auth(app, settings, services)
 
 
 @app.get("/encryption-keys")
@@ -47,7 +47,7 @@ def list_keys() -> Any:
 
 @app.post("/encryption-keys")
 def register_key() -> Any:
-    request = parse_body(app, RegisterKeyRequest, screen=keys.refuse_private_keys)
+    request = parse_body(app, RegisterKeyRequest)
     key = keys.register_key(services(), current_tenant(app), request)
     return json_response(201, key.to_api())
 

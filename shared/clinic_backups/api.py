@@ -3,38 +3,42 @@ and the single mapping of errors to HTTP responses.
 
 Client errors (4xx) are logged at info without a stack trace; only 5xx gets
 `logger.exception`. No response or log line carries a token, claims, a connection string or a
-signed URL.
+signed URL. Every response carries `X-Content-Type-Options: nosniff` and
+`Cache-Control: no-store` (answers hold patient metadata, and the download answer a signed
+URL: no cache may keep them), and every body is `application/json`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from pydantic import BaseModel, ValidationError
 
-from .auth import authenticate
+from .auth import InvalidClaims, authenticate
 from .errors import (
     ApiError,
-    BadRequest,
     ConfigurationError,
     FieldProblem,
     ForeignKeyPrefix,
-    PayloadTooLarge,
     RouteNotFound,
     ValidationFailed,
 )
-from .models import TenantContext
+from .inputs import read_json_body
+from .models import AuditEntry, TenantContext
 from .observability import logger
-from .ports import TenantDirectory
 from .settings import CommonSettings
 
-MAX_BODY_BYTES = 16 * 1024
+if TYPE_CHECKING:
+    from .service import Services
+
 JSON = "application/json"
+# On every API response (see the module docstring).
+API_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -102,8 +106,22 @@ def register_error_handlers(app: APIGatewayHttpResolver) -> None:
         return _internal()
 
 
+class _Resolver(APIGatewayHttpResolver):
+    """The resolver, with the API's headers added to every answer it gives (routes, error
+    handlers and its own not-found alike)."""
+
+    def resolve(self, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+        response: dict[str, Any] = super().resolve(event, context)
+        headers = response.setdefault("headers", {})
+        for name, value in API_HEADERS.items():
+            headers.setdefault(name, value)
+        if response.get("body") and not any(k.lower() == "content-type" for k in headers):
+            headers["Content-Type"] = JSON
+        return response
+
+
 def create_app() -> APIGatewayHttpResolver:
-    app = APIGatewayHttpResolver()
+    app = _Resolver()
     register_error_handlers(app)
     return app
 
@@ -111,20 +129,51 @@ def create_app() -> APIGatewayHttpResolver:
 def use_tenant_auth(
     app: APIGatewayHttpResolver,
     settings: Callable[[], CommonSettings],
-    tenants: Callable[[], TenantDirectory],
+    services: Callable[[], Services],
 ) -> None:
     """Every route of `app` runs only for a verified caller, whose context it finds in
-    `current_tenant(app)`. The clinic comes from the token alone."""
+    `current_tenant(app)`. The clinic comes from the token alone.
+
+    A token that verifies and names a real clinic but carries claims no user can have (NUL,
+    unpaired surrogates, control characters, wrong types, huge values) is refused (401
+    `invalid_token`) and the refusal is written to that clinic's audit, like every other
+    refusal of a signed-in request — naming the claims, never their values."""
 
     def middleware(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response:
         request_id = app.current_event.request_context.request_id
         logger.append_keys(request_id=request_id)
-        ctx = authenticate(app.current_event.headers, settings(), tenants(), request_id)
+        try:
+            ctx = authenticate(
+                app.current_event.headers, settings(), services().tenants, request_id
+            )
+        except InvalidClaims as refused:
+            if refused.schema is not None:
+                _audit_refused_claims(services(), refused, request_id)
+            raise
         logger.append_keys(clinic=ctx.schema, role=ctx.role.value)
         app.append_context(tenant=ctx)
         return next_middleware(app)
 
     app.use(middlewares=[middleware])
+
+
+def _audit_refused_claims(svc: Services, refused: InvalidClaims, request_id: str | None) -> None:
+    assert refused.schema is not None
+    try:
+        svc.records.ensure_schema(refused.schema)
+        svc.records.audit(
+            refused.schema,
+            AuditEntry(
+                action="auth.token",
+                outcome="refused",
+                actor_id=None,
+                request_id=request_id,
+                details={"reason": "invalid_claims", "claims": sorted(refused.claims)},
+            ),
+        )
+    except ApiError as error:
+        # The answer stays the 401; the log says the audit could not be written.
+        logger.warning("could not audit a refused token", extra={"error_code": error.code})
 
 
 def current_tenant(app: APIGatewayHttpResolver) -> TenantContext:
@@ -141,23 +190,12 @@ def _problems(error: ValidationError) -> list[FieldProblem]:
     return problems
 
 
-def parse_body(
-    app: APIGatewayHttpResolver, model: type[M], screen: Callable[[str], None] | None = None
-) -> M:
-    """The JSON body as `model`. `screen` sees the raw text first (e.g. to refuse a private
-    key wherever it was pasted, before anything could echo it)."""
-    raw = app.current_event.decoded_body or ""
-    if len(raw.encode()) > MAX_BODY_BYTES:
-        raise PayloadTooLarge()
-    if screen is not None:
-        screen(raw)
-    if not raw.strip():
-        data: Any = {}
-    else:
-        try:
-            data = json.loads(raw)
-        except json.JSONDecodeError:
-            raise BadRequest("The body is not valid JSON.") from None
+def parse_body(app: APIGatewayHttpResolver, model: type[M]) -> M:
+    """The JSON body as `model`, after `inputs.read_json_body` read and screened it: size,
+    UTF-8, nesting and number limits, a private key anywhere (refused before anything could
+    store or echo it), NUL and unpaired surrogates."""
+    event = app.current_event
+    data = read_json_body(event.get("body"), bool(event.get("isBase64Encoded")))
     if not isinstance(data, dict):
         raise ValidationFailed(details=[FieldProblem("body", "must be a JSON object")])
     try:

@@ -5,11 +5,16 @@ body. Verification (PyJWT):
   - HS256/384/512 with a shared secret, or RS*/ES*/PS* through a JWKS URL — never both, so a
     token signed with HMAC over a public key (algorithm confusion) and `alg: none` fail;
   - `exp` is required, `nbf` honoured, `iss` and `aud` must match the settings;
-  - the tenant claim must be a safe schema name and name an active row of the tenants table.
+  - the tenant claim must be a safe schema name and name an active row of the tenants table;
+  - the user id and display-name claims must be text a person could have: at most
+    `MAX_CLAIM_CHARS` characters, no control characters, no unpaired surrogates (a NUL or a
+    surrogate cannot be stored, logged as JSON or audited). Otherwise `InvalidClaims`, a 401
+    `invalid_token` the API audits in the token's clinic (`api.use_tenant_auth`).
 """
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
 from functools import cache
 from typing import Any
@@ -30,6 +35,29 @@ from .ports import TenantDirectory
 from .settings import CommonSettings
 
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+MAX_CLAIM_CHARS = 256
+
+
+class InvalidClaims(InvalidToken):
+    """A verified token whose user claims no person can have. `schema` is the token's clinic
+    when it is a real, active one (the refusal is audited there), else None."""
+
+    default_message = "The access token's user claims are not valid."
+
+    def __init__(self, claims: list[str], schema: str | None):
+        super().__init__()
+        self.claims = claims
+        self.schema = schema
+
+
+def is_plain_text(value: object, max_chars: int = MAX_CLAIM_CHARS) -> bool:
+    """Non-empty text of at most `max_chars` characters without control characters (C0, C1:
+    NUL, newlines…) or unpaired surrogates."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= max_chars
+        and not any(unicodedata.category(c) in ("Cc", "Cs") for c in value)
+    )
 
 
 def claim(claims: Mapping[str, Any], dotted: str) -> Any:
@@ -90,7 +118,9 @@ def verify_token(token: str, settings: CommonSettings) -> dict[str, Any]:
             audience=settings.jwt_audience,
             issuer=settings.jwt_issuer,
             leeway=settings.jwt_leeway_seconds,
-            options={"require": ["exp", "iss", "aud"], "verify_nbf": True},
+            # `sub` is checked by tenant_context like any user claim (its name is a setting),
+            # so a verified token with a hostile one is refused and audited in its clinic.
+            options={"require": ["exp", "iss", "aud"], "verify_nbf": True, "verify_sub": False},
         )
     except jwt.ExpiredSignatureError:
         raise TokenExpired() from None
@@ -119,13 +149,20 @@ def tenant_context(
 ) -> TenantContext:
     """Turn verified claims into the caller's context, checking the clinic is real and active."""
     user_id = claim(claims, settings.user_id_claim)
-    if not isinstance(user_id, str) or not user_id:
+    if user_id is None or user_id == "":
         raise InvalidToken("The token has no user id.")
+    hostile = [] if is_plain_text(user_id) else [settings.user_id_claim]
+    # A display name may be absent or empty (the next claim is used), never anything else.
+    hostile += [
+        name
+        for name in settings.user_name_claims
+        if claim(claims, name) not in (None, "") and not is_plain_text(claim(claims, name))
+    ]
 
     schema = claim(claims, settings.tenant_claim)
-    if not is_valid_schema_name(schema):
-        raise ClinicNotAvailable()
-    clinic = tenants.get(schema)
+    clinic = tenants.get(schema) if is_valid_schema_name(schema) else None
+    if hostile:
+        raise InvalidClaims(hostile, clinic.schema if clinic and clinic.active else None)
     if clinic is None or not clinic.active:
         raise ClinicNotAvailable()
 

@@ -198,6 +198,7 @@ BACKUP_ERROR_CODES = (
     "foreign_objects_in_archive",
     "server_version_unsupported",
     "storage_failed",
+    "encryption_failed",
     "clinic_not_available",
     "stale",
     # restores and verifications (the error_code of a restore job, or of a backup's check)
@@ -246,6 +247,13 @@ class ServerVersionUnsupported(BackupRunError):
 
 class StorageFailed(BackupRunError):
     error_code = "storage_failed"
+
+
+class EncryptionFailed(BackupRunError):
+    """age could not encrypt the archive: a recipient it cannot encrypt to (the reason names
+    the key), or the native library failed. Nothing was stored."""
+
+    error_code = "encryption_failed"
 
 
 class ClinicGone(BackupRunError):

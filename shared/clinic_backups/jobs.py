@@ -26,6 +26,12 @@ from .observability import logger
 _JOBS: TypeAdapter[Job] = TypeAdapter(Job)
 
 
+class JobCrashed(Exception):
+    """A job raised something that is not an `Exception` (a native library's panic: pyo3's
+    PanicException is a BaseException). Re-raised as this, so the batch processor fails that
+    one message (SQS retries it, then dead-letters it) instead of the whole invocation."""
+
+
 class InvalidJob(Exception):
     """A message that is not a valid job. It fails, so SQS retries it and then moves it to
     the dead-letter queue (whose alarm tells the operator)."""
@@ -56,7 +62,13 @@ def handle_job_event(
 
         def record_handler(record: SQSRecord) -> None:
             logger.append_keys(message_id=record.message_id)
-            run(parse_job(record.body))
+            job = parse_job(record.body)
+            try:
+                run(job)
+            except (Exception, KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as error:
+                raise JobCrashed(type(error).__name__) from error
 
         return process_partial_response(  # type: ignore[return-value]
             event=event,

@@ -1,19 +1,25 @@
 """A clinic's own encryption keys: register, list, remove (admins; audited).
 
 Only public keys (`age1…`) are ever accepted or stored. Anything that looks like a private key
-(`AGE-SECRET-KEY-…`) is refused with a clear error, and the request is never logged, so the
-secret appears in no table and no log line. Every backup made while a key is registered is
-encrypted to it (and always to the platform's restore key), so the clinic can open its
-downloads offline with `age -d -i <key file>`.
+(`AGE-SECRET-KEY-…`, in any field of any body: `inputs`) is refused with a clear error, and the
+request is never logged, so the secret appears in no table and no log line. Every backup made
+while a key is registered is encrypted to it (and always to the platform's restore key), so
+the clinic can open its downloads offline with `age -d -i <key file>`.
+
+A key is proven before it is stored: a probe is encrypted to it (`recipient_problem`), so a key
+age cannot encrypt to (a point of small order) is a 422 on `public_key`. One stored before that
+(or by any other way) fails each backup with a reason naming it (`check_recipients`), and the
+keys list marks it (`usable: false`, `problem`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import uuid
 from typing import Any
 
-from .errors import FieldProblem, KeyNotFound, PrivateKeyRefused, ValidationFailed
+from .errors import EncryptionFailed, FieldProblem, KeyNotFound, ValidationFailed
 from .models import AuditEntry, EncryptionKey, Permission, RegisterKeyRequest, TenantContext
 
 PLATFORM_LABEL = "platform"
@@ -30,24 +36,30 @@ def _authorize(svc: Any, ctx: TenantContext, action: str) -> None:
     authorize(svc, ctx, Permission.MANAGE_KEYS, action)
 
 
+def _problem(public_key: str) -> str | None:
+    from .adapters.age import recipient_problem
+
+    return recipient_problem(public_key)
+
+
 def list_keys(svc: Any, ctx: TenantContext) -> list[EncryptionKey]:
+    """The clinic's keys, each proven again: one age cannot encrypt to is marked."""
     _authorize(svc, ctx, "keys.list")
-    return list(svc.keys.list(ctx.schema))
-
-
-def refuse_private_keys(text: str) -> None:
-    """Refuse any text that carries an age private key (used on the raw request body)."""
-    if "AGE-SECRET-KEY-" in text.upper():
-        raise PrivateKeyRefused()
+    return [
+        dataclasses.replace(key, problem=_problem(key.public_key))
+        for key in svc.keys.list(ctx.schema)
+    ]
 
 
 def register_key(svc: Any, ctx: TenantContext, request: RegisterKeyRequest) -> EncryptionKey:
-    from .adapters.age import is_public_key
-
     _authorize(svc, ctx, "keys.register")
-    if not is_public_key(request.public_key):
+    problem = _problem(request.public_key)
+    if problem is not None:
+        _audit(svc, ctx, "keys.register", "rejected", reason="unusable_key")
         raise ValidationFailed(
-            details=[FieldProblem("public_key", "must be an age X25519 public key (age1…)")]
+            details=[
+                FieldProblem("public_key", f"must be an age X25519 public key (age1…): {problem}")
+            ]
         )
     key = svc.keys.add(
         ctx.schema,
@@ -75,6 +87,10 @@ def remove_key(svc: Any, ctx: TenantContext, raw_id: str) -> None:
     if removed is None:
         raise KeyNotFound()
     _audit_key(svc, ctx, "keys.remove", "removed", removed)
+
+
+def _audit(svc: Any, ctx: TenantContext, action: str, outcome: str, **details: Any) -> None:
+    svc.records.audit(ctx.schema, AuditEntry.by(ctx, action, outcome, **details))
 
 
 def _audit_key(svc: Any, ctx: TenantContext, action: str, outcome: str, key: EncryptionKey) -> None:
@@ -111,3 +127,21 @@ def recipients_for(svc: Any, schema: str) -> list[dict[str, str]]:
             for k in svc.keys.list(schema)
         ]
     return recipients
+
+
+def check_recipients(recipients: list[dict[str, str]]) -> None:
+    """Refuse to encrypt a backup to a key age cannot encrypt to, naming the key (its label
+    and fingerprint: the clinic finds it in the keys panel), before pg_dump even starts."""
+    for recipient in recipients:
+        problem = _problem(recipient["public_key"])
+        if problem is None:
+            continue
+        whose = (
+            "the platform's restore key"
+            if recipient["kind"] == "platform"
+            else f"the clinic's encryption key «{recipient['label']}»"
+        )
+        raise EncryptionFailed(
+            f"{whose} ({recipient['fingerprint']}) cannot be used: {problem}. Remove it and "
+            "register a valid key; no backup was stored"
+        )

@@ -10,7 +10,15 @@ from enum import StrEnum
 from functools import cache
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+    field_validator,
+)
 
 from .names import is_valid_schema_name
 
@@ -142,6 +150,8 @@ class EncryptionKey:
     created_by: str
     created_at: datetime
     created_by_name: str | None = None
+    # Why age cannot encrypt to it, when it cannot (found when listed; never stored).
+    problem: str | None = None
 
     def to_api(self) -> dict[str, Any]:
         return {
@@ -152,6 +162,8 @@ class EncryptionKey:
             "created_by": self.created_by,
             "created_by_name": self.created_by_name,
             "created_at": self.created_at.isoformat(),
+            "usable": self.problem is None,
+            "problem": self.problem,
         }
 
 
@@ -232,13 +244,12 @@ class RegisterKeyRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
-    label: str = Field(min_length=1, max_length=80)
-    public_key: str = Field(min_length=1, max_length=200)
-
-    @field_validator("label", "public_key")
-    @classmethod
-    def _strip(cls, value: str) -> str:
-        return value.strip()
+    # Stripped before the length checks: a label of spaces is empty, a 422 (not a row the
+    # table's CHECK refuses).
+    label: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80)]
+    public_key: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
+    ]
 
 
 class CreateBackupRequest(BaseModel):

@@ -88,6 +88,7 @@ def run_reencrypt_job(svc: Services, job: ReencryptJob) -> BackupRecord | None:
     written: list[str] = []
     try:
         recipients = keys.recipients_for(svc, schema)
+        keys.check_recipients(recipients)
         with open_archive(svc, schema, record) as archive:
             encrypted = EncryptStage(archive.stream, [r["public_key"] for r in recipients])
             hashed = HashingReader(encrypted)
@@ -120,7 +121,9 @@ def run_reencrypt_job(svc: Services, job: ReencryptJob) -> BackupRecord | None:
             sha256=sha256,
             recipients=recipients,
         )
-    except Exception as error:
+    except BaseException as error:
+        # BaseException: a native panic must not leave the backup flagged and the clinic
+        # locked either; an interrupt is cleaned up after the same way, then goes on.
         logger.warning(
             "re-encryption failed; the backup is unchanged",
             extra={**log, "reason": type(error).__name__},
@@ -137,6 +140,8 @@ def run_reencrypt_job(svc: Services, job: ReencryptJob) -> BackupRecord | None:
                 details={"error": type(error).__name__},
             ),
         )
+        if isinstance(error, KeyboardInterrupt | SystemExit):
+            raise
         return svc.records.get(schema, record.id)
     _remove(storage, [record.storage_key, manifest_key(record.storage_key)])
     svc.records.audit(

@@ -172,7 +172,13 @@ def encode_cursor(record: BackupRecord | RestoreRecord) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+# A cursor this API issues is ~90 characters; anything much longer was never one of ours.
+MAX_CURSOR_CHARS = 256
+
+
 def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    if len(cursor) > MAX_CURSOR_CHARS:
+        raise InvalidCursor()
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         created_at, backup_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
@@ -180,7 +186,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         if moment.tzinfo is None:
             raise ValueError("naive time")
         return moment, uuid.UUID(backup_id)
-    except (ValueError, TypeError, binascii.Error, json.JSONDecodeError):
+    except (ValueError, TypeError, binascii.Error, RecursionError, UnicodeError):
+        # JSONDecodeError is a ValueError (so is a 5,000-digit integer); RecursionError: a
+        # cursor of nested brackets; UnicodeError: text that base64 or UTF-8 cannot carry.
         raise InvalidCursor() from None
 
 
@@ -401,6 +409,7 @@ def run_backup_job(svc: Services, job: BackupJob) -> BackupRecord | None:
     try:
         # Read at run time: a key registered after the request still protects this backup.
         recipients = keys.recipients_for(svc, schema) if record.encryption == "age" else []
+        keys.check_recipients(recipients)
         result = svc.dumper.run(
             schema,
             lambda stream: storage.upload_stream(key, stream, ARCHIVE_CONTENT_TYPE),
@@ -412,8 +421,12 @@ def run_backup_job(svc: Services, job: BackupJob) -> BackupRecord | None:
             manifest_key(key), json.dumps(manifest, indent=2).encode(), "application/json"
         )
         done = svc.records.complete(schema, record.id, result, finished_at, recipients)
-    except Exception as error:
+    except BaseException as error:
+        # BaseException: a native library's panic (pyo3's PanicException) must fail the
+        # backup and free the clinic's lock too. An interrupt does the same, then goes on.
         _fail_run(svc, schema, record, storage, error)
+        if isinstance(error, KeyboardInterrupt | SystemExit):
+            raise
         return svc.records.get(schema, record.id)
 
     svc.metrics.add("BackupSucceeded", 1, "Count")
@@ -471,7 +484,7 @@ def _retain_after_backup(svc: Services, schema: str) -> None:
 
 
 def _fail_run(
-    svc: Services, schema: str, record: BackupRecord, storage: ScopedStorage, error: Exception
+    svc: Services, schema: str, record: BackupRecord, storage: ScopedStorage, error: BaseException
 ) -> None:
     log = {"clinic": schema, "backup_id": str(record.id)}
     if isinstance(error, BackupRunError):
@@ -480,6 +493,9 @@ def _fail_run(
     elif isinstance(error, StorageUnavailable):
         code, message = "storage_failed", "the upload to storage failed; no file was kept"
         logger.warning("backup failed", extra={**log, "error_code": code})
+    elif isinstance(error, KeyboardInterrupt | SystemExit):
+        code, message = "internal_error", "the worker was stopped during the backup"
+        logger.warning("backup interrupted", extra=log)
     else:
         code, message = "internal_error", "unexpected error; see the worker logs"
         logger.exception("backup failed unexpectedly", extra=log)

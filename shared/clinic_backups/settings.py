@@ -257,10 +257,11 @@ class EncryptionSettings(BaseSettings):
     @field_validator("platform_age_recipients")
     @classmethod
     def _public_keys(cls, value: list[str]) -> list[str]:
-        from .adapters.age import is_public_key
+        from .adapters.age import recipient_problem
 
-        if any(not is_public_key(key) for key in value):
-            raise ValueError("must be age X25519 public keys (age1…)")
+        # Proven, not only parsed: a platform key age cannot encrypt to would fail every backup.
+        if any(recipient_problem(key) is not None for key in value):
+            raise ValueError("must be age X25519 public keys (age1…) that age can encrypt to")
         return value
 
     def identities(self) -> list[str]:

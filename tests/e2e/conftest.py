@@ -1,7 +1,9 @@
 """The local stack as a subprocess, shared by the e2e tests (HTTP and browser).
 
 Each test module that asks for `stack` gets its own stack on a fresh state folder, with an
-embedded PostgreSQL and SeaweedFS (DATABASE_URL and S3_ENDPOINT_URL unset).
+embedded PostgreSQL and SeaweedFS (DATABASE_URL and S3_ENDPOINT_URL unset). Before a stack is
+stopped, everything it stored is scanned (tests/invariants.py: every object of its SeaweedFS,
+every row of its clinics' backup tables); a finding fails the test or teardown that stopped it.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg2
 import pytest
 
 from devstack import paths
+from tests import invariants
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_PYTHON = REPO / ".venv" / "bin" / "python"
@@ -124,14 +128,55 @@ class LocalStack:
                 text += "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) + "\n"
         return text
 
+    def scan(self) -> invariants.Report:
+        """Everything this running stack stored: each object of every bucket of its S3 and
+        each row of its clinics' backup tables (tests/invariants.py)."""
+        import boto3
+        from botocore.config import Config
+
+        from devstack.state import StateDir
+
+        stored = StateDir(self.state_dir).secrets()
+        own = [stored[n] for n in ("jwt_secret", "s3_secret_key", "supabase_jwt_secret")]
+        own.append(stored["backup_db_password"])
+        report = invariants.Report(f"local stack ({self.state_dir.name})")
+        client = boto3.client(
+            "s3",
+            endpoint_url=self.info["s3_endpoint_url"],
+            aws_access_key_id=stored["s3_access_key"],
+            aws_secret_access_key=stored["s3_secret_key"],
+            region_name="us-east-1",
+            config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+        )
+        report.add(invariants.scan_server(client, report.where, own))
+        with psycopg2.connect(self.admin_url) as conn, conn.cursor() as cur:
+            report.add(invariants.scan_rows(cur, None, own))
+        conn.close()
+        invariants.record(report)
+        return report
+
     def signal(self, sig: signal.Signals, timeout: float = 30.0) -> int:
         assert self.proc is not None
+        # Scanned first (its data goes with the stack), judged once it is stopped: a finding,
+        # or a scan that could not run, fails — after the stack stopped either way.
+        report: invariants.Report | None = None
+        scan_error: Exception | None = None
+        if self.proc.poll() is None:
+            try:
+                report = self.scan()
+            except Exception as error:
+                scan_error = error
         self.proc.send_signal(sig)
         try:
-            return self.proc.wait(timeout)
+            code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
             pytest.fail(f"the stack did not stop within {timeout:.0f} s after {sig.name}")
+        if scan_error is not None:
+            raise AssertionError("the stack's storage could not be scanned") from scan_error
+        if report is not None:
+            report.check()
+        return code
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

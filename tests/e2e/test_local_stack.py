@@ -202,6 +202,9 @@ def test_gateway_answers_like_api_gateway_in_the_projects_error_shape(stack: Loc
     with stack.client() as client:
         unknown = client.get("/backups/1/2/3")
         wrong_method = client.put("/backups")
+        # any method at all (http.server answered TRACE with a 501 HTML page)
+        trace = client.request("TRACE", "/me")
+        made_up = client.request("PROPFIND", "/backups")
         no_token = client.get("/me")
         page = client.get("/")
         too_big = client.post(
@@ -212,12 +215,55 @@ def test_gateway_answers_like_api_gateway_in_the_projects_error_shape(stack: Loc
     assert unknown.status_code == 404
     assert unknown.json()["error"]["code"] == "not_found"
     assert wrong_method.status_code == 404
+    for answer in (trace, made_up):
+        assert answer.status_code == 404 and answer.json()["error"]["code"] == "not_found"
     # /me reaches the function (401 from it), the UI never shadows an API route
     assert no_token.status_code == 401
     assert no_token.json()["error"]["code"] == "missing_token"
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert too_big.status_code == 413
     assert too_big.json()["error"]["code"] == "payload_too_large"
+
+
+@pytest.mark.e2e
+def test_api_answers_are_json_nosniff_no_store_and_the_ui_has_a_csp(
+    stack: LocalStack, accounts: dict[tuple[str, str], Any]
+) -> None:
+    admin = accounts[("clinica_norte", "admin")]
+    with stack.client() as client:
+        answers = {
+            "me": client.get("/me", headers=_auth(admin)),
+            "list": client.get("/backups", headers=_auth(admin)),
+            "keys": client.get("/encryption-keys", headers=_auth(admin)),
+            "missing_token": client.get("/me"),
+            "bad_json": client.post(
+                "/backups",
+                content=b"{",
+                headers={**_auth(admin), "Content-Type": "application/json"},
+            ),
+            "not_found": client.get(f"/backups/{uuid.uuid4()}", headers=_auth(admin)),
+            "no_route": client.get("/backups/1/2/3"),
+            "too_big": client.post("/backups", content=b"x" * (10 * 1024 * 1024 + 1)),
+        }
+        page = client.get("/")
+        deep_link = client.get("/some/client/route")
+        asset = next(
+            client.get(f"/assets/{p.name}")
+            for p in (REPO / "frontend" / "dist" / "assets").glob("*.js")
+        )
+    for name, answer in answers.items():
+        assert answer.headers["content-type"] == "application/json", name
+        assert answer.headers["x-content-type-options"] == "nosniff", name
+        assert answer.headers["cache-control"] == "no-store", name
+        answer.json()
+    for served in (page, deep_link, asset):
+        assert served.status_code == 200
+        csp = served.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp
+        assert "'unsafe-inline'" not in csp and "'unsafe-eval'" not in csp
+        assert served.headers["referrer-policy"] == "no-referrer"
+        assert served.headers["x-frame-options"] == "DENY"
+        assert served.headers["x-content-type-options"] == "nosniff"
 
 
 @pytest.mark.e2e

@@ -443,3 +443,163 @@ def test_a_clinic_restores_its_downloaded_file_with_one_command(
                 psql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psql.Identifier(scratch))
             )
         admin.close()
+
+
+# --- recipients proven before they are stored ---------------------------------------------------
+
+# X25519 points of small order, as age recipients: encrypting to any of them derives an all-zero
+# shared secret, which age refuses (pyrage panics: `pyo3_runtime.PanicException`, a
+# BaseException). u = 0 is the finding's key; 1 and the two order-8 points are its siblings.
+LOW_ORDER_POINTS = {
+    "zero": bytes(32),
+    "one": (1).to_bytes(32, "little"),
+    "order8_a": bytes.fromhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"),
+    "order8_b": bytes.fromhex("5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157"),
+}
+
+
+def low_order_recipient(name: str) -> str:
+    return bech32_encode("age", LOW_ORDER_POINTS[name])
+
+
+def bech32_encode(hrp: str, data: bytes) -> str:
+    """BIP-173 bech32 (what age recipients are), for keys no key generator would make."""
+    charset = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+
+    def polymod(values: list[int]) -> int:
+        chk = 1
+        for v in values:
+            top = chk >> 25
+            chk = (chk & 0x1FFFFFF) << 5 ^ v
+            for i, g in enumerate((0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)):
+                chk ^= g if (top >> i) & 1 else 0
+        return chk
+
+    bits, acc, words = 0, 0, []
+    for byte in data:
+        acc = acc << 8 | byte
+        bits += 8
+        while bits >= 5:
+            bits -= 5
+            words.append(acc >> bits & 31)
+    if bits:
+        words.append(acc << (5 - bits) & 31)
+    expanded = [ord(c) >> 5 for c in hrp] + [0] + [ord(c) & 31 for c in hrp]
+    check = polymod(expanded + words + [0] * 6) ^ 1
+    words += [check >> 5 * (5 - i) & 31 for i in range(6)]
+    return hrp + "1" + "".join(charset[w] for w in words)
+
+
+def test_the_findings_key_is_the_zero_point():
+    assert low_order_recipient("zero") == (
+        "age1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq5cu47z"
+    )
+
+
+@pytest.mark.parametrize("point", sorted(LOW_ORDER_POINTS))
+def test_a_low_order_key_is_refused_at_registration(clinic_factory, db, point):
+    schema = clinic_factory()
+    public = low_order_recipient(point)
+    reply = keys_call("post_key.json", schema, body={"label": "Rara", "public_key": public})
+    assert (reply.status, reply.error_code) == (422, "validation_error"), reply.body
+    assert [d["field"] for d in reply.body["error"]["details"]] == ["public_key"]
+    assert keys_call("get_keys.json", schema).body == {"items": []}
+
+
+def store_key_directly(db, schema: str, label: str, public_key: str) -> str:
+    """A key that reached the table before registration proved keys (or by any other way)."""
+    from clinic_backups.keys import fingerprint
+
+    with db.cursor() as cur:
+        cur.execute(
+            sql.SQL(
+                "INSERT INTO {} (id, label, public_key, fingerprint, created_by, created_at) "
+                "VALUES (gen_random_uuid(), %s, %s, %s, 'u-legacy', now())"
+            ).format(sql.Identifier(schema, "backup_keys")),
+            (label, public_key, fingerprint(public_key)),
+        )
+    return fingerprint(public_key)
+
+
+def test_a_bad_key_already_stored_fails_each_backup_naming_it_and_frees_the_lock(
+    clinic_factory, db, sqs, s3_server, bucket, capsys
+):
+    # Given a clinic with a good key and, stored before keys were proven, the zero point
+    schema = clinic_factory()
+    register_clinic_key(schema, "Dirección")
+    assert keys_call("get_keys.json", schema).status == 200
+    bad = store_key_directly(db, schema, "Llave rota", low_order_recipient("zero"))
+
+    for attempt in range(2):
+        # When a backup runs
+        capsys.readouterr()
+        done = backup(schema, sqs)
+
+        # Then it fails with a reason naming the key, the failed-backup metric is emitted …
+        assert done["status"] == "failed", (attempt, done)
+        assert done["error_code"] == "encryption_failed"
+        assert "Llave rota" in done["error"] and bad in done["error"]
+        assert '"BackupFailed"' in capsys.readouterr().out
+        # … nothing was stored, and the clinic's lock is free for the next one
+        listed = s3_server.client().list_objects_v2(Bucket=bucket, Prefix=f"{schema}/")
+        assert listed.get("Contents", []) == []
+
+    # And the keys panel marks the broken key, and only it
+    items = {k["label"]: k for k in keys_call("get_keys.json", schema).body["items"]}
+    assert items["Dirección"]["usable"] is True and items["Dirección"]["problem"] is None
+    assert items["Llave rota"]["usable"] is False and items["Llave rota"]["problem"]
+
+    # Once it is removed, backups work again
+    assert keys_call("delete_key.json", schema, backup_id=items["Llave rota"]["id"]).status == 204
+    assert backup(schema, sqs)["status"] == "completed"
+
+
+def test_a_panic_inside_the_age_stage_fails_the_backup_and_frees_the_lock(
+    clinic_factory, db, sqs, monkeypatch, logs
+):
+    # Given a bad key the pre-flight check does not catch (the check is bypassed: the age
+    # stage itself meets pyrage's PanicException, as with any native failure)
+    from clinic_backups import keys
+
+    schema = clinic_factory()
+    assert keys_call("get_keys.json", schema).status == 200
+    store_key_directly(db, schema, "Llave rota", low_order_recipient("zero"))
+    monkeypatch.setattr(keys, "check_recipients", lambda recipients: None)
+
+    # When a backup runs
+    done = backup(schema, sqs)
+
+    # Then it is a failed backup with a reason, not a record stuck in `running`
+    assert done["status"] == "failed" and done["error_code"] == "encryption_failed", done
+    assert "PanicException" not in done["error"]
+    assert (
+        call(
+            "create_backup",
+            load_event("create_backup/post_backups.json", token=mint(schema), body=None),
+        ).status
+        == 202
+    )
+
+
+def test_a_reencryption_to_a_bad_key_leaves_the_backup_as_it_was(
+    clinic_factory, db, sqs, restore_sqs
+):
+    schema = clinic_factory()
+    old = backup(schema, sqs)
+    restore_sqs.drain_into_worker()
+    store_key_directly(db, schema, "Llave rota", low_order_recipient("one"))
+    assert reencrypt(schema, old["id"]).status == 202
+    restore_sqs.drain_into_worker()
+    after = call(
+        "list_backups",
+        load_event("list_backups/get_backup.json", token=mint(schema), backup_id=old["id"]),
+    ).body
+    assert after["reencrypting"] is False
+    assert (after["file_name"], after["sha256"]) == (old["file_name"], old["sha256"])
+    assert (
+        call(
+            "create_backup",
+            load_event("create_backup/post_backups.json", token=mint(schema), body=None),
+        ).status
+        == 202
+    )

@@ -208,3 +208,38 @@ def test_retention_never_deletes_a_backup_a_restore_is_about_to_read(
     assert svc.records.backups_in_use(schema) == {uuid.UUID(source["id"])}
     restore_sqs.drain_into_worker()
     assert svc.records.backups_in_use(schema) == set()
+
+
+def test_undo_of_a_verification_is_409_undo_not_available(
+    restore_env_pg15: RestoreDatabase, owned_clinic_pg15, sqs, restore_sqs, pg18_server, monkeypatch
+):
+    # Given a verification of a backup (GET /restores/{id} finds it)
+    monkeypatch.setenv("VERIFY_DATABASE_URL", pg18_server)
+    reset_caches()
+    schema = owned_clinic_pg15(patients=30)
+    source = backup(schema, sqs)
+    verification = call(
+        "restore_backup",
+        load_event("restore_backup/post_verify.json", token=mint(schema), backup_id=source["id"]),
+    )
+    assert verification.status == 202
+    found = call(
+        "restore_backup",
+        load_event(
+            "restore_backup/get_restore.json", token=mint(schema), backup_id=verification.body["id"]
+        ),
+    )
+    assert found.status == 200 and found.body["kind"] == "verify"
+
+    # When an admin asks to undo it
+    undo = call(
+        "restore_backup",
+        load_event(
+            "restore_backup/post_undo.json", token=mint(schema), backup_id=verification.body["id"]
+        ),
+    )
+
+    # Then the contract's answer: it exists, but it cannot be undone
+    assert (undo.status, undo.error_code) == (409, "undo_not_available"), undo.body
+    assert lock_rows(restore_env_pg15.admin_url, schema) == []
+    restore_sqs.drain_into_worker()

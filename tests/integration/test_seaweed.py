@@ -186,3 +186,27 @@ def test_second_instance_runs_alongside_and_stop_leaves_no_process(
     assert leftovers == []
     # And the first instance is unaffected.
     assert seaweed.client().head_bucket(Bucket=BUCKET)["ResponseMetadata"]["HTTPStatusCode"] == 200
+
+
+def test_the_sessions_invariant_scan_fails_on_a_plaintext_object_in_real_storage(
+    s3_server: SeaweedS3,
+) -> None:
+    """The scan the session runs on its SeaweedFS (tests/invariants.py), on a bucket of its
+    own there: a pg_dump archive stored in plaintext is found and fails."""
+    from tests import invariants
+
+    bucket = "scan-probe"
+    s3_server.ensure_bucket(bucket)
+    client = s3_server.client()
+    try:
+        client.put_object(Bucket=bucket, Key="c/x.dump.age", Body=b"PGDMP\x01\x0e plaintext")
+        client.put_object(Bucket=bucket, Key="c/x.dump.age.manifest.json", Body=b"{}")
+        report = invariants.scan_bucket(client, bucket)
+        assert report.objects == 2 and len(report.findings) == 1
+        assert "plaintext pg_dump archive" in report.findings[0]
+        with pytest.raises(AssertionError, match="invariant broken"):
+            report.check()
+    finally:
+        for key in ("c/x.dump.age", "c/x.dump.age.manifest.json"):
+            client.delete_object(Bucket=bucket, Key=key)
+        client.delete_bucket(Bucket=bucket)

@@ -15,7 +15,7 @@ from clinic_backups.models import BackupStatus, Trigger
 from clinic_backups.names import manifest_key
 from clinic_backups.settings import OperatorSettings, get_settings
 
-from tests.helpers import FixedClock, function_module, invoke, load_event
+from tests.helpers import FixedClock, encrypted, function_module, invoke, load_event
 from tests.integration.test_retention import add_backup
 
 pytestmark = pytest.mark.usefixtures("app_env")
@@ -112,8 +112,9 @@ def test_old_unfinished_uploads_are_aborted_unless_a_running_backup_owns_them(
 
 
 def put_objects(svc, schema: str, record) -> None:
+    # What a backup stores: age ciphertext and a JSON manifest (the session's scan checks it).
     storage = svc.scoped(schema)
-    storage.put_bytes(record.storage_key, b"PGDMP archive", "application/octet-stream")
+    storage.put_bytes(record.storage_key, encrypted(b"PGDMP archive"), "application/octet-stream")
     storage.put_bytes(manifest_key(record.storage_key), b"{}", "application/json")
 
 
@@ -142,7 +143,7 @@ def test_objects_without_a_record_are_reported_and_kept(clinic_factory, svc, s3_
     record = add_backup(svc, schema, T0)
     put_objects(svc, schema, record)
     stray = f"{schema}/2026/06/{schema}-20260615T000000Z-deadbeef.dump"
-    svc.scoped(schema).put_bytes(stray, b"who made me?", "application/octet-stream")
+    svc.scoped(schema).put_bytes(stray, encrypted(b"who made me?"), "application/octet-stream")
 
     # When the sweeper runs (a young object may still be getting its record: not yet)
     svc.clock.at = datetime.now(UTC) + timedelta(minutes=10)
@@ -164,7 +165,7 @@ def test_the_operator_cli_runs_the_sweeper(clinic_factory, capsys, monkeypatch):
     svc = build_services(get_settings(OperatorSettings))
     svc.records.ensure_schema(schema)
     stray = f"{schema}/stray.bin"
-    svc.scoped(schema).put_bytes(stray, b"x", "application/octet-stream")
+    svc.scoped(schema).put_bytes(stray, encrypted(b"x"), "application/octet-stream")
     monkeypatch.setattr(sweeper, "ORPHAN_MIN_AGE", timedelta(0))
     assert main(["sweep", schema]) == 0
     out = json.loads(capsys.readouterr().out)

@@ -75,6 +75,41 @@ describe('EncryptionKeysPanel', () => {
     expect(within(panel()).getByRole('button', { name: 'Usar una llave pública existente' })).toBeInTheDocument();
   });
 
+  it('marks a key the API says cannot be used, with its reason, and warns that backups fail', async () => {
+    const client = fakeClient({
+      listEncryptionKeys: vi.fn(async () => ({
+        items: [
+          encryptionKey({ label: 'Portátil de dirección' }),
+          encryptionKey({
+            label: 'Llave rota',
+            created_at: '2025-11-21T09:30:00Z',
+            usable: false,
+            problem: 'age cannot encrypt to it (a point of small order)',
+          }),
+        ],
+      })),
+    });
+    renderWithProvider(<EncryptionKeysPanel />, client);
+    const table = await within(await screen.findByRole('region', { name: 'Cifrado' })).findByRole('table');
+    const rows = within(table).getAllByRole('row');
+    expect(within(rows[1]!).queryByText('No se puede usar')).not.toBeInTheDocument();
+    const badge = within(rows[2]!).getByText('No se puede usar');
+    expect(badge).toHaveAttribute('title', 'age cannot encrypt to it (a point of small order)');
+    expect(within(panel()).getByRole('alert')).toHaveTextContent(
+      'La llave «Llave rota» no se puede usar para cifrar: todas las copias fallarán hasta que la quites.',
+    );
+  });
+
+  it('says the same in English', async () => {
+    const client = fakeClient({
+      listEncryptionKeys: vi.fn(async () => ({ items: [encryptionKey({ label: 'Broken', usable: false, problem: 'x' })] })),
+    });
+    renderWithProvider(<EncryptionKeysPanel />, client, { language: 'en' });
+    const region = await screen.findByRole('region', { name: 'Encryption' });
+    expect(await within(region).findByText('Cannot be used')).toBeInTheDocument();
+    expect(within(region).getByRole('alert')).toHaveTextContent('The key «Broken» cannot be used to encrypt');
+  });
+
   it('shows an empty state that says only the platform can open the backups', async () => {
     renderWithProvider(<EncryptionKeysPanel />, fakeClient());
     expect(await screen.findByText(/Tu clínica todavía no tiene ninguna llave/)).toBeInTheDocument();

@@ -6,7 +6,8 @@
  *   to every key the clinic registered (so downloads open offline with `age -d -i …`), and
  *   what losing the key file means.
  * - Lists the keys (name, fingerprint, who added it and when) with "Quitar" behind a
- *   confirmation dialog.
+ *   confirmation dialog. A key age cannot encrypt to (`usable: false`, which fails every
+ *   backup until it is removed) is marked, with the API's reason, and an alert says so.
  * - "Generar una llave nueva" opens KeyWizardDialog (the key is generated in the browser and
  *   only its public half is registered); "Usar una llave pública existente" opens
  *   PublicKeyDialog (an `age1…` key; a private key is refused without being sent).
@@ -111,8 +112,14 @@ export function EncryptionKeysPanel({ title, headingLevel = 2, onChange, classNa
   } else if (keys.length === 0) {
     content = <p className="cb-empty cb-keys__empty">{t('keys.empty')}</p>;
   } else {
+    const unusable = keys.filter((key) => !key.usable);
     content = (
       <div className="cb-table-wrap">
+        {unusable.length > 0 && (
+          <p className="cb-alert cb-alert--error" role="alert">
+            {t('keys.unusableAlert', { count: unusable.length, labels: unusable.map((k) => `«${k.label}»`).join(', ') })}
+          </p>
+        )}
         <table className="cb-table cb-keys__table">
           <caption className="cb-visually-hidden">{t('keys.caption')}</caption>
           <thead>
@@ -132,6 +139,15 @@ export function EncryptionKeysPanel({ title, headingLevel = 2, onChange, classNa
                 <td className="cb-strong cb-break">
                   <KeyIcon className="cb-keys__icon" />{' '}
                   {key.label}
+                  {!key.usable && (
+                    <span
+                      className="cb-badge cb-badge--failed cb-keys__unusable"
+                      title={key.problem ?? undefined}
+                      data-unusable="true"
+                    >
+                      {t('keys.unusable')}
+                    </span>
+                  )}
                 </td>
                 <td>
                   <span className="cb-mono" title={t('keys.publicKeyTitle', { key: key.public_key })}>

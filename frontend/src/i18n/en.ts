@@ -211,6 +211,11 @@ const en: BackupsMessages = {
     remove: 'Remove',
     removeAria: 'Remove the key {{label}}',
     publicKeyTitle: 'Public key: {{key}}',
+    unusable: 'Cannot be used',
+    unusableAlert_one:
+      'The key {{labels}} cannot be used to encrypt: every backup will fail until you remove it. Remove it and register a valid key.',
+    unusableAlert_other:
+      'The keys {{labels}} cannot be used to encrypt: every backup will fail until you remove them. Remove them and register a valid key.',
     registered: 'Key “{{label}}” registered. New backups will also be encrypted to it.',
     removed: 'Key “{{label}}” removed.',
     label: 'Key name',
@@ -322,6 +327,8 @@ const en: BackupsMessages = {
     server_version_unsupported:
       'The database server is newer than the backup tool. Contact support.',
     storage_failed: 'The file could not be saved to storage; no copy was kept.',
+    encryption_failed:
+      "The backup could not be encrypted: one of the clinic's encryption keys cannot be used (it is marked under “Encryption”). Remove it and register a valid one; no backup was stored.",
     clinic_not_available: 'The clinic is no longer active.',
     stale: 'The backup did not finish within the time limit and was marked failed.',
     checksum_mismatch:

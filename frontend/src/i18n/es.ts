@@ -214,6 +214,11 @@ const es = {
     remove: 'Quitar',
     removeAria: 'Quitar la llave {{label}}',
     publicKeyTitle: 'Llave pública: {{key}}',
+    unusable: 'No se puede usar',
+    unusableAlert_one:
+      'La llave {{labels}} no se puede usar para cifrar: todas las copias fallarán hasta que la quites. Quítala y registra una llave válida.',
+    unusableAlert_other:
+      'Las llaves {{labels}} no se pueden usar para cifrar: todas las copias fallarán hasta que las quites. Quítalas y registra una llave válida.',
     registered: 'Llave «{{label}}» registrada. Las copias nuevas se cifrarán también para ella.',
     removed: 'Llave «{{label}}» quitada.',
     label: 'Nombre de la llave',
@@ -331,6 +336,8 @@ const es = {
     server_version_unsupported:
       'La versión del servidor de base de datos es más nueva que la herramienta de copia. Contacta con soporte.',
     storage_failed: 'No se ha podido guardar el archivo en el almacenamiento; no se ha conservado ninguna copia.',
+    encryption_failed:
+      'No se ha podido cifrar la copia: una llave de cifrado de la clínica no se puede usar (está marcada en «Cifrado»). Quítala y registra una válida; no se ha guardado ninguna copia.',
     clinic_not_available: 'La clínica ya no está activa.',
     stale: 'La copia no terminó dentro del tiempo límite y se ha dado por fallida.',
     checksum_mismatch:

@@ -359,6 +359,7 @@ export interface components {
          *     - `foreign_objects_in_archive`: the archive named objects of another schema.
          *     - `server_version_unsupported`: the database server is newer than the bundled pg_dump.
          *     - `storage_failed`: the upload to storage failed; no file was kept.
+         *     - `encryption_failed`: the archive could not be encrypted: one of the clinic's keys (named in `error`, with its fingerprint; marked `usable: false` in `GET /encryption-keys`) is one age cannot encrypt to, or the encryption library failed; nothing was stored.
          *     - `clinic_not_available`: the clinic is no longer active.
          *     - `stale`: the backup (or restore job) did not finish within the worker's time limit.
          *     - `checksum_mismatch`: the stored file's sha256 or size differs from the backup's (damaged or tampered); nothing changed.
@@ -372,7 +373,7 @@ export interface components {
          *     - `internal_error`: an unexpected error.
          * @enum {string}
          */
-        BackupErrorCode: "dump_failed" | "dump_timeout" | "archive_invalid" | "foreign_objects_in_archive" | "server_version_unsupported" | "storage_failed" | "clinic_not_available" | "stale" | "checksum_mismatch" | "missing_dependency" | "restore_failed" | "restore_interrupted" | "clinic_busy" | "pre_restore_backup_failed" | "verification_failed" | "verification_unavailable" | "internal_error";
+        BackupErrorCode: "dump_failed" | "dump_timeout" | "archive_invalid" | "foreign_objects_in_archive" | "server_version_unsupported" | "storage_failed" | "encryption_failed" | "clinic_not_available" | "stale" | "checksum_mismatch" | "missing_dependency" | "restore_failed" | "restore_interrupted" | "clinic_busy" | "pre_restore_backup_failed" | "verification_failed" | "verification_unavailable" | "internal_error";
         Backup: {
             /** Format: uuid */
             id: string;
@@ -557,13 +558,26 @@ export interface components {
             created_by_name?: string | null;
             /** Format: date-time */
             created_at: string;
+            /**
+             * @description Whether age can encrypt to the key (proven with a probe each time the keys are
+             *     listed). A key registered through this API always is; one that is not (stored by
+             *     another way) fails every backup with `encryption_failed` until it is removed.
+             */
+            usable: boolean;
+            /** @description Why the key cannot be used, when `usable` is false. */
+            problem: string | null;
         };
         EncryptionKeyList: {
             items: components["schemas"]["EncryptionKey"][];
         };
         RegisterKeyRequest: {
+            /** @description Surrounding spaces are removed; a label of spaces only is a 422. */
             label: string;
-            /** @description An age X25519 public key (age1…). A private key (AGE-SECRET-KEY-…) is refused. */
+            /**
+             * @description An age X25519 public key (age1…) that age can encrypt to: a probe is encrypted to it
+             *     first, so a key of small order (such as the all-zero `age1qqqq…5cu47z`) is a 422
+             *     `validation_error` on `public_key`. A private key (AGE-SECRET-KEY-…) is refused.
+             */
             public_key: string;
         };
         /**
@@ -1208,7 +1222,7 @@ type ReadonlyArray<T> = [
 export const errorCodeValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ErrorCode"]> = ["bad_request", "invalid_cursor", "missing_token", "invalid_token", "token_expired", "forbidden", "clinic_not_available", "not_found", "backup_not_found", "restore_not_found", "key_not_found", "operation_in_progress", "backup_not_completed", "undo_not_available", "encryption_key_required", "key_already_registered", "payload_too_large", "validation_error", "private_key_refused", "quota_exceeded", "internal_error", "service_unavailable", "verification_unavailable"];
 export const backupStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["BackupStatus"]> = ["pending", "running", "completed", "failed", "deleted"];
 export const backupTriggerValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["BackupTrigger"]> = ["manual", "scheduled", "pre_restore"];
-export const backupErrorCodeValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["BackupErrorCode"]> = ["dump_failed", "dump_timeout", "archive_invalid", "foreign_objects_in_archive", "server_version_unsupported", "storage_failed", "clinic_not_available", "stale", "checksum_mismatch", "missing_dependency", "restore_failed", "restore_interrupted", "clinic_busy", "pre_restore_backup_failed", "verification_failed", "verification_unavailable", "internal_error"];
+export const backupErrorCodeValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["BackupErrorCode"]> = ["dump_failed", "dump_timeout", "archive_invalid", "foreign_objects_in_archive", "server_version_unsupported", "storage_failed", "encryption_failed", "clinic_not_available", "stale", "checksum_mismatch", "missing_dependency", "restore_failed", "restore_interrupted", "clinic_busy", "pre_restore_backup_failed", "verification_failed", "verification_unavailable", "internal_error"];
 export const backupEncryptionValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Backup"]["encryption"]> = ["none", "age"];
 export const backupFormatValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Backup"]["format"]> = ["custom"];
 export const verifyOutcomeValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["VerifyOutcome"]> = ["passed", "failed"];

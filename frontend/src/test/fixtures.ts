@@ -145,6 +145,8 @@ export function encryptionKey(fields: Partial<EncryptionKey> = {}): EncryptionKe
     created_by: 'u-ana',
     created_by_name: 'Ana García',
     created_at: '2025-11-20T09:30:00Z',
+    usable: true,
+    problem: null,
     ...fields,
   };
 }

@@ -7,7 +7,13 @@ stream. Memory stays flat and nothing touches disk.
 
 Errors: when the upstream stage raises (pg_dump failed, the archive check refused it) inside
 pyrage's read, the same exception is raised from this stage's read, before the end of the
-stream, so the upload aborts as it would without encryption.
+stream, so the upload aborts as it would without encryption. What pyrage itself raises is
+translated: encryption failures become `EncryptionFailed`, decryption failures
+`ArchiveInvalid` — including Rust panics, which pyo3 raises as `PanicException`, a
+`BaseException` that `except Exception` misses (the zero point `age1qqqq…5cu47z` makes pyrage
+panic). Only KeyboardInterrupt and SystemExit keep their meaning and pass through as they are.
+
+`recipient_problem` proves a recipient before it is stored or used: it encrypts a probe to it.
 """
 
 from __future__ import annotations
@@ -17,9 +23,11 @@ import os
 import threading
 from typing import Any
 
-from ..errors import ArchiveInvalid
+from ..errors import ArchiveInvalid, EncryptionFailed
 
 READ_CHUNK = 1024 * 1024
+# What keeps its meaning wherever it is raised: a stop, never a failed backup.
+INTERRUPTS = (KeyboardInterrupt, SystemExit)
 
 
 class _RecordingReader(io.RawIOBase):
@@ -83,7 +91,9 @@ class _PipeStage(io.RawIOBase):
         if self._upstream.error is not None:
             raise self._upstream.error
         if self._error is not None:
-            raise self.translate(self._error)
+            if isinstance(self._error, INTERRUPTS):
+                raise self._error
+            raise self.translate(self._error) from None
         return 0
 
     def translate(self, error: BaseException) -> BaseException:
@@ -105,13 +115,27 @@ class EncryptStage(_PipeStage):
 
         if not recipients:
             raise ValueError("at least one recipient is needed")
-        self._recipients = [x25519.Recipient.from_str(r) for r in recipients]
+        try:
+            self._recipients = [x25519.Recipient.from_str(r) for r in recipients]
+        except INTERRUPTS:
+            raise
+        except BaseException:  # pyrage's errors and panics alike
+            raise EncryptionFailed(
+                "a recipient is not an age X25519 public key; nothing was stored"
+            ) from None
         super().__init__(source, "encrypt")
 
     def work(self, reader: Any, writer: Any) -> None:
         import pyrage
 
         pyrage.encrypt_io(reader, writer, self._recipients)
+
+    def translate(self, error: BaseException) -> BaseException:
+        # The panic's text ("Generated the all-zero esk…") helps no clinic: a plain reason.
+        return EncryptionFailed(
+            "the archive could not be encrypted (a recipient age cannot encrypt to, or the "
+            "encryption library failed); nothing was stored"
+        )
 
 
 class DecryptStage(_PipeStage):
@@ -139,13 +163,42 @@ class DecryptStage(_PipeStage):
 
 
 def is_public_key(value: str) -> bool:
+    """An age X25519 recipient that parses (see `recipient_problem` for one that works)."""
     from pyrage import x25519
 
     try:
         x25519.Recipient.from_str(value)
-    except Exception:
+    except INTERRUPTS:
+        raise
+    except BaseException:
         return False
     return value.startswith("age1")
+
+
+def recipient_problem(value: str) -> str | None:
+    """None when age can encrypt to `value`; else why not, in a few words (never the key).
+
+    Parsing is not enough: a point of small order (the all-zero `age1qqqq…5cu47z`, and its
+    few siblings) parses, then makes every encryption fail — pyrage panics. So a probe is
+    encrypted to it; it costs well under a millisecond."""
+    import pyrage
+    from pyrage import x25519
+
+    if not value.startswith("age1"):
+        return "not an age X25519 public key (age1…)"
+    try:
+        recipient = x25519.Recipient.from_str(value)
+    except INTERRUPTS:
+        raise
+    except BaseException:
+        return "not an age X25519 public key (age1…)"
+    try:
+        pyrage.encrypt(b"probe", [recipient])
+    except INTERRUPTS:
+        raise
+    except BaseException:
+        return "age cannot encrypt to it (a point of small order)"
+    return None
 
 
 def looks_like_private_key(value: str) -> bool:

@@ -91,7 +91,11 @@ class LocalQueue:
             try:
                 assert self._consumer is not None
                 self._consumer(message)
-            except Exception:
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException:
+                # BaseException: a native panic (pyo3's PanicException) in one job must not
+                # end the thread that serves every later one.
                 logger.exception("local job failed")
             finally:
                 with self._idle:

@@ -251,8 +251,11 @@ class PostgresRestores:
                 (restore_id,),
             )
             row = cur.fetchone()
-            if row is None or row["kind"] != "restore":
+            if row is None:
                 raise RestoreNotFound()
+            if row["kind"] != "restore":
+                # It exists (GET /restores/{id} shows it): a verification changed nothing.
+                raise UndoNotAvailable("A verification changed nothing: there is nothing to undo.")
             latest = self._latest_completed(cur, schema)
             if row["status"] != "completed" or latest is None or latest["id"] != row["id"]:
                 raise UndoNotAvailable(

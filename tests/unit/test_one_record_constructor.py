@@ -1,0 +1,60 @@
+"""A backup record is built in one place for every path that makes a backup
+(`service.new_backup_record`, which always sets `encryption="age"`): the pre-restore backup was
+stored in plaintext because a second constructor forgot it. The only other places that build a
+`BackupRecord` rebuild an existing one (a database row, a manifest); re-encryption rewrites the
+record it has and builds none."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+LAYER = Path(__file__).resolve().parents[2] / "shared" / "clinic_backups"
+ALLOWED = {
+    ("service.py", "new_backup_record"),  # every new backup: manual, scheduled, pre-restore
+    ("service.py", "_record_from_manifest"),  # rebuilding an existing backup from storage
+    ("adapters/postgres.py", "_record"),  # reading an existing backup's row
+}
+
+
+def constructors() -> set[tuple[str, str]]:
+    found = set()
+    for path in LAYER.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for function in ast.walk(tree):
+            if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for node in ast.walk(function):
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Name)
+                    and node.func.id == "BackupRecord"
+                ):
+                    found.add((path.relative_to(LAYER).as_posix(), function.name))
+    return found
+
+
+def test_backup_records_are_built_only_by_the_one_constructor_and_the_two_readers():
+    assert constructors() == ALLOWED
+
+
+def test_the_one_constructor_always_encrypts():
+    import uuid
+
+    from clinic_backups.models import Trigger
+    from clinic_backups.service import Services, new_backup_record
+
+    class Records:  # the constructor touches no repository
+        pass
+
+    svc = Services(records=Records(), tenants=Records())  # type: ignore[arg-type]
+    for trigger in Trigger:
+        record = new_backup_record(
+            svc, "clinica_x", uuid.uuid4(), trigger=trigger, actor_id="u", actor_name=None
+        )
+        assert record.encryption == "age" and record.file_name.endswith(".dump.age"), trigger
+
+
+def test_reencryption_builds_no_record():
+    source = (LAYER / "reencrypt.py").read_text()
+    assert "BackupRecord(" not in source and "new_backup_record" not in source
