@@ -39,6 +39,7 @@ functions sent are received from the queue and delivered to the built function a
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import itertools
 import json
@@ -83,6 +84,7 @@ BOOTSTRAP = Path(__file__).resolve().with_name("lambda_bootstrap.py")
 RUNTIME_API = "/2018-06-01/runtime"
 EXECUTION_ENV = "AWS_Lambda_python3.12"
 EPHEMERAL_STORAGE_MB = 512
+RESPONSE_LIMIT = 6 * 1024 * 1024  # a synchronous invocation's response payload
 # Variables Lambda sets itself: a template may not set them (CloudFormation refuses it).
 RESERVED = frozenset(
     {
@@ -350,8 +352,6 @@ class ArtifactContainer:
     _ids = itertools.count(1)
 
     def __init__(self, runtime: ArtifactRuntime, function: Function) -> None:
-        import concurrent.futures
-
         self.runtime = runtime
         self.function = function
         self.spec = runtime.specs[function.folder]
@@ -362,7 +362,6 @@ class ArtifactContainer:
         self.log_path = runtime.log_dir / f"{function.folder}-{self.number}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.api: RuntimeApi | None = None
-        self.cold_starts = 0
         self._private_tmp: Path | None = None
 
     @property
@@ -402,7 +401,6 @@ class ArtifactContainer:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: a timeout kills pg_dump too
             )
-        self.cold_starts += 1
         if runtime.on_start is not None:
             runtime.on_start(self.proc.pid)
 
@@ -467,6 +465,15 @@ class ArtifactContainer:
         if pending.error is not None:
             return self._failed(_function_error(pending.error), started)
         raw = pending.response or b""
+        if len(raw) > RESPONSE_LIMIT:
+            return self._failed(
+                FunctionError(
+                    "Function.ResponseSizeTooLarge",
+                    f"Response payload size ({len(raw)} bytes) exceeded maximum allowed "
+                    f"payload size ({RESPONSE_LIMIT} bytes).",
+                ),
+                started,
+            )
         try:
             payload = json.loads(raw) if raw else None
         except ValueError:

@@ -294,10 +294,10 @@ class _Resolver:
             return [self.value(item) for item in node]
         if not isinstance(node, dict):
             return node
-        intrinsic = len(node) == 1 and next(iter(node)) in ("Ref", "Condition")
-        if not (intrinsic or (len(node) == 1 and str(next(iter(node))).startswith("Fn::"))):
-            return {key: self.value(item) for key, item in node.items()}  # a plain mapping
-        ((key, arg),) = node.items()
+        key = str(next(iter(node))) if len(node) == 1 else ""
+        if key not in ("Ref", "Condition") and not key.startswith("Fn::"):
+            return {name: self.value(item) for name, item in node.items()}  # a plain mapping
+        arg = node[key]
         if key == "Ref":
             return self.ref(str(arg))
         if key == "Condition":
