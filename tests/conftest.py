@@ -133,9 +133,7 @@ def pg_bin_dir() -> str:
 def sam_build() -> Path:
     """`make build` (sam build) once per session: the build output every test of what ships
     reads (tests/integration/test_sam_build.py, tests/artifact)."""
-    subprocess.run(
-        ["make", "-s", "build"], cwd=paths.repo_root(), check=True, capture_output=True
-    )
+    subprocess.run(["make", "-s", "build"], cwd=paths.repo_root(), check=True, capture_output=True)
     return paths.sam_build_dir()
 
 
