@@ -64,17 +64,27 @@ from pathlib import Path
 from typing import Any
 
 from devstack import paths
-from devstack.gateway import FunctionError, FunctionRuntime, Invocation, sqs_record
-from devstack.template import Deployment, Function, Template, UnresolvedTemplate, load_template
+from devstack.gateway import FunctionError, FunctionRuntime, Invocation, read_body, sqs_record
+from devstack.template import (
+    REGION,
+    Deployment,
+    Function,
+    Template,
+    UnresolvedTemplate,
+    load_template,
+)
 
 __all__ = [
     "ArtifactError",
     "ArtifactRuntime",
     "Delivery",
+    "LocalDeployment",
+    "LocalServices",
     "RuntimeApi",
     "SqsEventSource",
     "create_queues",
     "create_secret",
+    "deploy_locally",
     "python312",
 ]
 
@@ -238,17 +248,6 @@ class _RuntimeApiHandler(BaseHTTPRequestHandler):
     def _json(self, status: int, data: Any) -> None:
         self._reply(status, json.dumps(data).encode(), {"Content-Type": "application/json"})
 
-    def _body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks = []
-            while size := int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16):
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                pass
-            return b"".join(chunks)
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
     def do_GET(self) -> None:
         if self.path != f"{RUNTIME_API}/invocation/next":
             self._json(404, {"errorType": "NotFound", "errorMessage": self.path})
@@ -271,7 +270,7 @@ class _RuntimeApiHandler(BaseHTTPRequestHandler):
         )
 
     def do_POST(self) -> None:
-        body = self._body()
+        body = read_body(self.rfile, self.headers)
         found = re.fullmatch(rf"{RUNTIME_API}/invocation/([^/]+)/(response|error)", self.path)
         if found:
             request_id, kind = found.groups()
@@ -726,6 +725,96 @@ def create_queues(template: Template, client: Any, prefix: str) -> dict[str, str
 def create_secret(client: Any, name: str, value: str) -> str:
     """A Secrets Manager secret (moto); returns its ARN, for a parameter value."""
     return str(client.create_secret(Name=name, SecretString=value)["ARN"])
+
+
+@dataclass(frozen=True)
+class LocalServices:
+    """The local stand-ins a deployment of the built stack uses, and what its secrets hold."""
+
+    moto_url: str  # SQS and Secrets Manager
+    database_url: str  # the functions' role (clinic_backup)
+    restore_database_url: str  # the restore role
+    verify_database_url: str  # the verification server
+    jwt_secret: str
+    jwt_issuer: str
+    platform_identity: str  # the platform's age identity (AGE-SECRET-KEY-…)
+    storage_backend: str  # supabase | s3
+    bucket: str
+    s3_endpoint_url: str
+    s3_region: str
+    s3_access_key_id: str
+    s3_secret_access_key: str
+    supabase_url: str = ""
+    supabase_service_key: str = ""
+
+
+@dataclass(frozen=True)
+class LocalDeployment:
+    """A deployment of the built stack on the local services."""
+
+    deployment: Deployment
+    service_environment: dict[str, str]  # what the functions need to reach moto
+    sqs: Any  # a client of moto's SQS (for SqsEventSource)
+
+
+def deploy_locally(built: Template, services: LocalServices, *, name: str) -> LocalDeployment:
+    """What `sam deploy` would do, onto the local services: the template's queues on moto's
+    SQS, the secrets in its Secrets Manager (the app secret, the platform's identity, the
+    restore role's and the verification server's URLs), and the parameter values — the ones
+    without a default and the local services' endpoints; every other parameter keeps its
+    default. Names start with `name`."""
+    import boto3
+    from clinic_backups.adapters.age import public_key_of
+
+    aws: dict[str, Any] = {
+        "endpoint_url": services.moto_url,
+        "region_name": REGION,
+        "aws_access_key_id": "local",
+        "aws_secret_access_key": "local",
+    }
+    sqs = boto3.client("sqs", **aws)
+    secretsmanager = boto3.client("secretsmanager", **aws)
+
+    def secret(suffix: str, value: Any) -> str:
+        text = value if isinstance(value, str) else json.dumps(value)
+        return create_secret(secretsmanager, f"{name}/{suffix}", text)
+
+    app_secret = {
+        "database_url": services.database_url,
+        "jwt_secret": services.jwt_secret,
+        "s3_access_key_id": services.s3_access_key_id,
+        "s3_secret_access_key": services.s3_secret_access_key,
+        "supabase_service_key": services.supabase_service_key,
+    }
+    parameters = {
+        "AppSecretArn": secret("app", {k: v for k, v in app_secret.items() if v}),
+        "JwtIssuer": services.jwt_issuer,
+        "PlatformAgeRecipients": public_key_of(services.platform_identity),
+        "PlatformIdentitySecretArn": secret("platform-identity", services.platform_identity),
+        "RestoreDatabaseSecretArn": secret(
+            "restore-database", {"database_url": services.restore_database_url}
+        ),
+        "VerifyDatabaseSecretArn": secret(
+            "verify-database", {"database_url": services.verify_database_url}
+        ),
+        "StorageBackend": services.storage_backend,
+        "StorageBucket": services.bucket,
+        "S3EndpointUrl": services.s3_endpoint_url,
+        "S3Region": services.s3_region,
+        "SupabaseUrl": services.supabase_url,
+    }
+    return LocalDeployment(
+        deployment=Deployment(
+            parameters=parameters, resources=create_queues(built, sqs, name), region=REGION
+        ),
+        service_environment={
+            "AWS_ENDPOINT_URL_SQS": services.moto_url,
+            "AWS_ENDPOINT_URL_SECRETS_MANAGER": services.moto_url,
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+        },
+        sqs=sqs,
+    )
 
 
 # --------------------------------------------------------------------------- SQS

@@ -73,6 +73,7 @@ __all__ = [
     "Gateway",
     "LambdaContext",
     "build_http_event",
+    "read_body",
     "sqs_event",
     "sqs_record",
 ]
@@ -735,6 +736,28 @@ class _BodyTooLarge(Exception):
     pass
 
 
+def read_body(rfile: Any, headers: Any, limit: int | None = None) -> bytes:
+    """A request's body, by Content-Length or chunked; _BodyTooLarge past `limit` bytes."""
+    if "chunked" in headers.get("Transfer-Encoding", "").lower():
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            size = int(rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+            if size == 0:
+                while rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass
+                return b"".join(chunks)
+            total += size
+            if limit is not None and total > limit:
+                raise _BodyTooLarge()
+            chunks.append(rfile.read(size))
+            rfile.readline()
+    length = int(headers.get("Content-Length") or 0)
+    if limit is not None and length > limit:
+        raise _BodyTooLarge()
+    return bytes(rfile.read(length)) if length > 0 else b""
+
+
 class _Handler(BaseHTTPRequestHandler):
     gateway: Gateway
     protocol_version = "HTTP/1.1"
@@ -772,24 +795,7 @@ class _Handler(BaseHTTPRequestHandler):
     # -- plumbing ---------------------------------------------------------------------------
 
     def _read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks: list[bytes] = []
-            total = 0
-            while True:
-                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(chunks)
-                total += size
-                if total > MAX_BODY_BYTES:
-                    raise _BodyTooLarge()
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY_BYTES:
-            raise _BodyTooLarge()
-        return self.rfile.read(length) if length > 0 else b""
+        return read_body(self.rfile, self.headers, MAX_BODY_BYTES)
 
     def _send(self, reply: Reply, request_id: str | None = None) -> None:
         self.send_response(reply.status)

@@ -241,73 +241,44 @@ class Stack:
     def _start_artifact(
         self, secrets: dict[str, str], backup_url: str, storage_env: dict[str, str], moto: str
     ) -> None:
-        """Deploy the built stack onto the local services: the template's queues on moto's
-        SQS, the secrets in its Secrets Manager, the parameters `sam deploy` would be given;
-        then one warm container per function."""
-        import json
-
-        import boto3
-        from clinic_backups.adapters.age import public_key_of
-
+        """Deploy the built stack onto the local services (devstack.artifact.deploy_locally),
+        then start one warm container per function."""
         from devstack.artifact import (
             ArtifactError,
             ArtifactRuntime,
+            LocalServices,
             SqsEventSource,
-            create_queues,
-            create_secret,
+            deploy_locally,
         )
-        from devstack.template import REGION, Deployment
 
-        aws: dict[str, Any] = {
-            "endpoint_url": moto,
-            "region_name": REGION,
-            "aws_access_key_id": "local",
-            "aws_secret_access_key": "local",
-        }
-        sqs = boto3.client("sqs", **aws)
-        secretsmanager = boto3.client("secretsmanager", **aws)
         built = load_template(paths.sam_build_dir() / "template.yaml")
-        app_secret = {
-            "database_url": backup_url,
-            "jwt_secret": secrets["jwt_secret"],
-            "s3_access_key_id": storage_env["S3_ACCESS_KEY_ID"],
-            "s3_secret_access_key": storage_env["S3_SECRET_ACCESS_KEY"],
-            "supabase_service_key": storage_env["SUPABASE_SERVICE_KEY"],
-        }
-        identity = secrets["platform_age_identity"]
-
-        def secret(name: str, value: str) -> str:
-            return create_secret(secretsmanager, f"clinic-backups/{name}", value)
-
-        parameters = {
-            "AppSecretArn": secret("app", json.dumps({k: v for k, v in app_secret.items() if v})),
-            "JwtIssuer": tokens.DEMO_ISSUER,
-            "PlatformAgeRecipients": public_key_of(identity),
-            "PlatformIdentitySecretArn": secret("platform-identity", identity),
-            "RestoreDatabaseSecretArn": secret(
-                "restore-database", json.dumps({"database_url": self.restore_url})
+        local = deploy_locally(
+            built,
+            LocalServices(
+                moto_url=moto,
+                database_url=backup_url,
+                restore_database_url=self.restore_url,
+                verify_database_url=storage_env["VERIFY_DATABASE_URL"],
+                jwt_secret=secrets["jwt_secret"],
+                jwt_issuer=tokens.DEMO_ISSUER,
+                platform_identity=secrets["platform_age_identity"],
+                storage_backend=self.options.storage,
+                bucket=storage_env["STORAGE_BUCKET"],
+                s3_endpoint_url=storage_env["S3_ENDPOINT_URL"],
+                s3_region=storage_env["S3_REGION"],
+                s3_access_key_id=storage_env["S3_ACCESS_KEY_ID"],
+                s3_secret_access_key=storage_env["S3_SECRET_ACCESS_KEY"],
+                supabase_url=storage_env["SUPABASE_URL"],
+                supabase_service_key=storage_env["SUPABASE_SERVICE_KEY"],
             ),
-            "VerifyDatabaseSecretArn": secret(
-                "verify-database", json.dumps({"database_url": storage_env["VERIFY_DATABASE_URL"]})
-            ),
-            "StorageBackend": self.options.storage,
-            "StorageBucket": storage_env["STORAGE_BUCKET"],
-            "S3EndpointUrl": storage_env["S3_ENDPOINT_URL"],
-            "S3Region": storage_env["S3_REGION"],
-            "SupabaseUrl": storage_env["SUPABASE_URL"],
-        }
-        deployment = Deployment(parameters=parameters, resources=create_queues(built, sqs, "local"))
-        self.audience = str(built.resolve({"Ref": "JwtAudience"}, deployment))
+            name="local",
+        )
+        self.audience = str(built.resolve({"Ref": "JwtAudience"}, local.deployment))
         try:
             self.runtime = ArtifactRuntime(
                 self.template,
-                deployment,
-                service_environment={
-                    "AWS_ENDPOINT_URL_SQS": moto,
-                    "AWS_ENDPOINT_URL_SECRETS_MANAGER": moto,
-                    "AWS_ACCESS_KEY_ID": "local",
-                    "AWS_SECRET_ACCESS_KEY": "local",
-                },
+                local.deployment,
+                service_environment=local.service_environment,
                 log_dir=self.state.root / "artifact-logs",
                 on_start=lambda pid: self.reaper.watch(pid, signal.SIGKILL),
             )
@@ -319,7 +290,7 @@ class Stack:
             for f in self.template.functions
         }
         self.broken = [f for f, future in warm.items() if not future.result()]
-        self.event_source = SqsEventSource(self.runtime, sqs, deployment)
+        self.event_source = SqsEventSource(self.runtime, local.sqs, local.deployment)
 
     def _timed(self, name: str, step: Any, *args: Any) -> Any:
         started = time.monotonic()

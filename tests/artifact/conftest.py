@@ -2,10 +2,11 @@
 (`devstack.artifact`: python3.12 -I -S, awslambdaric, a local Runtime API, read-only code)
 against the real services of this session.
 
-The "deployment": the template's parameters as `sam deploy` would be given them (the
-required ones, and the endpoints of the local services), the template's queues created on
-moto's SQS, the secrets in moto's Secrets Manager — the functions read their database URLs,
-JWT secret, storage keys and the platform's age identity from there, as in AWS. Storage is
+The deployment is `devstack.artifact.deploy_locally`'s, as for `make run ARGS=--artifact`: the
+template's parameters as `sam deploy` would be given them (the required ones, and the
+endpoints of the local services), the template's queues created on moto's SQS, the secrets in
+moto's Secrets Manager — the functions read their database URLs, JWT secret, storage keys and
+the platform's age identity from there, as in AWS. Storage is
 the product's default backend, Supabase: uploads through SeaweedFS's S3 (the session's
 `s3_server`, bucket `bucket`), signed URLs and deletes from the Storage API stand-in. The
 database is a new one on the session's PostgreSQL holding the local stack's demo
@@ -26,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import boto3
 import psycopg2
 import psycopg2.extensions
 import pytest
@@ -36,16 +36,15 @@ from devstack import demo, paths, tokens
 from devstack.artifact import (
     ArtifactRuntime,
     Delivery,
+    LocalDeployment,
+    LocalServices,
     SqsEventSource,
-    create_queues,
-    create_secret,
+    deploy_locally,
 )
 from devstack.gateway import Invocation
 from devstack.template import Deployment, load_template
 from tests import helpers
 from tests.conftest import with_dbname
-
-REGION = "eu-west-1"
 
 
 def as_role(url: str, role: str) -> str:
@@ -112,17 +111,24 @@ def supabase_storage(s3_server: Any, bucket: str) -> Iterator[Any]:
 
 
 @dataclass
-class LocalDeployment:
-    """The stack as deployed here, and what a caller of it holds."""
+class Deployed:
+    """The built stack as deployed here, and what a caller of it holds."""
 
-    deployment: Deployment
-    service_environment: dict[str, str]
+    local: LocalDeployment
     jwt_secret: str
+    jwt_issuer: str
     bucket: str
     database: DemoDatabase
-    sqs: Any
     # Values no response or log line may ever contain.
     secrets: list[str] = field(default_factory=list)
+
+    @property
+    def deployment(self) -> Deployment:
+        return self.local.deployment
+
+    @property
+    def sqs(self) -> Any:
+        return self.local.sqs
 
     def token(self, clinic: str, role: str = "admin") -> str:
         user = next(u for u in demo.USERS if u.clinic == clinic and u.role == role)
@@ -132,7 +138,7 @@ class LocalDeployment:
             name=user.name,
             tenant=user.clinic,
             clinic_role=user.role,
-            issuer=self.deployment.parameters["JwtIssuer"],
+            issuer=self.jwt_issuer,
         )
 
 
@@ -145,62 +151,35 @@ def local_deployment(
     supabase_storage: Any,
     demo_database: DemoDatabase,
     pg18_server: str,
-) -> LocalDeployment:
-    aws: dict[str, Any] = {
-        "endpoint_url": moto_server,
-        "region_name": REGION,
-        "aws_access_key_id": "testing",
-        "aws_secret_access_key": "testing",
-    }
-    sqs = boto3.client("sqs", **aws)
-    secretsmanager = boto3.client("secretsmanager", **aws)
-    tag = f"artifact-{secrets.token_hex(4)}"
-    built = load_template(sam_build / "template.yaml")
-    resources = create_queues(built, sqs, tag)
+) -> Deployed:
     jwt_secret = secrets.token_urlsafe(48)
-    app_secret = {
-        "database_url": demo_database.backup_url,
-        "jwt_secret": jwt_secret,
-        "s3_access_key_id": s3_server.access_key,
-        "s3_secret_access_key": s3_server.secret_key,
-        "supabase_service_key": supabase_storage.service_key,
-    }
-    parameters = {
-        # what `sam deploy --guided` asks for (no default in the template) …
-        "AppSecretArn": create_secret(secretsmanager, f"{tag}/app", json.dumps(app_secret)),
-        "JwtIssuer": tokens.DEMO_ISSUER,
-        "PlatformAgeRecipients": helpers.PLATFORM_RECIPIENT,
-        "PlatformIdentitySecretArn": create_secret(
-            secretsmanager, f"{tag}/platform-identity", helpers.PLATFORM_IDENTITY
+    local = deploy_locally(
+        load_template(sam_build / "template.yaml"),
+        LocalServices(
+            moto_url=moto_server,
+            database_url=demo_database.backup_url,
+            restore_database_url=demo_database.restore_url,
+            verify_database_url=pg18_server,
+            jwt_secret=jwt_secret,
+            jwt_issuer=tokens.DEMO_ISSUER,
+            platform_identity=helpers.PLATFORM_IDENTITY,
+            storage_backend="supabase",  # the template's default
+            bucket=bucket,
+            s3_endpoint_url=s3_server.endpoint_url,
+            s3_region=s3_server.region,
+            s3_access_key_id=s3_server.access_key,
+            s3_secret_access_key=s3_server.secret_key,
+            supabase_url=supabase_storage.url,
+            supabase_service_key=supabase_storage.service_key,
         ),
-        # … the optional secrets of the restore role and the verification server …
-        "RestoreDatabaseSecretArn": create_secret(
-            secretsmanager,
-            f"{tag}/restore-database",
-            json.dumps({"database_url": demo_database.restore_url}),
-        ),
-        "VerifyDatabaseSecretArn": create_secret(
-            secretsmanager, f"{tag}/verify-database", pg18_server
-        ),
-        # … and where the local services are.
-        "S3EndpointUrl": s3_server.endpoint_url,
-        "S3Region": s3_server.region,
-        "SupabaseUrl": supabase_storage.url,
-        "StorageBucket": bucket,
-    }
-    return LocalDeployment(
-        deployment=Deployment(parameters=parameters, resources=resources, region=REGION),
-        service_environment={
-            # what the local AWS services need: their endpoints and (moto's) credentials
-            "AWS_ENDPOINT_URL_SQS": moto_server,
-            "AWS_ENDPOINT_URL_SECRETS_MANAGER": moto_server,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-        },
+        name=f"artifact-{secrets.token_hex(4)}",
+    )
+    return Deployed(
+        local=local,
         jwt_secret=jwt_secret,
+        jwt_issuer=tokens.DEMO_ISSUER,
         bucket=bucket,
         database=demo_database,
-        sqs=sqs,
         secrets=[
             jwt_secret,
             s3_server.secret_key,
@@ -213,7 +192,7 @@ def local_deployment(
 class Harness:
     """The built functions, invoked as Lambda would invoke them."""
 
-    def __init__(self, runtime: ArtifactRuntime, events: SqsEventSource, local: LocalDeployment):
+    def __init__(self, runtime: ArtifactRuntime, events: SqsEventSource, local: Deployed):
         self.runtime = runtime
         self.events = events
         self.local = local
@@ -265,13 +244,13 @@ class Harness:
 def harness(
     sam_build: Path,
     lambda_runtime: Path,
-    local_deployment: LocalDeployment,
+    local_deployment: Deployed,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Harness]:
     runtime = ArtifactRuntime(
         load_template(),
         local_deployment.deployment,
-        service_environment=local_deployment.service_environment,
+        service_environment=local_deployment.local.service_environment,
         log_dir=tmp_path_factory.mktemp("artifact-logs"),
         build_dir=sam_build,
         runtime_dir=lambda_runtime,
@@ -292,7 +271,7 @@ def harness(
 _PLACEHOLDER = re.compile(r"REPLACE_WITH_TOKEN(?: \(make token CLINIC=(\w+) ROLE=(\w+)\))?")
 
 
-def sample_event(relative: str, local: LocalDeployment, ids: dict[str, str] | None = None) -> Any:
+def sample_event(relative: str, local: Deployed, ids: dict[str, str] | None = None) -> Any:
     """An event of `events/` as `sam local invoke -e` sends it, with a token minted for the
     clinic and role its placeholder names, and the sample id replaced by `ids`' value."""
     text = (helpers.EVENTS / relative).read_text()
