@@ -7,14 +7,15 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | sha1sum | cut -c1-12)
 NPM_STAMP := frontend/node_modules/.installed-$(shell cat frontend/package-lock.json 2>/dev/null | sha1sum | cut -c1-12)
 
-.PHONY: help token venv layer pg-server frontend-deps frontend system-deps run schedule test test-python \
-        test-frontend test-e2e lint build validate bench bench-smoke clean
+.PHONY: help token venv layer pg-server lambda-runtime frontend-deps frontend system-deps run schedule \
+        test test-python test-frontend test-e2e lint build validate bench bench-smoke clean
 
 help:
 	@echo "make run        run the whole product locally (embedded PostgreSQL, SeaweedFS, UI)"
 	@echo "make test       every test: unit, integration, local stack, UI unit and browser e2e"
 	@echo "make lint       ruff, mypy, cfn-lint, sam validate --lint"
 	@echo "make build      sam build (no Docker needed)"
+	@echo "make run ARGS=--artifact   the local stack running the sam build output (what deploys)"
 	@echo "make bench      benchmarks (minutes); make bench-smoke runs them in seconds"
 	@echo "make schedule   send the hourly EventBridge event to the local stack's scheduler"
 
@@ -35,6 +36,18 @@ layer:
 
 pg-server:
 	$(MAKE) -C layers/pgdump pg-server
+
+# The Lambda runtime interface client (awslambdaric, cp312 wheels) the artifact harness runs
+# the built functions with: the runtime's, not the product's, so never in a layer.
+LAMBDA_RUNTIME := .build/lambda-runtime
+$(LAMBDA_RUNTIME)/.installed: devstack/lambda-runtime.txt | $(STAMP)
+	rm -rf $(LAMBDA_RUNTIME)
+	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps \
+		--only-binary=:all: --python-version 3.12 --implementation cp --abi cp312 \
+		--platform manylinux2014_x86_64 --target $(LAMBDA_RUNTIME) -r devstack/lambda-runtime.txt
+	@touch $@
+
+lambda-runtime: $(LAMBDA_RUNTIME)/.installed
 
 $(NPM_STAMP): frontend/package-lock.json
 	cd frontend && npm ci --no-audit --no-fund --loglevel=error
@@ -61,14 +74,15 @@ system-deps:
 
 # --- the two README commands -----------------------------------------------------------------
 
-run: venv layer pg-server frontend
+# ARGS=--artifact serves the functions from the sam build output (devstack/artifact.py).
+run: venv layer pg-server frontend $(if $(findstring --artifact,$(ARGS)),build lambda-runtime)
 	$(PY) -m devstack.run $(ARGS)
 
-test: venv layer pg-server frontend system-deps
+test: venv layer pg-server lambda-runtime frontend system-deps
 	$(PY) -m pytest tests -q -p no:cacheprovider
 	cd frontend && npm test --silent
 
-test-python: venv layer pg-server
+test-python: venv layer pg-server lambda-runtime
 	$(PY) -m pytest tests -q -p no:cacheprovider -m "not e2e"
 
 test-frontend: frontend-deps

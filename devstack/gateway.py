@@ -65,16 +65,23 @@ from pathlib import Path
 from typing import Any
 
 from devstack import paths
-from devstack.template import Function, Route, Template, load_template
+from devstack.template import ACCOUNT, REGION, Function, Route, Template, load_template
 
-__all__ = ["FunctionRuntime", "Gateway", "LambdaContext", "build_http_event", "sqs_event"]
+__all__ = [
+    "FunctionError",
+    "FunctionRuntime",
+    "Gateway",
+    "LambdaContext",
+    "build_http_event",
+    "read_body",
+    "sqs_event",
+    "sqs_record",
+]
 
 log = logging.getLogger("devstack.gateway")
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 INTEGRATION_TIMEOUT = 30.0  # API Gateway HTTP API gives an integration at most 30 s
-REGION = "eu-west-1"
-ACCOUNT = "123456789012"
 LOCAL_PREFIXES = ("__demo", "__local")
 _FUNCTION_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _TEXT_TYPES = re.compile(
@@ -144,6 +151,16 @@ class LambdaContext:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
+class FunctionError(Exception):
+    """An error a function's runtime reported (``errorType``, ``errorMessage``,
+    ``stackTrace``): what Lambda's Invoke API answers with ``X-Amz-Function-Error``."""
+
+    def __init__(self, error_type: str, message: str, trace: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.trace = list(trace or [])
+
+
 @dataclass
 class Invocation:
     """The outcome of one invocation: a payload, or the error Lambda would report."""
@@ -156,6 +173,12 @@ class Invocation:
 
     def lambda_error(self) -> dict[str, Any]:
         error = self.error
+        if isinstance(error, FunctionError):
+            return {
+                "errorMessage": str(error),
+                "errorType": error.error_type,
+                "stackTrace": error.trace,
+            }
         return {
             "errorMessage": str(error) if error is not None else "Task timed out",
             "errorType": type(error).__name__ if error is not None else "TimeoutError",
@@ -251,9 +274,9 @@ class FunctionRuntime:
         self.template = template
         self.max_containers = max_containers
         self._lock = threading.Condition()
-        self._idle: dict[str, list[_Container]] = {}
+        self._idle: dict[str, list[Any]] = {}
         self._count: dict[str, int] = {}
-        self._all: list[_Container] = []
+        self._all: list[Any] = []
 
     def function(self, folder: str) -> Function | None:
         """A function of the template, or any ``functions/<folder>/app.py`` (a function the
@@ -285,7 +308,12 @@ class FunctionRuntime:
         root = paths.repo_root() / "functions"
         return sorted(p.parent.name for p in root.glob("*/app.py"))
 
-    def _acquire(self, fn: Function) -> _Container:
+    def _new_container(self, fn: Function) -> Any:
+        """One execution environment of `fn` (here: an import in this process; the artifact
+        harness starts a process). It has `function`, `executor`, `load()` and `run(event)`."""
+        return _Container(fn)
+
+    def _acquire(self, fn: Function) -> Any:
         with self._lock:
             while True:
                 idle = self._idle.setdefault(fn.folder, [])
@@ -293,12 +321,12 @@ class FunctionRuntime:
                     return idle.pop()
                 if self._count.get(fn.folder, 0) < self.max_containers:
                     self._count[fn.folder] = self._count.get(fn.folder, 0) + 1
-                    container = _Container(fn)
+                    container = self._new_container(fn)
                     self._all.append(container)
                     return container
                 self._lock.wait()
 
-    def _release(self, container: _Container) -> None:
+    def _release(self, container: Any) -> None:
         with self._lock:
             self._idle.setdefault(container.function.folder, []).append(container)
             self._lock.notify_all()
@@ -431,32 +459,48 @@ def new_request_id() -> str:
     return base64.b64encode(secrets.token_bytes(10)).decode().replace("+", "_").replace("/", "-")
 
 
+def sqs_record(
+    body: str,
+    *,
+    queue_arn: str,
+    message_id: str,
+    receipt_handle: str,
+    attributes: dict[str, str],
+    md5_of_body: str | None = None,
+) -> dict[str, Any]:
+    """One SQS record, as Lambda's event source mapping delivers it."""
+    return {
+        "messageId": message_id,
+        "receiptHandle": receipt_handle,
+        "body": body,
+        "attributes": attributes,
+        "messageAttributes": {},
+        "md5OfBody": md5_of_body or hashlib.md5(body.encode(), usedforsecurity=False).hexdigest(),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": queue_arn.split(":")[3],
+    }
+
+
 def sqs_event(
     message: Any, *, queue: str, receive_count: int, message_id: str, sent_ms: int
 ) -> dict[str, Any]:
-    """One SQS record, as Lambda's event source mapping delivers it."""
+    """One message of the local queue as an SQS event of one record."""
     body = message if isinstance(message, str) else json.dumps(message)
     now_ms = int(time.time() * 1000)
-    return {
-        "Records": [
-            {
-                "messageId": message_id,
-                "receiptHandle": base64.b64encode(secrets.token_bytes(24)).decode(),
-                "body": body,
-                "attributes": {
-                    "ApproximateReceiveCount": str(receive_count),
-                    "SentTimestamp": str(sent_ms),
-                    "SenderId": "AIDALOCALSTACK",
-                    "ApproximateFirstReceiveTimestamp": str(now_ms),
-                },
-                "messageAttributes": {},
-                "md5OfBody": hashlib.md5(body.encode(), usedforsecurity=False).hexdigest(),
-                "eventSource": "aws:sqs",
-                "eventSourceARN": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{queue}",
-                "awsRegion": REGION,
-            }
-        ]
-    }
+    record = sqs_record(
+        body,
+        queue_arn=f"arn:aws:sqs:{REGION}:{ACCOUNT}:{queue}",
+        message_id=message_id,
+        receipt_handle=base64.b64encode(secrets.token_bytes(24)).decode(),
+        attributes={
+            "ApproximateReceiveCount": str(receive_count),
+            "SentTimestamp": str(sent_ms),
+            "SenderId": "AIDALOCALSTACK",
+            "ApproximateFirstReceiveTimestamp": str(now_ms),
+        },
+    )
+    return {"Records": [record]}
 
 
 BACKUP_QUEUE = "JobQueue"
@@ -723,6 +767,28 @@ class _BodyTooLarge(Exception):
     pass
 
 
+def read_body(rfile: Any, headers: Any, limit: int | None = None) -> bytes:
+    """A request's body, by Content-Length or chunked; _BodyTooLarge past `limit` bytes."""
+    if "chunked" in headers.get("Transfer-Encoding", "").lower():
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            size = int(rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+            if size == 0:
+                while rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass
+                return b"".join(chunks)
+            total += size
+            if limit is not None and total > limit:
+                raise _BodyTooLarge()
+            chunks.append(rfile.read(size))
+            rfile.readline()
+    length = int(headers.get("Content-Length") or 0)
+    if limit is not None and length > limit:
+        raise _BodyTooLarge()
+    return bytes(rfile.read(length)) if length > 0 else b""
+
+
 class _Handler(BaseHTTPRequestHandler):
     gateway: Gateway
     protocol_version = "HTTP/1.1"
@@ -767,24 +833,7 @@ class _Handler(BaseHTTPRequestHandler):
     # -- plumbing ---------------------------------------------------------------------------
 
     def _read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks: list[bytes] = []
-            total = 0
-            while True:
-                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(chunks)
-                total += size
-                if total > MAX_BODY_BYTES:
-                    raise _BodyTooLarge()
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY_BYTES:
-            raise _BodyTooLarge()
-        return self.rfile.read(length) if length > 0 else b""
+        return read_body(self.rfile, self.headers, MAX_BODY_BYTES)
 
     def _send(self, reply: Reply, request_id: str | None = None) -> None:
         self.send_response(reply.status)

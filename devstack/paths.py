@@ -1,7 +1,8 @@
 """Where the repo's local build outputs live, for the local stack and tests.
 
-``make -C layers/pgdump layer`` and ``make -C layers/pgdump pg-server`` write into ``.build/``
-at the repo root (ignored by git); this module is the one place that knows those paths, so the
+``make -C layers/pgdump layer``, ``make -C layers/pgdump pg-server`` and ``make lambda-runtime``
+write into ``.build/`` at the repo root, ``make build`` into ``.aws-sam/build`` (both ignored
+by git); this module is the one place that knows those paths, so the
 local stack and the tests never hard-code them. ``devstack`` is installed editable from the repo
 (``pip install -e .``), so this file's location is the repo's.
 """
@@ -13,6 +14,7 @@ from pathlib import Path
 
 __all__ = [
     "build_dir",
+    "lambda_runtime_dir",
     "local_dir",
     "pg_server_bin_dir",
     "pg_server_dir",
@@ -20,6 +22,7 @@ __all__ = [
     "pgdump_layer_dir",
     "pgdump_layer_makefile_dir",
     "repo_root",
+    "sam_build_dir",
 ]
 
 
@@ -68,3 +71,13 @@ def pg_server_dir() -> Path:
 def pg_server_bin_dir() -> Path:
     """postgres, initdb, pg_ctl, … for the embedded server."""
     return pg_server_dir() / "bin"
+
+
+def sam_build_dir() -> Path:
+    """``<repo>/.aws-sam/build``: what ``make build`` (sam build) produces and deploys."""
+    return repo_root() / ".aws-sam" / "build"
+
+
+def lambda_runtime_dir() -> Path:
+    """The Lambda runtime interface client for the artifact harness (``make lambda-runtime``)."""
+    return build_dir() / "lambda-runtime"

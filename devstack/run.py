@@ -1,7 +1,7 @@
 """``make run``: the whole product on this machine, with demo data, behind one local URL.
 
     python -m devstack.run [--port 8000] [--host 127.0.0.1] [--state-dir DIR]
-                           [--storage supabase|s3] [--no-ui-build | --rebuild-ui]
+                           [--storage supabase|s3] [--no-ui-build | --rebuild-ui] [--artifact]
 
 What it starts (each stopped again on Ctrl-C, SIGTERM, SIGHUP or any error; a watchdog,
 ``devstack.reaper``, stops them even if this process is SIGKILLed):
@@ -23,6 +23,16 @@ What it starts (each stopped again on Ctrl-C, SIGTERM, SIGHUP or any error; a wa
 - **Gateway** (``devstack.gateway``): API Gateway's HTTP API payload v2 for the routes of
   template.yaml, the functions in-process, the local job queue feeding the worker the way
   SQS does, the UI from ``frontend/dist`` at ``/`` and demo tokens at ``/__demo/accounts``.
+
+**--artifact** (``make run ARGS=--artifact``): the functions are not imported from the source
+tree but run from the ``sam build`` output (``.aws-sam/build``, what ``sam deploy`` ships)
+through the artifact harness (``devstack.artifact``: python3.12 -I -S, awslambdaric, read-only
+code, one process per execution environment). The template's queues and the functions' secrets
+live on a moto server this stack starts, as in AWS: the functions read their database URLs,
+JWT secret, storage keys and the platform's age identity from its Secrets Manager, send jobs to
+its SQS, and the template's SQS event source mappings deliver them to the built workers. The
+settings are the template's parameter defaults (the local services' endpoints aside); each
+container's log is in ``<state>/artifact-logs``.
 
 It prints the URL, the demo accounts and one line for scripts: ``READY <url>``. The running
 stack is described in ``<state>/stack.json`` (``devstack.events`` finds it there).
@@ -111,6 +121,7 @@ class Options:
     storage: str
     ui_build: str  # "auto" | "never" | "always"
     pg_port: int | None
+    artifact: bool = False  # run the sam build output through devstack.artifact
 
 
 class Stack:
@@ -129,6 +140,9 @@ class Stack:
         self.gateway: Any = None
         self.queue: Any = None
         self.verify_pg: Any = None  # the throwaway verification server, when we run one
+        self.moto: Any = None  # --artifact: the queues and secrets of the deployment
+        self.event_source: Any = None  # --artifact: SQS → the built workers
+        self.audience = ""  # the JWT audience the functions check
         self.restore_url = ""
         self.verify_line = ""
         self.npm: subprocess.Popen[bytes] | None = None
@@ -160,7 +174,11 @@ class Stack:
 
         from devstack.gateway import FunctionRuntime
 
-        self.runtime = FunctionRuntime(self.template)
+        artifact = self.options.artifact
+        if artifact:
+            self._check_build()
+        else:
+            self.runtime = FunctionRuntime(self.template)
         # The slow parts run side by side: database + demo, object storage, the UI build,
         # and importing the functions (their cold start, so import errors show now).
         self._startup = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="start")
@@ -172,20 +190,107 @@ class Stack:
         )
         ui = self._startup.submit(self._timed, "ui", self._prepare_ui)
         verify = self._startup.submit(self._timed, "verification database", self._start_verify)
+        moto = self._startup.submit(self._timed, "moto", self._start_moto) if artifact else None
         warm = {
             f: self._startup.submit(self._timed, f"import {f}", self.runtime.warm, f)
-            for f in self.template.functions
+            for f in ([] if artifact else self.template.functions)
         }
         backup_url = database.result()
         storage_env = storage.result()
         storage_env["VERIFY_DATABASE_URL"] = verify.result()
         storage_env["RESTORE_DATABASE_URL"] = self.restore_url
         ui.result()
-        self.broken = [f for f, future in warm.items() if not future.result()]
+        if moto is not None:
+            self._start_artifact(secrets, backup_url, storage_env, moto.result())
+        else:
+            self.broken = [f for f, future in warm.items() if not future.result()]
         self._startup.shutdown()
 
         self._set_service_environment(secrets, backup_url, storage_env)
         self._start_gateway(secrets)
+
+    # -- --artifact: the sam build output through devstack.artifact ------------------------
+
+    def _check_build(self) -> None:
+        from devstack.artifact import ArtifactError, python312
+
+        missing = []
+        if not (paths.sam_build_dir() / "template.yaml").is_file():
+            missing.append("the sam build output (make build)")
+        if not (paths.lambda_runtime_dir() / "awslambdaric").is_dir():
+            missing.append("the Lambda runtime interface client (make lambda-runtime)")
+        try:
+            python312()
+        except ArtifactError as error:
+            missing.append(str(error))
+        if missing:
+            raise StartError(
+                "--artifact needs " + "; ".join(missing) + ": `make run ARGS=--artifact` makes them"
+            )
+
+    def _start_moto(self) -> str:
+        from moto.server import ThreadedMotoServer
+
+        from devstack.postgres import find_free_port
+
+        port = find_free_port()
+        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        self.moto.start()
+        return f"http://127.0.0.1:{port}"
+
+    def _start_artifact(
+        self, secrets: dict[str, str], backup_url: str, storage_env: dict[str, str], moto: str
+    ) -> None:
+        """Deploy the built stack onto the local services (devstack.artifact.deploy_locally),
+        then start one warm container per function."""
+        from devstack.artifact import (
+            ArtifactError,
+            ArtifactRuntime,
+            LocalServices,
+            SqsEventSource,
+            deploy_locally,
+        )
+
+        built = load_template(paths.sam_build_dir() / "template.yaml")
+        local = deploy_locally(
+            built,
+            LocalServices(
+                moto_url=moto,
+                database_url=backup_url,
+                restore_database_url=self.restore_url,
+                verify_database_url=storage_env["VERIFY_DATABASE_URL"],
+                jwt_secret=secrets["jwt_secret"],
+                jwt_issuer=tokens.DEMO_ISSUER,
+                platform_identity=secrets["platform_age_identity"],
+                storage_backend=self.options.storage,
+                bucket=storage_env["STORAGE_BUCKET"],
+                s3_endpoint_url=storage_env["S3_ENDPOINT_URL"],
+                s3_region=storage_env["S3_REGION"],
+                s3_access_key_id=storage_env["S3_ACCESS_KEY_ID"],
+                s3_secret_access_key=storage_env["S3_SECRET_ACCESS_KEY"],
+                supabase_url=storage_env["SUPABASE_URL"],
+                supabase_service_key=storage_env["SUPABASE_SERVICE_KEY"],
+            ),
+            name="local",
+        )
+        self.audience = str(built.resolve({"Ref": "JwtAudience"}, local.deployment))
+        try:
+            self.runtime = ArtifactRuntime(
+                self.template,
+                local.deployment,
+                service_environment=local.service_environment,
+                log_dir=self.state.root / "artifact-logs",
+                on_start=lambda pid: self.reaper.watch(pid, signal.SIGKILL),
+            )
+        except ArtifactError as error:
+            raise StartError(str(error)) from None
+        assert self._startup is not None
+        warm = {
+            f: self._startup.submit(self._timed, f"cold start {f}", self.runtime.warm, f)
+            for f in self.template.functions
+        }
+        self.broken = [f for f, future in warm.items() if not future.result()]
+        self.event_source = SqsEventSource(self.runtime, local.sqs, local.deployment)
 
     def _timed(self, name: str, step: Any, *args: Any) -> Any:
         started = time.monotonic()
@@ -511,9 +616,23 @@ class Stack:
 
         from devstack.gateway import Gateway, JobWorker
 
-        self.queue = LocalQueue.shared()
-        self.queue.start(JobWorker(self.runtime))
-        audience = os.environ.get("JWT_AUDIENCE") or tokens.DEMO_AUDIENCE
+        if self.event_source is not None:
+            self.event_source.start()
+            event_source = self.event_source
+
+            def after_invoke() -> None:
+                event_source.wait_idle(timeout=900)
+
+            audience = self.audience
+        else:
+            self.queue = LocalQueue.shared()
+            self.queue.start(JobWorker(self.runtime))
+            queue = self.queue
+
+            def after_invoke() -> None:
+                queue.join(timeout=900)
+
+            audience = os.environ.get("JWT_AUDIENCE") or tokens.DEMO_AUDIENCE
 
         def accounts() -> list[dict[str, str]]:
             return tokens.demo_accounts(secrets["jwt_secret"], audience=audience)
@@ -524,7 +643,7 @@ class Stack:
             port=self.options.port,
             static_dir=paths.repo_root() / "frontend" / "dist",
             demo_accounts=accounts,
-            after_invoke=lambda: self.queue.join(timeout=900),
+            after_invoke=after_invoke,
             ui_note=self.ui_note or "frontend/dist/index.html does not exist.",
         )
         try:
@@ -555,6 +674,7 @@ class Stack:
                 # Where the backups are (the keys stay in secrets.json): tests scan it.
                 "s3_endpoint_url": os.environ.get("S3_ENDPOINT_URL"),
                 "storage_bucket": os.environ.get("STORAGE_BUCKET"),
+                "artifact": self.options.artifact,
             }
         )
 
@@ -581,6 +701,7 @@ class Stack:
                 ("seaweedfs", lambda: self.weed and self.weed.stop()),
                 ("postgresql", lambda: self.pg and self.pg.stop()),
                 ("verification server", lambda: self.verify_pg and self.verify_pg.stop()),
+                ("moto", lambda: self.moto and self.moto.stop()),
             ]
         )
         self._stop_steps([("watchdog", lambda: self.reaper and self.reaper.close())])
@@ -589,6 +710,10 @@ class Stack:
     def _stop_queue(self, grace: float = 30.0) -> None:
         """Let running backups finish (a killed one would leave its clinic locked), unless a
         second Ctrl-C says not to wait."""
+        if self.event_source is not None:
+            # Stop receiving; a delivery under way ends with its invocation.
+            self.event_source.stop()
+            return
         if self.queue is None:
             return
         if not self.queue.join(timeout=0.1):
@@ -647,6 +772,13 @@ class Stack:
             f"  Verification {self.verify_line}",
             f"  State        {self.state.root}",
         ]
+        if self.options.artifact:
+            lines += [
+                f"  Functions    the sam build output ({paths.sam_build_dir()}), run by the "
+                "artifact harness",
+                f"  Their logs   {self.state.root / 'artifact-logs'}",
+                "  Queues       moto SQS (the template's queues; jobs reach the built workers)",
+            ]
         lines += [f"  Note         {note}" for note in self.state.notes]
         if self.ui_note:
             lines.append(f"  UI           not built: {self.ui_note}")
@@ -739,6 +871,11 @@ def parse_args(argv: list[str] | None) -> Options:
         default="auto",
         help="never run npm; serve a placeholder if the UI is missing",
     )
+    parser.add_argument(
+        "--artifact",
+        action="store_true",
+        help="run the functions from the sam build output (make build) as Lambda does",
+    )
     ui.add_argument(
         "--rebuild-ui",
         dest="ui_build",
@@ -757,6 +894,7 @@ def parse_args(argv: list[str] | None) -> Options:
         storage=args.storage,
         ui_build=args.ui_build,
         pg_port=args.pg_port,
+        artifact=args.artifact,
     )
 
 
@@ -770,7 +908,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     # The functions flush metrics on every invocation; with none recorded powertools warns.
     warnings.filterwarnings("ignore", message="No application metrics to publish")
-    for noisy in ("botocore", "boto3", "s3transfer", "urllib3", "httpx", "httpcore"):
+    for noisy in ("botocore", "boto3", "s3transfer", "urllib3", "httpx", "httpcore", "werkzeug"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
     stack = Stack(options)

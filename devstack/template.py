@@ -4,9 +4,18 @@ The template is the one description of the API: the gateway serves exactly the
 ``AWS::Serverless::Function`` events of ``Type: HttpApi`` it lists (method + path → the
 function's ``CodeUri`` folder), so a route added to the template is served locally with no
 second list to keep in step. Function settings (timeout, memory, handler, environment) come
-from ``Globals.Function`` merged with each function's ``Properties``; ``!Ref`` to a template
-parameter resolves to that parameter's ``Default``. Anything else that only exists in AWS
-(``!Ref JobQueue``, ``!If [...]``, ``!GetAtt``) stays unresolved and is left out.
+from ``Globals.Function`` merged with each function's ``Properties`` (SAM adds the global
+``Layers`` before the function's own). For the in-process stack ``!Ref`` to a template
+parameter resolves to that parameter's ``Default`` and conditions are evaluated on the
+defaults; anything else that only exists in AWS (``!Ref JobQueue``, ``!GetAtt``, a parameter
+without a default) stays unresolved and is left out.
+
+``Template.deployed_environment`` resolves a function's variables the way CloudFormation does
+for one deployment (``Deployment``: parameter values as ``sam deploy --parameter-overrides``
+gives them, and the values of the resources it created, such as the queues' URLs): ``Ref``,
+``Fn::If`` with the template's ``Conditions`` (``Fn::Equals``/``Not``/``And``/``Or``),
+``Fn::Sub``, ``Fn::Join``, ``Fn::Select``, ``Fn::GetAtt`` and ``AWS::NoValue``. The artifact
+harness (``devstack.artifact``) runs the built functions with exactly that.
 
 The YAML is read with ``samtranslator.yaml_helper.yaml_parse`` (installed with the SAM CLI),
 which understands CloudFormation's short tags (``!Ref``, ``!Sub``, ``!If``…).
@@ -23,18 +32,43 @@ from typing import Any
 from devstack import paths
 
 __all__ = [
+    "ACCOUNT",
+    "REGION",
+    "Deployment",
     "Function",
     "Route",
     "Template",
+    "UnresolvedTemplate",
     "load_template",
 ]
 
 FUNCTION_TYPE = "AWS::Serverless::Function"
-_UNRESOLVED = object()
+# The account and region the local stand-ins pretend to be (moto, the gateway's events).
+REGION = "eu-west-1"
+ACCOUNT = "123456789012"
 
 
 class _Unresolvable(Exception):
     pass
+
+
+class UnresolvedTemplate(Exception):
+    """A deployment lacks what the template needs (a parameter without a default, a
+    resource's value): CloudFormation would refuse it too."""
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """What CloudFormation knows when it resolves the template for one stack: the parameter
+    values given at deploy time (the rest take their ``Default``) and the values of the
+    resources it created — ``Ref`` of a logical id (``JobQueue`` → the queue's URL) and
+    ``Fn::GetAtt`` as ``"<logical id>.<attribute>"`` (``JobQueue.Arn``)."""
+
+    parameters: dict[str, str] = field(default_factory=dict)
+    resources: dict[str, str] = field(default_factory=dict)
+    region: str = REGION
+    account: str = ACCOUNT
+    stack_name: str = "clinic-backups"
 
 
 @dataclass(frozen=True)
@@ -99,6 +133,10 @@ class Function:
     unresolved_environment: tuple[str, ...]  # variables that only exist in AWS
     schedule_rules: tuple[str, ...]  # names of Schedule/ScheduleV2 events (EventBridge rules)
     sqs_events: tuple[str, ...]  # logical ids of the queues feeding it
+    # Logical ids of its layers, in order (Globals' first, as SAM merges them).
+    layers: tuple[str, ...] = ()
+    # Globals' and its own Environment.Variables as written (intrinsics unresolved).
+    variables: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def module_file(self) -> Path:
@@ -140,6 +178,32 @@ class Template:
                 merged.setdefault(name, value)
         return merged
 
+    def resolve(self, value: Any, deployment: Deployment) -> Any:
+        """Any template value with its intrinsics resolved for `deployment`."""
+        try:
+            return _Resolver(self.raw, deployment).value(value)
+        except _Unresolvable as error:
+            raise UnresolvedTemplate(f"cannot resolve {error}") from None
+
+    def deployed_environment(self, function: Function, deployment: Deployment) -> dict[str, str]:
+        """The function's Environment.Variables as CloudFormation resolves them for
+        `deployment` (see the module docstring); raises UnresolvedTemplate naming every
+        variable that cannot be resolved."""
+        resolver = _Resolver(self.raw, deployment)
+        env: dict[str, str] = {}
+        missing: list[str] = []
+        for name, value in function.variables.items():
+            try:
+                resolved = resolver.value(value)
+            except _Unresolvable as error:
+                missing.append(f"{name} ({error})")
+                continue
+            if resolved is not _NO_VALUE:
+                env[name] = _as_env(resolved)
+        if missing:
+            raise UnresolvedTemplate(f"{function.logical_id}: cannot resolve " + ", ".join(missing))
+        return env
+
     def environment_conflicts(self) -> list[str]:
         """Variables two functions set to different values (the local stack warns)."""
         seen: dict[str, tuple[str, str]] = {}
@@ -154,17 +218,115 @@ class Template:
         return conflicts
 
 
-def _resolve(value: Any, parameters: dict[str, Any]) -> Any:
-    if isinstance(value, dict):
-        if set(value) == {"Ref"}:
-            ref = value["Ref"]
-            if ref in parameters and "Default" in parameters[ref]:
-                return parameters[ref]["Default"]
-            if ref == "AWS::Region":
-                return "eu-west-1"
-            raise _Unresolvable(ref)
-        raise _Unresolvable(next(iter(value), "?"))
-    return value
+_NO_VALUE = object()  # AWS::NoValue: the property (here: the variable) is left out
+
+
+class _Resolver:
+    """CloudFormation's intrinsic functions over one template and one deployment."""
+
+    def __init__(self, raw: dict[str, Any], deployment: Deployment | None = None) -> None:
+        self.deployment = deployment or Deployment()
+        self.declared: dict[str, Any] = raw.get("Parameters") or {}
+        self.conditions: dict[str, Any] = raw.get("Conditions") or {}
+        self._conditions_seen: dict[str, bool] = {}
+        self.pseudo = {
+            "AWS::Region": self.deployment.region,
+            "AWS::AccountId": self.deployment.account,
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::StackName": self.deployment.stack_name,
+        }
+
+    def parameter(self, name: str) -> Any:
+        declared = self.declared[name]
+        given = self.deployment.parameters.get(name)
+        if given is None:
+            if "Default" not in declared:
+                raise _Unresolvable(name)
+            value = declared["Default"]
+        else:
+            value = given
+            allowed = declared.get("AllowedValues")
+            if allowed is not None and str(value) not in [str(a) for a in allowed]:
+                raise UnresolvedTemplate(f"parameter {name}: {value!r} is not one of {allowed}")
+        if declared.get("Type") == "CommaDelimitedList" and isinstance(value, str):
+            return [part.strip() for part in value.split(",")]
+        return value
+
+    def ref(self, name: str) -> Any:
+        if name == "AWS::NoValue":
+            return _NO_VALUE
+        if name in self.declared:
+            return self.parameter(name)
+        if name in self.pseudo:
+            return self.pseudo[name]
+        if name in self.deployment.resources:
+            return self.deployment.resources[name]
+        raise _Unresolvable(name)
+
+    def condition(self, name: str) -> bool:
+        if name not in self._conditions_seen:
+            if name not in self.conditions:
+                raise _Unresolvable(f"Condition {name}")
+            self._conditions_seen[name] = bool(self.value(self.conditions[name]))
+        return self._conditions_seen[name]
+
+    def _sub(self, text: str, names: dict[str, Any]) -> str:
+        def one(match: re.Match[str]) -> str:
+            inner = match.group(1)
+            if inner.startswith("!"):
+                return "${" + inner[1:] + "}"  # ${!Literal} is written as ${Literal}
+            if inner in names:
+                return _as_env(self.value(names[inner]))
+            if "." in inner and not inner.startswith("AWS::"):
+                return _as_env(self.get_att(inner))
+            return _as_env(self.ref(inner))
+
+        return re.sub(r"\$\{([^}]+)\}", one, text)
+
+    def get_att(self, dotted: str) -> Any:
+        if dotted in self.deployment.resources:
+            return self.deployment.resources[dotted]
+        raise _Unresolvable(dotted)
+
+    def value(self, node: Any) -> Any:
+        if isinstance(node, list):
+            return [self.value(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        key = str(next(iter(node))) if len(node) == 1 else ""
+        if key not in ("Ref", "Condition") and not key.startswith("Fn::"):
+            return {name: self.value(item) for name, item in node.items()}  # a plain mapping
+        arg = node[key]
+        if key == "Ref":
+            return self.ref(str(arg))
+        if key == "Condition":
+            return self.condition(str(arg))
+        if key == "Fn::If":
+            name, then, otherwise = arg
+            return self.value(then if self.condition(str(name)) else otherwise)
+        if key == "Fn::Equals":
+            left, right = (self.value(a) for a in arg)
+            return _as_env(left) == _as_env(right)
+        if key == "Fn::Not":
+            return not self.value(arg[0])
+        if key == "Fn::And":
+            return all(self.value(a) for a in arg)
+        if key == "Fn::Or":
+            return any(self.value(a) for a in arg)
+        if key == "Fn::Sub":
+            text, names = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
+            return self._sub(str(text), dict(names))
+        if key == "Fn::Join":
+            separator, items = arg
+            return str(separator).join(_as_env(self.value(i)) for i in self.value(items))
+        if key == "Fn::Select":
+            index, items = arg
+            return self.value(items)[int(self.value(index))]
+        if key == "Fn::GetAtt":
+            parts = arg.split(".", 1) if isinstance(arg, str) else arg
+            return self.get_att(f"{parts[0]}.{parts[1]}")
+        raise _Unresolvable(key)
 
 
 def _as_env(value: Any) -> str:
@@ -179,14 +341,15 @@ def _parse(path: Path) -> Template:
     from samtranslator.yaml_helper import yaml_parse
 
     raw = yaml_parse(path.read_text())
-    parameters = raw.get("Parameters") or {}
+    defaults = _Resolver(raw)  # the in-process stack: parameter defaults, no resources
     globals_fn = (raw.get("Globals") or {}).get("Function") or {}
     functions: dict[str, Function] = {}
     routes: list[Route] = []
     for logical_id, resource in (raw.get("Resources") or {}).items():
         if not isinstance(resource, dict) or resource.get("Type") != FUNCTION_TYPE:
             continue
-        props = {**globals_fn, **(resource.get("Properties") or {})}
+        own_props = resource.get("Properties") or {}
+        props = {**globals_fn, **own_props}
         code_uri = props.get("CodeUri")
         if not isinstance(code_uri, str):
             continue  # inline or S3 code: nothing to run locally
@@ -195,20 +358,28 @@ def _parse(path: Path) -> Template:
 
         env: dict[str, str] = {}
         unresolved: list[str] = []
-        own = (resource.get("Properties") or {}).get("Environment") or {}
+        own = own_props.get("Environment") or {}
         variables = {
             **((globals_fn.get("Environment") or {}).get("Variables") or {}),
             **(own.get("Variables") or {}),
         }
         for name, value in variables.items():
             try:
-                env[name] = _as_env(_resolve(value, parameters))
+                resolved = defaults.value(value)
             except _Unresolvable:
                 unresolved.append(name)
+                continue
+            if resolved is not _NO_VALUE:
+                env[name] = _as_env(resolved)
+        layers = [
+            str(layer["Ref"])
+            for layer in [*(globals_fn.get("Layers") or []), *(own_props.get("Layers") or [])]
+            if isinstance(layer, dict) and "Ref" in layer
+        ]
 
         def number(key: str, default: int, props: dict[str, Any] = props) -> int:
             try:
-                return int(_resolve(props.get(key, default), parameters))
+                return int(defaults.value(props.get(key, default)))
             except (_Unresolvable, TypeError, ValueError):
                 return default
 
@@ -241,6 +412,8 @@ def _parse(path: Path) -> Template:
             unresolved_environment=tuple(unresolved),
             schedule_rules=tuple(schedules),
             sqs_events=tuple(queues),
+            layers=tuple(layers),
+            variables=dict(variables),
         )
     routes.sort(key=lambda r: r.specificity, reverse=True)
     return Template(path=path, raw=raw, functions=functions, routes=tuple(routes))

@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg2
@@ -130,6 +131,14 @@ def pg_bin_dir() -> str:
     """The pg_dump layer's bin/ (make does nothing when it is up to date)."""
     _build("layer")
     return str(paths.pgdump_layer_bin_dir())
+
+
+@pytest.fixture(scope="session")
+def sam_build() -> Path:
+    """`make build` (sam build) once per session: the build output every test of what ships
+    reads (tests/integration/test_sam_build.py, tests/artifact)."""
+    subprocess.run(["make", "-s", "build"], cwd=paths.repo_root(), check=True, capture_output=True)
+    return paths.sam_build_dir()
 
 
 @pytest.fixture(scope="session")

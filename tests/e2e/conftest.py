@@ -57,11 +57,12 @@ def _pgid(pid: int) -> int | None:
 
 
 class LocalStack:
-    """`python -m devstack.run --port 0 --state-dir <dir>` in a subprocess."""
+    """`python -m devstack.run --port 0 --state-dir <dir> [extra args]` in a subprocess."""
 
-    def __init__(self, state_dir: Path, logs: Path) -> None:
+    def __init__(self, state_dir: Path, logs: Path, extra_args: tuple[str, ...] = ()) -> None:
         self.state_dir = state_dir
         self.logs = logs
+        self.extra_args = extra_args
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
         self.ready_seconds = 0.0
@@ -88,6 +89,7 @@ class LocalStack:
                     "--state-dir",
                     str(self.state_dir),
                     "--no-ui-build",
+                    *self.extra_args,
                 ],
                 cwd=REPO,
                 env=env,

@@ -1,17 +1,17 @@
 """`sam build` works here without Docker, and the built functions import their layer the same
 way pytest does: `from clinic_backups import …` with the layer's python/ on the path, as
-Lambda mounts it at /opt/python."""
+Lambda mounts it at /opt/python. (The build is the session's `sam_build`; tests/artifact runs
+it end to end.)"""
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from devstack.artifact import python312
+
 FUNCTIONS = (
     "CreateBackupFunction",
     "ListBackupsFunction",
@@ -20,36 +20,14 @@ FUNCTIONS = (
 )
 
 
-@pytest.fixture(scope="module")
-def built() -> Path:
-    subprocess.run(["make", "-s", "build"], cwd=REPO, check=True, capture_output=True)
-    return REPO / ".aws-sam" / "build"
-
-
-def python312() -> str:
-    env = dict(os.environ)
-    if shutil.which("pyenv"):
-        versions = subprocess.run(
-            ["pyenv", "versions", "--bare"], capture_output=True, text=True
-        ).stdout
-        v312 = [v for v in versions.split() if v.startswith("3.12")]
-        if v312:
-            env["PYENV_VERSION"] = v312[-1]
-    path = subprocess.run(
-        ["python3.12", "-c", "import sys; print(sys.executable)"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    return path
-
-
 @pytest.mark.parametrize("function", FUNCTIONS)
-def test_built_function_imports_its_handler_from_the_layer_on_python312(built, function):
+def test_built_function_imports_its_handler_from_the_layer_on_python312(
+    sam_build: Path, function: str
+) -> None:
     env = {
         "PATH": "/usr/bin:/bin",
-        "PYTHONPATH": str(built / "SharedLayer" / "python"),
+        "PYTHONPATH": str(sam_build / "SharedLayer" / "python"),
+        "PYTHONDONTWRITEBYTECODE": "1",  # the build output is what deploys: leave it as built
         "AWS_DEFAULT_REGION": "eu-west-1",
     }
     script = (
@@ -57,15 +35,19 @@ def test_built_function_imports_its_handler_from_the_layer_on_python312(built, f
         "import clinic_backups; print(sys.version_info[:2], clinic_backups.__file__)"
     )
     out = subprocess.run(
-        [python312(), "-c", script], cwd=built / function, env=env, capture_output=True, text=True
+        [python312(), "-c", script],
+        cwd=sam_build / function,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert out.returncode == 0, out.stderr
     assert "(3, 12)" in out.stdout and "SharedLayer/python/clinic_backups" in out.stdout
 
 
-def test_built_pg_dump_layer_runs_without_environment(built):
+def test_built_pg_dump_layer_runs_without_environment(sam_build: Path) -> None:
     out = subprocess.run(
-        [str(built / "PgDumpLayer" / "bin" / "pg_dump"), "--version"],
+        [str(sam_build / "PgDumpLayer" / "bin" / "pg_dump"), "--version"],
         env={},
         capture_output=True,
         text=True,
