@@ -58,16 +58,9 @@ from ..errors import (
 from ..names import OWNED_TABLES, is_valid_schema_name
 from ..observability import logger
 from ..ports import DrillResult, LiveSchema, SwapPlan, SwapResult, UndoPlan
-from .pgdump import (
-    READ_BUFFER,
-    PgTools,
-    _widen_pipe,
-    kill_group,
-    libpq_environment,
-    reap,
-    redact,
-)
+from .pgdump import READ_BUFFER, PgTools, libpq_environment, redact
 from .postgres import translate_connect_error
+from .processes import describe_exit, kill_group, reap, spawn, widen_pipe
 
 STDERR_LINES_KEPT = 60
 SCHEMA_SQL_LIMIT = 64 * 1024 * 1024
@@ -533,15 +526,8 @@ class PsqlSession:
         if single_transaction:
             argv.append("--single-transaction")
         argv += ["-f", "-"]
-        self.proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-            start_new_session=True,
-        )
-        _widen_pipe(self.proc.stdin)
+        self.proc = spawn(argv, env, stdin=subprocess.PIPE)
+        widen_pipe(self.proc.stdin)
         self.markers: dict[str, float] = {}
         self.stderr = _Stderr(self.proc.stderr)
         self._stdout = threading.Thread(target=self._read_markers, daemon=True)
@@ -682,16 +668,9 @@ def _start_pg_restore(
         "--no-statistics",
         *extra,
     ]
-    proc = subprocess.Popen(
-        argv,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-        start_new_session=True,
-    )
-    _widen_pipe(proc.stdin)
-    _widen_pipe(proc.stdout)
+    proc = spawn(argv, env, stdin=subprocess.PIPE)
+    widen_pipe(proc.stdin)
+    widen_pipe(proc.stdout)
     run.restore = proc
     run.restore_err = _Stderr(proc.stderr)
     run.feeder = _Feeder(archive, proc, drain)
@@ -704,6 +683,15 @@ def _pump(proc: subprocess.Popen[bytes], sql_filter: SqlFilter) -> None:
     assert stdout is not None
     while chunk := stdout.read1(READ_BUFFER):  # type: ignore[attr-defined]
         sql_filter.feed(chunk)
+
+
+def _unless_killed(rc: int) -> None:
+    """A pg_restore killed by a signal (the OOM killer, an operator) says nothing about the
+    backup: an interruption, not an invalid archive."""
+    if rc < 0:
+        raise RestoreInterrupted(
+            f"pg_restore was {describe_exit(rc)} while it read the backup; nothing changed"
+        )
 
 
 def _first_error(lines: list[str]) -> str:
@@ -742,7 +730,7 @@ def classify_psql_error(rc: int, lines: list[str], *, check: bool) -> BackupRunE
     ):
         return RestoreInterrupted(
             f"{prefix}the restore session stopped or lost its connection before the COMMIT "
-            f"({message if rc >= 0 else 'killed'}); nothing changed"
+            f"({f'psql was {describe_exit(rc)}' if rc < 0 else message}); nothing changed"
         )
     if "lock timeout" in text:
         return ClinicBusy(
@@ -872,11 +860,12 @@ class SchemaSwapper:
                     )
                 if run.feeder.error is not None:
                     raise run.feeder.error
+                _unless_killed(restore_rc)
                 if restore_rc != 0:
                     assert run.restore_err is not None
                     lines = run.restore_err.join()
                     raise ArchiveInvalid(
-                        f"pg_restore could not read the backup (exit code {restore_rc}): "
+                        f"pg_restore could not read the backup ({describe_exit(restore_rc)}): "
                         f"{_first_error(lines)}"
                     )
                 filt.close()
@@ -1027,10 +1016,11 @@ class SchemaSwapper:
                 raise RestoreInterrupted("reading the archive did not finish in time")
             if run.feeder.error is not None:
                 raise run.feeder.error
+            _unless_killed(rc)
             if rc != 0:
                 assert run.restore_err is not None
                 raise ArchiveInvalid(
-                    f"pg_restore could not read the backup (exit code {rc}): "
+                    f"pg_restore could not read the backup ({describe_exit(rc)}): "
                     f"{_first_error(run.restore_err.join())}"
                 )
             filt.close()
@@ -1094,11 +1084,12 @@ def _schema_sql(tools: PgTools, archive: BinaryIO, timeout: float) -> str:
         run.feeder.join()
         if run.feeder.error is not None:
             raise run.feeder.error
+        _unless_killed(rc)
         if rc != 0:
             assert run.restore_err is not None
             raise ArchiveInvalid(
-                f"pg_restore could not read the backup's table of contents: "
-                f"{_first_error(run.restore_err.join())}"
+                f"pg_restore could not read the backup's table of contents "
+                f"({describe_exit(rc)}): {_first_error(run.restore_err.join())}"
             )
         return b"".join(chunks).decode("utf-8", "replace")
     finally:
