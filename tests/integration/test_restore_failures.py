@@ -58,19 +58,20 @@ proc.wait()
 sys.exit(proc.returncode)
 """
 
-# psql of the swap (--single-transaction) relays the script until the archive's SQL has been
-# sent; then it either is killed (SIGKILL) or stalls until the test says go on.
+# psql relays its script; the swap's session (the one that locks: the dry run locks nothing),
+# once the archive's SQL has been sent, is either killed (SIGKILL) or stalls until the test
+# says go on.
 RELAY_PSQL = """
-if "--single-transaction" not in args:
-    os.execv(REAL, [REAL, *args])
 proc = subprocess.Popen([REAL, *args], stdin=subprocess.PIPE)
 marker = b"\\\\echo cb:loaded"
 tail = b""
 stopped = False
+swap = False
 while chunk := sys.stdin.buffer.read1(65536):
     data = tail + chunk
+    swap = swap or b"\\\\echo cb:locked" in data
     at = data.find(marker)
-    if at >= 0 and not stopped:
+    if at >= 0 and swap and not stopped:
         proc.stdin.write(data[:at])
         proc.stdin.flush()
         stopped = True
