@@ -71,7 +71,7 @@ from ..observability import logger
 from ..ports import DrillResult, LiveSchema, SwapPlan, SwapResult, UndoPlan
 from .pgdump import READ_BUFFER, PgTools, libpq_environment, redact
 from .postgres import translate_connect_error
-from .processes import describe_exit, kill_group, reap, spawn, widen_pipe
+from .processes import Guardian, describe_exit, kill_group, reap, spawn, widen_pipe
 
 STDERR_LINES_KEPT = 60
 SCHEMA_SQL_LIMIT = 64 * 1024 * 1024
@@ -84,6 +84,11 @@ MARK_LOADED = "cb:loaded"
 MARK_COMMIT = "cb:commit"
 MARK_COMMITTED = "cb:committed"
 APPLICATION_NAME = "clinic-backups-restore"
+VERIFY_APPLICATION_NAME = "clinic-backups-verify"
+# A drill's scratch database: the verification server's clock when it was created, and a tag.
+SCRATCH_NAME = re.compile(r"verify_([0-9]{10})_[0-9a-f]{8}")
+# How much longer than a drill may last a leftover scratch database is left alone.
+LEFTOVER_MARGIN_SECONDS = 900
 # Every script opens its transaction itself, and only our explicit COMMIT ends it: psql's end of
 # input (a driver that died) is a disconnect, and the server rolls back. Never psql's
 # --single-transaction, which COMMITs whatever it has when its input ends, even mid-COPY.
@@ -1193,8 +1198,13 @@ def same_server(a: str, b: str) -> bool:
 
 @dataclass
 class VerificationServer:
-    """The `Verifier` port: each drill restores into a scratch database `verify_<id>` created
-    and dropped on the verification server (`VERIFY_DATABASE_URL`)."""
+    """The `Verifier` port: each drill restores into a scratch database created and dropped on
+    the verification server (`VERIFY_DATABASE_URL`), named `verify_<server epoch>_<random>`.
+
+    A driver that dies mid-drill (SIGKILL included) cannot drop it, so a `Guardian` started
+    before the CREATE DATABASE drops it as soon as the driver is gone; a scratch database that
+    survived even that (the whole machine went) is dropped by a later drill once it is older
+    than a drill can run and nobody is connected to it."""
 
     database_url: str
     tools: PgTools
@@ -1206,7 +1216,7 @@ class VerificationServer:
             conn = psycopg2.connect(
                 self.database_url,
                 connect_timeout=self.connect_timeout,
-                application_name="clinic-backups-verify",
+                application_name=VERIFY_APPLICATION_NAME,
             )
         except psycopg2.Error:
             raise VerificationNotConfigured(
@@ -1220,6 +1230,29 @@ class VerificationServer:
         params["dbname"] = name
         return str(psycopg2.extensions.make_dsn(**params))
 
+    def _env(self) -> dict[str, str]:
+        env = libpq_environment(self.database_url)
+        env["PGAPPNAME"] = VERIFY_APPLICATION_NAME
+        return env
+
+    def _drop_leftovers(self, cur: Any, now: int) -> None:
+        """Scratch databases of drills whose driver and guardian both died, once older than a
+        drill can last and with nobody connected."""
+        cur.execute(
+            "SELECT d.datname FROM pg_catalog.pg_database d WHERE d.datname ~ %s "
+            "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a "
+            "WHERE a.datname = d.datname)",
+            (f"^{SCRATCH_NAME.pattern}$",),
+        )
+        for (name,) in cur.fetchall():
+            match = SCRATCH_NAME.fullmatch(name)
+            if match and int(match.group(1)) < now - self.timeout_seconds - LEFTOVER_MARGIN_SECONDS:
+                try:
+                    cur.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+                except psycopg2.Error:
+                    continue  # someone connected meanwhile: next time
+                logger.warning("dropped a scratch database a dead drill left behind")
+
     def drill(
         self,
         schema: str,
@@ -1229,24 +1262,51 @@ class VerificationServer:
     ) -> DrillResult:
         _checked(schema)
         started = time.monotonic()
-        name = f"verify_{uuid.uuid4().hex[:12]}"
         admin = self._admin()
         try:
             with admin.cursor() as cur:
-                cur.execute("SELECT current_setting('server_version_num')::int")
-                server_num = int(cur.fetchone()[0])
                 cur.execute(
-                    sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name))
+                    "SELECT current_setting('server_version_num')::int, "
+                    "extract(epoch FROM clock_timestamp())::bigint"
                 )
+                server_num, now = (int(v) for v in cur.fetchone())
+                self._drop_leftovers(cur, now)
+            name = f"verify_{now}_{uuid.uuid4().hex[:8]}"
+            guardian = Guardian(
+                [
+                    self.tools.path("psql"),
+                    "-X",
+                    "-q",
+                    "-c",
+                    f"DROP DATABASE IF EXISTS {ident(name)} WITH (FORCE)",
+                ],
+                self._env(),
+            )
+            dropped = False
             try:
-                return self._drill(schema, archive, verified, extensions, name, server_num, started)
-            finally:
                 with admin.cursor() as cur:
                     cur.execute(
-                        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                        sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(
                             sql.Identifier(name)
                         )
                     )
+                try:
+                    return self._drill(
+                        schema, archive, verified, extensions, name, server_num, started
+                    )
+                finally:
+                    with admin.cursor() as cur:
+                        cur.execute(
+                            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                                sql.Identifier(name)
+                            )
+                        )
+                    dropped = True
+            finally:
+                if dropped:
+                    guardian.disarm()
+                else:
+                    guardian.fire(timeout=30)
         finally:
             admin.close()
 
@@ -1285,7 +1345,7 @@ class VerificationServer:
         conn.close()
         loader = SchemaSwapper(url, self.tools, timeout_seconds=self.timeout_seconds)
         env = libpq_environment(url)
-        env["PGAPPNAME"] = "clinic-backups-verify"
+        env["PGAPPNAME"] = VERIFY_APPLICATION_NAME
         filt, _psql = loader._pipeline(
             archive,
             prefix="",
