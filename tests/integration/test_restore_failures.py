@@ -60,42 +60,45 @@ sys.exit(proc.returncode)
 
 # psql relays its script; the swap's session (the one that locks: the dry run locks nothing),
 # once the archive's SQL has been sent, is either killed (SIGKILL) or stalls until the test
-# says go on.
+# says go on. Like a real psql, the stand-in ends when psql does (its caller waits for psql's
+# markers, so the rest of the script is passed on at once, never held back).
 RELAY_PSQL = """
+import threading
 proc = subprocess.Popen([REAL, *args], stdin=subprocess.PIPE)
+threading.Thread(target=lambda: os._exit(proc.wait() % 256), daemon=True).start()
 marker = b"\\\\echo cb:loaded"
 tail = b""
 stopped = False
 swap = False
-while chunk := sys.stdin.buffer.read1(65536):
-    data = tail + chunk
-    swap = swap or b"\\\\echo cb:locked" in data
-    at = data.find(marker)
-    if at >= 0 and swap and not stopped:
-        proc.stdin.write(data[:at])
-        proc.stdin.flush()
-        stopped = True
-        time.sleep(0.3)
-        if MODE == "kill":
-            proc.kill()
-            os.kill(os.getpid(), signal.SIGKILL)
-        open(os.path.join(FLAGS, "stalled"), "w").close()
-        while not os.path.exists(os.path.join(FLAGS, "resume")):
-            time.sleep(0.05)
-        try:
-            proc.stdin.write(data[at:])
-        except BrokenPipeError:
-            break
-        tail = b""
-        continue
-    keep = max(0, len(data) - len(marker))
-    try:
-        proc.stdin.write(data[:keep])
-    except BrokenPipeError:
-        break
-    tail = data[keep:]
+
+def send(data):
+    proc.stdin.write(data)
+    proc.stdin.flush()
+
 try:
-    proc.stdin.write(tail)
+    while chunk := sys.stdin.buffer.read1(65536):
+        data, tail = tail + chunk, b""
+        if stopped:
+            send(data)
+            continue
+        swap = swap or b"\\\\echo cb:locked" in data
+        at = data.find(marker)
+        if at >= 0 and swap:
+            send(data[:at])
+            stopped = True
+            time.sleep(0.3)
+            if MODE == "kill":
+                proc.kill()
+                os.kill(os.getpid(), signal.SIGKILL)
+            open(os.path.join(FLAGS, "stalled"), "w").close()
+            while not os.path.exists(os.path.join(FLAGS, "resume")):
+                time.sleep(0.05)
+            send(data[at:])
+            continue
+        keep = max(0, len(data) - len(marker))
+        send(data[:keep])
+        tail = data[keep:]
+    send(tail)
     proc.stdin.close()
 except BrokenPipeError:
     pass
