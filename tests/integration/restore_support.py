@@ -1,5 +1,5 @@
-"""What the restore tests look at: per-table checksums, sequences, owners and grants, the
-clinic's lock, and the API calls of a restore."""
+"""What the restore tests look at: per-table checksums, sequences, constraints, indexes,
+owners and grants, the clinic's lock, and the API calls of a restore."""
 
 from __future__ import annotations
 
@@ -76,6 +76,63 @@ def privileges(url: str, schema: str) -> dict[str, Any]:
         defaults = cur.fetchall()
     conn.close()
     return {"owner": owner, "acl": acl, "relations": relations, "default_acl": defaults}
+
+
+def structure(url: str, schema: str, *, owned: bool = True) -> dict[str, Any]:
+    """Columns (type, default, not null), constraints, indexes, views and sequence ownership
+    of every relation in the schema, as PostgreSQL prints them (the service's own tables
+    left out when `owned` is false: an archive never holds them)."""
+    skip = [] if owned else list(OWNED_TABLES)
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, "
+            "pg_get_expr(d.adbin, d.adrelid) FROM pg_attribute a "
+            "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
+            "WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm') AND a.attnum > 0 "
+            "AND NOT a.attisdropped AND c.relname <> ALL(%s) ORDER BY 1, a.attnum",
+            (schema, skip),
+        )
+        columns = cur.fetchall()
+        cur.execute(
+            "SELECT c.relname, k.conname, k.contype::text, pg_get_constraintdef(k.oid) "
+            "FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s "
+            "AND c.relname <> ALL(%s) ORDER BY 1, 2",
+            (schema, skip),
+        )
+        constraints = cur.fetchall()
+        cur.execute(
+            "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = %s "
+            "AND tablename <> ALL(%s) ORDER BY 1, 2",
+            (schema, skip),
+        )
+        indexes = cur.fetchall()
+        cur.execute(
+            "SELECT c.relname, pg_get_viewdef(c.oid) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relkind IN ('v', 'm') ORDER BY 1",
+            (schema,),
+        )
+        views = cur.fetchall()
+        cur.execute(
+            "SELECT s.relname, t.relname, a.attname FROM pg_depend d "
+            "JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S' "
+            "JOIN pg_class t ON t.oid = d.refobjid "
+            "JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid "
+            "JOIN pg_namespace n ON n.oid = s.relnamespace "
+            "WHERE n.nspname = %s AND d.deptype IN ('a', 'i') ORDER BY 1",
+            (schema,),
+        )
+        sequences = cur.fetchall()
+    conn.close()
+    return {
+        "columns": columns,
+        "constraints": constraints,
+        "indexes": indexes,
+        "views": views,
+        "sequences": sequences,
+    }
 
 
 def lock_rows(url: str, schema: str) -> list[tuple[Any, ...]]:

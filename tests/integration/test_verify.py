@@ -208,3 +208,35 @@ def test_the_scheduler_queues_a_weekly_drill_of_each_clinics_newest_backup(
     assert len(verifies) == 1 and verifies[0]["schema"] == schema
     job = svc.restores.get(schema, __import__("uuid").UUID(verifies[0]["restore_id"]))
     assert str(job.backup_id) == newest["id"] and job.requested_by == "scheduler"
+
+
+def test_a_later_drill_drops_a_scratch_database_a_dead_drill_left_behind(
+    restore_env_pg15: RestoreDatabase,
+    owned_clinic_pg15,
+    sqs,
+    restore_sqs,
+    verify_server: str,
+):
+    # Given two scratch databases nobody uses: one older than a drill can last (its driver and
+    # its guardian went down together, with the machine), one a drill may still be using
+    admin = psycopg2.connect(verify_server)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute("SELECT extract(epoch FROM clock_timestamp())::bigint")
+        now = int(cur.fetchone()[0])
+        old, recent = f"verify_{now - 3600}_0a0a0a0a", f"verify_{now - 60}_0b0b0b0b"
+        for name in (old, recent):
+            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        schema = owned_clinic_pg15(patients=50)
+        record = backup(schema, sqs)
+        # When a drill runs
+        job = verify(schema, record["id"], restore_sqs)
+        # Then it dropped the old one, and only that one
+        assert job["status"] == "completed", job
+        assert scratch_databases(verify_server) == [recent]
+    finally:
+        with admin.cursor() as cur:
+            for name in (old, recent):
+                cur.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        admin.close()

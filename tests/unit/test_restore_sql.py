@@ -97,6 +97,12 @@ def test_a_stream_that_ends_inside_copy_data_is_refused():
         filt.close()
 
 
+# A transaction statement of the script's own, not PL/pgSQL's `BEGIN`, `END LOOP;`, `END`.
+ENDS_TRANSACTION = re.compile(
+    r"^\s*(BEGIN|COMMIT|ROLLBACK|END|ABORT|START TRANSACTION)\s*;", re.MULTILINE | re.IGNORECASE
+)
+
+
 def plan() -> SwapPlan:
     return SwapPlan(
         schema="clinica_x",
@@ -107,20 +113,21 @@ def plan() -> SwapPlan:
     )
 
 
-def test_the_swap_locks_renames_and_commits_only_at_the_end():
+def test_the_swap_locks_renames_and_leaves_the_transaction_to_the_session():
     prefix, suffix = swap_prefix(plan(), "30s"), swap_suffix(plan(), "30s")
     order = [
         prefix.index("LOCK TABLE %s IN EXCLUSIVE MODE"),
         prefix.index("\\echo cb:locked"),
         prefix.index('ALTER SCHEMA "clinica_x" RENAME TO "clinica_x__rabcdef0123"'),
         prefix.index('CREATE SCHEMA "clinica_x" AUTHORIZATION "clinic_app"'),
+        prefix.index("\\echo cb:swapped"),
         prefix.index("ALTER DEFAULT PRIVILEGES"),
         prefix.index('SET ROLE "clinic_app"'),
     ]
     assert order == sorted(order)
-    # psql --single-transaction opens it and COMMITs at the end of its input
-    assert not prefix.startswith("BEGIN") and "COMMIT" not in suffix
-    assert "ROLLBACK" not in suffix
+    # the session writes BEGIN first and COMMIT only once every check passed
+    # (PsqlSession.end): the script itself never ends the transaction
+    assert not ENDS_TRANSACTION.search(prefix) and not ENDS_TRANSACTION.search(suffix)
     order = [
         suffix.index("RESET ROLE"),
         suffix.index("REVOKE ALL ON"),
@@ -137,8 +144,8 @@ def test_the_dry_run_locks_nothing_and_rolls_back():
         swap_prefix(plan(), "30s", dry_run=True),
         swap_suffix(plan(), "30s", dry_run=True),
     )
-    assert prefix.startswith("BEGIN;") and "LOCK TABLE" not in prefix
-    assert suffix.rstrip().endswith("ROLLBACK;") and "SELECT 'done';" not in suffix
+    assert "LOCK TABLE" not in prefix and "SELECT 'done';" not in suffix
+    assert "COMMIT" not in suffix  # PsqlSession.end(commit=False) writes ROLLBACK
 
 
 def test_the_undo_swaps_back_in_one_script():
@@ -146,9 +153,15 @@ def test_the_undo_swaps_back_in_one_script():
         UndoPlan("clinica_x", "clinica_x__rabcdef0123", "clinica_x__uabcdef0123", "SELECT 1;"),
         "5s",
     )
-    assert script.index('RENAME TO "clinica_x__uabcdef0123"') < script.index(
-        'ALTER SCHEMA "clinica_x__rabcdef0123" RENAME TO "clinica_x"'
-    )
+    order = [
+        script.index("\\echo cb:locked"),
+        script.index('RENAME TO "clinica_x__uabcdef0123"'),
+        script.index('ALTER SCHEMA "clinica_x__rabcdef0123" RENAME TO "clinica_x"'),
+        script.index("\\echo cb:swapped"),
+        script.index("SELECT 1;"),
+    ]
+    assert order == sorted(order)
+    assert not ENDS_TRANSACTION.search(script)
 
 
 def test_names_going_into_the_script_are_checked():

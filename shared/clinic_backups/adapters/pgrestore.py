@@ -1,7 +1,7 @@
 """pg_restore and psql for restores and verifications: what consumes the streaming read path.
 
     archive (archive.open_archive: stored bytes → sha256 → [decrypt]) ─► pg_restore -f - ─►
-    SqlFilter (COPY-aware) ─► psql -X -v ON_ERROR_STOP=1 --single-transaction -f -
+    SqlFilter (COPY-aware) ─► psql -X -v ON_ERROR_STOP=1 -f -   (BEGIN … COMMIT of our own)
 
 Nothing touches disk. The archive is fed to pg_restore's stdin by a thread; pg_restore's SQL
 passes through `SqlFilter` (which drops `SET transaction_timeout` for servers older than 17 —
@@ -9,8 +9,16 @@ pg_restore 18 writes it, older servers refuse it, BRIEF — drops the archive's 
 `CREATE SCHEMA`, counts each table's COPY rows, and for a drill drops foreign keys into
 other schemas) and is written to psql's stdin between statements of our own.
 
+**Commit only by an explicit word.** Every script — the swap, its dry run, the undo, a drill,
+`restore-file` — opens its transaction itself (`BEGIN`), and only `PsqlSession.end` writes
+the `COMMIT`, once every check has passed. Never `psql --single-transaction`: it COMMITs when
+its input ends, even in the middle of a COPY, which is what a dying driver looks like. Here
+the end of input without the word is a disconnect, and the server rolls back. The pg tools
+die with their driver too (adapters/processes.py).
+
 **The swap** (one psql session, one transaction, `SchemaSwapper.swap`):
 
+    BEGIN
     SET lock_timeout; LOCK every clinic table IN EXCLUSIVE MODE   -- writers wait, readers read
     ALTER SCHEMA <clinic> RENAME TO <old>; CREATE SCHEMA <clinic> AUTHORIZATION <owner>
     the old schema's default privileges, for the new one
@@ -18,8 +26,11 @@ other schemas) and is written to psql's stdin between statements of our own.
     owners and grants of every object as they were on its namesake in <old>
     ALTER TABLE <old>.<owned table> SET SCHEMA <clinic>     -- history and audit never roll back
     the job's completion (status, lock release, audit)
-    COMMIT   -- written only after the archive's last byte matched its sha256 and pg_restore
-                exited 0; on any failure psql is killed and the server rolls everything back
+    \\echo cb:commit      -- psql ran every statement above
+    COMMIT               -- written only after that, after the archive's last byte matched its
+                            sha256 and pg_restore exited 0; on any failure psql is killed, or
+                            simply never gets the word, and the server rolls everything back
+    \\echo cb:committed   -- the COMMIT went through, whatever happens to psql afterwards
 
 The old schema keeps its OID, owner, grants and default privileges, so an undo simply renames
 it back. `SchemaSwapper.check` runs the same script, schema only, in a transaction that is
@@ -58,25 +69,30 @@ from ..errors import (
 from ..names import OWNED_TABLES, is_valid_schema_name
 from ..observability import logger
 from ..ports import DrillResult, LiveSchema, SwapPlan, SwapResult, UndoPlan
-from .pgdump import (
-    READ_BUFFER,
-    PgTools,
-    _widen_pipe,
-    kill_group,
-    libpq_environment,
-    reap,
-    redact,
-)
+from .pgdump import READ_BUFFER, PgTools, libpq_environment, redact
 from .postgres import translate_connect_error
+from .processes import Guardian, describe_exit, kill_group, reap, spawn, widen_pipe
 
 STDERR_LINES_KEPT = 60
 SCHEMA_SQL_LIMIT = 64 * 1024 * 1024
-# psql prints these (\echo) as it reaches them: when the tables were locked, when the archive
-# was loaded, when the COMMIT is next.
+# psql prints these (\echo) as it reaches them: when the tables were locked, when the schemas
+# were renamed, when the archive was loaded, when every statement before the COMMIT succeeded
+# (only then is the COMMIT written), and when the COMMIT went through.
 MARK_LOCKED = "cb:locked"
+MARK_SWAPPED = "cb:swapped"
 MARK_LOADED = "cb:loaded"
 MARK_COMMIT = "cb:commit"
+MARK_COMMITTED = "cb:committed"
 APPLICATION_NAME = "clinic-backups-restore"
+VERIFY_APPLICATION_NAME = "clinic-backups-verify"
+# A drill's scratch database: the verification server's clock when it was created, and a tag.
+SCRATCH_NAME = re.compile(r"verify_([0-9]{10})_[0-9a-f]{8}")
+# How much longer than a drill may last a leftover scratch database is left alone.
+LEFTOVER_MARGIN_SECONDS = 900
+# Every script opens its transaction itself, and only our explicit COMMIT ends it: psql's end of
+# input (a driver that died) is a disconnect, and the server rolls back. Never psql's
+# --single-transaction, which COMMITs whatever it has when its input ends, even mid-COPY.
+BEGIN = "BEGIN;\n"
 
 
 # --- SQL text ----------------------------------------------------------------------------------
@@ -278,16 +294,16 @@ $cb$;
 
 
 def swap_prefix(plan: SwapPlan, lock_timeout: str, *, dry_run: bool = False) -> str:
-    """Everything before the archive's SQL. A dry run locks nothing (it only renames inside
-    a transaction that is rolled back) and opens its own transaction."""
+    """Everything between the `BEGIN` and the archive's SQL. A dry run locks nothing (it only
+    renames inside a transaction that is rolled back)."""
     _checked(plan.schema, plan.old_schema)
-    parts = ["BEGIN;\n"] if dry_run else []
-    parts.append(f"SET lock_timeout = {literal(lock_timeout)};\n")
+    parts = [f"SET lock_timeout = {literal(lock_timeout)};\n"]
     if not dry_run:
         parts += [lock_tables_sql(plan.schema), f"\\echo {MARK_LOCKED}\n"]
     parts += [
         f"ALTER SCHEMA {ident(plan.schema)} RENAME TO {ident(plan.old_schema)};\n",
         f"CREATE SCHEMA {ident(plan.schema)} AUTHORIZATION {ident(plan.owner)};\n",
+        f"\\echo {MARK_SWAPPED}\n",
         default_privileges_sql(plan.old_schema, plan.schema),
         # Everything the archive creates is the schema owner's, as before.
         f"SET ROLE {ident(plan.owner)};\n",
@@ -296,27 +312,26 @@ def swap_prefix(plan: SwapPlan, lock_timeout: str, *, dry_run: bool = False) -> 
 
 
 def swap_suffix(plan: SwapPlan, lock_timeout: str, *, dry_run: bool = False) -> str:
-    """Everything after the archive's SQL (pg_restore's output ends with `\\unrestrict`, so
-    psql takes our meta-commands again)."""
+    """Everything between the archive's SQL and the end of the transaction (pg_restore's
+    output ends with `\\unrestrict`, so psql takes our meta-commands again). The session
+    ends it: COMMIT for the swap, ROLLBACK for the dry run (`PsqlSession.end`)."""
     _checked(plan.schema, plan.old_schema)
     parts = [
-        f"\\echo {MARK_LOADED}\n",
         "RESET ROLE;\n",
         # The archive set lock_timeout = 0: the owned tables' move waits at most this long.
         f"SET lock_timeout = {literal(lock_timeout)};\n",
         owners_and_grants_sql(plan.old_schema, plan.schema),
         move_owned_tables_sql(plan.old_schema, plan.schema),
     ]
-    if dry_run:
-        parts.append("ROLLBACK;\n")
-    else:
-        parts += [plan.completion_sql.rstrip() + "\n", f"\\echo {MARK_COMMIT}\n"]
+    if not dry_run:
+        parts.append(plan.completion_sql.rstrip() + "\n")
     return "".join(parts)
 
 
 def undo_script(plan: UndoPlan, lock_timeout: str) -> str:
     """Swap back: the restored schema is set aside as `undo_schema` and the kept one (with its
-    original OID, owner, grants and default privileges) is live again, history moved back."""
+    original OID, owner, grants and default privileges) is live again, history moved back.
+    Between the session's `BEGIN` and its COMMIT (`PsqlSession.end`)."""
     _checked(plan.schema, plan.old_schema, plan.undo_schema)
     return "".join(
         [
@@ -325,9 +340,9 @@ def undo_script(plan: UndoPlan, lock_timeout: str) -> str:
             f"\\echo {MARK_LOCKED}\n",
             f"ALTER SCHEMA {ident(plan.schema)} RENAME TO {ident(plan.undo_schema)};\n",
             f"ALTER SCHEMA {ident(plan.old_schema)} RENAME TO {ident(plan.schema)};\n",
+            f"\\echo {MARK_SWAPPED}\n",
             move_owned_tables_sql(plan.undo_schema, plan.schema),
             plan.completion_sql.rstrip() + "\n",
-            f"\\echo {MARK_COMMIT}\n",
         ]
     )
 
@@ -526,23 +541,18 @@ class _Stderr:
 
 
 class PsqlSession:
-    """psql reading a script from its stdin; `\\echo` markers are timed as they arrive."""
+    """psql reading a script from its stdin, in one transaction the script opens itself
+    (`BEGIN`) and that only `end(commit=True)` commits: psql's end of input without that word
+    — the driver died, or gave up — is a disconnect, and the server rolls everything back.
+    `\\echo` markers are timed as they arrive; `reached` waits for one."""
 
-    def __init__(self, psql: str, env: dict[str, str], *, single_transaction: bool):
-        argv = [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-o", os.devnull]
-        if single_transaction:
-            argv.append("--single-transaction")
-        argv += ["-f", "-"]
-        self.proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-            start_new_session=True,
-        )
-        _widen_pipe(self.proc.stdin)
+    def __init__(self, psql: str, env: dict[str, str]):
+        argv = [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-o", os.devnull, "-f", "-"]
+        self.proc = spawn(argv, env, stdin=subprocess.PIPE)
+        widen_pipe(self.proc.stdin)
         self.markers: dict[str, float] = {}
+        self._seen = threading.Condition()
+        self._ended = False
         self.stderr = _Stderr(self.proc.stderr)
         self._stdout = threading.Thread(target=self._read_markers, daemon=True)
         self._stdout.start()
@@ -550,21 +560,61 @@ class PsqlSession:
 
     def _read_markers(self) -> None:
         assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            text = raw.decode("utf-8", "replace").strip()
-            if text.startswith("cb:"):
-                self.markers[text] = time.monotonic()
+        try:
+            for raw in self.proc.stdout:
+                text = raw.decode("utf-8", "replace").strip()
+                if text.startswith("cb:"):
+                    with self._seen:
+                        self.markers[text] = time.monotonic()
+                        self._seen.notify_all()
+        finally:
+            with self._seen:
+                self._ended = True
+                self._seen.notify_all()
 
-    def send(self, data: bytes | memoryview | str) -> None:
+    def reached(self, marker: str, timeout: float) -> bool:
+        """Whether psql printed `marker`, waiting until it does, stops printing (it exited) or
+        `timeout` seconds pass."""
+        with self._seen:
+            self._seen.wait_for(lambda: marker in self.markers or self._ended, timeout)
+            return marker in self.markers
+
+    @property
+    def committed(self) -> bool:
+        """psql printed the marker that follows the COMMIT: the transaction is committed,
+        whatever happens to psql afterwards."""
+        return MARK_COMMITTED in self.markers
+
+    def send(self, data: bytes | memoryview | str, *, flush: bool = False) -> None:
         assert self.proc.stdin is not None
         self.proc.stdin.write(data.encode() if isinstance(data, str) else data)
+        if flush:
+            self.proc.stdin.flush()
+
+    def end(self, *, commit: bool, timeout: float) -> int:
+        """End the script and wait for psql; its exit status. With `commit`, the COMMIT is
+        written only once psql has printed `cb:commit`, i.e. every statement before it
+        succeeded (ON_ERROR_STOP); `committed` then says whether it went through. Without,
+        ROLLBACK (the dry run)."""
+        deadline = time.monotonic() + timeout
+        try:
+            if not commit:
+                self.send("ROLLBACK;\n")
+            else:
+                self.send(f"\\echo {MARK_COMMIT}\n", flush=True)
+                if self.reached(MARK_COMMIT, max(0.0, deadline - time.monotonic())):
+                    self.send(f"COMMIT;\n\\echo {MARK_COMMITTED}\n", flush=True)
+        except (OSError, ValueError):
+            pass  # psql stopped reading: an error, or it was killed; its exit says which
+        return self.finish(max(1.0, deadline - time.monotonic()))
 
     def finish(self, timeout: float) -> int:
-        """Close stdin (the end of the script: psql COMMITs a single transaction) and wait."""
+        """Close stdin (the end of the script) and wait: without our COMMIT, psql's end of input
+        rolls the transaction back."""
         assert self.proc.stdin is not None
         try:
             self.proc.stdin.close()
-        except BrokenPipeError:
+        except (BrokenPipeError, OSError):
             pass
         return self.wait(timeout)
 
@@ -584,6 +634,18 @@ class PsqlSession:
 
     def close(self) -> None:
         reap(self.proc)
+
+
+def _require_commit(psql: PsqlSession, rc: int, *, check: bool = False) -> None:
+    """Raise unless psql confirmed the COMMIT (`cb:committed`): then it happened, even if psql
+    was killed right after."""
+    if psql.committed:
+        return
+    if rc == 0:
+        raise RestoreInterrupted(
+            "the restore session ended without confirming its COMMIT; nothing changed"
+        )
+    raise classify_psql_error(rc, psql.stderr.join(), check=check)
 
 
 class _Feeder(threading.Thread):
@@ -682,16 +744,9 @@ def _start_pg_restore(
         "--no-statistics",
         *extra,
     ]
-    proc = subprocess.Popen(
-        argv,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-        start_new_session=True,
-    )
-    _widen_pipe(proc.stdin)
-    _widen_pipe(proc.stdout)
+    proc = spawn(argv, env, stdin=subprocess.PIPE)
+    widen_pipe(proc.stdin)
+    widen_pipe(proc.stdout)
     run.restore = proc
     run.restore_err = _Stderr(proc.stderr)
     run.feeder = _Feeder(archive, proc, drain)
@@ -704,6 +759,15 @@ def _pump(proc: subprocess.Popen[bytes], sql_filter: SqlFilter) -> None:
     assert stdout is not None
     while chunk := stdout.read1(READ_BUFFER):  # type: ignore[attr-defined]
         sql_filter.feed(chunk)
+
+
+def _unless_killed(rc: int) -> None:
+    """A pg_restore killed by a signal (the OOM killer, an operator) says nothing about the
+    backup: an interruption, not an invalid archive."""
+    if rc < 0:
+        raise RestoreInterrupted(
+            f"pg_restore was {describe_exit(rc)} while it read the backup; nothing changed"
+        )
 
 
 def _first_error(lines: list[str]) -> str:
@@ -742,7 +806,7 @@ def classify_psql_error(rc: int, lines: list[str], *, check: bool) -> BackupRunE
     ):
         return RestoreInterrupted(
             f"{prefix}the restore session stopped or lost its connection before the COMMIT "
-            f"({message if rc >= 0 else 'killed'}); nothing changed"
+            f"({f'psql was {describe_exit(rc)}' if rc < 0 else message}); nothing changed"
         )
     if "lock timeout" in text:
         return ClinicBusy(
@@ -844,22 +908,24 @@ class SchemaSwapper:
         suffix: Callable[[], str],
         pg_restore_args: list[str],
         sql_filter: Callable[[Callable[[bytes], None]], SqlFilter],
-        single_transaction: bool,
+        commit: bool,
         drain: bool,
         verified: Callable[[], bool] | None,
         check: bool,
         env: dict[str, str] | None = None,
-    ) -> tuple[SqlFilter, PsqlSession, int]:
+    ) -> tuple[SqlFilter, PsqlSession]:
+        """`BEGIN`, the prefix, the archive's SQL, the suffix, and then COMMIT (or, for a dry
+        run, ROLLBACK) — the COMMIT only once every check has passed: pg_restore exited 0,
+        the filter saw the end of the archive's SQL, the stored bytes matched their sha256
+        (`verified`), and psql ran every statement before it."""
         tools = self._tools()
         env = env or self._env()
         run = _Run.with_deadline(self.timeout_seconds)
         try:
-            psql = run.psql = PsqlSession(
-                tools.path("psql"), env, single_transaction=single_transaction
-            )
+            psql = run.psql = PsqlSession(tools.path("psql"), env)
             filt = sql_filter(psql.send)
             try:
-                psql.send(prefix)
+                psql.send(BEGIN + prefix)
                 proc = _start_pg_restore(tools, pg_restore_args, env, run, archive, drain)
                 _pump(proc, filt)
                 restore_rc = proc.wait()
@@ -872,11 +938,12 @@ class SchemaSwapper:
                     )
                 if run.feeder.error is not None:
                     raise run.feeder.error
+                _unless_killed(restore_rc)
                 if restore_rc != 0:
                     assert run.restore_err is not None
                     lines = run.restore_err.join()
                     raise ArchiveInvalid(
-                        f"pg_restore could not read the backup (exit code {restore_rc}): "
+                        f"pg_restore could not read the backup ({describe_exit(restore_rc)}): "
                         f"{_first_error(lines)}"
                     )
                 filt.close()
@@ -884,7 +951,7 @@ class SchemaSwapper:
                     raise ChecksumMismatch(
                         "the stored file does not match the backup's sha256; nothing changed"
                     )
-                psql.send(suffix())
+                psql.send(f"\\echo {MARK_LOADED}\n" + suffix())
             except (BrokenPipeError, ValueError, OSError) as error:
                 if not isinstance(error, BrokenPipeError) and psql.proc.poll() is None:
                     raise
@@ -897,14 +964,18 @@ class SchemaSwapper:
                         "the restore did not finish within RESTORE_TIMEOUT_SECONDS; nothing changed"
                     ) from None
                 raise classify_psql_error(rc, psql.stderr.join(), check=check) from None
-            rc = psql.finish(timeout=max(1.0, self.timeout_seconds))
+            rc = psql.end(commit=commit, timeout=max(1.0, self.timeout_seconds))
+            if commit and psql.committed:
+                return filt, psql
             if run.timed_out.is_set():
                 raise RestoreInterrupted(
                     "the restore did not finish within RESTORE_TIMEOUT_SECONDS; nothing changed"
                 )
-            if rc != 0:
+            if commit:
+                _require_commit(psql, rc, check=check)
+            elif rc != 0:
                 raise classify_psql_error(rc, psql.stderr.join(), check=check)
-            return filt, psql, rc
+            return filt, psql
         except BaseException:
             run.kill()
             raise
@@ -923,7 +994,7 @@ class SchemaSwapper:
                 version = int(cur.fetchone()[0])
         finally:
             conn.close()
-        filt, _, _ = self._pipeline(
+        filt, _ = self._pipeline(
             archive,
             prefix="",
             suffix=lambda: "",
@@ -931,7 +1002,7 @@ class SchemaSwapper:
             sql_filter=lambda sink: SqlFilter(
                 sink, "archive", drop_transaction_timeout=version < 170000
             ),
-            single_transaction=True,
+            commit=True,
             drain=False,
             verified=None,
             check=False,
@@ -946,7 +1017,7 @@ class SchemaSwapper:
             suffix=lambda: swap_suffix(plan, self.lock_timeout, dry_run=True),
             pg_restore_args=["--schema-only"],
             sql_filter=lambda sink: _swap_filter(sink, plan),
-            single_transaction=False,
+            commit=False,
             drain=False,
             verified=None,
             check=True,
@@ -958,13 +1029,13 @@ class SchemaSwapper:
 
     def swap(self, archive: BinaryIO, plan: SwapPlan, verified: Callable[[], bool]) -> SwapResult:
         started = time.monotonic()
-        filt, psql, _ = self._pipeline(
+        filt, psql = self._pipeline(
             archive,
             prefix=swap_prefix(plan, self.lock_timeout),
             suffix=lambda: swap_suffix(plan, self.lock_timeout),
             pg_restore_args=[],
             sql_filter=lambda sink: _swap_filter(sink, plan),
-            single_transaction=True,
+            commit=True,
             drain=True,
             verified=verified,
             check=False,
@@ -984,15 +1055,14 @@ class SchemaSwapper:
     def swap_back(self, plan: UndoPlan) -> SwapResult:
         tools = self._tools()
         started = time.monotonic()
-        psql = PsqlSession(tools.path("psql"), self._env(), single_transaction=True)
+        psql = PsqlSession(tools.path("psql"), self._env())
         try:
             try:
-                psql.send(undo_script(plan, self.lock_timeout))
+                psql.send(BEGIN + undo_script(plan, self.lock_timeout), flush=True)
             except BrokenPipeError:
                 pass
-            rc = psql.finish(timeout=self.timeout_seconds)
-            if rc != 0:
-                raise classify_psql_error(rc, psql.stderr.join(), check=False)
+            rc = psql.end(commit=True, timeout=self.timeout_seconds)
+            _require_commit(psql, rc)
         finally:
             psql.close()
         ended = psql.exited_at or time.monotonic()
@@ -1027,10 +1097,11 @@ class SchemaSwapper:
                 raise RestoreInterrupted("reading the archive did not finish in time")
             if run.feeder.error is not None:
                 raise run.feeder.error
+            _unless_killed(rc)
             if rc != 0:
                 assert run.restore_err is not None
                 raise ArchiveInvalid(
-                    f"pg_restore could not read the backup (exit code {rc}): "
+                    f"pg_restore could not read the backup ({describe_exit(rc)}): "
                     f"{_first_error(run.restore_err.join())}"
                 )
             filt.close()
@@ -1094,11 +1165,12 @@ def _schema_sql(tools: PgTools, archive: BinaryIO, timeout: float) -> str:
         run.feeder.join()
         if run.feeder.error is not None:
             raise run.feeder.error
+        _unless_killed(rc)
         if rc != 0:
             assert run.restore_err is not None
             raise ArchiveInvalid(
-                f"pg_restore could not read the backup's table of contents: "
-                f"{_first_error(run.restore_err.join())}"
+                f"pg_restore could not read the backup's table of contents "
+                f"({describe_exit(rc)}): {_first_error(run.restore_err.join())}"
             )
         return b"".join(chunks).decode("utf-8", "replace")
     finally:
@@ -1126,8 +1198,13 @@ def same_server(a: str, b: str) -> bool:
 
 @dataclass
 class VerificationServer:
-    """The `Verifier` port: each drill restores into a scratch database `verify_<id>` created
-    and dropped on the verification server (`VERIFY_DATABASE_URL`)."""
+    """The `Verifier` port: each drill restores into a scratch database created and dropped on
+    the verification server (`VERIFY_DATABASE_URL`), named `verify_<server epoch>_<random>`.
+
+    A driver that dies mid-drill (SIGKILL included) cannot drop it, so a `Guardian` started
+    before the CREATE DATABASE drops it as soon as the driver is gone; a scratch database that
+    survived even that (the whole machine went) is dropped by a later drill once it is older
+    than a drill can run and nobody is connected to it."""
 
     database_url: str
     tools: PgTools
@@ -1139,7 +1216,7 @@ class VerificationServer:
             conn = psycopg2.connect(
                 self.database_url,
                 connect_timeout=self.connect_timeout,
-                application_name="clinic-backups-verify",
+                application_name=VERIFY_APPLICATION_NAME,
             )
         except psycopg2.Error:
             raise VerificationNotConfigured(
@@ -1153,6 +1230,29 @@ class VerificationServer:
         params["dbname"] = name
         return str(psycopg2.extensions.make_dsn(**params))
 
+    def _env(self) -> dict[str, str]:
+        env = libpq_environment(self.database_url)
+        env["PGAPPNAME"] = VERIFY_APPLICATION_NAME
+        return env
+
+    def _drop_leftovers(self, cur: Any, now: int) -> None:
+        """Scratch databases of drills whose driver and guardian both died, once older than a
+        drill can last and with nobody connected."""
+        cur.execute(
+            "SELECT d.datname FROM pg_catalog.pg_database d WHERE d.datname ~ %s "
+            "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a "
+            "WHERE a.datname = d.datname)",
+            (f"^{SCRATCH_NAME.pattern}$",),
+        )
+        for (name,) in cur.fetchall():
+            match = SCRATCH_NAME.fullmatch(name)
+            if match and int(match.group(1)) < now - self.timeout_seconds - LEFTOVER_MARGIN_SECONDS:
+                try:
+                    cur.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+                except psycopg2.Error:
+                    continue  # someone connected meanwhile: next time
+                logger.warning("dropped a scratch database a dead drill left behind")
+
     def drill(
         self,
         schema: str,
@@ -1162,24 +1262,51 @@ class VerificationServer:
     ) -> DrillResult:
         _checked(schema)
         started = time.monotonic()
-        name = f"verify_{uuid.uuid4().hex[:12]}"
         admin = self._admin()
         try:
             with admin.cursor() as cur:
-                cur.execute("SELECT current_setting('server_version_num')::int")
-                server_num = int(cur.fetchone()[0])
                 cur.execute(
-                    sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name))
+                    "SELECT current_setting('server_version_num')::int, "
+                    "extract(epoch FROM clock_timestamp())::bigint"
                 )
+                server_num, now = (int(v) for v in cur.fetchone())
+                self._drop_leftovers(cur, now)
+            name = f"verify_{now}_{uuid.uuid4().hex[:8]}"
+            guardian = Guardian(
+                [
+                    self.tools.path("psql"),
+                    "-X",
+                    "-q",
+                    "-c",
+                    f"DROP DATABASE IF EXISTS {ident(name)} WITH (FORCE)",
+                ],
+                self._env(),
+            )
+            dropped = False
             try:
-                return self._drill(schema, archive, verified, extensions, name, server_num, started)
-            finally:
                 with admin.cursor() as cur:
                     cur.execute(
-                        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                        sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(
                             sql.Identifier(name)
                         )
                     )
+                try:
+                    return self._drill(
+                        schema, archive, verified, extensions, name, server_num, started
+                    )
+                finally:
+                    with admin.cursor() as cur:
+                        cur.execute(
+                            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                                sql.Identifier(name)
+                            )
+                        )
+                    dropped = True
+            finally:
+                if dropped:
+                    guardian.disarm()
+                else:
+                    guardian.fire(timeout=30)
         finally:
             admin.close()
 
@@ -1218,8 +1345,8 @@ class VerificationServer:
         conn.close()
         loader = SchemaSwapper(url, self.tools, timeout_seconds=self.timeout_seconds)
         env = libpq_environment(url)
-        env["PGAPPNAME"] = "clinic-backups-verify"
-        filt, _psql, _ = loader._pipeline(
+        env["PGAPPNAME"] = VERIFY_APPLICATION_NAME
+        filt, _psql = loader._pipeline(
             archive,
             prefix="",
             suffix=lambda: "",
@@ -1231,7 +1358,7 @@ class VerificationServer:
                 drop_foreign_fks=True,
                 drop_column_options=True,
             ),
-            single_transaction=True,
+            commit=True,
             drain=True,
             verified=verified,
             check=False,
