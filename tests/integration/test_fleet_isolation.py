@@ -23,7 +23,7 @@ from clinic_backups.settings import OperatorSettings, get_settings
 from psycopg2 import sql
 
 from devstack import demo
-from tests.helpers import FixedClock, function_module, invoke, load_event
+from tests.helpers import FixedClock, function_module, invoke, load_event, reset_caches
 from tests.integration.conftest import RestoreDatabase
 
 
@@ -59,7 +59,7 @@ def fleet(db: RestoreDatabase, owned_clinic: Any) -> tuple[list[str], list[str]]
     failure shows in the batched reads), one new (in its migration)."""
     good = [owned_clinic(patients=10) for _ in range(2)]
     migrated, fresh = owned_clinic(patients=10), owned_clinic(patients=10)
-    records = build_services(get_settings(OperatorSettings)).records
+    records = function_module("scheduler").services().records  # as the backup role
     for schema in [*good, migrated]:
         records.ensure_schema(schema)
     for schema in (migrated, fresh):
@@ -88,9 +88,12 @@ def test_one_unreadable_clinic_never_stops_the_scheduler_run(
 
 
 def test_one_unreadable_clinic_never_stops_the_sweeper(
-    restore_env_pg15: RestoreDatabase, owned_clinic_pg15, sqs, capsys
+    restore_env_pg15: RestoreDatabase, owned_clinic_pg15, sqs, capsys, monkeypatch
 ):
-    # Given a readable clinic with a backup queued three hours ago that never ran
+    # Given the operator's CLI connected as the backup role (as the scheduler's sweep is), and
+    # a readable clinic with a backup queued three hours ago that never ran
+    monkeypatch.delenv("RESTORE_DATABASE_URL")
+    reset_caches()
     good, bad = fleet(restore_env_pg15, owned_clinic_pg15)
     svc = build_services(get_settings(OperatorSettings))
     svc.clock = FixedClock(datetime.now(UTC) - timedelta(hours=3))
