@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -376,3 +377,79 @@ def test_the_store_dying_mid_upload_leaves_parts_the_sweeper_removes_once_it_is_
     assert "removed" in record_row(database_url, schema, first.body["id"])["error"]
     assert "will be removed" not in record_row(database_url, schema, first.body["id"])["error"]
     proxy.kill()
+
+
+def test_a_renewal_never_waits_long_for_the_swap_holding_the_lock_table(
+    lease_env, clinic_factory, database_url
+):
+    # Given a backup's lease, and a session holding the clinic's lock table the way a swap
+    # does while it moves the service's tables back (ACCESS EXCLUSIVE until its COMMIT)
+    from clinic_backups import service
+    from clinic_backups.models import Lease, Trigger
+
+    schema = clinic_factory(patients=10)
+    svc = build_services(get_settings(OperatorSettings))
+    record = service.start_backup(
+        svc, schema, trigger=Trigger.MANUAL, actor_id="u", actor_name=None
+    )
+    lease = Lease.new(LEASE)
+    assert svc.records.claim(schema, record.id, svc.clock.now(), lease) is not None
+    swap = psycopg2.connect(database_url)
+    with swap.cursor() as cur:
+        cur.execute(
+            sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
+                sql.Identifier(schema, "backup_operation_lock")
+            )
+        )
+        # When the heartbeat renews: it gives up within its lock_timeout (next beat)
+        started = time.monotonic()
+        assert svc.records.renew_lease(schema, lease) is None
+        assert time.monotonic() - started < 1.5
+        # and a request for the clinic gives up too (409), taking nothing over
+        assert post_backup(schema).status == 409
+    swap.rollback()
+    swap.close()
+    # Then, the table free again, the lease renews as before
+    assert svc.records.renew_lease(schema, lease) is True
+
+
+def test_the_sweeper_never_fails_a_live_verification_only_a_dead_one(
+    restore_lease_env, owned_clinic_pg15
+):
+    # Given a full verification running under its lease (on its own job row: it takes no lock)
+    from clinic_backups.models import Lease, RestoreKind, RestoreRecord, RestoreStatus
+
+    from tests.integration.test_retention import add_backup
+
+    db = restore_lease_env
+    schema = owned_clinic_pg15(patients=10)
+    svc = tiny_threshold_sweeper()
+    assert svc.restores is not None
+    source = add_backup(svc, schema, svc.clock.now())
+    job = svc.restores.create(
+        schema,
+        RestoreRecord(
+            id=uuid.uuid4(),
+            kind=RestoreKind.VERIFY,
+            status=RestoreStatus.PENDING,
+            backup_id=source.id,
+            requested_by="u",
+            created_at=svc.clock.now(),
+        ),
+        take_lock=False,
+    )
+    assert svc.restores.claim(schema, job.id, "verifying", svc.clock.now(), Lease.new(60))
+    time.sleep(1.2)  # longer than the one-second stuck threshold
+    # When the sweeper runs, it is left alone
+    assert sweeper.sweep(svc, [schema], orphans=False).restores_failed == 0
+    # Once its lease has expired (its worker died), it fails as stale
+    with psycopg2.connect(db.admin_url) as conn, conn.cursor() as cur:
+        cur.execute(
+            sql.SQL("UPDATE {} SET renewed_at = now() - interval '2 minutes'").format(
+                sql.Identifier(schema, "backup_restores")
+            )
+        )
+    conn.close()
+    assert sweeper.sweep(svc, [schema], orphans=False).restores_failed == 1
+    failed = svc.restores.get(schema, job.id)
+    assert (failed.status, failed.error_code) == (RestoreStatus.FAILED, "stale")
