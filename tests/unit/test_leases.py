@@ -30,6 +30,10 @@ class FakeDatabase:
         yield object()
 
 
+def fake_db() -> Any:
+    return FakeDatabase()
+
+
 def reader(bad: set[str], calls: list[list[str]]):
     def read(cur: Any, batch: list[str]) -> list[dict[str, Any]]:
         calls.append(batch)
@@ -43,12 +47,7 @@ def reader(bad: set[str], calls: list[list[str]]):
 def test_a_failing_clinic_is_split_out_of_its_batch_and_the_others_are_read():
     schemas = [f"clinica_{i:02d}" for i in range(16)]
     calls: list[list[str]] = []
-    rows, failed = read_fleet(
-        FakeDatabase(),
-        schemas,
-        8,
-        reader({"clinica_05", "clinica_12"}, calls),  # type: ignore[arg-type]
-    )
+    rows, failed = read_fleet(fake_db(), schemas, 8, reader({"clinica_05", "clinica_12"}, calls))
     assert sorted(r["schema"] for r in rows) == sorted(set(schemas) - {"clinica_05", "clinica_12"})
     assert set(failed) == {"clinica_05", "clinica_12"}
     # each failing clinic costs a bisection of its batch of 8: 1 + 2·log2(8) statements
@@ -57,7 +56,7 @@ def test_a_failing_clinic_is_split_out_of_its_batch_and_the_others_are_read():
 
 def test_a_batch_without_failures_is_one_statement():
     calls: list[list[str]] = []
-    rows, failed = read_fleet(FakeDatabase(), ["a", "b", "c"], 100, reader(set(), calls))  # type: ignore[arg-type]
+    rows, failed = read_fleet(fake_db(), ["a", "b", "c"], 100, reader(set(), calls))
     assert (len(rows), failed, calls) == (3, {}, [["a", "b", "c"]])
 
 
@@ -69,7 +68,7 @@ def test_a_lost_database_is_not_split():
         raise DatabaseUnavailable()
 
     with pytest.raises(DatabaseUnavailable):
-        read_fleet(FakeDatabase(), ["a", "b", "c", "d"], 100, read)  # type: ignore[arg-type]
+        read_fleet(fake_db(), ["a", "b", "c", "d"], 100, read)
     assert len(calls) == 1
 
 
