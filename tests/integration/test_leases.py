@@ -229,17 +229,25 @@ def lock_taken(url: str, schema: str) -> bool:
         return False  # the tables are not there yet
 
 
-def hold_against_sweeps_and_requests(worker: threading.Thread, url: str, schema: str) -> Any:
-    """While the job runs: sweep with a one-second stuck threshold and ask for a backup, again
-    and again. Returns the backups the sweeps failed and the answers the requests got."""
+def hold_against_sweeps_and_requests(
+    worker: threading.Thread, url: str, schema: str, table: str
+) -> Any:
+    """While the job runs (the clinic's first row of `table`): sweep with a one-second stuck
+    threshold and ask for a backup, again and again. Returns the jobs the sweeps failed and
+    the answers the requests got while the job ran."""
+
+    def running() -> bool:
+        found = statuses(url, schema, table)
+        return bool(found) and found[0] in ("pending", "running")
+
     wait_until(lambda: lock_taken(url, schema) or not worker.is_alive(), what="the lock")
     svc = tiny_threshold_sweeper()
     failed, answers = 0, set()
-    while worker.is_alive():
+    while worker.is_alive() and running():
         report = sweeper.sweep(svc, [schema], orphans=False)
         failed += report.stale_failed + report.restores_failed
         answer = post_backup(schema).status
-        if worker.is_alive():  # (an answer after the job ended says nothing about it)
+        if running():  # (an answer after the job ended says nothing about it)
             answers.add(answer)
         time.sleep(0.3)
     return failed, answers
@@ -262,7 +270,9 @@ def test_a_cli_backup_longer_than_the_old_threshold_completes_untouched(
     # When the sweeper runs and clinic users ask for backups all along
     worker.start()
     try:
-        failed, answers = hold_against_sweeps_and_requests(worker, database_url, schema)
+        failed, answers = hold_against_sweeps_and_requests(
+            worker, database_url, schema, "backup_records"
+        )
     finally:
         worker.join()
 
@@ -292,7 +302,9 @@ def test_a_cli_restore_longer_than_the_old_threshold_completes_untouched(
 
     worker.start()
     try:
-        failed, answers = hold_against_sweeps_and_requests(worker, db.admin_url, schema)
+        failed, answers = hold_against_sweeps_and_requests(
+            worker, db.admin_url, schema, "backup_restores"
+        )
     finally:
         worker.join()
 
