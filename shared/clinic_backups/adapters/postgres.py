@@ -131,7 +131,6 @@ LATEST_VERSION = MIGRATIONS[-1][0]
 # ends, and the server's lock table is only max_locks_per_transaction (64) x max_connections
 # entries — reading 2,000 clinics in one transaction ran out of it ("out of shared memory").
 SCHEMA_BATCH = 100
-STALE_MESSAGE = "the backup did not finish within the worker's time limit"
 NEVER_STARTED = "the backup's job never started (its message expired); nothing was stored"
 LEASE_GONE = "the job lost the clinic's lease (its worker died?)"
 # A request waits at most this long for the lock row (a restore's swap holds the lock table
@@ -190,24 +189,25 @@ def read_fleet(
 # `{records}` and `{restores}` are the clinic's tables; `%(stuck)s` the age threshold of jobs
 # without a lease (pending ones, and running ones from before leases).
 
-LEASE_EXPIRED = sql.SQL(
+# (Plain SQL text, composed into statements that are then `.format`ted with the tables.)
+LEASE_EXPIRED = (
     "l.lease_id IS NOT NULL AND l.renewed_at + l.lease_seconds * interval '1 second' < now()"
 )
-LEASE_LIVE = sql.SQL(
+LEASE_LIVE = (
     "l.lease_id IS NOT NULL AND l.renewed_at + l.lease_seconds * interval '1 second' >= now()"
 )
 # A running backup is alive while a live lease covers it: its own lock row, or the lock of
 # the restore it is the pre-restore backup of. A lock row without a lease (a job claimed
 # before leases existed) keeps the age threshold.
-BACKUP_ALIVE = sql.SQL(
+BACKUP_ALIVE = (
     "EXISTS (SELECT 1 FROM {lock} l WHERE (l.ref_id = r.id OR l.ref_id IN "
     "(SELECT s.id FROM {restores} s WHERE s.pre_restore_backup_id = r.id)) AND ("
-    + LEASE_LIVE.string
+    + LEASE_LIVE
     + " OR l.lease_id IS NULL AND coalesce(r.started_at, r.created_at) >= %(stuck)s))"
 )
-STALE_BACKUP = sql.SQL(
+STALE_BACKUP = (
     "(r.status = 'pending' AND r.created_at < %(stuck)s "
-    "OR r.status = 'running' AND NOT " + BACKUP_ALIVE.string + ")"
+    "OR r.status = 'running' AND NOT " + BACKUP_ALIVE + ")"
 )
 
 
@@ -255,7 +255,7 @@ def _expire_lock(
         sql.SQL(
             "SELECT l.kind, l.ref_id, l.lease_id, "
             "round(extract(epoch FROM now() - l.renewed_at))::int AS silent "
-            "FROM {lock} l WHERE " + LEASE_EXPIRED.string + " AND l.kind = ANY(%s) FOR UPDATE"
+            "FROM {lock} l WHERE " + LEASE_EXPIRED + " AND l.kind = ANY(%s) FOR UPDATE"
         ).format(**names),
         (list(kinds),),
     )
@@ -979,9 +979,7 @@ class PostgresRecords:
                 sql.SQL(
                     "UPDATE {records} r SET status = 'failed', finished_at = %(at)s, "
                     "error_code = 'stale', error = CASE WHEN r.status = 'pending' "
-                    "THEN %(never)s ELSE %(gone)s END WHERE "
-                    + STALE_BACKUP.string
-                    + " RETURNING id"
+                    "THEN %(never)s ELSE %(gone)s END WHERE " + STALE_BACKUP + " RETURNING id"
                 ).format(**names),
                 {"at": at, "stuck": before, "never": NEVER_STARTED, "gone": LEASE_GONE},
             )
@@ -998,11 +996,9 @@ class PostgresRecords:
             cur.execute(
                 sql.SQL(
                     "SELECT r.storage_key FROM {records} r WHERE r.status IN ('pending', 'running') "
-                    "AND NOT " + STALE_BACKUP.string + " UNION "
+                    "AND NOT " + STALE_BACKUP + " UNION "
                     "SELECT r.storage_key FROM {lock} l JOIN {records} r ON r.id = l.ref_id "
-                    "WHERE l.kind = 'reencrypt' AND (l.lease_id IS NULL OR "
-                    + LEASE_LIVE.string
-                    + ")"
+                    "WHERE l.kind = 'reencrypt' AND (l.lease_id IS NULL OR " + LEASE_LIVE + ")"
                 ).format(**self._names(schema)),
                 {"stuck": stuck_before},
             )

@@ -89,27 +89,31 @@ _UPDATABLE = frozenset(
 NEVER_STARTED = "the job never started (its message expired); nothing changed"
 LEASE_GONE = "the job lost the clinic's lease (its worker died?); nothing changed"
 
+
 # Which of a clinic's jobs are dead (`%(stuck)s`: the age threshold of jobs without a lease).
 # A running restore or undo is alive while its lock row carries a live lease (or, claimed
 # before leases existed, no lease and an age below the threshold); a running verification
 # while its own row's lease is live; a pending one until the age threshold.
-_COVERED = (
-    "EXISTS (SELECT 1 FROM {lock} l WHERE l.kind = %s AND l.ref_id = r.id AND ("
-    + LEASE_LIVE.string
-    + " OR l.lease_id IS NULL AND %s >= %%(stuck)s))"
-)
-STALE_JOB = sql.SQL(
+def _covered(kind: str, since: str) -> str:
+    """A running job of `kind` is covered by its lock row: a live lease, or (claimed before
+    leases existed) no lease and `since` within the age threshold."""
+    return (
+        f"EXISTS (SELECT 1 FROM {{lock}} l WHERE l.kind = '{kind}' AND l.ref_id = r.id AND ("
+        f"{LEASE_LIVE} OR l.lease_id IS NULL AND {since} >= %(stuck)s))"
+    )
+
+
+STALE_JOB = (
     "(r.status = 'pending' AND r.created_at < %(stuck)s "
     "OR r.status = 'running' AND r.kind = 'restore' AND NOT "
-    + _COVERED
-    % ("'restore'", "coalesce(r.started_at, r.created_at)")
+    + _covered("restore", "coalesce(r.started_at, r.created_at)")
     + " OR r.status = 'running' AND r.kind = 'verify' AND NOT (r.lease_id IS NOT NULL AND "
     "r.renewed_at + r.lease_seconds * interval '1 second' >= now() "
     "OR r.lease_id IS NULL AND coalesce(r.started_at, r.created_at) >= %(stuck)s))"
 )
-STALE_UNDO = sql.SQL(
+STALE_UNDO = (
     "(r.undo_status = 'pending' AND r.undo_requested_at < %(stuck)s "
-    "OR r.undo_status = 'running' AND NOT " + _COVERED % ("'undo'", "r.undo_requested_at") + ")"
+    "OR r.undo_status = 'running' AND NOT " + _covered("undo", "r.undo_requested_at") + ")"
 )
 
 
@@ -498,7 +502,7 @@ class PostgresRestores:
                 sql.SQL(
                     "UPDATE {restores} r SET status = 'failed', finished_at = %(at)s, "
                     "error_code = 'stale', error = CASE WHEN r.status = 'pending' "
-                    "THEN %(never)s ELSE %(gone)s END WHERE " + STALE_JOB.string + " RETURNING id"
+                    "THEN %(never)s ELSE %(gone)s END WHERE " + STALE_JOB + " RETURNING id"
                 ).format(**names),
                 params,
             )
@@ -507,7 +511,7 @@ class PostgresRestores:
                 sql.SQL(
                     "UPDATE {restores} r SET undo_status = 'failed', undo_error_code = 'stale', "
                     "undo_error = CASE WHEN r.undo_status = 'pending' THEN %(never)s "
-                    "ELSE %(gone)s END, step = 'done' WHERE " + STALE_UNDO.string + " RETURNING id"
+                    "ELSE %(gone)s END, step = 'done' WHERE " + STALE_UNDO + " RETURNING id"
                 ).format(**names),
                 params,
             )
@@ -574,9 +578,9 @@ class PostgresRestores:
     def _hint_query(self, schema: str) -> sql.Composed:
         return sql.SQL(
             "SELECT {name} AS schema, "
-            "bool_or(" + STALE_JOB.string + " OR " + STALE_UNDO.string + ") "
+            "bool_or(" + STALE_JOB + " OR " + STALE_UNDO + ") "
             "OR EXISTS (SELECT 1 FROM {lock} l WHERE l.kind IN ('restore', 'undo') AND "
-            + LEASE_EXPIRED.string
+            + LEASE_EXPIRED
             + ") AS stale, "
             "bool_or(r.kind = 'restore' AND r.dropped_at IS NULL "
             "AND r.undo_until < %(now)s AND r.status IN ('completed', 'undone')) "

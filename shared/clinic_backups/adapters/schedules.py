@@ -147,9 +147,9 @@ class PostgresSchedules:
             " (SELECT min(scheduled_at) FROM {slots}) AS first_slot_at,"
             " EXISTS (SELECT 1 FROM {lock}) AS lock_held,"
             # a dead backup: its lease expired (or none covers it), or pending past the threshold
-            " (EXISTS (SELECT 1 FROM {records} r WHERE " + STALE_BACKUP.string + ")"
+            " (EXISTS (SELECT 1 FROM {records} r WHERE " + STALE_BACKUP + ")"
             "   OR EXISTS (SELECT 1 FROM {lock} l WHERE l.kind IN ('backup', 'reencrypt') AND "
-            + LEASE_EXPIRED.string
+            + LEASE_EXPIRED
             + ")) AS stuck,"
             " EXISTS (SELECT 1 FROM {records} WHERE status = 'deleted' AND purged_at IS NULL"
             "   AND deleted_at <= %(grace)s) AS purgeable"
