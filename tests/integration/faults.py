@@ -106,13 +106,26 @@ passthrough()
 
 # psql of the swap (the session that locks the clinic's tables: it echoes cb:locked) relays
 # the script until the archive's SQL has been sent, then stalls until the test says `go`.
+# Everything else passes on at once (only bytes that may begin the marker wait for the next
+# read): the layer may wait for psql to answer what it just sent.
 STALL_SWAP_PSQL = """
 proc = subprocess.Popen([REAL, *args], stdin=subprocess.PIPE)
 locked, loaded = b"\\\\echo cb:locked", b"\\\\echo cb:loaded"
-seen_lock, stalled, tail = False, False, b""
+
+
+def partial(data, marker):
+    # how many bytes at the end of `data` may begin `marker` (held back until the next read)
+    for k in range(min(len(marker) - 1, len(data)), 0, -1):
+        if marker.startswith(data[-k:]):
+            return k
+    return 0
+
+
+seen_lock, stalled, tail, recent = False, False, b"", b""
 while chunk := sys.stdin.buffer.read1(65536):
+    seen_lock = seen_lock or locked in recent + chunk
+    recent = (recent + chunk)[-len(locked):]
     data = tail + chunk
-    seen_lock = seen_lock or locked in data
     at = data.find(loaded) if seen_lock and not stalled else -1
     if at >= 0:
         proc.stdin.write(data[:at])
@@ -120,10 +133,11 @@ while chunk := sys.stdin.buffer.read1(65536):
         stalled = True
         flag("stalled")
         wait_for("go")
-        data, at = data[at:], -1
-    keep = len(data) if stalled else max(0, len(data) - len(loaded))
+        data = data[at:]
+    keep = len(data) if stalled else len(data) - partial(data, loaded)
     try:
         proc.stdin.write(data[:keep])
+        proc.stdin.flush()
     except BrokenPipeError:
         break
     tail = data[keep:]
