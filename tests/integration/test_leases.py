@@ -128,17 +128,33 @@ def record_row(url: str, schema: str, backup_id: str) -> dict[str, Any]:
     return {"status": status, "error_code": code, "error": error}
 
 
-def free_within_lease(schema: str, killed: float) -> Reply:
-    """The clinic is busy right after its worker died, and free as soon as the lease has
-    expired and someone asks: the first POST /backups answered 202 after the kill."""
-    assert post_backup(schema).status == 409  # the dead worker's lease still runs
+def lease_left(url: str, schema: str) -> float:
+    """Seconds left on the clinic's lease, by the database's clock (0 without one)."""
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(
+            sql.SQL(
+                "SELECT extract(epoch FROM renewed_at + lease_seconds * interval '1 second' "
+                "- now()) FROM {} WHERE lease_id IS NOT NULL"
+            ).format(sql.Identifier(schema, "backup_operation_lock"))
+        )
+        row = cur.fetchone()
+    conn.close()
+    return float(row[0]) if row else 0.0
+
+
+def free_within_lease(url: str, schema: str, killed: float) -> Reply:
+    """The clinic is busy while the dead worker's lease runs, and free as soon as it has
+    expired and someone asks: the first POST /backups after that is accepted."""
+    if lease_left(url, schema) > 1.5:  # (a machine that stalled past it proves nothing here)
+        assert post_backup(schema).status == 409
     taken = wait_until(
         lambda: (reply := post_backup(schema)).status == 202 and reply,
         timeout=LEASE + 10,
         what="the clinic to be free again",
         every=0.2,
     )
-    assert time.monotonic() - killed <= LEASE + 2.5
+    # within the lease (renewed at most a quarter of it before the kill) plus one request
+    assert time.monotonic() - killed <= LEASE + 3
     return taken  # type: ignore[no-any-return]
 
 
@@ -168,7 +184,7 @@ def test_a_killed_backup_frees_its_clinic_within_the_lease_and_its_parts_are_abo
         child.close()
 
     # Then the clinic is free again within the lease, at the next request
-    free_within_lease(schema, killed)
+    free_within_lease(database_url, schema, killed)
     dead = record_row(database_url, schema, first.body["id"])
     assert (dead["status"], dead["error_code"]) == ("failed", "stale"), dead
     assert "lease" in dead["error"]
@@ -200,7 +216,7 @@ def test_a_killed_restore_frees_its_clinic_within_the_lease(
         child.close()
 
     # Then the clinic is free again within the lease, and nothing changed in it
-    free_within_lease(schema, killed)
+    free_within_lease(db.admin_url, schema, killed)
     job = get_restore(schema, requested.body["id"])
     assert (job["status"], job["error_code"]) == ("failed", "stale"), job
     assert "lease" in job["error"] and "nothing changed" in job["error"]
