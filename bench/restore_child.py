@@ -4,7 +4,8 @@ against the clinic's live schema, from a backup already in storage.
 
 Reads a JSON payload on stdin (`schema`, `backup_id`; with `local_archive` and `storage_key`,
 the stored object is read from that local file instead of the S3 server), prints one JSON
-line: the job's timings (pre-restore backup, pre-check, swap), how long the clinic's tables
+line: the job's timings (pre-restore backup, the verification of the stored object beside it,
+pre-check, swap), how long the clinic's tables
 were locked, the kept schema's name and the pre-restore backup's storage key (the benchmark
 removes both), and the peak RSS of this process and of its children (pg_dump, pg_restore,
 psql).
@@ -80,6 +81,7 @@ def main() -> None:
             {
                 "seconds": seconds,
                 "pre_restore_backup_seconds": timings.get("pre_restore_backup_seconds"),
+                "verify_seconds": timings.get("verify_seconds"),
                 "check_seconds": timings.get("check_seconds"),
                 "restore_seconds": timings.get("restore_seconds"),
                 "lock_seconds": done.lock_seconds,

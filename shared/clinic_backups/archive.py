@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from .adapters.age import DecryptStage
 from .errors import ArchiveInvalid, BackupNotCompleted, ChecksumMismatch, ConfigurationError
@@ -104,6 +105,12 @@ class OpenedArchive:
     def verified(self) -> bool:
         return self.checksum.verified and (self.plaintext is None or self.plaintext.verified)
 
+    def drain(self) -> None:
+        """Read what is left of the stored bytes (after the consumer stopped, or failed):
+        ChecksumMismatch when they do not match the record."""
+        while self.checksum.read(1024 * 1024):
+            pass
+
     def close(self) -> None:
         self.stream.close()
         if self.decrypted is not None:
@@ -147,3 +154,27 @@ def open_archive(svc: Services, schema: str, record: BackupRecord) -> OpenedArch
         decrypted=decrypted,
         plaintext=plaintext,
     )
+
+
+T = TypeVar("T")
+
+
+def verify_stored(
+    svc: Services, schema: str, record: BackupRecord, read: Callable[[BinaryIO], T]
+) -> T:
+    """Read the whole stored object and check it before anything uses it: the sha256 (and
+    size) of the stored bytes, age's authentication of every chunk, the archive inside against
+    `plaintext_sha256`, and its structure (`read`: pg_restore over every block). A damaged or
+    tampered object is `ChecksumMismatch` — also when it shows first as a chunk age cannot
+    authenticate or a block pg_restore cannot read: the rest of the stored bytes is read to
+    tell a damaged object (mismatch) from a sound one that is not a valid archive."""
+    with open_archive(svc, schema, record) as archive:
+        try:
+            result = read(archive.stream)
+        except ArchiveInvalid:
+            archive.drain()
+            raise
+        archive.drain()
+        if not archive.verified():
+            raise ChecksumMismatch("the stored file does not match the backup's sha256")
+    return result

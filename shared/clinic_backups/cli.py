@@ -93,7 +93,11 @@ def _actor() -> str:
 
 
 def _services() -> service.Services:
-    return build_services(get_settings(OperatorSettings))
+    svc = build_services(get_settings(OperatorSettings))
+    # Here a restore has no overall deadline (that one keeps a job under Lambda's 15
+    # minutes); each phase keeps its own limit (RESTORE_TIMEOUT_SECONDS, DUMP_TIMEOUT_SECONDS).
+    svc.restore_deadline_seconds = None
+    return svc
 
 
 def _clinic(svc: service.Services, schema: str) -> TenantContext:

@@ -294,6 +294,13 @@ class PreRestoreBackupFailed(BackupRunError):
     error_code = "pre_restore_backup_failed"
 
 
+class LeaseLost(BackupRunError):
+    """The job's lease on its clinic expired and was taken over (the taker failed the job as
+    `stale`, with the reason): the job stops without committing anything."""
+
+    error_code = "stale"
+
+
 class VerificationFailed(BackupRunError):
     error_code = "verification_failed"
 

@@ -44,10 +44,10 @@ def database(settings: CommonSettings) -> Any:
         return _databases[key]
 
 
-def records(settings: CommonSettings) -> Any:
+def records(settings: CommonSettings, metrics: Any = None) -> Any:
     from .adapters.postgres import PostgresRecords
 
-    return PostgresRecords(database(settings))
+    return PostgresRecords(database(settings), metrics)
 
 
 def schedules(settings: CommonSettings) -> Any:
@@ -68,7 +68,7 @@ def policy(settings: CommonSettings) -> Any:
         base.defaults, time_zone=settings.default_time_zone, locale=settings.default_locale
     )
     if not isinstance(settings, PolicySettings):
-        return replace(base, defaults=defaults)
+        return replace(base, defaults=defaults, lock_lease_seconds=settings.lock_lease_seconds)
     defaults = replace(
         defaults,
         keep_daily=max(settings.retention_keep_daily, settings.min_retention_days),
@@ -86,6 +86,7 @@ def policy(settings: CommonSettings) -> Any:
         restore_undo_days=settings.restore_undo_days,
         catch_up=timedelta(hours=settings.schedule_catch_up_hours),
         stuck_after=stuck_after,
+        lock_lease_seconds=settings.lock_lease_seconds,
     )
 
 
@@ -157,7 +158,7 @@ def dumper(settings: CreateBackupSettings) -> Any:
     )
 
 
-def restore_adapters(settings: CommonSettings) -> tuple[Any, Any]:
+def restore_adapters(settings: CommonSettings, metrics: Any = None) -> tuple[Any, Any]:
     """The restores repository and the schema swapper (pg_restore/psql as the restore role;
     without the pg tools, only what needs none: dropping kept schemas)."""
     from .adapters.pgdump import PgTools
@@ -172,7 +173,7 @@ def restore_adapters(settings: CommonSettings) -> tuple[Any, Any]:
         swapper.tools = PgTools(settings.pg_bin_dir)
         swapper.timeout_seconds = settings.restore_timeout_seconds
         swapper.lock_timeout = settings.restore_lock_timeout
-    return PostgresRestores(database(settings)), swapper
+    return PostgresRestores(database(settings), metrics), swapper
 
 
 def verifier(settings: RestoreSettings) -> tuple[Any, str | None]:
@@ -212,10 +213,11 @@ def build_services(settings: CommonSettings) -> Any:
     from .observability import PowertoolsMetrics
     from .service import Services
 
+    metrics = PowertoolsMetrics()
     svc = Services(
-        records=records(settings),
+        records=records(settings, metrics),
         tenants=tenants(settings),
-        metrics=PowertoolsMetrics(),
+        metrics=metrics,
         schedules=schedules(settings),
         policy=policy(settings),
         keys=keys(settings),
@@ -233,9 +235,10 @@ def build_services(settings: CommonSettings) -> Any:
     if isinstance(settings, DeleteBackupSettings):
         svc.delete_grace_days = settings.delete_grace_days
     if isinstance(settings, RestoreSettings | SchedulerSettings):
-        svc.restores, svc.restorer = restore_adapters(settings)
+        svc.restores, svc.restorer = restore_adapters(settings, metrics)
     if isinstance(settings, RestoreSettings):
         svc.verifier, svc.verify_refused = verifier(settings)
+        svc.restore_deadline_seconds = settings.restore_timeout_seconds
     if isinstance(settings, SchedulerSettings):
         svc.verify_weekly = settings.verify_weekly
     if isinstance(settings, EncryptionSettings):

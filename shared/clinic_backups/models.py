@@ -602,5 +602,24 @@ class PlatformPolicy:
     min_retention_days: int = 7
     restore_undo_days: int = 3
     catch_up: timedelta = timedelta(hours=6)
-    # A pending/running record older than this can no longer finish (worker timeout + margin).
+    # A pending record (its job not started: no lease yet) older than this can no longer
+    # start: the queue dropped its message (worker timeout + margin).
     stuck_after: timedelta = timedelta(seconds=900 + 45 * 60)
+    # A running job renews its clinic's lease; LOCK_LEASE_SECONDS after the last renewal (the
+    # database's clock) the job is dead and anyone may take the clinic over.
+    lock_lease_seconds: int = 120
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A running job's hold on its clinic's operation lock (a verification, which takes no
+    lock, holds one on its own job row): `id` is this run's token, renewed by the job's
+    heartbeat and checked by every write that ends the job; it expires `seconds` after its
+    last renewal, by the database's clock."""
+
+    id: uuid.UUID
+    seconds: int
+
+    @classmethod
+    def new(cls, seconds: int) -> Lease:
+        return cls(uuid.uuid4(), seconds)

@@ -98,6 +98,15 @@ def backup_storage_key(
     return f"{clinic_prefix(schema)}{at:%Y}/{at:%m}/{name}"
 
 
+_GENERATION_AND_SUFFIX = re.compile(r"(-g\d+)?\.dump(\.age)?$")
+
+
+def key_stem(storage_key: str) -> str:
+    """A backup's key without its generation and extension: every object a backup ever had
+    (the original, each re-encryption's new generation) shares it."""
+    return _GENERATION_AND_SUFFIX.sub("", storage_key)
+
+
 def manifest_key(storage_key: str) -> str:
     return storage_key + MANIFEST_SUFFIX
 

@@ -18,6 +18,7 @@ from .models import (
     DumpResult,
     EncryptionKey,
     Job,
+    Lease,
     RestoreRecord,
     SlotRecord,
     SlotStatus,
@@ -49,18 +50,41 @@ class ListFilter:
     include_deleted: bool = False
 
 
+@dataclass
+class SchemaCheck:
+    """What `ensure_schemas` could not prepare: clinics without a schema, and clinics whose
+    tables failed (a revoked grant…) with the reason."""
+
+    unavailable: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
 class RecordsRepository(Protocol):
     """Backup records, audit and the per-clinic operation lock, in the clinic's own schema."""
 
     def ensure_schema(self, schema: str) -> None: ...
 
     def create_pending(self, schema: str, record: BackupRecord) -> BackupRecord:
-        """Insert a pending record and take the clinic's operation lock in one transaction;
-        OperationInProgress when the lock is held."""
+        """Insert a pending record and take the clinic's operation lock in one transaction,
+        taking over an expired lease first (its job fails as stale); OperationInProgress when
+        a live or pending job holds the lock."""
         ...
 
-    def claim(self, schema: str, backup_id: uuid.UUID, at: datetime) -> BackupRecord | None:
-        """Atomically move pending → running; None when it was not pending."""
+    def claim(
+        self, schema: str, backup_id: uuid.UUID, at: datetime, lease: Lease | None = None
+    ) -> BackupRecord | None:
+        """Atomically move pending → running, and with `lease` stamp the backup's lock row
+        with it in the same transaction; None when it was not pending. (The pre-restore
+        backup runs under its restore's lease: no lease of its own.)"""
+        ...
+
+    def renew_lease(self, schema: str, lease: Lease) -> bool | None:
+        """Renew a lock lease (the database's now()): True, False when it is gone (released
+        or taken over), None when the lock table was busy (try again at the next beat)."""
+        ...
+
+    def release_thread_connection(self) -> None:
+        """Close the calling thread's database connection (a heartbeat that ends)."""
         ...
 
     def complete(
@@ -82,7 +106,10 @@ class RecordsRepository(Protocol):
         """Take the clinic's lock for a re-encryption and flag the backup (409 when busy)."""
         ...
 
-    def holds_reencrypt(self, schema: str, backup_id: uuid.UUID) -> bool: ...
+    def claim_reencrypt(self, schema: str, backup_id: uuid.UUID, lease: Lease) -> bool:
+        """Stamp the re-encryption's lock row with the job's lease; False when there is no
+        such pending re-encryption (a repeated delivery, or one already running)."""
+        ...
 
     def finish_reencrypt(
         self,
@@ -94,8 +121,10 @@ class RecordsRepository(Protocol):
         size_bytes: int | None = None,
         sha256: str | None = None,
         recipients: builtins.list[dict[str, Any]] | None = None,
+        lease: Lease | None = None,
     ) -> BackupRecord | None:
-        """Point the record at the new object (when given), clear the flag, free the lock."""
+        """Point the record at the new object (when given), clear the flag, free the lock;
+        with `lease`, LeaseLost when the job no longer holds it."""
         ...
 
     def get(self, schema: str, backup_id: uuid.UUID) -> BackupRecord | None: ...
@@ -132,9 +161,10 @@ class RecordsRepository(Protocol):
     # --- schedules, retention and the sweeper ---------------------------------------------
     # (`builtins.list`: in this class body `list` is the method above.)
 
-    def ensure_schemas(self, schemas: builtins.list[str]) -> builtins.list[str]:
+    def ensure_schemas(self, schemas: builtins.list[str]) -> SchemaCheck:
         """`ensure_schema` for many clinics with one catalog read for those already at the
-        latest version; returns the schemas that could not be migrated (no such schema)."""
+        latest version; returns those that could not be prepared (each failing on its own:
+        the others are prepared)."""
         ...
 
     def completed_backups(self, schema: str) -> builtins.list[BackupRecord]:
@@ -155,12 +185,19 @@ class RecordsRepository(Protocol):
         ...
 
     def fail_stale(self, schema: str, before: datetime, at: datetime) -> builtins.list[uuid.UUID]:
-        """Pending records created, or running records started, before `before` become
-        failed (`stale`), releasing the clinic's operation lock."""
+        """Backups whose lease expired, running ones no live lease covers, and pending ones
+        created before `before` (never started) become failed (`stale`), releasing the
+        clinic's lock. A running backup with a live lease is never touched."""
         ...
 
-    def keys_in_flight(self, schema: str) -> set[str]:
-        """Storage keys of pending and running backups (their uploads may be unfinished)."""
+    def keys_in_flight(self, schema: str, stuck_before: datetime) -> set[str]:
+        """Storage keys a live job may be uploading to: pending backups, running ones with a
+        live lease, and the backup a live re-encryption rewrites."""
+        ...
+
+    def note_upload_removed(self, schema: str, storage_key: str, pending: str, done: str) -> None:
+        """A failed backup's unfinished upload was aborted: its error says `done` where it
+        said `pending`."""
         ...
 
     def known_keys(self, schema: str) -> set[str]:
@@ -178,8 +215,9 @@ class ClinicSnapshot:
     last_good_at: datetime | None = None  # newest completed backup's finish
     first_slot_at: datetime | None = None  # the first slot ever recorded
     lock_held: bool = False
-    stuck: bool = False  # a pending/running record older than the stuck threshold
+    stuck: bool = False  # a dead job: an expired lease, or a pending record past the threshold
     purgeable: bool = False  # a deleted backup past the grace period, not yet purged
+    error: str | None = None  # the clinic could not be read (the reason); nothing else is set
 
 
 class SchedulesRepository(Protocol):
@@ -320,13 +358,24 @@ class RestoresRepository(Protocol):
 
     def create(self, schema: str, job: RestoreRecord, *, take_lock: bool) -> RestoreRecord:
         """Insert the job; with `take_lock`, take the clinic's operation lock in the same
-        transaction (OperationInProgress when held)."""
+        transaction, taking over an expired lease (OperationInProgress when held)."""
         ...
 
     def claim(
-        self, schema: str, restore_id: uuid.UUID, step: str, at: datetime
+        self,
+        schema: str,
+        restore_id: uuid.UUID,
+        step: str,
+        at: datetime,
+        lease: Lease | None = None,
     ) -> RestoreRecord | None:
-        """Atomically pending → running; None when it was not pending."""
+        """Atomically pending → running, and with `lease` take it in the same transaction (a
+        restore on the clinic's lock row, a verification on its own job row); None when it
+        was not pending."""
+        ...
+
+    def renew_lease(self, schema: str, lease: Lease) -> bool | None:
+        """Renew a verification's lease (its job row), as `RecordsRepository.renew_lease`."""
         ...
 
     def update(self, schema: str, restore_id: uuid.UUID, **fields: Any) -> None: ...
@@ -364,22 +413,41 @@ class RestoresRepository(Protocol):
         UndoNotAvailable unless it is the latest completed restore within its window."""
         ...
 
-    def claim_undo(self, schema: str, restore_id: uuid.UUID) -> RestoreRecord | None: ...
+    def claim_undo(
+        self, schema: str, restore_id: uuid.UUID, lease: Lease | None = None
+    ) -> RestoreRecord | None: ...
 
     def fail_undo(
-        self, schema: str, restore_id: uuid.UUID, error_code: str, error: str
-    ) -> None: ...
+        self,
+        schema: str,
+        restore_id: uuid.UUID,
+        error_code: str,
+        error: str,
+        lease: Lease | None = None,
+    ) -> None:
+        """The undo failed; with `lease`, only while the job still holds it (an undo of the
+        same restore requested after a takeover is not touched)."""
+        ...
 
     def completion_sql(
-        self, schema: str, restore_id: uuid.UUID, entry: AuditEntry, *, undo: bool = False
+        self,
+        schema: str,
+        restore_id: uuid.UUID,
+        entry: AuditEntry,
+        *,
+        undo: bool = False,
+        lease: Lease | None = None,
     ) -> str:
         """SQL run inside the swap's own transaction, after the owned tables moved back: the
         job becomes completed (or undone), the lock is released, the audit entry written. It
-        raises (rolling the swap back) when the job is no longer running."""
+        raises (rolling the swap back) when the job is no longer running or, with `lease`,
+        no longer holds the clinic's lease (taken over): the swap holds the lock table then,
+        so nothing can take the lease between that check and the COMMIT."""
         ...
 
     def fail_stale(self, schema: str, before: datetime, at: datetime) -> builtins.list[uuid.UUID]:
-        """Jobs (and undos) pending or running since before `before` fail as `stale`."""
+        """Jobs (and undos) whose lease expired or that no live lease covers, and pending
+        ones created before `before`, fail as `stale`; a live job is never touched."""
         ...
 
     def droppable(self, schema: str, now: datetime) -> builtins.list[tuple[uuid.UUID, str]]:
@@ -390,8 +458,9 @@ class RestoresRepository(Protocol):
 
     def hints(
         self, schemas: builtins.list[str], stuck_before: datetime, now: datetime
-    ) -> dict[str, tuple[bool, bool]]:
-        """(has stale jobs, has droppable kept schemas) of many clinics, read in batches."""
+    ) -> tuple[dict[str, tuple[bool, bool]], dict[str, str]]:
+        """(has stale jobs, has droppable kept schemas) of many clinics, read in batches, and
+        the clinics that could not be read (with the reason)."""
         ...
 
     def set_check(
@@ -488,6 +557,10 @@ class Restorer(Protocol):
         schema-only SQL refers to (the drill creates them first)."""
         ...
 
+    def limited(self, seconds: float) -> Restorer:
+        """The same restorer with its time limit cut to `seconds` (a job's shared deadline)."""
+        ...
+
 
 class Verifier(Protocol):
     """The full drill: restore into a scratch database on the verification server."""
@@ -511,6 +584,10 @@ class Dumper(Protocol):
         consume: Callable[[BinaryIO], None],
         encrypt_to: builtins.list[str] | None = None,
     ) -> DumpResult: ...
+
+    def limited(self, seconds: float) -> Dumper:
+        """The same dumper with its time limit cut to `seconds` (a job's shared deadline)."""
+        ...
 
 
 class Metrics(Protocol):

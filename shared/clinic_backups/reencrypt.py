@@ -16,6 +16,7 @@ leaves the old object and record exactly as they were.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
@@ -25,11 +26,29 @@ from . import keys
 from .adapters.age import EncryptStage
 from .adapters.pgdump import HashingReader
 from .archive import ChecksumReader, open_archive
-from .errors import ApiError, BackupNotCompleted, EncryptionKeyRequired
-from .models import AuditEntry, BackupRecord, BackupStatus, Permission, ReencryptJob, TenantContext
+from .errors import ApiError, BackupNotCompleted, EncryptionKeyRequired, LeaseLost
+from .lease import Heartbeat, guarded
+from .models import (
+    AuditEntry,
+    BackupRecord,
+    BackupStatus,
+    Lease,
+    Permission,
+    ReencryptJob,
+    TenantContext,
+)
 from .names import backup_file_name, backup_storage_key, check_key_in_prefix, manifest_key
 from .observability import logger
-from .service import ARCHIVE_CONTENT_TYPE, Services, _audit, _authorize, _parse_id, _visible
+from .service import (
+    ARCHIVE_CONTENT_TYPE,
+    Services,
+    _audit,
+    _authorize,
+    _parse_id,
+    _visible,
+    new_lease,
+    start_heartbeat,
+)
 
 _GENERATION = re.compile(r"-g(\d+)\.dump")
 
@@ -76,11 +95,29 @@ def run_reencrypt_job(svc: Services, job: ReencryptJob) -> BackupRecord | None:
         logger.warning("re-encryption for a clinic that is not active; refused", extra=log)
         return None
     svc.records.ensure_schema(schema)
-    if not svc.records.holds_reencrypt(schema, job.backup_id):
+    # The claim: the re-encryption's lock row takes this run's lease (a second delivery, or a
+    # run after a takeover, finds no lock row without one).
+    lease = new_lease(svc)
+    if not svc.records.claim_reencrypt(schema, job.backup_id, lease):
         logger.info("re-encryption not pending (a repeated delivery); skipped", extra=log)
         return None
     record = svc.records.get(schema, job.backup_id)
     assert record is not None
+    beat = start_heartbeat(svc, schema, lease, backup_id=str(record.id))
+    try:
+        return _reencrypt(svc, schema, record, lease, beat, log)
+    finally:
+        beat.stop()
+
+
+def _reencrypt(
+    svc: Services,
+    schema: str,
+    record: BackupRecord,
+    lease: Lease,
+    beat: Heartbeat,
+    log: dict[str, Any],
+) -> BackupRecord | None:
     storage = svc.scoped(schema)
     generation = _next_generation(record.file_name)
     new_key = backup_storage_key(schema, record.id, record.created_at, generation=generation)
@@ -95,7 +132,9 @@ def run_reencrypt_job(svc: Services, job: ReencryptJob) -> BackupRecord | None:
             written.append(new_key)
             try:
                 storage.upload_stream(
-                    new_key, io.BufferedReader(hashed, 1024 * 1024), ARCHIVE_CONTENT_TYPE
+                    new_key,
+                    guarded(io.BufferedReader(hashed, 1024 * 1024), beat),
+                    ARCHIVE_CONTENT_TYPE,
                 )
             finally:
                 encrypted.close()
@@ -112,6 +151,8 @@ def run_reencrypt_job(svc: Services, job: ReencryptJob) -> BackupRecord | None:
         storage.put_bytes(
             manifest_key(new_key), json.dumps(manifest, indent=2).encode(), "application/json"
         )
+        beat.stop()
+        # Refused (LeaseLost) when the lease was taken over: the record keeps the old object.
         done = svc.records.finish_reencrypt(
             schema,
             record.id,
@@ -120,16 +161,21 @@ def run_reencrypt_job(svc: Services, job: ReencryptJob) -> BackupRecord | None:
             size_bytes=size,
             sha256=sha256,
             recipients=recipients,
+            lease=lease,
         )
     except BaseException as error:
         # BaseException: a native panic must not leave the backup flagged and the clinic
         # locked either; an interrupt is cleaned up after the same way, then goes on.
+        beat.stop()
         logger.warning(
             "re-encryption failed; the backup is unchanged",
             extra={**log, "reason": type(error).__name__},
         )
         _remove(storage, written)
-        svc.records.finish_reencrypt(schema, record.id)
+        if isinstance(error, LeaseLost):
+            return svc.records.get(schema, record.id)  # the taker cleared the flag and audited
+        with contextlib.suppress(LeaseLost):
+            svc.records.finish_reencrypt(schema, record.id, lease=lease)
         svc.records.audit(
             schema,
             AuditEntry(

@@ -10,10 +10,14 @@ Requests (functions/restore_backup, the operator CLI):
 - `list_restores`, `get_restore` — `GET /restores`, `GET /restores/{id}`.
 
 Jobs (the restore queue; `run_job` dispatches by kind):
-- restore: claim → pre-restore backup of the live schema (trigger `pre_restore`, the normal
-  pipeline, created under the restore's lock) → pre-check (the swap's dry run, schema only)
-  → the kept schema's name stored → the atomic swap (adapters/pgrestore.py), whose own
-  transaction also completes the job, releases the lock and writes the audit entry;
+- restore: claim (taking the clinic's lease, renewed by a heartbeat) → pre-restore backup
+  of the live schema (trigger `pre_restore`, the normal pipeline, created under the
+  restore's lock) while, beside it, the whole stored object is read and checked (sha256,
+  age, the archive's structure: `archive.verify_stored`) → pre-check (the swap's dry run,
+  schema only) → the kept schema's name stored → the atomic swap (adapters/pgrestore.py),
+  whose own transaction also completes the job, releases the lock and writes the audit
+  entry, and only while the job still holds its lease. The phases share one deadline
+  (`RESTORE_TIMEOUT_SECONDS`); past it the job ends as `restore_interrupted`;
 - undo: the same swap, backwards; the restored schema is kept as the undo's schema;
 - verify: the full drill in a scratch database of the verification server;
 - verify_light: after every backup, no database: sha256 and rows per table of the archive.
@@ -24,13 +28,15 @@ before the end of the stream). Nothing here writes SQL or runs a process: the po
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 import zlib
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from .archive import open_archive
+from .archive import open_archive, verify_stored
 from .errors import (
     ApiError,
     ArchiveInvalid,
@@ -43,6 +49,7 @@ from .errors import (
     MissingDependency,
     PreRestoreBackupFailed,
     RestoreFailed,
+    RestoreInterrupted,
     RestoreNotFound,
     StorageUnavailable,
     ValidationFailed,
@@ -50,12 +57,14 @@ from .errors import (
     VerificationNotConfigured,
     VerificationUnavailable,
 )
+from .lease import Heartbeat
 from .models import (
     AuditEntry,
     BackupJob,
     BackupRecord,
     BackupStatus,
     Job,
+    Lease,
     LightVerifyJob,
     ListRestoresQuery,
     Permission,
@@ -71,7 +80,7 @@ from .models import (
 )
 from .names import check_key_in_prefix, kept_schema_name
 from .observability import logger
-from .ports import SwapPlan, UndoPlan
+from .ports import Restorer, SwapPlan, UndoPlan
 from .reencrypt import run_reencrypt_job
 from .service import (
     Services,
@@ -83,7 +92,9 @@ from .service import (
     decode_cursor,
     encode_cursor,
     new_backup_record,
+    new_lease,
     run_backup_job,
+    start_heartbeat,
 )
 
 SYSTEM = "system"
@@ -97,6 +108,62 @@ _ARCHIVE_FAULTS = (
     MissingDependency,
     VerificationFailed,
 )
+
+
+class Deadline:
+    """A restore job's one deadline: its phases (pre-restore backup, verification, pre-check,
+    swap) share it, each getting what is left (None: no overall limit, the operator CLI)."""
+
+    def __init__(self, seconds: float | None):
+        self._at = time.monotonic() + seconds if seconds else None
+
+    @property
+    def passed(self) -> bool:
+        return self._at is not None and time.monotonic() >= self._at
+
+    def check(self, before: str) -> None:
+        if self.passed:
+            raise RestoreInterrupted(
+                f"the restore ran out of time before {before} (RESTORE_TIMEOUT_SECONDS); "
+                "nothing changed (use the operator CLI for clinics this large)"
+            )
+
+    def restorer(self, restorer: Restorer) -> Restorer:
+        if self._at is None:
+            return restorer
+        return restorer.limited(self._at - time.monotonic())
+
+    def services(self, svc: Services) -> Services:
+        """`svc` whose dumper stops at the deadline (the pre-restore backup)."""
+        if self._at is None or svc.dumper is None:
+            return svc
+        return replace(svc, dumper=svc.dumper.limited(self._at - time.monotonic()))
+
+
+class _StoredCheck(threading.Thread):
+    """`archive.verify_stored` of the backup to restore, beside the pre-restore backup (its
+    own thread: it reads the whole object and pg_restore parses every block, while pg_dump,
+    age and the upload of the pre-restore backup run)."""
+
+    def __init__(self, svc: Services, schema: str, record: BackupRecord, restorer: Restorer):
+        super().__init__(name="verify-stored", daemon=True)
+        self._work = lambda: verify_stored(svc, schema, record, restorer.count_rows)
+        self.error: BaseException | None = None
+        self.seconds = 0.0
+
+    def run(self) -> None:
+        started = time.monotonic()
+        try:
+            self._work()
+        except BaseException as error:  # pyrage panics are BaseException (BRIEF)
+            self.error = error
+        finally:
+            self.seconds = round(time.monotonic() - started, 3)
+
+    def result(self) -> None:
+        self.join()
+        if self.error is not None:
+            raise self.error
 
 
 def _restorer(svc: Services) -> Any:
@@ -333,9 +400,12 @@ def _failure(error: BaseException, log: dict[str, Any]) -> tuple[str, str]:
     return "internal_error", "unexpected error; see the worker logs"
 
 
-def _pre_restore_backup(svc: Services, schema: str, job: RestoreRecord) -> BackupRecord:
+def _pre_restore_backup(
+    svc: Services, schema: str, job: RestoreRecord, heartbeat: Heartbeat
+) -> BackupRecord:
     """The live schema backed up through the normal pipeline, as a record created under the
-    restore's lock (trigger `pre_restore`: retention keeps it for the undo window)."""
+    restore's lock and run under its lease (trigger `pre_restore`: retention keeps it for the
+    undo window)."""
     backup_id = uuid.uuid4()
     svc.records.create_pending_under_lock(
         schema,
@@ -353,6 +423,7 @@ def _pre_restore_backup(svc: Services, schema: str, job: RestoreRecord) -> Backu
     done = run_backup_job(
         svc,
         BackupJob(kind="backup", schema=schema, backup_id=backup_id, trigger=Trigger.PRE_RESTORE),
+        heartbeat,
     )
     if done is None or done.status != BackupStatus.COMPLETED:
         reason = (done.error if done else None) or "it did not run"
@@ -368,21 +439,52 @@ def run_restore_job(svc: Services, job: RestoreJob) -> RestoreRecord | None:
     log = {"clinic": schema, "restore_id": str(job.restore_id)}
     if not _clinic_ok(svc, schema, job.restore_id):
         return None
-    restores, restorer = _restores(svc), _restorer(svc)
-    claimed = restores.claim(schema, job.restore_id, "pre_restore_backup", svc.clock.now())
+    restores = _restores(svc)
+    _restorer(svc)  # this function must have the restore adapters
+    lease = new_lease(svc)
+    claimed = restores.claim(schema, job.restore_id, "pre_restore_backup", svc.clock.now(), lease)
     if claimed is None:
         logger.info("restore not pending (a repeated delivery); skipped", extra=log)
         return None
+    beat = start_heartbeat(svc, schema, lease, restore_id=str(claimed.id))
+    try:
+        return _restore(svc, schema, claimed, lease, beat, log)
+    finally:
+        beat.stop()  # whatever happens: a job that ended never renews its lease
+
+
+def _restore(
+    svc: Services,
+    schema: str,
+    claimed: RestoreRecord,
+    lease: Lease,
+    beat: Heartbeat,
+    log: dict[str, Any],
+) -> RestoreRecord | None:
+    restores, restorer = _restores(svc), _restorer(svc)
+    deadline = Deadline(svc.restore_deadline_seconds)
     timings: dict[str, float] = {}
     swapping = False
     try:
         source = svc.records.get(schema, claimed.backup_id)
         if source is None or source.status != BackupStatus.COMPLETED:
             raise ArchiveInvalid("the backup to restore is no longer available (deleted?)")
-        started = time.monotonic()
-        pre = _pre_restore_backup(svc, schema, claimed)
-        timings["pre_restore_backup_seconds"] = round(time.monotonic() - started, 3)
+        # The whole stored object is checked before anything is locked, beside the
+        # pre-restore backup: a damaged object never gets as far as the clinic's tables.
+        stored = _StoredCheck(svc, schema, source, deadline.restorer(restorer))
+        stored.start()
+        try:
+            started = time.monotonic()
+            pre = _pre_restore_backup(deadline.services(svc), schema, claimed, beat)
+            timings["pre_restore_backup_seconds"] = round(time.monotonic() - started, 3)
+            restores.update(schema, claimed.id, step="verifying", details={"timings": timings})
+        finally:
+            stored.join()
+            timings["verify_seconds"] = stored.seconds
+        stored.result()
 
+        beat.check()
+        deadline.check("the pre-check")
         restores.update(schema, claimed.id, step="checking", details={"timings": timings})
         started = time.monotonic()
         live = restorer.inspect(schema)
@@ -401,12 +503,15 @@ def run_restore_job(svc: Services, job: RestoreJob) -> RestoreRecord | None:
                     backup_id=claimed.backup_id,
                     details={"restore_id": str(claimed.id), "pre_restore_backup_id": str(pre.id)},
                 ),
+                lease=lease,
             ),
         )
         with open_archive(svc, schema, source) as archive:
-            restorer.check(archive.stream, plan)
+            deadline.restorer(restorer).check(archive.stream, plan)
         timings["check_seconds"] = round(time.monotonic() - started, 3)
 
+        beat.check()
+        deadline.check("the swap")
         # The kept schema's name is stored before the swap: the sweeper only ever drops names
         # it finds in a restore job.
         restores.update(
@@ -418,15 +523,22 @@ def run_restore_job(svc: Services, job: RestoreJob) -> RestoreRecord | None:
             details={"timings": timings, "server_version_num": live.server_version_num},
         )
         swapping = True
+        # The swap's own transaction checks the lease and releases it with its COMMIT.
+        beat.ending()
         with open_archive(svc, schema, source) as archive:
-            result = restorer.swap(archive.stream, plan, archive.verified)
+            result = deadline.restorer(restorer).swap(archive.stream, plan, archive.verified)
     except Exception as error:
-        after = restores.get(schema, claimed.id) if swapping else None
-        if after is not None and after.status == RestoreStatus.COMPLETED:
+        beat.stop()
+        after = restores.get(schema, claimed.id)
+        if swapping and after is not None and after.status == RestoreStatus.COMPLETED:
             # The COMMIT went through and only the report of it was lost.
             logger.warning("the swap committed although its session reported a failure", extra=log)
             return after
-        code, message = _failure(error, log)
+        if after is not None and after.status == RestoreStatus.FAILED:
+            # Failed by whoever took its expired lease over (stale, with the reason, counted).
+            logger.warning("restore stopped: it lost the clinic's lease", extra=log)
+            return after
+        code, message = _failure(_past_deadline(error, deadline), log)
         if "nothing changed" not in message:
             message = f"{message}; nothing changed"
         restores.fail(schema, claimed.id, code, message, svc.clock.now(), {"timings": timings})
@@ -442,6 +554,7 @@ def run_restore_job(svc: Services, job: RestoreJob) -> RestoreRecord | None:
             ),
         )
         return restores.get(schema, claimed.id)
+    beat.stop()
 
     # Committed: the job is completed, the lock released and the audit written, all in the
     # swap's own transaction. What follows only adds the measurements.
@@ -466,22 +579,56 @@ def run_restore_job(svc: Services, job: RestoreJob) -> RestoreRecord | None:
     return restores.get(schema, claimed.id)
 
 
+def _past_deadline(error: BaseException, deadline: Deadline) -> BaseException:
+    """A phase that failed because the job's deadline passed (pg_dump or pg_restore stopped
+    at it) is reported as what it is: the restore ran out of time, nothing changed."""
+    if deadline.passed and not isinstance(
+        error, ChecksumMismatch | ArchiveInvalid | MissingDependency | RestoreFailed
+    ):
+        return RestoreInterrupted(
+            "the restore did not finish within its time limit (RESTORE_TIMEOUT_SECONDS); "
+            "nothing changed (use the operator CLI for clinics this large)"
+        )
+    return error
+
+
 def run_undo_job(svc: Services, job: RestoreJob) -> RestoreRecord | None:
     schema = job.schema_name
     log = {"clinic": schema, "restore_id": str(job.restore_id)}
     if not _clinic_ok(svc, schema, job.restore_id, undo=True):
         return None
-    restores, restorer = _restores(svc), _restorer(svc)
-    claimed = restores.claim_undo(schema, job.restore_id)
+    restores = _restores(svc)
+    _restorer(svc)
+    lease = new_lease(svc)
+    claimed = restores.claim_undo(schema, job.restore_id, lease)
     if claimed is None:
         logger.info("undo not pending (a repeated delivery); skipped", extra=log)
         return None
+    beat = start_heartbeat(svc, schema, lease, restore_id=str(claimed.id))
+    try:
+        return _undo(svc, schema, claimed, lease, beat, log)
+    finally:
+        beat.stop()
+
+
+def _undo(
+    svc: Services,
+    schema: str,
+    claimed: RestoreRecord,
+    lease: Lease,
+    beat: Heartbeat,
+    log: dict[str, Any],
+) -> RestoreRecord | None:
+    restores, restorer = _restores(svc), _restorer(svc)
+    deadline = Deadline(svc.restore_deadline_seconds)
     try:
         if not claimed.old_schema or not restorer.schema_exists(claimed.old_schema):
             raise RestoreFailed("the clinic's previous data is no longer kept; nothing changed")
         undo_schema = kept_schema_name(schema, claimed.id, "u")
         restores.update(schema, claimed.id, undo_schema=undo_schema)
-        result = restorer.swap_back(
+        beat.check()
+        beat.ending()
+        result = deadline.restorer(restorer).swap_back(
             UndoPlan(
                 schema=schema,
                 old_schema=claimed.old_schema,
@@ -497,17 +644,20 @@ def run_undo_job(svc: Services, job: RestoreJob) -> RestoreRecord | None:
                         details={"restore_id": str(claimed.id)},
                     ),
                     undo=True,
+                    lease=lease,
                 ),
             )
         )
     except Exception as error:
+        beat.stop()
         after = restores.get(schema, claimed.id)
         if after is not None and after.status == RestoreStatus.UNDONE:
             return after
-        code, message = _failure(error, log)
+        code, message = _failure(_past_deadline(error, deadline), log)
         if "nothing changed" not in message:
             message = f"{message}; nothing changed"
-        restores.fail_undo(schema, claimed.id, code, message)
+        # Only while this run still holds the lease (a takeover failed the undo already).
+        restores.fail_undo(schema, claimed.id, code, message, lease)
         svc.records.audit(
             schema,
             AuditEntry(
@@ -519,6 +669,7 @@ def run_undo_job(svc: Services, job: RestoreJob) -> RestoreRecord | None:
             ),
         )
         return restores.get(schema, claimed.id)
+    beat.stop()
     restores.update(
         schema,
         claimed.id,
@@ -539,10 +690,24 @@ def run_verify_job(svc: Services, job: RestoreJob) -> RestoreRecord | None:
     if not _clinic_ok(svc, schema, job.restore_id):
         return None
     restores = _restores(svc)
-    claimed = restores.claim(schema, job.restore_id, "verifying", svc.clock.now())
+    lease = new_lease(svc)
+    claimed = restores.claim(schema, job.restore_id, "verifying", svc.clock.now(), lease)
     if claimed is None:
         logger.info("verification not pending (a repeated delivery); skipped", extra=log)
         return None
+    # A drill takes no lock (nothing live changes): its lease is on its own job row, so the
+    # sweeper never fails a drill that runs, however long.
+    beat = start_heartbeat(svc, schema, lease, job_row=True, restore_id=str(claimed.id))
+    try:
+        return _verify(svc, schema, claimed, beat, log)
+    finally:
+        beat.stop()
+
+
+def _verify(
+    svc: Services, schema: str, claimed: RestoreRecord, beat: Heartbeat, log: dict[str, Any]
+) -> RestoreRecord | None:
+    restores = _restores(svc)
     record = svc.records.get(schema, claimed.backup_id)
     outcome: str | None = None
     details: dict[str, Any] = {}
@@ -562,12 +727,15 @@ def run_verify_job(svc: Services, job: RestoreJob) -> RestoreRecord | None:
             details["light_check_counts_differ"] = True
             passed = False
         outcome = "passed" if passed else "failed"
+        beat.stop()
+        beat.check()
         if not passed:
             raise VerificationFailed(
                 "the restored row counts differ from the archive's: "
                 + ", ".join(sorted(details.get("mismatches") or {})[:5] or ["light check"])
             )
     except Exception as error:
+        beat.stop()
         code, message = _failure(error, log)
         if isinstance(error, _ARCHIVE_FAULTS) and record is not None:
             outcome = "failed"
@@ -684,20 +852,24 @@ def run_light_verify(svc: Services, job: LightVerifyJob) -> BackupRecord | None:
 # --- the scheduler's weekly drill ---------------------------------------------------------------
 
 
-def schedule_verifications(svc: Services, schemas: list[str], now: datetime) -> int:
+def schedule_verifications(
+    svc: Services, schemas: list[str], now: datetime
+) -> tuple[int, dict[str, str]]:
     """Queue a full drill of the newest completed backup of the clinics whose turn it is: each
-    clinic once a week, spread over the week's hours (crc32 of its name)."""
+    clinic once a week, spread over the week's hours (crc32 of its name). Returns how many
+    were queued and the clinics that failed (each on its own: the others go on)."""
+    failed: dict[str, str] = {}
     if not svc.verify_weekly or svc.dispatcher is None:
-        return 0
+        return 0, failed
     hour = now.weekday() * 24 + now.hour
     queued = 0
     for schema in schemas:
         if zlib.crc32(schema.encode()) % HOURS_PER_WEEK != hour:
             continue
-        newest = next(iter(svc.records.completed_backups(schema)), None)
-        if newest is None:
-            continue
         try:
+            newest = next(iter(svc.records.completed_backups(schema)), None)
+            if newest is None:
+                continue
             start_verify(svc, schema, newest, actor_id="scheduler", here=False)
             queued += 1
         except ApiError as error:
@@ -705,4 +877,7 @@ def schedule_verifications(svc: Services, schemas: list[str], now: datetime) -> 
                 "could not queue the weekly verification",
                 extra={"clinic": schema, "error_code": error.code},
             )
-    return queued
+        except Exception as error:
+            failed[schema] = type(error).__name__
+            logger.exception("the weekly verification of a clinic failed", extra={"clinic": schema})
+    return queued, failed

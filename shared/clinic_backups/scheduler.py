@@ -21,8 +21,11 @@ due slots, enqueue their backups on the job queue, then sweep.
    older than their schedule's period + catch-up + 1 h) and `OldestLastGoodBackupHours` feed
    the stale-backup alarm, plus the counts of this run.
 
-Every step is idempotent and one clinic's failure never stops the others: a partial run (a
-timeout, a database hiccup) is finished by the next one within the catch-up window.
+Every step is idempotent and one clinic's failure never stops the others: a batch of the
+fleet read that fails is split down to the clinic that fails it, every per-clinic step is
+guarded, and each failing clinic is logged, listed (`failed_clinics`), counted in the run's
+summary (`clinics_failed`) and in the `ClinicsFailed` metric (ClinicFailuresAlarm). A partial
+run (a timeout, a database hiccup) is finished by the next one within the catch-up window.
 """
 
 from __future__ import annotations
@@ -42,14 +45,17 @@ from .restore import schedule_verifications
 from .schedule import CLAIM_TIMEOUT, MISSED_LOOKBACK, Action, Slot, decide, is_stale
 from .service import Services, start_backup
 from .sweeper import (
+    FAILED_CLINICS_LISTED,
     SweepReport,
     abort_stale_uploads,
+    clinic_failed,
     emit_metrics,
     fail_stuck,
     find_orphans,
     guarded,
     purge,
     sweep_restores,
+    unprepared,
 )
 
 SCHEDULER_ACTOR = "scheduler"
@@ -81,6 +87,10 @@ class SchedulerReport:
         data = asdict(self)
         data["sweep"] = self.sweep.to_dict()
         data["stale_clinics"] = len(self.stale_clinics)
+        # The run's failing clinics (the sweep's ledger holds every step's): counted, named.
+        failed = self.sweep.failed_clinics
+        data["clinics_failed"] = len(failed)
+        data["failed_clinics"] = dict(sorted(failed.items())[:FAILED_CLINICS_LISTED])
         return data
 
 
@@ -101,13 +111,14 @@ def run_scheduler(
         return report.out_of_time
 
     clinics = [c.schema for c in svc.tenants.active_clinics()]
-    unavailable = set(svc.records.ensure_schemas(clinics))
-    schemas = [s for s in clinics if s not in unavailable]
-    report.clinics, report.unavailable = len(schemas), len(unavailable)
-    if unavailable:
+    check = svc.records.ensure_schemas(clinics)
+    skipped = unprepared(report.sweep, check)
+    schemas = [s for s in clinics if s not in skipped]
+    report.clinics, report.unavailable = len(schemas), len(check.unavailable)
+    if check.unavailable:
         logger.warning(
             "active clinics without a schema; skipped",
-            extra={"count": len(unavailable), "clinics": sorted(unavailable)[:20]},
+            extra={"count": len(check.unavailable), "clinics": sorted(check.unavailable)[:20]},
         )
     snapshots = svc.schedules.snapshot(
         schemas,
@@ -115,6 +126,10 @@ def run_scheduler(
         stuck_before=now - policy.stuck_after,
         deleted_before=now - timedelta(days=svc.delete_grace_days),
     )
+    for schema, read in snapshots.items():
+        if read.error is not None:
+            clinic_failed(report.sweep, schema, "snapshot", read.error)
+    schemas = [s for s in schemas if s not in report.sweep.failed_clinics]
 
     for schema in schemas:
         snap = snapshots.get(schema)
@@ -143,10 +158,13 @@ def run_scheduler(
         except Exception:
             report.errors += 1
             logger.exception("scheduling a clinic failed", extra={"clinic": schema})
+            clinic_failed(report.sweep, schema, "slots")
     report.oldest_last_good_hours = round(oldest.total_seconds() / 3600, 2)
     if not out_of_time():
         try:
-            report.verifications_queued = schedule_verifications(svc, schemas, now)
+            report.verifications_queued, failed = schedule_verifications(svc, schemas, now)
+            for schema in failed:
+                clinic_failed(report.sweep, schema, "verification")
         except Exception:
             report.errors += 1
             logger.exception("queueing the weekly verifications failed")

@@ -27,11 +27,13 @@ from .errors import (
     FieldProblem,
     Forbidden,
     InvalidCursor,
+    LeaseLost,
     QuotaExceeded,
     StorageObjectMissing,
     StorageUnavailable,
     ValidationFailed,
 )
+from .lease import Heartbeat, guarded
 from .models import (
     AuditEntry,
     BackupJob,
@@ -43,6 +45,7 @@ from .models import (
     CreateBackupRequest,
     DumpResult,
     KeepRequest,
+    Lease,
     LightVerifyJob,
     ListBackupsQuery,
     Permission,
@@ -84,6 +87,10 @@ from .storage import ScopedStorage
 
 ARCHIVE_CONTENT_TYPE = "application/octet-stream"
 MANIFEST_VERSION = 1
+# What a failed backup's record says when the store refused the abort of its upload, until the
+# sweeper's abort holds (and then).
+PARTS_PENDING = "its unfinished parts are still in storage and will be removed"
+PARTS_REMOVED = "its unfinished parts were removed"
 
 
 @dataclass
@@ -116,6 +123,9 @@ class Services:
     # the identities (newest and rotated-out ones) decrypt, where a function needs to.
     platform_recipients: list[str] = field(default_factory=list)
     platform_identities: list[str] = field(default_factory=list)
+    # A restore job's one deadline (RESTORE_TIMEOUT_SECONDS, below the function's timeout):
+    # its phases share it. None: each phase has only its own limit (the operator CLI).
+    restore_deadline_seconds: float | None = None
 
     def scoped(self, schema: str) -> ScopedStorage:
         assert self.storage is not None, "this function has no storage configured"
@@ -335,6 +345,27 @@ def create_backup(svc: Services, ctx: TenantContext, request: CreateBackupReques
 # --- the worker ---------------------------------------------------------------------------
 
 
+def new_lease(svc: Services) -> Lease:
+    return Lease.new(svc.policy.lock_lease_seconds)
+
+
+def start_heartbeat(
+    svc: Services, schema: str, lease: Lease, *, job_row: bool = False, **log: str
+) -> Heartbeat:
+    """Renew `lease` until stopped: the clinic's lock row, or (`job_row`: a verification) the
+    job's own row. The repository is looked up at each beat, on the beat's own connection."""
+
+    def renew() -> bool | None:
+        if job_row:
+            assert svc.restores is not None
+            return svc.restores.renew_lease(schema, lease)
+        return svc.records.renew_lease(schema, lease)
+
+    return Heartbeat(
+        lease, renew, close=svc.records.release_thread_connection, log={"clinic": schema, **log}
+    ).start()
+
+
 def manifest_for(
     schema: str,
     record: BackupRecord,
@@ -378,9 +409,13 @@ def manifest_for(
     }
 
 
-def run_backup_job(svc: Services, job: BackupJob) -> BackupRecord | None:
+def run_backup_job(
+    svc: Services, job: BackupJob, heartbeat: Heartbeat | None = None
+) -> BackupRecord | None:
     """Run one queued backup. Safe to call twice for the same job: only the call that moves
-    the record from pending to running does the work."""
+    the record from pending to running does the work. The claim takes the clinic's lease and
+    a heartbeat renews it while the backup runs; a backup made under another job's lease (a
+    restore's pre-restore backup) is given that job's `heartbeat` instead."""
     assert svc.dumper is not None and svc.storage is not None
     schema = job.schema_name
     log = {"clinic": schema, "backup_id": str(job.backup_id)}
@@ -399,27 +434,41 @@ def run_backup_job(svc: Services, job: BackupJob) -> BackupRecord | None:
             )
         return None
     svc.records.ensure_schema(schema)
-    record = svc.records.claim(schema, job.backup_id, svc.clock.now())
+    lease = new_lease(svc) if heartbeat is None else None
+    record = svc.records.claim(schema, job.backup_id, svc.clock.now(), lease)
     if record is None:
         logger.info("backup not pending (a repeated delivery); skipped", extra=log)
         return None
 
     storage = svc.scoped(schema)
     key = check_key_in_prefix(record.storage_key, schema)
+    beat = heartbeat
+    if lease is not None:
+        beat = start_heartbeat(svc, schema, lease, backup_id=str(record.id))
+    assert beat is not None
     try:
-        # Read at run time: a key registered after the request still protects this backup.
-        recipients = keys.recipients_for(svc, schema) if record.encryption == "age" else []
-        keys.check_recipients(recipients)
-        result = svc.dumper.run(
-            schema,
-            lambda stream: storage.upload_stream(key, stream, ARCHIVE_CONTENT_TYPE),
-            encrypt_to=[r["public_key"] for r in recipients] or None,
-        )
-        finished_at = svc.clock.now()
-        manifest = manifest_for(schema, record, result, finished_at, recipients)
-        storage.put_bytes(
-            manifest_key(key), json.dumps(manifest, indent=2).encode(), "application/json"
-        )
+        try:
+            # Read at run time: a key registered after the request still protects this backup.
+            recipients = keys.recipients_for(svc, schema) if record.encryption == "age" else []
+            keys.check_recipients(recipients)
+            result = svc.dumper.run(
+                schema,
+                # The upload stops at its next read if the lease was taken over meanwhile.
+                lambda stream: storage.upload_stream(
+                    key, guarded(stream, beat), ARCHIVE_CONTENT_TYPE
+                ),
+                encrypt_to=[r["public_key"] for r in recipients] or None,
+            )
+            beat.check()
+            finished_at = svc.clock.now()
+            manifest = manifest_for(schema, record, result, finished_at, recipients)
+            storage.put_bytes(
+                manifest_key(key), json.dumps(manifest, indent=2).encode(), "application/json"
+            )
+        finally:
+            if heartbeat is None:
+                beat.stop()  # the lease ends with the record's last write, just below
+        # Refused (LeaseLost) when the lease was taken over: the taker failed the record.
         done = svc.records.complete(schema, record.id, result, finished_at, recipients)
     except BaseException as error:
         # BaseException: a native library's panic (pyo3's PanicException) must fail the
@@ -487,23 +536,29 @@ def _fail_run(
     svc: Services, schema: str, record: BackupRecord, storage: ScopedStorage, error: BaseException
 ) -> None:
     log = {"clinic": schema, "backup_id": str(record.id)}
+    if isinstance(error, LeaseLost):
+        # Taken over: the taker failed the record (stale, with the reason) and counted it.
+        # Only what this run may have stored goes.
+        logger.warning("backup stopped: it lost the clinic's lease", extra=log)
+        _remove_objects(storage, record, log)
+        return
     if isinstance(error, BackupRunError):
         code, message = error.error_code, error.message
         logger.warning("backup failed", extra={**log, "error_code": code, "reason": message})
     elif isinstance(error, StorageUnavailable):
-        code, message = "storage_failed", "the upload to storage failed; no file was kept"
-        logger.warning("backup failed", extra={**log, "error_code": code})
+        # boto3 aborts a failed multipart upload, but when the store itself is gone that
+        # abort fails too (and is only logged): the parts stay until the sweeper's abort holds.
+        left = _upload_left(storage, record.storage_key)
+        code = "storage_failed"
+        message = f"the upload to storage failed; {PARTS_PENDING if left else 'no file was kept'}"
+        logger.warning("backup failed", extra={**log, "error_code": code, "parts_left": left})
     elif isinstance(error, KeyboardInterrupt | SystemExit):
         code, message = "internal_error", "the worker was stopped during the backup"
         logger.warning("backup interrupted", extra=log)
     else:
         code, message = "internal_error", "unexpected error; see the worker logs"
         logger.exception("backup failed unexpectedly", extra=log)
-    # Whatever may have reached storage goes: a failed backup leaves no object behind.
-    try:
-        storage.delete([record.storage_key, manifest_key(record.storage_key)])
-    except Exception:
-        logger.warning("could not remove a failed backup's objects", extra=log)
+    _remove_objects(storage, record, log)
     svc.records.fail(schema, record.id, code, message, svc.clock.now())
     svc.metrics.add("BackupFailed", 1, "Count")
     svc.records.audit(
@@ -516,6 +571,23 @@ def _fail_run(
             details={"error_code": code},
         ),
     )
+
+
+def _remove_objects(storage: ScopedStorage, record: BackupRecord, log: dict[str, Any]) -> None:
+    # Whatever may have reached storage goes: a failed backup leaves no object behind.
+    try:
+        storage.delete([record.storage_key, manifest_key(record.storage_key)])
+    except Exception:
+        logger.warning("could not remove a failed backup's objects", extra=log)
+
+
+def _upload_left(storage: ScopedStorage, key: str) -> bool:
+    """Whether an unfinished upload of `key` is still in storage (when the store cannot say,
+    assume it is: the sweeper will find out)."""
+    try:
+        return any(upload.key == key for upload in storage.pending_uploads())
+    except Exception:
+        return True
 
 
 # --- downloading and deleting -------------------------------------------------------------

@@ -13,6 +13,7 @@ Nothing here is read at import time.
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -29,6 +30,13 @@ def _split_csv(value: Any) -> Any:
 
 
 CsvList = Annotated[list[str], NoDecode]
+
+
+def duration_seconds(value: str) -> float:
+    """A PostgreSQL duration as the settings allow it (`500ms`, `30s`, `2min`) in seconds."""
+    number, unit = re.fullmatch(r"([0-9]+)(ms|s|min)", value).groups()  # type: ignore[union-attr]
+    return int(number) * {"ms": 0.001, "s": 1.0, "min": 60.0}[unit]
+
 
 SECRET_FIELDS = (
     "database_url",
@@ -85,6 +93,11 @@ class CommonSettings(BaseSettings):
 
     default_locale: str = "es-ES"
     default_time_zone: str = "Europe/Madrid"
+
+    # A running job (backup, restore, undo, verification, re-encryption; the CLI too) renews
+    # its clinic's lease every quarter of this; a lease not renewed for this long (by the
+    # database's clock) is dead, and the next request for the clinic takes it over.
+    lock_lease_seconds: int = Field(default=120, ge=2, le=3600)
 
     @field_validator(
         "jwt_algorithms",
@@ -335,6 +348,14 @@ class RestoreSettings(CreateBackupSettings):
     @classmethod
     def _empty_url_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _lease_outlives_the_swap_lock(self) -> RestoreSettings:
+        # While the swap moves the service's tables back it holds the lock table, and the
+        # heartbeat's renewals wait: the lease must outlive that wait.
+        if self.lock_lease_seconds <= duration_seconds(self.restore_lock_timeout):
+            raise ValueError("LOCK_LEASE_SECONDS must be longer than RESTORE_LOCK_TIMEOUT")
+        return self
 
 
 class SchedulerSettings(DeleteBackupSettings, QueueSettings, PolicySettings):

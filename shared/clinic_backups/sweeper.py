@@ -2,24 +2,35 @@
 scheduler run (for the clinics that need it) and from the operator CLI
 (`python -m clinic_backups.cli sweep`, every clinic, every step).
 
-- **Stuck records.** A pending record created, or a running record started, longer ago than the
-  worker timeout plus a margin (`PlatformPolicy.stuck_after`, 900 s + 45 min by default) can
-  no longer finish: no invocation runs longer than the timeout, and the queue drops messages
-  older than that (JobQueue.MessageRetentionPeriod ≤ the threshold; tests/unit/
-  test_contracts.py checks it). It becomes `failed` with `error_code` `stale`, which releases
-  the clinic's operation lock. Should a message still arrive, the worker's atomic claim
-  (pending → running) skips it.
-- **Unfinished multipart uploads** under a clinic's prefix older than the same threshold and
-  with no pending/running record for their key are aborted. One bucket-wide listing serves all
-  clinics; each abort goes through the clinic's `ScopedStorage`.
+- **Dead jobs.** A running job renews its clinic's lease (lease.py); one whose lease expired
+  (`LOCK_LEASE_SECONDS` without a renewal, by the database's clock) is dead: it fails as
+  `stale` with the reason and its lock is released — exactly what the next request for the
+  clinic would do (adapters/postgres.py). A live job is never failed, however long it runs.
+  A pending record (its job not started: no lease yet) keeps the age threshold: created
+  longer ago than the worker timeout plus a margin (`PlatformPolicy.stuck_after`, 900 s + 45
+  min by default) it can no longer start, the queue having dropped its message
+  (JobQueue.MessageRetentionPeriod ≤ the threshold; tests/unit/test_contracts.py checks it).
+  Should a message still arrive, the worker's atomic claim (pending → running) skips it.
+- **Unfinished multipart uploads** under a clinic's prefix that no live job may be writing
+  (a pending backup, a running one under a live lease, a live re-encryption) are aborted, at
+  the first sweep after their job died — no age threshold. An abort that fails (the store is
+  down) is retried by every sweep until it holds; a failed backup's record says its parts
+  will be removed until then. One bucket-wide listing serves all clinics; each abort goes
+  through the clinic's `ScopedStorage`.
 - **Soft-deleted backups past the grace period** are purged (`service.purge_deleted`).
 - **Objects with no record** are reported (a warning with the keys and the `OrphanObjects`
   metric), never deleted: a missing record is as likely a damaged catalogue (rebuild it from
   the manifests) as garbage.
 - **Restores** (when this function has the restore adapters): restore, verification and undo
-  jobs stuck past the same threshold fail as `stale` (releasing the clinic's lock), and the
-  schemas restores set aside are dropped once their undo window is over — only names stored
-  in a restore job, never one in the tenants table, never by pattern.
+  jobs whose lease expired (pending ones past the same threshold) fail as `stale` (releasing
+  the clinic's lock), and the schemas restores set aside are dropped once their undo window
+  is over — only names stored in a restore job, never one in the tenants table, never by
+  pattern.
+
+One clinic's failure (a revoked grant, a broken table) never stops the others: the batched
+reads of the fleet split a failing batch down to the clinic that fails it, every per-clinic
+step is guarded, and each failing clinic is logged, listed in the report (`failed_clinics`)
+and counted in the `ClinicsFailed` metric, which the template's alarm watches.
 """
 
 from __future__ import annotations
@@ -32,10 +43,10 @@ from functools import partial
 from typing import Any
 
 from .models import AuditEntry
-from .names import is_valid_schema_name, manifest_key
+from .names import is_valid_schema_name, key_stem, manifest_key
 from .observability import logger
-from .ports import PendingUpload
-from .service import Services, purge_deleted
+from .ports import PendingUpload, SchemaCheck
+from .service import PARTS_PENDING, PARTS_REMOVED, Services, purge_deleted
 
 # An object this young may belong to a record being written right now: not reported yet.
 ORPHAN_MIN_AGE = timedelta(hours=1)
@@ -52,6 +63,8 @@ class SweepReport:
     errors: int = 0
     restores_failed: int = 0
     schemas_dropped: int = 0
+    # clinic → the step it failed in (the run's ledger of failing clinics)
+    failed_clinics: dict[str, str] = field(default_factory=dict)
 
     @property
     def orphan_count(self) -> int:
@@ -60,7 +73,23 @@ class SweepReport:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["orphan_count"] = self.orphan_count
+        data["clinics_failed"] = len(self.failed_clinics)
+        data["failed_clinics"] = dict(sorted(self.failed_clinics.items())[:FAILED_CLINICS_LISTED])
         return data
+
+
+FAILED_CLINICS_LISTED = 50
+
+
+def clinic_failed(report: SweepReport, schema: str, step: str, reason: str | None = None) -> None:
+    """Record one clinic's failure: logged (error), listed, counted; the run goes on."""
+    report.errors += 1
+    report.failed_clinics.setdefault(schema, step)
+    if reason is not None:
+        logger.error(
+            "a clinic failed; the others go on",
+            extra={"clinic": schema, "step": step, "reason": reason},
+        )
 
 
 def guarded(report: SweepReport, step: str, schema: str | None, run: Callable[[], None]) -> None:
@@ -68,8 +97,18 @@ def guarded(report: SweepReport, step: str, schema: str | None, run: Callable[[]
     try:
         run()
     except Exception:
-        report.errors += 1
         logger.exception("sweeper step failed", extra={"step": step, "clinic": schema})
+        if schema is None:
+            report.errors += 1
+        else:
+            clinic_failed(report, schema, step)
+
+
+def unprepared(report: SweepReport, check: SchemaCheck) -> set[str]:
+    """The clinics `ensure_schemas` could not prepare: failures recorded; all to be skipped."""
+    for schema, reason in check.failed.items():
+        clinic_failed(report, schema, "migrate", reason)
+    return set(check.unavailable) | set(check.failed)
 
 
 def fail_stuck(svc: Services, schema: str, report: SweepReport) -> None:
@@ -94,26 +133,33 @@ def fail_stuck(svc: Services, schema: str, report: SweepReport) -> None:
 
 def abort_stale_uploads(svc: Services, schemas: Collection[str], report: SweepReport) -> None:
     assert svc.storage is not None
-    cutoff = svc.clock.now() - svc.policy.stuck_after
     by_clinic: dict[str, list[PendingUpload]] = defaultdict(list)
     # One listing of the whole bucket instead of one per clinic (thousands of calls an hour).
+    # Listed before the jobs are read: an upload in the listing was started by a job whose
+    # claim (and lease) had committed, so its job is seen below.
     for upload in svc.storage.pending_uploads(""):
         schema = upload.key.split("/", 1)[0]
-        if schema in schemas and upload.initiated < cutoff:
+        if schema in schemas:
             by_clinic[schema].append(upload)
     for schema, uploads in sorted(by_clinic.items()):
         guarded(report, "uploads", schema, partial(_abort, svc, schema, uploads, report))
 
 
 def _abort(svc: Services, schema: str, uploads: list[PendingUpload], report: SweepReport) -> None:
-    in_flight = svc.records.keys_in_flight(schema)
+    """Abort the uploads no live job may be writing. A re-encryption writes a new generation
+    of its backup's key: keys are compared by their stem (the key without the generation)."""
+    live = {
+        key_stem(key)
+        for key in svc.records.keys_in_flight(schema, svc.clock.now() - svc.policy.stuck_after)
+    }
     storage = svc.scoped(schema)
     for upload in uploads:
-        if upload.key in in_flight:
+        if key_stem(upload.key) in live:
             report.uploads_in_flight += 1
             continue
         storage.abort_upload(upload.key, upload.upload_id)
         report.uploads_aborted += 1
+        svc.records.note_upload_removed(schema, upload.key, PARTS_PENDING, PARTS_REMOVED)
         logger.info(
             "aborted an unfinished upload",
             extra={"clinic": schema, "initiated": upload.initiated.isoformat()},
@@ -198,7 +244,9 @@ def sweep_restores(svc: Services, schemas: Collection[str], report: SweepReport)
     if svc.restores is None or svc.restorer is None:
         return
     now = svc.clock.now()
-    hints = svc.restores.hints(sorted(schemas), now - svc.policy.stuck_after, now)
+    hints, failed = svc.restores.hints(sorted(schemas), now - svc.policy.stuck_after, now)
+    for schema, reason in failed.items():
+        clinic_failed(report, schema, "restores", reason)
     for schema, (stale, droppable) in sorted(hints.items()):
         if stale:
             guarded(report, "restores", schema, partial(fail_stuck_restores, svc, schema, report))
@@ -211,8 +259,8 @@ def sweep(svc: Services, schemas: list[str] | None = None, *, orphans: bool = Tr
     sweep. The scheduler runs the same steps, only for the clinics that need them."""
     report = SweepReport()
     chosen = schemas or [c.schema for c in svc.tenants.active_clinics()]
-    unavailable = set(svc.records.ensure_schemas(chosen))
-    chosen = [s for s in chosen if s not in unavailable]
+    skipped = unprepared(report, svc.records.ensure_schemas(chosen))
+    chosen = [s for s in chosen if s not in skipped]
     for schema in chosen:
         guarded(report, "stuck", schema, partial(fail_stuck, svc, schema, report))
     guarded(report, "restores", None, partial(sweep_restores, svc, chosen, report))
@@ -234,3 +282,4 @@ def emit_metrics(svc: Services, report: SweepReport) -> None:
     svc.metrics.add("SweeperErrors", report.errors, "Count")
     svc.metrics.add("RestoresFailedStale", report.restores_failed, "Count")
     svc.metrics.add("KeptSchemasDropped", report.schemas_dropped, "Count")
+    svc.metrics.add("ClinicsFailed", len(report.failed_clinics), "Count")

@@ -224,6 +224,15 @@ def sweep_as_the_scheduler(schema: str) -> None:
     from clinic_backups.sweeper import sweep
 
     svc = build_services(get_settings(SchedulerSettings))
+    # The killed driver's lease is dead: stamp it as renewed long ago (the database's clock
+    # is what the sweeper reads), rather than wait LOCK_LEASE_SECONDS.
+    with svc.records._db.transaction() as cur:  # type: ignore[attr-defined]
+        for table in ("backup_operation_lock", "backup_restores"):
+            cur.execute(
+                sql.SQL(
+                    "UPDATE {} SET renewed_at = now() - interval '1 day' WHERE lease_id IS NOT NULL"
+                ).format(sql.Identifier(schema, table))
+            )
     svc.clock = FixedClock(svc.clock.now() + timedelta(hours=2))
     report = sweep(svc, [schema], orphans=False)
     assert report.errors == 0
@@ -334,16 +343,17 @@ def restore_points(rng: random.Random, size: int) -> list[Point]:
     return [
         Point("driver", "dumped", dumped[0]),
         Point("pg_dump", "dumped", dumped[1]),
-        Point("driver", "fed", 1, nth=1),
+        Point("driver", "fed", fed[0], nth=1),  # the verification of the stored object
+        Point("driver", "fed", 1, nth=2),
         marker("driver", "swapped", nth=1),  # the dry run renamed the live schema
         marker("psql", "loaded", nth=1),
         marker("driver", "locked"),
         marker("driver", "swapped", nth=2),
-        Point("driver", "fed", fed[0], nth=2),
-        Point("driver", "fed", fed[1], nth=2),
-        Point("pg_restore", "fed", fed[2], nth=2),
-        Point("psql", "fed", fed[3], nth=2),
-        Point("driver", "fed", fed[4], nth=2),
+        Point("driver", "fed", fed[0], nth=3),
+        Point("driver", "fed", fed[1], nth=3),
+        Point("pg_restore", "fed", fed[2], nth=3),
+        Point("psql", "fed", fed[3], nth=3),
+        Point("driver", "fed", fed[4], nth=3),
         marker("driver", "loaded", nth=2),
         *ending(),
     ]

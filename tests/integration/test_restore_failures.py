@@ -205,8 +205,8 @@ def test_a_tampered_object_is_refused_before_the_commit(
     restore_env: RestoreDatabase, owned_clinic, sqs, restore_sqs, s3_server, bucket
 ):
     # Given the object replaced by another valid archive of the same clinic (a smaller one):
-    # pg_restore reads all of it and psql loads it, only the sha256 tells them apart
-    # (large enough that the pre-check reads only the archive's first megabyte)
+    # pg_restore reads all of it, only the sha256 tells them apart
+    # (large enough that the pre-check would read only the archive's first megabyte)
     clinic = Clinic(restore_env, owned_clinic, sqs, patients=3000, note_bytes=600)
     with psycopg2.connect(restore_env.admin_url) as conn, conn.cursor() as cur:
         cur.execute(
@@ -226,9 +226,9 @@ def test_a_tampered_object_is_refused_before_the_commit(
 
     job = restore(clinic.schema, clinic.backup["id"], restore_sqs)
 
-    # the whole forged archive was loaded in the swap's transaction, then refused
+    # the whole forged object was read and refused before the clinic's tables were locked
     clinic.assert_untouched(job, "checksum_mismatch")
-    assert job["step"] == "restoring"
+    assert job["step"] == "verifying"
     assert "sha256" in job["error"] or "bytes" in job["error"]
 
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from clinic_backups.ports import NullMetrics
+from clinic_backups.ports import NullMetrics, SchemaCheck
 from clinic_backups.scheduler import run_scheduler
 from psycopg2 import sql
 
@@ -283,7 +283,7 @@ def test_the_fleet_read_in_small_batches_sees_every_clinic(clinic_factory):
 
     schemas = [clinic_factory() for _ in range(5)]
     svc = scheduler()
-    assert svc.records.ensure_schemas(schemas) == []
+    assert svc.records.ensure_schemas(schemas) == SchemaCheck()
     configure(schemas[2], hour=5, time_zone="Asia/Kolkata")
     window = {
         "slots_since": utc(2026, 6, 1),

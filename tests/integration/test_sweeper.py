@@ -7,13 +7,15 @@ import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import psycopg2
 import pytest
 from clinic_backups import service, sweeper
 from clinic_backups.cli import main
 from clinic_backups.factory import build_services
-from clinic_backups.models import BackupStatus, Trigger
+from clinic_backups.models import BackupStatus, Lease, Trigger
 from clinic_backups.names import manifest_key
 from clinic_backups.settings import OperatorSettings, get_settings
+from psycopg2 import sql
 
 from tests.helpers import FixedClock, encrypted, function_module, invoke, load_event
 from tests.integration.test_retention import add_backup
@@ -50,7 +52,7 @@ def test_a_stuck_pending_backup_is_failed_and_its_late_job_never_runs(clinic_fac
     assert report.stale_failed == 1
     failed = svc.records.get(schema, record.id)
     assert (failed.status, failed.error_code) == (BackupStatus.FAILED, "stale")
-    assert failed.error and "time limit" in failed.error
+    assert failed.error and "never started" in failed.error
     assert start(svc, schema, T0 + timedelta(minutes=62)).status == BackupStatus.PENDING
     # And should its old message still arrive, the worker's claim skips it
     first = json.loads(sqs.receive()[0]["Body"])
@@ -59,7 +61,39 @@ def test_a_stuck_pending_backup_is_failed_and_its_late_job_never_runs(clinic_fac
     assert svc.records.get(schema, record.id).status == BackupStatus.FAILED
 
 
-def test_a_stuck_running_backup_is_failed_counting_from_its_start(clinic_factory, svc):
+def expire_lease(database_url: str, schema: str) -> None:
+    """The worker stopped renewing an hour ago (as after a crash), by the database's clock."""
+    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute(
+            sql.SQL("UPDATE {} SET renewed_at = now() - interval '1 hour'").format(
+                sql.Identifier(schema, "backup_operation_lock")
+            )
+        )
+    conn.close()
+
+
+def test_a_running_backup_is_failed_when_its_lease_expires_never_for_its_age(
+    clinic_factory, svc, database_url
+):
+    # Given a backup claimed by a worker (which took the clinic's lease)
+    schema = clinic_factory()
+    record = start(svc, schema, T0)
+    assert svc.records.claim(schema, record.id, T0, Lease.new(120)) is not None
+    # When the sweeper runs days later (the worker's clock), the lease is live: untouched
+    svc.clock.at = T0 + timedelta(days=3)
+    assert sweeper.sweep(svc, [schema]).stale_failed == 0
+    assert svc.records.get(schema, record.id).status == BackupStatus.RUNNING
+    # When the worker stopped renewing its lease
+    expire_lease(database_url, schema)
+    svc.clock.at = T0 + timedelta(minutes=1)
+    assert sweeper.sweep(svc, [schema]).stale_failed == 1
+    failed = svc.records.get(schema, record.id)
+    assert failed.error_code == "stale" and "lease" in (failed.error or "")
+    assert start(svc, schema, T0 + timedelta(minutes=2)).status == BackupStatus.PENDING
+
+
+def test_a_running_backup_claimed_before_leases_keeps_the_age_threshold(clinic_factory, svc):
+    # (claimed without a lease, as a worker from before the lease migration did)
     schema = clinic_factory()
     record = start(svc, schema, T0)
     svc.records.claim(schema, record.id, T0 + timedelta(minutes=30))  # started 30 min late
@@ -82,33 +116,35 @@ def open_uploads(s3_server, bucket: str, prefix: str) -> set[str]:
     return {u["Key"] for u in answer.get("Uploads", [])}
 
 
-def test_old_unfinished_uploads_are_aborted_unless_a_running_backup_owns_them(
-    clinic_factory, svc, s3_server, bucket
+def test_unfinished_uploads_no_live_job_owns_are_aborted_at_once(
+    clinic_factory, svc, s3_server, bucket, database_url
 ):
-    # Given three unfinished uploads in a clinic's prefix, and one outside any clinic
+    # Given a running backup under a live lease, its unfinished upload, another unfinished
+    # upload in the clinic's prefix that no job owns, and one outside any clinic
     schema = clinic_factory()
     now = datetime.now(UTC)
-    later = now + timedelta(hours=2)  # the uploads are then two hours old
-    running = start(svc, schema, later - timedelta(minutes=10))
-    svc.records.claim(schema, running.id, later - timedelta(minutes=10))
+    running = start(svc, schema, now)
+    svc.records.claim(schema, running.id, now, Lease.new(120))
     orphan_key = f"{schema}/2026/06/{schema}-crashed.dump"
     for key in (orphan_key, running.storage_key):
         create_upload(s3_server, bucket, key)
     stranger = f"not_a_clinic_{uuid.uuid4().hex[:6]}/x.dump"
     create_upload(s3_server, bucket, stranger)
 
-    # When the sweeper runs while they are young, nothing happens
-    svc.clock.at = now + timedelta(minutes=30)
-    assert sweeper.sweep(svc, [schema]).uploads_aborted == 0
-
-    # When it runs two hours later
-    svc.clock.at = later
+    # When the sweeper runs (the uploads a minute old: no age threshold)
+    svc.clock.at = now + timedelta(minutes=1)
     report = sweeper.sweep(svc, [schema])
 
-    # Then the crashed upload is aborted; the running backup's and the stranger's stay
+    # Then the orphan upload is aborted; the live backup's and the stranger's stay
     assert (report.uploads_aborted, report.uploads_in_flight) == (1, 1)
     assert open_uploads(s3_server, bucket, f"{schema}/") == {running.storage_key}
     assert open_uploads(s3_server, bucket, stranger) == {stranger}
+
+    # And once the backup's worker is dead (its lease expired), its upload goes too
+    expire_lease(database_url, schema)
+    report = sweeper.sweep(svc, [schema])
+    assert (report.stale_failed, report.uploads_aborted) == (1, 1)
+    assert open_uploads(s3_server, bucket, f"{schema}/") == set()
 
 
 def put_objects(svc, schema: str, record) -> None:

@@ -200,8 +200,8 @@ def test_the_scheduler_queues_a_weekly_drill_of_each_clinics_newest_backup(
 
     at_turn = monday + timedelta(hours=turn)
     not_turn = monday + timedelta(hours=(turn + 1) % HOURS_PER_WEEK)
-    assert schedule_verifications(svc, [schema], not_turn) == 0
-    assert schedule_verifications(svc, [schema], at_turn) == 1
+    assert schedule_verifications(svc, [schema], not_turn) == (0, {})
+    assert schedule_verifications(svc, [schema], at_turn) == (1, {})
     messages = restore_sqs.receive()
     bodies = [json.loads(m["Body"]) for m in messages]
     verifies = [b for b in bodies if b["kind"] == "verify"]

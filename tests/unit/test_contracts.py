@@ -151,3 +151,29 @@ def test_every_setting_is_in_the_readme_table():
     names = {name.upper() for model in models for name in model.model_fields}
     missing = sorted(n for n in names if f"`{n}`" not in readme)
     assert missing == []
+
+
+def test_the_lease_is_a_template_setting_longer_than_the_swaps_lock_wait():
+    from clinic_backups.settings import duration_seconds
+
+    template = sam_template()
+    assert template["Globals"]["Function"]["Environment"]["Variables"]["LOCK_LEASE_SECONDS"] == {
+        "Ref": "LockLeaseSeconds"
+    }
+    parameters = template["Parameters"]
+    lock_wait = duration_seconds(parameters["RestoreLockTimeout"]["Default"])
+    assert parameters["LockLeaseSeconds"]["MinValue"] > lock_wait
+
+
+def test_clinics_failing_in_a_fleet_run_are_alarmed():
+    from clinic_backups import sweeper
+
+    alarms = [
+        r["Properties"]
+        for r in sam_template()["Resources"].values()
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+    ]
+    watched = {(a["Namespace"], a["MetricName"]) for a in alarms}
+    assert ("ClinicBackups", "ClinicsFailed") in watched
+    assert '"ClinicsFailed"' in (REPO / "shared/clinic_backups/sweeper.py").read_text()
+    assert sweeper.SweepReport().to_dict()["clinics_failed"] == 0

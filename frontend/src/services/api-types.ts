@@ -451,7 +451,8 @@ export interface components {
         /** @enum {string} */
         RestoreStatus: "pending" | "running" | "completed" | "failed" | "undone";
         /**
-         * @description Where the job is: `queued`; a restore's `pre_restore_backup`, `checking`,
+         * @description Where the job is: `queued`; a restore's `pre_restore_backup` (the stored object is
+         *     verified beside it), `verifying` (waiting for that verification), `checking`,
          *     `restoring`, `done`; an undo's `undo_queued`, `undoing`, `undone`; a verification's
          *     `verifying`, `done`.
          * @enum {string}
@@ -483,7 +484,7 @@ export interface components {
             finished_at: string | null;
             /** @description How long the clinic's tables were locked against writes (restores). */
             lock_seconds: number | null;
-            /** @description Seconds per step (pre_restore_backup_seconds, check_seconds, restore_seconds). */
+            /** @description Seconds per step (pre_restore_backup_seconds; verify_seconds, the whole stored object read and checked before any lock, beside the pre-restore backup; check_seconds; restore_seconds). */
             timings: {
                 [key: string]: number;
             };

@@ -226,4 +226,29 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             _give_to_records_owner("keys"),
         ],
     ),
+    # Leases (issue 15): the job that runs under the clinic's lock renews it. `lease_id` is
+    # the run's token (set when the job is claimed: a pending job has no lease yet, and keeps
+    # the sweeper's age threshold), `renewed_at` the database's now() at the last renewal.
+    # A lease is dead `lease_seconds` after `renewed_at`; whoever asks for the lock then takes
+    # it over. Verifications take no lock: their lease lives on their own job row.
+    (
+        5,
+        [
+            """
+            ALTER TABLE {lock}
+                ADD COLUMN lease_id uuid UNIQUE,
+                ADD COLUMN renewed_at timestamptz,
+                ADD COLUMN lease_seconds integer CHECK (lease_seconds > 0),
+                ADD CONSTRAINT backup_operation_lock_lease CHECK (
+                    (lease_id IS NULL) = (renewed_at IS NULL)
+                    AND (lease_id IS NULL) = (lease_seconds IS NULL))
+            """,
+            """
+            ALTER TABLE {restores}
+                ADD COLUMN lease_id uuid,
+                ADD COLUMN renewed_at timestamptz,
+                ADD COLUMN lease_seconds integer CHECK (lease_seconds > 0)
+            """,
+        ],
+    ),
 ]

@@ -26,7 +26,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import BinaryIO
@@ -587,3 +587,7 @@ class PgDumpRunner:
             toc_entries=check.toc_entries,
             plaintext_sha256=plain.hexdigest() if plain is not None else None,
         )
+
+    def limited(self, seconds: float) -> PgDumpRunner:
+        """This runner with its time limit cut to `seconds` (a restore's shared deadline)."""
+        return replace(self, timeout_seconds=min(self.timeout_seconds, max(1.0, seconds)))

@@ -48,7 +48,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO
 
 import psycopg2
@@ -1135,6 +1135,12 @@ class SchemaSwapper:
             conn.close()
         needed = sorted({(ext, ns) for ext, ns, member in members if (ns, member) in pairs})
         return needed
+
+    def limited(self, seconds: float) -> SchemaSwapper:
+        """This swapper with its time limit cut to `seconds`: each phase of a restore job gets
+        what is left of the job's one deadline (pg_restore and psql are killed at it, nothing
+        commits)."""
+        return replace(self, timeout_seconds=min(self.timeout_seconds, max(1.0, seconds)))
 
 
 _QUALIFIED = re.compile(

@@ -4,10 +4,20 @@ Every SQL identifier goes through `psycopg2.sql.Identifier`; values are always p
 The tables live in each clinic's own schema (see `names.OWNED_TABLES`) and are excluded from
 every dump, so restoring an older backup never rolls back history or audit.
 
-The per-clinic operation lock is a one-row table (`backup_operation_lock`): a backup (and,
-later, a restore) inserts the row in the same transaction that creates its record and deletes
-it in the transaction that finishes it. The primary key makes a second concurrent operation
-fail in the database itself, not only in code.
+The per-clinic operation lock is a one-row table (`backup_operation_lock`): a backup (a
+restore, an undo, a re-encryption) inserts the row in the same transaction that creates its
+record and deletes it in the transaction that finishes it. The primary key makes a second
+concurrent operation fail in the database itself, not only in code.
+
+The row is a **lease**: the worker that claims the job stamps it with its run's token
+(`lease_id`) and the database's `now()` (`renewed_at`), and renews it from a heartbeat.
+Whoever asks for the lock after the lease expired (`renewed_at + lease_seconds < now()`) takes
+it over, in one transaction: the dead job fails as `stale` with the reason, the row goes, the
+new one is inserted (`_take_lock`). The sweeper expires leases the same way (`_expire_lock`).
+A pending job (no lease yet) keeps the sweeper's age threshold.
+
+Statements that read many clinics at once (`read_fleet`) split a failing batch down to the
+clinic that fails it: one unreadable clinic never hides the others.
 """
 
 from __future__ import annotations
@@ -16,8 +26,9 @@ import builtins
 import json
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +41,7 @@ from ..errors import (
     BackupNotCompleted,
     ClinicNotAvailable,
     DatabaseUnavailable,
+    LeaseLost,
     OperationInProgress,
 )
 from ..models import (
@@ -38,14 +50,19 @@ from ..models import (
     BackupStatus,
     Clinic,
     DumpResult,
+    Lease,
     Trigger,
 )
 from ..names import is_valid_schema_name
 from ..observability import logger
-from ..ports import ListFilter
+from ..ports import ListFilter, Metrics, SchemaCheck
 from .migrations import MIGRATIONS, TABLES
 
 psycopg2.extras.register_uuid()
+
+
+# lock_timeout and statement_timeout: the statement gave up, the session is still good.
+TIMEOUTS = (psycopg2.errors.LockNotAvailable, psycopg2.errors.QueryCanceled)
 
 
 def translate_connect_error(error: psycopg2.Error) -> DatabaseUnavailable:
@@ -87,6 +104,8 @@ class Database:
             with conn, conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
                 yield cur
         except (psycopg2.OperationalError, psycopg2.InterfaceError) as error:
+            if isinstance(error, TIMEOUTS) and not conn.closed:
+                raise  # a lock_timeout or statement_timeout: the connection is fine
             self.close()
             raise translate_connect_error(error) from None
 
@@ -112,12 +131,286 @@ LATEST_VERSION = MIGRATIONS[-1][0]
 # ends, and the server's lock table is only max_locks_per_transaction (64) x max_connections
 # entries — reading 2,000 clinics in one transaction ran out of it ("out of shared memory").
 SCHEMA_BATCH = 100
-STALE_MESSAGE = "the backup did not finish within the worker's time limit"
+NEVER_STARTED = "the backup's job never started (its message expired); nothing was stored"
+LEASE_GONE = "the job lost the clinic's lease (its worker died?)"
+# A request waits at most this long for the lock row (a restore's swap holds the lock table
+# for the moment it moves the service's tables back), then answers 409.
+TAKE_LOCK_TIMEOUT = "5s"
+LOCK_KINDS = ("backup", "reencrypt", "restore", "undo")
 
 
 def batches(items: list[str], size: int) -> Iterator[list[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def describe_error(error: psycopg2.Error) -> str:
+    """The server's one-line reason (`permission denied for schema x`): never DETAIL, which
+    can quote rows, never a connection string."""
+    diag = getattr(error, "diag", None)
+    message = getattr(diag, "message_primary", None) or type(error).__name__
+    return str(message)[:200]
+
+
+def read_fleet(
+    db: Database,
+    schemas: list[str],
+    size: int,
+    read: Callable[[Any, list[str]], builtins.list[dict[str, Any]]],
+) -> tuple[builtins.list[dict[str, Any]], dict[str, str]]:
+    """`read(cursor, batch)` over `schemas` in batches of `size`, each batch its own
+    transaction (its table locks end with it). A batch whose statement fails is split in
+    two, and again, down to the clinic that fails it: that clinic is returned with the
+    reason, the others are read. A lost database fails the whole read (DatabaseUnavailable):
+    splitting would only repeat the failure."""
+    rows: builtins.list[dict[str, Any]] = []
+    failed: dict[str, str] = {}
+    todo = list(batches(list(schemas), size))
+    while todo:
+        batch = todo.pop(0)
+        try:
+            with db.transaction() as cur:
+                rows += read(cur, batch)
+        except psycopg2.Error as error:
+            if len(batch) == 1:
+                failed[batch[0]] = describe_error(error)
+                logger.error(
+                    "a clinic could not be read with the others; it is skipped",
+                    extra={"clinic": batch[0], "reason": failed[batch[0]]},
+                )
+            else:
+                half = len(batch) // 2
+                todo[:0] = [batch[:half], batch[half:]]
+    return rows, failed
+
+
+# --- leases -------------------------------------------------------------------------------------
+# SQL shared by the single-clinic statements and the fleet's batched reads. `{lock}`,
+# `{records}` and `{restores}` are the clinic's tables; `%(stuck)s` the age threshold of jobs
+# without a lease (pending ones, and running ones from before leases).
+
+# (Plain SQL text, composed into statements that are then `.format`ted with the tables.)
+LEASE_EXPIRED = (
+    "l.lease_id IS NOT NULL AND l.renewed_at + l.lease_seconds * interval '1 second' < now()"
+)
+LEASE_LIVE = (
+    "l.lease_id IS NOT NULL AND l.renewed_at + l.lease_seconds * interval '1 second' >= now()"
+)
+# A running backup is alive while a live lease covers it: its own lock row, or the lock of
+# the restore it is the pre-restore backup of. A lock row without a lease (a job claimed
+# before leases existed) keeps the age threshold.
+BACKUP_ALIVE = (
+    "EXISTS (SELECT 1 FROM {lock} l WHERE (l.ref_id = r.id OR l.ref_id IN "
+    "(SELECT s.id FROM {restores} s WHERE s.pre_restore_backup_id = r.id)) AND ("
+    + LEASE_LIVE
+    + " OR l.lease_id IS NULL AND coalesce(r.started_at, r.created_at) >= %(stuck)s))"
+)
+STALE_BACKUP = (
+    "(r.status = 'pending' AND r.created_at < %(stuck)s "
+    "OR r.status = 'running' AND NOT " + BACKUP_ALIVE + ")"
+)
+
+
+@dataclass(frozen=True)
+class Takeover:
+    """An expired lease freed: its job (`kind`, `ref_id`) failed as stale."""
+
+    kind: str
+    ref_id: uuid.UUID
+    backups_failed: builtins.list[uuid.UUID]
+
+
+def _insert_audit(cur: Any, names: dict[str, Any], entry: AuditEntry) -> None:
+    cur.execute(
+        sql.SQL(
+            "INSERT INTO {audit} (id, at, action, outcome, actor_id, actor_name, actor_role, "
+            "request_id, backup_id, details) VALUES (%s, now(), %s, %s, %s, %s, %s, %s, %s, %s)"
+        ).format(**names),
+        (
+            uuid.uuid4(),
+            entry.action,
+            entry.outcome,
+            entry.actor_id,
+            entry.actor_name,
+            entry.actor_role,
+            entry.request_id,
+            entry.backup_id,
+            json.dumps(entry.details),
+        ),
+    )
+
+
+def _expire_lock(
+    cur: Any,
+    names: dict[str, Any],
+    schema: str,
+    at: datetime,
+    kinds: tuple[str, ...] = LOCK_KINDS,
+) -> Takeover | None:
+    """If the clinic's lock is held under an expired lease, fail its job as stale (with the
+    reason) and delete the row, in the caller's transaction. The row is locked first (FOR
+    UPDATE re-checks the expiry on the newest version: a renewal that committed meanwhile
+    wins)."""
+    cur.execute(
+        sql.SQL(
+            "SELECT l.kind, l.ref_id, l.lease_id, "
+            "round(extract(epoch FROM now() - l.renewed_at))::int AS silent "
+            "FROM {lock} l WHERE " + LEASE_EXPIRED + " AND l.kind = ANY(%s) FOR UPDATE"
+        ).format(**names),
+        (list(kinds),),
+    )
+    row = cur.fetchone()
+    if row is None:
+        return None
+    kind, ref = row["kind"], row["ref_id"]
+    reason = (
+        f"the job stopped renewing the clinic's lease {row['silent']} s ago (its worker "
+        "died or lost the database) and it was taken over"
+    )
+    backups: builtins.list[uuid.UUID] = []
+    fail_backup = sql.SQL(
+        "UPDATE {records} SET status = 'failed', finished_at = %s, error_code = 'stale', "
+        "error = %s WHERE id = %s AND status IN ('pending', 'running') RETURNING id"
+    ).format(**names)
+    if kind == "backup":
+        cur.execute(fail_backup, (at, f"{reason}; any unfinished upload is removed", ref))
+        backups += [r["id"] for r in cur.fetchall()]
+    elif kind == "reencrypt":
+        cur.execute(
+            sql.SQL("UPDATE {records} SET reencrypting = false WHERE id = %s").format(**names),
+            (ref,),
+        )
+    elif kind == "restore":
+        cur.execute(
+            sql.SQL(
+                "UPDATE {restores} SET status = 'failed', finished_at = %s, error_code = 'stale', "
+                "error = %s WHERE id = %s AND status IN ('pending', 'running') "
+                "RETURNING pre_restore_backup_id"
+            ).format(**names),
+            (at, f"{reason}; nothing changed", ref),
+        )
+        for failed in cur.fetchall():
+            if failed["pre_restore_backup_id"] is not None:
+                cur.execute(
+                    fail_backup,
+                    (
+                        at,
+                        f"{reason} (the restore it was made for)",
+                        failed["pre_restore_backup_id"],
+                    ),
+                )
+                backups += [r["id"] for r in cur.fetchall()]
+    else:  # undo
+        cur.execute(
+            sql.SQL(
+                "UPDATE {restores} SET undo_status = 'failed', undo_error_code = 'stale', "
+                "undo_error = %s, step = 'done' WHERE id = %s "
+                "AND undo_status IN ('pending', 'running')"
+            ).format(**names),
+            (f"{reason}; nothing changed", ref),
+        )
+    cur.execute(
+        sql.SQL("DELETE FROM {lock} WHERE lease_id = %s").format(**names), (row["lease_id"],)
+    )
+    action = {
+        "backup": "backup.run",
+        "reencrypt": "backup.reencrypt",
+        "restore": "restore.run",
+        "undo": "restore.undo",
+    }[kind]
+    _insert_audit(
+        cur,
+        names,
+        AuditEntry(
+            action=action,
+            outcome="failed",
+            actor_id="lease",
+            backup_id=ref if kind in ("backup", "reencrypt") else None,
+            details={"error_code": "stale", "job_id": str(ref), "silent_seconds": row["silent"]},
+        ),
+    )
+    logger.warning(
+        "an expired lease was taken over; its job failed as stale",
+        extra={"clinic": schema, "kind": kind, "job_id": str(ref), "silent_seconds": row["silent"]},
+    )
+    return Takeover(kind=kind, ref_id=ref, backups_failed=backups)
+
+
+def _take_lock(
+    cur: Any, names: dict[str, Any], schema: str, kind: str, ref_id: uuid.UUID, at: datetime
+) -> Takeover | None:
+    """Insert the clinic's lock row for a new job, taking over an expired lease first (same
+    transaction); OperationInProgress when a live (or pending) job holds it."""
+    takeover = _expire_lock_for_taking(cur, names, schema, at)
+    _insert_lock(cur, names, kind, ref_id, at)
+    return takeover
+
+
+def _expire_lock_for_taking(
+    cur: Any, names: dict[str, Any], schema: str, at: datetime
+) -> Takeover | None:
+    cur.execute("SET LOCAL lock_timeout = %s", (TAKE_LOCK_TIMEOUT,))
+    return _expire_lock(cur, names, schema, at)
+
+
+def _insert_lock(
+    cur: Any, names: dict[str, Any], kind: str, ref_id: uuid.UUID, at: datetime
+) -> None:
+    cur.execute(
+        sql.SQL(
+            "INSERT INTO {lock} (kind, ref_id, acquired_at) VALUES (%s, %s, %s) "
+            "ON CONFLICT (singleton) DO NOTHING RETURNING ref_id"
+        ).format(**names),
+        (kind, ref_id, at),
+    )
+    if cur.fetchone() is None:
+        raise OperationInProgress()
+
+
+def report_takeover(metrics: Metrics | None, takeover: Takeover | None) -> None:
+    """The metrics of a takeover, once its transaction committed: the dead job failed."""
+    if takeover is None or metrics is None:
+        return
+    metrics.add("LeasesTakenOver", 1, "Count")
+    if takeover.backups_failed:
+        metrics.add("BackupFailed", len(takeover.backups_failed), "Count")
+    if takeover.kind == "restore":
+        metrics.add("RestoreFailed", 1, "Count")
+
+
+@contextmanager
+def busy_is_409() -> Iterator[None]:
+    """The lock row stayed locked past TAKE_LOCK_TIMEOUT: the clinic is busy."""
+    try:
+        yield
+    except TIMEOUTS:
+        raise OperationInProgress("The clinic is busy; try again in a moment.") from None
+
+
+def claim_lease(
+    cur: Any, names: dict[str, Any], kind: str, ref_id: uuid.UUID, lease: Lease
+) -> bool:
+    """Stamp the job's lock row (still without a lease: pending) with this run's lease."""
+    cur.execute(
+        sql.SQL(
+            "UPDATE {lock} SET lease_id = %s, renewed_at = now(), lease_seconds = %s "
+            "WHERE kind = %s AND ref_id = %s AND lease_id IS NULL RETURNING 1"
+        ).format(**names),
+        (lease.id, lease.seconds, kind, ref_id),
+    )
+    return cur.fetchone() is not None
+
+
+def renew_timeouts(cur: Any, lease: Lease) -> None:
+    """A renewal never waits long (the swap may hold the lock table for a moment): a quarter
+    of a beat, at most 2 s; a renewal that gives up is tried again at the next beat."""
+    wait_ms = max(100, min(2000, int(lease.seconds * 1000 / 8)))
+    cur.execute("SET LOCAL lock_timeout = %s", (f"{wait_ms}ms",))
+    cur.execute("SET LOCAL statement_timeout = %s", (f"{wait_ms * 2}ms",))
+
+
+class _Rollback(Exception):
+    """Leave a transaction without committing (and without an error for the caller)."""
 
 
 _RECORD_COLUMNS = (
@@ -198,9 +491,12 @@ def _record(row: dict[str, Any]) -> BackupRecord:
 class PostgresRecords:
     """The `RecordsRepository` port on PostgreSQL."""
 
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, metrics: Metrics | None = None):
         self._db = db
         self._migrated: set[str] = set()
+        # Takeovers of expired leases are counted here, where they happen (LeasesTakenOver,
+        # and BackupFailed for the dead backup: the alarm's metric).
+        self._metrics = metrics
 
     def _names(self, schema: str) -> dict[str, sql.Composable]:
         return {placeholder: _table(schema, table) for placeholder, table in TABLES.items()}
@@ -215,6 +511,19 @@ class PostgresRecords:
             cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
             if cur.fetchone() is None:
                 raise ClinicNotAvailable()
+            # Up to date: no DDL. (CREATE TABLE IF NOT EXISTS locks the schema, and a restore's
+            # swap holds that lock until it commits: a request would wait for the swap.)
+            cur.execute(
+                "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relname = %s AND c.relkind = 'r'",
+                (schema, TABLES["meta"]),
+            )
+            if cur.fetchone() is not None:
+                cur.execute(sql.SQL("SELECT version FROM {meta}").format(**names))
+                row = cur.fetchone()
+                if row is not None and row["version"] == LATEST_VERSION:
+                    self._migrated.add(schema)
+                    return
             # One migrator per clinic at a time; others wait and then see the new version.
             cur.execute(
                 "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
@@ -249,18 +558,12 @@ class PostgresRecords:
 
     def create_pending(self, schema: str, record: BackupRecord) -> BackupRecord:
         names = self._names(schema)
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "INSERT INTO {lock} (kind, ref_id, acquired_at) VALUES ('backup', %s, %s) "
-                    "ON CONFLICT (singleton) DO NOTHING RETURNING ref_id"
-                ).format(**names),
-                (record.id, record.created_at),
-            )
-            if cur.fetchone() is None:
-                raise OperationInProgress()
+        with busy_is_409(), self._db.transaction() as cur:
+            takeover = _take_lock(cur, names, schema, "backup", record.id, record.created_at)
             _insert_record(cur, names, record, "returning")
-            return _record(cur.fetchone())
+            created = _record(cur.fetchone())
+        report_takeover(self._metrics, takeover)
+        return created
 
     def create_pending_under_lock(
         self, schema: str, record: BackupRecord, lock_ref: uuid.UUID
@@ -277,17 +580,52 @@ class PostgresRecords:
             _insert_record(cur, names, record, "returning")
             return _record(cur.fetchone())
 
-    def claim(self, schema: str, backup_id: uuid.UUID, at: datetime) -> BackupRecord | None:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "UPDATE {records} SET status = 'running', started_at = %s "
-                    "WHERE id = %s AND status = 'pending' RETURNING *"
-                ).format(**self._names(schema)),
-                (at, backup_id),
-            )
-            row = cur.fetchone()
-            return _record(row) if row else None
+    def claim(
+        self, schema: str, backup_id: uuid.UUID, at: datetime, lease: Lease | None = None
+    ) -> BackupRecord | None:
+        names = self._names(schema)
+        try:
+            with self._db.transaction() as cur:
+                cur.execute(
+                    sql.SQL(
+                        "UPDATE {records} SET status = 'running', started_at = %s "
+                        "WHERE id = %s AND status = 'pending' RETURNING *"
+                    ).format(**names),
+                    (at, backup_id),
+                )
+                row = cur.fetchone()
+                if row is None:
+                    return None
+                # The job's lock row takes this run's lease in the same transaction: there is
+                # no moment when the backup runs without one.
+                if lease is not None and not claim_lease(cur, names, "backup", backup_id, lease):
+                    logger.warning(
+                        "a pending backup without its lock row; not run",
+                        extra={"clinic": schema, "backup_id": str(backup_id)},
+                    )
+                    raise _Rollback()
+                return _record(row)
+        except _Rollback:
+            return None
+
+    def renew_lease(self, schema: str, lease: Lease) -> bool | None:
+        """One heartbeat: True renewed, False the lease is gone (released or taken over),
+        None the lock table was busy (the swap moving the service's tables): next beat."""
+        try:
+            with self._db.transaction() as cur:
+                renew_timeouts(cur, lease)
+                cur.execute(
+                    sql.SQL(
+                        "UPDATE {lock} SET renewed_at = now() WHERE lease_id = %s RETURNING 1"
+                    ).format(**self._names(schema)),
+                    (lease.id,),
+                )
+                return cur.fetchone() is not None
+        except TIMEOUTS:
+            return None
+
+    def release_thread_connection(self) -> None:
+        self._db.close()
 
     def complete(
         self,
@@ -318,11 +656,12 @@ class PostgresRecords:
                 ),
             )
             row = cur.fetchone()
+            if row is None:
+                # Failed meanwhile: its lease was taken over (or the sweeper failed it).
+                raise LeaseLost("the backup was no longer running when it completed")
             cur.execute(
                 sql.SQL("DELETE FROM {lock} WHERE ref_id = %s").format(**names), (backup_id,)
             )
-            if row is None:
-                raise RuntimeError("the backup was no longer running when it completed")
             return _record(row)
 
     def fail(
@@ -346,16 +685,8 @@ class PostgresRecords:
     def start_reencrypt(self, schema: str, backup_id: uuid.UUID, at: datetime) -> BackupRecord:
         """Take the clinic's lock for this backup and flag it; OperationInProgress if busy."""
         names = self._names(schema)
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "INSERT INTO {lock} (kind, ref_id, acquired_at) VALUES ('reencrypt', %s, %s) "
-                    "ON CONFLICT (singleton) DO NOTHING RETURNING ref_id"
-                ).format(**names),
-                (backup_id, at),
-            )
-            if cur.fetchone() is None:
-                raise OperationInProgress()
+        with busy_is_409(), self._db.transaction() as cur:
+            takeover = _take_lock(cur, names, schema, "reencrypt", backup_id, at)
             cur.execute(
                 sql.SQL(
                     "UPDATE {records} SET reencrypting = true WHERE id = %s AND status = 'completed' "
@@ -366,18 +697,20 @@ class PostgresRecords:
             row = cur.fetchone()
             if row is None:
                 raise BackupNotCompleted("Only completed backups can be re-encrypted.")
-            return _record(row)
+            flagged = _record(row)
+        report_takeover(self._metrics, takeover)
+        return flagged
 
-    def holds_reencrypt(self, schema: str, backup_id: uuid.UUID) -> bool:
+    def claim_reencrypt(self, schema: str, backup_id: uuid.UUID, lease: Lease) -> bool:
+        names = self._names(schema)
         with self._db.transaction() as cur:
             cur.execute(
-                sql.SQL(
-                    "SELECT 1 FROM {lock} l JOIN {records} r ON r.id = l.ref_id "
-                    "WHERE l.kind = 'reencrypt' AND l.ref_id = %s AND r.reencrypting"
-                ).format(**self._names(schema)),
+                sql.SQL("SELECT 1 FROM {records} WHERE id = %s AND reencrypting").format(**names),
                 (backup_id,),
             )
-            return cur.fetchone() is not None
+            return cur.fetchone() is not None and claim_lease(
+                cur, names, "reencrypt", backup_id, lease
+            )
 
     def finish_reencrypt(
         self,
@@ -389,10 +722,29 @@ class PostgresRecords:
         size_bytes: int | None = None,
         sha256: str | None = None,
         recipients: builtins.list[dict[str, Any]] | None = None,
+        lease: Lease | None = None,
     ) -> BackupRecord | None:
-        """Point the record at the new object (when given), clear the flag, release the lock."""
+        """Point the record at the new object (when given), clear the flag, release the lock.
+        With the job's `lease`, only while it still holds it: LeaseLost otherwise (the taker
+        cleared the flag; the record keeps pointing at the old object)."""
         names = self._names(schema)
         with self._db.transaction() as cur:
+            if lease is not None:
+                cur.execute(
+                    sql.SQL("DELETE FROM {lock} WHERE lease_id = %s RETURNING 1").format(**names),
+                    (lease.id,),
+                )
+                if cur.fetchone() is None:
+                    raise LeaseLost("the re-encryption lost the clinic's lease")
+            else:
+                # Never claimed (its job could not be queued): the row has no lease.
+                cur.execute(
+                    sql.SQL(
+                        "DELETE FROM {lock} WHERE ref_id = %s AND kind = 'reencrypt' "
+                        "AND lease_id IS NULL"
+                    ).format(**names),
+                    (backup_id,),
+                )
             if storage_key is not None:
                 cur.execute(
                     sql.SQL(
@@ -417,12 +769,6 @@ class PostgresRecords:
                     (backup_id,),
                 )
             row = cur.fetchone()
-            cur.execute(
-                sql.SQL("DELETE FROM {lock} WHERE ref_id = %s AND kind = 'reencrypt'").format(
-                    **names
-                ),
-                (backup_id,),
-            )
             return _record(row) if row else None
 
     def get(self, schema: str, backup_id: uuid.UUID) -> BackupRecord | None:
@@ -520,26 +866,35 @@ class PostgresRecords:
 
     # --- schedules, retention and the sweeper -------------------------------------------
 
-    def ensure_schemas(self, schemas: builtins.list[str]) -> builtins.list[str]:
+    def ensure_schemas(self, schemas: builtins.list[str]) -> SchemaCheck:
+        check = SchemaCheck()
         todo = [s for s in schemas if s not in self._migrated]
         if todo:
             # One catalog read (and one UNION ALL per batch) instead of a migration
             # transaction per clinic: a scheduler run visits every clinic every hour.
-            for schema, version in self._versions(todo).items():
+            versions, check.failed = self._versions(todo)
+            for schema, version in versions.items():
                 if version == LATEST_VERSION:
                     self._migrated.add(schema)
-        unavailable = []
         for schema in todo:
-            if schema in self._migrated:
+            if schema in self._migrated or schema in check.failed:
                 continue
             try:
                 self.ensure_schema(schema)
             except ClinicNotAvailable:
-                unavailable.append(schema)
-        return unavailable
+                check.unavailable.append(schema)
+            except DatabaseUnavailable:
+                raise
+            except psycopg2.Error as error:
+                # This clinic only (a revoked grant, a broken table): the others go on.
+                check.failed[schema] = describe_error(error)
+                logger.error(
+                    "a clinic's tables could not be migrated; it is skipped",
+                    extra={"clinic": schema, "reason": check.failed[schema]},
+                )
+        return check
 
-    def _versions(self, schemas: builtins.list[str]) -> dict[str, int]:
-        versions: dict[str, int] = {}
+    def _versions(self, schemas: builtins.list[str]) -> tuple[dict[str, int], dict[str, str]]:
         with self._db.transaction() as cur:
             cur.execute(
                 "SELECT n.nspname FROM pg_class c "
@@ -548,18 +903,20 @@ class PostgresRecords:
                 (TABLES["meta"], list(schemas)),
             )
             having = sorted(r["nspname"] for r in cur.fetchall())
-        for batch in batches(having, SCHEMA_BATCH):
-            with self._db.transaction() as cur:
-                cur.execute(
-                    sql.SQL(" UNION ALL ").join(
-                        sql.SQL("SELECT {} AS schema, version FROM {}").format(
-                            sql.Literal(schema), _table(schema, TABLES["meta"])
-                        )
-                        for schema in batch
+
+        def read(cur: Any, batch: builtins.list[str]) -> builtins.list[dict[str, Any]]:
+            cur.execute(
+                sql.SQL(" UNION ALL ").join(
+                    sql.SQL("SELECT {} AS schema, version FROM {}").format(
+                        sql.Literal(schema), _table(schema, TABLES["meta"])
                     )
+                    for schema in batch
                 )
-                versions.update({r["schema"]: r["version"] for r in cur.fetchall()})
-        return versions
+            )
+            return list(cur.fetchall())
+
+        rows, failed = read_fleet(self._db, having, SCHEMA_BATCH, read)
+        return {r["schema"]: r["version"] for r in rows}, failed
 
     def completed_backups(self, schema: str) -> builtins.list[BackupRecord]:
         with self._db.transaction() as cur:
@@ -613,30 +970,49 @@ class PostgresRecords:
     def fail_stale(self, schema: str, before: datetime, at: datetime) -> builtins.list[uuid.UUID]:
         names = self._names(schema)
         with self._db.transaction() as cur:
+            # A backup (or re-encryption) whose lease expired, as a request would take it over.
+            takeover = _expire_lock(cur, names, schema, at, ("backup", "reencrypt"))
+            ids = list(takeover.backups_failed) if takeover else []
+            # Pending ones past the age threshold (their message is gone); running ones that no
+            # live lease covers (however long they have run: a live one renews its lease).
             cur.execute(
                 sql.SQL(
-                    "UPDATE {records} SET status = 'failed', finished_at = %s, error_code = 'stale', "
-                    "error = %s WHERE status IN ('pending', 'running') "
-                    "AND coalesce(started_at, created_at) < %s RETURNING id"
+                    "UPDATE {records} r SET status = 'failed', finished_at = %(at)s, "
+                    "error_code = 'stale', error = CASE WHEN r.status = 'pending' "
+                    "THEN %(never)s ELSE %(gone)s END WHERE " + STALE_BACKUP + " RETURNING id"
                 ).format(**names),
-                (at, STALE_MESSAGE, before),
+                {"at": at, "stuck": before, "never": NEVER_STARTED, "gone": LEASE_GONE},
             )
-            ids = [r["id"] for r in cur.fetchall()]
-            if ids:
+            stale = [r["id"] for r in cur.fetchall()]
+            if stale:
                 cur.execute(
                     sql.SQL("DELETE FROM {lock} WHERE ref_id = ANY(%s::uuid[])").format(**names),
-                    (ids,),
+                    (stale,),
                 )
-            return ids
+            return ids + stale
 
-    def keys_in_flight(self, schema: str) -> set[str]:
+    def keys_in_flight(self, schema: str, stuck_before: datetime) -> set[str]:
         with self._db.transaction() as cur:
             cur.execute(
                 sql.SQL(
-                    "SELECT storage_key FROM {records} WHERE status IN ('pending', 'running')"
-                ).format(**self._names(schema))
+                    "SELECT r.storage_key FROM {records} r WHERE r.status IN ('pending', 'running') "
+                    "AND NOT " + STALE_BACKUP + " UNION "
+                    "SELECT r.storage_key FROM {lock} l JOIN {records} r ON r.id = l.ref_id "
+                    "WHERE l.kind = 'reencrypt' AND (l.lease_id IS NULL OR " + LEASE_LIVE + ")"
+                ).format(**self._names(schema)),
+                {"stuck": stuck_before},
             )
             return {r["storage_key"] for r in cur.fetchall()}
+
+    def note_upload_removed(self, schema: str, storage_key: str, pending: str, done: str) -> None:
+        with self._db.transaction() as cur:
+            cur.execute(
+                sql.SQL(
+                    "UPDATE {records} SET error = replace(error, %s, %s) "
+                    "WHERE storage_key = %s AND status = 'failed' AND strpos(error, %s) > 0"
+                ).format(**self._names(schema)),
+                (pending, done, storage_key, pending),
+            )
 
     def known_keys(self, schema: str) -> set[str]:
         with self._db.transaction() as cur:
@@ -649,23 +1025,7 @@ class PostgresRecords:
 
     def audit(self, schema: str, entry: AuditEntry) -> None:
         with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "INSERT INTO {audit} (id, at, action, outcome, actor_id, actor_name, actor_role, "
-                    "request_id, backup_id, details) VALUES (%s, now(), %s, %s, %s, %s, %s, %s, %s, %s)"
-                ).format(**self._names(schema)),
-                (
-                    uuid.uuid4(),
-                    entry.action,
-                    entry.outcome,
-                    entry.actor_id,
-                    entry.actor_name,
-                    entry.actor_role,
-                    entry.request_id,
-                    entry.backup_id,
-                    json.dumps(entry.details),
-                ),
-            )
+            _insert_audit(cur, self._names(schema), entry)
 
 
 class PostgresTenants:

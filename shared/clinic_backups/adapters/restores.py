@@ -3,10 +3,12 @@ what they write on backup records (the light check's counts, the full drill's ou
 
 A restore takes the clinic's operation lock (`backup_operation_lock`, kind `restore`, ref =
 the job id) in the transaction that creates the job and keeps it until the job ends; an undo
-takes it again (kind `undo`). The job's completion is not written here but rendered as SQL
-(`completion_sql`) that the swap runs inside its own transaction, after the owned tables have
-moved back: the swap, the job's `completed` status, the lock's release and the audit entry
-commit together or not at all. Verifications take no lock: they change nothing live.
+takes it again (kind `undo`). The worker that claims the job stamps the lock row with its
+lease (adapters/postgres.py) and renews it. The job's completion is not written here but
+rendered as SQL (`completion_sql`) that the swap runs inside its own transaction, after the
+owned tables have moved back: the swap, the job's `completed` status, the lock's release and
+the audit entry commit together or not at all — and only while the job still holds its lease.
+Verifications take no lock (they change nothing live): their lease is on their own job row.
 """
 
 from __future__ import annotations
@@ -21,9 +23,28 @@ import psycopg2.extras
 from psycopg2 import sql
 
 from ..errors import OperationInProgress, RestoreNotFound, UndoNotAvailable
-from ..models import AuditEntry, BackupRecord, RestoreKind, RestoreRecord, RestoreStatus
+from ..models import AuditEntry, BackupRecord, Lease, RestoreKind, RestoreRecord, RestoreStatus
+from ..ports import Metrics
 from .migrations import TABLES
-from .postgres import SCHEMA_BATCH, Database, _record, _table, batches
+from .postgres import (
+    LEASE_EXPIRED,
+    LEASE_LIVE,
+    SCHEMA_BATCH,
+    TIMEOUTS,
+    Database,
+    _expire_lock,
+    _expire_lock_for_taking,
+    _insert_lock,
+    _record,
+    _Rollback,
+    _table,
+    _take_lock,
+    busy_is_409,
+    claim_lease,
+    read_fleet,
+    renew_timeouts,
+    report_takeover,
+)
 
 _COLUMNS = (
     "id",
@@ -65,7 +86,35 @@ _UPDATABLE = frozenset(
         "lock_seconds",
     }
 )
-STALE_MESSAGE = "the job did not finish within the worker's time limit; nothing changed"
+NEVER_STARTED = "the job never started (its message expired); nothing changed"
+LEASE_GONE = "the job lost the clinic's lease (its worker died?); nothing changed"
+
+
+# Which of a clinic's jobs are dead (`%(stuck)s`: the age threshold of jobs without a lease).
+# A running restore or undo is alive while its lock row carries a live lease (or, claimed
+# before leases existed, no lease and an age below the threshold); a running verification
+# while its own row's lease is live; a pending one until the age threshold.
+def _covered(kind: str, since: str) -> str:
+    """A running job of `kind` is covered by its lock row: a live lease, or (claimed before
+    leases existed) no lease and `since` within the age threshold."""
+    return (
+        f"EXISTS (SELECT 1 FROM {{lock}} l WHERE l.kind = '{kind}' AND l.ref_id = r.id AND ("
+        f"{LEASE_LIVE} OR l.lease_id IS NULL AND {since} >= %(stuck)s))"
+    )
+
+
+STALE_JOB = (
+    "(r.status = 'pending' AND r.created_at < %(stuck)s "
+    "OR r.status = 'running' AND r.kind = 'restore' AND NOT "
+    + _covered("restore", "coalesce(r.started_at, r.created_at)")
+    + " OR r.status = 'running' AND r.kind = 'verify' AND NOT (r.lease_id IS NOT NULL AND "
+    "r.renewed_at + r.lease_seconds * interval '1 second' >= now() "
+    "OR r.lease_id IS NULL AND coalesce(r.started_at, r.created_at) >= %(stuck)s))"
+)
+STALE_UNDO = (
+    "(r.undo_status = 'pending' AND r.undo_requested_at < %(stuck)s "
+    "OR r.undo_status = 'running' AND NOT " + _covered("undo", "r.undo_requested_at") + ")"
+)
 
 
 def _restore(row: dict[str, Any]) -> RestoreRecord:
@@ -88,8 +137,9 @@ class PostgresRestores:
     """The `RestoresRepository` port on PostgreSQL (tables created by `PostgresRecords`'s
     migrations: call `records.ensure_schema` first)."""
 
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, metrics: Metrics | None = None):
         self._db = db
+        self._metrics = metrics
 
     def _names(self, schema: str) -> dict[str, sql.Composable]:
         return {placeholder: _table(schema, table) for placeholder, table in TABLES.items()}
@@ -98,17 +148,10 @@ class PostgresRestores:
 
     def create(self, schema: str, job: RestoreRecord, *, take_lock: bool) -> RestoreRecord:
         names = self._names(schema)
-        with self._db.transaction() as cur:
+        takeover = None
+        with busy_is_409(), self._db.transaction() as cur:
             if take_lock:
-                cur.execute(
-                    sql.SQL(
-                        "INSERT INTO {lock} (kind, ref_id, acquired_at) VALUES (%s, %s, %s) "
-                        "ON CONFLICT (singleton) DO NOTHING RETURNING ref_id"
-                    ).format(**names),
-                    (job.kind.value, job.id, job.created_at),
-                )
-                if cur.fetchone() is None:
-                    raise OperationInProgress()
+                takeover = _take_lock(cur, names, schema, job.kind.value, job.id, job.created_at)
             cur.execute(
                 sql.SQL("INSERT INTO {restores} ({cols}) VALUES ({vals}) RETURNING *").format(
                     cols=sql.SQL(", ").join(sql.Identifier(c) for c in _COLUMNS),
@@ -117,21 +160,62 @@ class PostgresRestores:
                 ),
                 [_param(getattr(job, c)) for c in _COLUMNS],
             )
-            return _restore(cur.fetchone())
+            created = _restore(cur.fetchone())
+        report_takeover(self._metrics, takeover)
+        return created
 
     def claim(
-        self, schema: str, restore_id: uuid.UUID, step: str, at: datetime
+        self,
+        schema: str,
+        restore_id: uuid.UUID,
+        step: str,
+        at: datetime,
+        lease: Lease | None = None,
     ) -> RestoreRecord | None:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "UPDATE {restores} SET status = 'running', started_at = %s, step = %s "
-                    "WHERE id = %s AND status = 'pending' RETURNING *"
-                ).format(**self._names(schema)),
-                (at, step, restore_id),
-            )
-            row = cur.fetchone()
-            return _restore(row) if row else None
+        names = self._names(schema)
+        try:
+            with self._db.transaction() as cur:
+                cur.execute(
+                    sql.SQL(
+                        "UPDATE {restores} SET status = 'running', started_at = %s, step = %s "
+                        "WHERE id = %s AND status = 'pending' RETURNING *"
+                    ).format(**names),
+                    (at, step, restore_id),
+                )
+                row = cur.fetchone()
+                if row is None:
+                    return None
+                if lease is None:
+                    return _restore(row)
+                if row["kind"] == "verify":
+                    cur.execute(
+                        sql.SQL(
+                            "UPDATE {restores} SET lease_id = %s, renewed_at = now(), "
+                            "lease_seconds = %s WHERE id = %s RETURNING *"
+                        ).format(**names),
+                        (lease.id, lease.seconds, restore_id),
+                    )
+                    return _restore(cur.fetchone())
+                if not claim_lease(cur, names, "restore", restore_id, lease):
+                    raise _Rollback()  # its lock is gone (failed meanwhile): nothing to run
+                return _restore(row)
+        except _Rollback:
+            return None
+
+    def renew_lease(self, schema: str, lease: Lease) -> bool | None:
+        try:
+            with self._db.transaction() as cur:
+                renew_timeouts(cur, lease)
+                cur.execute(
+                    sql.SQL(
+                        "UPDATE {restores} SET renewed_at = now() WHERE lease_id = %s "
+                        "AND status = 'running' RETURNING 1"
+                    ).format(**self._names(schema)),
+                    (lease.id,),
+                )
+                return cur.fetchone() is not None
+        except TIMEOUTS:
+            return None
 
     def update(self, schema: str, restore_id: uuid.UUID, **fields: Any) -> None:
         unknown = set(fields) - _UPDATABLE
@@ -245,7 +329,10 @@ class PostgresRestores:
         self, schema: str, restore_id: uuid.UUID, by: str, at: datetime
     ) -> RestoreRecord:
         names = self._names(schema)
-        with self._db.transaction() as cur:
+        with busy_is_409(), self._db.transaction() as cur:
+            # An expired lease first: a dead undo of this very restore is taken over (and
+            # failed) before its status is read. A refusal below rolls all of it back.
+            takeover = _expire_lock_for_taking(cur, names, schema, at)
             cur.execute(
                 sql.SQL("SELECT * FROM {restores} WHERE id = %s FOR UPDATE").format(**names),
                 (restore_id,),
@@ -273,15 +360,7 @@ class PostgresRestores:
                 raise UndoNotAvailable(
                     "The undo window of this restore is over: the clinic's previous data is gone."
                 )
-            cur.execute(
-                sql.SQL(
-                    "INSERT INTO {lock} (kind, ref_id, acquired_at) VALUES ('undo', %s, %s) "
-                    "ON CONFLICT (singleton) DO NOTHING RETURNING ref_id"
-                ).format(**names),
-                (restore_id, at),
-            )
-            if cur.fetchone() is None:
-                raise OperationInProgress()
+            _insert_lock(cur, names, "undo", restore_id, at)
             cur.execute(
                 sql.SQL(
                     "UPDATE {restores} SET undo_status = 'pending', undo_requested_by = %s, "
@@ -290,24 +369,60 @@ class PostgresRestores:
                 ).format(**names),
                 (by, at, restore_id),
             )
-            return _restore(cur.fetchone())
+            requested = _restore(cur.fetchone())
+        report_takeover(self._metrics, takeover)
+        return requested
 
-    def claim_undo(self, schema: str, restore_id: uuid.UUID) -> RestoreRecord | None:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "UPDATE {restores} SET undo_status = 'running', step = 'undoing' "
-                    "WHERE id = %s AND undo_status = 'pending' AND status = 'completed' "
-                    "RETURNING *"
-                ).format(**self._names(schema)),
-                (restore_id,),
-            )
-            row = cur.fetchone()
-            return _restore(row) if row else None
+    def claim_undo(
+        self, schema: str, restore_id: uuid.UUID, lease: Lease | None = None
+    ) -> RestoreRecord | None:
+        names = self._names(schema)
+        try:
+            with self._db.transaction() as cur:
+                cur.execute(
+                    sql.SQL(
+                        "UPDATE {restores} SET undo_status = 'running', step = 'undoing' "
+                        "WHERE id = %s AND undo_status = 'pending' AND status = 'completed' "
+                        "RETURNING *"
+                    ).format(**names),
+                    (restore_id,),
+                )
+                row = cur.fetchone()
+                if row is None:
+                    return None
+                if lease is not None and not claim_lease(cur, names, "undo", restore_id, lease):
+                    raise _Rollback()
+                return _restore(row)
+        except _Rollback:
+            return None
 
-    def fail_undo(self, schema: str, restore_id: uuid.UUID, error_code: str, error: str) -> None:
+    def fail_undo(
+        self,
+        schema: str,
+        restore_id: uuid.UUID,
+        error_code: str,
+        error: str,
+        lease: Lease | None = None,
+    ) -> None:
         names = self._names(schema)
         with self._db.transaction() as cur:
+            if lease is not None:
+                # Only while this run holds the lease: after a takeover, an undo of the same
+                # restore may have been requested since, and is not this job's to fail.
+                cur.execute(
+                    sql.SQL("DELETE FROM {lock} WHERE lease_id = %s RETURNING 1").format(**names),
+                    (lease.id,),
+                )
+                if cur.fetchone() is None:
+                    return
+            else:
+                cur.execute(
+                    sql.SQL(
+                        "DELETE FROM {lock} WHERE ref_id = %s AND kind = 'undo' "
+                        "AND lease_id IS NULL"
+                    ).format(**names),
+                    (restore_id,),
+                )
             cur.execute(
                 sql.SQL(
                     "UPDATE {restores} SET undo_status = 'failed', undo_error_code = %s, "
@@ -316,12 +431,15 @@ class PostgresRestores:
                 ).format(**names),
                 (error_code, error[:500], restore_id),
             )
-            cur.execute(
-                sql.SQL("DELETE FROM {lock} WHERE ref_id = %s").format(**names), (restore_id,)
-            )
 
     def completion_sql(
-        self, schema: str, restore_id: uuid.UUID, entry: AuditEntry, *, undo: bool = False
+        self,
+        schema: str,
+        restore_id: uuid.UUID,
+        entry: AuditEntry,
+        *,
+        undo: bool = False,
+        lease: Lease | None = None,
     ) -> str:
         names = self._names(schema)
         if undo:
@@ -335,17 +453,31 @@ class PostgresRestores:
                 "UPDATE {restores} SET status = 'completed', step = 'done', "
                 "finished_at = clock_timestamp() WHERE id = {id} AND status = 'running'"
             )
+        # The lease check runs after the owned tables moved back: the swap holds the lock
+        # table from then to its COMMIT, so no takeover can come between check and COMMIT.
+        # A takeover that came before failed the job (the status check) and deleted the row.
+        release = (
+            sql.SQL(
+                "DELETE FROM {lock} WHERE ref_id = {id} AND lease_id = {lease}; IF NOT FOUND "
+                "THEN RAISE EXCEPTION 'the job no longer holds the clinic''s lease (taken "
+                "over)'; END IF;"
+            ).format(id=sql.Literal(str(restore_id)), lease=sql.Literal(str(lease.id)), **names)
+            if lease is not None
+            else sql.SQL("DELETE FROM {lock} WHERE ref_id = {id};").format(
+                id=sql.Literal(str(restore_id)), **names
+            )
+        )
         statement = sql.SQL(
             "DO $cb$ BEGIN {update}; IF NOT FOUND THEN RAISE EXCEPTION "
-            "'the restore job is no longer running (failed by the sweeper?)'; END IF; END $cb$;\n"
-            "DELETE FROM {lock} WHERE ref_id = {id};\n"
+            "'the restore job is no longer running (failed by the sweeper?)'; END IF; "
+            "{release} END $cb$;\n"
             "INSERT INTO {audit} (id, at, action, outcome, actor_id, actor_name, actor_role, "
             "request_id, backup_id, details) VALUES ({audit_id}, clock_timestamp(), {action}, "
             "{outcome}, {actor_id}, {actor_name}, {actor_role}, {request_id}, {backup_id}, "
             "{details});\n"
         ).format(
             update=update.format(id=sql.Literal(str(restore_id)), **names),
-            id=sql.Literal(str(restore_id)),
+            release=release,
             audit_id=sql.Literal(str(uuid.uuid4())),
             action=sql.Literal(entry.action),
             outcome=sql.Literal(entry.outcome),
@@ -365,30 +497,44 @@ class PostgresRestores:
     def fail_stale(self, schema: str, before: datetime, at: datetime) -> builtins.list[uuid.UUID]:
         names = self._names(schema)
         with self._db.transaction() as cur:
+            # A restore or undo whose lease expired, as a request would take it over.
+            takeover = _expire_lock(cur, names, schema, at, ("restore", "undo"))
+            ids = [takeover.ref_id] if takeover else []
+            params = {"at": at, "stuck": before, "never": NEVER_STARTED, "gone": LEASE_GONE}
             cur.execute(
                 sql.SQL(
-                    "UPDATE {restores} SET status = 'failed', finished_at = %s, "
-                    "error_code = 'stale', error = %s WHERE status IN ('pending', 'running') "
-                    "AND coalesce(started_at, created_at) < %s RETURNING id"
+                    "UPDATE {restores} r SET status = 'failed', finished_at = %(at)s, "
+                    "error_code = 'stale', error = CASE WHEN r.status = 'pending' "
+                    "THEN %(never)s ELSE %(gone)s END WHERE " + STALE_JOB + " RETURNING id"
                 ).format(**names),
-                (at, STALE_MESSAGE, before),
+                params,
             )
-            ids = [r["id"] for r in cur.fetchall()]
+            jobs = [r["id"] for r in cur.fetchall()]
             cur.execute(
                 sql.SQL(
-                    "UPDATE {restores} SET undo_status = 'failed', undo_error_code = 'stale', "
-                    "undo_error = %s, step = 'done' WHERE undo_status IN ('pending', 'running') "
-                    "AND undo_requested_at < %s RETURNING id"
+                    "UPDATE {restores} r SET undo_status = 'failed', undo_error_code = 'stale', "
+                    "undo_error = CASE WHEN r.undo_status = 'pending' THEN %(never)s "
+                    "ELSE %(gone)s END, step = 'done' WHERE " + STALE_UNDO + " RETURNING id"
                 ).format(**names),
-                (STALE_MESSAGE, before),
+                params,
             )
-            ids += [r["id"] for r in cur.fetchall()]
-            if ids:
+            undos = [r["id"] for r in cur.fetchall()]
+            # Their rows: pending ones never had a lease; running ones lost theirs.
+            if jobs:
                 cur.execute(
-                    sql.SQL("DELETE FROM {lock} WHERE ref_id = ANY(%s::uuid[])").format(**names),
-                    (ids,),
+                    sql.SQL(
+                        "DELETE FROM {lock} WHERE kind = 'restore' AND ref_id = ANY(%s::uuid[])"
+                    ).format(**names),
+                    (jobs,),
                 )
-            return ids
+            if undos:
+                cur.execute(
+                    sql.SQL(
+                        "DELETE FROM {lock} WHERE kind = 'undo' AND ref_id = ANY(%s::uuid[])"
+                    ).format(**names),
+                    (undos,),
+                )
+            return ids + jobs + undos
 
     def droppable(self, schema: str, now: datetime) -> builtins.list[tuple[uuid.UUID, str]]:
         with self._db.transaction() as cur:
@@ -416,30 +562,33 @@ class PostgresRestores:
 
     def hints(
         self, schemas: builtins.list[str], stuck_before: datetime, now: datetime
-    ) -> dict[str, tuple[bool, bool]]:
-        found: dict[str, tuple[bool, bool]] = {}
-        for batch in batches(sorted(schemas), SCHEMA_BATCH):
-            with self._db.transaction() as cur:
-                cur.execute(
-                    sql.SQL(" UNION ALL ").join(
-                        sql.SQL(
-                            "SELECT {name} AS schema, "
-                            "bool_or(status IN ('pending', 'running') "
-                            "AND coalesce(started_at, created_at) < %(stuck)s "
-                            "OR undo_status IN ('pending', 'running') "
-                            "AND undo_requested_at < %(stuck)s) AS stale, "
-                            "bool_or(kind = 'restore' AND dropped_at IS NULL "
-                            "AND undo_until < %(now)s AND status IN ('completed', 'undone')) "
-                            "AS droppable FROM {table}"
-                        ).format(name=sql.Literal(schema), table=_table(schema, TABLES["restores"]))
-                        for schema in batch
-                    ),
-                    {"stuck": stuck_before, "now": now},
-                )
-                for row in cur.fetchall():
-                    if row["stale"] or row["droppable"]:
-                        found[row["schema"]] = (bool(row["stale"]), bool(row["droppable"]))
-        return found
+    ) -> tuple[dict[str, tuple[bool, bool]], dict[str, str]]:
+        def read(cur: Any, batch: builtins.list[str]) -> builtins.list[dict[str, Any]]:
+            cur.execute(
+                sql.SQL(" UNION ALL ").join(self._hint_query(schema) for schema in batch),
+                {"stuck": stuck_before, "now": now},
+            )
+            return list(cur.fetchall())
+
+        rows, failed = read_fleet(self._db, sorted(schemas), SCHEMA_BATCH, read)
+        found = {
+            row["schema"]: (bool(row["stale"]), bool(row["droppable"]))
+            for row in rows
+            if row["stale"] or row["droppable"]
+        }
+        return found, failed
+
+    def _hint_query(self, schema: str) -> sql.Composed:
+        return sql.SQL(
+            "SELECT {name} AS schema, "
+            "bool_or(" + STALE_JOB + " OR " + STALE_UNDO + ") "
+            "OR EXISTS (SELECT 1 FROM {lock} l WHERE l.kind IN ('restore', 'undo') AND "
+            + LEASE_EXPIRED
+            + ") AS stale, "
+            "bool_or(r.kind = 'restore' AND r.dropped_at IS NULL "
+            "AND r.undo_until < %(now)s AND r.status IN ('completed', 'undone')) "
+            "AS droppable FROM {restores} r"
+        ).format(name=sql.Literal(schema), **self._names(schema))
 
     # --- verification results on backup records ----------------------------------------------
 

@@ -8,7 +8,9 @@ concurrent EventBridge event never enqueues twice.
 
 `snapshot` reads what the scheduler needs about many clinics in one statement per batch
 (UNION ALL over the clinics' schemas): a scheduler run visits every clinic every hour, and one
-round trip per clinic would dominate its time (see bench/scheduler_fleet.py).
+round trip per clinic would dominate its time (see bench/scheduler_fleet.py). A batch that
+fails is split down to the clinic that fails it (`read_fleet`): that clinic's snapshot
+carries the reason, every other clinic is read.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from psycopg2 import sql
 from ..models import ClinicSettings, SlotRecord, SlotStatus
 from ..ports import ClinicSnapshot
 from .migrations import TABLES
-from .postgres import SCHEMA_BATCH, Database, _table, batches
+from .postgres import LEASE_EXPIRED, SCHEMA_BATCH, STALE_BACKUP, Database, _table, read_fleet
 
 _SETTINGS_COLUMNS = (
     "enabled",
@@ -112,25 +114,27 @@ class PostgresSchedules:
     ) -> dict[str, ClinicSnapshot]:
         result: dict[str, ClinicSnapshot] = {}
         params = {"since": slots_since, "stuck": stuck_before, "grace": deleted_before}
-        for batch in batches(list(schemas), self.batch_size):
+
+        def read(cur: Any, batch: list[str]) -> list[dict[str, Any]]:
             # One transaction per batch: its table locks end with it (see SCHEMA_BATCH).
-            with self._db.transaction() as cur:
-                cur.execute(
-                    sql.SQL(" UNION ALL ").join(self._clinic_query(s) for s in batch), params
-                )
-                rows = cur.fetchall()
-            for row in rows:
-                slots = [_slot(r) for r in (row["slots"] or [])]
-                result[row["schema"]] = ClinicSnapshot(
-                    schema=row["schema"],
-                    settings=_settings(row["settings"]) if row["settings"] else None,
-                    slots={(s.local_date, s.local_hour): s for s in slots},
-                    last_good_at=row["last_good_at"],
-                    first_slot_at=row["first_slot_at"],
-                    lock_held=bool(row["lock_held"]),
-                    stuck=bool(row["stuck"]),
-                    purgeable=bool(row["purgeable"]),
-                )
+            cur.execute(sql.SQL(" UNION ALL ").join(self._clinic_query(s) for s in batch), params)
+            return list(cur.fetchall())
+
+        rows, failed = read_fleet(self._db, list(schemas), self.batch_size, read)
+        for row in rows:
+            slots = [_slot(r) for r in (row["slots"] or [])]
+            result[row["schema"]] = ClinicSnapshot(
+                schema=row["schema"],
+                settings=_settings(row["settings"]) if row["settings"] else None,
+                slots={(s.local_date, s.local_hour): s for s in slots},
+                last_good_at=row["last_good_at"],
+                first_slot_at=row["first_slot_at"],
+                lock_held=bool(row["lock_held"]),
+                stuck=bool(row["stuck"]),
+                purgeable=bool(row["purgeable"]),
+            )
+        for schema, reason in failed.items():
+            result[schema] = ClinicSnapshot(schema=schema, settings=None, error=reason)
         return result
 
     def _clinic_query(self, schema: str) -> sql.Composed:
@@ -142,8 +146,11 @@ class PostgresSchedules:
             " (SELECT max(finished_at) FROM {records} WHERE status = 'completed') AS last_good_at,"
             " (SELECT min(scheduled_at) FROM {slots}) AS first_slot_at,"
             " EXISTS (SELECT 1 FROM {lock}) AS lock_held,"
-            " EXISTS (SELECT 1 FROM {records} WHERE status IN ('pending', 'running')"
-            "   AND coalesce(started_at, created_at) < %(stuck)s) AS stuck,"
+            # a dead backup: its lease expired (or none covers it), or pending past the threshold
+            " (EXISTS (SELECT 1 FROM {records} r WHERE " + STALE_BACKUP + ")"
+            "   OR EXISTS (SELECT 1 FROM {lock} l WHERE l.kind IN ('backup', 'reencrypt') AND "
+            + LEASE_EXPIRED
+            + ")) AS stuck,"
             " EXISTS (SELECT 1 FROM {records} WHERE status = 'deleted' AND purged_at IS NULL"
             "   AND deleted_at <= %(grace)s) AS purgeable"
         ).format(schema=sql.Literal(schema), **self._names(schema))
