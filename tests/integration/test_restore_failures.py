@@ -268,7 +268,9 @@ def test_the_connection_dropped_mid_way_changes_nothing(
         with psycopg2.connect(restore_env.admin_url) as conn, conn.cursor() as cur:
             cur.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE application_name = 'clinic-backups-restore' AND pid <> pg_backend_pid()"
+                "WHERE application_name = 'clinic-backups-restore' AND pid <> pg_backend_pid() "
+                # only this test's database: other test runs may share the server
+                "AND datname = current_database()"
             )
             terminated.extend(r[0] for r in cur.fetchall())
         conn.close()
