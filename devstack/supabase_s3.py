@@ -561,10 +561,12 @@ class SupabaseS3Proxy:
 
     def client(self, **config: Any) -> Any:
         """A boto3 client of this endpoint as the product builds one (path style, SigV4);
-        ``config`` goes to botocore's Config (e.g. request_checksum_calculation)."""
+        ``config`` goes to botocore's Config (e.g. request_checksum_calculation; ``s3``
+        options are added to path-style addressing)."""
         import boto3
         from botocore.config import Config
 
+        s3_options: Any = {"addressing_style": "path", **config.pop("s3", {})}
         return boto3.client(
             "s3",
             endpoint_url=self.endpoint_url,
@@ -572,7 +574,7 @@ class SupabaseS3Proxy:
             aws_access_key_id=self.access_key,
             aws_secret_access_key=self.secret_key,
             verify=str(self.ca_file) if self.ca_file else None,
-            config=Config(signature_version="s3v4", s3={"addressing_style": "path"}, **config),
+            config=Config(signature_version="s3v4", s3=s3_options, **config),
         )
 
     # ------------------------------------------------------------------ multipart bookkeeping

@@ -39,10 +39,12 @@ MiB = 1024 * 1024
 BUCKET = "backups"
 NS = 'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"'
 DEFAULT: dict[str, str] = {}  # boto3's defaults: checksums "when_supported"
-WHEN_REQUIRED = {
+WHEN_REQUIRED: dict[str, Any] = {
     "request_checksum_calculation": "when_required",
     "response_checksum_validation": "when_required",
 }
+# The same without payload signing: over TLS the body is neither checksummed nor hashed.
+UNSIGNED = {**WHEN_REQUIRED, "s3": {"payload_signing_enabled": False}}
 
 try:
     find_weed_binary()
@@ -316,15 +318,25 @@ def test_part_numbers_and_unknown_uploads(s3: Any, proxy: SupabaseS3Proxy, store
 
 
 @pytest.mark.parametrize(
-    ("config", "aws_chunked"),
-    [(DEFAULT, True), (WHEN_REQUIRED, False)],
-    ids=["boto3-default", "when_required"],
+    ("config", "aws_chunked", "payload_hash"),
+    [
+        (DEFAULT, True, "STREAMING-UNSIGNED-PAYLOAD-TRAILER"),
+        (WHEN_REQUIRED, False, "sha256"),
+        (UNSIGNED, False, "UNSIGNED-PAYLOAD"),
+    ],
+    ids=["boto3-default", "when_required", "when_required-unsigned-payload"],
 )
 def test_what_boto3_sends_over_https(
-    tls_proxy: SupabaseS3Proxy, store: Any, config: dict[str, str], aws_chunked: bool
+    tls_proxy: SupabaseS3Proxy,
+    store: Any,
+    config: dict[str, Any],
+    aws_chunked: bool,
+    payload_hash: str,
 ) -> None:
     """boto3 >= 1.36 over HTTPS sends uploads aws-chunked with a CRC32 trailer unless the
-    checksums are "when_required"; the stand-in accepts both and stores the same bytes."""
+    checksums are "when_required"; then it sends a plain body whose SHA-256 it computes for
+    the signature, unless payload signing is off too. The stand-in accepts all three and
+    stores the same bytes."""
     client = tls_proxy.client(**config)
     key = _key("wire")
     body = os.urandom(300_000)
@@ -349,14 +361,17 @@ def test_what_boto3_sends_over_https(
             assert seen.checksum_verified is True
             assert seen.decoded_length == int(seen.headers["x-amz-decoded-content-length"])
         else:
-            # A plain body; without a checksum header boto3 signs the payload instead: it
-            # hashes every body with SHA-256 for x-amz-content-sha256.
-            assert re.fullmatch(r"[0-9a-f]{64}", seen.headers["x-amz-content-sha256"])
+            # A plain body; without a checksum header boto3 signs the payload instead (it
+            # hashes every body with SHA-256 for x-amz-content-sha256) unless told not to.
+            if payload_hash == "sha256":
+                assert re.fullmatch(r"[0-9a-f]{64}", seen.headers["x-amz-content-sha256"])
+            else:
+                assert seen.headers["x-amz-content-sha256"] == payload_hash
             assert "content-encoding" not in seen.headers and seen.trailer == {}
             assert not any(h.startswith("x-amz-checksum") for h in seen.headers)
     expected = b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
     assert put.trailer == ({"x-amz-checksum-crc32": expected} if aws_chunked else {})
-    if not aws_chunked:
+    if payload_hash == "sha256":
         assert put.headers["x-amz-content-sha256"] == hashlib.sha256(body).hexdigest()
     assert put.body_bytes == len(body)
     assert _stored(store, key) == body and _stored(store, key + ".mp") == data
