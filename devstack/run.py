@@ -17,8 +17,13 @@ What it starts (each stopped again on Ctrl-C, SIGTERM, SIGHUP or any error; a wa
   into scratch databases — never the clinics' own server.
 - **Storage**: ``S3_ENDPOINT_URL`` when set, otherwise SeaweedFS on 127.0.0.1 (data and keys
   in the state folder). By default the functions use the product's default backend,
-  ``supabase``: uploads through the S3 endpoint, signed URLs from a local Supabase Storage API
-  (``devstack.supabase_storage``); ``--storage s3`` gives plain S3 presigned URLs.
+  ``supabase``, on the Supabase Storage stand-in (``devstack.supabase_standin``): uploads go
+  through its S3 endpoint (a proxy in front of the store that enforces Supabase's project
+  upload limit, 50 MB as on the Free plan unless ``--supabase-global-limit-mb`` says
+  otherwise, and the bucket's ``file_size_limit`` and ``allowed_mime_types``; the bucket
+  allows ``application/octet-stream`` and ``application/json``, settings kept in
+  ``<state>/supabase-buckets.json``), signed URLs and deletes through its REST API;
+  ``--storage s3`` gives plain S3 presigned URLs straight from the store.
 - **pg_dump**: the Lambda layer built locally (``make -C layers/pgdump layer``).
 - **Gateway** (``devstack.gateway``): API Gateway's HTTP API payload v2 for the routes of
   template.yaml, the functions in-process, the local job queue feeding the worker the way
@@ -122,6 +127,7 @@ class Options:
     ui_build: str  # "auto" | "never" | "always"
     pg_port: int | None
     artifact: bool = False  # run the sam build output through devstack.artifact
+    supabase_global_limit_mb: int | None = None  # the stand-in's project upload limit
 
 
 class Stack:
@@ -135,7 +141,8 @@ class Stack:
         self.reaper: Any = None
         self.pg: Any = None  # EmbeddedPostgres when we run one
         self.weed: Any = None
-        self.fake: Any = None
+        self.supabase: Any = None  # devstack.supabase_standin.SupabaseStandIn
+        self.store_endpoint = ""  # where the objects are (SeaweedFS or S3_ENDPOINT_URL)
         self.runtime: Any = None
         self.gateway: Any = None
         self.queue: Any = None
@@ -451,6 +458,7 @@ class Stack:
             self.reaper.watch(self.weed.pid, signal.SIGTERM)
             self.weed.ensure_bucket(bucket)
             client = self.weed.client()
+            store_keys = (self.weed.access_key, self.weed.secret_key, self.weed.region)
             s3 = {
                 "S3_ENDPOINT_URL": self.weed.endpoint_url,
                 "S3_ACCESS_KEY_ID": self.weed.access_key,
@@ -488,7 +496,9 @@ class Stack:
                 "S3_ACCESS_KEY_ID": access or "",
                 "S3_SECRET_ACCESS_KEY": secret or "",
             }
+            store_keys = (access or "", secret or "", region)
             where = f"S3_ENDPOINT_URL {external_endpoint}"
+        self.store_endpoint = s3["S3_ENDPOINT_URL"]
 
         env = {
             "STORAGE_BACKEND": self.options.storage,
@@ -498,17 +508,53 @@ class Stack:
             "SUPABASE_SERVICE_KEY": "",
         }
         if self.options.storage == "supabase":
-            from devstack.supabase_storage import SupabaseStorageFake
-
-            self.fake = SupabaseStorageFake(client, secrets["supabase_jwt_secret"]).start()
-            env.update(SUPABASE_URL=self.fake.url, SUPABASE_SERVICE_KEY=self.fake.service_key)
+            self._start_supabase(client, store_keys, secrets, bucket, env)
             self.storage_line = (
-                f"supabase: Storage API {self.fake.storage_url}, uploads via "
-                f"{where}; bucket {bucket}"
+                f"supabase: Storage API {self.supabase.rest.storage_url}, S3 endpoint "
+                f"{self.supabase.s3.endpoint_url} (project limit "
+                f"{self.supabase.buckets.global_file_size_limit / 2**20:g} MiB, bucket {bucket}: "
+                f"{_bucket_summary(self.supabase.buckets.find(bucket))}; settings in "
+                f"{self.state.root / 'supabase-buckets.json'}), objects in {where}"
             )
         else:
             self.storage_line = f"s3: presigned URLs from {where}; bucket {bucket}"
         return env
+
+    def _start_supabase(
+        self,
+        client: Any,
+        store_keys: tuple[str, str, str],
+        secrets: dict[str, str],
+        bucket: str,
+        env: dict[str, str],
+    ) -> None:
+        """The Supabase Storage stand-in over the store; the functions upload through its S3
+        endpoint, as they upload through Supabase's in production."""
+        from devstack.supabase_standin import SupabaseStandIn, Upstream
+
+        config = self.state.root / "supabase-buckets.json"
+        first_start = not config.exists()
+        access, secret, region = store_keys
+        self.supabase = SupabaseStandIn(
+            client,
+            Upstream(self.store_endpoint, access, secret, region),
+            secrets["supabase_jwt_secret"],
+            s3_access_key=secrets["supabase_s3_access_key"],
+            s3_secret_key=secrets["supabase_s3_secret_key"],
+            region=region,
+            config_path=config,
+        )
+        if first_start:
+            # As docs/deployment.md asks a clinic to set its bucket up.
+            self.supabase.buckets.update(
+                bucket, allowed_mime_types=["application/octet-stream", "application/json"]
+            )
+        if self.options.supabase_global_limit_mb is not None:
+            self.supabase.buckets.global_file_size_limit = (
+                self.options.supabase_global_limit_mb * 1024 * 1024
+            )
+        self.supabase.start()
+        env.update(self.supabase.product_env(bucket))
 
     def _prepare_ui(self) -> None:
         frontend = paths.repo_root() / "frontend"
@@ -672,7 +718,9 @@ class Stack:
                 "start_steps_seconds": {k: round(v, 3) for k, v in self.timings.items()},
                 "storage_backend": self.options.storage,
                 # Where the backups are (the keys stay in secrets.json): tests scan it.
-                "s3_endpoint_url": os.environ.get("S3_ENDPOINT_URL"),
+                "s3_endpoint_url": self.store_endpoint,
+                # What the functions upload through (the Supabase stand-in's S3 endpoint).
+                "functions_s3_endpoint_url": os.environ.get("S3_ENDPOINT_URL"),
                 "storage_bucket": os.environ.get("STORAGE_BUCKET"),
                 "artifact": self.options.artifact,
             }
@@ -697,7 +745,7 @@ class Stack:
         self._stop_steps([("functions", lambda: self.runtime and self.runtime.shutdown())])
         self._stop_steps(
             [
-                ("supabase storage", lambda: self.fake and self.fake.stop()),
+                ("supabase storage", lambda: self.supabase and self.supabase.stop()),
                 ("seaweedfs", lambda: self.weed and self.weed.stop()),
                 ("postgresql", lambda: self.pg and self.pg.stop()),
                 ("verification server", lambda: self.verify_pg and self.verify_pg.stop()),
@@ -802,6 +850,13 @@ class Stack:
         return "\n".join(lines)
 
 
+def _bucket_summary(bucket: Any) -> str:
+    limit = bucket.file_size_limit
+    size = f"file_size_limit {limit:,} B" if limit else "no file_size_limit"
+    types = ", ".join(bucket.allowed_mime_types) if bucket.allowed_mime_types else "any type"
+    return f"{'public' if bucket.public else 'private'}, {size}, {types}"
+
+
 def _newer_sources(frontend: Path, built: float) -> bool:
     sources = [
         frontend / "index.html",
@@ -857,6 +912,13 @@ def parse_args(argv: list[str] | None) -> Options:
         help="storage backend of the functions (default supabase, the product's)",
     )
     parser.add_argument(
+        "--supabase-global-limit-mb",
+        type=int,
+        default=None,
+        help="the Supabase stand-in's project upload limit in MiB (default: as kept in the "
+        "state folder, 50 at first, Supabase Free's)",
+    )
+    parser.add_argument(
         "--pg-port",
         type=int,
         default=None,
@@ -895,6 +957,7 @@ def parse_args(argv: list[str] | None) -> Options:
         ui_build=args.ui_build,
         pg_port=args.pg_port,
         artifact=args.artifact,
+        supabase_global_limit_mb=args.supabase_global_limit_mb,
     )
 
 

@@ -3,7 +3,10 @@ stack can be found.
 
 Layout of a state folder (default ``<repo>/.local/``, git-ignored; ``--state-dir`` elsewhere)::
 
-    secrets.json   mode 600: demo JWT secret, SeaweedFS keys, Supabase JWT secret (random once)
+    secrets.json   mode 600: demo JWT secret, SeaweedFS keys, Supabase JWT secret and S3 keys
+                   (random once)
+    supabase-buckets.json  the Supabase stand-in's bucket settings and project upload limit
+                   (devstack.supabase_buckets; edit it, or PUT /storage/v1/bucket/{id})
     stack.json     mode 600: the running stack's URL, pid and children (for devstack.events)
     postgres/      the embedded server's data (data/) and log (data.log)
     s3/            SeaweedFS data, mode 700
@@ -37,6 +40,9 @@ SECRET_NAMES = (
     "s3_access_key",
     "s3_secret_key",
     "supabase_jwt_secret",
+    # The S3 access keys of the Supabase stand-in's S3 endpoint (devstack.supabase_s3).
+    "supabase_s3_access_key",
+    "supabase_s3_secret_key",
     "backup_db_password",
     # The local platform's age restore identity (every backup is encrypted to its public key).
     "platform_age_identity",
@@ -48,7 +54,7 @@ def default_state_dir() -> Path:
 
 
 def _new_secret(name: str) -> str:
-    if name == "s3_access_key":
+    if name in ("s3_access_key", "supabase_s3_access_key"):
         return "devstack" + secrets.token_hex(8)
     if name == "platform_age_identity":
         from pyrage import x25519

@@ -1,75 +1,97 @@
 """A local stand-in for the Supabase Storage API, backed by a real S3 bucket.
 
-Supabase's own Storage server (Node, Postgres, Docker) cannot run here, so this module serves
-the REST routes that storage3's sync client calls, with the response bodies, headers and error
-shapes of the real server, and keeps the objects in S3 (SeaweedFS in tests) exactly where
-Supabase's S3 endpoint shows them: Supabase bucket ``backups`` is S3 bucket ``backups``, object
-name = S3 key. Large dumps uploaded with boto3 multipart through "Supabase's S3 endpoint" (the
-same SeaweedFS) are therefore visible here, and what storage3 uploads here is visible to boto3.
+Mirrors **supabase/storage v1.70.6** (tag ``v1.70.6``, commit 4fa61fba, 2026-08-21). Supabase's
+own Storage server (Node, Postgres, Docker) cannot run here, so this module serves the REST
+routes that storage3's sync client calls, with the response bodies, headers and error shapes
+of that release, and keeps the objects in S3 (SeaweedFS in tests) exactly where Supabase's S3
+endpoint shows them: Supabase bucket ``backups`` is S3 bucket ``backups``, object name = S3
+key. Its S3 endpoint is ``devstack.supabase_s3`` (a proxy in front of the same S3 store that
+enforces the same limits); bucket settings and the project's upload limit are
+``devstack.supabase_buckets.BucketRegistry``, shared by both.
 
-Source followed: github.com/supabase/storage (master, 2025/2026), read file by file:
-  - src/http/routes/object/getSignedURL.ts, getSignedURLs.ts, getSignedObject.ts (e47e612),
-    getObject.ts (e47e612), getObjectInfo.ts (e2d4576), createObject.ts (cf22a24),
-    updateObject.ts (2b72f42), deleteObjects.ts (6dda887), listObjects.ts (a298856)
-  - src/http/error-handler.ts (2e10538 and a later revision), src/http/routes-helper.ts,
-    src/http/plugins/jwt.ts (e2d4576), src/internal/errors/codes.ts (6922702) and
-    storage-error.ts (87d26fa), src/internal/auth/jwt.ts (97d0249)
-  - src/storage/object.ts (ddc5163: signObjectUrl, deleteObjects, searchObjects),
-    src/storage/uploader.ts (316e66d), src/storage/limits.ts (c2681b8),
-    src/storage/renderer/renderer.ts (e47e612) and info.ts, src/storage/schemas/object.ts,
-    migrations/tenant/0063-fix-search-name-relative-to-prefix.sql (the list() function)
-  - storage3 2.34.1 ``_sync/file_api.py`` for what the client sends and parses.
+Source read file by file at that commit:
+  - src/http/routes/object/: getSignedURL.ts, getSignedURLs.ts, getSignedObject.ts,
+    getObject.ts, getObjectInfo.ts, createObject.ts, updateObject.ts, deleteObjects.ts,
+    listObjects.ts, index.ts; src/http/routes/bucket/: getBucket.ts, getAllBuckets.ts,
+    createBucket.ts, updateBucket.ts, index.ts
+  - src/http/error-handler.ts, src/http/not-found-handler.ts, src/http/schemas/error.ts,
+    src/http/plugins/jwt.ts, src/internal/errors/codes.ts and storage-error.ts,
+    src/internal/auth/jwt.ts (jose 6: ``jwtVerify``; messages from panva/jose v6.2.3)
+  - src/storage/object.ts (signObjectUrl, signObjectUrls, verifyObjectSignature,
+    deleteObjects, searchObjects), src/storage/uploader.ts, src/storage/limits.ts,
+    src/storage/storage.ts, src/storage/renderer/renderer.ts, head.ts and info.ts
+  - storage3 2.34.1 ``_sync/file_api.py`` and ``_sync/bucket.py`` for what the client sends.
+
+What changed since the stand-in's previous model (master of late 2024/early 2025):
+  - Signed-URL tokens carry ``scope: "download"`` (v1.60.7+) next to ``url``; a token
+    scoped for anything else (an upload token) is refused with InvalidSignature
+    "Token is not scoped for download". Tokens have no ``typ`` header (jose's SignJWT).
+  - JWTs are verified with jose, not jsonwebtoken: the messages are jose's
+    ('"exp" claim timestamp check failed', 'signature verification failed',
+    'Invalid Compact JWS', 'JWS Protected Header is invalid', ...).
+  - Every error body has ``code``, validation errors too (``InvalidRequest``, v1.60.5+); the
+    route-not-found answer is ``{"statusCode": "404", "error": "Not Found", "code":
+    "InvalidRequest", ...}`` under /object and /bucket.
+  - Downloads: ``Content-Disposition`` has no trailing ``;``; ``X-Robots-Tag: none``;
+    ``Cache-Control`` only when the object has one; a vanished blob's 404 body has ``code``.
+  - Object info has ``last_modified``. InvalidMimeType is statusCode "415".
+  - Uploads are checked against min(project limit, bucket ``file_size_limit``) and the
+    bucket's ``allowed_mime_types``; the key is validated after those checks.
 
 Behaviour worth knowing (all as the real server does it):
-  - Errors are JSON ``{"statusCode": "<code as string>", "code", "error", "message"}`` sent
-    with HTTP **400** unless the error is a 500 (``StorageBackendError.userStatusCode``): a
-    missing object is HTTP 400 with ``statusCode "404"``, ``error "not_found"``. storage3 turns
-    that into ``StorageApiError(message, code=error, status=statusCode)``.
-  - Request-validation failures (missing Authorization header, missing ``expiresIn`` or
-    ``token``) are ``{"statusCode": "400", "error": "Error", "message": "<ajv message>"}``.
-  - A bad bearer token is ``403 / AccessDenied / "Unauthorized"`` with jsonwebtoken's message;
-    a bad signed-URL token is ``400 / InvalidJWT`` ("jwt expired", "invalid signature",
-    "jwt malformed"); a token for another path is ``400 / InvalidSignature``.
+  - Errors are JSON ``{"statusCode": "<status as string>", "code", "error", "message"}`` sent
+    with HTTP **400** unless the error is a 500: a missing object is HTTP 400 with
+    ``statusCode "404"``, ``code "NoSuchKey"``, ``error "not_found"``. storage3 turns that
+    into ``StorageApiError(message, code=error, status=statusCode)``.
+  - A bad bearer token is ``403 / AccessDenied / "Unauthorized"`` with jose's message; a bad
+    signed-URL token is ``400 / InvalidJWT``; a token for another path ``400 /
+    InvalidSignature``.
   - Signed URLs: ``{"signedURL": "/object/sign/<bucket>/<decoded path>?token=<HS256 JWT>"}``,
-    payload ``{"url": "<bucket>/<path>", "iat", "exp"}``. The ``download`` option is not
-    used by the server: storage3 appends ``&download=<name>`` itself, and the GET answers
-    ``Content-Disposition: attachment; filename=<urlencoded>; filename*=UTF-8''<urlencoded>;``
-    (``attachment;`` for an empty name), plus ``Expires`` instead of ``Cache-Control``.
+    payload ``{"url": "<bucket>/<path>", "scope": "download", "iat", "exp"}``. storage3
+    appends ``&download=<name>`` itself; the GET answers ``Content-Disposition: attachment;
+    filename=<urlencoded>; filename*=UTF-8''<urlencoded>`` (``attachment;`` for an empty
+    name), plus ``Expires`` instead of ``Cache-Control``.
   - Downloads stream from S3 (Range, If-None-Match and If-Modified-Since pass through).
+  - Buckets: ``GET /bucket/{id}`` answers the row (``id, name, owner, public,
+    file_size_limit, allowed_mime_types, created_at, updated_at``; ``GET /bucket`` adds
+    ``type``); a missing bucket is HTTP 400 ``{"statusCode": "404", "code": "NoSuchBucket",
+    "error": "Bucket not found", "message": "Bucket not found"}``.
 
 Routes (under ``/storage/v1``, like a project URL): POST/GET/HEAD ``/object/sign/{bucket}/{path}``,
 POST ``/object/sign/{bucket}`` (create_signed_urls), POST ``/object/list/{bucket}``,
 DELETE ``/object/{bucket}``, POST/PUT ``/object/{bucket}/{path}``,
 GET/HEAD ``/object/{bucket}/{path}`` and ``/object/authenticated/{bucket}/{path}``,
 GET ``/object/info/{bucket}/{path}`` and ``/object/info/authenticated/{bucket}/{path}``,
-GET ``/status``.
+GET/POST ``/bucket``, GET/PUT ``/bucket/{id}``, GET ``/status``.
 
 Left out, or different from the real server:
   - No Postgres, so no RLS: only the service key (or any HS256 JWT with
     ``role: service_role`` signed with the JWT secret) is accepted; other valid JWTs get
-    AccessDenied. Every bucket is private; a bucket exists when its S3 bucket does.
+    AccessDenied. Public buckets are recorded but served like private ones.
   - Object rows are derived from S3: ``id`` = uuid5 of bucket/name (stable across
     overwrites, as the real upsert keeps the row id), ``version`` = uuid5 of the ETag and
     mtime, and ``created_at`` = ``updated_at`` = ``last_accessed_at`` = S3 LastModified.
-  - Buckets API, move/copy, public and render/image routes, signed upload URLs, TUS,
+  - Bucket delete/empty, move/copy, public and render/image routes, signed upload URLs, TUS,
     list-v2, image transformations (``transform`` is ignored), webhooks, the API gateway's
-    own ``apikey`` checks, and hosted Supabase's separate URL-signing key (here signed-URL
-    tokens are signed with the JWT secret).
-  - JWT error messages are jsonwebtoken's (src/internal/auth/jwt.ts). The repo also holds a
-    jose-based src/internal/auth/jwt-jose.ts whose messages differ ('"exp" claim timestamp
-    check failed'): application code should branch on statusCode/error, never on message.
-  - Multipart form uploads are read into memory (bounded by ``file_size_limit``); raw-body
-    uploads are spooled to a temp file. Chunked request bodies are refused.
+    own ``apikey`` checks and ``sb_secret_…`` keys, and hosted Supabase's separate
+    URL-signing key with a ``kid`` (here signed-URL tokens are signed with the JWT secret, as
+    on a self-hosted server without JWKS).
+  - Multipart form uploads are read into memory (bounded by the upload limit); raw-body
+    uploads are spooled to a temp file. Chunked (length-less) request bodies are refused with
+    MissingContentLength; the real server streams them (storage3 always sends a length).
+  - Fastify's body-parser errors (invalid JSON) are approximated.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import binascii
 import email.utils
 import hmac
 import json
 import logging
+import math
 import os
 import re
 import signal
@@ -87,13 +109,29 @@ from typing import IO, Any, Protocol
 
 import jwt
 from botocore.exceptions import ClientError
+from jwt.api_jws import PyJWS
 
-__all__ = ["StorageError", "SupabaseStorageFake", "mint_service_key", "sign_object_token"]
+from devstack.supabase_buckets import (
+    DEFAULT_GLOBAL_LIMIT,
+    BucketRegistry,
+    bucket_json,
+    validate_mime_type,
+)
+from devstack.supabase_errors import StorageError
+
+__all__ = [
+    "SIGNED_URL_SCOPE_DOWNLOAD",
+    "StorageError",
+    "SupabaseStorageFake",
+    "mint_service_key",
+    "sign_object_token",
+]
 
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/storage/v1"
-DEFAULT_FILE_SIZE_LIMIT = 50 * 1024 * 1024  # the hosted free plan's global upload limit
+SIGNED_URL_SCOPE_DOWNLOAD = "download"  # src/internal/auth/jwt.ts
+MAX_OBJECTS_PER_REQUEST = 1000  # limits.ts: bulk deletes (enforceDeleteObjectsLimit)
 _ID_NAMESPACE = uuid.UUID("6f1d3c52-3b2a-4c59-9a57-7f6a2f1bd0a1")
 _S3_USER_METADATA_KEY = "supabase-user-metadata"
 _STREAM_CHUNK = 1024 * 1024
@@ -103,143 +141,140 @@ _BEARER = re.compile(r"^Bearer\s+", re.IGNORECASE)
 # handling"; Python's \w is Unicode-aware like JS's is not, so spell ASCII out.
 _VALID_KEY = re.compile(r"^[A-Za-z0-9_/!\-.*'() &$@=;:+,?]+$")
 _SORT_COLUMNS = ("name", "updated_at", "created_at", "last_accessed_at")
+_BUCKET_SORT_COLUMNS = ("id", "name", "created_at", "updated_at")
+_EMPTY_FOLDER = ".emptyFolderPlaceholder"
+_FILE_SIZE_PATTERN = re.compile(r"^[0-9]+(?:\.[0-9]+)?(?:[gG][bB]|[mM][bB]|[kK][bB]|[bB])$")
+_MISSING: Any = object()
+_CLIENT_VERSIONS = {
+    "storage3": (re.compile(r"supabase-py/storage3 v(\d+)\.(\d+)\.(\d+)", re.I), (0, 12, 1)),
+    "supabase-py": (re.compile(r"supabase-py/(\d+)\.(\d+)\.(\d+)", re.I), (2, 18, 0)),
+}
+
+
+def _old_python_client(client_info: str, user_agent: str) -> bool:
+    """limits.ts isClientVersionBefore: clients that choke on a bucket's ``type``."""
+    for text, client in ((client_info, "supabase-py"), (user_agent, "storage3")):
+        pattern, minimum = _CLIENT_VERSIONS[client]
+        match = pattern.search(text)
+        if match and tuple(int(g) for g in match.groups()) < minimum:
+            return True
+    return False
 
 
 # --------------------------------------------------------------------------- errors
 
 
-class StorageError(Exception):
-    """An error rendered the way supabase/storage's error handler renders it."""
-
-    def __init__(
-        self,
-        status_code: str,
-        error: str,
-        message: str,
-        code: str | None = None,
-        http_status: int | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status_code = status_code
-        self.error = error
-        self.message = message
-        self.code = code
-        # error-handler.ts: renderable errors go out as 400 unless they are 500s.
-        self.http_status = http_status or (500 if status_code == "500" else 400)
-
-    def body(self) -> dict[str, str]:
-        body = {"statusCode": self.status_code}
-        if self.code is not None:
-            body["code"] = self.code
-        body["error"] = self.error
-        body["message"] = self.message
-        return body
-
-
-def _backend_error(status: int, code: str, message: str, error: str | None = None) -> StorageError:
-    """codes.ts ERRORS.*: render() sends error = the legacy `error` string or else the code."""
-    return StorageError(str(status), error or code, message, code=code)
-
-
 def no_such_key() -> StorageError:
-    return _backend_error(404, "NoSuchKey", "Object not found", error="not_found")
+    return StorageError.no_such_key()
 
 
 def no_such_bucket() -> StorageError:
-    return _backend_error(404, "NoSuchBucket", "Bucket not found", error="Bucket not found")
-
-
-def access_denied(message: str) -> StorageError:
-    return _backend_error(403, "AccessDenied", message or "Access denied", error="Unauthorized")
-
-
-def invalid_jwt(message: str) -> StorageError:
-    return _backend_error(400, "InvalidJWT", message or "Invalid JWT")
-
-
-def invalid_signature() -> StorageError:
-    return _backend_error(400, "InvalidSignature", "Invalid signature")
-
-
-def key_already_exists() -> StorageError:
-    return _backend_error(409, "KeyAlreadyExists", "The resource already exists", error="Duplicate")
-
-
-def entity_too_large() -> StorageError:
-    return _backend_error(
-        413,
-        "EntityTooLarge",
-        "The object exceeded the maximum allowed size",
-        error="Payload too large",
-    )
-
-
-def invalid_key(key: str) -> StorageError:
-    return _backend_error(400, "InvalidKey", f"Invalid key: {key}")
-
-
-def no_content() -> StorageError:
-    return _backend_error(400, "InvalidRequest", "No content provided")
+    return StorageError.no_such_bucket()
 
 
 def validation_error(message: str) -> StorageError:
-    """Fastify's schema validation error as the error handler renders it (no `code`)."""
-    return StorageError("400", "Error", message)
+    return StorageError.validation(message)
 
 
-def _s3_error(exc: ClientError) -> StorageError:
-    """StorageBackendError.fromError for an S3 SDK error: error=message, message=name."""
-    err = exc.response.get("Error", {})
-    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 500)
-    return _backend_error(
-        status, "S3Error", str(err.get("Code") or "S3Error"), error=str(err.get("Message") or "")
-    )
+def is_valid_key(key: str) -> bool:
+    return bool(_VALID_KEY.match(key))
 
 
 def _s3_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
+def _s3_error(exc: ClientError) -> StorageError:
+    err = exc.response.get("Error", {})
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 500)
+    return StorageError.from_s3(status, str(err.get("Code") or ""), str(err.get("Message") or ""))
+
+
 # --------------------------------------------------------------------------- tokens
-
-# PyJWT's messages differ from jsonwebtoken's, which the real server returns verbatim.
-_JWT_MESSAGES: list[tuple[type[Exception], str]] = [
-    (jwt.ExpiredSignatureError, "jwt expired"),
-    (jwt.InvalidSignatureError, "invalid signature"),
-    (jwt.ImmatureSignatureError, "jwt not active"),
-    (jwt.InvalidAlgorithmError, "invalid algorithm"),
-    (jwt.DecodeError, "jwt malformed"),
-]
-
-
-def _verify_jwt(token: str, secret: str) -> dict[str, Any]:
-    """jsonwebtoken.verify(token, secret, {algorithms: ['HS256']}) with its error messages."""
-    if not token:
-        raise _JwtFailure("jwt must be provided")
-    try:
-        return jwt.decode(
-            token,
-            secret,
-            algorithms=["HS256"],
-            # jsonwebtoken checks neither a future iat nor aud unless asked to.
-            options={"verify_iat": False, "verify_aud": False},
-        )
-    except jwt.PyJWTError as exc:
-        for exc_type, message in _JWT_MESSAGES:
-            if isinstance(exc, exc_type):
-                raise _JwtFailure(message) from exc
-        raise _JwtFailure(str(exc)) from exc
 
 
 class _JwtFailure(Exception):
     pass
 
 
-def sign_object_token(jwt_secret: str, bucket: str, name: str, expires_in: int) -> str:
-    """The token of a signed download URL, as signObjectUrl mints it (HS256, url/iat/exp)."""
+_JWS = PyJWS()
+
+
+def _b64url_json(segment: str) -> Any:
+    padded = segment + "=" * (-len(segment) % 4)
+    return json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+
+
+def _verify_jwt(token: str, secret: str) -> dict[str, Any]:
+    """jose's jwtVerify(token, secret, {algorithms: ['HS256']}), as src/internal/auth/jwt.ts
+    calls it for a project without JWKS, with jose's checks in jose's order and its messages
+    (jws/compact/verify.ts, jws/flattened/verify.ts, lib/jwt_claims_set.ts at v6.2.3).
+    PyJWT does the signature check."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise _JwtFailure("Invalid Compact JWS")
+    header_b64 = parts[0]
+    header: Any = {}
+    if header_b64:
+        try:
+            header = _b64url_json(header_b64)
+        except (ValueError, UnicodeError, binascii.Error):
+            raise _JwtFailure("JWS Protected Header is invalid") from None
+    alg = header.get("alg") if isinstance(header, dict) else None
+    if not isinstance(alg, str) or not alg:
+        raise _JwtFailure('JWS "alg" (Algorithm) Header Parameter missing or invalid')
+    if alg != "HS256":
+        raise _JwtFailure('"alg" (Algorithm) Header Parameter value not allowed')
+    try:
+        raw_payload = _JWS.decode(token, secret, algorithms=["HS256"])
+    except jwt.InvalidSignatureError:
+        raise _JwtFailure("signature verification failed") from None
+    except jwt.PyJWTError:
+        # Never accepted: a segment PyJWT could not even decode.
+        raise _JwtFailure("Failed to base64url decode the signature") from None
+    try:
+        payload = json.loads(raw_payload)
+    except (ValueError, UnicodeError):
+        payload = None
+    if not isinstance(payload, dict):
+        raise _JwtFailure("JWT Claims Set must be a top-level JSON object")
     now = int(time.time())
-    payload = {"url": f"{bucket}/{name}", "iat": now, "exp": now + int(expires_in)}
-    return jwt.encode(payload, jwt_secret, algorithm="HS256")
+
+    def number(claim: str) -> float | None:
+        value = payload.get(claim)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _JwtFailure(f'"{claim}" claim must be a number')
+        return float(value)
+
+    number("iat")
+    nbf = number("nbf")
+    if nbf is not None and nbf > now:
+        raise _JwtFailure('"nbf" claim timestamp check failed')
+    exp = number("exp")
+    if exp is not None and exp <= now:
+        raise _JwtFailure('"exp" claim timestamp check failed')
+    return payload
+
+
+def sign_object_token(
+    jwt_secret: str,
+    bucket: str,
+    name: str,
+    expires_in: int,
+    *,
+    scope: str | None = SIGNED_URL_SCOPE_DOWNLOAD,
+) -> str:
+    """The token of a signed download URL, as signObjectUrl mints it: jose's SignJWT with
+    ``{url, scope}`` then ``iat`` and ``exp``, header ``{"alg": "HS256"}`` only.
+    ``scope=None`` mints a legacy (pre-v1.60.7) token."""
+    now = int(time.time())
+    payload: dict[str, Any] = {"url": f"{bucket}/{name}"}
+    if scope is not None:
+        payload["scope"] = scope
+    payload |= {"iat": now, "exp": now + int(expires_in)}
+    return jwt.encode(payload, jwt_secret, algorithm="HS256", headers={"typ": None})
 
 
 def mint_service_key(jwt_secret: str) -> str:
@@ -344,11 +379,13 @@ class _BoundedReader:
 
 
 class SupabaseStorageFake:
-    """Supabase Storage's object routes over HTTP, storing objects in S3.
+    """Supabase Storage's object and bucket routes over HTTP, storing objects in S3.
 
     ``url`` is the project base URL (``http://127.0.0.1:<port>``); the Storage API lives at
     ``url + "/storage/v1"``, so both ``SyncStorageClient(f"{url}/storage/v1", headers)`` and
-    ``supabase.create_client(url, key).storage`` work.
+    ``supabase.create_client(url, key).storage`` work. ``buckets`` holds the buckets'
+    settings and the project's upload limit (shared with the S3 endpoint,
+    ``devstack.supabase_s3``); without one, a registry of its own with ``global_file_size_limit``.
     """
 
     def __init__(
@@ -359,7 +396,8 @@ class SupabaseStorageFake:
         host: str = "127.0.0.1",
         port: int = 0,
         *,
-        file_size_limit: int = DEFAULT_FILE_SIZE_LIMIT,
+        buckets: BucketRegistry | None = None,
+        global_file_size_limit: int = DEFAULT_GLOBAL_LIMIT,
     ) -> None:
         if not jwt_secret:
             raise ValueError("jwt_secret must not be empty")
@@ -367,7 +405,9 @@ class SupabaseStorageFake:
         self.jwt_secret = jwt_secret
         self.service_key = service_key or mint_service_key(jwt_secret)
         self.host = host
-        self.file_size_limit = file_size_limit
+        self.buckets = buckets or BucketRegistry(
+            s3_client, global_file_size_limit=global_file_size_limit
+        )
         self._requested_port = port
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -442,11 +482,11 @@ class SupabaseStorageFake:
         except _JwtFailure as exc:
             if allow_invalid:
                 return False
-            raise access_denied(str(exc)) from None
+            raise StorageError.access_denied(str(exc)) from None
         if payload.get("role") != "service_role":
             if allow_invalid:
                 return False
-            raise access_denied(
+            raise StorageError.access_denied(
                 "this local Storage server has no RLS and serves the service_role key only"
             )
         return True
@@ -454,13 +494,7 @@ class SupabaseStorageFake:
     # ------------------------------------------------------------------ S3 views
 
     def bucket_exists(self, bucket: str) -> bool:
-        try:
-            self.s3.head_bucket(Bucket=bucket)
-            return True
-        except ClientError as exc:
-            if _s3_code(exc) in ("404", "NoSuchBucket", "NotFound"):
-                return False
-            raise
+        return self.buckets.exists(bucket)
 
     def head(self, bucket: str, name: str) -> dict[str, Any] | None:
         try:
@@ -474,8 +508,8 @@ class SupabaseStorageFake:
 
     def find_object(self, bucket: str, name: str) -> dict[str, Any]:
         """storage.findObject: validates the key, NoSuchKey when absent."""
-        if not _VALID_KEY.match(name):
-            raise invalid_key(name)
+        if not is_valid_key(name):
+            raise StorageError.invalid_key(name)
         head = self.head(bucket, name)
         if head is None:
             raise no_such_key()
@@ -688,6 +722,10 @@ class _StorageHandler(BaseHTTPRequestHandler):
                 ("PUT", rf"/object/{b}/{w}", cls.h_update),
                 ("GET", rf"/object/{b}/{w}", cls.h_get),
                 ("HEAD", rf"/object/{b}/{w}", cls.h_get),
+                ("GET", r"/bucket/?", cls.h_list_buckets),
+                ("POST", r"/bucket/?", cls.h_create_bucket),
+                ("GET", rf"/bucket/{b}", cls.h_get_bucket),
+                ("PUT", rf"/bucket/{b}", cls.h_update_bucket),
             ]
             cls._routes = [
                 _Route(method, re.compile(pattern + r"\Z"), handler)
@@ -710,13 +748,16 @@ class _StorageHandler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._dispatch()
 
+    def do_PATCH(self) -> None:
+        self._dispatch()
+
     def _dispatch(self) -> None:
         self._body_consumed = False
         self._response_started = False
         raw_path, _, raw_query = self.path.partition("?")
         self.query = urllib.parse.parse_qs(raw_query, keep_blank_values=True)
         try:
-            self._route(raw_path)
+            self._route(raw_path, raw_query)
         except Exception as exc:
             if self._response_started:
                 # Headers (maybe part of a body) are out; all that is left is to hang up.
@@ -725,9 +766,9 @@ class _StorageHandler(BaseHTTPRequestHandler):
                 return
             self._send_error(exc, raw_path)
 
-    def _route(self, raw_path: str) -> None:
+    def _route(self, raw_path: str, raw_query: str) -> None:
         if not raw_path.startswith(API_PREFIX + "/"):
-            self._route_not_found(raw_path)
+            self._route_not_found(raw_path, raw_query)
             return
         self.raw_route_path = raw_path[len(API_PREFIX) :]
         for route in self.routes():
@@ -739,7 +780,7 @@ class _StorageHandler(BaseHTTPRequestHandler):
                 params = {k: urllib.parse.unquote(v) for k, v in match.groupdict().items()}
                 route.handler(self, **params)
                 return
-        self._route_not_found(raw_path)
+        self._route_not_found(raw_path, raw_query)
 
     def _send_error(self, exc: Exception, raw_path: str) -> None:
         """error-handler.ts: renderable errors as rendered, S3 errors via fromError, else 500."""
@@ -754,28 +795,23 @@ class _StorageHandler(BaseHTTPRequestHandler):
                 exc = no_such_key()
             else:
                 exc = _s3_error(exc)
-        if isinstance(exc, StorageError):
-            self._send_json(exc.http_status, exc.body())
-            return
-        log.error("unhandled error in %s %s", self.command, raw_path, exc_info=exc)
-        body = {
-            "statusCode": "500",
-            "code": "InternalError",
-            "error": "Internal",
-            "message": "Internal Server Error",
-        }
-        self._send_json(500, body)
+        if not isinstance(exc, StorageError):
+            log.error("unhandled error in %s %s", self.command, raw_path, exc_info=exc)
+            exc = StorageError.internal()
+        self._send_json(exc.http_status, exc.rest_body())
 
-    def _route_not_found(self, raw_path: str) -> None:
-        # Fastify's default 404 (statusCode is a number there).
-        self._send_json(
-            404,
-            {
-                "message": f"Route {self.command}:{raw_path} not found",
-                "error": "Not Found",
-                "statusCode": 404,
-            },
-        )
+    def _route_not_found(self, raw_path: str, raw_query: str) -> None:
+        """Kong strips /storage/v1, so the server names the route without it. Under /object
+        and /bucket, not-found-handler.ts answers (with a code); elsewhere Fastify's default
+        (statusCode a number there)."""
+        route = raw_path[len(API_PREFIX) :] if raw_path.startswith(API_PREFIX) else raw_path
+        url = route + (f"?{raw_query}" if raw_query else "")
+        message = f"Route {self.command}:{url} not found"
+        if route.startswith(("/object/", "/bucket/")) or route in ("/object", "/bucket"):
+            error = StorageError(404, "InvalidRequest", message, "Not Found", http_status=404)
+            self._send_json(404, error.rest_body())
+            return
+        self._send_json(404, {"message": message, "error": "Not Found", "statusCode": 404})
 
     def _content_length(self) -> int | None:
         value = self.headers.get("Content-Length")
@@ -808,12 +844,10 @@ class _StorageHandler(BaseHTTPRequestHandler):
         length = self._content_length()
         if length is None:
             self.close_connection = True
-            raise _backend_error(
-                400, "MissingContentLength", "You must provide the Content-Length HTTP header."
-            )
+            raise StorageError.missing_content_length()
         if length > limit:
             self._body_consumed = False
-            raise entity_too_large()
+            raise StorageError.entity_too_large()
         return _BoundedReader(self.rfile, length).read()
 
     def _json_body(self) -> Any:
@@ -823,8 +857,12 @@ class _StorageHandler(BaseHTTPRequestHandler):
         try:
             return json.loads(data)
         except ValueError:
+            # Fastify's FST_ERR_CTP_INVALID_JSON_BODY through error-handler.ts (approximated).
             raise StorageError(
-                "400", "Bad Request", "Body is not valid JSON", code="FST_ERR_CTP_INVALID_JSON_BODY"
+                400,
+                "InvalidRequest",
+                "Body is not valid JSON but content-type is set to 'application/json'",
+                "FastifyError",
             ) from None
 
     def _send_json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
@@ -865,11 +903,20 @@ class _StorageHandler(BaseHTTPRequestHandler):
                 value = float(value) if value.strip() else None
             except ValueError:
                 value = None
-        if not isinstance(value, int | float) or value != int(value):
+        if not isinstance(value, int | float) or not math.isfinite(value) or value != int(value):
             raise validation_error(f"body/{name} must be integer")
         if value < minimum:
             raise validation_error(f"body/{name} must be >= {minimum}")
         return int(value)
+
+    def _expires_in(self, body: dict[str, Any]) -> int:
+        """expiresIn: the schema (integer >= 1), then assertValidNumericJWTExpiration (the
+        expiry must stay a safe JS timestamp)."""
+        expires_in = self._int_field(body, "expiresIn", 1, required=True)
+        assert expires_in is not None
+        if expires_in > (2**53 - 1) // 1000 - int(time.time()):
+            raise StorageError.invalid_parameter("expiresIn")
+        return expires_in
 
     # ------------------------------------------------------------------ routes
 
@@ -884,8 +931,7 @@ class _StorageHandler(BaseHTTPRequestHandler):
     def h_sign(self, bucket: str, path: str) -> None:
         """getSignedURL.ts: sign one object (findObject first: missing → NoSuchKey)."""
         body = self._body_object()
-        expires_in = self._int_field(body, "expiresIn", 1, required=True)
-        assert expires_in is not None
+        expires_in = self._expires_in(body)
         # Fastify validates the body before the JWT preHandler runs.
         self.storage.authenticate(self.headers.get("Authorization"))
         self.storage.find_object(bucket, path)
@@ -899,8 +945,7 @@ class _StorageHandler(BaseHTTPRequestHandler):
     def h_sign_many(self, bucket: str) -> None:
         """getSignedURLs.ts / signObjectUrls: per-path error for missing objects."""
         body = self._body_object()
-        expires_in = self._int_field(body, "expiresIn", 1, required=True)
-        assert expires_in is not None
+        expires_in = self._expires_in(body)
         paths = body.get("paths")
         if "paths" not in body:
             raise validation_error("body must have required property 'paths'")
@@ -908,11 +953,15 @@ class _StorageHandler(BaseHTTPRequestHandler):
             raise validation_error("body/paths must be array")
         if not paths:
             raise validation_error("body/paths must NOT have fewer than 1 items")
+        if len(paths) > MAX_OBJECTS_PER_REQUEST:
+            raise validation_error(
+                f"body/paths must NOT have more than {MAX_OBJECTS_PER_REQUEST} items"
+            )
         # Fastify validates the body before the JWT preHandler runs.
         self.storage.authenticate(self.headers.get("Authorization"))
         results = []
         for path in paths:
-            exists = _VALID_KEY.match(path) and self.storage.head(bucket, path) is not None
+            exists = is_valid_key(path) and self.storage.head(bucket, path) is not None
             if exists:
                 token = sign_object_token(self.storage.jwt_secret, bucket, path, expires_in)
                 results.append(
@@ -937,16 +986,24 @@ class _StorageHandler(BaseHTTPRequestHandler):
         tokens = self.query.get("token")
         if not tokens:
             raise validation_error("querystring must have required property 'token'")
+        # object.ts verifyObjectSignature: signature, scope, path, expiry, in that order.
         try:
             payload = _verify_jwt(tokens[0], self.storage.jwt_secret)
         except _JwtFailure as exc:
-            raise invalid_jwt(str(exc)) from None
+            raise StorageError.invalid_jwt(str(exc)) from None
+        scope = payload.get("scope")
+        if not (scope == SIGNED_URL_SCOPE_DOWNLOAD or (scope is None and "upsert" not in payload)):
+            raise StorageError.invalid_signature(
+                f"Token is not scoped for {SIGNED_URL_SCOPE_DOWNLOAD}"
+            )
         url = payload.get("url")
         if url != f"{bucket}/{path}":
-            raise invalid_signature()
+            raise StorageError.invalid_signature()
+        exp = payload.get("exp")
+        if isinstance(exp, int | float) and exp * 1000 < time.time() * 1000:
+            raise StorageError.expired_signature()
         signed_bucket, _, name = str(url).partition("/")
         self.storage.find_object(signed_bucket, name)
-        exp = payload.get("exp")
         self._render_asset(
             signed_bucket,
             name,
@@ -972,10 +1029,13 @@ class _StorageHandler(BaseHTTPRequestHandler):
         self._render_asset(bucket, path, expires=None)
 
     def _render_asset(self, bucket: str, name: str, *, expires: str | None) -> None:
-        """renderer.ts render()/setHeaders(): stream the object with its headers."""
+        """renderer.ts render()/setHeaders(): stream the object with its headers. HEAD of
+        /object/... is getObjectInfo.ts' head renderer (no download option there)."""
         self._drain_body()
         downloads = self.query.get("download")
         download = downloads[0] if downloads else None
+        if self.command == "HEAD" and expires is None:
+            download = None
         if self.command == "HEAD":
             head = self.storage.head(bucket, name)
             if head is None:
@@ -1005,15 +1065,8 @@ class _StorageHandler(BaseHTTPRequestHandler):
                 return
             if status == 404:
                 # Row present, blob gone: renderer.ts answers this itself.
-                self._send_json(
-                    400,
-                    {
-                        "error": "Not found",
-                        "message": "The resource was not found",
-                        "statusCode": "404",
-                    },
-                    headers={"Cache-Control": "no-store"},
-                )
+                gone = StorageError(404, "NoSuchKey", "The resource was not found", "Not found")
+                self._send_json(400, gone.rest_body(), headers={"Cache-Control": "no-store"})
                 return
             raise
         status = int(obj.get("ResponseMetadata", {}).get("HTTPStatusCode") or 200)
@@ -1036,6 +1089,8 @@ class _StorageHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type or "application/octet-stream")
         if meta.get("ETag"):
             self.send_header("ETag", meta["ETag"])
+        # renderer.ts: X-Robots-Tag "none" unless the object's metadata sets a valid one.
+        self.send_header("X-Robots-Tag", "none")
         self.send_header("Content-Length", str(int(meta.get("ContentLength", 0))))
         if meta.get("LastModified"):
             self.send_header("Last-Modified", _http_date(meta["LastModified"]))
@@ -1053,7 +1108,7 @@ class _StorageHandler(BaseHTTPRequestHandler):
                 encoded = urllib.parse.quote(download, safe="-_.!~*'()")
                 self.send_header(
                     "Content-Disposition",
-                    f"attachment; filename={encoded}; filename*=UTF-8''{encoded};",
+                    f"attachment; filename={encoded}; filename*=UTF-8''{encoded}",
                 )
         self.end_headers()
 
@@ -1068,8 +1123,7 @@ class _StorageHandler(BaseHTTPRequestHandler):
         self._info(bucket, path, authenticated=authenticated)
 
     def _info(self, bucket: str, path: str, *, authenticated: bool) -> None:
-        """getObjectInfo.ts + renderer/info.ts. findObject selects no updated_at, so the
-        real body has no last_modified; that is kept."""
+        """getObjectInfo.ts + renderer/info.ts (last_modified is the row's updated_at)."""
         if not authenticated or not self.storage.bucket_exists(bucket):
             raise no_such_bucket()
         head = self.storage.find_object(bucket, path)
@@ -1084,6 +1138,7 @@ class _StorageHandler(BaseHTTPRequestHandler):
             "cache_control": meta["cacheControl"],
             "etag": meta["eTag"],
             "metadata": self.storage.user_metadata(head),
+            "last_modified": _iso(head["LastModified"]),
             "created_at": _iso(head["LastModified"]),
         }
         headers = {
@@ -1156,6 +1211,128 @@ class _StorageHandler(BaseHTTPRequestHandler):
             )
         self._send_json(200, rows)
 
+    # ------------------------------------------------------------------ buckets
+
+    def h_list_buckets(self) -> None:
+        """getAllBuckets.ts: ``type`` included unless the client is storage3 < 0.12.1 or
+        supabase-py < 2.18.0 (x-client-info); no ORDER BY unless sortColumn is given."""
+        self._drain_body()
+        self.storage.authenticate(self.headers.get("Authorization"))
+        sort_column = self._query_one("sortColumn")
+        sort_order = self._query_one("sortOrder") or "asc"
+        if sort_column is not None and sort_column not in _BUCKET_SORT_COLUMNS:
+            raise validation_error(
+                "querystring/sortColumn must be equal to one of the allowed values"
+            )
+        if sort_order not in ("asc", "desc"):
+            raise validation_error(
+                "querystring/sortOrder must be equal to one of the allowed values"
+            )
+        limit = self._query_int("limit", 1)
+        offset = self._query_int("offset", 0) or 0
+        search = (self._query_one("search") or "").lower()
+        rows = [b for b in self.storage.buckets.list() if search in b.name.lower()]
+        if sort_column is not None:
+            rows.sort(key=lambda b: getattr(b, sort_column), reverse=sort_order == "desc")
+        rows = rows[offset : offset + limit if limit is not None else None]
+        with_type = not _old_python_client(
+            self.headers.get("x-client-info") or "", self.headers.get("User-Agent") or ""
+        )
+        self._send_json(200, [bucket_json(b, with_type=with_type) for b in rows])
+
+    def h_get_bucket(self, bucket: str) -> None:
+        """getBucket.ts: the row without ``type``; NoSuchBucket when absent."""
+        self._drain_body()
+        self.storage.authenticate(self.headers.get("Authorization"))
+        self._send_json(200, bucket_json(self.storage.buckets.find(bucket), with_type=False))
+
+    def h_update_bucket(self, bucket: str) -> None:
+        """updateBucket.ts → Storage.updateBucket (storage3 update_bucket sends id and name
+        too; the schema ignores them)."""
+        body = self._body_object()
+        fields = ("public", "file_size_limit", "allowed_mime_types")
+        if not any(name in body for name in fields):
+            raise validation_error(
+                ", ".join(f"body must have required property '{name}'" for name in fields)
+                + ", body must match a schema in anyOf"
+            )
+        changes = self._bucket_fields(body)
+        self.storage.authenticate(self.headers.get("Authorization"))
+        if not any(value is not _MISSING for value in changes.values()):
+            raise StorageError.no_content()
+        self.storage.buckets.update(
+            bucket, **{k: v for k, v in changes.items() if v is not _MISSING}
+        )
+        self._send_json(200, {"message": "Successfully updated"})
+
+    def h_create_bucket(self) -> None:
+        """createBucket.ts → Storage.createBucket (the S3 bucket is made too)."""
+        body = self._body_object()
+        name = body.get("name")
+        if "name" not in body:
+            raise validation_error("body must have required property 'name'")
+        if not isinstance(name, str):
+            raise validation_error("body/name must be string")
+        bucket_id = body.get("id") or name
+        if not isinstance(bucket_id, str):
+            raise validation_error("body/id must be string")
+        changes = self._bucket_fields(body)
+        self.storage.authenticate(self.headers.get("Authorization"))
+        public = changes.pop("public")
+        self.storage.buckets.create(
+            bucket_id,
+            public=False if public is _MISSING else public,
+            **{k: v for k, v in changes.items() if v is not _MISSING},
+        )
+        self._send_json(200, {"name": name})
+
+    @staticmethod
+    def _bucket_fields(body: dict[str, Any]) -> dict[str, Any]:
+        """The bucket body schema (ajv with coerceTypes): public, file_size_limit (integer
+        >= 0, "20MB"-style string, or null), allowed_mime_types (array of strings or null)."""
+        out: dict[str, Any] = {}
+        public = body.get("public", _MISSING)
+        if public is not _MISSING and public is not None:
+            if isinstance(public, str) and public in ("true", "false"):
+                public = public == "true"
+            if not isinstance(public, bool):
+                raise validation_error("body/public must be boolean")
+        out["public"] = public
+        size = body.get("file_size_limit", _MISSING)
+        if size is not _MISSING and size is not None:
+            valid_int = isinstance(size, int) and not isinstance(size, bool) and size >= 0
+            valid_str = isinstance(size, str) and bool(_FILE_SIZE_PATTERN.match(size))
+            if not (valid_int or valid_str):
+                raise validation_error("body/file_size_limit must match a schema in anyOf")
+        out["file_size_limit"] = size
+        mime = body.get("allowed_mime_types", _MISSING)
+        if (
+            mime is not _MISSING
+            and mime is not None
+            and (not isinstance(mime, list) or not all(isinstance(m, str) for m in mime))
+        ):
+            raise validation_error("body/allowed_mime_types must be array")
+        out["allowed_mime_types"] = mime
+        return out
+
+    def _query_one(self, name: str) -> str | None:
+        values = self.query.get(name)
+        return values[0] if values else None
+
+    def _query_int(self, name: str, minimum: int) -> int | None:
+        value = self._query_one(name)
+        if value is None or value == "":
+            return None
+        try:
+            number = int(value)
+        except ValueError:
+            raise validation_error(f"querystring/{name} must be integer") from None
+        if number < minimum:
+            raise validation_error(f"querystring/{name} must be >= {minimum}")
+        return number
+
+    # ------------------------------------------------------------------ uploads
+
     def h_create(self, bucket: str, path: str) -> None:
         """createObject.ts: x-upsert: "true" overwrites, anything else 409s on an existing key."""
         self.storage.authenticate(self.headers.get("Authorization"))
@@ -1167,20 +1344,30 @@ class _StorageHandler(BaseHTTPRequestHandler):
         self._upload(bucket, path, upsert=True)
 
     def _upload(self, bucket: str, path: str, *, upsert: bool) -> None:
-        if not self.storage.bucket_exists(bucket):
-            raise no_such_bucket()
-        if not _VALID_KEY.match(path):
-            raise invalid_key(path)
-        # Uploader.canUpload runs before the body is read: a duplicate fails early.
-        if not upsert and self.storage.head(bucket, path) is not None:
-            raise key_already_exists()
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            self.close_connection = True
-            raise _backend_error(
-                400, "MissingContentLength", "You must provide the Content-Length HTTP header."
-            )
+        """object.ts uploadFromRequest → uploader.ts fileUploadFromRequest → upload: the bucket,
+        then its MIME types and the size limit, then the key, then the duplicate check."""
+        found = self.storage.buckets.find(bucket, dates=False)
+        empty_folder = path.endswith(_EMPTY_FOLDER)
+        # isEmptyFolder: a folder placeholder must be empty and skips the MIME check.
+        limit = 0 if empty_folder else self.storage.buckets.max_file_size(found)
+        allowed = found.allowed_mime_types if not empty_folder else None
 
-        limit = self.storage.file_size_limit
+        def check_mime(mimetype: str) -> None:
+            if allowed:
+                validate_mime_type(mimetype, allowed)
+
+        def check_key_and_duplicate() -> None:
+            if not is_valid_key(path):
+                raise StorageError.invalid_key(path)
+            # Uploader.canUpload runs before the body reaches S3: a duplicate fails early.
+            if not upsert and self.storage.head(bucket, path) is not None:
+                raise StorageError.key_already_exists()
+
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            # The real server streams length-less bodies; storage3 always sends a length.
+            self.close_connection = True
+            raise StorageError.missing_content_length()
+
         content_type_header = self.headers.get("Content-Type") or ""
         user_metadata: Any = None
         if content_type_header.startswith("multipart/form-data"):
@@ -1188,48 +1375,54 @@ class _StorageHandler(BaseHTTPRequestHandler):
             raw = self._read_body(limit + 64 * 1024)
             fields, file_part = _parse_multipart(raw, content_type_header)
             if file_part is None:
-                raise no_content()
+                raise StorageError.no_content()
             file_bytes, part_type = file_part
-            if len(file_bytes) > limit:
-                raise entity_too_large()
             mimetype = fields.get("contentType") or part_type or "application/octet-stream"
+            check_mime(mimetype)
             cache_time = fields.get("cacheControl")
             cache_control = f"max-age={cache_time}" if cache_time else "no-cache"
             custom = fields.get("metadata") or fields.get("userMetadata")
             if custom:
+                if len(custom.encode()) > 1024 * 1024:  # MAX_CUSTOM_METADATA_SIZE
+                    raise StorageError.entity_too_large("user_metadata")
                 try:
                     user_metadata = json.loads(custom)
                 except ValueError:
                     user_metadata = None
+            check_key_and_duplicate()
+            # @fastify/multipart truncates the file at the limit; the upload then fails.
+            if len(file_bytes) > limit:
+                raise StorageError.entity_too_large()
             self._put(bucket, path, file_bytes, mimetype, cache_control, user_metadata, upsert)
-        else:
-            length = self._content_length()
-            if length is None:
+            return
+
+        mimetype = content_type_header or "application/octet-stream"
+        check_mime(mimetype)
+        header_md = self.headers.get("x-metadata")
+        if header_md:
+            try:
+                user_metadata = json.loads(base64.b64decode(header_md))
+            except (ValueError, TypeError):
+                user_metadata = None
+        length = self._content_length()
+        if length is None:
+            self.close_connection = True
+            raise StorageError.missing_content_length()
+        if length > limit:
+            raise StorageError.entity_too_large()
+        check_key_and_duplicate()
+        cache_control = self.headers.get("Cache-Control") or "no-cache"
+        self._body_consumed = True
+        # Spool to memory, then disk: a seekable body with a known length for put_object.
+        with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as spool:
+            reader = _BoundedReader(self.rfile, length)
+            while chunk := reader.read(_STREAM_CHUNK):
+                spool.write(chunk)
+            if reader.remaining:
                 self.close_connection = True
-                raise _backend_error(
-                    400, "MissingContentLength", "You must provide the Content-Length HTTP header."
-                )
-            if length > limit:
-                raise entity_too_large()
-            mimetype = content_type_header or "application/octet-stream"
-            cache_control = self.headers.get("Cache-Control") or "no-cache"
-            header_md = self.headers.get("x-metadata")
-            if header_md:
-                try:
-                    user_metadata = json.loads(base64.b64decode(header_md))
-                except (ValueError, TypeError):
-                    user_metadata = None
-            self._body_consumed = True
-            # Spool to memory, then disk: a seekable body with a known length for put_object.
-            with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as spool:
-                reader = _BoundedReader(self.rfile, length)
-                while chunk := reader.read(_STREAM_CHUNK):
-                    spool.write(chunk)
-                if reader.remaining:
-                    self.close_connection = True
-                    raise no_content()
-                spool.seek(0)
-                self._put(bucket, path, spool, mimetype, cache_control, user_metadata, upsert)
+                raise StorageError.no_content()
+            spool.seek(0)
+            self._put(bucket, path, spool, mimetype, cache_control, user_metadata, upsert)
 
     def _put(
         self,
@@ -1258,7 +1451,7 @@ class _StorageHandler(BaseHTTPRequestHandler):
             self.storage.s3.put_object(**args)
         except ClientError as exc:
             if _s3_code(exc) in ("PreconditionFailed", "412"):
-                raise key_already_exists() from None
+                raise StorageError.key_already_exists() from None
             raise
         self._send_json(
             200, {"Id": self.storage.object_id(bucket, path), "Key": f"{bucket}/{path}"}
@@ -1271,7 +1464,7 @@ def _parse_multipart(
     """Minimal multipart/form-data parser: text fields, and the first part with a filename."""
     match = re.search(r'boundary=(?:"([^"]+)"|([^;\s]+))', content_type)
     if not match:
-        raise no_content()
+        raise StorageError.no_content()
     boundary = (match.group(1) or match.group(2)).encode()
     delimiter = b"--" + boundary
     fields: dict[str, str] = {}
@@ -1304,22 +1497,36 @@ def _parse_multipart(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description="Serve Supabase Storage's object API locally over an S3 bucket. "
-        "Secrets come from the environment: SUPABASE_JWT_SECRET (required), "
-        "SUPABASE_SERVICE_KEY (default: a service_role JWT minted from the secret), "
-        "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY for S3.",
+        description="Serve Supabase Storage locally over an S3 bucket: the REST API and the S3 "
+        "endpoint (a proxy enforcing the upload limits). Secrets come from the environment: "
+        "SUPABASE_JWT_SECRET (required), SUPABASE_SERVICE_KEY (default: a service_role JWT "
+        "minted from the secret), AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY for the store, "
+        "SUPABASE_S3_ACCESS_KEY_ID / SUPABASE_S3_SECRET_ACCESS_KEY for the S3 endpoint "
+        "(default: random, printed).",
     )
-    parser.add_argument("--s3-endpoint", required=True)
+    parser.add_argument("--s3-endpoint", required=True, help="the S3 store (e.g. SeaweedFS)")
     parser.add_argument("--s3-region", default="us-east-1")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=54321)
+    parser.add_argument("--s3-port", type=int, default=54322, help="the S3 endpoint's port")
+    parser.add_argument("--s3-tls", action="store_true", help="serve the S3 endpoint over HTTPS")
     parser.add_argument(
         "--bucket",
         action="append",
         default=[],
         help="create this S3 bucket if missing (repeatable)",
     )
-    parser.add_argument("--file-size-limit", type=int, default=DEFAULT_FILE_SIZE_LIMIT)
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="bucket settings and the project upload limit (JSON, devstack.supabase_buckets)",
+    )
+    parser.add_argument(
+        "--global-limit-mb",
+        type=int,
+        default=None,
+        help="the project's upload limit in MiB (default 50, as on the Free plan)",
+    )
     parser.add_argument(
         "--print-service-key",
         action="store_true",
@@ -1338,6 +1545,8 @@ def main(argv: list[str] | None = None) -> int:
     import boto3
     from botocore.config import Config
 
+    from devstack.supabase_s3 import SupabaseS3Proxy, Upstream
+
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     s3 = boto3.client(
         "s3",
@@ -1350,17 +1559,32 @@ def main(argv: list[str] | None = None) -> int:
             s3.head_bucket(Bucket=bucket)
         except ClientError:
             s3.create_bucket(Bucket=bucket)
+    buckets = BucketRegistry(s3, path=args.config)
+    if args.global_limit_mb is not None:
+        buckets.global_file_size_limit = args.global_limit_mb * 1024 * 1024
 
     server = SupabaseStorageFake(
-        s3,
-        secret,
-        service_key,
+        s3, secret, service_key, host=args.host, port=args.port, buckets=buckets
+    )
+    credentials = boto3.Session().get_credentials()
+    if credentials is None:
+        parser.error("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for the store")
+    proxy = SupabaseS3Proxy(
+        Upstream(args.s3_endpoint, credentials.access_key, credentials.secret_key, args.s3_region),
+        buckets,
+        access_key=os.environ.get("SUPABASE_S3_ACCESS_KEY_ID"),
+        secret_key=os.environ.get("SUPABASE_S3_SECRET_ACCESS_KEY"),
+        region=args.s3_region,
         host=args.host,
-        port=args.port,
-        file_size_limit=args.file_size_limit,
+        port=args.s3_port,
+        tls=args.s3_tls,
     )
     server.start()
+    proxy.start()
     print(f"Supabase Storage API at {server.storage_url} (project URL {server.url})", flush=True)
+    print(f"S3 endpoint at {proxy.endpoint_url} (access key {proxy.access_key})", flush=True)
+    if proxy.ca_file is not None:
+        print(f"  its CA certificate: {proxy.ca_file}", flush=True)
     stopped = threading.Event()
 
     def _request_stop(signum: int, frame: object) -> None:
@@ -1369,6 +1593,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _request_stop)
     signal.signal(signal.SIGINT, _request_stop)
     stopped.wait()
+    proxy.stop()
     server.stop()
     return 0
 

@@ -168,6 +168,44 @@ def bucket(s3_server: Any) -> Iterator[str]:
     report.check()
 
 
+@pytest.fixture(scope="session")
+def supabase_standin(s3_server: Any, bucket: str) -> Iterator[Any]:
+    """Supabase Storage's stand-in over this session's SeaweedFS (devstack.supabase_standin):
+    the REST API (signed URLs, deletes, the Buckets API) and the S3 endpoint the product
+    uploads through — a proxy enforcing the project's upload limit (50 MB, Supabase Free) and
+    the bucket's file_size_limit and allowed_mime_types. Objects land in the session's
+    `backups` bucket, so the invariant scan sees them."""
+    from devstack.supabase_standin import SupabaseStandIn
+
+    standin = SupabaseStandIn.over_seaweed(s3_server, secrets.token_urlsafe(32))
+    invariants.register_secret(standin.s3.secret_key)
+    invariants.register_secret(standin.rest.jwt_secret)
+    with standin:
+        yield standin
+
+
+@pytest.fixture
+def supabase_env(
+    app_env: dict[str, str],
+    supabase_standin: Any,
+    bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Any]:
+    """`app_env` with STORAGE_BACKEND=supabase: the functions reach the stand-in (its S3
+    endpoint for uploads, its REST API for signed URLs and deletes), as in production. A test
+    may change the limits (`supabase_env.buckets.update(bucket, file_size_limit=5_000_000)`,
+    `supabase_env.buckets.global_file_size_limit = ...`): they are put back afterwards."""
+    buckets = supabase_standin.buckets
+    saved = (buckets.global_file_size_limit, buckets.snapshot(bucket))
+    for name, value in supabase_standin.product_env(bucket).items():
+        monkeypatch.setenv(name, value)
+    helpers.reset_caches()
+    yield supabase_standin
+    buckets.global_file_size_limit = saved[0]
+    buckets.restore(bucket, saved[1])
+    helpers.reset_caches()
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     for line in summary.lines:
         terminalreporter.write_line(line)

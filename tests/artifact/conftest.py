@@ -7,8 +7,9 @@ template's parameters as `sam deploy` would be given them (the required ones, an
 endpoints of the local services), the template's queues created on moto's SQS, the secrets in
 moto's Secrets Manager — the functions read their database URLs, JWT secret, storage keys and
 the platform's age identity from there, as in AWS. Storage is
-the product's default backend, Supabase: uploads through SeaweedFS's S3 (the session's
-`s3_server`, bucket `bucket`), signed URLs and deletes from the Storage API stand-in. The
+the product's default backend, Supabase: uploads through the stand-in's S3 endpoint (the
+session's `supabase_standin`: a proxy enforcing Supabase's limits in front of the session's
+SeaweedFS `s3_server`, bucket `bucket`), signed URLs and deletes from its Storage API. The
 database is a new one on the session's PostgreSQL holding the local stack's demo
 (`devstack.demo`: clinica_demo, clinica_norte, clinica_sur owned by clinic_app; the functions
 connect as clinic_backup, restores as clinic_restore); verification drills run on the
@@ -99,17 +100,6 @@ def lambda_runtime() -> Path:
     return paths.lambda_runtime_dir()
 
 
-@pytest.fixture(scope="session")
-def supabase_storage(s3_server: Any, bucket: str) -> Iterator[Any]:
-    from devstack.supabase_storage import SupabaseStorageFake
-
-    fake = SupabaseStorageFake(s3_server.client(), secrets.token_urlsafe(32)).start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
-
-
 @dataclass
 class Deployed:
     """The built stack as deployed here, and what a caller of it holds."""
@@ -148,7 +138,7 @@ def local_deployment(
     moto_server: str,
     s3_server: Any,
     bucket: str,
-    supabase_storage: Any,
+    supabase_standin: Any,
     demo_database: DemoDatabase,
     pg18_server: str,
 ) -> Deployed:
@@ -165,12 +155,13 @@ def local_deployment(
             platform_identity=helpers.PLATFORM_IDENTITY,
             storage_backend="supabase",  # the template's default
             bucket=bucket,
-            s3_endpoint_url=s3_server.endpoint_url,
-            s3_region=s3_server.region,
-            s3_access_key_id=s3_server.access_key,
-            s3_secret_access_key=s3_server.secret_key,
-            supabase_url=supabase_storage.url,
-            supabase_service_key=supabase_storage.service_key,
+            # Supabase's S3 endpoint (the stand-in's proxy, in front of SeaweedFS)
+            s3_endpoint_url=supabase_standin.s3.endpoint_url,
+            s3_region=supabase_standin.s3.region,
+            s3_access_key_id=supabase_standin.s3.access_key,
+            s3_secret_access_key=supabase_standin.s3.secret_key,
+            supabase_url=supabase_standin.url,
+            supabase_service_key=supabase_standin.service_key,
         ),
         name=f"artifact-{secrets.token_hex(4)}",
     )
@@ -183,7 +174,8 @@ def local_deployment(
         secrets=[
             jwt_secret,
             s3_server.secret_key,
-            supabase_storage.service_key,
+            supabase_standin.s3.secret_key,
+            supabase_standin.service_key,
             helpers.PLATFORM_IDENTITY,
         ],
     )

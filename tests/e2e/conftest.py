@@ -139,9 +139,18 @@ class LocalStack:
         from devstack.state import StateDir
 
         stored = StateDir(self.state_dir).secrets()
-        own = [stored[n] for n in ("jwt_secret", "s3_secret_key", "supabase_jwt_secret")]
+        own = [
+            stored[n]
+            for n in (
+                "jwt_secret",
+                "s3_secret_key",
+                "supabase_jwt_secret",
+                "supabase_s3_secret_key",
+            )
+        ]
         own.append(stored["backup_db_password"])
         report = invariants.Report(f"local stack ({self.state_dir.name})")
+        # The store itself (SeaweedFS), not the Supabase stand-in's S3 endpoint in front of it.
         client = boto3.client(
             "s3",
             endpoint_url=self.info["s3_endpoint_url"],

@@ -6,7 +6,6 @@ real server cannot run here; that one follows its routes and error shapes)."""
 from __future__ import annotations
 
 import hashlib
-import secrets
 from datetime import timedelta
 
 import httpx
@@ -19,21 +18,14 @@ from tests.helpers import call, load_event, mint, register_clinic_key, reset_cac
 
 
 @pytest.fixture
-def supabase(app_env, s3_server, monkeypatch):
-    from devstack.supabase_storage import SupabaseStorageFake
-
-    fake = SupabaseStorageFake(s3_server.client(), jwt_secret=secrets.token_urlsafe(32))
-    fake.start()
-    monkeypatch.setenv("STORAGE_BACKEND", "supabase")
-    monkeypatch.setenv("SUPABASE_URL", fake.url)
-    monkeypatch.setenv("SUPABASE_SERVICE_KEY", fake.service_key)
-    reset_caches()
-    yield fake
-    fake.stop()
+def supabase(supabase_env):
+    """The product on the Supabase stand-in: uploads through its S3 endpoint (the proxy that
+    enforces Supabase's limits), signed URLs and deletes through its REST API."""
+    return supabase_env.rest
 
 
 def test_signed_supabase_url_downloads_the_backup_and_delete_purges_it(
-    supabase, clinic_factory, sqs, s3_server, bucket, logs
+    supabase, supabase_env, clinic_factory, sqs, s3_server, bucket, logs
 ):
     schema = clinic_factory()
     token = mint(schema)
@@ -47,6 +39,9 @@ def test_signed_supabase_url_downloads_the_backup_and_delete_purges_it(
         load_event("list_backups/get_backup.json", token=token, backup_id=created.body["id"]),
     ).body
     assert done["status"] == "completed"
+    # The archive and its manifest went through "Supabase's S3 endpoint" (the stand-in's).
+    uploads = [r for r in supabase_env.s3.seen if f"/{schema}/" in r.path and r.method == "PUT"]
+    assert uploads and all(r.status == 200 for r in uploads)
 
     reply = call(
         "download_backup",
@@ -111,3 +106,28 @@ def test_supabase_settings_must_be_complete(monkeypatch, app_env):
 
     with pytest.raises(ConfigurationError, match="SUPABASE_URL"):
         get_settings(DeleteBackupSettings)
+
+
+def test_the_stand_in_refuses_an_archive_over_the_bucket_limit(
+    supabase_env, clinic_factory, sqs, s3_server, bucket
+):
+    """What issue 19 says no local test could see: Supabase refuses an upload over the
+    bucket's file_size_limit (EntityTooLarge, 413) and nothing is stored. (How the product
+    reports it is the layer's business.)"""
+    supabase_env.buckets.update(bucket, file_size_limit=1_000)
+    schema = clinic_factory(patients=200)
+    token = mint(schema)
+    register_clinic_key(schema)
+    created = call(
+        "create_backup", load_event("create_backup/post_backups.json", token=token, body=None)
+    )
+    sqs.drain_into_worker()
+    done = call(
+        "list_backups",
+        load_event("list_backups/get_backup.json", token=token, backup_id=created.body["id"]),
+    ).body
+    assert done["status"] == "failed"
+    refused = [r for r in supabase_env.s3.seen if f"/{schema}/" in r.path and r.status == 413]
+    assert refused, "the stand-in's S3 endpoint refused nothing"
+    listed = s3_server.client().list_objects_v2(Bucket=bucket, Prefix=f"{schema}/")
+    assert listed.get("Contents") is None

@@ -1,7 +1,9 @@
-"""devstack.supabase_storage driven by the real storage3 client, objects in real SeaweedFS.
+"""devstack.supabase_storage driven by the real storage3 client, objects in real SeaweedFS:
+the stand-in's contract with supabase/storage v1.70.6.
 
-Expected bodies are the ones supabase/storage renders (see the module docstring for the
-source files): errors go out as HTTP 400 with the semantic status as a *string* in the body.
+Expected bodies are the ones that release renders (see the module docstring for the source
+files): errors go out as HTTP 400 with the semantic status as a *string* in the body and a
+``code``; JWT messages are jose's; signed-URL tokens carry ``scope: "download"``.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +26,7 @@ from storage3._sync.file_api import SyncBucketProxy
 from storage3.exceptions import StorageApiError
 
 from devstack.seaweed import SeaweedS3, find_weed_binary
+from devstack.supabase_buckets import BucketRegistry
 from devstack.supabase_storage import SupabaseStorageFake, sign_object_token
 
 MiB = 1024 * 1024
@@ -122,8 +126,10 @@ def test_signed_url_serves_a_multipart_s3_upload_with_download_name(
     assert url.endswith("&download=x.dump")
     token = httpx.URL(url).params["token"]
     claims = jwt.decode(token, jwt_secret, algorithms=["HS256"])
-    assert set(claims) == {"url", "iat", "exp"}
-    assert claims["url"] == f"{BUCKET}/{key}" and claims["exp"] - claims["iat"] == 60
+    assert set(claims) == {"url", "scope", "iat", "exp"}
+    assert claims["url"] == f"{BUCKET}/{key}" and claims["scope"] == "download"
+    assert claims["exp"] - claims["iat"] == 60
+    assert jwt.get_unverified_header(token) == {"alg": "HS256"}  # jose's SignJWT: no typ
 
     # No Authorization header: the token is the credential.
     with httpx.stream("GET", url) as response:
@@ -133,9 +139,9 @@ def test_signed_url_serves_a_multipart_s3_upload_with_download_name(
     assert body == payload
     assert headers["content-type"] == "application/octet-stream"
     assert headers["content-length"] == str(len(payload))
-    assert headers["content-disposition"] == "attachment; filename=x.dump; filename*=UTF-8''x.dump;"
+    assert headers["content-disposition"] == "attachment; filename=x.dump; filename*=UTF-8''x.dump"
     assert "expires" in headers and "cache-control" not in headers
-    assert headers["accept-ranges"] == "bytes"
+    assert headers["accept-ranges"] == "bytes" and headers["x-robots-tag"] == "none"
 
     ranged = httpx.get(url, headers={"Range": "bytes=10-19"})
     assert ranged.status_code == 206 and ranged.content == payload[10:20]
@@ -174,16 +180,19 @@ def test_tampered_token_is_invalid_jwt(s3: Any, bucket: SyncBucketProxy) -> None
         "statusCode": "400",
         "code": "InvalidJWT",
         "error": "InvalidJWT",
-        "message": "invalid signature",
+        "message": "signature verification failed",
     }
-    assert _error(httpx.get(url.replace(token, "not-a-jwt")))["message"] == "jwt malformed"
+    assert _error(httpx.get(url.replace(token, "not-a-jwt")))["message"] == "Invalid Compact JWS"
+    assert _error(httpx.get(url.replace(token, "a.b.c")))["message"] == (
+        "JWS Protected Header is invalid"
+    )
 
 
 def test_token_signed_with_another_secret_is_rejected(s3: Any, fake: SupabaseStorageFake) -> None:
     _put(s3, "clinic-7/other-secret.dump", b"o")
     token = sign_object_token(secrets.token_urlsafe(40), BUCKET, "clinic-7/other-secret.dump", 60)
     url = f"{fake.storage_url}/object/sign/{BUCKET}/clinic-7/other-secret.dump?token={token}"
-    assert _error(httpx.get(url))["message"] == "invalid signature"
+    assert _error(httpx.get(url))["message"] == "signature verification failed"
 
 
 def test_expired_token(s3: Any, fake: SupabaseStorageFake, jwt_secret: str) -> None:
@@ -194,8 +203,35 @@ def test_expired_token(s3: Any, fake: SupabaseStorageFake, jwt_secret: str) -> N
         "statusCode": "400",
         "code": "InvalidJWT",
         "error": "InvalidJWT",
-        "message": "jwt expired",
+        "message": '"exp" claim timestamp check failed',
     }
+
+
+def test_token_scope_download_legacy_and_upload(
+    s3: Any, fake: SupabaseStorageFake, jwt_secret: str
+) -> None:
+    key = "clinic-7/scoped.dump"
+    _put(s3, key, b"s")
+    base = f"{fake.storage_url}/object/sign/{BUCKET}/{key}?token="
+    # A token minted before v1.60.7 (no scope, no upsert) is still a download token.
+    legacy = sign_object_token(jwt_secret, BUCKET, key, 60, scope=None)
+    assert httpx.get(base + legacy).content == b"s"
+    # An upload token (scope "upload", or a legacy one carrying upsert) never downloads.
+    now = int(time.time())
+    for extra in ({"scope": "upload"}, {"upsert": True}):
+        claims = {"url": f"{BUCKET}/{key}", **extra, "iat": now, "exp": now + 60}
+        token = jwt.encode(claims, jwt_secret, algorithm="HS256")
+        assert _error(httpx.get(base + token)) == {
+            "statusCode": "400",
+            "code": "InvalidSignature",
+            "error": "InvalidSignature",
+            "message": "Token is not scoped for download",
+        }
+    # jose allows only the project's algorithm (HS256 without JWKS).
+    hs512 = jwt.encode({"url": f"{BUCKET}/{key}", "exp": now + 60}, jwt_secret * 2, "HS512")
+    assert _error(httpx.get(base + hs512))["message"] == (
+        '"alg" (Algorithm) Header Parameter value not allowed'
+    )
 
 
 def test_token_for_one_key_cannot_fetch_another(s3: Any, bucket: SyncBucketProxy) -> None:
@@ -214,6 +250,7 @@ def test_token_for_one_key_cannot_fetch_another(s3: Any, bucket: SyncBucketProxy
 def test_signed_get_without_token_is_a_validation_error(fake: SupabaseStorageFake) -> None:
     assert _error(httpx.get(f"{fake.storage_url}/object/sign/{BUCKET}/clinic-1/mine.dump")) == {
         "statusCode": "400",
+        "code": "InvalidRequest",
         "error": "Error",
         "message": "querystring must have required property 'token'",
     }
@@ -234,6 +271,7 @@ def test_sign_request_is_validated_like_fastify(fake: SupabaseStorageFake) -> No
     missing = httpx.post(url, json={}, headers=_auth(fake))
     assert missing.status_code == 400 and missing.json() == {
         "statusCode": "400",
+        "code": "InvalidRequest",
         "error": "Error",
         "message": "body must have required property 'expiresIn'",
     }
@@ -377,11 +415,12 @@ def test_upload_from_a_real_file(tmp_path: Any, bucket: SyncBucketProxy) -> None
     info = bucket.info("clinic-4/report.csv")
     assert info["content_type"] == "text/csv" and info["size"] == 8
     assert info["name"] == "clinic-4/report.csv" and info["bucket_id"] == BUCKET
+    assert info["last_modified"].endswith("Z") and info["created_at"].endswith("Z")
 
 
 def test_upload_over_the_size_limit_is_413(s3: Any, jwt_secret: str) -> None:
     with (
-        SupabaseStorageFake(s3, jwt_secret, file_size_limit=1024) as small,
+        SupabaseStorageFake(s3, jwt_secret, global_file_size_limit=1024) as small,
         pytest.raises(StorageApiError) as err,
     ):
         _client(small, small.service_key).from_(BUCKET).upload(
@@ -430,12 +469,12 @@ def test_wrong_service_key_is_refused(fake: SupabaseStorageFake) -> None:
     assert (err.value.status, err.value.code, err.value.message) == (
         "403",
         "Unauthorized",
-        "invalid signature",
+        "signature verification failed",
     )
 
     with pytest.raises(StorageApiError) as err:
         _client(fake, "sb_secret_wrong").from_(BUCKET).create_signed_url("clinic-9/a.dump", 60)
-    assert (err.value.status, err.value.message) == ("403", "jwt malformed")
+    assert (err.value.status, err.value.message) == ("403", "Invalid Compact JWS")
 
     raw = httpx.post(
         f"{fake.storage_url}/object/list/{BUCKET}",
@@ -446,7 +485,7 @@ def test_wrong_service_key_is_refused(fake: SupabaseStorageFake) -> None:
         "statusCode": "403",
         "code": "AccessDenied",
         "error": "Unauthorized",
-        "message": "invalid signature",
+        "message": "signature verification failed",
     }
 
 
@@ -458,6 +497,7 @@ def test_missing_authorization_header(fake: SupabaseStorageFake) -> None:
     )
     assert raw.status_code == 400 and raw.json() == {
         "statusCode": "400",
+        "code": "InvalidRequest",
         "error": "Error",
         "message": "headers must have required property 'authorization'",
     }
@@ -491,6 +531,119 @@ def test_supabase_create_client_storage_works(s3: Any, fake: SupabaseStorageFake
 
 
 def test_unknown_route_is_fastify_404(fake: SupabaseStorageFake) -> None:
+    # Kong strips /storage/v1: the server names the route without it.
     response = httpx.get(f"{fake.url}/storage/v1/nope")
     assert response.status_code == 404
-    assert response.json()["message"] == "Route GET:/storage/v1/nope not found"
+    assert response.json()["message"] == "Route GET:/nope not found"
+    # Under /object and /bucket, not-found-handler.ts answers, with a code.
+    under_object = httpx.patch(f"{fake.url}/storage/v1/object/{BUCKET}/x")
+    assert under_object.status_code == 404 and under_object.json() == {
+        "statusCode": "404",
+        "code": "InvalidRequest",
+        "error": "Not Found",
+        "message": f"Route PATCH:/object/{BUCKET}/x not found",
+    }
+
+
+# --------------------------------------------------------------------------- buckets API
+
+
+def test_get_bucket_answers_the_row_and_a_missing_bucket_is_no_such_bucket(
+    fake: SupabaseStorageFake,
+) -> None:
+    api = _client(fake, fake.service_key)
+    row = api.get_bucket(BUCKET)
+    assert (row.id, row.name, row.public, row.owner) == (BUCKET, BUCKET, False, "")
+    assert row.file_size_limit is None and row.allowed_mime_types is None
+
+    raw = httpx.get(f"{fake.storage_url}/bucket/{BUCKET}", headers=_auth(fake))
+    assert raw.status_code == 200
+    body = raw.json()
+    assert list(body) == [
+        "id",
+        "name",
+        "owner",
+        "public",
+        "file_size_limit",
+        "allowed_mime_types",
+        "created_at",
+        "updated_at",
+    ]
+    assert body["created_at"].endswith("Z")
+
+    missing = httpx.get(f"{fake.storage_url}/bucket/no-such-bucket", headers=_auth(fake))
+    assert missing.status_code == 400 and missing.json() == {
+        "statusCode": "404",
+        "code": "NoSuchBucket",
+        "error": "Bucket not found",
+        "message": "Bucket not found",
+    }
+    with pytest.raises(StorageApiError) as err:
+        api.get_bucket("no-such-bucket")
+    assert (err.value.status, err.value.code) == ("404", "Bucket not found")
+    # The Buckets API needs a valid JWT like the object routes.
+    anon = httpx.get(f"{fake.storage_url}/bucket/{BUCKET}")
+    assert anon.json()["message"] == "headers must have required property 'authorization'"
+
+
+def test_bucket_settings_limit_and_filter_rest_uploads(s3: Any, fake: SupabaseStorageFake) -> None:
+    # Given a bucket made and configured through the Buckets API, as a Supabase user does
+    api = _client(fake, fake.service_key)
+    name = f"settings-{secrets.token_hex(3)}"
+    assert api.create_bucket(name, options={"public": False}) == {"name": name}
+    # The API takes sizes as "2KB"-style strings too (decimal units), storage3's types aside.
+    options: Any = {"file_size_limit": "2KB", "allowed_mime_types": ["application/octet-stream"]}
+    api.update_bucket(name, options)
+    row = api.get_bucket(name)
+    assert row.file_size_limit == 2000 and row.allowed_mime_types == ["application/octet-stream"]
+    listed = {b.id: b for b in api.list_buckets()}
+    assert listed[name].type == "STANDARD" and listed[name].file_size_limit == 2000
+    files = api.from_(name)
+
+    # Then uploads follow them: the smaller of the bucket's and the project's limit, the MIME types
+    files.upload("ok.bin", b"x" * 2000, {"content-type": "application/octet-stream"})
+    with pytest.raises(StorageApiError) as err:
+        files.upload("big.bin", b"x" * 2001, {"content-type": "application/octet-stream"})
+    assert (err.value.status, err.value.code, err.value.message) == (
+        "413",
+        "Payload too large",
+        "The object exceeded the maximum allowed size",
+    )
+    with pytest.raises(StorageApiError) as err:
+        files.upload("m.json", b"{}", {"content-type": "application/json"})
+    assert (err.value.status, err.value.code, err.value.message) == (
+        "415",
+        "invalid_mime_type",
+        "mime type application/json is not supported",
+    )
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=name).get("Contents", [])] == ["ok.bin"]
+
+    # A bucket limit above the project's is refused; null lifts the bucket's own limit.
+    with pytest.raises(StorageApiError) as err:
+        api.update_bucket(name, {"file_size_limit": 10**12})
+    assert err.value.status == "413"
+    lifted: Any = {"file_size_limit": None, "allowed_mime_types": None}
+    api.update_bucket(name, lifted)
+    files.upload("big.bin", b"x" * 2001, {"content-type": "application/json"})
+    empty = httpx.put(f"{fake.storage_url}/bucket/{name}", json={"id": name}, headers=_auth(fake))
+    assert empty.json()["code"] == "InvalidRequest"
+    with pytest.raises(StorageApiError) as err:
+        api.update_bucket("no-such-bucket", {"public": True})
+    assert err.value.status == "404"
+    for key in ("ok.bin", "big.bin"):
+        s3.delete_object(Bucket=name, Key=key)
+    s3.delete_bucket(Bucket=name)
+    fake.buckets.forget(name)
+
+
+def test_bucket_registry_file_is_shared_and_reread(s3: Any, tmp_path: Any) -> None:
+    # Another process (the local stack, a test) may change the settings by rewriting the file.
+    path = tmp_path / "buckets.json"
+    first = BucketRegistry(s3, path=path)
+    second = BucketRegistry(s3, path=path)
+    first.update(BUCKET, file_size_limit=5 * MiB, allowed_mime_types=["application/json"])
+    first.global_file_size_limit = 20 * MiB
+    time.sleep(0.01)
+    row = second.find(BUCKET)
+    assert (row.file_size_limit, row.allowed_mime_types) == (5 * MiB, ("application/json",))
+    assert second.max_file_size(row) == 5 * MiB and second.global_file_size_limit == 20 * MiB
