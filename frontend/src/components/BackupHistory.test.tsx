@@ -21,6 +21,9 @@ describe('BackupHistory', () => {
     renderWithProvider(<BackupHistory />, client);
 
     expect(await screen.findByText('Cargando copias de seguridad…')).toBeInTheDocument();
+    // The loading state can show before the list is asked for (it waits for /me): resolve
+    // only once the request exists, or a loaded machine calls an unset `resolve`.
+    await waitFor(() => expect(client.listBackups).toHaveBeenCalled());
     act(() =>
       resolve(
         page([
