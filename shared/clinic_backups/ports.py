@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -605,13 +606,15 @@ class Verifier(Protocol):
 
 class Dumper(Protocol):
     """Runs the dump pipeline for one schema into a stream consumer (the upload). With
-    `encrypt_to` (age public keys) the stream the consumer reads is the encrypted archive."""
+    `encrypt_to` (age public keys) the stream the consumer reads is the encrypted archive.
+    Once `stop` is set (a cancelled job) pg_dump is killed, whatever it is doing."""
 
     def run(
         self,
         schema: str,
         consume: Callable[[BinaryIO], None],
         encrypt_to: builtins.list[str] | None = None,
+        stop: threading.Event | None = None,
     ) -> DumpResult: ...
 
     def limited(self, seconds: float) -> Dumper:

@@ -478,6 +478,8 @@ def run_backup_job(
                     key, guarded(stream, beat), ARCHIVE_CONTENT_TYPE
                 ),
                 encrypt_to=[r["public_key"] for r in recipients] or None,
+                # A cancel (heard by the job's own heartbeat) kills pg_dump at once.
+                stop=beat.cancelled if heartbeat is None else None,
             )
             beat.check()
             finished_at = svc.clock.now()
@@ -493,6 +495,12 @@ def run_backup_job(
     except BaseException as error:
         # BaseException: a native library's panic (pyo3's PanicException) must fail the
         # backup and free the clinic's lock too. An interrupt does the same, then goes on.
+        if beat.cancelled.is_set() and not isinstance(
+            error, LeaseLost | KeyboardInterrupt | SystemExit
+        ):
+            # Whatever broke after the cancel was heard (pg_dump killed, the upload stopped)
+            # is the cancel.
+            error = BackupCancelled()
         _fail_run(svc, schema, record, storage, error)
         if isinstance(error, KeyboardInterrupt | SystemExit):
             raise
