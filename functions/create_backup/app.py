@@ -1,4 +1,6 @@
-"""create_backup: `POST /backups` (202 + a queued job) and the worker that runs queued jobs.
+"""create_backup: `POST /backups` (202 + a queued job), `POST /backups/{id}/cancel` (200 for a
+pending backup, cancelled at once; 202 for a running one, which its worker stops) and the
+worker that runs queued jobs.
 
 HTTP events go to the routes; SQS batches and direct invocations (EventBridge, `sam local
 invoke`) are internal job messages and never reach a route.
@@ -20,7 +22,7 @@ from clinic_backups.api import (
 )
 from clinic_backups.factory import build_services
 from clinic_backups.jobs import InvalidJob, handle_job_event
-from clinic_backups.models import BackupJob, CreateBackupRequest, Job
+from clinic_backups.models import BackupJob, BackupStatus, CreateBackupRequest, Job
 from clinic_backups.observability import instrument, logger
 from clinic_backups.service import Services
 from clinic_backups.settings import CreateBackupSettings, get_settings
@@ -45,6 +47,13 @@ def create_backup() -> Any:
     record = service.create_backup(services(), current_tenant(app), request)
     logger.append_keys(backup_id=str(record.id))
     return json_response(202, record.to_api())
+
+
+@app.post("/backups/<backup_id>/cancel")
+def cancel_backup(backup_id: str) -> Any:
+    logger.append_keys(backup_id=backup_id)
+    record = service.cancel_backup(services(), current_tenant(app), backup_id)
+    return json_response(202 if record.status == BackupStatus.RUNNING else 200, record.to_api())
 
 
 def run_job(job: Job) -> Any:

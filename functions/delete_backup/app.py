@@ -1,4 +1,5 @@
-"""delete_backup: `DELETE /backups/{id}` → 204, a soft delete, and `PATCH /backups/{id}`
+"""delete_backup: `DELETE /backups/{id}` → 204, a soft delete; `POST /backups/{id}/undelete`
+→ 200, the deleted backup back within its grace period; and `PATCH /backups/{id}`
 `{"keep": true|false}` → 200, protecting a backup from retention (admins by default)."""
 
 from __future__ import annotations
@@ -40,6 +41,13 @@ def delete_backup(backup_id: str) -> Any:
     logger.append_keys(backup_id=backup_id)
     service.delete_backup(services(), current_tenant(app), backup_id)
     return no_content()
+
+
+@app.post("/backups/<backup_id>/undelete")
+def undelete_backup(backup_id: str) -> Any:
+    logger.append_keys(backup_id=backup_id)
+    record = service.undelete_backup(services(), current_tenant(app), backup_id)
+    return json_response(200, record.to_api())
 
 
 @app.patch("/backups/<backup_id>")

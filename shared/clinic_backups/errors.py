@@ -29,6 +29,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "key_not_found": 404,
     "operation_in_progress": 409,
     "backup_not_completed": 409,
+    "backup_purged": 409,
+    "backup_not_cancellable": 409,
     "undo_not_available": 409,
     "encryption_key_required": 409,
     "key_already_registered": 409,
@@ -117,6 +119,18 @@ class OperationInProgress(ApiError):
 class BackupNotCompleted(ApiError):
     code = "backup_not_completed"
     default_message = "The backup is not completed."
+
+
+class BackupPurged(ApiError):
+    code = "backup_purged"
+    default_message = (
+        "This backup was permanently removed after its grace period and cannot be recovered."
+    )
+
+
+class BackupNotCancellable(ApiError):
+    code = "backup_not_cancellable"
+    default_message = "This backup has already finished and cannot be cancelled."
 
 
 class RestoreNotFound(ApiError):
@@ -299,6 +313,12 @@ class LeaseLost(BackupRunError):
     `stale`, with the reason): the job stops without committing anything."""
 
     error_code = "stale"
+
+
+class BackupCancelled(Exception):
+    """Someone cancelled the running backup (`POST /backups/{id}/cancel`); its heartbeat saw
+    it. Not a failure: the worker stops, removes what it stored and ends the record
+    `cancelled`."""
 
 
 class VerificationFailed(BackupRunError):

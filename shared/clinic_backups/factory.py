@@ -13,9 +13,9 @@ from typing import Any
 from .settings import (
     CommonSettings,
     CreateBackupSettings,
-    DeleteBackupSettings,
     DownloadBackupSettings,
     EncryptionSettings,
+    GraceSettings,
     PolicySettings,
     QueueSettings,
     RestoreSettings,
@@ -232,7 +232,7 @@ def build_services(settings: CommonSettings) -> Any:
         svc.manual_backups_per_day = settings.manual_backups_per_day
     if isinstance(settings, DownloadBackupSettings):
         svc.download_ttl = settings.download_url_ttl
-    if isinstance(settings, DeleteBackupSettings):
+    if isinstance(settings, GraceSettings):
         svc.delete_grace_days = settings.delete_grace_days
     if isinstance(settings, RestoreSettings | SchedulerSettings):
         svc.restores, svc.restorer = restore_adapters(settings, metrics)

@@ -18,6 +18,12 @@ the database unreachable from it, the process frozen) learns it at its next beat
 set, `check()` raises `LeaseLost` between its steps, a guarded upload stream stops, and every
 write that would end the job is refused by the database (the lease token is checked there,
 in the same transaction): it stops without committing anything.
+
+A backup someone cancelled (`POST /backups/{id}/cancel` sets `cancel_requested_at`) learns it
+the same way: the renewal that keeps its lease reads the request in the same statement and
+sets `cancelled`; `check()` then raises `BackupCancelled`, so a guarded upload stream stops
+at its next read (pg_dump is killed, the multipart upload aborted) and the worker ends the
+record `cancelled` with nothing stored.
 """
 
 from __future__ import annotations
@@ -28,22 +34,24 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from .errors import LeaseLost
+from .errors import BackupCancelled, LeaseLost
 from .models import Lease
 from .observability import logger
+from .ports import CANCEL, Renewal
 
 BEATS_PER_LEASE = 4
 MIN_BEAT_SECONDS = 0.25
 
 
 class Heartbeat:
-    """Renews `lease` with `renew()` (True renewed, False gone, None busy: next beat) until
-    `stop()`; `close()` runs on the thread when it ends (its database connection)."""
+    """Renews `lease` with `renew()` (True renewed, False gone, None busy: next beat, CANCEL
+    renewed but the job was asked to cancel) until `stop()`; `close()` runs on the thread
+    when it ends (its database connection)."""
 
     def __init__(
         self,
         lease: Lease,
-        renew: Callable[[], bool | None],
+        renew: Callable[[], Renewal],
         *,
         close: Callable[[], None] | None = None,
         log: dict[str, Any] | None = None,
@@ -51,6 +59,7 @@ class Heartbeat:
         self.lease = lease
         self.interval = max(MIN_BEAT_SECONDS, lease.seconds / BEATS_PER_LEASE)
         self.lost = threading.Event()
+        self.cancelled = threading.Event()
         self._renew = renew
         self._close = close
         self._log = log or {}
@@ -73,12 +82,14 @@ class Heartbeat:
         self._ending.set()
 
     def check(self) -> None:
-        """Between a job's steps: stop if the lease was taken over."""
+        """Between a job's steps: stop if the lease was taken over, or the job cancelled."""
         if self.lost.is_set():
             raise LeaseLost(
                 "the job lost the clinic's lease (it could not renew it in time and the "
                 "clinic was taken over); it stopped without changing anything"
             )
+        if self.cancelled.is_set():
+            raise BackupCancelled()
 
     def __enter__(self) -> Heartbeat:
         return self.start()
@@ -98,6 +109,9 @@ class Heartbeat:
                         extra={**self._log, "reason": type(error).__name__},
                     )
                     continue
+                if held == CANCEL and not self.cancelled.is_set():
+                    logger.info("the job was asked to cancel", extra=self._log)
+                    self.cancelled.set()
                 if held is False:
                     if self._stopped.is_set() or self._ending.is_set():
                         return  # released by the job itself
@@ -111,8 +125,9 @@ class Heartbeat:
 
 
 class LeaseGuard(io.RawIOBase):
-    """A stream that stops (LeaseLost) at its next read once the heartbeat lost the lease: an
-    upload reading it aborts instead of completing an object for a job that was taken over."""
+    """A stream that stops (LeaseLost, BackupCancelled) at its next read once the heartbeat
+    lost the lease or heard of a cancel: an upload reading it aborts instead of completing an
+    object for a job that was taken over or cancelled."""
 
     def __init__(self, source: Any, heartbeat: Heartbeat):
         super().__init__()

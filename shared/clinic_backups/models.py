@@ -45,6 +45,8 @@ class BackupStatus(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     DELETED = "deleted"
+    # Stopped on request (POST /backups/{id}/cancel): nothing stored, the lock freed.
+    CANCELLED = "cancelled"
 
 
 class Trigger(StrEnum):
@@ -118,6 +120,11 @@ class BackupRecord:
     # Who can open it: [{"kind": "platform"|"clinic", "fingerprint", "label"}], never keys.
     recipients: list[dict[str, Any]] = field(default_factory=list)
     reencrypting: bool = False
+    # POST /backups/{id}/cancel of a running backup: its worker stops at its next heartbeat.
+    cancel_requested_at: datetime | None = None
+    # Not stored: when a deleted backup's file will be purged (deleted_at + the grace
+    # period), filled in by the service for the API (`with_purge_after`).
+    purge_after: datetime | None = None
 
     def to_api(self) -> dict[str, Any]:
         """The public shape (openapi.yaml `Backup`): no storage key, ISO timestamps."""

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import builtins
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Final, Literal, Protocol
 
 from .models import (
     AuditEntry,
@@ -23,6 +24,12 @@ from .models import (
     SlotRecord,
     SlotStatus,
 )
+
+# What one heartbeat's renewal found: True renewed, False the lease is gone (released or taken
+# over), None busy (try again at the next beat), CANCEL renewed, and the backup holding the
+# lease was asked to cancel (POST /backups/{id}/cancel).
+CANCEL: Final = "cancel"
+Renewal = bool | None | Literal["cancel"]
 
 
 class Clock(Protocol):
@@ -78,9 +85,10 @@ class RecordsRepository(Protocol):
         backup runs under its restore's lease: no lease of its own.)"""
         ...
 
-    def renew_lease(self, schema: str, lease: Lease) -> bool | None:
+    def renew_lease(self, schema: str, lease: Lease) -> Renewal:
         """Renew a lock lease (the database's now()): True, False when it is gone (released
-        or taken over), None when the lock table was busy (try again at the next beat)."""
+        or taken over), None when the lock table was busy (try again at the next beat),
+        CANCEL when renewed for a backup that was asked to cancel."""
         ...
 
     def release_thread_connection(self) -> None:
@@ -142,7 +150,29 @@ class RecordsRepository(Protocol):
 
     def purgeable(self, schema: str, deleted_before: datetime) -> builtins.list[BackupRecord]: ...
 
-    def mark_purged(self, schema: str, backup_id: uuid.UUID, at: datetime) -> None: ...
+    def mark_purged(self, schema: str, backup_id: uuid.UUID, at: datetime) -> None:
+        """Only while the record is still deleted (an undelete may have come first)."""
+        ...
+
+    def undelete(
+        self, schema: str, backup_id: uuid.UUID, deleted_after: datetime
+    ) -> BackupRecord | None:
+        """deleted → completed, for a backup that completed before it was deleted, was
+        deleted after `deleted_after` (its grace period runs) and is not purged; None
+        otherwise (nothing changed)."""
+        ...
+
+    def request_cancel(
+        self, schema: str, backup_id: uuid.UUID, at: datetime
+    ) -> BackupRecord | None:
+        """A pending backup → cancelled and its lock freed, at once; a running one gets
+        `cancel_requested_at` (its worker stops at its next beat); anything else unchanged.
+        The record as it now is (None: no such backup)."""
+        ...
+
+    def finish_cancelled(self, schema: str, backup_id: uuid.UUID, at: datetime) -> bool:
+        """running → cancelled and the lock freed (False: it was no longer running)."""
+        ...
 
     def insert_from_manifest(self, schema: str, record: BackupRecord) -> bool: ...
 
@@ -576,13 +606,15 @@ class Verifier(Protocol):
 
 class Dumper(Protocol):
     """Runs the dump pipeline for one schema into a stream consumer (the upload). With
-    `encrypt_to` (age public keys) the stream the consumer reads is the encrypted archive."""
+    `encrypt_to` (age public keys) the stream the consumer reads is the encrypted archive.
+    Once `stop` is set (a cancelled job) pg_dump is killed, whatever it is doing."""
 
     def run(
         self,
         schema: str,
         consume: Callable[[BinaryIO], None],
         encrypt_to: builtins.list[str] | None = None,
+        stop: threading.Event | None = None,
     ) -> DumpResult: ...
 
     def limited(self, seconds: float) -> Dumper:

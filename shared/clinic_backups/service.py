@@ -12,15 +12,18 @@ import base64
 import binascii
 import json
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from . import keys
 from .errors import (
     ApiError,
+    BackupCancelled,
+    BackupNotCancellable,
     BackupNotCompleted,
     BackupNotFound,
+    BackupPurged,
     BackupRunError,
     ClinicGone,
     EncryptionKeyRequired,
@@ -74,6 +77,7 @@ from .ports import (
     NullMetrics,
     ObjectStorage,
     RecordsRepository,
+    Renewal,
     Restorer,
     RestoresRepository,
     SchedulesRepository,
@@ -231,12 +235,28 @@ def list_backups(svc: Services, ctx: TenantContext, query: ListBackupsQuery) -> 
             include_deleted=include_deleted,
         ),
     )
-    return BackupPage(items=items, next_cursor=encode_cursor(items[-1]) if more and items else None)
+    return BackupPage(
+        items=[with_purge_after(svc, r) for r in items],
+        next_cursor=encode_cursor(items[-1]) if more and items else None,
+    )
 
 
 def get_backup(svc: Services, ctx: TenantContext, raw_id: str) -> BackupRecord:
     _authorize(svc, ctx, Permission.LIST, "backup.get")
-    return _visible(svc, ctx, _parse_id(raw_id))
+    return with_purge_after(svc, _visible(svc, ctx, _parse_id(raw_id)))
+
+
+def purge_cutoff(svc: Services) -> datetime:
+    """Backups deleted at or before this moment are past their grace period: the purge takes
+    them, and they can no longer be undeleted."""
+    return svc.clock.now() - timedelta(days=svc.delete_grace_days)
+
+
+def with_purge_after(svc: Services, record: BackupRecord) -> BackupRecord:
+    """The record as the API shows it: a deleted backup says when its file will be purged."""
+    if record.status != BackupStatus.DELETED or record.deleted_at is None:
+        return record
+    return replace(record, purge_after=record.deleted_at + timedelta(days=svc.delete_grace_days))
 
 
 # --- creating -----------------------------------------------------------------------------
@@ -355,7 +375,7 @@ def start_heartbeat(
     """Renew `lease` until stopped: the clinic's lock row, or (`job_row`: a verification) the
     job's own row. The repository is looked up at each beat, on the beat's own connection."""
 
-    def renew() -> bool | None:
+    def renew() -> Renewal:
         if job_row:
             assert svc.restores is not None
             return svc.restores.renew_lease(schema, lease)
@@ -458,6 +478,8 @@ def run_backup_job(
                     key, guarded(stream, beat), ARCHIVE_CONTENT_TYPE
                 ),
                 encrypt_to=[r["public_key"] for r in recipients] or None,
+                # A cancel (heard by the job's own heartbeat) kills pg_dump at once.
+                stop=beat.cancelled if heartbeat is None else None,
             )
             beat.check()
             finished_at = svc.clock.now()
@@ -473,6 +495,12 @@ def run_backup_job(
     except BaseException as error:
         # BaseException: a native library's panic (pyo3's PanicException) must fail the
         # backup and free the clinic's lock too. An interrupt does the same, then goes on.
+        if beat.cancelled.is_set() and not isinstance(
+            error, LeaseLost | KeyboardInterrupt | SystemExit
+        ):
+            # Whatever broke after the cancel was heard (pg_dump killed, the upload stopped)
+            # is the cancel.
+            error = BackupCancelled()
         _fail_run(svc, schema, record, storage, error)
         if isinstance(error, KeyboardInterrupt | SystemExit):
             raise
@@ -536,6 +564,9 @@ def _fail_run(
     svc: Services, schema: str, record: BackupRecord, storage: ScopedStorage, error: BaseException
 ) -> None:
     log = {"clinic": schema, "backup_id": str(record.id)}
+    if isinstance(error, BackupCancelled):
+        _end_cancelled(svc, schema, record, storage, log)
+        return
     if isinstance(error, LeaseLost):
         # Taken over: the taker failed the record (stale, with the reason) and counted it.
         # Only what this run may have stored goes.
@@ -569,6 +600,38 @@ def _fail_run(
             actor_id="system",
             backup_id=record.id,
             details={"error_code": code},
+        ),
+    )
+
+
+def _end_cancelled(
+    svc: Services,
+    schema: str,
+    record: BackupRecord,
+    storage: ScopedStorage,
+    log: dict[str, Any],
+) -> None:
+    """A running backup that heard of its cancel: pg_dump was stopped and boto3 aborted the
+    multipart upload as the guarded stream raised; whatever still exists goes (an object
+    completed just before the cancel, its manifest, an upload whose abort failed), then the
+    record ends `cancelled` and the clinic's lock is freed. What the store refused to remove
+    is left to the sweeper (the job is no longer in flight) and logged."""
+    logger.info("backup cancelled on request; removing what it stored", extra=log)
+    _remove_objects(storage, record, log)
+    try:
+        for upload in storage.pending_uploads():
+            if upload.key == record.storage_key:
+                storage.abort_upload(upload.key, upload.upload_id)
+    except Exception:
+        logger.warning("could not abort a cancelled backup's upload; the sweeper will", extra=log)
+    if not svc.records.finish_cancelled(schema, record.id, svc.clock.now()):
+        logger.warning("the cancelled backup was no longer running (taken over)", extra=log)
+        return
+    svc.metrics.add("BackupCancelled", 1, "Count")
+    svc.records.audit(
+        schema,
+        AuditEntry(
+            action="backup.run", outcome="cancelled", actor_id="system", backup_id=record.id
         ),
     )
 
@@ -662,10 +725,84 @@ def _mark_manifest_deleted(svc: Services, schema: str, record: BackupRecord) -> 
         )
 
 
+def undelete_backup(svc: Services, ctx: TenantContext, raw_id: str) -> BackupRecord:
+    """`POST /backups/{id}/undelete` (DELETE_ROLES): a deleted backup within its grace period
+    is `completed` again, its manifest too. Already completed: unchanged (idempotent). Past
+    the grace period, purged, or its file gone: 409 `backup_purged`; any other status (or a
+    backup that had not completed before it was deleted): 409 `backup_not_completed`."""
+    backup_id = _parse_id(raw_id)
+    _authorize(svc, ctx, Permission.DELETE, "backup.undelete", backup_id)
+    record = _visible(svc, ctx, backup_id)
+    key = check_key_in_prefix(record.storage_key, ctx.schema)
+    if record.status == BackupStatus.COMPLETED:
+        _audit(svc, ctx, "backup.undelete", "unchanged", backup_id)
+        return record
+    if record.status != BackupStatus.DELETED or record.size_bytes is None:
+        _audit(svc, ctx, "backup.undelete", "rejected", backup_id, status=record.status.value)
+        raise BackupNotCompleted(
+            f"The backup is {record.status.value}"
+            + (" (it never completed)" if record.status == BackupStatus.DELETED else "")
+            + "; only a deleted backup that had completed can be recovered."
+        )
+    cutoff = purge_cutoff(svc)
+    # Past the cutoff the purge may be removing the file right now: never race it.
+    gone = record.purged_at is not None or (record.deleted_at or cutoff) <= cutoff
+    if not gone:
+        stored = svc.scoped(ctx.schema).head(key)
+        gone = stored is None or stored.size != record.size_bytes
+    undeleted = None if gone else svc.records.undelete(ctx.schema, backup_id, cutoff)
+    if undeleted is None:
+        _audit(svc, ctx, "backup.undelete", "rejected", backup_id, reason=BackupPurged.code)
+        raise BackupPurged()
+    _update_manifest(svc, ctx.schema, undeleted, deleted_at=None)
+    _audit(svc, ctx, "backup.undelete", "undeleted", backup_id)
+    logger.info("backup undeleted", extra={"clinic": ctx.schema, "backup_id": str(backup_id)})
+    return undeleted
+
+
+def cancel_backup(svc: Services, ctx: TenantContext, raw_id: str) -> BackupRecord:
+    """`POST /backups/{id}/cancel` (admins, and the backup's author): a pending backup ends
+    `cancelled` at once; a running one is asked to (`cancel_requested_at`) and its worker
+    stops at its next heartbeat. Anything finished: 409 `backup_not_cancellable`."""
+    backup_id = _parse_id(raw_id)
+    # Who may see the backup first (no 403 that tells an id exists to a role that may not).
+    _authorize(svc, ctx, Permission.LIST, "backup.cancel", backup_id)
+    record = _visible(svc, ctx, backup_id)
+    author = ctx.can(Permission.CREATE) and record.created_by == ctx.user_id
+    if ctx.role != Role.ADMIN and not author:
+        _audit(svc, ctx, "backup.cancel", "denied", backup_id)
+        raise Forbidden("Only administrators and the person who started it can cancel a backup.")
+    if record.trigger == Trigger.PRE_RESTORE and record.status in (
+        BackupStatus.PENDING,
+        BackupStatus.RUNNING,
+    ):
+        # It runs under its restore's lease, which no cancel reaches: the restore is the job.
+        _audit(svc, ctx, "backup.cancel", "rejected", backup_id, reason="pre_restore")
+        raise BackupNotCancellable(
+            "This backup is part of a restore in progress and cannot be cancelled on its own."
+        )
+    updated = svc.records.request_cancel(ctx.schema, backup_id, svc.clock.now())
+    if updated is None:
+        raise BackupNotFound()
+    if updated.status == BackupStatus.CANCELLED and record.status == BackupStatus.PENDING:
+        svc.metrics.add("BackupCancelled", 1, "Count")
+        _audit(svc, ctx, "backup.cancel", "cancelled", backup_id)
+    elif updated.status == BackupStatus.RUNNING:
+        _audit(svc, ctx, "backup.cancel", "requested", backup_id)
+    else:
+        _audit(svc, ctx, "backup.cancel", "rejected", backup_id, status=updated.status.value)
+        raise BackupNotCancellable()
+    logger.info(
+        "backup cancel",
+        extra={"clinic": ctx.schema, "backup_id": str(backup_id), "status": updated.status.value},
+    )
+    return updated
+
+
 def purge_deleted(svc: Services, schema: str) -> int:
     """Remove the objects of backups soft-deleted longer than the grace period ago."""
     svc.records.ensure_schema(schema)
-    cutoff = svc.clock.now() - timedelta(days=svc.delete_grace_days)
+    cutoff = purge_cutoff(svc)
     storage = svc.scoped(schema)
     purged = 0
     for record in svc.records.purgeable(schema, cutoff):
@@ -899,7 +1036,7 @@ def set_backup_keep(
         raise BackupNotFound()
     _update_manifest(svc, ctx.schema, updated, keep=updated.keep)
     _audit(svc, ctx, "backup.keep", "kept" if updated.keep else "released", backup_id)
-    return updated
+    return with_purge_after(svc, updated)
 
 
 def _update_manifest(svc: Services, schema: str, record: BackupRecord, **changes: Any) -> None:

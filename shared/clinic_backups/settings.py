@@ -292,7 +292,18 @@ class EncryptionKeysSettings(CommonSettings, QueueSettings):
     restore worker, which holds the platform's identities, does it)."""
 
 
-class ListBackupsSettings(CommonSettings):
+class GraceSettings(BaseSettings):
+    """How long a deleted backup stays recoverable (undelete) before its file is purged; the
+    list shows it too (`purge_after`)."""
+
+    model_config = SettingsConfigDict(
+        extra="ignore", case_sensitive=False, frozen=True, defer_build=True
+    )
+
+    delete_grace_days: int = Field(default=7, ge=0, le=365)
+
+
+class ListBackupsSettings(CommonSettings, GraceSettings):
     pass
 
 
@@ -304,8 +315,8 @@ class DownloadBackupSettings(CommonSettings, StorageSettings):
     download_url_ttl: int = Field(default=300, ge=30, le=3600)
 
 
-class DeleteBackupSettings(CommonSettings, StorageSettings):
-    delete_grace_days: int = Field(default=7, ge=0, le=365)
+class DeleteBackupSettings(CommonSettings, StorageSettings, GraceSettings):
+    pass
 
 
 class CreateBackupSettings(

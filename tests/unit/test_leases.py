@@ -13,9 +13,10 @@ from typing import Any
 import psycopg2.errors
 import pytest
 from clinic_backups.adapters.postgres import read_fleet
-from clinic_backups.errors import DatabaseUnavailable, LeaseLost
+from clinic_backups.errors import BackupCancelled, DatabaseUnavailable, LeaseLost
 from clinic_backups.lease import Heartbeat, LeaseGuard
 from clinic_backups.models import Lease
+from clinic_backups.ports import CANCEL
 
 
 class FakeDatabase:
@@ -116,4 +117,19 @@ def test_a_lease_released_by_the_jobs_own_last_step_is_not_lost():
     with beat:
         beat.ending()
         time.sleep(0.7)
+    assert not beat.lost.is_set()
+
+
+def test_a_cancel_heard_by_the_heartbeat_stops_the_job_while_the_lease_is_kept():
+    beat, times = beating([True, CANCEL, True])
+    with beat:
+        assert beat.cancelled.wait(2)
+        with pytest.raises(BackupCancelled):
+            beat.check()
+        # an upload reading through the guard stops at its next read
+        with pytest.raises(BackupCancelled):
+            LeaseGuard(io.BytesIO(b"archive"), beat).read(4)
+        time.sleep(0.6)
+    # the lease is still renewed until the job ends (it frees the lock itself), never lost
+    assert len(times) >= 3
     assert not beat.lost.is_set()

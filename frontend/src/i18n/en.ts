@@ -17,6 +17,7 @@ const en: BackupsMessages = {
     completed: 'Completed',
     failed: 'Failed',
     deleted: 'Deleted',
+    cancelled: 'Cancelled',
   },
   trigger: {
     manual: 'Manual',
@@ -301,7 +302,9 @@ const en: BackupsMessages = {
     operation_in_progress:
       'A backup or restore of this clinic is already running. Wait until it ends and try again.',
     backup_not_completed:
-      'This backup is not completed (it is pending, running, failed or deleted), so it cannot be used for this action.',
+      'This backup is not completed (it is pending, running, failed, cancelled or deleted), so it cannot be used for this action.',
+    backup_purged: 'This backup was permanently deleted and can no longer be recovered.',
+    backup_not_cancellable: 'This backup has already finished and cannot be cancelled.',
     undo_not_available:
       'This restore can no longer be undone: only the latest completed restore can be, within its window.',
     encryption_key_required:

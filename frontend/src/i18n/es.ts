@@ -19,6 +19,7 @@ const es = {
     completed: 'Completada',
     failed: 'Fallida',
     deleted: 'Eliminada',
+    cancelled: 'Cancelada',
   },
   trigger: {
     manual: 'Manual',
@@ -308,7 +309,9 @@ const es = {
     operation_in_progress:
       'Ya hay una copia de seguridad o una restauración en curso en esta clínica. Espera a que termine y vuelve a intentarlo.',
     backup_not_completed:
-      'Esta copia de seguridad no está completada (está pendiente, en curso, fallida o eliminada), así que no se puede usar para esta acción.',
+      'Esta copia de seguridad no está completada (está pendiente, en curso, fallida, cancelada o eliminada), así que no se puede usar para esta acción.',
+    backup_purged: 'Esta copia ya se eliminó definitivamente y no se puede recuperar.',
+    backup_not_cancellable: 'Esta copia ya terminó y no se puede cancelar.',
     undo_not_available:
       'Esta restauración ya no se puede deshacer: solo se puede deshacer la última restauración completada, durante su plazo.',
     encryption_key_required:

@@ -76,6 +76,62 @@ export interface paths {
         patch: operations["updateBackup"];
         trace?: never;
     };
+    "/backups/{id}/undelete": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: components["parameters"]["BackupId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Recover a deleted backup within its grace period (admins by default)
+         * @description Allowed to the roles that may delete (`delete_backup`); audited. A `deleted` backup
+         *     whose grace period (`purge_after`) has not passed becomes `completed` again (its
+         *     manifest too) and can be downloaded and restored as before. Undeleting a backup that
+         *     is already `completed` changes nothing (200). Past `purge_after`, or once its file is
+         *     gone: 409 `backup_purged`. Any other status (pending, running, failed, cancelled, or a
+         *     deleted backup that never completed): 409 `backup_not_completed`.
+         */
+        post: operations["undeleteBackup"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/backups/{id}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: components["parameters"]["BackupId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Cancel a pending or running backup (admins, and the backup's author)
+         * @description Audited. A `pending` backup ends `cancelled` at once (200) and the clinic's lock is
+         *     freed. A `running` one answers 202 with `cancel_requested_at` set (status still
+         *     `running`): its worker learns it at its next lease heartbeat (within a quarter of
+         *     `LOCK_LEASE_SECONDS`), stops pg_dump, aborts the upload, removes anything stored,
+         *     frees the lock and ends `cancelled`; poll `GET /backups/{id}`. A finished backup
+         *     (completed, failed, deleted, cancelled), or the backup a restore in progress makes
+         *     first: 409 `backup_not_cancellable`. Staff may cancel only the backups they started
+         *     (403 otherwise). A cancelled manual backup still counts toward the daily quota.
+         */
+        post: operations["cancelBackup"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/backup-settings": {
         parameters: {
             query?: never;
@@ -322,7 +378,9 @@ export interface components {
          *     - `restore_not_found` (404): no restore or verification with that id in the caller's clinic.
          *     - `key_not_found` (404): no encryption key with that id is registered for the clinic.
          *     - `operation_in_progress` (409): a backup or restore of this clinic is already running.
-         *     - `backup_not_completed` (409): the backup is not completed (pending, running, failed or deleted).
+         *     - `backup_not_completed` (409): the backup is not completed (pending, running, failed, cancelled or deleted).
+         *     - `backup_purged` (409): the deleted backup is past its grace period and its file was (or is being) removed; it cannot be recovered.
+         *     - `backup_not_cancellable` (409): the backup has already finished (completed, failed, deleted or cancelled), or it is the backup a restore makes first.
          *     - `undo_not_available` (409): the restore cannot be undone: it is not the clinic's latest completed restore, it was already undone, or its undo window is over.
          *     - `encryption_key_required` (409): the backup is encrypted only to the platform's key; register a clinic key and ask for it to be re-encrypted.
          *     - `key_already_registered` (409): that public key is already registered.
@@ -335,7 +393,7 @@ export interface components {
          *     - `verification_unavailable` (503): full verification is not configured (no verification database, or it would be the production server).
          * @enum {string}
          */
-        ErrorCode: "bad_request" | "invalid_cursor" | "missing_token" | "invalid_token" | "token_expired" | "forbidden" | "clinic_not_available" | "not_found" | "backup_not_found" | "restore_not_found" | "key_not_found" | "operation_in_progress" | "backup_not_completed" | "undo_not_available" | "encryption_key_required" | "key_already_registered" | "payload_too_large" | "validation_error" | "private_key_refused" | "quota_exceeded" | "internal_error" | "service_unavailable" | "verification_unavailable";
+        ErrorCode: "bad_request" | "invalid_cursor" | "missing_token" | "invalid_token" | "token_expired" | "forbidden" | "clinic_not_available" | "not_found" | "backup_not_found" | "restore_not_found" | "key_not_found" | "operation_in_progress" | "backup_not_completed" | "backup_purged" | "backup_not_cancellable" | "undo_not_available" | "encryption_key_required" | "key_already_registered" | "payload_too_large" | "validation_error" | "private_key_refused" | "quota_exceeded" | "internal_error" | "service_unavailable" | "verification_unavailable";
         ErrorResponse: {
             error: {
                 code: components["schemas"]["ErrorCode"];
@@ -346,8 +404,12 @@ export interface components {
                 }[];
             };
         };
-        /** @enum {string} */
-        BackupStatus: "pending" | "running" | "completed" | "failed" | "deleted";
+        /**
+         * @description `cancelled`: stopped on request (`POST /backups/{id}/cancel`), nothing stored; a
+         *     cancelled manual backup still counts toward the daily quota.
+         * @enum {string}
+         */
+        BackupStatus: "pending" | "running" | "completed" | "failed" | "deleted" | "cancelled";
         /** @enum {string} */
         BackupTrigger: "manual" | "scheduled" | "pre_restore";
         /**
@@ -410,6 +472,17 @@ export interface components {
             /** Format: date-time */
             deleted_at?: string | null;
             deleted_by?: string | null;
+            /**
+             * Format: date-time
+             * @description Only for a `deleted` backup: when its file will be purged (`deleted_at` plus
+             *     `DELETE_GRACE_DAYS`); until then `POST /backups/{id}/undelete` recovers it.
+             */
+            purge_after?: string | null;
+            /**
+             * Format: date-time
+             * @description When someone asked to cancel it (`POST /backups/{id}/cancel`).
+             */
+            cancel_requested_at?: string | null;
             /** @description Short reason */
             error?: string | null;
             error_code?: components["schemas"]["BackupErrorCode"] | null;
@@ -870,6 +943,71 @@ export interface operations {
             503: components["responses"]["Error"];
         };
     };
+    undeleteBackup: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: components["parameters"]["BackupId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The backup, completed */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Backup"];
+                };
+            };
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+        };
+    };
+    cancelBackup: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: components["parameters"]["BackupId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The backup, cancelled (it was pending) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Backup"];
+                };
+            };
+            /** @description The backup, still running, asked to cancel (`cancel_requested_at`) */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Backup"];
+                };
+            };
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+        };
+    };
     getBackupSettings: {
         parameters: {
             query?: never;
@@ -1220,8 +1358,8 @@ type ReadonlyArray<T> = [
 ] extends [
     unknown[]
 ] ? Readonly<Exclude<T, undefined>> : Readonly<Exclude<T, undefined>[]>;
-export const errorCodeValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ErrorCode"]> = ["bad_request", "invalid_cursor", "missing_token", "invalid_token", "token_expired", "forbidden", "clinic_not_available", "not_found", "backup_not_found", "restore_not_found", "key_not_found", "operation_in_progress", "backup_not_completed", "undo_not_available", "encryption_key_required", "key_already_registered", "payload_too_large", "validation_error", "private_key_refused", "quota_exceeded", "internal_error", "service_unavailable", "verification_unavailable"];
-export const backupStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["BackupStatus"]> = ["pending", "running", "completed", "failed", "deleted"];
+export const errorCodeValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ErrorCode"]> = ["bad_request", "invalid_cursor", "missing_token", "invalid_token", "token_expired", "forbidden", "clinic_not_available", "not_found", "backup_not_found", "restore_not_found", "key_not_found", "operation_in_progress", "backup_not_completed", "backup_purged", "backup_not_cancellable", "undo_not_available", "encryption_key_required", "key_already_registered", "payload_too_large", "validation_error", "private_key_refused", "quota_exceeded", "internal_error", "service_unavailable", "verification_unavailable"];
+export const backupStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["BackupStatus"]> = ["pending", "running", "completed", "failed", "deleted", "cancelled"];
 export const backupTriggerValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["BackupTrigger"]> = ["manual", "scheduled", "pre_restore"];
 export const backupErrorCodeValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["BackupErrorCode"]> = ["dump_failed", "dump_timeout", "archive_invalid", "foreign_objects_in_archive", "server_version_unsupported", "storage_failed", "encryption_failed", "clinic_not_available", "stale", "checksum_mismatch", "missing_dependency", "restore_failed", "restore_interrupted", "clinic_busy", "pre_restore_backup_failed", "verification_failed", "verification_unavailable", "internal_error"];
 export const backupEncryptionValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Backup"]["encryption"]> = ["none", "age"];

@@ -187,6 +187,43 @@ describe('requests', () => {
     await expect(client().deleteBackup('b1')).resolves.toBeUndefined();
     expect(seen[0]).toMatchObject({ method: 'DELETE', path: '/backups/b1', authorization: 'Bearer tok-123' });
   });
+
+  it('undeletes with a POST and returns the completed backup', async () => {
+    const item = backup({ status: 'completed', deleted_at: null, purge_after: null });
+    handler = (_req, res) => send(res, 200, item);
+    expect(await client().undeleteBackup('b1')).toEqual(item);
+    await client().undeleteBackup('../me').catch(() => undefined);
+    expect(seen[0]).toMatchObject({ method: 'POST', path: '/backups/b1/undelete', authorization: 'Bearer tok-123' });
+    expect(seen[1]!.path).toBe('/backups/..%2Fme/undelete');
+  });
+
+  it('undelete after the purge rejects with backup_purged (409)', async () => {
+    handler = (_req, res) => apiError(res, 409, 'backup_purged', 'purged');
+    const err = await failure(client().undeleteBackup('b1'));
+    expect(err.toJSON()).toEqual({ code: 'backup_purged', message: 'purged', status: 409 });
+  });
+
+  it('cancels a pending backup (200, cancelled) and a running one (202, cancel requested)', async () => {
+    const pending = backup({ status: 'cancelled', cancel_requested_at: '2026-12-03T10:00:00+00:00' });
+    const running = backup({ status: 'running', cancel_requested_at: '2026-12-03T10:00:00+00:00' });
+    const answers: Array<[number, unknown]> = [
+      [200, pending],
+      [202, running],
+    ];
+    handler = (_req, res) => send(res, ...answers.shift()!);
+    expect(await client().cancelBackup('b1')).toEqual(pending);
+    expect(await client().cancelBackup('b2')).toEqual(running);
+    expect(seen.map((s) => [s.method, s.path])).toEqual([
+      ['POST', '/backups/b1/cancel'],
+      ['POST', '/backups/b2/cancel'],
+    ]);
+  });
+
+  it('cancel of a finished backup rejects with backup_not_cancellable (409)', async () => {
+    handler = (_req, res) => apiError(res, 409, 'backup_not_cancellable', 'finished');
+    const err = await failure(client().cancelBackup('b1'));
+    expect(err.toJSON()).toEqual({ code: 'backup_not_cancellable', message: 'finished', status: 409 });
+  });
 });
 
 describe('error normalisation', () => {

@@ -115,6 +115,17 @@ export interface BackupsClient {
   deleteBackup(id: string, opts?: RequestOpts): Promise<void>;
   /** `PATCH /backups/{id}`: mark a backup to keep (retention never deletes it), or release it. */
   setBackupKeep(id: string, keep: boolean, opts?: RequestOpts): Promise<Backup>;
+  /**
+   * `POST /backups/{id}/undelete`: a deleted backup back to `completed`, within its grace
+   * period (`purge_after`); 409 `backup_purged` once that has passed.
+   */
+  undeleteBackup(id: string, opts?: RequestOpts): Promise<Backup>;
+  /**
+   * `POST /backups/{id}/cancel`: a pending backup comes back `cancelled` (200); a running one
+   * still `running` with `cancel_requested_at` set (202) — poll `getBackup` until it ends
+   * `cancelled`. 409 `backup_not_cancellable` once it has finished.
+   */
+  cancelBackup(id: string, opts?: RequestOpts): Promise<Backup>;
   getBackupSettings(opts?: RequestOpts): Promise<BackupSettings>;
   putBackupSettings(body: BackupSettingsUpdate, opts?: RequestOpts): Promise<BackupSettings>;
   /** `POST /backups/{id}/restore`: `confirm` must be the clinic's schema name, exactly. */
@@ -263,6 +274,14 @@ export function createBackupsClient(options: BackupsClientOptions): BackupsClien
     },
     async setBackupKeep(id, keep, opts) {
       const { data } = await http.patch<Backup>(`/backups/${pathId(id)}`, { keep }, { signal: opts?.signal });
+      return data;
+    },
+    async undeleteBackup(id, opts) {
+      const { data } = await http.post<Backup>(`/backups/${pathId(id)}/undelete`, undefined, { signal: opts?.signal });
+      return data;
+    },
+    async cancelBackup(id, opts) {
+      const { data } = await http.post<Backup>(`/backups/${pathId(id)}/cancel`, undefined, { signal: opts?.signal });
       return data;
     },
     async getBackupSettings(opts) {

@@ -251,4 +251,20 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             """,
         ],
     ),
+    # Cancel and undelete (issue 21): `cancelled` is a status (a pending backup cancelled at
+    # once; a running one once its worker heard of it through its heartbeat, which reads
+    # `cancel_requested_at`). PostgreSQL named the column CHECK of version 1
+    # `<table>_status_check`.
+    (
+        6,
+        [
+            """
+            ALTER TABLE {records}
+                DROP CONSTRAINT IF EXISTS backup_records_status_check,
+                ADD CONSTRAINT backup_records_status_check CHECK (status IN
+                    ('pending', 'running', 'completed', 'failed', 'deleted', 'cancelled')),
+                ADD COLUMN cancel_requested_at timestamptz
+            """,
+        ],
+    ),
 ]

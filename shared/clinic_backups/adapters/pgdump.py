@@ -55,6 +55,8 @@ MIN_ARCHIVE_BYTES = 64
 STDERR_LINES_KEPT = 40
 TOC_OUTPUT_LIMIT = 32 * 1024 * 1024
 READ_BUFFER = 1024 * 1024
+# How often a running dump looks whether its job was cancelled.
+STOP_POLL_SECONDS = 0.2
 
 # libpq connection parameters and the environment variables libpq reads for them: the whole
 # connection goes to pg_dump through its environment, so argv (visible in `ps`) holds none.
@@ -167,7 +169,12 @@ class DumpProcess(io.RawIOBase):
     """A child process's stdout as a stream that ends only on a clean exit."""
 
     def __init__(
-        self, argv: list[str], env: dict[str, str], timeout: float, label: str = "pg_dump"
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        timeout: float,
+        label: str = "pg_dump",
+        stop: threading.Event | None = None,
     ):
         super().__init__()
         self.label = label
@@ -181,6 +188,19 @@ class DumpProcess(io.RawIOBase):
         self._timer.daemon = True
         self._timer.start()
         self._finished = False
+        self._ended = threading.Event()
+        if stop is not None:
+            # A cancelled job (its heartbeat sets `stop`): the tool is killed even while it
+            # writes nothing (stuck behind a lock, a slow catalog query), so the read waiting
+            # for it ends at once.
+            threading.Thread(target=self._watch, args=(stop,), daemon=True).start()
+
+    def _watch(self, stop: threading.Event) -> None:
+        while not self._ended.is_set():
+            if stop.wait(STOP_POLL_SECONDS):
+                if not self._ended.is_set():
+                    self.kill()
+                return
 
     def _drain_stderr(self) -> None:
         assert self._proc.stderr is not None
@@ -209,6 +229,7 @@ class DumpProcess(io.RawIOBase):
 
     def _finish(self) -> None:
         rc = self._proc.wait()
+        self._ended.set()
         self._timer.cancel()
         self._stderr_thread.join(timeout=5)
         for line in self._stderr:
@@ -242,6 +263,7 @@ class DumpProcess(io.RawIOBase):
 
     def close(self) -> None:
         if not self.closed:
+            self._ended.set()
             self._timer.cancel()
             reap(self._proc)
         super().close()
@@ -537,6 +559,7 @@ class PgDumpRunner:
         schema: str,
         consume: Callable[[BinaryIO], None],
         encrypt_to: list[str] | None = None,
+        stop: threading.Event | None = None,
     ) -> DumpResult:
         options = "-c enable_mergejoin=off" if self.disable_mergejoin else None
         server = probe_server(self.database_url, options)
@@ -557,7 +580,7 @@ class PgDumpRunner:
 
         env = libpq_environment(self.database_url, options=options)
         started = time.monotonic()
-        dump = DumpProcess(self.argv(schema), env, self.timeout_seconds)
+        dump = DumpProcess(self.argv(schema), env, self.timeout_seconds, stop=stop)
         check = ArchiveCheck(dump, self.tools.path("pg_restore"), schema, env)
         stages: list[io.RawIOBase] = [dump, check]
         plain: HashingReader | None = None

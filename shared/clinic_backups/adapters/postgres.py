@@ -38,6 +38,7 @@ import psycopg2.extras
 from psycopg2 import sql
 
 from ..errors import (
+    BackupCancelled,
     BackupNotCompleted,
     ClinicNotAvailable,
     DatabaseUnavailable,
@@ -55,7 +56,7 @@ from ..models import (
 )
 from ..names import is_valid_schema_name
 from ..observability import logger
-from ..ports import ListFilter, Metrics, SchemaCheck
+from ..ports import CANCEL, ListFilter, Metrics, Renewal, SchemaCheck
 from .migrations import MIGRATIONS, TABLES
 
 psycopg2.extras.register_uuid()
@@ -448,6 +449,7 @@ _RECORD_COLUMNS = (
     "plaintext_sha256",
     "recipients",
     "reencrypting",
+    "cancel_requested_at",
 )
 
 
@@ -608,19 +610,25 @@ class PostgresRecords:
         except _Rollback:
             return None
 
-    def renew_lease(self, schema: str, lease: Lease) -> bool | None:
+    def renew_lease(self, schema: str, lease: Lease) -> Renewal:
         """One heartbeat: True renewed, False the lease is gone (released or taken over),
-        None the lock table was busy (the swap moving the service's tables): next beat."""
+        None the lock table was busy (the swap moving the service's tables): next beat;
+        `CANCEL` renewed, and the backup holding it was asked to cancel (same statement)."""
         try:
             with self._db.transaction() as cur:
                 renew_timeouts(cur, lease)
                 cur.execute(
                     sql.SQL(
-                        "UPDATE {lock} SET renewed_at = now() WHERE lease_id = %s RETURNING 1"
+                        "UPDATE {lock} l SET renewed_at = now() WHERE lease_id = %s RETURNING "
+                        "l.kind = 'backup' AND EXISTS (SELECT 1 FROM {records} r "
+                        "WHERE r.id = l.ref_id AND r.cancel_requested_at IS NOT NULL) AS cancel"
                     ).format(**self._names(schema)),
                     (lease.id,),
                 )
-                return cur.fetchone() is not None
+                row = cur.fetchone()
+                if row is None:
+                    return False
+                return CANCEL if row["cancel"] else True
         except TIMEOUTS:
             return None
 
@@ -642,7 +650,8 @@ class PostgresRecords:
                     "UPDATE {records} SET status = 'completed', finished_at = %s, size_bytes = %s, "
                     "sha256 = %s, plaintext_sha256 = %s, recipients = %s, pg_dump_version = %s, "
                     "server_version = %s, error = NULL, error_code = NULL "
-                    "WHERE id = %s AND status = 'running' RETURNING *"
+                    "WHERE id = %s AND status = 'running' AND cancel_requested_at IS NULL "
+                    "RETURNING *"
                 ).format(**names),
                 (
                     at,
@@ -657,6 +666,16 @@ class PostgresRecords:
             )
             row = cur.fetchone()
             if row is None:
+                cur.execute(
+                    sql.SQL(
+                        "SELECT 1 FROM {records} WHERE id = %s AND status = 'running' "
+                        "AND cancel_requested_at IS NOT NULL"
+                    ).format(**names),
+                    (backup_id,),
+                )
+                if cur.fetchone() is not None:
+                    # Cancelled after the last beat: a cancel that was answered 202 wins.
+                    raise BackupCancelled()
                 # Failed meanwhile: its lease was taken over (or the sweeper failed it).
                 raise LeaseLost("the backup was no longer running when it completed")
             cur.execute(
@@ -679,6 +698,74 @@ class PostgresRecords:
             cur.execute(
                 sql.SQL("DELETE FROM {lock} WHERE ref_id = %s").format(**names), (backup_id,)
             )
+
+    # --- cancel -----------------------------------------------------------------------
+
+    def request_cancel(
+        self, schema: str, backup_id: uuid.UUID, at: datetime
+    ) -> BackupRecord | None:
+        names = self._names(schema)
+        with busy_is_409(), self._db.transaction() as cur:
+            # The row lock orders this against the worker's claim (pending → running).
+            cur.execute(
+                sql.SQL("SELECT status FROM {records} WHERE id = %s FOR UPDATE").format(**names),
+                (backup_id,),
+            )
+            row = cur.fetchone()
+            if row is None:
+                return None
+            if row["status"] == "pending":
+                # Its job has not started (it has no lease): it ends here, and the worker's
+                # claim will find nothing pending.
+                cur.execute(
+                    sql.SQL(
+                        "UPDATE {records} SET status = 'cancelled', finished_at = %s, "
+                        "cancel_requested_at = %s WHERE id = %s RETURNING *"
+                    ).format(**names),
+                    (at, at, backup_id),
+                )
+                cancelled = _record(cur.fetchone())
+                cur.execute("SET LOCAL lock_timeout = %s", (TAKE_LOCK_TIMEOUT,))
+                cur.execute(
+                    sql.SQL(
+                        "DELETE FROM {lock} WHERE ref_id = %s AND kind = 'backup' "
+                        "AND lease_id IS NULL"
+                    ).format(**names),
+                    (backup_id,),
+                )
+                return cancelled
+            cur.execute(
+                sql.SQL(
+                    "UPDATE {records} SET cancel_requested_at = coalesce(cancel_requested_at, %s) "
+                    "WHERE id = %s AND status = 'running' RETURNING *"
+                ).format(**names),
+                (at, backup_id),
+            )
+            updated = cur.fetchone()
+            if updated is not None:
+                return _record(updated)
+            cur.execute(
+                sql.SQL("SELECT * FROM {records} WHERE id = %s").format(**names), (backup_id,)
+            )
+            return _record(cur.fetchone())
+
+    def finish_cancelled(self, schema: str, backup_id: uuid.UUID, at: datetime) -> bool:
+        names = self._names(schema)
+        with self._db.transaction() as cur:
+            cur.execute(
+                sql.SQL(
+                    "UPDATE {records} SET status = 'cancelled', finished_at = %s "
+                    "WHERE id = %s AND status = 'running' RETURNING 1"
+                ).format(**names),
+                (at, backup_id),
+            )
+            if cur.fetchone() is None:
+                return False  # taken over meanwhile: the taker failed it and freed the lock
+            cur.execute(
+                sql.SQL("DELETE FROM {lock} WHERE ref_id = %s AND kind = 'backup'").format(**names),
+                (backup_id,),
+            )
+            return True
 
     # --- re-encryption (holds the clinic's operation lock, like a backup or a restore) ---
 
@@ -843,11 +930,27 @@ class PostgresRecords:
     def mark_purged(self, schema: str, backup_id: uuid.UUID, at: datetime) -> None:
         with self._db.transaction() as cur:
             cur.execute(
-                sql.SQL("UPDATE {records} SET purged_at = %s WHERE id = %s").format(
-                    **self._names(schema)
-                ),
+                sql.SQL(
+                    "UPDATE {records} SET purged_at = %s WHERE id = %s AND status = 'deleted'"
+                ).format(**self._names(schema)),
                 (at, backup_id),
             )
+
+    def undelete(
+        self, schema: str, backup_id: uuid.UUID, deleted_after: datetime
+    ) -> BackupRecord | None:
+        with self._db.transaction() as cur:
+            cur.execute(
+                sql.SQL(
+                    "UPDATE {records} SET status = 'completed', deleted_at = NULL, "
+                    "deleted_by = NULL WHERE id = %s AND status = 'deleted' "
+                    "AND purged_at IS NULL AND deleted_at > %s AND size_bytes IS NOT NULL "
+                    "AND sha256 IS NOT NULL RETURNING *"
+                ).format(**self._names(schema)),
+                (backup_id, deleted_after),
+            )
+            row = cur.fetchone()
+            return _record(row) if row else None
 
     def insert_from_manifest(self, schema: str, record: BackupRecord) -> bool:
         with self._db.transaction() as cur:
