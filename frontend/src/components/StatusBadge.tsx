@@ -8,6 +8,7 @@ const ICONS: Record<BackupStatus, string> = {
   completed: '✓',
   failed: '✕',
   deleted: '⌫',
+  cancelled: '⊘',
 };
 
 export interface StatusBadgeProps {
