@@ -118,6 +118,8 @@ class BackupRecord:
     # Who can open it: [{"kind": "platform"|"clinic", "fingerprint", "label"}], never keys.
     recipients: list[dict[str, Any]] = field(default_factory=list)
     reencrypting: bool = False
+    # When a read found the file gone from storage (410 backup_file_missing); None = not seen.
+    file_missing_at: datetime | None = None
 
     def to_api(self) -> dict[str, Any]:
         """The public shape (openapi.yaml `Backup`): no storage key, ISO timestamps."""

@@ -20,6 +20,16 @@ from ..ports import ObjectInfo, PendingUpload
 MB = 1024 * 1024
 
 
+def _is_missing(error: Any) -> bool:
+    """A 404 (NoSuchKey) answer. Read from the HTTP status as well as the error code: since
+    v1.67.15 Supabase's S3 errors are `<Error xmlns=...>`, which botocore does not parse, so
+    its `Error.Code` is empty there (the code is left at the top of the response)."""
+    response = getattr(error, "response", None) or {}
+    code = response.get("Error", {}).get("Code") or response.get("Code")
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return code in ("NoSuchKey", "404", "NotFound") or status == 404
+
+
 def _storage_error(error: Exception) -> StorageUnavailable:
     response = getattr(error, "response", None) or {}
     code = response.get("Error", {}).get("Code")
@@ -175,7 +185,7 @@ class S3Storage:
         try:
             return self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            if _is_missing(error):
                 raise StorageObjectMissing(key) from None
             raise _storage_error(error) from None
         except BotoCoreError as error:
@@ -187,7 +197,7 @@ class S3Storage:
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=key)
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+            if _is_missing(error):
                 return None
             raise _storage_error(error) from None
         except BotoCoreError as error:
