@@ -70,7 +70,9 @@ class SupabaseAuth:
         self.project = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.issuer = f"{self.project}/auth/v1"
         self.jwks_url = f"{self.issuer}/.well-known/jwks.json"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
 
     def add_key(self) -> str:
         kid = str(uuid.uuid4())
