@@ -77,6 +77,8 @@ const en: BackupsMessages = {
     reencryptingTitle: "Being encrypted again for the clinic's current keys.",
     reencryptDone: "The backup of {{date}} is now encrypted for your clinic's keys: you can download it.",
     reencryptFailed: 'The backup of {{date}} could not be re-encrypted. Try again later.',
+    fileMissing: 'File unavailable',
+    fileMissingTitle: 'The file of this backup is no longer in storage.',
   },
   create: {
     noteLabel: 'Note (optional)',

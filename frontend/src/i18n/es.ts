@@ -79,6 +79,8 @@ const es = {
     reencryptingTitle: 'Se está cifrando de nuevo para las llaves actuales de la clínica.',
     reencryptDone: 'La copia del {{date}} ya está cifrada para las llaves de tu clínica: ya puedes descargarla.',
     reencryptFailed: 'No se ha podido re-cifrar la copia del {{date}}. Inténtalo de nuevo más tarde.',
+    fileMissing: 'Archivo no disponible',
+    fileMissingTitle: 'El archivo de esta copia ya no está en el almacenamiento.',
   },
   create: {
     noteLabel: 'Nota (opcional)',
