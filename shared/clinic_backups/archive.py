@@ -22,7 +22,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from .adapters.age import DecryptStage
-from .errors import ArchiveInvalid, BackupNotCompleted, ChecksumMismatch, ConfigurationError
+from .errors import (
+    ArchiveInvalid,
+    BackupNotCompleted,
+    ChecksumMismatch,
+    ConfigurationError,
+    FileMissing,
+    StorageObjectMissing,
+)
 from .models import BackupRecord, BackupStatus
 from .names import check_key_in_prefix
 
@@ -129,7 +136,13 @@ def open_archive(svc: Services, schema: str, record: BackupRecord) -> OpenedArch
     if record.status != BackupStatus.COMPLETED or not record.sha256 or record.size_bytes is None:
         raise BackupNotCompleted(f"The backup is {record.status.value}; it cannot be read.")
     key = check_key_in_prefix(record.storage_key, schema)
-    body = svc.scoped(schema).open_read(key)
+    try:
+        body = svc.scoped(schema).open_read(key)
+    except StorageObjectMissing:
+        from .service import note_file_missing
+
+        note_file_missing(svc, schema, record)
+        raise FileMissing("the backup's file is no longer in storage; nothing changed") from None
     checksum = ChecksumReader(body, record.sha256, record.size_bytes)
     if record.encryption == "none":
         return OpenedArchive(stream=checksum, checksum=checksum, record=record)  # type: ignore[arg-type]

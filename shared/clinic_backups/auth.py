@@ -2,9 +2,16 @@
 
 The clinic comes only from a verified claim of the token, never from a header, the path or the
 body. Verification (PyJWT):
-  - HS256/384/512 with a shared secret, or RS*/ES*/PS* through a JWKS URL — never both, so a
-    token signed with HMAC over a public key (algorithm confusion) and `alg: none` fail;
-  - `exp` is required, `nbf` honoured, `iss` and `aud` must match the settings;
+  - the token's `alg` picks its key source: HS256/384/512 the shared secret, RS*/ES*/PS* the
+    JWKS key its `kid` names (whose own `alg`, when it declares one, must agree). Both sources
+    may be set at once, as during a Supabase key rotation; an HMAC token never meets a JWKS
+    key and an asymmetric one never the secret, so algorithm confusion and `alg: none` fail;
+  - an unknown `kid` fetches the JWKS again at once, at most once per
+    `JWT_JWKS_REFRESH_SECONDS` (PyJWT's default cooldown refuses a new key for 30 s after any
+    fetch, the first one included); the set is cached `JWT_JWKS_CACHE_SECONDS`, not key by key
+    forever, so a revoked key stops verifying;
+  - `exp` is required, `nbf` honoured, `iss` (with or without a trailing slash) and `aud`
+    must match the settings;
   - the tenant claim must be a safe schema name and name an active row of the tenants table;
   - the user id and display-name claims must be text a person could have: at most
     `MAX_CLAIM_CHARS` characters, no control characters, no unpaired surrogates (a NUL or a
@@ -32,9 +39,8 @@ from .errors import (
 from .models import Permission, Role, TenantContext
 from .names import is_valid_schema_name
 from .ports import TenantDirectory
-from .settings import CommonSettings
+from .settings import HMAC_ALGORITHMS, CommonSettings
 
-HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 MAX_CLAIM_CHARS = 256
 
 
@@ -82,9 +88,36 @@ def bearer_token(headers: Mapping[str, str] | None) -> str:
 
 
 @cache
-def _jwks_client(url: str) -> jwt.PyJWKClient:
-    # Cached per container: keys are fetched once and refreshed when an unknown kid appears.
-    return jwt.PyJWKClient(url, cache_keys=True, lifespan=300, timeout=5)
+def _jwks_client(url: str, lifespan: float, cooldown: float) -> jwt.PyJWKClient:
+    # One per container (and settings): the key set is cached `lifespan` seconds. No per-kid
+    # cache (cache_keys): it never expires, so a revoked key would verify until a cold start.
+    return jwt.PyJWKClient(
+        url, cache_jwk_set=True, lifespan=lifespan, cooldown_duration=cooldown, timeout=5
+    )
+
+
+def _jwks_key(token: str, header: dict[str, Any], settings: CommonSettings) -> Any:
+    kid = header.get("kid")
+    if not settings.jwt_jwks_url or not isinstance(kid, str) or not kid:
+        raise InvalidToken()
+    client = _jwks_client(
+        settings.jwt_jwks_url, settings.jwt_jwks_cache_seconds, settings.jwt_jwks_refresh_seconds
+    )
+    try:
+        jwk = client.get_signing_key(kid)
+    except jwt.PyJWKClientConnectionError:
+        raise ServiceUnavailable("The signing keys could not be fetched.") from None
+    except jwt.PyJWTError:
+        raise InvalidToken() from None
+    declared = jwk._jwk_data.get("alg")
+    if declared is not None and declared != header["alg"]:
+        raise InvalidToken()
+    return jwk.key
+
+
+def _issuers(issuer: str) -> list[str]:
+    base = issuer.rstrip("/")
+    return [base, base + "/"]
 
 
 def verify_token(token: str, settings: CommonSettings) -> dict[str, Any]:
@@ -94,29 +127,25 @@ def verify_token(token: str, settings: CommonSettings) -> dict[str, Any]:
     except jwt.PyJWTError:
         raise InvalidToken() from None
     algorithm = header.get("alg")
-    allowed = list(settings.jwt_algorithms)
-    if algorithm not in allowed:
+    if algorithm not in settings.jwt_algorithms:
         raise InvalidToken("The token's signing algorithm is not accepted.")
 
     key: Any
-    if settings.jwt_jwks_url:
-        try:
-            key = _jwks_client(settings.jwt_jwks_url).get_signing_key_from_jwt(token).key
-        except jwt.PyJWKClientConnectionError:
-            raise ServiceUnavailable("The signing keys could not be fetched.") from None
-        except jwt.PyJWTError:
-            raise InvalidToken() from None
-    else:
-        assert settings.jwt_secret is not None
+    if algorithm in HMAC_ALGORITHMS:
+        if settings.jwt_secret is None:
+            raise InvalidToken()
         key = settings.jwt_secret.get_secret_value()
+    else:
+        key = _jwks_key(token, header, settings)
 
     try:
         return jwt.decode(
             token,
             key,
-            algorithms=allowed,
+            # Only the header's algorithm, already matched to its key source above.
+            algorithms=[algorithm],
             audience=settings.jwt_audience,
-            issuer=settings.jwt_issuer,
+            issuer=_issuers(settings.jwt_issuer),
             leeway=settings.jwt_leeway_seconds,
             # `sub` is checked by tenant_context like any user claim (its name is a setting),
             # so a verified token with a hostile one is refused and audited in its clinic.

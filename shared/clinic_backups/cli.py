@@ -13,6 +13,7 @@
     python -m clinic_backups.cli undo    <clinic> <restore-id>
     python -m clinic_backups.cli restores <clinic>
     python -m clinic_backups.cli restore-file <file> --target <database URL> [--identity <key file>]
+    python -m clinic_backups.cli doctor   (checks this deployment: clinic_backups.doctor)
 
 `restore-file` is for a clinic opening a downloaded backup on its own machine: it needs no
 platform settings, only the file, the clinic's key file (for `.dump.age`), a target database
@@ -38,7 +39,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from . import restore, service
+from . import doctor, restore, service
 from .errors import (
     ApiError,
     BackupNotCompleted,
@@ -396,6 +397,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--pg-bin", help="directory of pg_restore and psql 18+")
     p.add_argument("--timeout", type=float, default=24 * 3600)
     p.set_defaults(run=cmd_restore_file)
+    p = sub.add_parser("doctor", help="check this deployment: one line per check, ✓ or ✗")
+    p.set_defaults(run=doctor.command)
     return top
 
 

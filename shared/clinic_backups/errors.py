@@ -34,6 +34,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "undo_not_available": 409,
     "encryption_key_required": 409,
     "key_already_registered": 409,
+    "backup_file_missing": 410,
     "payload_too_large": 413,
     "validation_error": 422,
     "private_key_refused": 422,
@@ -133,6 +134,14 @@ class BackupNotCancellable(ApiError):
     default_message = "This backup has already finished and cannot be cancelled."
 
 
+class BackupFileMissing(ApiError):
+    """The backup's record is there but its file is not in storage (removed behind the
+    product's back, or lost): said plainly, and the record is marked (`file_missing_at`)."""
+
+    code = "backup_file_missing"
+    default_message = "The file of this backup is no longer in storage."
+
+
 class RestoreNotFound(ApiError):
     code = "restore_not_found"
     default_message = "No restore or verification with that id exists in your clinic."
@@ -217,6 +226,7 @@ BACKUP_ERROR_CODES = (
     "stale",
     # restores and verifications (the error_code of a restore job, or of a backup's check)
     "checksum_mismatch",
+    "backup_file_missing",
     "missing_dependency",
     "restore_failed",
     "restore_interrupted",
@@ -278,6 +288,12 @@ class ChecksumMismatch(BackupRunError):
     """The stored object's sha256 (or size) differs from its record: damaged or tampered."""
 
     error_code = "checksum_mismatch"
+
+
+class FileMissing(BackupRunError):
+    """The backup's file is not in storage (the record is marked `file_missing_at`)."""
+
+    error_code = "backup_file_missing"
 
 
 class MissingDependency(BackupRunError):

@@ -125,6 +125,8 @@ class BackupRecord:
     # Not stored: when a deleted backup's file will be purged (deleted_at + the grace
     # period), filled in by the service for the API (`with_purge_after`).
     purge_after: datetime | None = None
+    # When a read found the file gone from storage (410 backup_file_missing); None = not seen.
+    file_missing_at: datetime | None = None
 
     def to_api(self) -> dict[str, Any]:
         """The public shape (openapi.yaml `Backup`): no storage key, ISO timestamps."""

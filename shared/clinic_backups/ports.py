@@ -208,6 +208,10 @@ class RecordsRepository(Protocol):
         each is still completed and not marked `keep` (an admin may have just marked it)."""
         ...
 
+    def mark_file_missing(self, schema: str, backup_id: uuid.UUID, at: datetime) -> None:
+        """Record that a read found the backup's file gone from storage (first time only)."""
+        ...
+
     def set_keep(self, schema: str, backup_id: uuid.UUID, keep: bool) -> BackupRecord | None: ...
 
     def backups_in_use(self, schema: str) -> set[uuid.UUID]:

@@ -93,6 +93,7 @@ from .service import (
     encode_cursor,
     new_backup_record,
     new_lease,
+    require_file,
     run_backup_job,
     start_heartbeat,
 )
@@ -203,6 +204,7 @@ def request_restore(
         raise BackupNotCompleted(
             f"The backup is {record.status.value}; only completed backups can be restored."
         )
+    require_file(svc, ctx, record, "restore.request")
     job = RestoreRecord(
         id=uuid.uuid4(),
         kind=RestoreKind.RESTORE,
@@ -280,6 +282,8 @@ def request_verify(svc: Services, ctx: TenantContext, raw_id: str) -> RestoreRec
     _authorize(svc, ctx, Permission.RESTORE, "backup.verify", backup_id)
     record = _visible(svc, ctx, backup_id)
     check_key_in_prefix(record.storage_key, ctx.schema)
+    if record.status == BackupStatus.COMPLETED:
+        require_file(svc, ctx, record, "backup.verify")
     try:
         job = start_verify(
             svc,

@@ -21,6 +21,7 @@ from .errors import (
     ApiError,
     BackupCancelled,
     BackupNotCancellable,
+    BackupFileMissing,
     BackupNotCompleted,
     BackupNotFound,
     BackupPurged,
@@ -656,6 +657,25 @@ def _upload_left(storage: ScopedStorage, key: str) -> bool:
 # --- downloading and deleting -------------------------------------------------------------
 
 
+def note_file_missing(svc: Services, schema: str, record: BackupRecord) -> None:
+    """A read found the backup's file gone from storage: mark the record (it stays listed and
+    says so) and leave a line for the operator. The object was removed behind the product's
+    back (a console, a bucket policy, a lost store): only retention and deletes remove files."""
+    logger.warning(
+        "backup file missing from storage", extra={"clinic": schema, "backup_id": str(record.id)}
+    )
+    svc.records.mark_file_missing(schema, record.id, svc.clock.now())
+
+
+def require_file(svc: Services, ctx: TenantContext, record: BackupRecord, action: str) -> None:
+    """410 `backup_file_missing` (the record marked) when the backup's file is not in storage;
+    an unreachable store stays a 503 `service_unavailable`."""
+    if svc.scoped(ctx.schema).head(record.storage_key) is None:
+        note_file_missing(svc, ctx.schema, record)
+        _audit(svc, ctx, action, "rejected", record.id, reason="backup_file_missing")
+        raise BackupFileMissing()
+
+
 def request_download(svc: Services, ctx: TenantContext, raw_id: str) -> SignedDownload:
     """`GET /backups/{id}/download`: a short-lived signed URL (never logged)."""
     backup_id = _parse_id(raw_id)
@@ -672,9 +692,15 @@ def request_download(svc: Services, ctx: TenantContext, raw_id: str) -> SignedDo
         # Only the platform could open it: a download would be useless to the clinic.
         _audit(svc, ctx, "backup.download", "rejected", backup_id, reason="no_clinic_key")
         raise EncryptionKeyRequired()
-    url = svc.scoped(ctx.schema).signed_download_url(
-        record.storage_key, svc.download_ttl, record.file_name
-    )
+    require_file(svc, ctx, record, "backup.download")
+    try:
+        url = svc.scoped(ctx.schema).signed_download_url(
+            record.storage_key, svc.download_ttl, record.file_name
+        )
+    except StorageObjectMissing:  # gone between the check and the signing (Supabase says so)
+        note_file_missing(svc, ctx.schema, record)
+        _audit(svc, ctx, "backup.download", "rejected", backup_id, reason="backup_file_missing")
+        raise BackupFileMissing() from None
     expires_at = svc.clock.now() + timedelta(seconds=svc.download_ttl)
     _audit(svc, ctx, "backup.download", "signed", backup_id, ttl_seconds=svc.download_ttl)
     return SignedDownload(

@@ -31,6 +31,11 @@ def _split_csv(value: Any) -> Any:
 
 CsvList = Annotated[list[str], NoDecode]
 
+HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+ASYMMETRIC_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512"}
+)
+
 
 def duration_seconds(value: str) -> float:
     """A PostgreSQL duration as the settings allow it (`500ms`, `30s`, `2min`) in seconds."""
@@ -59,13 +64,20 @@ class CommonSettings(BaseSettings):
     database_url: SecretStr
     database_connect_timeout: int = Field(default=5, ge=1, le=60)
 
-    # Token verification. Exactly one of jwt_secret (HS*) or jwt_jwks_url (RS*/ES*).
+    # Token verification: jwt_secret for HS* tokens, jwt_jwks_url for RS*/ES*/PS* tokens, or
+    # both while a project moves from Supabase's legacy secret to asymmetric keys (each token's
+    # `alg` picks its key source; JWT_ALGORITHMS lists what is accepted, each with its source).
     jwt_secret: SecretStr | None = None
     jwt_jwks_url: str | None = None
     jwt_algorithms: CsvList = ["HS256"]
+    # Compared without a trailing slash (Supabase: https://<ref>.supabase.co/auth/v1).
     jwt_issuer: str
     jwt_audience: str
     jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    # The JWKS is cached this long; a token with an unknown `kid` fetches it again at once,
+    # but at most once per jwt_jwks_refresh_seconds (a flood of made-up kids is one fetch).
+    jwt_jwks_cache_seconds: float = Field(default=300, gt=0, le=86400)
+    jwt_jwks_refresh_seconds: float = Field(default=10, ge=0, le=3600)
 
     # Claim names as dotted paths (Supabase Auth: app_metadata.tenant, app_metadata.clinic_role).
     tenant_claim: str = "tenant"
@@ -126,28 +138,17 @@ class CommonSettings(BaseSettings):
         return None if value == "" else value
 
     @model_validator(mode="after")
-    def _one_key_source(self) -> CommonSettings:
-        if bool(self.jwt_secret) == bool(self.jwt_jwks_url):
-            raise ValueError("set exactly one of JWT_SECRET or JWT_JWKS_URL")
-        allowed = (
-            {"HS256", "HS384", "HS512"}
-            if self.jwt_secret
-            else {
-                "RS256",
-                "RS384",
-                "RS512",
-                "ES256",
-                "ES384",
-                "ES512",
-                "PS256",
-                "PS384",
-                "PS512",
-            }
+    def _key_sources(self) -> CommonSettings:
+        if not self.jwt_secret and not self.jwt_jwks_url:
+            raise ValueError("set JWT_SECRET, JWT_JWKS_URL or both")
+        # An algorithm is accepted only with the key source of its kind: a secret never
+        # verifies RS*/ES* and a JWKS key never HS* (the algorithm-confusion hole).
+        allowed = (HMAC_ALGORITHMS if self.jwt_secret else set()) | (
+            ASYMMETRIC_ALGORITHMS if self.jwt_jwks_url else set()
         )
         wrong = [alg for alg in self.jwt_algorithms if alg not in allowed]
         if wrong or not self.jwt_algorithms:
-            # A secret with RS*/ES* (or a JWKS with HS*) is the algorithm-confusion hole.
-            raise ValueError("JWT_ALGORITHMS do not fit the configured key source")
+            raise ValueError("JWT_ALGORITHMS do not fit the configured key sources")
         roles = {"admin", "staff"}
         for name in (
             "list_roles",

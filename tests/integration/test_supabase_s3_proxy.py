@@ -499,3 +499,56 @@ def test_a_part_streams_through_without_being_held_in_memory(
     assert peak < 12 * MiB, f"peak {peak / MiB:.1f} MiB for a 40 MiB upload"
     assert store.head_object(Bucket=BUCKET, Key=key)["ContentLength"] == 40 * MiB
     store.delete_object(Bucket=BUCKET, Key=key)
+
+
+# --------------------------------------------------------------------------- the product's client
+
+
+def test_the_product_s_storage_sends_plain_unsigned_bodies_over_https(
+    tls_proxy: SupabaseS3Proxy, store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The product's own S3 client (clinic_backups.adapters.s3), over HTTPS as in production:
+    no aws-chunked body, no trailer, no checksum headers, no SHA-256 of the body (TLS carries
+    it; the product hashes the whole object itself), and reads ask for no checksum."""
+    from clinic_backups.adapters.s3 import S3Storage
+
+    # Given the product's storage pointed at the stand-in's HTTPS endpoint (its throwaway CA)
+    assert tls_proxy.ca_file is not None
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(tls_proxy.ca_file))
+    storage = S3Storage(
+        BUCKET,
+        endpoint_url=tls_proxy.endpoint_url,
+        region=tls_proxy.region,
+        access_key_id=tls_proxy.access_key,
+        secret_access_key=tls_proxy.secret_key,
+        chunk_mb=5,
+    )
+    key = _key("product-wire")
+    small = os.urandom(200_000)
+    big = os.urandom(11 * MiB)
+    tls_proxy.seen.clear()
+
+    # When it stores a manifest-sized object, streams a multipart archive and reads one back
+    storage.put_bytes(key + ".json", small, "application/json")
+    storage.upload_stream(key, io.BytesIO(big), "application/octet-stream")
+    with storage.open_read(key) as body:
+        assert hashlib.sha256(body.read()).digest() == hashlib.sha256(big).digest()
+
+    # Then every upload went as a plain, unsigned body with its content type
+    uploads = [r for r in tls_proxy.seen if r.operation in ("PutObject", "UploadPart")]
+    assert [r.operation for r in uploads] == ["PutObject", "UploadPart", "UploadPart", "UploadPart"]
+    for seen in uploads:
+        assert seen.status == 200
+        assert seen.aws_chunked is False and seen.http_chunked is False and seen.trailer == {}
+        assert "content-encoding" not in seen.headers
+        assert seen.headers["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
+        assert not any(h.startswith(("x-amz-checksum", "x-amz-sdk-checksum")) for h in seen.headers)
+        assert "x-amz-trailer" not in seen.headers
+        assert int(seen.headers["content-length"]) == seen.body_bytes
+    assert uploads[0].headers["content-type"] == "application/json"
+    create = next(r for r in tls_proxy.seen if r.operation == "CreateMultipartUpload")
+    assert create.headers["content-type"] == "application/octet-stream"
+    assert not any(h.startswith("x-amz-checksum") for h in create.headers)
+    get = next(r for r in tls_proxy.seen if r.method == "GET" and r.path.endswith(key))
+    assert "x-amz-checksum-mode" not in get.headers
+    assert _stored(store, key + ".json") == small and _stored(store, key) == big

@@ -76,6 +76,17 @@ describe('BackupHistory', () => {
     expect((await table()).getAllByText('Fallida')).toHaveLength(2);
   });
 
+  it('marks a backup whose file is gone from storage', async () => {
+    const client = fakeClient({
+      listBackups: vi.fn(async () => page([backup({ file_missing_at: '2026-12-03T10:00:00Z' }), backup()])),
+    });
+    renderWithProvider(<BackupHistory />, client);
+    const rows = (await table()).getAllByRole('row');
+    expect(within(rows[1]!).getByText('Archivo no disponible')).toBeInTheDocument();
+    expect(within(rows[1]!).getByText('. El archivo de esta copia ya no está en el almacenamiento.')).toBeInTheDocument();
+    expect(within(rows[2]!).queryByText('Archivo no disponible')).not.toBeInTheDocument();
+  });
+
   it('shows an empty state', async () => {
     renderWithProvider(<BackupHistory />, fakeClient());
     expect(await screen.findByText('Todavía no hay copias de seguridad.')).toBeInTheDocument();

@@ -378,6 +378,12 @@ function EncryptionBadges({ backup }: { backup: Backup }) {
           <span className="cb-badge__label">{t('history.reencrypting')}</span>
         </span>
       )}
+      {backup.file_missing_at && (
+        <span className="cb-badge cb-badge--failed cb-badge--file-missing" data-file-missing="true" title={t('history.fileMissingTitle')}>
+          <span className="cb-badge__label">{t('history.fileMissing')}</span>
+          <span className="cb-visually-hidden">. {t('history.fileMissingTitle')}</span>
+        </span>
+      )}
       {backup.encryption === 'age' && platformOnly && !backup.reencrypting && (
         <p className="cb-help cb-encrypted-note">{t('history.platformOnly')}</p>
       )}

@@ -78,6 +78,8 @@ const en: BackupsMessages = {
     reencryptingTitle: "Being encrypted again for the clinic's current keys.",
     reencryptDone: "The backup of {{date}} is now encrypted for your clinic's keys: you can download it.",
     reencryptFailed: 'The backup of {{date}} could not be re-encrypted. Try again later.',
+    fileMissing: 'File unavailable',
+    fileMissingTitle: 'The file of this backup is no longer in storage.',
   },
   create: {
     noteLabel: 'Note (optional)',
@@ -309,6 +311,7 @@ const en: BackupsMessages = {
       'This restore can no longer be undone: only the latest completed restore can be, within its window.',
     encryption_key_required:
       "Only the platform can open this backup: it was made before your clinic registered an encryption key. To download it, it must be re-encrypted for the clinic's keys.",
+    backup_file_missing: 'The file of this backup is no longer in storage.',
     key_already_registered: 'That public key is already registered for your clinic.',
     payload_too_large: 'The request is too large. Shorten the note and try again.',
     validation_error: 'Some data is not valid. Check the fields and try again.',
@@ -336,6 +339,7 @@ const en: BackupsMessages = {
     stale: 'The backup did not finish within the time limit and was marked failed.',
     checksum_mismatch:
       'The stored file does not match its SHA-256 fingerprint (damaged or tampered with); nothing changed.',
+    backup_file_missing: 'The file of this backup is no longer in storage; nothing changed.',
     missing_dependency:
       'The backup needs something that no longer exists in the database (an extension, a type or a shared table); nothing changed.',
     restore_failed: "The backup's data could not be loaded; nothing changed.",

@@ -80,6 +80,8 @@ const es = {
     reencryptingTitle: 'Se está cifrando de nuevo para las llaves actuales de la clínica.',
     reencryptDone: 'La copia del {{date}} ya está cifrada para las llaves de tu clínica: ya puedes descargarla.',
     reencryptFailed: 'No se ha podido re-cifrar la copia del {{date}}. Inténtalo de nuevo más tarde.',
+    fileMissing: 'Archivo no disponible',
+    fileMissingTitle: 'El archivo de esta copia ya no está en el almacenamiento.',
   },
   create: {
     noteLabel: 'Nota (opcional)',
@@ -316,6 +318,7 @@ const es = {
       'Esta restauración ya no se puede deshacer: solo se puede deshacer la última restauración completada, durante su plazo.',
     encryption_key_required:
       'Esta copia solo la puede abrir la plataforma: se hizo antes de que tu clínica registrara una llave de cifrado. Para descargarla hay que re-cifrarla para las llaves de la clínica.',
+    backup_file_missing: 'El archivo de esta copia ya no está en el almacenamiento.',
     key_already_registered: 'Esa llave pública ya está registrada en tu clínica.',
     payload_too_large: 'La solicitud es demasiado grande. Acorta la nota e inténtalo de nuevo.',
     validation_error: 'Algún dato no es válido. Revisa los campos e inténtalo de nuevo.',
@@ -345,6 +348,7 @@ const es = {
     stale: 'La copia no terminó dentro del tiempo límite y se ha dado por fallida.',
     checksum_mismatch:
       'El archivo guardado no coincide con su huella SHA-256 (está dañado o ha sido manipulado); no se ha cambiado nada.',
+    backup_file_missing: 'El archivo de esta copia ya no está en el almacenamiento; no se ha cambiado nada.',
     missing_dependency:
       'La copia necesita algo que ya no existe en la base de datos (una extensión, un tipo o una tabla compartida); no se ha cambiado nada.',
     restore_failed: 'Los datos de la copia no se han podido cargar; no se ha cambiado nada.',

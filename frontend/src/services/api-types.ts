@@ -384,6 +384,7 @@ export interface components {
          *     - `undo_not_available` (409): the restore cannot be undone: it is not the clinic's latest completed restore, it was already undone, or its undo window is over.
          *     - `encryption_key_required` (409): the backup is encrypted only to the platform's key; register a clinic key and ask for it to be re-encrypted.
          *     - `key_already_registered` (409): that public key is already registered.
+         *     - `backup_file_missing` (410): the backup's record exists but its file is no longer in storage (removed outside the product, or lost); the backup is marked (`file_missing_at`) and cannot be downloaded, restored or verified.
          *     - `payload_too_large` (413): the request body is too large.
          *     - `validation_error` (422): a field is invalid; `details` lists each one.
          *     - `private_key_refused` (422): the request carried an age private key; only public keys are accepted (it was not stored).
@@ -393,7 +394,7 @@ export interface components {
          *     - `verification_unavailable` (503): full verification is not configured (no verification database, or it would be the production server).
          * @enum {string}
          */
-        ErrorCode: "bad_request" | "invalid_cursor" | "missing_token" | "invalid_token" | "token_expired" | "forbidden" | "clinic_not_available" | "not_found" | "backup_not_found" | "restore_not_found" | "key_not_found" | "operation_in_progress" | "backup_not_completed" | "backup_purged" | "backup_not_cancellable" | "undo_not_available" | "encryption_key_required" | "key_already_registered" | "payload_too_large" | "validation_error" | "private_key_refused" | "quota_exceeded" | "internal_error" | "service_unavailable" | "verification_unavailable";
+        ErrorCode: "bad_request" | "invalid_cursor" | "missing_token" | "invalid_token" | "token_expired" | "forbidden" | "clinic_not_available" | "not_found" | "backup_not_found" | "restore_not_found" | "key_not_found" | "operation_in_progress" | "backup_not_completed" | "backup_purged" | "backup_not_cancellable" | "undo_not_available" | "encryption_key_required" | "key_already_registered" | "backup_file_missing" | "payload_too_large" | "validation_error" | "private_key_refused" | "quota_exceeded" | "internal_error" | "service_unavailable" | "verification_unavailable";
         ErrorResponse: {
             error: {
                 code: components["schemas"]["ErrorCode"];
@@ -425,6 +426,7 @@ export interface components {
          *     - `clinic_not_available`: the clinic is no longer active.
          *     - `stale`: the backup (or restore job) did not finish within the worker's time limit.
          *     - `checksum_mismatch`: the stored file's sha256 or size differs from the backup's (damaged or tampered); nothing changed.
+         *     - `backup_file_missing`: the backup's file is no longer in storage (the backup is marked `file_missing_at`); nothing changed.
          *     - `missing_dependency`: the backup needs an object of another schema (an extension, a type, a shared table) that no longer exists; nothing changed.
          *     - `restore_failed`: the backup's SQL failed in the restore transaction (e.g. a foreign key into another schema no longer holds), or the restore role lacks a right; nothing changed.
          *     - `restore_interrupted`: pg_restore or psql stopped, the connection was lost, or the time limit passed; nothing changed.
@@ -435,7 +437,7 @@ export interface components {
          *     - `internal_error`: an unexpected error.
          * @enum {string}
          */
-        BackupErrorCode: "dump_failed" | "dump_timeout" | "archive_invalid" | "foreign_objects_in_archive" | "server_version_unsupported" | "storage_failed" | "encryption_failed" | "clinic_not_available" | "stale" | "checksum_mismatch" | "missing_dependency" | "restore_failed" | "restore_interrupted" | "clinic_busy" | "pre_restore_backup_failed" | "verification_failed" | "verification_unavailable" | "internal_error";
+        BackupErrorCode: "dump_failed" | "dump_timeout" | "archive_invalid" | "foreign_objects_in_archive" | "server_version_unsupported" | "storage_failed" | "encryption_failed" | "clinic_not_available" | "stale" | "checksum_mismatch" | "backup_file_missing" | "missing_dependency" | "restore_failed" | "restore_interrupted" | "clinic_busy" | "pre_restore_backup_failed" | "verification_failed" | "verification_unavailable" | "internal_error";
         Backup: {
             /** Format: uuid */
             id: string;
@@ -456,6 +458,11 @@ export interface components {
             recipients?: components["schemas"]["Recipient"][];
             /** @description A re-encryption for the clinic's current keys is queued or running. */
             reencrypting?: boolean;
+            /**
+             * Format: date-time
+             * @description When a download, restore or verification found the file gone from storage (410 `backup_file_missing`); null while it was never found missing.
+             */
+            file_missing_at?: string | null;
             /** @enum {string} */
             format: "custom";
             compression: string;
@@ -1087,6 +1094,7 @@ export interface operations {
             403: components["responses"]["Error"];
             404: components["responses"]["Error"];
             409: components["responses"]["Error"];
+            410: components["responses"]["Error"];
             500: components["responses"]["Error"];
             503: components["responses"]["Error"];
         };
@@ -1120,6 +1128,7 @@ export interface operations {
             403: components["responses"]["Error"];
             404: components["responses"]["Error"];
             409: components["responses"]["Error"];
+            410: components["responses"]["Error"];
             413: components["responses"]["Error"];
             422: components["responses"]["Error"];
             500: components["responses"]["Error"];
@@ -1150,6 +1159,7 @@ export interface operations {
             403: components["responses"]["Error"];
             404: components["responses"]["Error"];
             409: components["responses"]["Error"];
+            410: components["responses"]["Error"];
             500: components["responses"]["Error"];
             503: components["responses"]["Error"];
         };
@@ -1358,10 +1368,10 @@ type ReadonlyArray<T> = [
 ] extends [
     unknown[]
 ] ? Readonly<Exclude<T, undefined>> : Readonly<Exclude<T, undefined>[]>;
-export const errorCodeValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ErrorCode"]> = ["bad_request", "invalid_cursor", "missing_token", "invalid_token", "token_expired", "forbidden", "clinic_not_available", "not_found", "backup_not_found", "restore_not_found", "key_not_found", "operation_in_progress", "backup_not_completed", "backup_purged", "backup_not_cancellable", "undo_not_available", "encryption_key_required", "key_already_registered", "payload_too_large", "validation_error", "private_key_refused", "quota_exceeded", "internal_error", "service_unavailable", "verification_unavailable"];
+export const errorCodeValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ErrorCode"]> = ["bad_request", "invalid_cursor", "missing_token", "invalid_token", "token_expired", "forbidden", "clinic_not_available", "not_found", "backup_not_found", "restore_not_found", "key_not_found", "operation_in_progress", "backup_not_completed", "backup_purged", "backup_not_cancellable", "undo_not_available", "encryption_key_required", "key_already_registered", "backup_file_missing", "payload_too_large", "validation_error", "private_key_refused", "quota_exceeded", "internal_error", "service_unavailable", "verification_unavailable"];
 export const backupStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["BackupStatus"]> = ["pending", "running", "completed", "failed", "deleted", "cancelled"];
 export const backupTriggerValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["BackupTrigger"]> = ["manual", "scheduled", "pre_restore"];
-export const backupErrorCodeValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["BackupErrorCode"]> = ["dump_failed", "dump_timeout", "archive_invalid", "foreign_objects_in_archive", "server_version_unsupported", "storage_failed", "encryption_failed", "clinic_not_available", "stale", "checksum_mismatch", "missing_dependency", "restore_failed", "restore_interrupted", "clinic_busy", "pre_restore_backup_failed", "verification_failed", "verification_unavailable", "internal_error"];
+export const backupErrorCodeValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["BackupErrorCode"]> = ["dump_failed", "dump_timeout", "archive_invalid", "foreign_objects_in_archive", "server_version_unsupported", "storage_failed", "encryption_failed", "clinic_not_available", "stale", "checksum_mismatch", "backup_file_missing", "missing_dependency", "restore_failed", "restore_interrupted", "clinic_busy", "pre_restore_backup_failed", "verification_failed", "verification_unavailable", "internal_error"];
 export const backupEncryptionValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Backup"]["encryption"]> = ["none", "age"];
 export const backupFormatValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Backup"]["format"]> = ["custom"];
 export const verifyOutcomeValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["VerifyOutcome"]> = ["passed", "failed"];

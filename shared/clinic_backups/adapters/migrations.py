@@ -267,4 +267,7 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             """,
         ],
     ),
+    # A read that found a backup's file gone from storage marks its record (410
+    # backup_file_missing); the backup stays listed, and says so.
+    (7, ["ALTER TABLE {records} ADD COLUMN file_missing_at timestamptz"]),
 ]

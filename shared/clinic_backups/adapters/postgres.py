@@ -450,6 +450,7 @@ _RECORD_COLUMNS = (
     "recipients",
     "reencrypting",
     "cancel_requested_at",
+    "file_missing_at",
 )
 
 
@@ -1056,6 +1057,16 @@ class PostgresRecords:
             )
             row = cur.fetchone()
             return _record(row) if row else None
+
+    def mark_file_missing(self, schema: str, backup_id: uuid.UUID, at: datetime) -> None:
+        with self._db.transaction() as cur:
+            cur.execute(
+                sql.SQL(
+                    "UPDATE {records} SET file_missing_at = %s "
+                    "WHERE id = %s AND file_missing_at IS NULL"
+                ).format(**self._names(schema)),
+                (at, backup_id),
+            )
 
     def backups_in_use(self, schema: str) -> set[uuid.UUID]:
         # Restores and verifications not yet finished read their backup (and a restore its

@@ -64,9 +64,14 @@ class SupabaseStorage:
         import httpx
         from storage3.utils import StorageException
 
+        from ..errors import StorageObjectMissing
+
         try:
             answer = self._bucket_api.create_signed_url(key, ttl_seconds, {"download": file_name})
         except (StorageException, httpx.HTTPError) as error:
+            # Supabase answers a missing object with HTTP 400 and statusCode "404" (a string).
+            if str(getattr(error, "status", "")) == "404":
+                raise StorageObjectMissing(key) from None
             raise _api_error(error) from None
         return str(answer["signedURL"])
 
