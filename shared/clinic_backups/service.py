@@ -20,8 +20,8 @@ from . import keys
 from .errors import (
     ApiError,
     BackupCancelled,
-    BackupNotCancellable,
     BackupFileMissing,
+    BackupNotCancellable,
     BackupNotCompleted,
     BackupNotFound,
     BackupPurged,
