@@ -25,6 +25,7 @@ from .adapters.age import DecryptStage
 from .errors import ArchiveInvalid, BackupNotCompleted, ChecksumMismatch, ConfigurationError
 from .models import BackupRecord, BackupStatus
 from .names import check_key_in_prefix
+from .parts import open_stored
 
 if TYPE_CHECKING:
     from .service import Services
@@ -128,8 +129,9 @@ def open_archive(svc: Services, schema: str, record: BackupRecord) -> OpenedArch
     """Open one of the clinic's completed backups for reading (see the module docstring)."""
     if record.status != BackupStatus.COMPLETED or not record.sha256 or record.size_bytes is None:
         raise BackupNotCompleted(f"The backup is {record.status.value}; it cannot be read.")
-    key = check_key_in_prefix(record.storage_key, schema)
-    body = svc.scoped(schema).open_read(key)
+    check_key_in_prefix(record.storage_key, schema)
+    # One object, or a split backup's parts read one after the other (each key checked).
+    body = open_stored(svc.scoped(schema), record)
     checksum = ChecksumReader(body, record.sha256, record.size_bytes)
     if record.encryption == "none":
         return OpenedArchive(stream=checksum, checksum=checksum, record=record)  # type: ignore[arg-type]

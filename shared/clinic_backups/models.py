@@ -118,11 +118,15 @@ class BackupRecord:
     # Who can open it: [{"kind": "platform"|"clinic", "fingerprint", "label"}], never keys.
     recipients: list[dict[str, Any]] = field(default_factory=list)
     reencrypting: bool = False
+    # A backup above the store's object size limit: its numbered objects in order,
+    # [{"key", "size_bytes", "sha256"}] (`parts`); None: one object under `storage_key`.
+    parts: list[dict[str, Any]] | None = None
 
     def to_api(self) -> dict[str, Any]:
         """The public shape (openapi.yaml `Backup`): no storage key, ISO timestamps."""
         data = asdict(self)
         data.pop("storage_key")
+        data.pop("parts")
         data.pop("purged_at")
         data["id"] = str(self.id)
         for name, value in data.items():
@@ -181,6 +185,16 @@ class DumpResult:
 
 
 @dataclass(frozen=True)
+class SignedPart:
+    """One numbered object of a split backup (openapi.yaml `DownloadPart`)."""
+
+    url: str
+    name: str
+    size_bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
 class SignedDownload:
     url: str
     expires_at: datetime
@@ -190,9 +204,11 @@ class SignedDownload:
     encryption: str = "none"
     # Who can open the file: the clinic's keys it was encrypted to (labels and fingerprints).
     recipients: list[dict[str, Any]] = field(default_factory=list)
+    # A split backup: one signed URL per part, in order (empty: `url` is the whole file).
+    parts: list[SignedPart] = field(default_factory=list)
 
     def to_api(self) -> dict[str, Any]:
-        return {
+        answer: dict[str, Any] = {
             "url": self.url,
             "expires_at": self.expires_at.isoformat(),
             "file_name": self.file_name,
@@ -201,6 +217,12 @@ class SignedDownload:
             "encryption": self.encryption,
             "recipients": self.recipients,
         }
+        if self.parts:
+            answer["parts"] = [
+                {"url": p.url, "name": p.name, "size_bytes": p.size_bytes, "sha256": p.sha256}
+                for p in self.parts
+            ]
+        return answer
 
 
 @dataclass(frozen=True)

@@ -251,4 +251,10 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             """,
         ],
     ),
+    # Split archives (issue 19): an archive above the store's object size limit is stored as
+    # numbered objects, listed here in order with the size and sha256 of each; NULL: one object.
+    (
+        6,
+        ["ALTER TABLE {records} ADD COLUMN parts jsonb"],
+    ),
 ]
