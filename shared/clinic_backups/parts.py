@@ -82,27 +82,36 @@ class _Segment(io.RawIOBase):
         return True
 
     def read(self, size: int | None = -1) -> bytes:
-        if size is None or size < 0:
-            size = 1024 * 1024
-        if self._left <= 0:
-            if not self._ended:
+        """Exactly `size` bytes (all that is left when None or negative) unless the segment
+        or the stream ends first: s3transfer takes a short read for the end of the stream."""
+        want = self._left if size is None or size < 0 else min(size, self._left)
+        pieces = []
+        while want > 0 and not self._ended:
+            if self._carry:
+                data, self._carry = self._carry[:want], self._carry[want:]
+            else:
+                data = self._source.read(want)
+            if not data:
                 self._ended = True
-                self.more = self._source.read(1)
-                if self.more and self._refuse:
-                    raise StorageObjectTooLarge(self._refuse)
-            return b""
-        want = min(size, self._left)
-        if self._carry:
-            data, self._carry = self._carry[:want], self._carry[want:]
-        else:
-            data = self._source.read(want)
-        if not data:
-            self._ended = True
-            return b""
-        self._left -= len(data)
-        self.size += len(data)
-        self._hash.update(data)
-        return data
+                break
+            pieces.append(data)
+            want -= len(data)
+            self._left -= len(data)
+            self.size += len(data)
+            self._hash.update(data)
+        if not pieces:
+            self.finish()
+        return b"".join(pieces)
+
+    def finish(self) -> None:
+        """At the segment's end: read one byte more to learn whether the stream goes on
+        (the consumer may stop reading once it has the segment's length)."""
+        if self._ended or self._left > 0:
+            return
+        self._ended = True
+        self.more = self._carry[:1] or self._source.read(1)
+        if self.more and self._refuse:
+            raise StorageObjectTooLarge(self._refuse)
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
         view = memoryview(buffer)
@@ -140,6 +149,7 @@ def upload_archive(
         )
     first = _Segment(stream, limit, refuse=refuse)
     storage.upload_stream(key, first, content_type)  # type: ignore[arg-type]
+    first.finish()
     if not first.more:
         return None
     parts = [first.part(part_key(key, 1))]
@@ -156,6 +166,7 @@ def upload_archive(
             )
         segment = _Segment(stream, limit, carry=carry)
         storage.upload_stream(part_key(key, number), segment, content_type)  # type: ignore[arg-type]
+        segment.finish()
         parts.append(segment.part(part_key(key, number)))
         carry = segment.more
     return parts
