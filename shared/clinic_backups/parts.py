@@ -199,7 +199,10 @@ class _Joined(io.RawIOBase):
 
     def read(self, size: int | None = -1) -> bytes:
         if size is None or size < 0:
-            size = 1024 * 1024
+            chunks = []
+            while chunk := self.read(1024 * 1024):
+                chunks.append(chunk)
+            return b"".join(chunks)
         while True:
             if self._body is None:
                 if not self._keys:
