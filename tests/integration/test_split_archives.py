@@ -13,12 +13,17 @@ import hashlib
 import json
 import os
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg2
 import pytest
+from clinic_backups import service, sweeper
+from clinic_backups.factory import build_services
+from clinic_backups.names import OWNED_TABLES
+from clinic_backups.settings import OperatorSettings, get_settings
 from psycopg2 import sql
 
 from devstack import demo
@@ -210,4 +215,89 @@ def test_with_splitting_off_an_archive_over_the_limit_fails_naming_the_limit_and
     assert "file_size_limit" in done["error"]
     # And the failed-backup metric (the alarm's) is emitted, and nothing is kept
     assert '"BackupFailed"' in capsys.readouterr().out
+    assert stored(s3_server, bucket, schema) == {}
+
+
+def add_scans_here(database_url: str, schema: str, rows: int) -> None:
+    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
+        table = sql.Identifier(schema, "scans")
+        cur.execute(sql.SQL("CREATE TABLE {} (id int PRIMARY KEY, data bytea)").format(table))
+        for row in range(rows):
+            cur.execute(
+                sql.SQL("INSERT INTO {} VALUES (%s, %s)").format(table),
+                (row, psycopg2.Binary(os.urandom(SCAN_BYTES))),
+            )
+    conn.close()
+
+
+def test_a_split_backup_is_reencrypted_rebuilt_deleted_and_purged_as_one(
+    limited, clinic_factory, sqs, restore_sqs, s3_server, bucket, database_url, db, tmp_path
+):
+    # Given a split backup only the platform can open (made before the clinic had a key)
+    schema = clinic_factory(patients=50)
+    add_scans_here(database_url, schema, 11)
+    old = backup(schema, sqs)
+    restore_sqs.drain_into_worker()  # the light check
+    old_objects = stored(s3_server, bucket, schema)
+    assert len([k for k in old_objects if ".part" in k]) == 3
+
+    # When the clinic registers a key and the backup is re-encrypted for it
+    identity = register_clinic_key(schema, "Dirección")
+    reply = call(
+        "encryption_keys",
+        load_event("encryption_keys/post_reencrypt.json", token=mint(schema), backup_id=old["id"]),
+    )
+    assert reply.status == 202, reply.body
+    restore_sqs.drain_into_worker()
+
+    # Then the new generation is split the same way and the old parts are gone
+    done = get_backup(schema, old["id"])
+    assert done["reencrypting"] is False and done["file_name"].endswith("-g1.dump.age")
+    assert done["plaintext_sha256"] == old["plaintext_sha256"]
+    objects = stored(s3_server, bucket, schema)
+    assert not set(objects) & set(old_objects)
+    parts = sorted(k for k in objects if ".part" in k)
+    assert [k.rsplit(".", 1)[1] for k in parts] == ["part001", "part002", "part003"]
+    assert all(k.split("/")[-1].startswith(done["file_name"]) for k in parts)
+    assert sum(objects[k] for k in parts) == done["size_bytes"]
+    # and the clinic's key opens the parts joined
+    signed = call(
+        "download_backup",
+        load_event("download_backup/get_download.json", token=mint(schema), backup_id=old["id"]),
+    ).body
+    joined = b"".join(httpx.get(p["url"], timeout=60).content for p in signed["parts"])
+    assert hashlib.sha256(joined).hexdigest() == done["sha256"]
+    (tmp_path / "f.age").write_bytes(joined)
+    (tmp_path / "k.txt").write_text(identity + "\n")
+    plain = subprocess.run(
+        ["age", "-d", "-i", str(tmp_path / "k.txt"), str(tmp_path / "f.age")],
+        capture_output=True,
+        check=True,
+    ).stdout
+    assert hashlib.sha256(plain).hexdigest() == done["plaintext_sha256"]
+
+    # And the sweeper sees no orphan among the parts, even once they are old
+    svc = build_services(get_settings(OperatorSettings))
+    later = datetime.now(UTC) + timedelta(hours=2)
+    svc.clock = type("Later", (), {"now": staticmethod(lambda: later)})()
+    assert sweeper.sweep(svc, [schema], orphans=True).orphans == {}
+
+    # When the clinic's backup tables are lost, the record comes back from the manifest
+    with db.cursor() as cur:
+        for table in OWNED_TABLES:
+            cur.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(schema, table)))
+    svc = build_services(get_settings(OperatorSettings))
+    report = service.rebuild_records(svc, schema)
+    assert (report.inserted, report.missing_objects) == (1, [])
+    assert get_backup(schema, old["id"])["sha256"] == done["sha256"]
+
+    # When it is deleted and the grace period passes, every part goes
+    deleted = call(
+        "delete_backup",
+        load_event("delete_backup/delete_backup.json", token=mint(schema), backup_id=old["id"]),
+    )
+    assert deleted.status == 204
+    later = datetime.now(UTC) + timedelta(days=8)
+    svc.clock = type("Later", (), {"now": staticmethod(lambda: later)})()
+    assert service.purge_deleted(svc, schema) == 1
     assert stored(s3_server, bucket, schema) == {}
