@@ -301,3 +301,36 @@ def test_a_split_backup_is_reencrypted_rebuilt_deleted_and_purged_as_one(
     svc.clock = type("Later", (), {"now": staticmethod(lambda: later)})()
     assert service.purge_deleted(svc, schema) == 1
     assert stored(s3_server, bucket, schema) == {}
+
+
+def test_the_projects_limit_comes_from_storage_max_object_mb_and_a_refusal_says_so(
+    limited, clinic_factory, sqs, s3_server, bucket, database_url, monkeypatch
+):
+    # Given a project limit (3 MB) below the bucket's, which the Storage API does not tell
+    limited.buckets.global_file_size_limit = 3_000_000
+    schema = clinic_factory(patients=50)
+    add_scans_here(database_url, schema, 4)
+    register_clinic_key(schema)
+
+    # When a backup splits for the bucket's limit only, Supabase refuses its first part
+    # (EntityTooLarge in namespaced XML: botocore sees no code, only the 413)
+    token = mint(schema)
+    first = call("create_backup", load_event("create_backup/post_backups.json", token=token))
+    sqs.drain_into_worker()
+    failed = get_backup(schema, first.body["id"])
+    assert failed["status"] == "failed"
+    assert failed["error_code"] == "storage_object_too_large"
+    assert "STORAGE_MAX_OBJECT_MB" in failed["error"]
+    assert [r for r in limited.s3.seen if f"/{schema}/" in r.path and r.status == 413]
+    assert stored(s3_server, bucket, schema) == {}
+
+    # When the platform sets STORAGE_MAX_OBJECT_MB to the project's limit
+    monkeypatch.setenv("STORAGE_MAX_OBJECT_MB", "3")
+    reset_caches()
+    record = backup(schema, sqs)
+
+    # Then the backup is stored in parts of at most 3 MB
+    objects = stored(s3_server, bucket, schema)
+    part_sizes = [size for key, size in sorted(objects.items()) if ".part" in key]
+    assert len(part_sizes) >= 2 and max(part_sizes) == 3_000_000
+    assert sum(part_sizes) == record["size_bytes"]
