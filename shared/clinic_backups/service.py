@@ -610,7 +610,12 @@ def _fail_run(
 def _remove_objects(storage: ScopedStorage, record: BackupRecord, log: dict[str, Any]) -> None:
     # Whatever may have reached storage goes: a failed backup leaves no object behind.
     try:
-        storage.delete(leftover_keys(storage, record.storage_key))
+        found = leftover_keys(storage, record.storage_key)
+    except Exception:
+        # The parts could not be listed: the sweeper reports any left as orphans.
+        found = [record.storage_key, manifest_key(record.storage_key)]
+    try:
+        storage.delete(found)
     except Exception:
         logger.warning("could not remove a failed backup's objects", extra=log)
 

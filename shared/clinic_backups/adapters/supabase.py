@@ -94,7 +94,8 @@ class SupabaseStorage:
         cap = self._s3.object_size_limit()
         try:
             bucket = self._storage_api.get_bucket(self.bucket)
-        except (StorageException, httpx.HTTPError) as error:
+        except (StorageException, httpx.HTTPError, ValueError, TypeError, KeyError) as error:
+            # Not knowing the bucket's limit must not fail the backup.
             _api_error(error)
             return cap
         limit = getattr(bucket, "file_size_limit", None)
