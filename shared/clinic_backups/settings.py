@@ -188,15 +188,15 @@ class StorageSettings(BaseSettings):
     supabase_url: str | None = None
     supabase_service_key: SecretStr | None = None
 
-    @field_validator(
-        "s3_endpoint_url",
-        "s3_public_endpoint_url",
-        "supabase_url",
-        "storage_max_object_mb",
-        mode="before",
-    )
+    @field_validator("s3_endpoint_url", "s3_public_endpoint_url", "supabase_url", mode="before")
     @classmethod
     def _empty_url_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    # Its own name: a subclass's `_empty_url_is_none` (RestoreSettings) replaces the one above.
+    @field_validator("storage_max_object_mb", mode="before")
+    @classmethod
+    def _empty_limit_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
 
     @model_validator(mode="after")

@@ -151,3 +151,25 @@ def test_part_keys_share_the_backups_stem_and_lead_back_to_its_key():
     assert archive_key(part) == KEY and archive_key(KEY) == KEY
     with pytest.raises(ValueError):
         parts.part_key(KEY, 1000)
+
+
+def test_every_function_reads_storage_max_object_mb_empty_as_unset():
+    # The template passes "" when the parameter is left empty; RestoreSettings has a validator
+    # of its own named like StorageSettings' URL one, which must not shadow this field's.
+    from clinic_backups import settings
+
+    models = [
+        m
+        for m in vars(settings).values()
+        if isinstance(m, type) and issubclass(m, settings.StorageSettings)
+    ]
+    assert settings.RestoreSettings in models
+    for model in models:
+        validators = [
+            v
+            for v in model.__pydantic_decorators__.field_validators.values()
+            if "storage_max_object_mb" in v.info.fields
+        ]
+        assert [v.info.mode for v in validators] == ["before"], model.__name__
+        assert validators[0].func.__func__(model, "") is None
+        assert validators[0].func.__func__(model, "50") == "50"
