@@ -158,7 +158,7 @@ def test_every_function_reads_storage_max_object_mb_empty_as_unset():
     # of its own named like StorageSettings' URL one, which must not shadow this field's.
     from clinic_backups import settings
 
-    models = [
+    models: list[type[settings.StorageSettings]] = [
         m
         for m in vars(settings).values()
         if isinstance(m, type) and issubclass(m, settings.StorageSettings)
