@@ -32,6 +32,7 @@ from .errors import (
 )
 from .models import BackupRecord, BackupStatus
 from .names import check_key_in_prefix
+from .parts import open_stored
 
 if TYPE_CHECKING:
     from .service import Services
@@ -135,9 +136,10 @@ def open_archive(svc: Services, schema: str, record: BackupRecord) -> OpenedArch
     """Open one of the clinic's completed backups for reading (see the module docstring)."""
     if record.status != BackupStatus.COMPLETED or not record.sha256 or record.size_bytes is None:
         raise BackupNotCompleted(f"The backup is {record.status.value}; it cannot be read.")
-    key = check_key_in_prefix(record.storage_key, schema)
+    check_key_in_prefix(record.storage_key, schema)
     try:
-        body = svc.scoped(schema).open_read(key)
+        # One object, or a split backup's parts read one after the other (each key checked).
+        body = open_stored(svc.scoped(schema), record)
     except StorageObjectMissing:
         from .service import note_file_missing
 

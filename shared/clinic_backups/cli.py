@@ -61,6 +61,7 @@ from .models import (
     Trigger,
 )
 from .names import is_valid_schema_name
+from .parts import open_stored
 from .ports import ListFilter
 from .settings import OperatorSettings, get_settings
 
@@ -156,7 +157,8 @@ def cmd_download(args: argparse.Namespace) -> int:
         raise BackupNotCompleted(f"the backup is {record.status.value}")
     digest = hashlib.sha256()
     size = 0
-    with svc.scoped(ctx.schema).open_read(record.storage_key) as body, open(args.file, "wb") as out:
+    body = open_stored(svc.scoped(ctx.schema), record)
+    with body, open(args.file, "wb") as out:
         while chunk := body.read(1024 * 1024):
             digest.update(chunk)
             size += len(chunk)

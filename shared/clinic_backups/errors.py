@@ -221,6 +221,7 @@ BACKUP_ERROR_CODES = (
     "foreign_objects_in_archive",
     "server_version_unsupported",
     "storage_failed",
+    "storage_object_too_large",
     "encryption_failed",
     "clinic_not_available",
     "stale",
@@ -271,6 +272,14 @@ class ServerVersionUnsupported(BackupRunError):
 
 class StorageFailed(BackupRunError):
     error_code = "storage_failed"
+
+
+class StorageObjectTooLarge(BackupRunError):
+    """The store refuses objects as large as the archive (Supabase's project or bucket upload
+    limit, `EntityTooLarge`) and it could not be split under that limit (splitting is off, or
+    it would take more parts than a backup may have). Nothing was kept."""
+
+    error_code = "storage_object_too_large"
 
 
 class EncryptionFailed(BackupRunError):

@@ -224,6 +224,9 @@ def build_services(settings: CommonSettings) -> Any:
     )
     if isinstance(settings, StorageSettings):
         svc.storage = storage(settings)
+        if settings.storage_max_object_mb is not None:
+            svc.max_object_bytes = settings.storage_max_object_mb * 1_000_000
+        svc.split_archives = settings.storage_split_archives
     if isinstance(settings, QueueSettings):
         svc.dispatcher = dispatcher(settings)
     if isinstance(settings, CreateBackupSettings):

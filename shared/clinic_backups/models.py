@@ -127,11 +127,15 @@ class BackupRecord:
     purge_after: datetime | None = None
     # When a read found the file gone from storage (410 backup_file_missing); None = not seen.
     file_missing_at: datetime | None = None
+    # A backup above the store's object size limit: its numbered objects in order,
+    # [{"key", "size_bytes", "sha256"}] (`parts`); None: one object under `storage_key`.
+    parts: list[dict[str, Any]] | None = None
 
     def to_api(self) -> dict[str, Any]:
         """The public shape (openapi.yaml `Backup`): no storage key, ISO timestamps."""
         data = asdict(self)
         data.pop("storage_key")
+        data.pop("parts")
         data.pop("purged_at")
         data["id"] = str(self.id)
         for name, value in data.items():
@@ -190,6 +194,16 @@ class DumpResult:
 
 
 @dataclass(frozen=True)
+class SignedPart:
+    """One numbered object of a split backup (openapi.yaml `DownloadPart`)."""
+
+    url: str
+    name: str
+    size_bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
 class SignedDownload:
     url: str
     expires_at: datetime
@@ -199,9 +213,11 @@ class SignedDownload:
     encryption: str = "none"
     # Who can open the file: the clinic's keys it was encrypted to (labels and fingerprints).
     recipients: list[dict[str, Any]] = field(default_factory=list)
+    # A split backup: one signed URL per part, in order (empty: `url` is the whole file).
+    parts: list[SignedPart] = field(default_factory=list)
 
     def to_api(self) -> dict[str, Any]:
-        return {
+        answer: dict[str, Any] = {
             "url": self.url,
             "expires_at": self.expires_at.isoformat(),
             "file_name": self.file_name,
@@ -210,6 +226,12 @@ class SignedDownload:
             "encryption": self.encryption,
             "recipients": self.recipients,
         }
+        if self.parts:
+            answer["parts"] = [
+                {"url": p.url, "name": p.name, "size_bytes": p.size_bytes, "sha256": p.sha256}
+                for p in self.parts
+            ]
+        return answer
 
 
 @dataclass(frozen=True)

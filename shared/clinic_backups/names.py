@@ -98,13 +98,22 @@ def backup_storage_key(
     return f"{clinic_prefix(schema)}{at:%Y}/{at:%m}/{name}"
 
 
-_GENERATION_AND_SUFFIX = re.compile(r"(-g\d+)?\.dump(\.age)?$")
+_GENERATION_AND_SUFFIX = re.compile(r"(-g\d+)?\.dump(\.age)?(\.part\d+)?$")
 
 
 def key_stem(storage_key: str) -> str:
-    """A backup's key without its generation and extension: every object a backup ever had
-    (the original, each re-encryption's new generation) shares it."""
+    """A backup's key without its generation, extension and part number: every object a
+    backup ever had (the original, each re-encryption's new generation, their parts) shares
+    it."""
     return _GENERATION_AND_SUFFIX.sub("", storage_key)
+
+
+_PART_SUFFIX = re.compile(r"\.part\d+$")
+
+
+def archive_key(key: str) -> str:
+    """The backup's own key for one of its parts (`….dump.age.part002` → `….dump.age`)."""
+    return _PART_SUFFIX.sub("", key)
 
 
 def manifest_key(storage_key: str) -> str:

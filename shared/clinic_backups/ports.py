@@ -102,8 +102,10 @@ class RecordsRepository(Protocol):
         result: DumpResult,
         at: datetime,
         recipients: builtins.list[dict[str, Any]] | None = None,
+        parts: builtins.list[dict[str, Any]] | None = None,
     ) -> BackupRecord:
-        """running → completed with the result and who the archive is encrypted to."""
+        """running → completed with the result, who the archive is encrypted to and, for a
+        split archive, its parts."""
         ...
 
     def fail(
@@ -130,6 +132,7 @@ class RecordsRepository(Protocol):
         sha256: str | None = None,
         recipients: builtins.list[dict[str, Any]] | None = None,
         lease: Lease | None = None,
+        parts: builtins.list[dict[str, Any]] | None = None,
     ) -> BackupRecord | None:
         """Point the record at the new object (when given), clear the flag, free the lock;
         with `lease`, LeaseLost when the job no longer holds it."""
@@ -349,6 +352,14 @@ class ObjectStorage(Protocol):
         ...
 
     def put_bytes(self, key: str, data: bytes, content_type: str) -> None: ...
+
+    def copy(self, source: str, target: str) -> None:
+        """Copy an object inside the store (no bytes through the function)."""
+        ...
+
+    def object_size_limit(self) -> int | None:
+        """The largest object the store accepts (None: not known)."""
+        ...
 
     def get_bytes(self, key: str) -> bytes: ...
 

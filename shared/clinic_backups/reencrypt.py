@@ -20,6 +20,7 @@ import contextlib
 import io
 import json
 import re
+from dataclasses import replace
 from typing import Any
 
 from . import keys
@@ -39,6 +40,7 @@ from .models import (
 )
 from .names import backup_file_name, backup_storage_key, check_key_in_prefix, manifest_key
 from .observability import logger
+from .parts import leftover_keys, open_stored, stored_keys, upload_archive
 from .service import (
     ARCHIVE_CONTENT_TYPE,
     Services,
@@ -47,6 +49,7 @@ from .service import (
     _parse_id,
     _visible,
     new_lease,
+    object_limit,
     start_heartbeat,
 )
 
@@ -122,19 +125,23 @@ def _reencrypt(
     generation = _next_generation(record.file_name)
     new_key = backup_storage_key(schema, record.id, record.created_at, generation=generation)
     new_name = backup_file_name(schema, record.id, record.created_at, generation=generation)
-    written: list[str] = []
+    written = False
     try:
         recipients = keys.recipients_for(svc, schema)
         keys.check_recipients(recipients)
         with open_archive(svc, schema, record) as archive:
             encrypted = EncryptStage(archive.stream, [r["public_key"] for r in recipients])
             hashed = HashingReader(encrypted)
-            written.append(new_key)
+            written = True
             try:
-                storage.upload_stream(
+                # Split as a new backup would be, under today's limits.
+                parts = upload_archive(
+                    storage,
                     new_key,
                     guarded(io.BufferedReader(hashed, 1024 * 1024), beat),
                     ARCHIVE_CONTENT_TYPE,
+                    limit=object_limit(svc, storage),
+                    split=svc.split_archives,
                 )
             finally:
                 encrypted.close()
@@ -142,12 +149,12 @@ def _reencrypt(
                 raise BackupNotCompleted("the backup could not be read to its end")
         sha256, size = hashed.hexdigest(), hashed.size
         # Read the new object back: it replaces the old one only once it is known good.
-        with storage.open_read(new_key) as body:
+        with open_stored(storage, replace(record, storage_key=new_key, parts=parts)) as body:
             check = ChecksumReader(body, sha256, size, what="re-encrypted file")
             while check.read(1024 * 1024):
                 pass
         manifest = _manifest(storage, record, new_key, new_name, sha256, size, recipients)
-        written.append(manifest_key(new_key))
+        manifest["parts"] = parts
         storage.put_bytes(
             manifest_key(new_key), json.dumps(manifest, indent=2).encode(), "application/json"
         )
@@ -162,6 +169,7 @@ def _reencrypt(
             sha256=sha256,
             recipients=recipients,
             lease=lease,
+            parts=parts,
         )
     except BaseException as error:
         # BaseException: a native panic must not leave the backup flagged and the clinic
@@ -171,7 +179,8 @@ def _reencrypt(
             "re-encryption failed; the backup is unchanged",
             extra={**log, "reason": type(error).__name__},
         )
-        _remove(storage, written)
+        if written:
+            _remove_new(storage, new_key)
         if isinstance(error, LeaseLost):
             return svc.records.get(schema, record.id)  # the taker cleared the flag and audited
         with contextlib.suppress(LeaseLost):
@@ -189,7 +198,7 @@ def _reencrypt(
         if isinstance(error, KeyboardInterrupt | SystemExit):
             raise
         return svc.records.get(schema, record.id)
-    _remove(storage, [record.storage_key, manifest_key(record.storage_key)])
+    _remove(storage, stored_keys(record))
     svc.records.audit(
         schema,
         AuditEntry(
@@ -225,6 +234,16 @@ def _manifest(
         }
     )
     return manifest
+
+
+def _remove_new(storage: Any, key: str) -> None:
+    """What the failed re-encryption may have written: the new object or its parts, and
+    its manifest."""
+    try:
+        found = leftover_keys(storage, key)
+    except Exception:
+        found = [key, manifest_key(key)]
+    _remove(storage, found)
 
 
 def _remove(storage: Any, keys_to_remove: list[str]) -> None:

@@ -57,6 +57,7 @@ from .models import (
     RestoreRecord,
     Role,
     SignedDownload,
+    SignedPart,
     TenantContext,
     Trigger,
 )
@@ -68,6 +69,14 @@ from .names import (
     manifest_key,
 )
 from .observability import logger
+from .parts import (
+    effective_limit,
+    leftover_keys,
+    object_keys,
+    part_key,
+    stored_keys,
+    upload_archive,
+)
 from .ports import (
     Clock,
     Dumper,
@@ -131,6 +140,10 @@ class Services:
     # A restore job's one deadline (RESTORE_TIMEOUT_SECONDS, below the function's timeout):
     # its phases share it. None: each phase has only its own limit (the operator CLI).
     restore_deadline_seconds: float | None = None
+    # The project's upload limit (STORAGE_MAX_OBJECT_MB; the store's API does not tell it)
+    # and whether an archive above the store's limits is split into parts (`parts`).
+    max_object_bytes: int | None = None
+    split_archives: bool = True
 
     def scoped(self, schema: str) -> ScopedStorage:
         assert self.storage is not None, "this function has no storage configured"
@@ -393,8 +406,11 @@ def manifest_for(
     result: DumpResult,
     finished_at: datetime,
     recipients: list[dict[str, Any]] | None = None,
+    parts: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The small JSON stored beside every archive: enough to rebuild the record."""
+    """The small JSON stored beside every archive: enough to rebuild the record. A split
+    archive's `parts` list its objects in order (key, size_bytes, sha256 each); `sha256` and
+    `size_bytes` stay those of the whole stream."""
     return {
         "manifest_version": MANIFEST_VERSION,
         "schema": schema,
@@ -406,6 +422,7 @@ def manifest_for(
         "size_bytes": result.size_bytes,
         "encryption": record.encryption,
         "recipients": recipients or [],
+        "parts": parts,
         "format": record.format,
         "compression": record.compression,
         "pg_dump_version": result.pg_dump_version,
@@ -467,6 +484,19 @@ def run_backup_job(
     if lease is not None:
         beat = start_heartbeat(svc, schema, lease, backup_id=str(record.id))
     assert beat is not None
+    stored: list[list[dict[str, Any]] | None] = [None]
+
+    def upload(stream: Any) -> None:
+        # The upload stops at its next read if the lease was taken over meanwhile.
+        stored[0] = upload_archive(
+            storage,
+            key,
+            guarded(stream, beat),
+            ARCHIVE_CONTENT_TYPE,
+            limit=object_limit(svc, storage),
+            split=svc.split_archives,
+        )
+
     try:
         try:
             # Read at run time: a key registered after the request still protects this backup.
@@ -474,17 +504,15 @@ def run_backup_job(
             keys.check_recipients(recipients)
             result = svc.dumper.run(
                 schema,
-                # The upload stops at its next read if the lease was taken over meanwhile.
-                lambda stream: storage.upload_stream(
-                    key, guarded(stream, beat), ARCHIVE_CONTENT_TYPE
-                ),
+                upload,
                 encrypt_to=[r["public_key"] for r in recipients] or None,
                 # A cancel (heard by the job's own heartbeat) kills pg_dump at once.
                 stop=beat.cancelled if heartbeat is None else None,
             )
             beat.check()
             finished_at = svc.clock.now()
-            manifest = manifest_for(schema, record, result, finished_at, recipients)
+            parts = stored[0]
+            manifest = manifest_for(schema, record, result, finished_at, recipients, parts)
             storage.put_bytes(
                 manifest_key(key), json.dumps(manifest, indent=2).encode(), "application/json"
             )
@@ -492,7 +520,7 @@ def run_backup_job(
             if heartbeat is None:
                 beat.stop()  # the lease ends with the record's last write, just below
         # Refused (LeaseLost) when the lease was taken over: the taker failed the record.
-        done = svc.records.complete(schema, record.id, result, finished_at, recipients)
+        done = svc.records.complete(schema, record.id, result, finished_at, recipients, parts)
     except BaseException as error:
         # BaseException: a native library's panic (pyo3's PanicException) must fail the
         # backup and free the clinic's lock too. An interrupt does the same, then goes on.
@@ -515,6 +543,7 @@ def run_backup_job(
         extra={
             **log,
             "size_bytes": result.size_bytes,
+            "parts": len(parts) if parts else 1,
             "seconds": round(result.seconds, 3),
             "toc_entries": result.toc_entries,
         },
@@ -533,6 +562,13 @@ def run_backup_job(
     if record.trigger == Trigger.SCHEDULED:
         _retain_after_backup(svc, schema)
     return done
+
+
+def object_limit(svc: Services, storage: ScopedStorage) -> int | None:
+    """The largest object the store takes: the smallest of the bucket's `file_size_limit`
+    (asked at each run: it may change), S3's 10,000 parts and the project's upload limit
+    (STORAGE_MAX_OBJECT_MB). Anything longer is stored as parts."""
+    return effective_limit([storage.object_size_limit(), svc.max_object_bytes])
 
 
 def _queue_light_check(svc: Services, schema: str, backup_id: uuid.UUID) -> None:
@@ -640,7 +676,12 @@ def _end_cancelled(
 def _remove_objects(storage: ScopedStorage, record: BackupRecord, log: dict[str, Any]) -> None:
     # Whatever may have reached storage goes: a failed backup leaves no object behind.
     try:
-        storage.delete([record.storage_key, manifest_key(record.storage_key)])
+        found = leftover_keys(storage, record.storage_key)
+    except Exception:
+        # The parts could not be listed: the sweeper reports any left as orphans.
+        found = [record.storage_key, manifest_key(record.storage_key)]
+    try:
+        storage.delete(found)
     except Exception:
         logger.warning("could not remove a failed backup's objects", extra=log)
 
@@ -649,7 +690,8 @@ def _upload_left(storage: ScopedStorage, key: str) -> bool:
     """Whether an unfinished upload of `key` is still in storage (when the store cannot say,
     assume it is: the sweeper will find out)."""
     try:
-        return any(upload.key == key for upload in storage.pending_uploads())
+        # The archive's own key or one of its parts (`<key>.part002`…).
+        return any(upload.key.startswith(key) for upload in storage.pending_uploads())
     except Exception:
         return True
 
@@ -670,7 +712,8 @@ def note_file_missing(svc: Services, schema: str, record: BackupRecord) -> None:
 def require_file(svc: Services, ctx: TenantContext, record: BackupRecord, action: str) -> None:
     """410 `backup_file_missing` (the record marked) when the backup's file is not in storage;
     an unreachable store stays a 503 `service_unavailable`."""
-    if svc.scoped(ctx.schema).head(record.storage_key) is None:
+    storage = svc.scoped(ctx.schema)
+    if any(storage.head(key) is None for key in object_keys(record)):
         note_file_missing(svc, ctx.schema, record)
         _audit(svc, ctx, action, "rejected", record.id, reason="backup_file_missing")
         raise BackupFileMissing()
@@ -693,10 +736,28 @@ def request_download(svc: Services, ctx: TenantContext, raw_id: str) -> SignedDo
         _audit(svc, ctx, "backup.download", "rejected", backup_id, reason="no_clinic_key")
         raise EncryptionKeyRequired()
     require_file(svc, ctx, record, "backup.download")
+    storage = svc.scoped(ctx.schema)
+    parts = []
     try:
-        url = svc.scoped(ctx.schema).signed_download_url(
-            record.storage_key, svc.download_ttl, record.file_name
-        )
+        if record.parts:
+            # One URL per part, each downloaded as `<file name>.part001`…: joined in order they
+            # are the file (`sha256`, `size_bytes`).
+            for number, part in enumerate(record.parts, start=1):
+                name = part_key(record.file_name, number)
+                parts.append(
+                    SignedPart(
+                        url=storage.signed_download_url(str(part["key"]), svc.download_ttl, name),
+                        name=name,
+                        size_bytes=int(part["size_bytes"]),
+                        sha256=str(part["sha256"]),
+                    )
+                )
+            # The single-URL shape stays (an older client gets the first part, named as one).
+            url = parts[0].url
+        else:
+            url = storage.signed_download_url(
+                record.storage_key, svc.download_ttl, record.file_name
+            )
     except StorageObjectMissing:  # gone between the check and the signing (Supabase says so)
         note_file_missing(svc, ctx.schema, record)
         _audit(svc, ctx, "backup.download", "rejected", backup_id, reason="backup_file_missing")
@@ -713,6 +774,7 @@ def request_download(svc: Services, ctx: TenantContext, raw_id: str) -> SignedDo
         recipients=[
             {"label": r.get("label"), "fingerprint": r.get("fingerprint")} for r in clinic_keys
         ],
+        parts=parts,
     )
 
 
@@ -832,7 +894,7 @@ def purge_deleted(svc: Services, schema: str) -> int:
     storage = svc.scoped(schema)
     purged = 0
     for record in svc.records.purgeable(schema, cutoff):
-        storage.delete([record.storage_key, manifest_key(record.storage_key)])
+        storage.delete(stored_keys(record))
         svc.records.mark_purged(schema, record.id, svc.clock.now())
         svc.records.audit(
             schema,
@@ -901,7 +963,21 @@ def _record_from_manifest(schema: str, data: dict[str, Any]) -> BackupRecord:
         verify_details=data.get("verify_details"),
         plaintext_sha256=data.get("plaintext_sha256"),
         recipients=list(data.get("recipients") or []),
+        parts=_parts_from_manifest(schema, data.get("parts")),
     )
+
+
+def _parts_from_manifest(schema: str, parts: Any) -> list[dict[str, Any]] | None:
+    if not parts:
+        return None
+    return [
+        {
+            "key": check_key_in_prefix(str(part["key"]), schema),
+            "size_bytes": int(part["size_bytes"]),
+            "sha256": str(part["sha256"]),
+        }
+        for part in parts
+    ]
 
 
 def rebuild_records(svc: Services, schema: str) -> RebuildReport:
@@ -918,8 +994,13 @@ def rebuild_records(svc: Services, schema: str) -> RebuildReport:
         except (ValueError, KeyError, TypeError, AssertionError):
             report.invalid.append(key)
             continue
-        archive = objects.get(record.storage_key)
-        if archive is None or archive.size != record.size_bytes:
+        found = [objects.get(k) for k in object_keys(record)]
+        expected = [int(p["size_bytes"]) for p in record.parts] if record.parts else None
+        if (
+            any(info is None for info in found)
+            or sum(info.size for info in found if info) != record.size_bytes
+            or (expected is not None and [info.size for info in found if info] != expected)
+        ):
             report.missing_objects.append(record.storage_key)
             continue
         if svc.records.insert_from_manifest(schema, record):

@@ -180,12 +180,24 @@ class StorageSettings(BaseSettings):
     s3_access_key_id: SecretStr | None = None
     s3_secret_access_key: SecretStr | None = None
     s3_multipart_chunk_mb: int = Field(default=8, ge=5, le=512)
+    # The project's upload limit (Supabase: 50 MB on Free and by default; the API does not
+    # expose it), in MB of 1,000,000 bytes; unset: only the bucket's file_size_limit and S3's
+    # 10,000 parts count. An archive above the smallest limit is stored as numbered parts,
+    # unless STORAGE_SPLIT_ARCHIVES is false (the backup then fails storage_object_too_large).
+    storage_max_object_mb: int | None = Field(default=None, ge=1)
+    storage_split_archives: bool = True
     supabase_url: str | None = None
     supabase_service_key: SecretStr | None = None
 
     @field_validator("s3_endpoint_url", "s3_public_endpoint_url", "supabase_url", mode="before")
     @classmethod
     def _empty_url_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    # Its own name: a subclass's `_empty_url_is_none` (RestoreSettings) replaces the one above.
+    @field_validator("storage_max_object_mb", mode="before")
+    @classmethod
+    def _empty_limit_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
 
     @model_validator(mode="after")

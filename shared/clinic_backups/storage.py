@@ -30,6 +30,12 @@ class ScopedStorage:
     def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
         self._storage.put_bytes(self._check(key), data, content_type)
 
+    def copy(self, source: str, target: str) -> None:
+        self._storage.copy(self._check(source), self._check(target))
+
+    def object_size_limit(self) -> int | None:
+        return self._storage.object_size_limit()
+
     def get_bytes(self, key: str) -> bytes:
         return self._storage.get_bytes(self._check(key))
 
@@ -45,10 +51,12 @@ class ScopedStorage:
     def delete(self, keys: list[str]) -> None:
         self._storage.delete([self._check(k) for k in keys])
 
-    def list(self) -> Iterator[ObjectInfo]:
-        for info in self._storage.list(self.prefix):
+    def list(self, prefix: str | None = None) -> Iterator[ObjectInfo]:
+        """The clinic's objects, or those under `prefix` (itself under the clinic's)."""
+        prefix = self.prefix if prefix is None else self._check(prefix)
+        for info in self._storage.list(prefix):
             # A store that ignores the prefix must still not leak another clinic's keys.
-            if info.key.startswith(self.prefix):
+            if info.key.startswith(prefix):
                 yield info
 
     def pending_uploads(self) -> builtins.list[PendingUpload]:

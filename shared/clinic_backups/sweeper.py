@@ -43,7 +43,7 @@ from functools import partial
 from typing import Any
 
 from .models import AuditEntry
-from .names import is_valid_schema_name, key_stem, manifest_key
+from .names import archive_key, is_valid_schema_name, key_stem, manifest_key
 from .observability import logger
 from .ports import PendingUpload, SchemaCheck
 from .service import PARTS_PENDING, PARTS_REMOVED, Services, purge_deleted
@@ -159,7 +159,9 @@ def _abort(svc: Services, schema: str, uploads: list[PendingUpload], report: Swe
             continue
         storage.abort_upload(upload.key, upload.upload_id)
         report.uploads_aborted += 1
-        svc.records.note_upload_removed(schema, upload.key, PARTS_PENDING, PARTS_REMOVED)
+        svc.records.note_upload_removed(
+            schema, archive_key(upload.key), PARTS_PENDING, PARTS_REMOVED
+        )
         logger.info(
             "aborted an unfinished upload",
             extra={"clinic": schema, "initiated": upload.initiated.isoformat()},

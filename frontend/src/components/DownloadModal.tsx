@@ -25,6 +25,7 @@ import {
 } from '../services/backups';
 import { keyFileName } from '../crypto/age';
 import { useBackups } from './BackupsProvider';
+import { DownloadParts } from './DownloadModalParts';
 import { Dialog } from './Dialog';
 import { formatBytes, formatCountdown, formatInteger } from './format';
 import { KeyIcon, LockIcon, Spinner } from './StatusBadge';
@@ -319,6 +320,15 @@ export function DownloadModal({ backup, onClose, fallbackFocus }: DownloadModalP
                 <button type="button" className="cb-button cb-button--primary" data-primary-action onClick={regenerate}>
                   {t('download.regenerate')}
                 </button>
+              </div>
+            ) : download.parts?.length ? (
+              // A split backup: one link per part and how to join them (DownloadModalParts).
+              <div className="cb-download__action">
+                <DownloadParts
+                  download={{ ...download, parts: download.parts }}
+                  onCopy={(text, fieldId) => void copyText(text, fieldId)}
+                />
+                <p className="cb-countdown">{t('download.expiresIn', { time: formatCountdown(remaining) })}</p>
               </div>
             ) : (
               <div className="cb-download__action">

@@ -333,6 +333,8 @@ const en: BackupsMessages = {
     server_version_unsupported:
       'The database server is newer than the backup tool. Contact support.',
     storage_failed: 'The file could not be saved to storage; no copy was kept.',
+    storage_object_too_large:
+      'The file is larger than the storage accepts in one file and could not be split into parts. The platform administrator must raise the storage limit or turn on split backups (see the details); no copy was kept.',
     encryption_failed:
       "The backup could not be encrypted: one of the clinic's encryption keys cannot be used (it is marked under “Encryption”). Remove it and register a valid one; no backup was stored.",
     clinic_not_available: 'The clinic is no longer active.',
@@ -410,6 +412,18 @@ const en: BackupsMessages = {
     notVerified: 'Not verified',
     notVerifiedTitle: 'Not test-restored yet.',
     checkedTitle: 'File checked (intact, {{tables}} tables, {{rows}} rows); not test-restored yet.',
+  },
+  downloadParts: {
+    title: 'Backup in {{count}} parts',
+    intro:
+      'This backup is larger than the storage keeps in one file, so it downloads in {{count}} parts. Download them all into the same folder.',
+    link: 'Download part {{number}} of {{total}}',
+    joinTitle: 'Join the parts',
+    joinIntro: 'In that folder, join the parts in order to get {{file}}:',
+    joinPosix: 'Linux and macOS (terminal)',
+    joinWindows: 'Windows (Command Prompt)',
+    copy: 'Copy the command for {{system}}',
+    thenOpen: 'Then open {{file}} with age -d, as shown below. Its SHA-256 fingerprint is the one above.',
   },
   language: {
     label: 'Language',

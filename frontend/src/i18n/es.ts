@@ -342,6 +342,8 @@ const es = {
     server_version_unsupported:
       'La versión del servidor de base de datos es más nueva que la herramienta de copia. Contacta con soporte.',
     storage_failed: 'No se ha podido guardar el archivo en el almacenamiento; no se ha conservado ninguna copia.',
+    storage_object_too_large:
+      'El archivo es más grande de lo que el almacenamiento acepta en un solo archivo y no se ha podido dividir en partes. El administrador de la plataforma debe subir el límite del almacenamiento o activar las copias divididas (ver el detalle); no se ha conservado ninguna copia.',
     encryption_failed:
       'No se ha podido cifrar la copia: una llave de cifrado de la clínica no se puede usar (está marcada en «Cifrado»). Quítala y registra una válida; no se ha guardado ninguna copia.',
     clinic_not_available: 'La clínica ya no está activa.',
@@ -423,6 +425,18 @@ const es = {
     notVerified: 'Sin verificar',
     notVerifiedTitle: 'Todavía no se ha restaurado de prueba.',
     checkedTitle: 'Archivo comprobado (íntegro, {{tables}} tablas, {{rows}} filas); todavía no se ha restaurado de prueba.',
+  },
+  downloadParts: {
+    title: 'Copia en {{count}} partes',
+    intro:
+      'Esta copia es más grande de lo que el almacenamiento guarda en un solo archivo, así que se descarga en {{count}} partes. Descárgalas todas en la misma carpeta.',
+    link: 'Descargar la parte {{number}} de {{total}}',
+    joinTitle: 'Unir las partes',
+    joinIntro: 'En esa carpeta, une las partes en orden para obtener {{file}}:',
+    joinPosix: 'Linux y macOS (terminal)',
+    joinWindows: 'Windows (símbolo del sistema)',
+    copy: 'Copiar el comando para {{system}}',
+    thenOpen: 'Después abre {{file}} con age -d, como se explica abajo. Su huella SHA-256 es la de arriba.',
   },
   language: {
     label: 'Idioma',

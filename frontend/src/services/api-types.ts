@@ -422,6 +422,7 @@ export interface components {
          *     - `foreign_objects_in_archive`: the archive named objects of another schema.
          *     - `server_version_unsupported`: the database server is newer than the bundled pg_dump.
          *     - `storage_failed`: the upload to storage failed; no file was kept.
+         *     - `storage_object_too_large`: the encrypted archive is larger than the store accepts in one object (Supabase's project upload limit or the bucket's `file_size_limit`, named in `error`) and could not be split into parts under it (`STORAGE_SPLIT_ARCHIVES` off, or more than 999 parts); raise the limit or turn splitting on; no file was kept.
          *     - `encryption_failed`: the archive could not be encrypted: one of the clinic's keys (named in `error`, with its fingerprint; marked `usable: false` in `GET /encryption-keys`) is one age cannot encrypt to, or the encryption library failed; nothing was stored.
          *     - `clinic_not_available`: the clinic is no longer active.
          *     - `stale`: the backup (or restore job) did not finish within the worker's time limit.
@@ -437,7 +438,7 @@ export interface components {
          *     - `internal_error`: an unexpected error.
          * @enum {string}
          */
-        BackupErrorCode: "dump_failed" | "dump_timeout" | "archive_invalid" | "foreign_objects_in_archive" | "server_version_unsupported" | "storage_failed" | "encryption_failed" | "clinic_not_available" | "stale" | "checksum_mismatch" | "backup_file_missing" | "missing_dependency" | "restore_failed" | "restore_interrupted" | "clinic_busy" | "pre_restore_backup_failed" | "verification_failed" | "verification_unavailable" | "internal_error";
+        BackupErrorCode: "dump_failed" | "dump_timeout" | "archive_invalid" | "foreign_objects_in_archive" | "server_version_unsupported" | "storage_failed" | "storage_object_too_large" | "encryption_failed" | "clinic_not_available" | "stale" | "checksum_mismatch" | "backup_file_missing" | "missing_dependency" | "restore_failed" | "restore_interrupted" | "clinic_busy" | "pre_restore_backup_failed" | "verification_failed" | "verification_unavailable" | "internal_error";
         Backup: {
             /** Format: uuid */
             id: string;
@@ -603,13 +604,16 @@ export interface components {
             note?: string;
         };
         Download: {
-            /** Format: uri */
+            /**
+             * Format: uri
+             * @description The file; for a split backup (`parts` present), its first part only.
+             */
             url: string;
             /** Format: date-time */
             expires_at: string;
             file_name: string;
             size_bytes: number;
-            /** @description sha256 of the file the URL delivers */
+            /** @description sha256 of the file (for a split backup, of its parts joined in order) */
             sha256: string;
             /** @enum {string} */
             encryption: "none" | "age";
@@ -618,6 +622,22 @@ export interface components {
                 label: string;
                 fingerprint: string;
             }[];
+            /**
+             * @description Only for a backup larger than the storage accepts in one object: its numbered parts
+             *     in order, one signed URL each. Joined in order (`cat a.part001 a.part002 > a` on
+             *     Linux and macOS, `copy /b a.part001+a.part002 a` on Windows) they are the file
+             *     `file_name`, with `size_bytes` and `sha256`.
+             */
+            parts?: components["schemas"]["DownloadPart"][];
+        };
+        DownloadPart: {
+            /** Format: uri */
+            url: string;
+            /** @description the part's file name: `<file_name>.part001`… */
+            name: string;
+            size_bytes: number;
+            /** @description sha256 of this part */
+            sha256: string;
         };
         Recipient: {
             /** @enum {string} */
@@ -1371,7 +1391,7 @@ type ReadonlyArray<T> = [
 export const errorCodeValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ErrorCode"]> = ["bad_request", "invalid_cursor", "missing_token", "invalid_token", "token_expired", "forbidden", "clinic_not_available", "not_found", "backup_not_found", "restore_not_found", "key_not_found", "operation_in_progress", "backup_not_completed", "backup_purged", "backup_not_cancellable", "undo_not_available", "encryption_key_required", "key_already_registered", "backup_file_missing", "payload_too_large", "validation_error", "private_key_refused", "quota_exceeded", "internal_error", "service_unavailable", "verification_unavailable"];
 export const backupStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["BackupStatus"]> = ["pending", "running", "completed", "failed", "deleted", "cancelled"];
 export const backupTriggerValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["BackupTrigger"]> = ["manual", "scheduled", "pre_restore"];
-export const backupErrorCodeValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["BackupErrorCode"]> = ["dump_failed", "dump_timeout", "archive_invalid", "foreign_objects_in_archive", "server_version_unsupported", "storage_failed", "encryption_failed", "clinic_not_available", "stale", "checksum_mismatch", "backup_file_missing", "missing_dependency", "restore_failed", "restore_interrupted", "clinic_busy", "pre_restore_backup_failed", "verification_failed", "verification_unavailable", "internal_error"];
+export const backupErrorCodeValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["BackupErrorCode"]> = ["dump_failed", "dump_timeout", "archive_invalid", "foreign_objects_in_archive", "server_version_unsupported", "storage_failed", "storage_object_too_large", "encryption_failed", "clinic_not_available", "stale", "checksum_mismatch", "backup_file_missing", "missing_dependency", "restore_failed", "restore_interrupted", "clinic_busy", "pre_restore_backup_failed", "verification_failed", "verification_unavailable", "internal_error"];
 export const backupEncryptionValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Backup"]["encryption"]> = ["none", "age"];
 export const backupFormatValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Backup"]["format"]> = ["custom"];
 export const verifyOutcomeValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["VerifyOutcome"]> = ["passed", "failed"];

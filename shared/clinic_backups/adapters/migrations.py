@@ -270,4 +270,10 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     # A read that found a backup's file gone from storage marks its record (410
     # backup_file_missing); the backup stays listed, and says so.
     (7, ["ALTER TABLE {records} ADD COLUMN file_missing_at timestamptz"]),
+    # Split archives (issue 19): an archive above the store's object size limit is stored as
+    # numbered objects, listed here in order with the size and sha256 of each; NULL: one object.
+    (
+        8,
+        ["ALTER TABLE {records} ADD COLUMN parts jsonb"],
+    ),
 ]

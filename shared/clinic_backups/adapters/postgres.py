@@ -451,6 +451,7 @@ _RECORD_COLUMNS = (
     "reencrypting",
     "cancel_requested_at",
     "file_missing_at",
+    "parts",
 )
 
 
@@ -459,7 +460,7 @@ def _db_value(value: Any) -> Any:
     if isinstance(value, BackupStatus | Trigger):
         return value.value
     if isinstance(value, dict | list):
-        # jsonb columns (table_counts, verify_details, recipients); records have no arrays
+        # jsonb columns (table_counts, verify_details, recipients, parts); no arrays
         return psycopg2.extras.Json(value)
     return value
 
@@ -643,14 +644,15 @@ class PostgresRecords:
         result: DumpResult,
         at: datetime,
         recipients: builtins.list[dict[str, Any]] | None = None,
+        parts: builtins.list[dict[str, Any]] | None = None,
     ) -> BackupRecord:
         names = self._names(schema)
         with self._db.transaction() as cur:
             cur.execute(
                 sql.SQL(
                     "UPDATE {records} SET status = 'completed', finished_at = %s, size_bytes = %s, "
-                    "sha256 = %s, plaintext_sha256 = %s, recipients = %s, pg_dump_version = %s, "
-                    "server_version = %s, error = NULL, error_code = NULL "
+                    "sha256 = %s, plaintext_sha256 = %s, recipients = %s, parts = %s, "
+                    "pg_dump_version = %s, server_version = %s, error = NULL, error_code = NULL "
                     "WHERE id = %s AND status = 'running' AND cancel_requested_at IS NULL "
                     "RETURNING *"
                 ).format(**names),
@@ -660,6 +662,7 @@ class PostgresRecords:
                     result.sha256,
                     result.plaintext_sha256,
                     psycopg2.extras.Json(recipients or []),
+                    psycopg2.extras.Json(parts) if parts else None,
                     result.pg_dump_version,
                     result.server_version,
                     backup_id,
@@ -811,6 +814,7 @@ class PostgresRecords:
         sha256: str | None = None,
         recipients: builtins.list[dict[str, Any]] | None = None,
         lease: Lease | None = None,
+        parts: builtins.list[dict[str, Any]] | None = None,
     ) -> BackupRecord | None:
         """Point the record at the new object (when given), clear the flag, release the lock.
         With the job's `lease`, only while it still holds it: LeaseLost otherwise (the taker
@@ -837,8 +841,8 @@ class PostgresRecords:
                 cur.execute(
                     sql.SQL(
                         "UPDATE {records} SET storage_key = %s, file_name = %s, size_bytes = %s, "
-                        "sha256 = %s, recipients = %s, reencrypting = false WHERE id = %s "
-                        "RETURNING *"
+                        "sha256 = %s, recipients = %s, parts = %s, reencrypting = false "
+                        "WHERE id = %s RETURNING *"
                     ).format(**names),
                     (
                         storage_key,
@@ -846,6 +850,7 @@ class PostgresRecords:
                         size_bytes,
                         sha256,
                         psycopg2.extras.Json(recipients or []),
+                        psycopg2.extras.Json(parts) if parts else None,
                         backup_id,
                     ),
                 )
@@ -1131,11 +1136,16 @@ class PostgresRecords:
     def known_keys(self, schema: str) -> set[str]:
         with self._db.transaction() as cur:
             cur.execute(
-                sql.SQL("SELECT storage_key FROM {records} WHERE purged_at IS NULL").format(
+                sql.SQL("SELECT storage_key, parts FROM {records} WHERE purged_at IS NULL").format(
                     **self._names(schema)
                 )
             )
-            return {r["storage_key"] for r in cur.fetchall()}
+            keys = set()
+            for row in cur.fetchall():
+                keys.add(row["storage_key"])
+                # A split backup's objects are its parts (its storage_key names none).
+                keys.update(str(part["key"]) for part in row["parts"] or [])
+            return keys
 
     def audit(self, schema: str, entry: AuditEntry) -> None:
         with self._db.transaction() as cur:

@@ -18,6 +18,30 @@ from ..observability import logger
 from ..ports import ObjectInfo, PendingUpload
 
 MB = 1024 * 1024
+# S3's part numbers: one object holds at most this many parts.
+MAX_UPLOAD_PARTS = 10_000
+# CopyObject copies up to 5 GiB in one request; larger objects are copied part by part.
+COPY_IN_ONE_REQUEST = 5 * 1024 * MB
+
+
+def _too_large(error: Exception) -> bool:
+    """The store refused the object's size: `EntityTooLarge`, or HTTP 413 alone (Supabase's
+    namespaced XML errors leave botocore's `Error.Code` empty)."""
+    response = getattr(error, "response", None) or {}
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    code = response.get("Error", {}).get("Code") or response.get("Code")
+    return status == 413 or code == "EntityTooLarge"
+
+
+def _refused_as_too_large() -> Exception:
+    from ..errors import StorageObjectTooLarge
+
+    logger.warning("storage refused the object as too large", extra={"code": "EntityTooLarge"})
+    return StorageObjectTooLarge(
+        "the storage refused the encrypted archive as too large (EntityTooLarge): its limit is "
+        "lower than the one the backup was split for; set STORAGE_MAX_OBJECT_MB to the "
+        "project's upload limit, or raise it (see docs/deployment.md)"
+    )
 
 
 def _is_missing(error: Any) -> bool:
@@ -161,6 +185,30 @@ class S3Storage:
         try:
             self.client.upload_fileobj(
                 stream, self.bucket, key, ExtraArgs={"ContentType": content_type}, Config=config
+            )
+        except ClientError as error:
+            if _too_large(error):
+                raise _refused_as_too_large() from None
+            raise _storage_error(error) from None
+        except BotoCoreError as error:
+            raise _storage_error(error) from None
+
+    def object_size_limit(self) -> int:
+        """S3's own cap: 10,000 parts of the chunk size."""
+        return MAX_UPLOAD_PARTS * self._chunk
+
+    def copy(self, source: str, target: str) -> None:
+        from boto3.s3.transfer import TransferConfig
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        config = TransferConfig(
+            multipart_threshold=COPY_IN_ONE_REQUEST,
+            multipart_chunksize=1024 * MB,
+            max_concurrency=2,
+        )
+        try:
+            self.client.copy(
+                {"Bucket": self.bucket, "Key": source}, self.bucket, target, Config=config
             )
         except (BotoCoreError, ClientError) as error:
             raise _storage_error(error) from None

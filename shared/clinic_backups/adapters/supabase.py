@@ -50,7 +50,7 @@ class SupabaseStorage:
         self._client = storage_client
 
     @property
-    def _bucket_api(self) -> Any:
+    def _storage_api(self) -> Any:
         if self._client is None:
             from storage3 import SyncStorageClient
 
@@ -58,7 +58,11 @@ class SupabaseStorage:
                 url=f"{self._url}/storage/v1/",
                 headers={"apikey": self._key, "Authorization": f"Bearer {self._key}"},
             )
-        return self._client.from_(self.bucket)
+        return self._client
+
+    @property
+    def _bucket_api(self) -> Any:
+        return self._storage_api.from_(self.bucket)
 
     def signed_download_url(self, key: str, ttl_seconds: int, file_name: str) -> str:
         import httpx
@@ -85,7 +89,28 @@ class SupabaseStorage:
             except (StorageException, httpx.HTTPError) as error:
                 raise _api_error(error) from None
 
+    def object_size_limit(self) -> int | None:
+        """The bucket's `file_size_limit` (`GET /bucket/{id}`), within S3's own cap. The
+        project's upload limit is not in the API (`STORAGE_MAX_OBJECT_MB`). When the bucket
+        cannot be read, S3's cap alone (the backup goes on; a refusal then says what to set)."""
+        import httpx
+        from storage3.utils import StorageException
+
+        cap = self._s3.object_size_limit()
+        try:
+            bucket = self._storage_api.get_bucket(self.bucket)
+        except (StorageException, httpx.HTTPError, ValueError, TypeError, KeyError) as error:
+            # Not knowing the bucket's limit must not fail the backup.
+            _api_error(error)
+            return cap
+        limit = getattr(bucket, "file_size_limit", None)
+        # None or 0: the bucket has no limit of its own.
+        return min(cap, int(limit)) if limit else cap
+
     # The rest goes through the S3 endpoint.
+
+    def copy(self, source: str, target: str) -> None:
+        self._s3.copy(source, target)
 
     def upload_stream(self, key: str, stream: BinaryIO, content_type: str) -> None:
         self._s3.upload_stream(key, stream, content_type)
