@@ -59,7 +59,7 @@ from .models import (
     TenantContext,
     Trigger,
 )
-from .names import is_valid_schema_name
+from .names import UNSUPPORTED_NAME, is_valid_schema_name
 from .ports import ListFilter
 from .settings import OperatorSettings, get_settings
 
@@ -101,7 +101,9 @@ def _services() -> service.Services:
 
 
 def _clinic(svc: service.Services, schema: str) -> TenantContext:
-    clinic = svc.tenants.get(schema) if is_valid_schema_name(schema) else None
+    if not is_valid_schema_name(schema):
+        raise ClinicNotAvailable(f"{schema!r}: {UNSUPPORTED_NAME}")
+    clinic = svc.tenants.get(schema)
     if clinic is None or not clinic.active:
         raise ClinicNotAvailable(f"{schema!r} is not an active clinic in the tenants table")
     return TenantContext(
@@ -116,7 +118,12 @@ def _clinic(svc: service.Services, schema: str) -> TenantContext:
 
 
 def _print(data: Any) -> None:
+    """The command's result: alone on stdout (logs go to stderr), so `| jq` works."""
     print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def _error(line: str) -> None:
+    print(line, file=sys.stderr)
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
@@ -198,8 +205,11 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    _print({"migrated": service.migrate_all(_services())})
-    return 0
+    result = service.migrate_all(_services())
+    _print(result)
+    if result["unsupported"]:
+        _error(f"clinics that cannot be backed up: {result['unsupported']}: {UNSUPPORTED_NAME}")
+    return 1 if result["unsupported"] else 0
 
 
 def cmd_restore(args: argparse.Namespace) -> int:

@@ -769,13 +769,14 @@ def rebuild_records(svc: Services, schema: str) -> RebuildReport:
     return report
 
 
-def migrate_all(svc: Services) -> list[str]:
-    """Create or upgrade the backup tables of every active clinic."""
+def migrate_all(svc: Services) -> dict[str, Any]:
+    """Create or upgrade the backup tables of every active clinic. Clinics whose name the
+    product cannot back up are listed under `unsupported` (never skipped silently)."""
     done = []
     for clinic in svc.tenants.active_clinics():
         svc.records.ensure_schema(clinic.schema)
         done.append(clinic.schema)
-    return done
+    return {"migrated": done, "unsupported": svc.tenants.unsupported_clinics()}
 
 
 # --- clinic settings, the keep flag and retention -------------------------------------------

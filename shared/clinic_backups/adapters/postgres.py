@@ -1076,3 +1076,9 @@ class PostgresTenants:
             for r in rows
             if r["active"] and is_valid_schema_name(r["schema"])
         ]
+
+    def unsupported_clinics(self) -> builtins.list[str]:
+        with self._db.transaction() as cur:
+            cur.execute(self._select() + sql.SQL(" ORDER BY 1"))
+            rows = cur.fetchall()
+        return [r["schema"] for r in rows if r["active"] and not is_valid_schema_name(r["schema"])]
