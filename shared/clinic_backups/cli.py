@@ -34,11 +34,16 @@ import argparse
 import getpass
 import hashlib
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from . import restore, service
+import psycopg2
+import psycopg2.errors
+
+from . import cli_tenants, restore, service
+from .adapters.postgres import describe_error
 from .errors import (
     ApiError,
     BackupNotCompleted,
@@ -335,7 +340,7 @@ def cmd_restore_file(args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
-        prog="python -m clinic_backups.cli",
+        prog="clinic-backups",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -406,13 +411,32 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--pg-bin", help="directory of pg_restore and psql 18+")
     p.add_argument("--timeout", type=float, default=24 * 3600)
     p.set_defaults(run=cmd_restore_file)
+    # Commands of their own modules register themselves here, one line each.
+    cli_tenants.register(sub)
     return top
+
+
+def _logs_to_stderr() -> None:
+    """Logs go to stderr: stdout holds the command's result alone (`| jq` works)."""
+    from .observability import logger
+
+    for handler in logger.handlers + logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
+            handler.setStream(sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    _logs_to_stderr()
     try:
         return int(args.run(args))
+    except psycopg2.errors.InsufficientPrivilege as error:
+        print(
+            f"error: the database refused ({describe_error(error)}). Fix: run "
+            "`clinic-backups grant` as the owner of the clinic schemas (docs/django-tenants.md)",
+            file=sys.stderr,
+        )
+        return 2
     except ApiError as error:
         print(f"error: {error.code}: {error.message}", file=sys.stderr)
         return 2

@@ -47,7 +47,7 @@ def database(settings: CommonSettings) -> Any:
 def records(settings: CommonSettings, metrics: Any = None) -> Any:
     from .adapters.postgres import PostgresRecords
 
-    return PostgresRecords(database(settings), metrics)
+    return PostgresRecords(database(settings), metrics, settings.backup_tables_owner)
 
 
 def schedules(settings: CommonSettings) -> Any:

@@ -1,4 +1,4 @@
-"""Clinic schema names, storage keys and file names.
+r"""Clinic schema names, storage keys and file names.
 
 A clinic's schema name must pass two rules (documented in docs/security.md):
 1. django-tenants' own validator, copied from the version the project supports (4.0.1,
@@ -43,6 +43,15 @@ OWNED_TABLES = (
     "backup_restores",
     "backup_keys",
 )
+
+
+def meta_stamp(schema: str) -> str:
+    """The comment on a clinic's `backup_meta`: whose tables these are. django-tenants'
+    `clone_schema` copies tables with their comments, so a clone's copy names the base schema
+    and is recognised (and cleaned) before anything in it is used; a restore moves the table
+    back into the clinic's schema and keeps it."""
+    return f"clinic_backups:{schema}"
+
 
 DUMP_SUFFIX = ".dump"
 ENCRYPTED_SUFFIX = ".age"

@@ -1,0 +1,321 @@
+"""A real django-tenants 4.0.1 application (tests/django_fixture) backed up and restored:
+tenants with a dashed name, an inactive one, one created after deployment and one cloned from
+a base schema (TENANT_BASE_SCHEMA, clone_schema). One session, one story, in order: the steps
+share the tenants (creating a django-tenants tenant migrates it: seconds each)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import psycopg2
+import pytest
+from clinic_backups import cli
+from psycopg2 import sql
+
+from devstack import demo
+from tests.helpers import FixedClock, function_module, invoke, load_event
+from tests.integration.django_host.conftest import DjangoHost, create_tenant
+from tests.integration.restore_support import (
+    backup,
+    checksums,
+    privileges,
+    restore,
+    structure,
+    undo,
+)
+
+BACKUP_TABLES = ("backup_meta", "backup_records", "backup_operation_lock")
+
+
+def populate(schema: str, patients: int, seed: int) -> None:
+    """Data through the ORM: FKs, M2M, a generic relation, auth users and groups."""
+    from django.contrib.auth.models import Group, User
+    from django_tenants.utils import schema_context
+
+    from tests.django_fixture.clinic.models import Appointment, Invoice, Note, Patient, Tag
+
+    with schema_context(schema):
+        tags = [Tag.objects.create(name=f"tag-{i}") for i in range(3)]
+        group = Group.objects.create(name="recepción")
+        user = User.objects.create_user(f"recepcion-{seed}", password=None)
+        user.groups.add(group)
+        for i in range(patients):
+            p = Patient.objects.create(
+                name=f"Paciente {seed}-{i}", birth_date=date(1950 + i % 60, 1 + i % 12, 1)
+            )
+            p.tags.set(tags[: i % 4])
+            a = Appointment.objects.create(
+                patient=p,
+                at=datetime(2026, 1, 1, tzinfo=UTC) + timedelta(hours=i),
+                status="scheduled" if i % 3 else "done",
+            )
+            Invoice.objects.create(appointment=a, amount_cents=1000 + i)
+            if i % 5 == 0:
+                Note.objects.create(target=p, text=f"nota {i}")
+
+
+def mutate(schema: str) -> None:
+    """What a clinic does after its backup, through the ORM."""
+    from django_tenants.utils import schema_context
+
+    from tests.django_fixture.clinic.models import Appointment, Invoice, Note, Patient
+
+    with schema_context(schema):
+        Invoice.objects.filter(pk__in=Invoice.objects.values("pk")[:5]).delete()
+        Appointment.objects.filter(status="scheduled").update(status="cancelled")
+        for p in Patient.objects.order_by("pk")[:10]:
+            p.name = p.name + " (editado)"
+            p.save()
+            p.tags.clear()
+        Note.objects.all().delete()
+        Patient.objects.create(name="Nuevo", birth_date=date(2000, 1, 1))
+
+
+def orm_checksum(schema: str) -> str:
+    """Every row of the clinic's models and M2M tables, in primary key order, as the ORM reads
+    them."""
+    from django.contrib.auth.models import Group, User
+    from django_tenants.utils import schema_context
+
+    from tests.django_fixture.clinic.models import Appointment, Invoice, Note, Patient, Tag
+
+    digest = hashlib.sha256()
+    with schema_context(schema):
+        for model in (Tag, Patient, Patient.tags.through, Appointment, Invoice, Note, User, Group):
+            for row in model.objects.order_by("pk").values():
+                digest.update(repr(sorted(row.items())).encode())
+    return digest.hexdigest()
+
+
+def catalog(url: str, schema: str) -> dict[str, Any]:
+    """Triggers and django_migrations beside restore_support's structure and privileges."""
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT c.relname, t.tgname, pg_get_triggerdef(t.oid) FROM pg_trigger t "
+            "JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND NOT t.tgisinternal ORDER BY 1, 2",
+            (schema,),
+        )
+        triggers = cur.fetchall()
+        cur.execute(
+            sql.SQL("SELECT app, name FROM {} ORDER BY app, name").format(
+                sql.Identifier(schema, "django_migrations")
+            )
+        )
+        migrations = cur.fetchall()
+    conn.close()
+    return {
+        "triggers": [
+            (t, n, d.replace(f'"{schema}".', "").replace(f"{schema}.", "")) for t, n, d in triggers
+        ],
+        "migrations": migrations,
+        "structure": structure(url, schema, owned=False),
+        "privileges": privileges(url, schema),
+    }
+
+
+def run_cli(*argv: str) -> tuple[int, Any, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = cli.main(list(argv))
+    return rc, json.loads(out.getvalue()) if out.getvalue().strip() else None, err.getvalue()
+
+
+def table_owners(url: str, schema: str) -> dict[str, str]:
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT c.relname, pg_get_userbyid(c.relowner) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname LIKE 'backup\\_%%' AND c.relkind = 'r'",
+            (schema,),
+        )
+        owners = dict(cur.fetchall())
+    conn.close()
+    return owners
+
+
+def records(url: str, schema: str) -> list[str]:
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(
+            sql.SQL("SELECT storage_key FROM {}").format(sql.Identifier(schema, "backup_records"))
+        )
+        keys = [r[0] for r in cur.fetchall()]
+    conn.close()
+    return keys
+
+
+def give_tables(host: DjangoHost, schema: str, role: str) -> None:
+    with psycopg2.connect(host.admin_url) as conn, conn.cursor() as cur:
+        for table in table_owners(host.admin_url, schema):
+            cur.execute(
+                sql.SQL("ALTER TABLE {} OWNER TO {}").format(
+                    sql.Identifier(schema, table), sql.Identifier(role)
+                )
+            )
+    conn.close()
+
+
+def scheduled(host: DjangoHost, schema: str) -> bool:
+    """Whether the clinic has a completed backup of the scheduler."""
+    with psycopg2.connect(host.admin_url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT to_regclass(%s)", (f'"{schema}".backup_records',))
+        if cur.fetchone()[0] is None:
+            return False
+        cur.execute(
+            sql.SQL(
+                "SELECT count(*) FROM {} WHERE trigger = 'scheduled' AND status = 'completed'"
+            ).format(sql.Identifier(schema, "backup_records"))
+        )
+        found = bool(cur.fetchone()[0])
+    conn.close()
+    return found
+
+
+def test_django_tenants_host_round_trip(
+    host_env: DjangoHost, monkeypatch: pytest.MonkeyPatch, sqs, restore_sqs, s3_server, bucket
+):
+    host = host_env
+    sfx = host.suffix
+    clinic = f"clinica_{sfx}"
+    dashed = f"dunder-mifflin-{sfx}"
+    inactive = f"inactiva_{sfx}"
+    base = f"base_{sfx}"
+    unsupported = f"clinica/norte-{sfx}"
+
+    # Given a django-tenants host with several tenants of different sizes
+    for i, (schema, active) in enumerate(
+        [(clinic, True), (dashed, True), (inactive, False), (base, True)]
+    ):
+        create_tenant(schema, f"Clínica {schema}", active=active)
+        populate(schema, patients=20 + 7 * i, seed=i)
+    # and one that django-tenants accepts but the product cannot store under its own prefix
+    create_tenant(unsupported, "Clínica con barra")
+
+    # When the operator deploys: `grant` once, then `migrate` as the restore role
+    rc, granted, _ = run_cli("grant")
+    assert rc == 0, granted
+    assert {clinic, dashed, inactive, base} <= set(granted["clinics"])
+    assert any(
+        "ALTER DEFAULT PRIVILEGES FOR ROLE" in s and "ON SCHEMAS" in s for s in granted["sql"]
+    )
+    assert any(f'GRANT USAGE, CREATE ON SCHEMA "{dashed}"' in s for s in granted["sql"])
+    rc_again, again, _ = run_cli("grant")
+    assert rc_again == 0 and again["sql"] == granted["sql"]  # idempotent, same SQL
+
+    monkeypatch.setenv("DATABASE_URL", host.restore_url)
+    rc, migrated, err = run_cli("migrate")
+    monkeypatch.setenv("DATABASE_URL", host.backup_url)
+    function_module("scheduler")  # the functions' caches start from DATABASE_URL again
+    from tests import helpers
+
+    helpers.reset_caches()
+    # Then the dashed clinic is migrated; the unsupported one is named, not skipped silently
+    assert dashed in migrated["migrated"] and unsupported in migrated["unsupported"], migrated
+    assert rc == 1 and "cannot be backed up" in err
+    # and the backup tables belong to the backup role, although the restore role made them
+    assert set(table_owners(host.admin_url, dashed).values()) == {demo.BACKUP_ROLE}
+
+    # Given the base schema has its own backup history
+    backup(base, sqs, note="base")
+
+    # (clone_schema keeps each table's owner: as the host's role it can clone a base whose
+    # backup tables the backup role owns only if it is a member of that role. Here they are
+    # the host's, as when the host's own role first touched the base: the copy case.)
+    give_tables(host, base, demo.APP_ROLE)
+
+    # When tenants are created after deployment: a new one and one cloned from the base
+    newer = f"nuevo_{sfx}"
+    clone = f"clon-{sfx}"
+    create_tenant(newer, "Clínica Nueva")
+    populate(newer, patients=11, seed=9)
+    create_tenant(clone, "Clínica Clonada", base=base)
+
+    give_tables(host, base, demo.BACKUP_ROLE)
+    # Then the clone's copy of the base's backup tables is gone (post_schema_sync → grant)
+    assert table_owners(host.admin_url, clone) == {}
+
+    # When the scheduler's hourly run comes (03:10 in Madrid: everyone's default slot)
+    svc = function_module("scheduler").services()
+    svc.clock = FixedClock(datetime(2027, 1, 12, 2, 10, tzinfo=UTC))
+    summary = invoke("scheduler", load_event("scheduler/scheduled_event.json"))
+    # Then the dashed, new and cloned tenants are backed up; the unsupported one is an error
+    sqs.drain_into_worker()
+    backed_up = {s for s in (clinic, dashed, newer, clone, base, inactive) if scheduled(host, s)}
+    assert backed_up == {clinic, dashed, newer, clone, base}, summary
+    assert summary["failed_clinics"].get(unsupported) == "unsupported_name", summary
+    assert summary["unsupported"] == 1
+    # and the clone's history holds only its own backups, under its own prefix
+    assert records(host.admin_url, clone) and all(
+        k.startswith(f"{clone}/") for k in records(host.admin_url, clone)
+    )
+
+    # Round trip for the dashed clinic: backup, mutate through the ORM, restore, compare
+    from django.db import connections
+
+    source = backup(dashed, sqs, note="antes")
+    restore_sqs.drain_into_worker()
+    at_backup = (
+        orm_checksum(dashed),
+        checksums(host.admin_url, dashed),
+        catalog(host.admin_url, dashed),
+    )
+    others = {s: checksums(host.admin_url, s) for s in (clinic, newer, "public")}
+    mutate(dashed)
+    mutated = (
+        orm_checksum(dashed),
+        checksums(host.admin_url, dashed),
+        catalog(host.admin_url, dashed),
+    )
+    assert mutated[0] != at_backup[0]
+    connections.close_all()
+    job = restore(dashed, source["id"], restore_sqs)
+    assert job["status"] == "completed", job
+    assert (
+        orm_checksum(dashed),
+        checksums(host.admin_url, dashed),
+        catalog(host.admin_url, dashed),
+    ) == at_backup
+    assert {s: checksums(host.admin_url, s) for s in (clinic, newer, "public")} == others
+
+    # Sequences continue where the backup left them; the trigger and constraints still work
+    from django.db import IntegrityError, transaction
+    from django_tenants.utils import schema_context
+
+    from tests.django_fixture.clinic.models import Invoice, Patient
+
+    with schema_context(dashed):
+        highest = Patient.objects.order_by("-pk").values_list("pk", flat=True).first()
+        fresh = Patient.objects.create(name="Tras RESTAURAR", birth_date=date(1999, 9, 9))
+        assert fresh.pk == highest + 1
+        fresh.refresh_from_db()
+        assert fresh.name_search == "tras restaurar"
+        with pytest.raises(IntegrityError), transaction.atomic():
+            Invoice.objects.create(appointment_id=1, amount_cents=-1)
+        fresh.delete()
+
+    # Undo brings back the mutated state
+    connections.close_all()
+    reply = undo(dashed, job["id"])
+    assert reply.status == 202, reply.body
+    restore_sqs.drain_into_worker()
+    after_undo = (
+        orm_checksum(dashed),
+        checksums(host.admin_url, dashed),
+        catalog(host.admin_url, dashed),
+    )
+    # (the fresh row's sequence step is not undone: sequences never roll back)
+    assert after_undo[0] == mutated[0] and after_undo[2] == mutated[2]
+
+    # And migrate_schemas has nothing to apply afterwards, in any tenant
+    from django.core.management import call_command
+
+    out = io.StringIO()
+    connections.close_all()
+    call_command("migrate_schemas", stdout=out, verbosity=1)
+    assert "Applying" not in out.getvalue()
+    assert out.getvalue().count("No migrations to apply") >= 6, out.getvalue()
