@@ -54,6 +54,7 @@ from .errors import (
 from .factory import build_services
 from .models import (
     BackupJob,
+    Clinic,
     BackupStatus,
     Job,
     ListRestoresQuery,
@@ -64,7 +65,7 @@ from .models import (
     TenantContext,
     Trigger,
 )
-from .names import UNSUPPORTED_NAME, is_valid_schema_name
+from .names import UNSUPPORTED_NAME, is_tenant_schema_name, is_valid_schema_name
 from .ports import ListFilter
 from .settings import OperatorSettings, get_settings
 
@@ -105,11 +106,40 @@ def _services() -> service.Services:
     return svc
 
 
-def _clinic(svc: service.Services, schema: str) -> TenantContext:
-    if not is_valid_schema_name(schema):
+class _WithInactive:
+    """The tenants table as a command run with `--inactive` sees it: the one clinic the
+    operator named counts as active for this command (jobs re-check the table: they must not
+    refuse it); every other clinic as stored. The functions never see this."""
+
+    def __init__(self, inner: Any, schema: str) -> None:
+        self._inner = inner
+        self._schema = schema
+
+    def get(self, schema: str) -> Clinic | None:
+        clinic = self._inner.get(schema)
+        if clinic is not None and schema == self._schema:
+            return Clinic(schema=clinic.schema, name=clinic.name, active=True)
+        return clinic  # type: ignore[no-any-return]
+
+    def active_clinics(self) -> list[Clinic]:
+        return self._inner.active_clinics()  # type: ignore[no-any-return]
+
+    def unsupported_clinics(self) -> list[str]:
+        return self._inner.unsupported_clinics()  # type: ignore[no-any-return]
+
+
+def _clinic(svc: service.Services, schema: str, inactive: bool = False) -> TenantContext:
+    if is_tenant_schema_name(schema) and not is_valid_schema_name(schema):
         raise ClinicNotAvailable(f"{schema!r}: {UNSUPPORTED_NAME}")
-    clinic = svc.tenants.get(schema)
-    if clinic is None or not clinic.active:
+    clinic = svc.tenants.get(schema) if is_valid_schema_name(schema) else None
+    if clinic is not None and not clinic.active and inactive:
+        svc.tenants = _WithInactive(svc.tenants, schema)
+    elif clinic is not None and not clinic.active:
+        raise ClinicNotAvailable(
+            f"{schema!r} is not an active clinic in the tenants table "
+            "(pass --inactive to list or restore a deactivated clinic)"
+        )
+    if clinic is None:
         raise ClinicNotAvailable(f"{schema!r} is not an active clinic in the tenants table")
     return TenantContext(
         schema=clinic.schema,
@@ -153,7 +183,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     svc = _services()
-    ctx = _clinic(svc, args.clinic)
+    ctx = _clinic(svc, args.clinic, args.inactive)
     items, _ = svc.records.list(ctx.schema, ListFilter(limit=1000, include_deleted=args.all))
     _print([r.to_api() for r in items])
     return 0
@@ -219,7 +249,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_restore(args: argparse.Namespace) -> int:
     svc = _services()
-    ctx = _clinic(svc, args.clinic)
+    ctx = _clinic(svc, args.clinic, args.inactive)
     collected = _Collect()
     svc.dispatcher = collected
     job = restore.request_restore(svc, ctx, args.backup_id, RestoreRequest(confirm=args.confirm))
@@ -249,6 +279,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 EPHEMERAL_POSTGRES = "clinic_backups.ephemeral_postgres"
+INACTIVE_HELP = "the clinic is deactivated in the tenants table: act on it anyway (explicit)"
 
 
 def _ephemeral_verifier(svc: service.Services) -> Any:
@@ -266,7 +297,11 @@ def _ephemeral_verifier(svc: service.Services) -> Any:
         raise ConfigurationError(
             "--ephemeral needs the development tools (a checkout with `pip install -e .`)"
         )
-    server = found[0].load()()
+    try:
+        server = found[0].load()()
+    except Exception as error:
+        # One line with the fix (e.g. "no PostgreSQL server in …; build it with `make …`").
+        raise ConfigurationError(f"--ephemeral could not start its server: {error}") from None
     settings = get_settings(OperatorSettings)
     svc.verifier = VerificationServer(
         server.url, PgTools(settings.pg_bin_dir), timeout_seconds=86400
@@ -277,7 +312,7 @@ def _ephemeral_verifier(svc: service.Services) -> Any:
 
 def cmd_undo(args: argparse.Namespace) -> int:
     svc = _services()
-    ctx = _clinic(svc, args.clinic)
+    ctx = _clinic(svc, args.clinic, args.inactive)
     collected = _Collect()
     svc.dispatcher = collected
     restore.request_undo(svc, ctx, args.restore_id)
@@ -289,7 +324,7 @@ def cmd_undo(args: argparse.Namespace) -> int:
 
 def cmd_restores(args: argparse.Namespace) -> int:
     svc = _services()
-    ctx = _clinic(svc, args.clinic)
+    ctx = _clinic(svc, args.clinic, args.inactive)
     page = restore.list_restores(svc, ctx, ListRestoresQuery(limit=100))
     _print([j.to_api(j.id == page.undoable) for j in page.items])
     return 0
@@ -352,6 +387,7 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="a clinic's backups, newest first")
     p.add_argument("clinic")
     p.add_argument("--all", action="store_true", help="include deleted backups")
+    p.add_argument("--inactive", action="store_true", help=INACTIVE_HELP)
     p.set_defaults(run=cmd_list)
     p = sub.add_parser("download", help="stream a backup to a file and check its sha256")
     p.add_argument("clinic")
@@ -385,6 +421,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("clinic")
     p.add_argument("backup_id")
     p.add_argument("--confirm", required=True, help="the clinic's schema name, typed exactly")
+    p.add_argument("--inactive", action="store_true", help=INACTIVE_HELP)
     p.set_defaults(run=cmd_restore)
     p = sub.add_parser("verify", help="full drill: restore a backup into a scratch database")
     p.add_argument("clinic")
@@ -398,9 +435,11 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("undo", help="undo a clinic's latest restore within its undo window")
     p.add_argument("clinic")
     p.add_argument("restore_id")
+    p.add_argument("--inactive", action="store_true", help=INACTIVE_HELP)
     p.set_defaults(run=cmd_undo)
     p = sub.add_parser("restores", help="a clinic's restores and verifications, newest first")
     p.add_argument("clinic")
+    p.add_argument("--inactive", action="store_true", help=INACTIVE_HELP)
     p.set_defaults(run=cmd_restores)
     p = sub.add_parser(
         "restore-file", help="decrypt a downloaded backup and load it into a database of yours"
@@ -416,13 +455,25 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+class _CurrentStderr:
+    """Whatever `sys.stderr` is when a line is written (a test may swap it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def _logs_to_stderr() -> None:
     """Logs go to stderr: stdout holds the command's result alone (`| jq` works)."""
     from .observability import logger
 
-    for handler in logger.handlers + logging.getLogger().handlers:
-        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
-            handler.setStream(sys.stderr)
+    for handler in logger.handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(
+            handler.stream, _CurrentStderr
+        ):
+            handler.setStream(_CurrentStderr())  # type: ignore[arg-type]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -319,3 +319,119 @@ def test_django_tenants_host_round_trip(
     call_command("migrate_schemas", stdout=out, verbosity=1)
     assert "Applying" not in out.getvalue()
     assert out.getvalue().count("No migrations to apply") >= 6, out.getvalue()
+
+
+def list_backups(schema: str) -> Any:
+    from tests.helpers import call, mint
+
+    return call("list_backups", load_event("list_backups/get_backups.json", token=mint(schema)))
+
+
+def test_a_clone_without_the_receiver_never_shows_the_base_history_and_grant_cleans_it(
+    host_env: DjangoHost, monkeypatch: pytest.MonkeyPatch, sqs, s3_server, bucket
+):
+    from contrib.django_clinic_backups.signals import grant_backup_role
+    from django_tenants.models import TenantMixin
+    from django_tenants.signals import post_schema_sync
+
+    host = host_env
+    base = f"plantilla_{host.suffix}"
+    clone = f"copia-{host.suffix}"
+    # Given a base schema with a backup history, its tables the host's (the copy case)
+    create_tenant(base, "Plantilla")
+    populate(base, patients=5, seed=3)
+    assert run_cli("grant", base)[0] == 0
+    base_backup = backup(base, sqs, note="de la plantilla")
+    give_tables(host, base, demo.APP_ROLE)
+
+    # When a tenant is cloned from it by a host without the receiver
+    post_schema_sync.disconnect(grant_backup_role, sender=TenantMixin)
+    try:
+        create_tenant(clone, "Copia", base=base)
+    finally:
+        post_schema_sync.connect(grant_backup_role, sender=TenantMixin)
+        give_tables(host, base, demo.BACKUP_ROLE)
+    # clone_schema copied the base's history, storage keys of the base included
+    assert records(host.admin_url, clone) and all(
+        k.startswith(f"{base}/") for k in records(host.admin_url, clone)
+    )
+
+    # Then the clone's API never lists them (the copy is refused before use)
+    reply = list_backups(clone)
+    assert reply.status != 200 or reply.body["items"] == [], reply.body
+    # and the scheduler names the clone as a failing clinic (the alarm), with the fix logged
+    svc = function_module("scheduler").services()
+    svc.clock = FixedClock(datetime(2027, 2, 9, 2, 10, tzinfo=UTC))
+    summary = invoke("scheduler", load_event("scheduler/scheduled_event.json"))
+    assert summary["failed_clinics"].get(clone) == "migrate", summary
+
+    # When the operator runs grant
+    rc, granted, _ = run_cli("grant", clone)
+    # Then the copies are dropped (never the base's objects) and the clone starts afresh
+    assert rc == 0 and granted["copies_dropped"] == [clone], granted
+    helpers_reset()
+    reply = list_backups(clone)
+    assert reply.status == 200 and reply.body["items"] == [], reply.body
+    own = backup(clone, sqs)
+    assert own["file_name"].startswith(f"{clone}-")
+    assert records(host.admin_url, clone) and all(
+        k.startswith(f"{clone}/") for k in records(host.admin_url, clone)
+    )
+    reply = list_backups(base)
+    assert base_backup["id"] in [b["id"] for b in reply.body["items"]]
+    keys = [
+        o["Key"]
+        for o in s3_server.client().list_objects_v2(Bucket=bucket, Prefix=f"{base}/")["Contents"]
+    ]
+    assert any(k.endswith(base_backup["file_name"]) for k in keys)
+
+
+def helpers_reset() -> None:
+    from tests import helpers
+
+    helpers.reset_caches()
+
+
+def test_operator_cli_lists_and_restores_an_inactive_clinic_with_its_flag_result_alone_on_stdout(
+    host_env: DjangoHost, monkeypatch: pytest.MonkeyPatch, sqs, restore_sqs
+):
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.django_fixture.customers.models import Client
+
+    host = host_env
+    schema = f"cerrada-{host.suffix}"
+    create_tenant(schema, "Clínica Cerrada")
+    populate(schema, patients=6, seed=4)
+    assert run_cli("grant", schema)[0] == 0
+    before = orm_checksum(schema)
+    rc, made, _ = run_cli("backup", schema)
+    assert rc == 0 and made["status"] == "completed"
+    Client.objects.filter(schema_name=schema).update(is_active=False)
+    mutate(schema)
+
+    # Without the flag: one clear line naming it, no traceback
+    rc, out, err = run_cli("list", schema)
+    assert rc == 2 and out is None and "--inactive" in err and "Traceback" not in err
+
+    # With it, the console script prints the result alone on stdout (logs on stderr): `| jq`
+    script = shutil.which("clinic-backups", path=str(Path(sys.executable).parent))
+    assert script is not None
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JWT_")}
+    done = subprocess.run(
+        [script, "list", schema, "--inactive"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert [b["id"] for b in json.loads(done.stdout)] == [made["id"]]
+
+    # and restores it
+    from django.db import connections
+
+    connections.close_all()
+    rc, job, err = run_cli("restore", schema, made["id"], "--confirm", schema, "--inactive")
+    assert rc == 0 and job["status"] == "completed", (job, err)
+    assert orm_checksum(schema) == before
