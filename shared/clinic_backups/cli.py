@@ -54,8 +54,8 @@ from .errors import (
 from .factory import build_services
 from .models import (
     BackupJob,
-    Clinic,
     BackupStatus,
+    Clinic,
     Job,
     ListRestoresQuery,
     Permission,

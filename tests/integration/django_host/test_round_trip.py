@@ -330,9 +330,10 @@ def list_backups(schema: str) -> Any:
 def test_a_clone_without_the_receiver_never_shows_the_base_history_and_grant_cleans_it(
     host_env: DjangoHost, monkeypatch: pytest.MonkeyPatch, sqs, s3_server, bucket
 ):
-    from contrib.django_clinic_backups.signals import grant_backup_role
     from django_tenants.models import TenantMixin
     from django_tenants.signals import post_schema_sync
+
+    from contrib.django_clinic_backups.signals import grant_backup_role
 
     host = host_env
     base = f"plantilla_{host.suffix}"
