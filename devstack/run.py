@@ -387,9 +387,11 @@ class Stack:
             # Not our database (a real django-tenants one, say): nothing is written into it
             # unless asked. Its tenants are the clinics.
             try:
-                with contextlib.closing(psycopg2.connect(external_url)) as conn:
-                    with conn.cursor() as cur:
-                        present = demo.demo_present(cur)
+                with (
+                    contextlib.closing(psycopg2.connect(external_url)) as conn,
+                    conn.cursor() as cur,
+                ):
+                    present = demo.demo_present(cur)
             except psycopg2.OperationalError as error:
                 raise StartError(
                     f"cannot reach DATABASE_URL ({_redact_url(external_url)}): "
