@@ -141,6 +141,8 @@ def _clinic(svc: service.Services, schema: str, inactive: bool = False) -> Tenan
         )
     if clinic is None:
         raise ClinicNotAvailable(f"{schema!r} is not an active clinic in the tenants table")
+    # A clinic never backed up has no backup tables yet (`list` failed with UndefinedTable).
+    svc.records.ensure_schema(clinic.schema)
     return TenantContext(
         schema=clinic.schema,
         clinic_name=clinic.name,

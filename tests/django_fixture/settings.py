@@ -57,6 +57,9 @@ CLINIC_BACKUPS_ROLE = "clinic_backup"
 TENANT_MODEL = "customers.Client"
 TENANT_DOMAIN_MODEL = "customers.Domain"
 
-MIDDLEWARE = ["django_tenants.middleware.main.TenantMainMiddleware"]
+MIDDLEWARE = [
+    "django_tenants.middleware.main.TenantMainMiddleware",
+    "contrib.django_clinic_backups.middleware.RestoreMaintenanceMiddleware",
+]
 
 TEMPLATES: list[dict[str, object]] = []
