@@ -241,6 +241,7 @@ def build_services(settings: CommonSettings) -> Any:
         svc.restore_deadline_seconds = settings.restore_timeout_seconds
     if isinstance(settings, SchedulerSettings):
         svc.verify_weekly = settings.verify_weekly
+    svc.host_maintenance_mode = settings.host_maintenance_mode
     if isinstance(settings, EncryptionSettings):
         svc.platform_recipients = list(settings.platform_age_recipients)
         svc.platform_identities = settings.identities()

@@ -95,6 +95,10 @@ class CommonSettings(BaseSettings):
     # Registering or removing the clinic's encryption keys.
     keys_roles: CsvList = ["admin"]
 
+    # The host installed contrib/django_clinic_backups' maintenance middleware: while a
+    # restore runs, the clinic's own application answers 503 (GET /me tells the UI).
+    host_maintenance_mode: bool = False
+
     default_locale: str = "es-ES"
     default_time_zone: str = "Europe/Madrid"
 

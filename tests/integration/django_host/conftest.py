@@ -42,9 +42,12 @@ class DjangoHost:
 def create_tenant(schema: str, name: str, *, active: bool = True, base: str | None = None) -> Any:
     """A tenant as the host creates one (`Client.save()` creates and migrates its schema;
     with `base`, django-tenants clones that schema: TENANT_BASE_SCHEMA, clone_schema)."""
+    from django.db import connection
     from django.test.utils import override_settings
 
     from tests.django_fixture.customers.models import Client, Domain
+
+    connection.set_schema_to_public()  # a request through the test client leaves its tenant
 
     def save() -> Any:
         client = Client(schema_name=schema, name=name, is_active=active)

@@ -88,3 +88,20 @@ def test_a_restoring_clinic_answers_503_and_accepts_no_write(host_env: DjangoHos
         holder.close()
     # And once the lock is gone, writes go through again
     assert web.post("/api/patients/").status_code == 201
+
+
+def test_me_tells_the_ui_whether_the_host_installed_the_maintenance_middleware(
+    host_env: DjangoHost, monkeypatch
+):
+    from tests import helpers
+    from tests.helpers import call, load_event, mint
+
+    schema = f"me-{host_env.suffix}"
+    create_tenant(schema, "Clínica Me")
+    assert run_cli("grant", schema)[0] == 0
+    for value, expected in (("", False), ("true", True)):
+        monkeypatch.setenv("HOST_MAINTENANCE_MODE", value or "false")
+        helpers.reset_caches()
+        reply = call("list_backups", load_event("list_backups/get_me.json", token=mint(schema)))
+        assert reply.status == 200, reply.body
+        assert reply.body["host_maintenance_mode"] is expected
