@@ -436,3 +436,27 @@ def test_operator_cli_lists_and_restores_an_inactive_clinic_with_its_flag_result
     rc, job, err = run_cli("restore", schema, made["id"], "--confirm", schema, "--inactive")
     assert rc == 0 and job["status"] == "completed", (job, err)
     assert orm_checksum(schema) == before
+
+
+def test_a_missing_grant_is_one_line_with_the_fix_then_grant_fixes_it(host_env: DjangoHost):
+    host = host_env
+    schema = f"sin-permisos-{host.suffix}"
+    create_tenant(schema, "Clínica sin permisos")
+    # Given a tenant the backup role may not use (no default privileges, no grant)
+    with psycopg2.connect(host.admin_url) as conn, conn.cursor() as cur:
+        cur.execute(
+            sql.SQL("REVOKE ALL ON SCHEMA {} FROM {}").format(
+                sql.Identifier(schema), sql.Identifier(demo.BACKUP_ROLE)
+            )
+        )
+    conn.close()
+    # When an operator command touches it: one line naming the fix, no traceback, no stdout
+    rc, out, err = run_cli("list", schema)
+    assert rc == 2 and out is None
+    # (stderr also carries the log lines, JSON; the error is the one plain line)
+    plain = [line for line in err.splitlines() if not line.startswith("{")]
+    assert len(plain) == 1 and "clinic-backups grant" in plain[0] and "Traceback" not in err
+    # Then `grant` fixes it
+    assert run_cli("grant", schema)[0] == 0
+    rc, out, _ = run_cli("list", schema)
+    assert rc == 0 and out == []
