@@ -460,3 +460,29 @@ def test_a_missing_grant_is_one_line_with_the_fix_then_grant_fixes_it(host_env: 
     assert run_cli("grant", schema)[0] == 0
     rc, out, _ = run_cli("list", schema)
     assert rc == 0 and out == []
+
+
+def test_verify_ephemeral_without_its_server_is_one_line_with_the_fix(
+    host_env: DjangoHost, monkeypatch: pytest.MonkeyPatch, sqs
+):
+    import devstack.postgres
+    from devstack.postgres import EmbeddedPostgresError
+
+    schema = f"sin-servidor-{host_env.suffix}"
+    create_tenant(schema, "Clínica sin servidor")
+    assert run_cli("grant", schema)[0] == 0
+    rc, made, _ = run_cli("backup", schema)
+    assert rc == 0
+
+    def no_server() -> Any:
+        # what devstack.postgres says on a machine without `make pg-server`
+        raise EmbeddedPostgresError(
+            "no PostgreSQL server in .build/postgresql/bin; build it with "
+            "`make -C layers/pgdump pg-server`"
+        )
+
+    monkeypatch.setattr(devstack.postgres, "ephemeral_server", no_server)
+    rc, out, err = run_cli("verify", schema, made["id"], "--ephemeral")
+    plain = [line for line in err.splitlines() if not line.startswith("{")]
+    assert rc == 2 and out is None and "Traceback" not in err
+    assert len(plain) == 1 and "make -C layers/pgdump pg-server" in plain[0], err
