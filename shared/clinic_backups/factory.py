@@ -99,6 +99,7 @@ def tenants(settings: CommonSettings) -> Any:
         schema_column=settings.tenant_schema_column,
         name_column=settings.tenant_name_column,
         active_column=settings.tenant_active_column,
+        excluded=settings.excluded_schemas,
     )
 
 

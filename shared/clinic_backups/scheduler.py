@@ -71,6 +71,7 @@ class SchedulerReport:
     clinics: int = 0
     unavailable: int = 0
     unsupported: int = 0
+    excluded: int = 0
     enqueued: int = 0
     skipped_busy: int = 0
     missed: int = 0
@@ -119,6 +120,8 @@ def run_scheduler(
     for schema in unsupported:
         clinic_failed(report.sweep, schema, "unsupported_name", UNSUPPORTED_NAME)
     report.unsupported = len(unsupported)
+    # EXCLUDED_SCHEMAS (the template of clone_schema): not clinics, but counted, not silent.
+    report.excluded = len(getattr(svc.tenants, "excluded", ()))
     report.stale_clinics.extend(unsupported)
     check = svc.records.ensure_schemas(clinics)
     skipped = unprepared(report.sweep, check)

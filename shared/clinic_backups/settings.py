@@ -82,6 +82,10 @@ class CommonSettings(BaseSettings):
     # operator's `migrate` connects as the restore role). Unset: the creating role keeps them
     # (set it: docs/django-tenants.md).
     backup_tables_owner: str | None = None
+    # Tenant rows that are not clinics: django-tenants' TENANT_BASE_SCHEMA (a template that
+    # clone_schema copies, backup tables included; docs/django-tenants.md). Never backed up,
+    # never migrated, refused by the API; counted in every scheduler run's summary.
+    excluded_schemas: CsvList = []
 
     # Who may do what. A download is the whole clinic's patient data: admins only by default.
     list_roles: CsvList = ["admin", "staff"]
@@ -110,6 +114,7 @@ class CommonSettings(BaseSettings):
     @field_validator(
         "jwt_algorithms",
         "user_name_claims",
+        "excluded_schemas",
         "list_roles",
         "create_roles",
         "download_roles",

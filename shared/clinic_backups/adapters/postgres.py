@@ -1174,8 +1174,10 @@ class PostgresTenants:
         schema_column: str,
         name_column: str,
         active_column: str | None,
+        excluded: builtins.list[str] | None = None,
     ):
         parts = table.split(".")
+        self.excluded = frozenset(excluded or ())
         if not 1 <= len(parts) <= 2 or not all(parts):
             raise ValueError("TENANTS_TABLE must be <table> or <schema>.<table>")
         self._db = db
@@ -1199,7 +1201,7 @@ class PostgresTenants:
                 (schema,),
             )
             row = cur.fetchone()
-        if row is None or row["schema"] != schema:
+        if row is None or row["schema"] != schema or schema in self.excluded:
             return None
         return Clinic(schema=row["schema"], name=row["name"] or schema, active=bool(row["active"]))
 
@@ -1210,7 +1212,9 @@ class PostgresTenants:
         return [
             Clinic(schema=r["schema"], name=r["name"] or r["schema"], active=True)
             for r in rows
-            if r["active"] and is_valid_schema_name(r["schema"])
+            if r["active"]
+            and is_valid_schema_name(r["schema"])
+            and r["schema"] not in self.excluded
         ]
 
     def unsupported_clinics(self) -> builtins.list[str]:
@@ -1224,4 +1228,5 @@ class PostgresTenants:
             if r["active"]
             and not is_valid_schema_name(r["schema"])
             and r["schema"] not in RESERVED_SCHEMAS
+            and r["schema"] not in self.excluded
         ]

@@ -486,3 +486,32 @@ def test_verify_ephemeral_without_its_server_is_one_line_with_the_fix(
     plain = [line for line in err.splitlines() if not line.startswith("{")]
     assert rc == 2 and out is None and "Traceback" not in err
     assert len(plain) == 1 and "make -C layers/pgdump pg-server" in plain[0], err
+
+
+def test_an_excluded_base_schema_is_never_backed_up_and_its_clones_are(
+    host_env: DjangoHost, monkeypatch: pytest.MonkeyPatch, sqs
+):
+    from tests import helpers
+
+    host = host_env
+    base, clone = f"molde_{host.suffix}", f"hija-{host.suffix}"
+    # Given TENANT_BASE_SCHEMA's tenant listed in EXCLUDED_SCHEMAS
+    monkeypatch.setenv("EXCLUDED_SCHEMAS", base)
+    helpers.reset_caches()
+    create_tenant(base, "Molde")
+    populate(base, patients=3, seed=5)
+    # When the scheduler runs, then a tenant is cloned from the base, and the scheduler runs again
+    svc = function_module("scheduler").services()
+    svc.clock = FixedClock(datetime(2027, 3, 9, 2, 10, tzinfo=UTC))
+    first = invoke("scheduler", load_event("scheduler/scheduled_event.json"))
+    sqs.drain_into_worker()
+    create_tenant(clone, "Hija", base=base)  # clone_schema: it works, nothing of ours to copy
+    svc = function_module("scheduler").services()
+    svc.clock = FixedClock(datetime(2027, 3, 10, 2, 10, tzinfo=UTC))
+    second = invoke("scheduler", load_event("scheduler/scheduled_event.json"))
+    sqs.drain_into_worker()
+    # Then the base has no backup tables at all, is counted as excluded, and the clone is backed up
+    assert table_owners(host.admin_url, base) == {}
+    assert first["excluded"] == 1 and second["excluded"] == 1
+    assert base not in second["failed_clinics"]
+    assert scheduled(host, clone)
