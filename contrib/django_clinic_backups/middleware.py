@@ -11,6 +11,7 @@ Install after django-tenants' TenantMainMiddleware (it sets `request.tenant`).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from psycopg2 import errors as pg_errors
 from psycopg2 import sql
 
+logger = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = 30
 MESSAGE = (
     "La clínica se está restaurando desde una copia de seguridad. "
@@ -60,6 +62,14 @@ def restoring(schema: str) -> bool:
     except DatabaseError as error:
         if isinstance(error.__cause__, pg_errors.LockNotAvailable):
             return True
+        if isinstance(error.__cause__, pg_errors.InsufficientPrivilege):
+            # An installation gap, not a restore: the clinic stays open (a permanent 503 would
+            # be worse) and the log says how to close the gap.
+            logger.error(
+                "cannot read the clinic's backup lock; run `clinic-backups grant`",
+                extra={"clinic": schema},
+            )
+            return False
         raise
 
 

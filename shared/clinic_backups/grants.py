@@ -151,6 +151,22 @@ def grant(
                 )
                 report.copies_dropped.append(schema)
                 continue
+            # The host's maintenance middleware reads the clinic's lock as the schema's owner.
+            cur.execute(
+                "SELECT pg_get_userbyid(n.nspowner) FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s "
+                "AND c.relname = 'backup_operation_lock' AND c.relkind = 'r' "
+                "AND pg_has_role(c.relowner, 'USAGE') "
+                "AND NOT has_table_privilege(n.nspowner, c.oid, 'SELECT')",
+                (schema,),
+            )
+            for (schema_owner,) in cur.fetchall():
+                run(
+                    sql.SQL("GRANT SELECT ON {} TO {}").format(
+                        sql.Identifier(schema, "backup_operation_lock"),
+                        sql.Identifier(schema_owner),
+                    )
+                )
             for table, allowed in _misowned(cur, schema, tables_owner):
                 if allowed:
                     run(

@@ -590,14 +590,15 @@ class PostgresRecords:
         cannot write. Tables this role may not give away are left, and logged with the fix."""
         if not self._tables_owner:
             return
-        # The schema's owner (the host's role) may read them: django-tenants' clone_schema
-        # reads every table of TENANT_BASE_SCHEMA, and fails on one it may not read.
+        # The schema's owner (the host's role) may read the clinic's lock: the host's
+        # maintenance middleware (contrib/django_clinic_backups) answers 503 while a restore
+        # holds it. Nothing else of ours.
         cur.execute(
             "SELECT c.relname, pg_get_userbyid(n.nspowner) AS schema_owner FROM pg_class c "
             "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s "
-            "AND c.relname = ANY(%s) AND c.relkind = 'r' AND pg_has_role(c.relowner, 'USAGE') "
+            "AND c.relname = %s AND c.relkind = 'r' AND pg_has_role(c.relowner, 'USAGE') "
             "AND NOT has_table_privilege(n.nspowner, c.oid, 'SELECT')",
-            (schema, list(OWNED_TABLES)),
+            (schema, TABLES["lock"]),
         )
         for row in cur.fetchall():
             cur.execute(
