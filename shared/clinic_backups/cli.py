@@ -471,11 +471,13 @@ def _logs_to_stderr() -> None:
     """Logs go to stderr: stdout holds the command's result alone (`| jq` works)."""
     from .observability import logger
 
-    for handler in logger.handlers:
-        if isinstance(handler, logging.StreamHandler) and not isinstance(
-            handler.stream, _CurrentStderr
-        ):
-            handler.setStream(_CurrentStderr())  # type: ignore[arg-type]
+    # Only the handler powertools registered (stdout by default); a handler someone else
+    # added (a test's capture) keeps its stream.
+    handler = logger.registered_handler
+    if isinstance(handler, logging.StreamHandler) and not isinstance(
+        handler.stream, _CurrentStderr
+    ):
+        handler.setStream(_CurrentStderr())  # type: ignore[arg-type]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
