@@ -515,3 +515,35 @@ def test_an_excluded_base_schema_is_never_backed_up_and_its_clones_are(
     assert first["excluded"] == 1 and second["excluded"] == 1
     assert base not in second["failed_clinics"]
     assert scheduled(host, clone)
+
+
+def test_a_copy_the_backup_role_owns_is_emptied_before_use(host_env: DjangoHost, sqs):
+    host = host_env
+    source, copy = f"origen-{host.suffix}", f"destino-{host.suffix}"
+    for schema in (source, copy):
+        create_tenant(schema, f"Clínica {schema}")
+        assert run_cli("grant", schema)[0] == 0
+    made = backup(source, sqs)
+    assert list_backups(copy).body["items"] == []  # creates the copy's own tables
+    # Given the copy's tables hold another clinic's history and stamp (what clone_schema
+    # leaves when it could copy them; here the backup role owns them)
+    with psycopg2.connect(host.admin_url) as conn, conn.cursor() as cur:
+        for table in ("backup_records", "backup_audit"):
+            cur.execute(
+                sql.SQL("INSERT INTO {} SELECT * FROM {}").format(
+                    sql.Identifier(copy, table), sql.Identifier(source, table)
+                )
+            )
+        cur.execute(
+            sql.SQL("COMMENT ON TABLE {} IS {}").format(
+                sql.Identifier(copy, "backup_meta"), sql.Literal(f"clinic_backups:{source}")
+            )
+        )
+    conn.close()
+    # When the copy's clinic lists its backups (a new process: nothing cached)
+    helpers_reset()
+    reply = list_backups(copy)
+    # Then it sees none of the other clinic's, and the copy is gone for good
+    assert reply.status == 200 and reply.body["items"] == [], reply.body
+    assert records(host.admin_url, copy) == []
+    assert [b["id"] for b in list_backups(source).body["items"]] == [made["id"]]
