@@ -128,6 +128,8 @@ class Options:
     pg_port: int | None
     artifact: bool = False  # run the sam build output through devstack.artifact
     supabase_global_limit_mb: int | None = None  # the stand-in's project upload limit
+    # Write the demo clinics into DATABASE_URL's database (one this stack did not create).
+    demo: bool = False
 
 
 class Stack:
@@ -381,6 +383,28 @@ class Stack:
             return f"postgresql://{demo.BACKUP_ROLE}@{host_port}/{demo.DEMO_DATABASE}"
 
         self.admin_url = None
+        if not self.options.demo:
+            # Not our database (a real django-tenants one, say): nothing is written into it
+            # unless asked. Its tenants are the clinics.
+            try:
+                with (
+                    contextlib.closing(psycopg2.connect(external_url)) as conn,
+                    conn.cursor() as cur,
+                ):
+                    present = demo.demo_present(cur)
+            except psycopg2.OperationalError as error:
+                raise StartError(
+                    f"cannot reach DATABASE_URL ({_redact_url(external_url)}): "
+                    f"{str(error).strip().splitlines()[0]}"
+                ) from None
+            what = (
+                "its own tenants; the demo clinics are there"
+                if present
+                else "its own tenants; no demo data written (--demo adds the demo clinics)"
+            )
+            self.restore_url = os.environ.get("RESTORE_DATABASE_URL") or external_url
+            self.database_line = f"{_redact_url(external_url)} (DATABASE_URL; {what})"
+            return self._backup_role_url(external_url, secrets)
         try:
             what = demo.setup_demo(external_url)
         except psycopg2.errors.InsufficientPrivilege:
@@ -938,6 +962,12 @@ def parse_args(argv: list[str] | None) -> Options:
         action="store_true",
         help="run the functions from the sam build output (make build) as Lambda does",
     )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="with DATABASE_URL: write the demo clinics, roles and grants into that database "
+        "(never done unless asked: it is not a database this stack created)",
+    )
     ui.add_argument(
         "--rebuild-ui",
         dest="ui_build",
@@ -958,6 +988,7 @@ def parse_args(argv: list[str] | None) -> Options:
         pg_port=args.pg_port,
         artifact=args.artifact,
         supabase_global_limit_mb=args.supabase_global_limit_mb,
+        demo=args.demo,
     )
 
 

@@ -35,22 +35,29 @@ import argparse
 import getpass
 import hashlib
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from . import doctor, restore, service
+import psycopg2
+import psycopg2.errors
+
+from . import cli_tenants, doctor, restore, service
+from .adapters.postgres import describe_error
 from .errors import (
     ApiError,
     BackupNotCompleted,
     BackupRunError,
     ClinicNotAvailable,
     ConfigurationError,
+    StorageObjectMissing,
 )
 from .factory import build_services
 from .models import (
     BackupJob,
     BackupStatus,
+    Clinic,
     Job,
     ListRestoresQuery,
     Permission,
@@ -60,7 +67,7 @@ from .models import (
     TenantContext,
     Trigger,
 )
-from .names import is_valid_schema_name
+from .names import UNSUPPORTED_NAME, is_tenant_schema_name, is_valid_schema_name
 from .parts import open_stored
 from .ports import ListFilter
 from .settings import OperatorSettings, get_settings
@@ -102,10 +109,43 @@ def _services() -> service.Services:
     return svc
 
 
-def _clinic(svc: service.Services, schema: str) -> TenantContext:
+class _WithInactive:
+    """The tenants table as a command run with `--inactive` sees it: the one clinic the
+    operator named counts as active for this command (jobs re-check the table: they must not
+    refuse it); every other clinic as stored. The functions never see this."""
+
+    def __init__(self, inner: Any, schema: str) -> None:
+        self._inner = inner
+        self._schema = schema
+
+    def get(self, schema: str) -> Clinic | None:
+        clinic = self._inner.get(schema)
+        if clinic is not None and schema == self._schema:
+            return Clinic(schema=clinic.schema, name=clinic.name, active=True)
+        return clinic  # type: ignore[no-any-return]
+
+    def active_clinics(self) -> list[Clinic]:
+        return self._inner.active_clinics()  # type: ignore[no-any-return]
+
+    def unsupported_clinics(self) -> list[str]:
+        return self._inner.unsupported_clinics()  # type: ignore[no-any-return]
+
+
+def _clinic(svc: service.Services, schema: str, inactive: bool = False) -> TenantContext:
+    if is_tenant_schema_name(schema) and not is_valid_schema_name(schema):
+        raise ClinicNotAvailable(f"{schema!r}: {UNSUPPORTED_NAME}")
     clinic = svc.tenants.get(schema) if is_valid_schema_name(schema) else None
-    if clinic is None or not clinic.active:
+    if clinic is not None and not clinic.active and inactive:
+        svc.tenants = _WithInactive(svc.tenants, schema)
+    elif clinic is not None and not clinic.active:
+        raise ClinicNotAvailable(
+            f"{schema!r} is not an active clinic in the tenants table "
+            "(pass --inactive to list or restore a deactivated clinic)"
+        )
+    if clinic is None:
         raise ClinicNotAvailable(f"{schema!r} is not an active clinic in the tenants table")
+    # A clinic never backed up has no backup tables yet (`list` failed with UndefinedTable).
+    svc.records.ensure_schema(clinic.schema)
     return TenantContext(
         schema=clinic.schema,
         clinic_name=clinic.name,
@@ -118,7 +158,12 @@ def _clinic(svc: service.Services, schema: str) -> TenantContext:
 
 
 def _print(data: Any) -> None:
+    """The command's result: alone on stdout (logs go to stderr), so `| jq` works."""
     print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def _error(line: str) -> None:
+    print(line, file=sys.stderr)
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
@@ -143,7 +188,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     svc = _services()
-    ctx = _clinic(svc, args.clinic)
+    ctx = _clinic(svc, args.clinic, args.inactive)
     items, _ = svc.records.list(ctx.schema, ListFilter(limit=1000, include_deleted=args.all))
     _print([r.to_api() for r in items])
     return 0
@@ -201,13 +246,16 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    _print({"migrated": service.migrate_all(_services())})
-    return 0
+    result = service.migrate_all(_services())
+    _print(result)
+    if result["unsupported"]:
+        _error(f"clinics that cannot be backed up: {result['unsupported']}: {UNSUPPORTED_NAME}")
+    return 1 if result["unsupported"] else 0
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
     svc = _services()
-    ctx = _clinic(svc, args.clinic)
+    ctx = _clinic(svc, args.clinic, args.inactive)
     collected = _Collect()
     svc.dispatcher = collected
     job = restore.request_restore(svc, ctx, args.backup_id, RestoreRequest(confirm=args.confirm))
@@ -237,6 +285,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 EPHEMERAL_POSTGRES = "clinic_backups.ephemeral_postgres"
+INACTIVE_HELP = "the clinic is deactivated in the tenants table: act on it anyway (explicit)"
 
 
 def _ephemeral_verifier(svc: service.Services) -> Any:
@@ -254,7 +303,11 @@ def _ephemeral_verifier(svc: service.Services) -> Any:
         raise ConfigurationError(
             "--ephemeral needs the development tools (a checkout with `pip install -e .`)"
         )
-    server = found[0].load()()
+    try:
+        server = found[0].load()()
+    except Exception as error:
+        # One line with the fix (e.g. "no PostgreSQL server in …; build it with `make …`").
+        raise ConfigurationError(f"--ephemeral could not start its server: {error}") from None
     settings = get_settings(OperatorSettings)
     svc.verifier = VerificationServer(
         server.url, PgTools(settings.pg_bin_dir), timeout_seconds=86400
@@ -265,7 +318,7 @@ def _ephemeral_verifier(svc: service.Services) -> Any:
 
 def cmd_undo(args: argparse.Namespace) -> int:
     svc = _services()
-    ctx = _clinic(svc, args.clinic)
+    ctx = _clinic(svc, args.clinic, args.inactive)
     collected = _Collect()
     svc.dispatcher = collected
     restore.request_undo(svc, ctx, args.restore_id)
@@ -277,7 +330,7 @@ def cmd_undo(args: argparse.Namespace) -> int:
 
 def cmd_restores(args: argparse.Namespace) -> int:
     svc = _services()
-    ctx = _clinic(svc, args.clinic)
+    ctx = _clinic(svc, args.clinic, args.inactive)
     page = restore.list_restores(svc, ctx, ListRestoresQuery(limit=100))
     _print([j.to_api(j.id == page.undoable) for j in page.items])
     return 0
@@ -328,7 +381,7 @@ def cmd_restore_file(args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
-        prog="python -m clinic_backups.cli",
+        prog="clinic-backups",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -340,6 +393,7 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="a clinic's backups, newest first")
     p.add_argument("clinic")
     p.add_argument("--all", action="store_true", help="include deleted backups")
+    p.add_argument("--inactive", action="store_true", help=INACTIVE_HELP)
     p.set_defaults(run=cmd_list)
     p = sub.add_parser("download", help="stream a backup to a file and check its sha256")
     p.add_argument("clinic")
@@ -373,6 +427,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("clinic")
     p.add_argument("backup_id")
     p.add_argument("--confirm", required=True, help="the clinic's schema name, typed exactly")
+    p.add_argument("--inactive", action="store_true", help=INACTIVE_HELP)
     p.set_defaults(run=cmd_restore)
     p = sub.add_parser("verify", help="full drill: restore a backup into a scratch database")
     p.add_argument("clinic")
@@ -386,9 +441,11 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("undo", help="undo a clinic's latest restore within its undo window")
     p.add_argument("clinic")
     p.add_argument("restore_id")
+    p.add_argument("--inactive", action="store_true", help=INACTIVE_HELP)
     p.set_defaults(run=cmd_undo)
     p = sub.add_parser("restores", help="a clinic's restores and verifications, newest first")
     p.add_argument("clinic")
+    p.add_argument("--inactive", action="store_true", help=INACTIVE_HELP)
     p.set_defaults(run=cmd_restores)
     p = sub.add_parser(
         "restore-file", help="decrypt a downloaded backup and load it into a database of yours"
@@ -401,13 +458,46 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_restore_file)
     p = sub.add_parser("doctor", help="check this deployment: one line per check, ✓ or ✗")
     p.set_defaults(run=doctor.command)
+    # Commands of their own modules register themselves here, one line each.
+    cli_tenants.register(sub)
     return top
+
+
+class _CurrentStderr:
+    """Whatever `sys.stderr` is when a line is written (a test may swap it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def _logs_to_stderr() -> None:
+    """Logs go to stderr: stdout holds the command's result alone (`| jq` works)."""
+    from .observability import logger
+
+    # Only the handler powertools registered (stdout by default); a handler someone else
+    # added (a test's capture) keeps its stream.
+    handler = logger.registered_handler
+    if isinstance(handler, logging.StreamHandler) and not isinstance(
+        handler.stream, _CurrentStderr
+    ):
+        handler.setStream(_CurrentStderr())  # type: ignore[arg-type]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    _logs_to_stderr()
     try:
         return int(args.run(args))
+    except psycopg2.errors.InsufficientPrivilege as error:
+        print(
+            f"error: the database refused ({describe_error(error)}). Fix: run "
+            "`clinic-backups grant` as the owner of the clinic schemas (docs/django-tenants.md)",
+            file=sys.stderr,
+        )
+        return 2
     except ApiError as error:
         print(f"error: {error.code}: {error.message}", file=sys.stderr)
         return 2
@@ -416,6 +506,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except BackupRunError as error:
         print(f"error: {error.error_code}: {error.message}", file=sys.stderr)
+        return 1
+    except StorageObjectMissing:
+        print(
+            "error: backup_file_missing: the backup's file is no longer in storage "
+            "(docs/troubleshooting.md)",
+            file=sys.stderr,
+        )
         return 1
 
 

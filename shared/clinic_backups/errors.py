@@ -212,6 +212,11 @@ class ConfigurationError(Exception):
     """Settings are missing or invalid. Answered as a plain 500; the log names the fields."""
 
 
+class CopiedBackupTables(ConfigurationError):
+    """A clinic's `backup_*` tables are another schema's copy (django-tenants' clone_schema)
+    and this role may not clean them: `clinic-backups grant` drops the copies."""
+
+
 # --- backup run failures (stored on the record, not HTTP answers) -------------------------
 
 BACKUP_ERROR_CODES = (

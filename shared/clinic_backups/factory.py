@@ -47,7 +47,7 @@ def database(settings: CommonSettings) -> Any:
 def records(settings: CommonSettings, metrics: Any = None) -> Any:
     from .adapters.postgres import PostgresRecords
 
-    return PostgresRecords(database(settings), metrics)
+    return PostgresRecords(database(settings), metrics, settings.backup_tables_owner)
 
 
 def schedules(settings: CommonSettings) -> Any:
@@ -99,6 +99,7 @@ def tenants(settings: CommonSettings) -> Any:
         schema_column=settings.tenant_schema_column,
         name_column=settings.tenant_name_column,
         active_column=settings.tenant_active_column,
+        excluded=settings.excluded_schemas,
     )
 
 
@@ -244,6 +245,7 @@ def build_services(settings: CommonSettings) -> Any:
         svc.restore_deadline_seconds = settings.restore_timeout_seconds
     if isinstance(settings, SchedulerSettings):
         svc.verify_weekly = settings.verify_weekly
+    svc.host_maintenance_mode = settings.host_maintenance_mode
     if isinstance(settings, EncryptionSettings):
         svc.platform_recipients = list(settings.platform_age_recipients)
         svc.platform_identities = settings.identities()

@@ -1,11 +1,21 @@
-"""Clinic schema names, storage keys and file names.
+r"""Clinic schema names, storage keys and file names.
 
-The safe schema-name pattern (documented in docs/security.md):
-  `^[A-Za-z_][A-Za-z0-9_]{0,62}$`, not starting with `pg_` (any case), and not one of the
-  schemas every database has (`public`, `information_schema`).
-This is django-tenants' own identifier rule minus the reserved names. Case is significant:
-`Clinica_Norte` and `clinica_norte` are different clinics; every SQL use goes through
-`psycopg2.sql.Identifier` and every pg_dump use is quoted, so neither can reach the other.
+A clinic's schema name must pass two rules (documented in docs/security.md):
+1. django-tenants' own validator, copied from the version the project supports (4.0.1,
+   `django_tenants/postgresql_backend/base.py`, `PGSQL_VALID_SCHEMA_NAME`):
+   `^(?!pg_)[^"'\\;\x00\r\n]{1,63}\Z`, case-insensitive — any character but quotes,
+   backslash, semicolon, NUL and line breaks, 1 to 63 characters, not starting with `pg_`.
+   Dashes and leading digits are valid (since 3.4.1: `dunder-mifflin`, `1clinica`).
+2. The storage-safe subset: ASCII letters, digits, `_` and `-` only, and not `public` or
+   `information_schema`. The name is the first segment of every storage key and of every file
+   name; a `/` (`clinica/norte`) would put one clinic's objects under another's prefix, and `.`,
+   spaces or non-ASCII letters are refused by Supabase Storage's key rules or cut by
+   PostgreSQL's 63-byte limit.
+A clinic that passes 1 but not 2 exists for django-tenants yet cannot be backed up: the
+scheduler and `migrate` report it as a failing clinic (`unsupported_name`), never skip it
+silently. Case is significant: `Clinica_Norte` and `clinica_norte` are different clinics; every
+SQL use goes through `psycopg2.sql.Identifier` and every pg_dump pattern is double-quoted
+(inside quotes a pattern's `*`, `?` and `.` are literal), so neither can reach the other.
 """
 
 from __future__ import annotations
@@ -16,7 +26,9 @@ from datetime import UTC, datetime
 
 from .errors import ForeignKeyPrefix
 
-SCHEMA_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+# django-tenants 4.0.1, postgresql_backend/base.py, verbatim.
+DJANGO_TENANTS_SCHEMA_RE = re.compile(r'^(?!pg_)[^"\'\\;\x00\r\n]{1,63}\Z', re.IGNORECASE)
+SCHEMA_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,63}\Z")
 RESERVED_SCHEMAS = frozenset({"public", "information_schema"})
 
 # Tables the backup functions own inside each clinic's schema. They are never dumped and a
@@ -32,18 +44,39 @@ OWNED_TABLES = (
     "backup_keys",
 )
 
+
+def meta_stamp(schema: str) -> str:
+    """The comment on a clinic's `backup_meta`: whose tables these are. django-tenants'
+    `clone_schema` copies tables with their comments, so a clone's copy names the base schema
+    and is recognised (and cleaned) before anything in it is used; a restore moves the table
+    back into the clinic's schema and keeps it."""
+    return f"clinic_backups:{schema}"
+
+
 DUMP_SUFFIX = ".dump"
 ENCRYPTED_SUFFIX = ".age"
 MANIFEST_SUFFIX = ".manifest.json"
 
 
+def is_tenant_schema_name(name: object) -> bool:
+    """django-tenants' own rule (the version in use): a schema it may have created."""
+    return isinstance(name, str) and DJANGO_TENANTS_SCHEMA_RE.match(name) is not None
+
+
 def is_valid_schema_name(name: object) -> bool:
+    """A clinic the product can back up: django-tenants' rule and the storage-safe subset."""
     return (
-        isinstance(name, str)
-        and SCHEMA_NAME_RE.fullmatch(name) is not None
-        and not name.lower().startswith("pg_")
+        is_tenant_schema_name(name)
+        and isinstance(name, str)
+        and SCHEMA_NAME_RE.match(name) is not None
         and name not in RESERVED_SCHEMAS
     )
+
+
+UNSUPPORTED_NAME = (
+    "the clinic's schema name has characters other than letters, digits, _ and -: "
+    "it cannot be backed up (rename the tenant's schema)"
+)
 
 
 def clinic_prefix(schema: str) -> str:

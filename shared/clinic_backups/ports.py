@@ -48,6 +48,11 @@ class TenantDirectory(Protocol):
 
     def active_clinics(self) -> list[Clinic]: ...
 
+    def unsupported_clinics(self) -> list[str]:
+        """Active tenants whose schema name the product cannot back up (names.py): reported
+        as failing clinics, never skipped silently."""
+        ...
+
 
 @dataclass(frozen=True)
 class ListFilter:

@@ -40,6 +40,7 @@ from typing import Any
 
 from .errors import ApiError, OperationInProgress
 from .models import AuditEntry, SlotStatus, Trigger
+from .names import UNSUPPORTED_NAME
 from .observability import logger
 from .restore import schedule_verifications
 from .schedule import CLAIM_TIMEOUT, MISSED_LOOKBACK, Action, Slot, decide, is_stale
@@ -69,6 +70,8 @@ STALE_CLINICS_LOGGED = 50
 class SchedulerReport:
     clinics: int = 0
     unavailable: int = 0
+    unsupported: int = 0
+    excluded: int = 0
     enqueued: int = 0
     skipped_busy: int = 0
     missed: int = 0
@@ -111,6 +114,15 @@ def run_scheduler(
         return report.out_of_time
 
     clinics = [c.schema for c in svc.tenants.active_clinics()]
+    # A tenant django-tenants accepts but the product cannot back up (names.py) is a failing
+    # clinic of every run (summary, ClinicsFailed alarm) and a stale one: never silent.
+    unsupported = svc.tenants.unsupported_clinics()
+    for schema in unsupported:
+        clinic_failed(report.sweep, schema, "unsupported_name", UNSUPPORTED_NAME)
+    report.unsupported = len(unsupported)
+    # EXCLUDED_SCHEMAS (the template of clone_schema): not clinics, but counted, not silent.
+    report.excluded = len(getattr(svc.tenants, "excluded", ()))
+    report.stale_clinics.extend(unsupported)
     check = svc.records.ensure_schemas(clinics)
     skipped = unprepared(report.sweep, check)
     schemas = [s for s in clinics if s not in skipped]
@@ -297,6 +309,7 @@ def _emit(svc: Services, report: SchedulerReport) -> None:
     metrics.add("SchedulerErrors", report.errors, "Count")
     metrics.add("VerificationsQueued", report.verifications_queued, "Count")
     metrics.add("ClinicsWithoutRecentBackup", len(report.stale_clinics), "Count")
+    metrics.add("ClinicsUnsupported", report.unsupported, "Count")
     metrics.add("OldestLastGoodBackupHours", report.oldest_last_good_hours, "None")
     metrics.add("SchedulerSeconds", report.seconds, "Seconds")
     emit_metrics(svc, report.sweep)

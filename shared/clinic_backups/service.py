@@ -132,6 +132,7 @@ class Services:
     verify_refused: str | None = None
     # The scheduler's weekly full drill of each clinic's newest completed backup.
     verify_weekly: bool = False
+    host_maintenance_mode: bool = False
     keys: KeysRepository | None = None
     # age: backups are encrypted to the first recipient (the platform's current restore key);
     # the identities (newest and rotated-out ones) decrypt, where a function needs to.
@@ -1013,13 +1014,14 @@ def rebuild_records(svc: Services, schema: str) -> RebuildReport:
     return report
 
 
-def migrate_all(svc: Services) -> list[str]:
-    """Create or upgrade the backup tables of every active clinic."""
+def migrate_all(svc: Services) -> dict[str, Any]:
+    """Create or upgrade the backup tables of every active clinic. Clinics whose name the
+    product cannot back up are listed under `unsupported` (never skipped silently)."""
     done = []
     for clinic in svc.tenants.active_clinics():
         svc.records.ensure_schema(clinic.schema)
         done.append(clinic.schema)
-    return done
+    return {"migrated": done, "unsupported": svc.tenants.unsupported_clinics()}
 
 
 # --- clinic settings, the keep flag and retention -------------------------------------------
@@ -1035,7 +1037,9 @@ def describe_me(svc: Services, ctx: TenantContext) -> dict[str, Any]:
     """`GET /me`, with the clinic's own locale and time zone (backup settings)."""
     svc.records.ensure_schema(ctx.schema)
     settings = clinic_settings(svc, ctx.schema)
-    return describe_caller(ctx, settings.locale, settings.time_zone)
+    described = describe_caller(ctx, settings.locale, settings.time_zone)
+    described["host_maintenance_mode"] = svc.host_maintenance_mode
+    return described
 
 
 def settings_to_api(svc: Services, settings: ClinicSettings) -> dict[str, Any]:

@@ -90,6 +90,14 @@ class CommonSettings(BaseSettings):
     tenant_schema_column: str = "schema_name"
     tenant_name_column: str = "name"
     tenant_active_column: str | None = "is_active"
+    # The one role that owns every clinic's backup_* tables, whichever role creates them (an
+    # operator's `migrate` connects as the restore role). Unset: the creating role keeps them
+    # (set it: docs/django-tenants.md).
+    backup_tables_owner: str | None = None
+    # Tenant rows that are not clinics: django-tenants' TENANT_BASE_SCHEMA (a template that
+    # clone_schema copies, backup tables included; docs/django-tenants.md). Never backed up,
+    # never migrated, refused by the API; counted in every scheduler run's summary.
+    excluded_schemas: CsvList = []
 
     # Who may do what. A download is the whole clinic's patient data: admins only by default.
     list_roles: CsvList = ["admin", "staff"]
@@ -103,6 +111,10 @@ class CommonSettings(BaseSettings):
     # Registering or removing the clinic's encryption keys.
     keys_roles: CsvList = ["admin"]
 
+    # The host installed contrib/django_clinic_backups' maintenance middleware: while a
+    # restore runs, the clinic's own application answers 503 (GET /me tells the UI).
+    host_maintenance_mode: bool = False
+
     default_locale: str = "es-ES"
     default_time_zone: str = "Europe/Madrid"
 
@@ -114,6 +126,7 @@ class CommonSettings(BaseSettings):
     @field_validator(
         "jwt_algorithms",
         "user_name_claims",
+        "excluded_schemas",
         "list_roles",
         "create_roles",
         "download_roles",
@@ -127,7 +140,7 @@ class CommonSettings(BaseSettings):
     def _csv(cls, value: Any) -> Any:
         return _split_csv(value)
 
-    @field_validator("tenant_active_column", "jwt_jwks_url", mode="before")
+    @field_validator("tenant_active_column", "jwt_jwks_url", "backup_tables_owner", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
@@ -403,10 +416,42 @@ class SchedulerSettings(DeleteBackupSettings, QueueSettings, PolicySettings):
 
 
 class OperatorSettings(RestoreSettings, DownloadBackupSettings, SchedulerSettings):
-    """Everything: for the operator CLI and the local stack."""
+    """Everything but token verification: for the operator CLI and the local stack. Operators
+    hold the credentials themselves and never verify a token, so the JWT settings are not
+    asked for (the functions' settings still require them)."""
+
+    jwt_issuer: str = ""
+    jwt_audience: str = ""
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> OperatorSettings:
+        # Replaces CommonSettings' check of the token settings (same name).
+        return self
 
 
-S = TypeVar("S", bound=CommonSettings)
+class GrantSettings(BaseSettings):
+    """`clinic-backups grant`: the database and the roles, nothing else."""
+
+    model_config = SettingsConfigDict(
+        extra="ignore", case_sensitive=False, frozen=True, defer_build=True
+    )
+
+    # The functions' role; its user name is the backup role unless BACKUP_ROLE says otherwise.
+    database_url: SecretStr
+    # The grants run as this role when set (it owns the clinics or is a member of their owner).
+    restore_database_url: SecretStr | None = None
+    backup_role: str | None = None
+    backup_tables_owner: str | None = None
+    tenants_table: str = "public.customers_client"
+    tenant_schema_column: str = "schema_name"
+
+    @field_validator("restore_database_url", "backup_role", "backup_tables_owner", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+
+S = TypeVar("S", bound=BaseSettings)
 
 
 def _fetch_secret(arn: str) -> str:

@@ -92,7 +92,7 @@ def test_a_manifest_without_its_archive_is_reported_not_inserted(
 
 def test_migrate_all_creates_the_tables_in_every_active_clinic(clinic_factory, db):
     active, inactive = clinic_factory(), clinic_factory(active=False)
-    migrated = service.migrate_all(build_services(get_settings(OperatorSettings)))
+    migrated = service.migrate_all(build_services(get_settings(OperatorSettings)))["migrated"]
     assert active in migrated and inactive not in migrated
     with db.cursor() as cur:
         cur.execute(

@@ -37,6 +37,9 @@ class Tenants:
     def active_clinics(self) -> list[Clinic]:
         return [c for c in self.clinics.values() if c.active]
 
+    def unsupported_clinics(self) -> list[str]:
+        return []
+
 
 TENANTS = Tenants(
     Clinic("clinica_norte", "Clínica Norte", True),

@@ -41,6 +41,9 @@ class Tenants:
     def active_clinics(self) -> list[Clinic]:
         return [Clinic("clinica_norte", "Clínica Norte", True)]
 
+    def unsupported_clinics(self) -> list[str]:
+        return []
+
 
 class SupabaseAuth:
     """A project's Auth as far as tokens go: its issuer, its legacy secret and its JWKS."""

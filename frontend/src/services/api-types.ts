@@ -769,6 +769,8 @@ export interface components {
              * @example Europe/Madrid
              */
             time_zone: string;
+            /** @description The clinic's own application answers 503 (a maintenance page) while a restore runs (the host installed contrib/django_clinic_backups; setting HOST_MAINTENANCE_MODE). When false, the UI should warn that writes made during a restore are set aside. */
+            host_maintenance_mode: boolean;
         };
     };
     responses: {

@@ -27,6 +27,7 @@ export const ADMIN: Me = {
   ],
   locale: 'es-ES',
   time_zone: 'Europe/Madrid',
+  host_maintenance_mode: false,
 };
 
 export const STAFF: Me = {

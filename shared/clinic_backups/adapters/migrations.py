@@ -276,4 +276,8 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         8,
         ["ALTER TABLE {records} ADD COLUMN parts jsonb"],
     ),
+    # Whose tables these are (issue 17): django-tenants' clone_schema copies every table of
+    # the base schema, comments included, so a clone's copy still names the base and is
+    # cleaned before use (PostgresRecords.ensure_schema). `{stamp}` is the clinic's literal.
+    (9, ["COMMENT ON TABLE {meta} IS {stamp}"]),
 ]

@@ -41,6 +41,7 @@ from ..errors import (
     BackupCancelled,
     BackupNotCompleted,
     ClinicNotAvailable,
+    CopiedBackupTables,
     DatabaseUnavailable,
     LeaseLost,
     OperationInProgress,
@@ -54,7 +55,7 @@ from ..models import (
     Lease,
     Trigger,
 )
-from ..names import is_valid_schema_name
+from ..names import OWNED_TABLES, RESERVED_SCHEMAS, is_valid_schema_name, meta_stamp
 from ..observability import logger
 from ..ports import CANCEL, ListFilter, Metrics, Renewal, SchemaCheck
 from .migrations import MIGRATIONS, TABLES
@@ -127,6 +128,8 @@ def _table(schema: str, name: str) -> sql.Identifier:
 
 
 LATEST_VERSION = MIGRATIONS[-1][0]
+# From this version on, `backup_meta` carries its clinic's stamp (names.meta_stamp).
+STAMP_VERSION = 6
 # Statements that read many clinics at once (UNION ALL) take this many schemas each, and each
 # batch is its own transaction: a transaction holds a lock on every table it read until it
 # ends, and the server's lock table is only max_locks_per_transaction (64) x max_connections
@@ -495,9 +498,14 @@ def _record(row: dict[str, Any]) -> BackupRecord:
 class PostgresRecords:
     """The `RecordsRepository` port on PostgreSQL."""
 
-    def __init__(self, db: Database, metrics: Metrics | None = None):
+    def __init__(
+        self, db: Database, metrics: Metrics | None = None, tables_owner: str | None = None
+    ):
         self._db = db
         self._migrated: set[str] = set()
+        # BACKUP_TABLES_OWNER: the one role that owns every clinic's backup_* tables, whichever
+        # role created them (an operator's migrate, a function's first request).
+        self._tables_owner = tables_owner
         # Takeovers of expired leases are counted here, where they happen (LeasesTakenOver,
         # and BackupFailed for the dead backup: the alarm's metric).
         self._metrics = metrics
@@ -511,6 +519,7 @@ class PostgresRecords:
         if schema in self._migrated:
             return
         names = self._names(schema)
+        stamp = meta_stamp(schema)
         with self._db.transaction() as cur:
             cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
             if cur.fetchone() is None:
@@ -518,14 +527,19 @@ class PostgresRecords:
             # Up to date: no DDL. (CREATE TABLE IF NOT EXISTS locks the schema, and a restore's
             # swap holds that lock until it commits: a request would wait for the swap.)
             cur.execute(
-                "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "SELECT obj_description(c.oid, 'pg_class') AS stamp FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
                 "WHERE n.nspname = %s AND c.relname = %s AND c.relkind = 'r'",
                 (schema, TABLES["meta"]),
             )
-            if cur.fetchone() is not None:
+            meta = cur.fetchone()
+            copied = False
+            if meta is not None:
                 cur.execute(sql.SQL("SELECT version FROM {meta}").format(**names))
                 row = cur.fetchone()
-                if row is not None and row["version"] == LATEST_VERSION:
+                version = row["version"] if row is not None else 0
+                copied = version >= STAMP_VERSION and meta["stamp"] != stamp
+                if not copied and version == LATEST_VERSION and self._owned_right(cur, schema):
                     self._migrated.add(schema)
                     return
             # One migrator per clinic at a time; others wait and then see the new version.
@@ -533,6 +547,8 @@ class PostgresRecords:
                 "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
                 (f"clinic_backups:migrate:{schema}",),
             )
+            if copied:
+                self._clean_copy(cur, names, schema)
             cur.execute(
                 sql.SQL(
                     "CREATE TABLE IF NOT EXISTS {meta} ("
@@ -547,7 +563,7 @@ class PostgresRecords:
                 if version <= current:
                     continue
                 for statement in statements:
-                    cur.execute(sql.SQL(statement).format(**names))
+                    cur.execute(sql.SQL(statement).format(stamp=sql.Literal(stamp), **names))
                 cur.execute(
                     sql.SQL(
                         "INSERT INTO {meta} (version) VALUES (%s) "
@@ -556,7 +572,107 @@ class PostgresRecords:
                     (version,),
                 )
                 logger.info("migrated clinic tables", extra={"clinic": schema, "version": version})
+            self._give_to_owner(cur, schema)
         self._migrated.add(schema)
+
+    def _owned_right(self, cur: Any, schema: str) -> bool:
+        """Whether every backup table of the clinic is owned by BACKUP_TABLES_OWNER (unset:
+        nothing to check)."""
+        if not self._tables_owner:
+            return True
+        cur.execute(
+            "SELECT count(*) AS n FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = ANY(%s) AND c.relkind = 'r' "
+            "AND pg_get_userbyid(c.relowner) <> %s",
+            (schema, list(OWNED_TABLES), self._tables_owner),
+        )
+        return bool(cur.fetchone()["n"] == 0)
+
+    def _give_to_owner(self, cur: Any, schema: str) -> None:
+        """Every backup table of the clinic to BACKUP_TABLES_OWNER, whichever role created it:
+        an operator's `migrate` (the restore role) must not leave tables the functions' role
+        cannot write. Tables this role may not give away are left, and logged with the fix."""
+        if not self._tables_owner:
+            return
+        # The schema's owner (the host's role) may read the clinic's lock: the host's
+        # maintenance middleware (contrib/django_clinic_backups) answers 503 while a restore
+        # holds it. Nothing else of ours.
+        cur.execute(
+            "SELECT c.relname, pg_get_userbyid(n.nspowner) AS schema_owner FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s "
+            "AND c.relname = %s AND c.relkind = 'r' AND pg_has_role(c.relowner, 'USAGE') "
+            "AND NOT has_table_privilege(n.nspowner, c.oid, 'SELECT')",
+            (schema, TABLES["lock"]),
+        )
+        for row in cur.fetchall():
+            cur.execute(
+                sql.SQL("GRANT SELECT ON {} TO {}").format(
+                    sql.Identifier(schema, row["relname"]), sql.Identifier(row["schema_owner"])
+                )
+            )
+        cur.execute(
+            "SELECT c.relname, pg_has_role(c.relowner, 'USAGE') AND pg_has_role(%s, 'USAGE') "
+            "AS allowed FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = ANY(%s) AND c.relkind = 'r' "
+            "AND pg_get_userbyid(c.relowner) <> %s ORDER BY 1",
+            (self._tables_owner, schema, list(OWNED_TABLES), self._tables_owner),
+        )
+        for row in cur.fetchall():
+            if not row["allowed"]:
+                logger.error(
+                    "a backup table is not owned by BACKUP_TABLES_OWNER; run clinic-backups grant",
+                    extra={"clinic": schema, "table": row["relname"]},
+                )
+                continue
+            cur.execute(
+                sql.SQL("ALTER TABLE {} OWNER TO {}").format(
+                    sql.Identifier(schema, row["relname"]), sql.Identifier(self._tables_owner)
+                )
+            )
+
+    def _clean_copy(self, cur: Any, names: dict[str, sql.Composable], schema: str) -> None:
+        """The clinic's backup tables were copied from another schema (clone_schema): their
+        rows describe that clinic (its backups, keys, restores, slots), so they are emptied
+        before anything reads them. The copied records' objects belong to the other clinic and
+        are never touched."""
+        try:
+            cur.execute("SAVEPOINT clean_copy")
+            cur.execute(
+                sql.SQL("SELECT count(*) AS n FROM {records}").format(**names),
+            )
+            copied_records = cur.fetchone()["n"]
+            cur.execute(
+                sql.SQL("TRUNCATE {}").format(
+                    sql.SQL(", ").join(
+                        names[p]
+                        for p in (
+                            "records",
+                            "audit",
+                            "lock",
+                            "settings",
+                            "slots",
+                            "restores",
+                            "keys",
+                        )
+                    )
+                )
+            )
+            cur.execute(
+                sql.SQL("COMMENT ON TABLE {meta} IS {stamp}").format(
+                    stamp=sql.Literal(meta_stamp(schema)), **names
+                )
+            )
+            cur.execute("RELEASE SAVEPOINT clean_copy")
+        except psycopg2.errors.InsufficientPrivilege:
+            cur.execute("ROLLBACK TO SAVEPOINT clean_copy")
+            raise CopiedBackupTables(
+                "the clinic's backup tables were copied from another schema (clone_schema) "
+                "and this role may not clean them: run `clinic-backups grant`"
+            ) from None
+        logger.warning(
+            "the clinic's backup tables were another schema's copy (clone_schema); emptied",
+            extra={"clinic": schema, "copied_records": copied_records},
+        )
 
     # --- records ------------------------------------------------------------------------
 
@@ -992,6 +1108,12 @@ class PostgresRecords:
                 self.ensure_schema(schema)
             except ClinicNotAvailable:
                 check.unavailable.append(schema)
+            except CopiedBackupTables as error:
+                check.failed[schema] = str(error)
+                logger.error(
+                    "a clinic's backup tables are another schema's copy; it is skipped",
+                    extra={"clinic": schema, "reason": check.failed[schema]},
+                )
             except DatabaseUnavailable:
                 raise
             except psycopg2.Error as error:
@@ -1005,13 +1127,28 @@ class PostgresRecords:
 
     def _versions(self, schemas: builtins.list[str]) -> tuple[dict[str, int], dict[str, str]]:
         with self._db.transaction() as cur:
+            # A copied meta (clone_schema: its stamp names another schema) and tables owned by
+            # another role than BACKUP_TABLES_OWNER go through ensure_schema, which fixes them.
             cur.execute(
-                "SELECT n.nspname FROM pg_class c "
-                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "SELECT n.nspname, obj_description(c.oid, 'pg_class') AS stamp, "
+                "(SELECT count(*) FROM pg_class o WHERE o.relnamespace = n.oid "
+                " AND o.relname = ANY(%s) AND o.relkind = 'r' "
+                " AND %s::text IS NOT NULL AND pg_get_userbyid(o.relowner) <> %s) AS misowned "
+                "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                 "WHERE c.relname = %s AND c.relkind = 'r' AND n.nspname = ANY(%s)",
-                (TABLES["meta"], list(schemas)),
+                (
+                    list(OWNED_TABLES),
+                    self._tables_owner,
+                    self._tables_owner,
+                    TABLES["meta"],
+                    list(schemas),
+                ),
             )
-            having = sorted(r["nspname"] for r in cur.fetchall())
+            having = sorted(
+                r["nspname"]
+                for r in cur.fetchall()
+                if r["stamp"] in (None, meta_stamp(r["nspname"])) and not r["misowned"]
+            )
 
         def read(cur: Any, batch: builtins.list[str]) -> builtins.list[dict[str, Any]]:
             cur.execute(
@@ -1162,8 +1299,10 @@ class PostgresTenants:
         schema_column: str,
         name_column: str,
         active_column: str | None,
+        excluded: builtins.list[str] | None = None,
     ):
         parts = table.split(".")
+        self.excluded = frozenset(excluded or ())
         if not 1 <= len(parts) <= 2 or not all(parts):
             raise ValueError("TENANTS_TABLE must be <table> or <schema>.<table>")
         self._db = db
@@ -1187,7 +1326,7 @@ class PostgresTenants:
                 (schema,),
             )
             row = cur.fetchone()
-        if row is None or row["schema"] != schema:
+        if row is None or row["schema"] != schema or schema in self.excluded:
             return None
         return Clinic(schema=row["schema"], name=row["name"] or schema, active=bool(row["active"]))
 
@@ -1198,5 +1337,21 @@ class PostgresTenants:
         return [
             Clinic(schema=r["schema"], name=r["name"] or r["schema"], active=True)
             for r in rows
-            if r["active"] and is_valid_schema_name(r["schema"])
+            if r["active"]
+            and is_valid_schema_name(r["schema"])
+            and r["schema"] not in self.excluded
+        ]
+
+    def unsupported_clinics(self) -> builtins.list[str]:
+        with self._db.transaction() as cur:
+            cur.execute(self._select() + sql.SQL(" ORDER BY 1"))
+            rows = cur.fetchall()
+        # `public` is django-tenants' shared schema (its public tenant), never a clinic.
+        return [
+            r["schema"]
+            for r in rows
+            if r["active"]
+            and not is_valid_schema_name(r["schema"])
+            and r["schema"] not in RESERVED_SCHEMAS
+            and r["schema"] not in self.excluded
         ]
