@@ -162,6 +162,10 @@ class CommonSettings(BaseSettings):
         wrong = [alg for alg in self.jwt_algorithms if alg not in allowed]
         if wrong or not self.jwt_algorithms:
             raise ValueError("JWT_ALGORITHMS do not fit the configured key sources")
+        return self
+
+    @model_validator(mode="after")
+    def _roles(self) -> CommonSettings:
         roles = {"admin", "staff"}
         for name in (
             "list_roles",
@@ -424,8 +428,9 @@ class OperatorSettings(RestoreSettings, DownloadBackupSettings, SchedulerSetting
     jwt_audience: str = ""
 
     @model_validator(mode="after")
-    def _one_key_source(self) -> OperatorSettings:
-        # Replaces CommonSettings' check of the token settings (same name).
+    def _key_sources(self) -> OperatorSettings:
+        # Replaces CommonSettings' check of the token settings (same name); the roles are
+        # still checked (`_roles`).
         return self
 
 
