@@ -61,7 +61,8 @@ describe('DeleteBackupDialog', () => {
     await user.click(screen.getByRole('button', { name: 'Eliminar copia' }));
     const row = (await screen.findByText('se va')).closest('tr')!;
     await waitFor(() => expect(within(row).getByText('Eliminada')).toBeInTheDocument());
-    expect(within(row).queryByRole('button')).not.toBeInTheDocument();
+    // a deleted row offers only «Recuperar» (admins), within the grace period
+    expect(within(row).getAllByRole('button').map((b) => b.textContent?.trim())).toEqual(['↶ Recuperar']);
   });
 
   it('shows the API error and stays open (e.g. 409)', async () => {

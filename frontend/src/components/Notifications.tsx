@@ -53,8 +53,11 @@ export function NotificationsProvider({ children, onNotify }: NotificationsProvi
     ({ kind, message, durationMs }: NotifyInput) => {
       const id = nextId.current++;
       const notification: Notification = { id, kind, message };
+      // The same message twice (two views of one job both saw it end) shows once.
       // Keep the newest five: a stuck queue helps nobody.
-      setNotifications((list) => [...list, notification].slice(-5));
+      setNotifications((list) =>
+        list.some((n) => n.kind === kind && n.message === message) ? list : [...list, notification].slice(-5),
+      );
       const duration = durationMs ?? (kind === 'error' ? 12_000 : 6_000);
       if (duration > 0) timers.current.set(id, setTimeout(() => dismiss(id), duration));
       onNotifyRef.current?.(notification);
@@ -93,6 +96,24 @@ export function Notifications({ className }: NotificationsProps) {
   const { notifications, dismiss } = useNotifications();
   const polite = notifications.filter((n) => n.kind !== 'error');
   const errors = notifications.filter((n) => n.kind === 'error');
+  const regionRef = useRef<HTMLElement>(null);
+
+  // The toasts' height is published as --cb-toasts-h: the page keeps that much room below its
+  // content and dialogs sit above it, so a toast never covers a button (see backups.css).
+  useEffect(() => {
+    const region = regionRef.current;
+    if (!region) return;
+    const root = document.documentElement;
+    const publish = () => root.style.setProperty('--cb-toasts-h', `${Math.ceil(region.getBoundingClientRect().height)}px`);
+    publish();
+    if (typeof ResizeObserver === 'undefined') return;
+    const observer = new ResizeObserver(publish);
+    observer.observe(region);
+    return () => {
+      observer.disconnect();
+      root.style.removeProperty('--cb-toasts-h');
+    };
+  }, []);
 
   const renderToast = (n: Notification) => (
     <li key={n.id} className={`cb-toast cb-toast--${n.kind}`}>
@@ -116,13 +137,15 @@ export function Notifications({ className }: NotificationsProps) {
   );
 
   return (
-    <section className={['cb-root', 'cb-toasts', className].filter(Boolean).join(' ')} aria-label={t('notifications.region')}>
-      <ul className="cb-toasts__list" role="alert" aria-live="assertive" aria-relevant="additions">
-        {errors.map(renderToast)}
-      </ul>
-      <ul className="cb-toasts__list" role="status" aria-live="polite" aria-relevant="additions">
-        {polite.map(renderToast)}
-      </ul>
+    <section ref={regionRef} className={['cb-root', 'cb-toasts', className].filter(Boolean).join(' ')} aria-label={t('notifications.region')}>
+      {/* Live regions are plain containers; the lists inside keep their list semantics (axe:
+          aria-allowed-role, listitem). */}
+      <div role="alert" aria-live="assertive" aria-relevant="additions">
+        {errors.length > 0 && <ul className="cb-toasts__list">{errors.map(renderToast)}</ul>}
+      </div>
+      <div role="status" aria-live="polite" aria-relevant="additions">
+        {polite.length > 0 && <ul className="cb-toasts__list">{polite.map(renderToast)}</ul>}
+      </div>
     </section>
   );
 }

@@ -1,17 +1,18 @@
 /** A backup's status as text + icon + colour (never colour alone). */
 import { useTranslation } from 'react-i18next';
-import type { BackupStatus } from '../services/backups';
+import type { BackupStatusNext } from '../services/contract-next';
 
-const ICONS: Record<BackupStatus, string> = {
+const ICONS: Record<BackupStatusNext, string> = {
   pending: '◷',
   running: '↻',
   completed: '✓',
   failed: '✕',
   deleted: '⌫',
+  cancelled: '⊘',
 };
 
 export interface StatusBadgeProps {
-  status: BackupStatus;
+  status: BackupStatusNext;
 }
 
 export function StatusBadge({ status }: StatusBadgeProps) {
