@@ -35,7 +35,12 @@ export interface DownloadModalProps {
   onClose: () => void;
   /** Where focus goes on close when the opener is gone. */
   fallbackFocus?: () => HTMLElement | null | undefined;
+  /** The technician's guide to opening a backup (default: the demo's static Spanish page). */
+  guideUrl?: string;
 }
+
+/** The static guide the package ships in frontend/public (served at the app's root). */
+export const DEFAULT_GUIDE_URL = '/guia/abrir-una-copia.html';
 
 type Phase = 'loading' | 'ready' | 'error';
 
@@ -56,7 +61,7 @@ export function restoreCommand(fileName: string, keyFile: string, target: string
 
 type KeysCheck = { phase: 'idle' | 'loading' } | { phase: 'ready'; keys: EncryptionKey[] } | { phase: 'error'; error: BackupsApiError };
 
-export function DownloadModal({ backup, onClose, fallbackFocus }: DownloadModalProps) {
+export function DownloadModal({ backup, onClose, fallbackFocus, guideUrl = DEFAULT_GUIDE_URL }: DownloadModalProps) {
   const { t } = useTranslation('backups');
   const {
     client,
@@ -126,14 +131,24 @@ export function DownloadModal({ backup, onClose, fallbackFocus }: DownloadModalP
     return () => clearInterval(timer);
   }, [phase, expired]);
 
-  // When the focused control disappears (link withdrawn, new link shown), keep focus in the dialog.
+  // The dialog opens on its main action: the download link (or Reintentar, Re-cifrar…) once it
+  // shows, not on «Cerrar». And when the focused control disappears (link withdrawn, new link
+  // shown), focus stays in the dialog, on the main action.
+  const autoFocused = useRef(false);
+  useEffect(() => {
+    autoFocused.current = false;
+  }, [open, backupId]);
   useEffect(() => {
     if (!open) return;
+    const primary = bodyRef.current?.querySelector<HTMLElement>('[data-primary-action]');
+    if (!primary) return;
     const active = document.activeElement;
-    if (!active || active === document.body) {
-      bodyRef.current?.querySelector<HTMLElement>('[data-primary-action]')?.focus();
+    const lost = !active || active === document.body || active.getAttribute('role') === 'dialog';
+    if (lost || !autoFocused.current) {
+      primary.focus();
+      autoFocused.current = true;
     }
-  }, [open, phase, expired]);
+  });
 
   const regenerate = useCallback(() => setAttempt((n) => n + 1), []);
 
@@ -335,6 +350,13 @@ export function DownloadModal({ backup, onClose, fallbackFocus }: DownloadModalP
               </div>
             )}
             <p className="cb-help">{t('download.personal')}</p>
+            <p className="cb-help cb-download__opens" data-testid="needs-pg18">
+              {t('download.needsPg18')}{' '}
+              <a href={guideUrl} target="_blank" rel="noopener">
+                {t('download.guide')}
+                <span className="cb-visually-hidden"> {t('download.guideNewTab')}</span>
+              </a>
+            </p>
             {download.encryption === 'age' && (
               <EncryptedFile
                 download={download}

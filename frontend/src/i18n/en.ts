@@ -269,8 +269,9 @@ const en: BackupsMessages = {
       'Save the file {{file}} somewhere safe. It is the only thing that opens the backups you download: the platform does not keep the private key and cannot recover it.',
     lossWarning: 'If you lose this file, you cannot open downloaded backups. The platform can still restore your clinic.',
     saveButton: 'Save the key file',
+    saveAgain: 'Save another copy of the file',
     saved:
-      'The file {{file}} was offered for saving. Check it is in your downloads folder and move it somewhere safe. For safety, the private key is no longer on this page: if you did not manage to save it, start over.',
+      'The file {{file}} was offered for saving. Check it is in your downloads folder and move it somewhere safe. A second copy is wise (for example on a USB stick): press the button again. Once you continue, the private key is no longer on this page.',
     confirm: 'I have saved the file somewhere safe',
     confirmBeforeSave: 'Save the file first.',
     continue: 'Continue',

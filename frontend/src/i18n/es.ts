@@ -273,8 +273,9 @@ const es = {
     lossWarning:
       'Si pierdes este archivo, no podrás abrir las copias descargadas. La plataforma sí podrá seguir restaurando tu clínica.',
     saveButton: 'Guardar el archivo de la llave',
+    saveAgain: 'Guardar otra copia del archivo',
     saved:
-      'Se ha ofrecido el archivo {{file}} para guardar. Comprueba que está en tu carpeta de descargas y muévelo a un lugar seguro. Por seguridad, la llave privada ya no está en esta página: si no llegaste a guardarla, empieza de nuevo.',
+      'Se ha ofrecido el archivo {{file}} para guardar. Comprueba que está en tu carpeta de descargas y muévelo a un lugar seguro. Conviene guardar una segunda copia (por ejemplo, en un USB): pulsa otra vez el botón. Cuando continúes, la llave privada dejará de estar en esta página.',
     confirm: 'He guardado el archivo en un lugar seguro',
     confirmBeforeSave: 'Primero guarda el archivo.',
     continue: 'Continuar',
