@@ -137,6 +137,8 @@ export function Notifications({ className }: NotificationsProps) {
   );
 
   return (
+    <>
+    <div className="cb-toasts-spacer" aria-hidden="true" />
     <section ref={regionRef} className={['cb-root', 'cb-toasts', className].filter(Boolean).join(' ')} aria-label={t('notifications.region')}>
       {/* Live regions are plain containers; the lists inside keep their list semantics (axe:
           aria-allowed-role, listitem). */}
@@ -147,5 +149,6 @@ export function Notifications({ className }: NotificationsProps) {
         {polite.length > 0 && <ul className="cb-toasts__list">{polite.map(renderToast)}</ul>}
       </div>
     </section>
+    </>
   );
 }
