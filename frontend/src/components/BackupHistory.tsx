@@ -7,7 +7,7 @@
  * backups carry a "Cifrada" badge (a lock and the word, never colour alone) that says who
  * can open them. Opens DownloadModal, RestoreDialog and DeleteBackupDialog itself.
  */
-import { useCallback, useId, useRef, useState, type ReactNode } from 'react';
+import { useCallback, useEffect, useId, useRef, useState, type ReactNode } from 'react';
 import { useTranslation } from 'react-i18next';
 import { normaliseError, type Backup, type BackupStatus } from '../services/backups';
 import { asNext, BACKUP_STATUSES_NEXT, canCancel, cancelBackup, daysUntil, undeleteBackup, type BackupStatusNext } from '../services/contract-next';
@@ -89,12 +89,25 @@ export function BackupHistory({ title, headingLevel = 2, showFilters = true, gra
       });
     }
   };
+  // The pressed button goes away with the new state (Recuperar, Cancelar): after the commit,
+  // a focus left on <body> moves to the row's first action, else to the heading.
+  const refocusRow = useRef<string | null>(null);
+  useEffect(() => {
+    const id = refocusRow.current;
+    if (!id) return;
+    const active = document.activeElement;
+    if (active && active !== document.body && active.isConnected) return;
+    refocusRow.current = null;
+    const row = document.querySelector<HTMLElement>(`tr[data-backup-id="${CSS.escape(id)}"]`);
+    (row?.querySelector<HTMLElement>('button') ?? headingRef.current)?.focus();
+  });
   // Undelete and cancel (contract-next): one request per row at a time; the focus stays on
   // the row (its heading cell) when the button that had it goes away.
   const rowAction = async (backup: Backup, run: () => Promise<void>) => {
     setBusyRows((current) => new Set(current).add(backup.id));
     try {
       await run();
+      refocusRow.current = backup.id;
     } catch (err) {
       notify({ kind: 'error', message: errorMessage(normaliseError(err)) });
     } finally {
@@ -199,7 +212,7 @@ export function BackupHistory({ title, headingLevel = 2, showFilters = true, gra
               type="button"
               className="cb-button cb-button--ghost"
               onClick={() => void verify.start(newestCompleted)}
-              disabled={verify.isVerifying(newestCompleted.id)}
+              aria-disabled={verify.isVerifying(newestCompleted.id) || undefined}
               aria-busy={verify.isVerifying(newestCompleted.id)}
             >
               {verify.isVerifying(newestCompleted.id) ? (
@@ -322,8 +335,10 @@ export function BackupHistory({ title, headingLevel = 2, showFilters = true, gra
                             aria-pressed={Boolean(backup.keep)}
                             aria-label={t('history.keepAria', { date })}
                             title={t('history.keptTitle')}
-                            disabled={keeping.has(backup.id)}
-                            onClick={() => void toggleKeep(backup)}
+                            aria-disabled={keeping.has(backup.id) || undefined}
+                            onClick={() => {
+                              if (!keeping.has(backup.id)) void toggleKeep(backup);
+                            }}
                           >
                             <span aria-hidden="true">{backup.keep ? '★' : '☆'}</span> {t('history.keep')}
                           </button>
@@ -333,11 +348,11 @@ export function BackupHistory({ title, headingLevel = 2, showFilters = true, gra
                             type="button"
                             className="cb-button cb-button--small cb-button--ghost cb-verify"
                             aria-label={t('history.verifyAria', { date })}
-                            disabled={verifying}
+                            aria-disabled={verifying || undefined}
                             aria-busy={verifying}
                             onClick={() => void verify.start(backup)}
                           >
-                            <span aria-hidden="true">🛡</span> {verifying ? t('history.verifying') : t('history.verify')}
+                            <ShieldIcon /> {verifying ? t('history.verifying') : t('history.verify')}
                           </button>
                         )}
                         {showCancel && (
@@ -345,9 +360,11 @@ export function BackupHistory({ title, headingLevel = 2, showFilters = true, gra
                             type="button"
                             className="cb-button cb-button--small cb-button--danger-ghost cb-cancel"
                             aria-label={t('history.cancelAria', { date })}
-                            disabled={rowBusy}
+                            aria-disabled={rowBusy || undefined}
                             aria-busy={rowBusy}
-                            onClick={() => void cancel(backup)}
+                            onClick={() => {
+                              if (!rowBusy) void cancel(backup);
+                            }}
                           >
                             {rowBusy ? t('history.cancelling') : t('history.cancel')}
                           </button>
@@ -357,9 +374,11 @@ export function BackupHistory({ title, headingLevel = 2, showFilters = true, gra
                             type="button"
                             className="cb-button cb-button--small cb-recover"
                             aria-label={t('history.recoverAria', { date })}
-                            disabled={rowBusy}
+                            aria-disabled={rowBusy || undefined}
                             aria-busy={rowBusy}
-                            onClick={() => void recover(backup)}
+                            onClick={() => {
+                              if (!rowBusy) void recover(backup);
+                            }}
                           >
                             <span aria-hidden="true">↶</span> {t('history.recover')}
                           </button>
@@ -475,6 +494,16 @@ export function BackupHistory({ title, headingLevel = 2, showFilters = true, gra
         </>
       )}
     </section>
+  );
+}
+
+/** A shield drawn in SVG (no emoji font needed); decorative: the text beside it says it. */
+function ShieldIcon() {
+  return (
+    <svg className="cb-icon" viewBox="0 0 16 16" width="1em" height="1em" aria-hidden="true" focusable="false">
+      <path d="M8 1.5 13.5 3.5v4c0 3.3-2.3 5.9-5.5 7-3.2-1.1-5.5-3.7-5.5-7v-4z" fill="none" stroke="currentColor" strokeWidth="1.5" />
+      <path d="m5.5 8 1.8 1.8L10.8 6" fill="none" stroke="currentColor" strokeWidth="1.5" />
+    </svg>
   );
 }
 

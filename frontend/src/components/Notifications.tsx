@@ -97,6 +97,51 @@ export function Notifications({ className }: NotificationsProps) {
   const polite = notifications.filter((n) => n.kind !== 'error');
   const errors = notifications.filter((n) => n.kind === 'error');
   const regionRef = useRef<HTMLElement>(null);
+  const [atTop, setAtTop] = useState(false);
+  const count = notifications.length;
+  // What was last pressed: a button that disabled or removed itself leaves no focus behind.
+  const pressedRef = useRef<Element | null>(null);
+  useEffect(() => {
+    const onPointer = (event: PointerEvent) => {
+      pressedRef.current = event.target instanceof Element ? event.target : null;
+    };
+    document.addEventListener('pointerdown', onPointer, true);
+    return () => document.removeEventListener('pointerdown', onPointer, true);
+  }, []);
+
+  // A toast never covers what the person is using: when the focused control's row (or form)
+  // reaches into the band at the bottom where toasts show, they show at the top instead.
+  // Dialogs keep that band free themselves (backups.css), so inside one the toasts stay below.
+  useEffect(() => {
+    if (count === 0) return;
+    let frame = 0;
+    const place = () => {
+      cancelAnimationFrame(frame);
+      frame = requestAnimationFrame(() => {
+        const region = regionRef.current;
+        const focused = document.activeElement instanceof HTMLElement && document.activeElement !== document.body ? document.activeElement : null;
+        const pressed = pressedRef.current;
+        const active = focused ?? (pressed?.isConnected ? pressed : null);
+        if (!region || !active || active.closest('[role="dialog"]') || region.contains(active)) {
+          setAtTop(false);
+          return;
+        }
+        const zone = active.closest('tr, form, .cb-restore-panel') ?? active;
+        const band = window.innerHeight - region.getBoundingClientRect().height - 16;
+        setAtTop(zone.getBoundingClientRect().bottom > band);
+      });
+    };
+    place();
+    document.addEventListener('focusin', place);
+    window.addEventListener('scroll', place, { passive: true });
+    window.addEventListener('resize', place);
+    return () => {
+      cancelAnimationFrame(frame);
+      document.removeEventListener('focusin', place);
+      window.removeEventListener('scroll', place);
+      window.removeEventListener('resize', place);
+    };
+  }, [count]);
 
   // The toasts' height is published as --cb-toasts-h: the page keeps that much room below its
   // content and dialogs sit above it, so a toast never covers a button (see backups.css).
@@ -139,7 +184,11 @@ export function Notifications({ className }: NotificationsProps) {
   return (
     <>
     <div className="cb-toasts-spacer" aria-hidden="true" />
-    <section ref={regionRef} className={['cb-root', 'cb-toasts', className].filter(Boolean).join(' ')} aria-label={t('notifications.region')}>
+    <section
+      ref={regionRef}
+      className={['cb-root', 'cb-toasts', atTop ? 'cb-toasts--top' : '', className].filter(Boolean).join(' ')}
+      aria-label={t('notifications.region')}
+    >
       {/* Live regions are plain containers; the lists inside keep their list semantics (axe:
           aria-allowed-role, listitem). */}
       <div role="alert" aria-live="assertive" aria-relevant="additions">
