@@ -101,7 +101,7 @@ describe('DownloadModal: 409 encryption_key_required', () => {
     );
     const dialog = await openDownload(user);
     expect(await within(dialog).findByText(/Esta copia solo la puede abrir la plataforma/)).toBeInTheDocument();
-    expect(await within(dialog).findByText(/Tu clínica todavía no tiene ninguna llave de cifrado/)).toBeInTheDocument();
+    expect(await within(dialog).findByText(/Tu clínica todavía no tiene llave de cifrado/)).toBeInTheDocument();
     expect(within(dialog).queryByRole('button', { name: /Re-cifrar/ })).not.toBeInTheDocument();
     expect(within(dialog).queryByRole('button', { name: 'Reintentar' })).not.toBeInTheDocument();
     await user.click(within(dialog).getByRole('button', { name: /Ir a las llaves de cifrado/ }));
@@ -126,7 +126,7 @@ describe('DownloadModal: 409 encryption_key_required', () => {
 
     renderWithProvider(<BackupHistory />, client);
     dialog = await openDownload(user);
-    expect(await within(dialog).findByText(/Tu clínica todavía no tiene ninguna llave de cifrado/)).toBeInTheDocument();
+    expect(await within(dialog).findByText(/Tu clínica todavía no tiene llave de cifrado/)).toBeInTheDocument();
     expect(within(dialog).queryByRole('button', { name: /Ir a las llaves de cifrado/ })).not.toBeInTheDocument();
   });
 

@@ -26,6 +26,7 @@ import {
 import { keyFileName } from '../crypto/age';
 import { useBackups } from './BackupsProvider';
 import { Dialog } from './Dialog';
+import { KeyWizardDialog } from './KeyWizardDialog';
 import { formatBytes, formatCountdown, formatInteger } from './format';
 import { KeyIcon, LockIcon, Spinner } from './StatusBadge';
 
@@ -91,6 +92,8 @@ export function DownloadModal({ backup, onClose, fallbackFocus, guideUrl = DEFAU
   const [reencryptBusy, setReencryptBusy] = useState(false);
   const [reencryptError, setReencryptError] = useState<BackupsApiError | null>(null);
   const [reencryptRequested, setReencryptRequested] = useState(false);
+  // First download in one flow: the key wizard in place of this dialog, then re-encrypt here.
+  const [wizardOpen, setWizardOpen] = useState(false);
   // The row the provider keeps up to date (polled while `reencrypting`).
   const live = backupId ? history.items.find((b) => b.id === backupId) : undefined;
   const reencrypting = Boolean(live?.reencrypting ?? (backup as Partial<Backup> | null)?.reencrypting) || (reencryptRequested && !live);
@@ -137,7 +140,7 @@ export function DownloadModal({ backup, onClose, fallbackFocus, guideUrl = DEFAU
   const autoFocused = useRef(false);
   useEffect(() => {
     autoFocused.current = false;
-  }, [open, backupId]);
+  }, [open, backupId, wizardOpen, reencrypting]);
   useEffect(() => {
     if (!open) return;
     const primary = bodyRef.current?.querySelector<HTMLElement>('[data-primary-action]');
@@ -156,6 +159,7 @@ export function DownloadModal({ backup, onClose, fallbackFocus, guideUrl = DEFAU
     setReencryptRequested(false);
     setReencryptError(null);
     setReencryptBusy(false);
+    setWizardOpen(false);
   }, [backupId]);
 
   const needsKey = phase === 'error' && error?.code === 'encryption_key_required';
@@ -203,6 +207,11 @@ export function DownloadModal({ backup, onClose, fallbackFocus, guideUrl = DEFAU
     }
   };
 
+  const keyRegistered = (key: EncryptionKey) => {
+    setKeysCheck({ phase: 'ready', keys: [key] });
+    void reencrypt();
+  };
+
   const goToKeys = () => {
     onClose();
     // After the dialog has closed and given focus back, move it to the keys panel.
@@ -236,8 +245,12 @@ export function DownloadModal({ backup, onClose, fallbackFocus, guideUrl = DEFAU
   };
 
   return (
+    <>
+    {open && wizardOpen && (
+      <KeyWizardDialog open onClose={() => setWizardOpen(false)} onRegistered={keyRegistered} {...(fallbackFocus ? { fallbackFocus } : {})} />
+    )}
     <Dialog
-      open={open}
+      open={open && !wizardOpen}
       onClose={onClose}
       title={t('download.title')}
       className="cb-dialog--wide"
@@ -274,6 +287,7 @@ export function DownloadModal({ backup, onClose, fallbackFocus, guideUrl = DEFAU
             keysCheck={keysCheck}
             keysPanelAvailable={keysPanelAvailable}
             onGoToKeys={goToKeys}
+            onCreateKey={() => setWizardOpen(true)}
             onReencrypt={() => void reencrypt()}
             reencryptBusy={reencryptBusy}
             reencryptError={reencryptError ? errorMessage(reencryptError) : null}
@@ -369,10 +383,12 @@ export function DownloadModal({ backup, onClose, fallbackFocus, guideUrl = DEFAU
         )}
       </div>
     </Dialog>
+    </>
   );
 }
 
 interface KeyRequiredProps {
+  onCreateKey: () => void;
   message: string;
   reencrypting: boolean;
   canManageKeys: boolean;
@@ -392,6 +408,7 @@ function KeyRequired({
   keysCheck,
   keysPanelAvailable,
   onGoToKeys,
+  onCreateKey,
   onReencrypt,
   reencryptBusy,
   reencryptError,
@@ -415,12 +432,17 @@ function KeyRequired({
   } else if (keysCheck.phase === 'ready' && keysCheck.keys.length === 0) {
     action = (
       <>
-        <p>{t('download.noKeysYet')}</p>
-        {keysPanelAvailable && (
-          <button type="button" className="cb-button cb-button--primary" data-primary-action onClick={onGoToKeys}>
-            <KeyIcon /> {t('download.goToKeys')}
+        <p>{t('download.oneFlowHelp')}</p>
+        <div className="cb-download__oneflow">
+          <button type="button" className="cb-button cb-button--primary" data-primary-action onClick={onCreateKey}>
+            <KeyIcon /> {t('download.createKeyAndDownload')}
           </button>
-        )}
+          {keysPanelAvailable && (
+            <button type="button" className="cb-button cb-button--ghost" onClick={onGoToKeys}>
+              {t('download.goToKeys')}
+            </button>
+          )}
+        </div>
       </>
     );
   } else {

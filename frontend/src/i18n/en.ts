@@ -153,6 +153,9 @@ const en: BackupsMessages = {
     checkingKeys: "Checking the clinic's keys…",
     noKeysYet:
       'Your clinic has no encryption key yet. Register one under “Encryption”, then come back here to ask for this backup to be re-encrypted.',
+    createKeyAndDownload: "Create the clinic's key and download this backup",
+    oneFlowHelp:
+      'Your clinic has no encryption key yet. Create it here: it is generated in this browser, you save the key file and, once it is registered, this backup is re-encrypted for it and the download link appears in this window.',
     goToKeys: 'Go to the encryption keys',
     reencrypt: 'Re-encrypt for my keys',
     reencryptHelp:

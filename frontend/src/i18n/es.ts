@@ -157,6 +157,9 @@ const es = {
     noKeysYet:
       'Tu clínica todavía no tiene ninguna llave de cifrado. Registra una en «Cifrado» y después vuelve aquí para pedir que se re-cifre esta copia.',
     goToKeys: 'Ir a las llaves de cifrado',
+    createKeyAndDownload: 'Crear la llave de la clínica y descargar esta copia',
+    oneFlowHelp:
+      'Tu clínica todavía no tiene llave de cifrado. Créala aquí: se genera en este navegador, guardas el archivo de la llave y, al registrarla, esta copia se re-cifra para ella y el enlace de descarga aparece en esta ventana.',
     reencrypt: 'Re-cifrar para mis llaves',
     reencryptHelp:
       'La plataforma descifra esta copia con su llave y la vuelve a cifrar para las llaves que tu clínica tiene ahora ({{labels}}). Tarda unos minutos; la copia original no se sustituye hasta que la nueva se ha comprobado.',
