@@ -38,7 +38,7 @@ import path from 'node:path';
 import { Decrypter, identityToRecipient } from 'age-encryption';
 import { chromium } from 'playwright-core';
 import { createAxe } from './a11y.mjs';
-import { adminFlows, hasNextContract, staffFlows } from './issue22.mjs';
+import { adminFlows, hasNextContract, oneFlowDownload, staffFlows } from './issue22.mjs';
 
 const BASE_URL = (process.env.E2E_BASE_URL ?? '').replace(/\/+$/, '');
 const OUT_DIR = path.resolve(process.env.E2E_OUT_DIR ?? 'test-artifacts/e2e');
@@ -587,6 +587,20 @@ async function main() {
     await shot(page, '06-staff-view');
     await timed(() => axe.scan(page, 'staff_page_1280'));
     await timed(() => staffFlows(ctx22));
+    await page.setViewportSize({ width: 1280, height: 860 });
+    const oneFlow = await timed(() => oneFlowDownload({ ...ctx22, outDir: OUT_DIR }, accounts));
+    result.one_flow_download = Boolean(oneFlow);
+    if (oneFlow) {
+      const bytes = await (await page.request.get(new URL(oneFlow.href, page.url()).toString())).body();
+      const oneFlowIdentity = (await readFile(oneFlow.keyFile, 'utf8')).split('\n').find((l) => l.startsWith('AGE-SECRET-KEY-1')) ?? '';
+      let head = '';
+      try {
+        head = (await ageDecrypt(bytes, oneFlowIdentity)).subarray(0, 5).toString('latin1');
+      } catch {
+        head = '';
+      }
+      check('one_flow_download_opens_with_the_new_key', head === 'PGDMP');
+    }
     result.axe = await axe.save();
     check('axe_scanned_page_and_dialogs', result.axe.scans >= 25);
 

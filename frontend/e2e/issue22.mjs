@@ -20,8 +20,14 @@ async function layoutFits(page, scope) {
     if (!root) return { present: false };
     const wrap = root.querySelector('.cb-table-wrap') ?? root;
     const buttons = [...root.querySelectorAll('tbody tr')].slice(0, 5).flatMap((r) => [...r.querySelectorAll('button')]);
+    // What sticks out past the viewport (for the log when a check fails).
+    const wide = [...document.querySelectorAll('body *')]
+      .filter((el) => el.getBoundingClientRect().right > window.innerWidth + 0.5 && !el.closest('.cb-visually-hidden'))
+      .slice(0, 5)
+      .map((el) => `${el.tagName.toLowerCase()}.${[...el.classList].join('.')} ${Math.round(el.getBoundingClientRect().right)}px`);
     return {
       present: true,
+      wide,
       overflow: wrap.scrollWidth - wrap.clientWidth,
       pageOverflow: document.documentElement.scrollWidth - window.innerWidth,
       buttons: buttons.length,
@@ -60,6 +66,7 @@ export async function adminFlows(ctx) {
     await axe.scan(page, `admin_page_${w}`);
     await shot(page, `22-admin-${w}-page`);
     const fits = await layoutFits(page, '.cb-history');
+    if (fits.pageOverflow > 1) console.error(`page wider than ${w}px: ${fits.wide.join('; ')}`);
     check(`history_fits_${w}`, fits.present && fits.overflow <= 1 && fits.pageOverflow <= 1 && fits.buttons > 0 && fits.buttonsOnScreen);
     const keysFit = await layoutFits(page, '.cb-keys');
     check(`keys_fit_${w}`, keysFit.present && keysFit.overflow <= 1 && keysFit.buttonsOnScreen);
@@ -223,4 +230,59 @@ export async function staffFlows(ctx) {
     await axe.scan(page, 'staff_after_cancel_1366');
     await shot(page, '22-staff-cancelled');
   }
+}
+
+/**
+ * First download in one flow, as the admin of a clinic without a key (the fake API seeds
+ * clinica_norte so: its backups only the platform opens): «Descargar» → «Crear la llave de la
+ * clínica y descargar esta copia» → the wizard (generate, save the file, register) → the backup
+ * is re-encrypted and the link comes in the download dialog. Returns null when no such
+ * account/backup exists (the real stack's seed), else { keyFile, href }.
+ */
+export async function oneFlowDownload(ctx, accounts) {
+  const { page, check, shot, axe, stepTimeout, outDir } = ctx;
+  const account = accounts.find((a) => a.clinic !== ctx.admin.clinic && a.role === 'admin');
+  if (!account) return null;
+  await page.getByRole('button', { name: 'Cerrar sesión' }).click();
+  const group = page.getByRole('group', { name: new RegExp(account.clinic_name) });
+  await group.getByRole('button', { name: new RegExp(`Entrar como ${account.user_name}`) }).click();
+  await page.getByRole('heading', { name: 'Historial de copias de seguridad' }).waitFor({ timeout: stepTimeout });
+  const candidate = page.locator('.cb-history tbody tr').filter({ hasText: 'Solo la plataforma puede abrirla' }).first();
+  const keys = page.getByRole('region', { name: 'Cifrado' });
+  const found = await candidate.waitFor({ timeout: 5_000 }).then(() => true, () => false);
+  if (!found || (await keys.locator('tbody tr').count()) > 0) return null;
+  await candidate.getByRole('button', { name: /^Descargar la copia del / }).click();
+  const dialog = page.getByRole('dialog', { name: 'Descargar copia de seguridad' });
+  const create = dialog.getByRole('button', { name: 'Crear la llave de la clínica y descargar esta copia' });
+  await create.waitFor({ timeout: stepTimeout });
+  await axe.scan(page, 'download_needs_key_1280');
+  await create.click();
+  const wizard = page.getByRole('dialog', { name: 'Generar una llave nueva' });
+  await wizard.waitFor({ timeout: stepTimeout });
+  await wizard.getByRole('button', { name: 'Generar la llave' }).click();
+  const [keyDownload] = await Promise.all([
+    page.waitForEvent('download', { timeout: stepTimeout }),
+    wizard.getByRole('button', { name: /Guardar el archivo de la llave/ }).click(),
+  ]);
+  const keyFile = `${outDir}/oneflow-${keyDownload.suggestedFilename()}`;
+  await keyDownload.saveAs(keyFile);
+  // a second copy may be saved (the docs advise two)
+  const [second] = await Promise.all([
+    page.waitForEvent('download', { timeout: stepTimeout }),
+    wizard.getByRole('button', { name: /Guardar otra copia del archivo/ }).click(),
+  ]);
+  check('key_file_saved_twice', second.suggestedFilename() === keyDownload.suggestedFilename());
+  await wizard.getByRole('checkbox', { name: 'He guardado el archivo en un lugar seguro' }).check();
+  await wizard.getByRole('button', { name: 'Continuar' }).click();
+  await wizard.getByRole('button', { name: 'Registrar la llave' }).click();
+  await wizard.getByText('Llave registrada').waitFor({ timeout: stepTimeout });
+  await wizard.getByRole('button', { name: 'Terminar' }).click();
+  const link = dialog.getByRole('link', { name: /Descargar archivo/ });
+  await link.waitFor({ timeout: ctx.backupTimeout });
+  check('first_download_in_one_flow', true);
+  await shot(page, '22-oneflow-link', { fullPage: false });
+  const href = await link.getAttribute('href');
+  await page.keyboard.press('Escape');
+  await dialog.waitFor({ state: 'hidden', timeout: stepTimeout });
+  return { keyFile, href };
 }
