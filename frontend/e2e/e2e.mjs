@@ -349,11 +349,11 @@ async function main() {
     const decryptCommand = (await encryptedSection.count()) ? await encryptedSection.getByLabel('Descifrar el archivo').inputValue() : '';
     check('download_modal_shows_age_command', decryptCommand === `age -d -i ${keyFileName} ${downloadAttr} > backup.dump`);
     const restoreCommand = (await encryptedSection.count())
-      ? await encryptedSection.getByLabel(/Descifrar y restaurar/).inputValue()
+      ? await encryptedSection.getByLabel(/Cargar backup\.dump en una base de datos/).inputValue()
       : '';
     check(
       'download_modal_shows_restore_command',
-      restoreCommand.startsWith(`python -m clinic_backups.cli restore-file ${downloadAttr} --identity ${keyFileName} --target `),
+      restoreCommand.startsWith('pg_restore --no-owner --no-privileges --dbname ') && restoreCommand.endsWith(' backup.dump'),
     );
     await shot(page, '04-download-modal', { fullPage: false });
     await timed(() => axe.scan(page, 'download_dialog_1280'));

@@ -55,7 +55,12 @@ export function decryptCommand(fileName: string, keyFile: string): string {
   return `age -d -i ${shellWord(keyFile)} ${shellWord(fileName)} > backup.dump`;
 }
 
-/** The platform CLI that decrypts and restores in one go. */
+/** PostgreSQL 18's pg_restore loading the decrypted archive into a database of the technician's. */
+export function pgRestoreCommand(target: string): string {
+  return `pg_restore --no-owner --no-privileges --dbname "${target}" backup.dump`;
+}
+
+/** The product's CLI that decrypts and restores in one go (named in the modal and the guide). */
 export function restoreCommand(fileName: string, keyFile: string, target: string): string {
   return `python -m clinic_backups.cli restore-file ${shellWord(fileName)} --identity ${shellWord(keyFile)} --target "${target}"`;
 }
@@ -499,7 +504,9 @@ function EncryptedFile({ download, keyFile, target, onCopy }: EncryptedFileProps
   const { t } = useTranslation('backups');
   const id = useId();
   const decrypt = decryptCommand(download.file_name, keyFile);
-  const restore = restoreCommand(download.file_name, keyFile, target);
+  // The second command is what a clinic's technician has: PostgreSQL 18's pg_restore (the
+  // product's restore-file is named beside the link to the guide).
+  const restore = pgRestoreCommand(target);
   return (
     <section className="cb-encrypted" aria-labelledby={`${id}-title`}>
       <h3 id={`${id}-title`} className="cb-encrypted__title">

@@ -147,9 +147,9 @@ const es = {
     decryptCommand: 'Descifrar el archivo',
     decryptHelp: 'Crea backup.dump, el archivo de pg_dump que lee pg_restore. Si guardaste tu llave con otro nombre, cámbialo en la orden. En Windows (PowerShell), escribe «-o backup.dump» en lugar de «> backup.dump».',
     copyDecrypt: 'Copiar la orden para descifrar',
-    restoreCommand: 'Descifrar y restaurar en una base de datos, en un paso',
+    restoreCommand: 'Cargar backup.dump en una base de datos (pg_restore de PostgreSQL 18)',
     restoreHelp:
-      'Con la herramienta de la plataforma (clinic_backups). Cambia la URL por la de la base de datos donde quieras restaurar.',
+      'En una base de datos vacía o de pruebas, nunca en la de la clínica en uso (para eso está «Restaurar»). Cambia la URL por la de esa base de datos.',
     targetPlaceholder: 'postgresql://USUARIO:CLAVE@SERVIDOR:5432/BASE_DE_DATOS',
     copyRestore: 'Copiar la orden para restaurar',
     commandCopied: 'Orden copiada al portapapeles.',
