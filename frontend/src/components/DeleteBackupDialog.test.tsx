@@ -77,6 +77,10 @@ describe('DeleteBackupDialog', () => {
     const dialog = screen.getByRole('dialog');
     expect(await within(dialog).findByRole('alert')).toHaveTextContent('Ya hay una copia de seguridad o una restauración en curso');
     expect(screen.getByText('se va')).toBeInTheDocument();
+    // issue 22: the focus stays in the dialog (not on <body>) and Escape still closes it
+    expect(dialog.contains(document.activeElement)).toBe(true);
+    await user.keyboard('{Escape}');
+    expect(screen.queryByRole('dialog')).not.toBeInTheDocument();
   });
 
   it('renders nothing for a role without delete_backup', async () => {
