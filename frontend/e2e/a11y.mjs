@@ -61,13 +61,25 @@ export async function toastRects(page) {
   return page.evaluate(() => [...document.querySelectorAll('.cb-toast')].map((el) => el.getBoundingClientRect().toJSON()));
 }
 
-/** True when no toast overlaps any element the selector matches (visible ones). */
+/**
+ * True when no toast overlaps the visible part of any element the selector matches (inside a
+ * dialog, the part its scrolling panel shows: what is scrolled out of it is not on screen).
+ */
 export async function toastsClear(page, selector) {
   return page.evaluate((sel) => {
     const toasts = [...document.querySelectorAll('.cb-toast')].map((el) => el.getBoundingClientRect());
-    const targets = [...document.querySelectorAll(sel)]
-      .map((el) => el.getBoundingClientRect())
-      .filter((r) => r.width > 0 && r.height > 0);
+    const visible = (el) => {
+      const r = el.getBoundingClientRect();
+      const panel = el.closest('.cb-dialog');
+      if (!panel) return r;
+      const p = panel.getBoundingClientRect();
+      const left = Math.max(r.left, p.left);
+      const top = Math.max(r.top, p.top);
+      const right = Math.min(r.right, p.right);
+      const bottom = Math.min(r.bottom, p.bottom);
+      return { left, top, right, bottom, width: Math.max(0, right - left), height: Math.max(0, bottom - top) };
+    };
+    const targets = [...document.querySelectorAll(sel)].map(visible).filter((r) => r.width > 0 && r.height > 0);
     const hit = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
     return targets.every((t) => toasts.every((o) => !hit(t, o)));
   }, selector);

@@ -602,7 +602,8 @@ async function main() {
       check('one_flow_download_opens_with_the_new_key', head === 'PGDMP');
     }
     result.axe = await axe.save();
-    check('axe_scanned_page_and_dialogs', result.axe.scans >= 25);
+    // 24 scans on any stack (+2 where the next contract and a clinic without a key exist)
+    check('axe_scanned_page_and_dialogs', result.axe.scans >= 24);
 
     // ---- the signed URL never reached the console -----------------------------------------
     const urlPath = new URL(href, BASE_URL).pathname;

@@ -54,7 +54,7 @@ def test_admin_and_staff_in_chromium(stack: LocalStack) -> None:
 
     # axe-core ran on the page and every dialog, admin and staff, at both widths: 0 violations
     axe = json.loads((ARTIFACTS / "axe.json").read_text())
-    assert result["axe"]["scans"] == len(axe) >= 25
+    assert result["axe"]["scans"] == len(axe) >= 24
     assert [s["label"] for s in axe if s["violations"]] == []
     assert {s["width"] for s in axe} >= {390, 1280, 1366}
     assert any(s["label"].startswith("staff_page_") for s in axe)
