@@ -55,7 +55,7 @@ $(NPM_STAMP): frontend/package-lock.json
 
 frontend-deps: $(NPM_STAMP)
 
-FRONTEND_SOURCES := $(shell find frontend/src frontend/index.html frontend/vite.config.ts frontend/package.json -type f 2>/dev/null)
+FRONTEND_SOURCES := $(shell find frontend/src frontend/public frontend/index.html frontend/vite.config.ts frontend/package.json -type f 2>/dev/null)
 
 frontend/dist/index.html: $(NPM_STAMP) $(FRONTEND_SOURCES)
 	cd frontend && npm run build --silent

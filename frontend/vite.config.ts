@@ -14,11 +14,23 @@ const proxy = apiProxy
     )
   : undefined;
 
+// `vite preview` (the e2e's local run) answers with the local gateway's headers
+// (devstack/gateway.py UI_HEADERS), so the browser e2e checks the same page policy.
+const uiHeaders = {
+  'Content-Security-Policy':
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+    "font-src 'self'; connect-src 'self'; manifest-src 'self'; base-uri 'none'; " +
+    "form-action 'none'; frame-ancestors 'none'; object-src 'none'",
+  'Referrer-Policy': 'no-referrer',
+  'X-Frame-Options': 'DENY',
+  'X-Content-Type-Options': 'nosniff',
+};
+
 export default defineConfig({
   base: '/',
   plugins: [react()],
   server: { proxy },
-  preview: { proxy },
+  preview: { proxy, headers: uiHeaders },
   build: {
     outDir: 'dist',
     emptyOutDir: true,

@@ -22,6 +22,12 @@
 //   encryption_key_required; `POST /backups/{id}/reencrypt` re-encrypts it for the clinic's
 //   current keys (`reencrypting` is true for one poll, then the new file is in place).
 //   The seed has legacy unencrypted backups (older than two days) and platform-only ones.
+// - undelete / cancel (the i21 contract): a deleted backup carries `purge_after` (deleted_at +
+//   DELETE_GRACE_DAYS); `POST /backups/{id}/undelete` (admins) brings it back `completed`
+//   (409 backup_purged once purged); `POST /backups/{id}/cancel` (admins and the author) ends a
+//   pending backup `cancelled` (200) or marks a running one `cancel_requested_at` (202; the
+//   next poll ends it `cancelled`); anything else 409 backup_not_cancellable.
+// - `GET /me` says `host_maintenance_mode` (true for clinica_demo, false for clinica_norte).
 import { createHash, createHmac, randomUUID } from 'node:crypto';
 import { Encrypter, generateX25519Identity, identityToRecipient } from 'age-encryption';
 import http from 'node:http';
@@ -29,6 +35,8 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 
 const SECRET = 'fake-api-signing-key';
+export const GRACE_DAYS = 7;
+const purgeAfter = (deletedAt) => new Date(Date.parse(deletedAt) + GRACE_DAYS * 86_400_000).toISOString();
 const b64url = (value) => Buffer.from(JSON.stringify(value)).toString('base64url');
 
 function fakeJwt(claims) {
@@ -41,8 +49,8 @@ const ROLE_PERMISSIONS = {
 };
 
 const CLINICS = {
-  clinica_demo: { name: 'Clínica Demo' },
-  clinica_norte: { name: 'Clínica Norte' },
+  clinica_demo: { name: 'Clínica Demo', maintenance: true },
+  clinica_norte: { name: 'Clínica Norte', maintenance: false },
 };
 
 const USERS = [
@@ -137,6 +145,8 @@ function baseRecord(clinic, fields) {
     finished_at: null,
     deleted_at: null,
     deleted_by: null,
+    purge_after: null,
+    cancel_requested_at: null,
     error: null,
     error_code: null,
     note: null,
@@ -229,6 +239,7 @@ export function seed({ olderScheduled = 24, platformKey = null } = {}) {
       r.status = 'deleted';
       r.deleted_at = isoMinutesAgo(60 * 39, now);
       r.deleted_by = 'u-ana';
+      r.purge_after = purgeAfter(r.deleted_at);
       return r;
     })(),
   );
@@ -451,7 +462,7 @@ export function createFakeApi({ expiresInSeconds = 300, log = false } = {}) {
         /^\/restores\/[^/]+(\/undo)?$/.test(route) ||
         route === '/encryption-keys' ||
         /^\/encryption-keys\/[^/]+$/.test(route) ||
-        /^\/backups\/[^/]+(\/download|\/restore|\/verify|\/reencrypt)?$/.test(route);
+        /^\/backups\/[^/]+(\/download|\/restore|\/verify|\/reencrypt|\/undelete|\/cancel)?$/.test(route);
       if (!known) return apiError(res, 404, 'not_found', 'No such route');
 
       const auth = userFromRequest(req);
@@ -472,6 +483,7 @@ export function createFakeApi({ expiresInSeconds = 300, log = false } = {}) {
           permissions,
           locale: clinicSettings().locale,
           time_zone: clinicSettings().time_zone,
+          host_maintenance_mode: CLINICS[user.clinic].maintenance,
         });
       }
 
@@ -569,6 +581,33 @@ export function createFakeApi({ expiresInSeconds = 300, log = false } = {}) {
         return json(res, 202, publicRestore(job, restores));
       }
 
+      const lifeMatch = route.match(/^\/backups\/([^/]+)\/(undelete|cancel)$/);
+      if (lifeMatch) {
+        if (req.method !== 'POST') return apiError(res, 404, 'not_found', 'No such route');
+        const record = mine().find((b) => b.id === decodeURIComponent(lifeMatch[1]));
+        if (lifeMatch[2] === 'undelete') {
+          if (user.role !== 'admin') return forbid();
+          if (!record) return apiError(res, 404, 'backup_not_found', 'No such backup');
+          if (record.status !== 'deleted') return apiError(res, 409, 'backup_not_completed', 'The backup is not deleted');
+          if (record.purge_after && Date.parse(record.purge_after) <= Date.now()) {
+            return apiError(res, 409, 'backup_purged', 'The file was already purged');
+          }
+          Object.assign(record, { status: 'completed', deleted_at: null, deleted_by: null, purge_after: null });
+          return json(res, 200, publicBackup(record));
+        }
+        if (!record) return apiError(res, 404, 'backup_not_found', 'No such backup');
+        if (user.role !== 'admin' && record.created_by !== user.sub) return forbid();
+        if (record.status === 'pending') {
+          Object.assign(record, { status: 'cancelled', finished_at: new Date().toISOString() });
+          return json(res, 200, publicBackup(record));
+        }
+        if (record.status === 'running' && !record.failOnFinish) {
+          record.cancel_requested_at ??= new Date().toISOString();
+          return json(res, 202, publicBackup(record));
+        }
+        return apiError(res, 409, 'backup_not_cancellable', 'Only a pending or running backup can be cancelled');
+      }
+
       if (route === '/encryption-keys') {
         if (!permissions.includes('manage_encryption_keys')) return forbid();
         if (req.method === 'GET') return json(res, 200, { items: clinicKeys() });
@@ -634,7 +673,7 @@ export function createFakeApi({ expiresInSeconds = 300, log = false } = {}) {
         const limit = limitRaw === null ? 20 : Number(limitRaw);
         if (!Number.isInteger(limit) || limit < 1 || limit > 100) details.push({ field: 'limit', message: 'must be an integer from 1 to 100' });
         const status = url.searchParams.get('status');
-        if (status && !['pending', 'running', 'completed', 'failed', 'deleted'].includes(status)) details.push({ field: 'status', message: 'unknown status' });
+        if (status && !['pending', 'running', 'completed', 'failed', 'deleted', 'cancelled'].includes(status)) details.push({ field: 'status', message: 'unknown status' });
         const includeDeletedRaw = url.searchParams.get('include_deleted');
         if (includeDeletedRaw && !['true', 'false'].includes(includeDeletedRaw)) details.push({ field: 'include_deleted', message: 'must be true or false' });
         if (details.length) return apiError(res, 422, 'validation_error', 'Invalid query parameters', details);
@@ -744,6 +783,9 @@ export function createFakeApi({ expiresInSeconds = 300, log = false } = {}) {
           if (record.status === 'pending') {
             record.status = 'running';
             record.started_at = new Date().toISOString();
+          } else if (record.status === 'running' && record.cancel_requested_at) {
+            record.status = 'cancelled';
+            record.finished_at = new Date().toISOString();
           } else if (record.status === 'running') {
             if (record.failOnFinish) {
               record.status = 'failed';
@@ -790,6 +832,7 @@ export function createFakeApi({ expiresInSeconds = 300, log = false } = {}) {
             record.status = 'deleted';
             record.deleted_at = new Date().toISOString();
             record.deleted_by = user.sub;
+            record.purge_after = purgeAfter(record.deleted_at);
           }
           res.writeHead(204).end();
           return;

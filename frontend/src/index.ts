@@ -61,6 +61,17 @@ export type {
   RequestOpts,
 } from './services/backups';
 export type { components, paths, operations } from './services/api-types';
+// The next contract (issues 21 and 17) until openapi.yaml has it: see contract-next.ts.
+export {
+  undeleteBackup,
+  cancelBackup,
+  canCancel,
+  daysUntil,
+  asNext,
+  BACKUP_STATUSES_NEXT,
+} from './services/contract-next';
+export type { BackupNext, BackupStatusNext, MeNext } from './services/contract-next';
+export { NEXT_API_ERROR_CODES } from './services/backups';
 
 export { BackupsProvider, useBackups, isActive } from './components/BackupsProvider';
 export type { BackupsProviderProps, BackupsContextValue, HistoryFilters, HistoryState } from './components/BackupsProvider';
@@ -68,7 +79,7 @@ export { BackupHistory } from './components/BackupHistory';
 export type { BackupHistoryProps } from './components/BackupHistory';
 export { CreateBackupButton, NOTE_MAX_LENGTH } from './components/CreateBackupButton';
 export type { CreateBackupButtonProps } from './components/CreateBackupButton';
-export { DownloadModal } from './components/DownloadModal';
+export { DownloadModal, DEFAULT_GUIDE_URL } from './components/DownloadModal';
 export type { DownloadModalProps } from './components/DownloadModal';
 export { DeleteBackupDialog } from './components/DeleteBackupDialog';
 export { BackupSettingsPanel } from './components/BackupSettingsPanel';
@@ -91,10 +102,13 @@ export { RestoreDialog } from './components/RestoreDialog';
 export type { RestoreDialogProps } from './components/RestoreDialog';
 export { RestorePanel } from './components/RestorePanel';
 export type { RestorePanelProps } from './components/RestorePanel';
+export { UndoRestoreDialog } from './components/UndoRestoreDialog';
+export type { UndoRestoreDialogProps } from './components/UndoRestoreDialog';
+export { zoneLabel, zoneOptions, nextRunOf } from './components/zones';
 export { VerificationBadge, verificationState } from './components/VerificationBadge';
 export type { VerificationState } from './components/VerificationBadge';
 export { useRestoreJob, isRestoreActive } from './components/useRestoreJob';
-export { formatBytes, formatDateTime, formatCountdown } from './components/format';
+export { formatBytes, formatDateTime, formatCountdown, distinctDateLabels } from './components/format';
 export {
   createBackupsI18n,
   addBackupsResources,

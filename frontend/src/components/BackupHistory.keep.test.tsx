@@ -9,7 +9,7 @@ describe('BackupHistory: "Conservar"', () => {
   it('lets an admin mark a completed backup to keep, and shows it as kept', async () => {
     const kept = backup({ id: '00000000-0000-4000-8000-00000000aaaa', created_at: '2025-11-28T06:18:00Z' });
     const client = fakeClient({
-      listBackups: vi.fn(async () => page([kept, backup({ status: 'failed', error_code: 'dump_failed' })])),
+      listBackups: vi.fn(async () => page([kept, backup({ status: 'failed', error_code: 'dump_failed', created_at: '2025-11-27T06:18:00Z' })])),
       setBackupKeep: vi.fn(async (id: string, keep: boolean) => ({ ...kept, id, keep })),
     });
     const user = userEvent.setup();

@@ -29,7 +29,7 @@ describe('BackupHistory', () => {
         page([
           backup({ created_at: '2025-11-28T06:18:00Z', size_bytes: 1_500_000, note: 'Antes de tarifas', trigger: 'manual' }),
           backup({ created_at: '2025-07-01T22:30:00Z', trigger: 'scheduled', created_by: 'scheduler', created_by_name: null, size_bytes: 12_345_678 }),
-          backup({ trigger: 'pre_restore', status: 'deleted' }),
+          backup({ trigger: 'pre_restore', status: 'deleted', created_at: '2025-06-01T10:00:00Z' }),
         ]),
       ),
     );

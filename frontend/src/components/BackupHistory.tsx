@@ -7,13 +7,15 @@
  * backups carry a "Cifrada" badge (a lock and the word, never colour alone) that says who
  * can open them. Opens DownloadModal, RestoreDialog and DeleteBackupDialog itself.
  */
-import { useCallback, useId, useRef, useState, type ReactNode } from 'react';
+import { useCallback, useEffect, useId, useRef, useState, type ReactNode } from 'react';
 import { useTranslation } from 'react-i18next';
-import { BACKUP_STATUSES, normaliseError, type Backup, type BackupStatus } from '../services/backups';
+import { normaliseError, type Backup, type BackupStatus } from '../services/backups';
+import { asNext, BACKUP_STATUSES_NEXT, canCancel, cancelBackup, daysUntil, undeleteBackup, type BackupStatusNext } from '../services/contract-next';
 import { useBackups } from './BackupsProvider';
 import { DeleteBackupDialog } from './DeleteBackupDialog';
 import { DownloadModal } from './DownloadModal';
-import { formatBytes, formatInteger } from './format';
+import { distinctDateLabels, formatBytes, formatInteger } from './format';
+import { useVerify } from './useVerify';
 import { RestoreDialog } from './RestoreDialog';
 import { LockIcon, Spinner, StatusBadge } from './StatusBadge';
 import { VerificationBadge } from './VerificationBadge';
@@ -47,11 +49,14 @@ export function BackupHistory({ title, headingLevel = 2, showFilters = true, gra
     loadMore,
     formatDate,
     locale,
+    timeZone,
     errorMessage,
     client,
     upsertBackup,
     notify,
   } = useBackups();
+  const [busyRows, setBusyRows] = useState<ReadonlySet<string>>(new Set());
+  const verify = useVerify();
   const [downloadTarget, setDownloadTarget] = useState<Backup | null>(null);
   const [keeping, setKeeping] = useState<ReadonlySet<string>>(new Set());
   const [deleteTarget, setDeleteTarget] = useState<Backup | null>(null);
@@ -84,10 +89,65 @@ export function BackupHistory({ title, headingLevel = 2, showFilters = true, gra
       });
     }
   };
-  const hasActions = canDownload || canDelete || canRestore;
-  const { items, phase, error, nextCursor, loadingMore, moreError, filters } = history;
+  // The pressed button goes away with the new state (Recuperar, Cancelar): after the commit,
+  // a focus left on <body> moves to the row's first action, else to the heading.
+  const refocusRow = useRef<string | null>(null);
+  useEffect(() => {
+    const id = refocusRow.current;
+    if (!id) return;
+    const active = document.activeElement;
+    if (active && active !== document.body && active.isConnected) return;
+    refocusRow.current = null;
+    const row = document.querySelector<HTMLElement>(`tr[data-backup-id="${CSS.escape(id)}"]`);
+    (row?.querySelector<HTMLElement>('button') ?? headingRef.current)?.focus();
+  });
+  // Undelete and cancel (contract-next): one request per row at a time; the focus stays on
+  // the row (its heading cell) when the button that had it goes away.
+  const rowAction = async (backup: Backup, run: () => Promise<void>) => {
+    setBusyRows((current) => new Set(current).add(backup.id));
+    try {
+      await run();
+      refocusRow.current = backup.id;
+    } catch (err) {
+      notify({ kind: 'error', message: errorMessage(normaliseError(err)) });
+    } finally {
+      setBusyRows((current) => {
+        const next = new Set(current);
+        next.delete(backup.id);
+        return next;
+      });
+    }
+  };
+  const recover = (backup: Backup) =>
+    rowAction(backup, async () => {
+      const updated = await undeleteBackup(client, backup.id);
+      upsertBackup(updated as Backup);
+      notify({ kind: 'success', message: t('history.recovered', { date: formatDate(backup.created_at) }) });
+    });
+  const cancel = (backup: Backup) =>
+    rowAction(backup, async () => {
+      const updated = await cancelBackup(client, backup.id);
+      upsertBackup(updated as Backup);
+      const date = formatDate(backup.created_at);
+      notify(
+        updated.status === 'cancelled'
+          ? { kind: 'info', message: t('history.cancelledToast', { date }) }
+          : { kind: 'info', message: t('history.cancelRequested', { date }) },
+      );
+    });
 
-  const statusOptions: BackupStatus[] = BACKUP_STATUSES.filter((s) => s !== 'deleted' || isAdmin);
+  const canVerify = canRestore;
+  const { items, phase, error, nextCursor, loadingMore, moreError, filters } = history;
+  // Staff see the column only when they may cancel one of their own backups.
+  const hasActions = canDownload || canDelete || canRestore || items.some((b) => canCancel(asNext(b), me, isAdmin));
+  const dateLabels = distinctDateLabels(
+    items.map((b) => b.created_at),
+    locale,
+    timeZone,
+  );
+  const newestCompleted = items.find((b) => b.status === 'completed');
+
+  const statusOptions = BACKUP_STATUSES_NEXT.filter((s) => s !== 'deleted' || isAdmin) as BackupStatus[];
   const filtered = Boolean(filters.status) || filters.includeDeleted;
 
   let content: ReactNode;
@@ -141,8 +201,32 @@ export function BackupHistory({ title, headingLevel = 2, showFilters = true, gra
   } else {
     content = (
       <>
+        {!isAdmin && !canDownload && !canDelete && !canRestore && (
+          <p className="cb-help cb-staff-note" data-testid="staff-note">
+            {t('history.staffNoActions')}
+          </p>
+        )}
+        {canVerify && newestCompleted && (
+          <div className="cb-history__verify-now">
+            <button
+              type="button"
+              className="cb-button cb-button--ghost"
+              onClick={() => void verify.start(newestCompleted)}
+              aria-disabled={verify.isVerifying(newestCompleted.id) || undefined}
+              aria-busy={verify.isVerifying(newestCompleted.id)}
+            >
+              {verify.isVerifying(newestCompleted.id) ? (
+                <>
+                  <Spinner /> {t('history.verifying')}
+                </>
+              ) : (
+                t('history.verifyNow')
+              )}
+            </button>
+          </div>
+        )}
         <div className="cb-table-wrap">
-          <table className="cb-table">
+          <table className="cb-table cb-table--cards">
             <caption className="cb-visually-hidden">{t('history.caption')}</caption>
             <thead>
               <tr>
@@ -162,8 +246,14 @@ export function BackupHistory({ title, headingLevel = 2, showFilters = true, gra
               </tr>
             </thead>
             <tbody>
-              {items.map((backup) => {
-                const date = formatDate(backup.created_at);
+              {items.map((backup, index) => {
+                const date = dateLabels[index] ?? formatDate(backup.created_at);
+                const next = asNext(backup);
+                const status = next.status as BackupStatusNext;
+                const purgeDays = status === 'deleted' ? daysUntil(next.purge_after) : null;
+                const rowBusy = busyRows.has(backup.id);
+                const verifying = verify.isVerifying(backup.id);
+                const showCancel = canCancel(next, me, isAdmin);
                 const reason =
                   backup.status === 'failed'
                     ? t(backup.error_code ? `backupErrors.${backup.error_code}` : 'backupErrors.unknown')
@@ -172,21 +262,39 @@ export function BackupHistory({ title, headingLevel = 2, showFilters = true, gra
                   backup.created_by_name ?? (backup.trigger === 'manual' ? backup.created_by : t('history.unknownAuthor'));
                 return (
                   <tr key={backup.id} data-backup-id={backup.id} data-status={backup.status}>
-                    <td>
+                    <td data-label={t('history.columns.date')}>
                       <time dateTime={backup.created_at}>{date}</time>
                     </td>
-                    <td>
-                      <StatusBadge status={backup.status} />
+                    <td data-label={t('history.columns.status')}>
+                      <StatusBadge status={status} />
                       {backup.keep && backup.status !== 'deleted' && (
                         <span className="cb-badge cb-badge--completed cb-badge--kept" title={t('history.keptTitle')}>
                           {t('history.kept')}
                         </span>
                       )}
-                      {backup.status === 'completed' && <VerificationBadge backup={backup} />}
+                      {backup.status === 'completed' &&
+                        (verifying ? (
+                          <span className="cb-badge cb-badge--running cb-badge--verify" data-verification="verifying">
+                            <span className="cb-badge__icon cb-spin" aria-hidden="true">
+                              ↻
+                            </span>
+                            <span className="cb-badge__label">{t('history.verifying')}</span>
+                          </span>
+                        ) : (
+                          <VerificationBadge backup={backup} />
+                        ))}
+                      {purgeDays !== null && (
+                        <p className="cb-purge-note" data-testid="purge-note">
+                          {purgeDays === 0 ? t('history.purgeToday') : t('history.purgeIn', { count: purgeDays })}
+                        </p>
+                      )}
+                      {next.cancel_requested_at && backup.status === 'running' && (
+                        <p className="cb-purge-note">{t('history.cancelling')}</p>
+                      )}
                       <EncryptionBadges backup={backup} />
                       {reason && <p className="cb-reason">{t('history.failedReason', { reason })}</p>}
                     </td>
-                    <td className="cb-num">
+                    <td className="cb-num" data-label={t('history.columns.size')}>
                       {backup.size_bytes != null ? (
                         <span title={t('history.exactBytes', { bytes: formatInteger(backup.size_bytes, locale) })}>
                           {formatBytes(backup.size_bytes, locale)}
@@ -195,11 +303,11 @@ export function BackupHistory({ title, headingLevel = 2, showFilters = true, gra
                         <span className="cb-muted">{t('common.unknown')}</span>
                       )}
                     </td>
-                    <td>{t(`trigger.${backup.trigger}`)}</td>
-                    <td>{author}</td>
-                    <td className="cb-note">{backup.note || <span className="cb-muted">{t('common.unknown')}</span>}</td>
+                    <td data-label={t('history.columns.trigger')}>{t(`trigger.${backup.trigger}`)}</td>
+                    <td data-label={t('history.columns.author')}>{author}</td>
+                    <td className="cb-note" data-label={t('history.columns.note')}>{backup.note || <span className="cb-muted">{t('common.unknown')}</span>}</td>
                     {hasActions && (
-                      <td className="cb-actions">
+                      <td className="cb-actions" data-label={t('history.columns.actions')}>
                         {canDownload && backup.status === 'completed' && (
                           <button
                             type="button"
@@ -227,13 +335,55 @@ export function BackupHistory({ title, headingLevel = 2, showFilters = true, gra
                             aria-pressed={Boolean(backup.keep)}
                             aria-label={t('history.keepAria', { date })}
                             title={t('history.keptTitle')}
-                            disabled={keeping.has(backup.id)}
-                            onClick={() => void toggleKeep(backup)}
+                            aria-disabled={keeping.has(backup.id) || undefined}
+                            onClick={() => {
+                              if (!keeping.has(backup.id)) void toggleKeep(backup);
+                            }}
                           >
                             <span aria-hidden="true">{backup.keep ? '★' : '☆'}</span> {t('history.keep')}
                           </button>
                         )}
-                        {canDelete && (backup.status === 'completed' || backup.status === 'failed') && (
+                        {canVerify && backup.status === 'completed' && (
+                          <button
+                            type="button"
+                            className="cb-button cb-button--small cb-button--ghost cb-verify"
+                            aria-label={t('history.verifyAria', { date })}
+                            aria-disabled={verifying || undefined}
+                            aria-busy={verifying}
+                            onClick={() => void verify.start(backup)}
+                          >
+                            <ShieldIcon /> {verifying ? t('history.verifying') : t('history.verify')}
+                          </button>
+                        )}
+                        {showCancel && (
+                          <button
+                            type="button"
+                            className="cb-button cb-button--small cb-button--danger-ghost cb-cancel"
+                            aria-label={t('history.cancelAria', { date })}
+                            aria-disabled={rowBusy || undefined}
+                            aria-busy={rowBusy}
+                            onClick={() => {
+                              if (!rowBusy) void cancel(backup);
+                            }}
+                          >
+                            {rowBusy ? t('history.cancelling') : t('history.cancel')}
+                          </button>
+                        )}
+                        {isAdmin && status === 'deleted' && (purgeDays === null || next.purge_after == null || Date.parse(next.purge_after) > Date.now()) && (
+                          <button
+                            type="button"
+                            className="cb-button cb-button--small cb-recover"
+                            aria-label={t('history.recoverAria', { date })}
+                            aria-disabled={rowBusy || undefined}
+                            aria-busy={rowBusy}
+                            onClick={() => {
+                              if (!rowBusy) void recover(backup);
+                            }}
+                          >
+                            <span aria-hidden="true">↶</span> {t('history.recover')}
+                          </button>
+                        )}
+                        {canDelete && (backup.status === 'completed' || backup.status === 'failed' || status === 'cancelled') && (
                           <button
                             type="button"
                             className="cb-button cb-button--small cb-button--danger-ghost"
@@ -344,6 +494,16 @@ export function BackupHistory({ title, headingLevel = 2, showFilters = true, gra
         </>
       )}
     </section>
+  );
+}
+
+/** A shield drawn in SVG (no emoji font needed); decorative: the text beside it says it. */
+function ShieldIcon() {
+  return (
+    <svg className="cb-icon" viewBox="0 0 16 16" width="1em" height="1em" aria-hidden="true" focusable="false">
+      <path d="M8 1.5 13.5 3.5v4c0 3.3-2.3 5.9-5.5 7-3.2-1.1-5.5-3.7-5.5-7v-4z" fill="none" stroke="currentColor" strokeWidth="1.5" />
+      <path d="m5.5 8 1.8 1.8L10.8 6" fill="none" stroke="currentColor" strokeWidth="1.5" />
+    </svg>
   );
 }
 

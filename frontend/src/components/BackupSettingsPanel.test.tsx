@@ -69,7 +69,7 @@ describe('BackupSettingsPanel', () => {
     expect(client.putBackupSettings).not.toHaveBeenCalled();
     expect(screen.getByText('Elige al menos un día.')).toBeInTheDocument();
     expect(daily).toHaveAttribute('aria-invalid', 'true');
-    expect(daily).toHaveAccessibleDescription(/Escribe un número entre 10 y 366/);
+    expect(daily).toHaveAccessibleDescription(/Escribe un número entero \(sin decimales\) entre 10 y 366/);
     expect(daily).toHaveAttribute('min', '10');
   });
 
@@ -114,5 +114,49 @@ describe('BackupSettingsPanel', () => {
     expect(await screen.findByText('Automatic backups are turned off.')).toBeInTheDocument();
     expect(screen.getByLabelText('Make automatic backups')).not.toBeChecked();
     expect(within(screen.getByRole('group', { name: 'Days' })).getByLabelText('Monday')).toBeChecked();
+  });
+
+  it('names the zones in Spanish, Spain’s three first, and finds them by a search', async () => {
+    const user = userEvent.setup();
+    renderWithProvider(<BackupSettingsPanel />, fakeClient());
+    const zone = await screen.findByLabelText('Zona horaria');
+    const groups = within(zone).getAllByRole('group');
+    expect(groups[0]).toHaveAttribute('label', 'España');
+    const spain = within(groups[0]!).getAllByRole('option');
+    expect(spain.map((o) => (o as HTMLOptionElement).value)).toEqual(['Europe/Madrid', 'Atlantic/Canary', 'Africa/Ceuta']);
+    expect(spain[0]!.textContent).toMatch(/Europa central.*\(Madrid\)/i);
+    expect(spain[1]!.textContent).toMatch(/\(Canarias\)$/);
+    expect(groups.map((g) => g.getAttribute('label')).slice(0, 3)).toEqual(['España', 'Europa', 'América']);
+    // no raw IANA names left in the Spanish UI
+    expect(within(zone).getAllByRole('option').some((o) => /^[A-Z][a-z]+\/[A-Za-z_]+$/.test(o.textContent ?? ''))).toBe(false);
+    await user.type(screen.getByLabelText('Buscar zona horaria'), 'mexico');
+    const found = within(zone).getAllByRole('option').map((o) => (o as HTMLOptionElement).value);
+    expect(found).toContain('America/Mexico_City');
+    expect(found).toContain('Europe/Madrid'); // the selected one stays
+    expect(found.length).toBeLessThan(10);
+  });
+
+  it('updates «Próxima copia» while the schedule is edited', async () => {
+    const user = userEvent.setup();
+    renderWithProvider(<BackupSettingsPanel />, fakeClient());
+    await screen.findByLabelText('Hora');
+    await user.selectOptions(screen.getByLabelText('Hora'), '22');
+    expect(screen.getByTestId('next-run')).toHaveTextContent(/^Próxima copia, con estos cambios: .*22:00 \(al guardar\)$/);
+    await user.click(screen.getByLabelText('Hacer copias automáticas'));
+    expect(screen.getByTestId('next-run')).toHaveTextContent('Las copias automáticas están desactivadas.');
+  });
+
+  it('moves the focus to the first field with a problem and explains «número entero»', async () => {
+    const user = userEvent.setup();
+    const client = fakeClient();
+    renderWithProvider(<BackupSettingsPanel />, client);
+    const weeks = await screen.findByRole('spinbutton', { name: 'Semanas' });
+    expect(weeks).toHaveAccessibleDescription(/^Un número entero\./);
+    await user.clear(weeks);
+    await user.type(weeks, '2.5');
+    await user.click(screen.getByRole('button', { name: 'Guardar programación' }));
+    expect(client.putBackupSettings).not.toHaveBeenCalled();
+    await waitFor(() => expect(weeks).toHaveFocus());
+    expect(weeks).toHaveAccessibleDescription(/número entero \(sin decimales\) entre 0 y 260/);
   });
 });

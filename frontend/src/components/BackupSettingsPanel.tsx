@@ -17,6 +17,7 @@ import {
 import { useBackups } from './BackupsProvider';
 import { formatDateTime } from './format';
 import { Spinner } from './StatusBadge';
+import { filterZones, nextRunOf, zoneOptions } from './zones';
 
 export interface BackupSettingsPanelProps {
   /** Heading text (default "Programación"). */
@@ -63,17 +64,6 @@ function wholeNumber(text: string, min: number, max: number): number | null {
   return value >= min && value <= max ? value : null;
 }
 
-/** The zones the browser knows, with the clinic's own always present. */
-function timeZones(current: string): string[] {
-  let zones: string[] = [];
-  try {
-    zones = Intl.supportedValuesOf('timeZone');
-  } catch {
-    zones = [];
-  }
-  return zones.includes(current) ? zones : [current, ...zones];
-}
-
 function weekdayName(day: Weekday, locale: string): string {
   // 2024-01-01 was a Monday (ISO weekday 1).
   const date = new Date(Date.UTC(2024, 0, day));
@@ -115,7 +105,21 @@ export function BackupSettingsPanel({ title, headingLevel = 2, onSaved, classNam
     return () => controller.abort();
   }, [client, ready, attempt]);
 
-  const zones = useMemo(() => timeZones(draft?.time_zone ?? 'Europe/Madrid'), [draft?.time_zone]);
+  const [zoneQuery, setZoneQuery] = useState('');
+  const currentZone = draft?.time_zone ?? 'Europe/Madrid';
+  const allZones = useMemo(() => zoneOptions(currentZone, locale), [currentZone, locale]);
+  const zones = useMemo(() => filterZones(allZones, zoneQuery, currentZone), [allZones, zoneQuery, currentZone]);
+  // After a failed save, the first field with a problem takes the focus (in the form's order).
+  const [focusError, setFocusError] = useState(0);
+  useEffect(() => {
+    if (!focusError) return;
+    const field = FIELDS.find((f) => problems[f]);
+    if (!field) return;
+    const target =
+      field === 'weekdays' ? `${id}-day-1` : field === 'time_zone' ? `${id}-zone` : `${id}-${field}`;
+    document.getElementById(target)?.focus();
+    // problems is read at the moment the save failed
+  }, [focusError]); // eslint-disable-line react-hooks/exhaustive-deps
   const minDaily = load.phase === 'ready' ? load.settings.min_retention_days : 1;
 
   const update = useCallback(<K extends keyof Draft>(key: K, value: Draft[K]) => {
@@ -163,7 +167,10 @@ export function BackupSettingsPanel({ title, headingLevel = 2, onSaved, classNam
     const [body, found] = check(draft);
     setProblems(found);
     setSaveError(null);
-    if (!body) return;
+    if (!body) {
+      setFocusError((n) => n + 1);
+      return;
+    }
     setSaving(true);
     try {
       const saved = await client.putBackupSettings(body);
@@ -182,6 +189,7 @@ export function BackupSettingsPanel({ title, headingLevel = 2, onSaved, classNam
         if (FIELDS.includes(field)) fromApi[field] = invalid(field);
       }
       setProblems(fromApi);
+      if (Object.keys(fromApi).length) setFocusError((n) => n + 1);
     } finally {
       setSaving(false);
     }
@@ -217,6 +225,17 @@ export function BackupSettingsPanel({ title, headingLevel = 2, onSaved, classNam
   } else {
     const { settings } = load;
     const nextRun = settings.enabled ? formatDateTime(settings.next_run_at, locale, settings.time_zone) : '';
+    // While the schedule is being edited, the next run it would give (an estimate until saved).
+    const scheduleEdited =
+      draft.enabled !== settings.enabled ||
+      draft.hour !== settings.hour ||
+      draft.time_zone !== settings.time_zone ||
+      [...draft.weekdays].sort().join() !== [...settings.weekdays].sort().join();
+    const draftNext = scheduleEdited && draft.enabled ? nextRunOf(draft.hour, draft.weekdays, draft.time_zone) : null;
+    const groups = (['spain', 'europe', 'americas', 'other'] as const)
+      .map((group) => ({ group, options: zones.filter((o) => o.group === group) }))
+      .filter((g) => g.options.length > 0);
+    const groupLabel = { spain: 'zoneGroupSpain', europe: 'zoneGroupEurope', americas: 'zoneGroupAmericas', other: 'zoneGroupOther' } as const;
     content = (
       <form className="cb-settings__form" onSubmit={(e) => void submit(e)} noValidate aria-busy={saving}>
         {!canEdit && <p className="cb-alert cb-alert--info">{t('settings.readOnly')}</p>}
@@ -251,6 +270,20 @@ export function BackupSettingsPanel({ title, headingLevel = 2, onSaved, classNam
               {problem('hour')}
             </div>
             <div className="cb-field cb-settings__zone">
+              <label htmlFor={`${id}-zone-search`}>{t('settings.zoneSearch')}</label>
+              <input
+                id={`${id}-zone-search`}
+                className="cb-input"
+                type="search"
+                value={zoneQuery}
+                autoComplete="off"
+                onChange={(e) => setZoneQuery(e.target.value)}
+                aria-describedby={`${id}-zone-search-help`}
+                aria-controls={`${id}-zone`}
+              />
+              <p id={`${id}-zone-search-help`} className="cb-help">
+                {zones.length <= 1 && zoneQuery ? t('settings.zoneNone') : t('settings.zoneSearchHelp')}
+              </p>
               <label htmlFor={`${id}-zone`}>{t('settings.timeZone')}</label>
               <select
                 id={`${id}-zone`}
@@ -260,10 +293,14 @@ export function BackupSettingsPanel({ title, headingLevel = 2, onSaved, classNam
                 aria-invalid={problems.time_zone ? true : undefined}
                 aria-describedby={describe('time_zone', `${id}-zone-help`)}
               >
-                {zones.map((zone) => (
-                  <option key={zone} value={zone}>
-                    {zone.replace(/_/g, ' ')}
-                  </option>
+                {groups.map(({ group, options }) => (
+                  <optgroup key={group} label={t(`settings.${groupLabel[group]}`)}>
+                    {options.map((o) => (
+                      <option key={o.zone} value={o.zone}>
+                        {o.label}
+                      </option>
+                    ))}
+                  </optgroup>
                 ))}
               </select>
               <p id={`${id}-zone-help`} className="cb-help">
@@ -296,8 +333,18 @@ export function BackupSettingsPanel({ title, headingLevel = 2, onSaved, classNam
             ))}
             {problem('weekdays')}
           </fieldset>
-          <p className="cb-help" role="status">
-            {settings.enabled && nextRun ? t('settings.nextRun', { date: nextRun }) : !settings.enabled ? t('settings.disabled') : null}
+          <p className="cb-help" role="status" data-testid="next-run">
+            {scheduleEdited
+              ? draft.enabled
+                ? draftNext
+                  ? t('settings.nextRunDraft', { date: formatDateTime(draftNext.toISOString(), locale, draft.time_zone) })
+                  : null
+                : t('settings.disabled')
+              : settings.enabled && nextRun
+                ? t('settings.nextRun', { date: nextRun })
+                : !settings.enabled
+                  ? t('settings.disabled')
+                  : null}
           </p>
         </fieldset>
 
@@ -328,7 +375,7 @@ export function BackupSettingsPanel({ title, headingLevel = 2, onSaved, classNam
                   aria-describedby={describe(field, `${id}-${field}-help`)}
                 />
                 <p id={`${id}-${field}-help`} className="cb-help">
-                  {t(`settings.${label}Help`, { min: minDaily })}
+                  {t('settings.integerHint')} {t(`settings.${label}Help`, { min: minDaily })}
                 </p>
                 {problem(field)}
               </div>

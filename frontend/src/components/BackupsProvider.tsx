@@ -382,6 +382,11 @@ function BackupsState({
                 kind: 'success',
                 message: tRef.current('create.completed', { date: formatDateRef.current(after.created_at) }),
               });
+            } else if ((after.status as string) === 'cancelled' && (before.status as string) !== 'cancelled') {
+              notify({
+                kind: 'info',
+                message: tRef.current('history.cancelledToast', { date: formatDateRef.current(after.created_at) }),
+              });
             } else if (after.status === 'failed' && before.status !== 'failed') {
               const reasonKey = after.error_code ? `backupErrors.${after.error_code}` : 'backupErrors.unknown';
               notify({

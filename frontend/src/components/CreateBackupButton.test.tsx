@@ -45,7 +45,12 @@ describe('CreateBackupButton', () => {
     });
     renderWithProvider(panel, client);
     const button = await screen.findByRole('button', { name: /Copia de seguridad en curso/ });
-    expect(button).toBeDisabled();
+    // aria-disabled (not disabled): it keeps the keyboard focus, and a press does nothing
+    expect(button).toHaveAttribute('aria-disabled', 'true');
+    button.focus();
+    await userEvent.click(button);
+    expect(client.createBackup).not.toHaveBeenCalled();
+    expect(button).toHaveFocus();
     expect(button).toHaveAttribute('aria-busy', 'true');
     expect(button.querySelector('.cb-spinner')).not.toBeNull();
     expect(screen.getByText('Podrás crear otra cuando termine la actual.')).toBeInTheDocument();

@@ -91,10 +91,13 @@ export function CreateBackupButton({ showNote = true, onCreated, className }: Cr
         </div>
       )}
       <div className="cb-create__actions">
+        {/* aria-disabled, not disabled, while busy: a disabled button drops the keyboard focus
+            to <body> (issue 22); this one keeps it, says it is unavailable and ignores presses. */}
         <button
           type="submit"
           className="cb-button cb-button--primary"
-          disabled={busy || tooLong}
+          disabled={tooLong}
+          aria-disabled={busy || undefined}
           aria-describedby={busy ? statusId : undefined}
           aria-busy={busy}
         >

@@ -61,7 +61,8 @@ describe('DeleteBackupDialog', () => {
     await user.click(screen.getByRole('button', { name: 'Eliminar copia' }));
     const row = (await screen.findByText('se va')).closest('tr')!;
     await waitFor(() => expect(within(row).getByText('Eliminada')).toBeInTheDocument());
-    expect(within(row).queryByRole('button')).not.toBeInTheDocument();
+    // a deleted row offers only «Recuperar» (admins), within the grace period
+    expect(within(row).getAllByRole('button').map((b) => b.textContent?.trim())).toEqual(['↶ Recuperar']);
   });
 
   it('shows the API error and stays open (e.g. 409)', async () => {
@@ -76,6 +77,10 @@ describe('DeleteBackupDialog', () => {
     const dialog = screen.getByRole('dialog');
     expect(await within(dialog).findByRole('alert')).toHaveTextContent('Ya hay una copia de seguridad o una restauración en curso');
     expect(screen.getByText('se va')).toBeInTheDocument();
+    // issue 22: the focus stays in the dialog (not on <body>) and Escape still closes it
+    expect(dialog.contains(document.activeElement)).toBe(true);
+    await user.keyboard('{Escape}');
+    expect(screen.queryByRole('dialog')).not.toBeInTheDocument();
   });
 
   it('renders nothing for a role without delete_backup', async () => {

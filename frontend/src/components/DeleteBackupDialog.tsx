@@ -6,10 +6,25 @@
 import { useRef, useState, useEffect } from 'react';
 import { useTranslation } from 'react-i18next';
 import { normaliseError, type Backup, type BackupsApiError } from '../services/backups';
+import { asNext } from '../services/contract-next';
 import { useBackups } from './BackupsProvider';
 import { Dialog } from './Dialog';
 import { formatBytes } from './format';
 import { Spinner } from './StatusBadge';
+
+/** DELETE_GRACE_DAYS's default (README: a deleted backup's file is purged after this). */
+export const DEFAULT_GRACE_DAYS = 7;
+
+/** The grace period a deleted backup of the history shows (purge_after − deleted_at), in days. */
+export function graceFromHistory(items: readonly Backup[]): number | undefined {
+  for (const item of items) {
+    const { purge_after: purge, deleted_at: deleted } = asNext(item);
+    if (!purge || !deleted) continue;
+    const days = Math.round((Date.parse(purge) - Date.parse(deleted)) / 86_400_000);
+    if (Number.isFinite(days) && days >= 0) return days;
+  }
+  return undefined;
+}
 
 export interface DeleteBackupDialogProps {
   /** The backup to delete; null keeps the dialog closed. */
@@ -17,14 +32,17 @@ export interface DeleteBackupDialogProps {
   onClose: () => void;
   /** Called after the API answered 204. */
   onDeleted?: (id: string) => void;
-  /** The server's DELETE_GRACE_DAYS, when the host knows it (else a generic text). */
+  /**
+   * The server's DELETE_GRACE_DAYS, when the host knows it; else read from a deleted backup in
+   * the history (purge_after − deleted_at), else the product's default, 7.
+   */
   graceDays?: number;
   fallbackFocus?: () => HTMLElement | null | undefined;
 }
 
 export function DeleteBackupDialog({ backup, onClose, onDeleted, graceDays, fallbackFocus }: DeleteBackupDialogProps) {
   const { t } = useTranslation('backups');
-  const { client, can, formatDate, locale, markDeleted, errorMessage, notify } = useBackups();
+  const { client, can, formatDate, locale, markDeleted, errorMessage, notify, history, isAdmin } = useBackups();
   const [deleting, setDeleting] = useState(false);
   const [error, setError] = useState<BackupsApiError | null>(null);
   const cancelRef = useRef<HTMLButtonElement>(null);
@@ -53,6 +71,7 @@ export function DeleteBackupDialog({ backup, onClose, onDeleted, graceDays, fall
   };
 
   const date = backup ? formatDate(backup.created_at) : '';
+  const grace = graceDays ?? graceFromHistory(history.items) ?? DEFAULT_GRACE_DAYS;
 
   return (
     <Dialog
@@ -99,7 +118,9 @@ export function DeleteBackupDialog({ backup, onClose, onDeleted, graceDays, fall
         </ul>
       )}
       <p>{t('delete.softDelete')}</p>
-      {graceDays !== undefined && <p>{t('delete.graceDays', { count: graceDays })}</p>}
+      <p data-testid="grace-days">
+        {t('delete.graceDays', { count: grace })} {isAdmin && t('delete.recoverHint')}
+      </p>
       {error && (
         <p className="cb-alert cb-alert--error" role="alert">
           {errorMessage(error)}

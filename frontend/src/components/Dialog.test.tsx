@@ -30,6 +30,7 @@ function Harness({ onClose, removeOpener = false }: { onClose?: () => void; remo
         }}
         fallbackFocus={() => document.getElementById('fallback')}
         footer={<button type="button">Último</button>}
+        closeButton
       >
         <p>Texto</p>
         <input aria-label="Campo" />
@@ -85,5 +86,46 @@ describe('Dialog', () => {
     await user.click(screen.getByRole('button', { name: 'Abrir' }));
     await user.click(screen.getByRole('button', { name: 'Cerrar' }));
     await waitFor(() => expect(screen.getByRole('heading', { name: 'Historial' })).toHaveFocus());
+  });
+
+  it('has one close control: no «×» when the footer carries Cancelar', async () => {
+    const user = userEvent.setup();
+    function Footer() {
+      const [open, setOpen] = useState(false);
+      return (
+        <I18nextProvider i18n={createBackupsI18n('es')}>
+          <button type="button" onClick={() => setOpen(true)}>
+            Abrir
+          </button>
+          <Dialog open={open} title="Con pie" onClose={() => setOpen(false)} footer={<button type="button" onClick={() => setOpen(false)}>Cancelar</button>}>
+            <p>Texto</p>
+          </Dialog>
+        </I18nextProvider>
+      );
+    }
+    render(<Footer />);
+    await user.click(screen.getByRole('button', { name: 'Abrir' }));
+    const dialog = screen.getByRole('dialog', { name: 'Con pie' });
+    expect(screen.queryByRole('button', { name: 'Cerrar' })).toBeNull();
+    expect(dialog.querySelector('header, footer')).toBeNull();
+    expect(screen.getByRole('button', { name: 'Cancelar' })).toHaveFocus();
+  });
+
+  it('keeps the focus in the dialog when the focused button disables itself', async () => {
+    const user = userEvent.setup();
+    function Busy() {
+      const [busy, setBusy] = useState(false);
+      return (
+        <I18nextProvider i18n={createBackupsI18n('es')}>
+          <Dialog open title="Ocupado" onClose={() => undefined} busy={busy} footer={<button type="button" disabled={busy} onClick={() => setBusy(true)}>Enviar</button>}>
+            <p>Texto</p>
+          </Dialog>
+        </I18nextProvider>
+      );
+    }
+    render(<Busy />);
+    await user.click(screen.getByRole('button', { name: 'Enviar' }));
+    expect(screen.getByRole('button', { name: 'Enviar' })).toBeDisabled();
+    expect(screen.getByRole('dialog', { name: 'Ocupado' })).toHaveFocus();
   });
 });

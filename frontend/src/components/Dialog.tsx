@@ -2,6 +2,10 @@
  * Accessible modal dialog: role="dialog", aria-modal, labelled by its title, focus moved in
  * on open and trapped (Tab / Shift+Tab cycle), Escape closes, focus restored to the element
  * that opened it (or to `fallbackFocus` when that element is gone, e.g. a deleted row).
+ * Focus never falls to <body>: when the focused button disables itself (a request runs) or
+ * goes away, the dialog panel takes the focus, so Tab and Escape keep working.
+ * One close control: the header's «×» only when there is no footer (every footer carries
+ * «Cancelar» / «Cerrar»). No <header>/<footer>: inside a dialog they would be page landmarks.
  */
 import { useEffect, useId, useRef, type KeyboardEvent, type ReactNode, type RefObject } from 'react';
 import { createPortal } from 'react-dom';
@@ -31,6 +35,8 @@ export interface DialogProps {
   busy?: boolean;
   tone?: 'default' | 'danger';
   className?: string;
+  /** The header's «×» (default: only without a footer, whose Cancelar/Cerrar closes it). */
+  closeButton?: boolean;
 }
 
 export function Dialog({
@@ -44,7 +50,9 @@ export function Dialog({
   busy = false,
   tone = 'default',
   className,
+  closeButton,
 }: DialogProps) {
+  const showClose = closeButton ?? !footer;
   const { t } = useTranslation('backups');
   const titleId = useId();
   const bodyId = useId();
@@ -80,6 +88,19 @@ export function Dialog({
     };
     // initialFocusRef is a ref: reading .current at open time is what we want.
   }, [open]); // eslint-disable-line react-hooks/exhaustive-deps
+
+  // After every render: focus on <body> or on a disabled control inside → the panel.
+  useEffect(() => {
+    if (!open) return;
+    const panel = panelRef.current;
+    const active = document.activeElement;
+    if (!panel) return;
+    const lost =
+      !active ||
+      active === document.body ||
+      (panel.contains(active) && (active as HTMLButtonElement).disabled === true);
+    if (lost) panel.focus();
+  });
 
   if (!open) return null;
 
@@ -125,25 +146,27 @@ export function Dialog({
         className={['cb-dialog', tone === 'danger' ? 'cb-dialog--danger' : '', className].filter(Boolean).join(' ')}
         onKeyDown={onKeyDown}
       >
-        <header className="cb-dialog__header">
+        <div className="cb-dialog__header">
           <h2 id={titleId} className="cb-dialog__title">
             {title}
           </h2>
-          <button
-            type="button"
-            className="cb-icon-button"
-            aria-label={t('common.close')}
-            title={t('common.close')}
-            onClick={() => onCloseRef.current()}
-            disabled={busy}
-          >
-            <span aria-hidden="true">×</span>
-          </button>
-        </header>
+          {showClose && (
+            <button
+              type="button"
+              className="cb-icon-button"
+              aria-label={t('common.close')}
+              title={t('common.close')}
+              onClick={() => onCloseRef.current()}
+              disabled={busy}
+            >
+              <span aria-hidden="true">×</span>
+            </button>
+          )}
+        </div>
         <div id={bodyId} className="cb-dialog__body">
           {children}
         </div>
-        {footer && <footer className="cb-dialog__footer">{footer}</footer>}
+        {footer && <div className="cb-dialog__footer">{footer}</div>}
       </div>
     </div>,
     document.body,

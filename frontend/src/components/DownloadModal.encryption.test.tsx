@@ -3,7 +3,7 @@ import userEvent from '@testing-library/user-event';
 import { describe, expect, it, vi } from 'vitest';
 import { BackupHistory } from './BackupHistory';
 import { EncryptionKeysPanel } from './EncryptionKeysPanel';
-import { decryptCommand, restoreCommand, shellWord } from './DownloadModal';
+import { decryptCommand, pgRestoreCommand, restoreCommand, shellWord } from './DownloadModal';
 import { ADMIN, apiError, backup, download, encryptionKey, fakeClient, page } from '../test/fixtures';
 import { renderWithProvider } from '../test/render';
 import type { Backup, Me } from '../services/backups';
@@ -55,15 +55,14 @@ describe('DownloadModal: encrypted files', () => {
 
     const decrypt = within(section).getByLabelText('Descifrar el archivo');
     expect(decrypt).toHaveValue(`age -d -i clave-backups-clinica_demo.txt ${FILE} > backup.dump`);
-    const restore = within(section).getByLabelText('Descifrar y restaurar en una base de datos, en un paso');
-    expect(restore).toHaveValue(
-      `python -m clinic_backups.cli restore-file ${FILE} --identity clave-backups-clinica_demo.txt --target "postgresql://USUARIO:CLAVE@SERVIDOR:5432/BASE_DE_DATOS"`,
-    );
+    // the second command is what a technician has: PostgreSQL 18's pg_restore, not an internal CLI
+    const restore = within(section).getByLabelText('Cargar backup.dump en una base de datos (pg_restore de PostgreSQL 18)');
+    expect(restore).toHaveValue('pg_restore --no-owner --no-privileges --dbname "postgresql://USUARIO:CLAVE@SERVIDOR:5432/BASE_DE_DATOS" backup.dump');
     await user.click(within(section).getByRole('button', { name: 'Copiar la orden para descifrar' }));
     expect(await navigator.clipboard.readText()).toBe(`age -d -i clave-backups-clinica_demo.txt ${FILE} > backup.dump`);
     expect(await screen.findByText('Orden copiada al portapapeles.')).toBeInTheDocument();
     await user.click(within(section).getByRole('button', { name: 'Copiar la orden para restaurar' }));
-    expect(await navigator.clipboard.readText()).toMatch(/^python -m clinic_backups\.cli restore-file /);
+    expect(await navigator.clipboard.readText()).toMatch(/^pg_restore --no-owner /);
   });
 
   it('shows no encryption section for an unencrypted file', async () => {
@@ -82,6 +81,7 @@ describe('DownloadModal: encrypted files', () => {
     expect(restoreCommand('x.age', 'k.txt', 'postgresql://h/db')).toBe(
       'python -m clinic_backups.cli restore-file x.age --identity k.txt --target "postgresql://h/db"',
     );
+    expect(pgRestoreCommand('postgresql://h/db')).toBe('pg_restore --no-owner --no-privileges --dbname "postgresql://h/db" backup.dump');
   });
 });
 
@@ -101,7 +101,7 @@ describe('DownloadModal: 409 encryption_key_required', () => {
     );
     const dialog = await openDownload(user);
     expect(await within(dialog).findByText(/Esta copia solo la puede abrir la plataforma/)).toBeInTheDocument();
-    expect(await within(dialog).findByText(/Tu clínica todavía no tiene ninguna llave de cifrado/)).toBeInTheDocument();
+    expect(await within(dialog).findByText(/Tu clínica todavía no tiene llave de cifrado/)).toBeInTheDocument();
     expect(within(dialog).queryByRole('button', { name: /Re-cifrar/ })).not.toBeInTheDocument();
     expect(within(dialog).queryByRole('button', { name: 'Reintentar' })).not.toBeInTheDocument();
     await user.click(within(dialog).getByRole('button', { name: /Ir a las llaves de cifrado/ }));
@@ -126,7 +126,7 @@ describe('DownloadModal: 409 encryption_key_required', () => {
 
     renderWithProvider(<BackupHistory />, client);
     dialog = await openDownload(user);
-    expect(await within(dialog).findByText(/Tu clínica todavía no tiene ninguna llave de cifrado/)).toBeInTheDocument();
+    expect(await within(dialog).findByText(/Tu clínica todavía no tiene llave de cifrado/)).toBeInTheDocument();
     expect(within(dialog).queryByRole('button', { name: /Ir a las llaves de cifrado/ })).not.toBeInTheDocument();
   });
 

@@ -77,7 +77,7 @@ describe('DownloadModal', () => {
 
     await act(() => vi.advanceTimersByTimeAsync(61_000));
     expect(within(dialog).getByText('El enlace de descarga ha caducado.')).toBeInTheDocument();
-    expect(within(dialog).queryByRole('link')).not.toBeInTheDocument();
+    expect(within(dialog).queryByRole('link', { name: /Descargar archivo/ })).not.toBeInTheDocument();
     const regenerate = within(dialog).getByRole('button', { name: 'Generar nuevo enlace' });
     expect(dialog.contains(document.activeElement)).toBe(true);
 
@@ -123,5 +123,20 @@ describe('DownloadModal', () => {
     await waitFor(() => expect(client.getMe).toHaveBeenCalled());
     expect(screen.queryByRole('dialog')).not.toBeInTheDocument();
     expect(client.getBackupDownload).not.toHaveBeenCalled();
+  });
+
+  it('opens on the download link, has one «Cerrar», and says what opens the file with a guide', async () => {
+    const user = userEvent.setup();
+    renderWithProvider(<BackupHistory />, historyWithOneBackup());
+    await user.click(await screen.findByRole('button', { name: /^Descargar la copia del/ }));
+    const dialog = screen.getByRole('dialog', { name: 'Descargar copia de seguridad' });
+    const link = await within(dialog).findByRole('link', { name: /Descargar archivo/ });
+    await waitFor(() => expect(link).toHaveFocus());
+    expect(within(dialog).getAllByRole('button', { name: 'Cerrar' })).toHaveLength(1);
+    expect(within(dialog).getByTestId('needs-pg18')).toHaveTextContent('pg_restore de PostgreSQL 18');
+    expect(within(dialog).getByTestId('needs-pg18')).toHaveTextContent('restore-file');
+    const guide = within(dialog).getByRole('link', { name: /Guía para el técnico/ });
+    expect(guide).toHaveAttribute('href', '/guia/abrir-una-copia.html');
+    expect(guide).toHaveAccessibleName(/se abre en una pestaña nueva/);
   });
 });

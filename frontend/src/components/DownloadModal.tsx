@@ -27,6 +27,7 @@ import { keyFileName } from '../crypto/age';
 import { useBackups } from './BackupsProvider';
 import { DownloadParts } from './DownloadModalParts';
 import { Dialog } from './Dialog';
+import { KeyWizardDialog } from './KeyWizardDialog';
 import { formatBytes, formatCountdown, formatInteger } from './format';
 import { KeyIcon, LockIcon, Spinner } from './StatusBadge';
 
@@ -36,7 +37,12 @@ export interface DownloadModalProps {
   onClose: () => void;
   /** Where focus goes on close when the opener is gone. */
   fallbackFocus?: () => HTMLElement | null | undefined;
+  /** The technician's guide to opening a backup (default: the demo's static Spanish page). */
+  guideUrl?: string;
 }
+
+/** The static guide the package ships in frontend/public (served at the app's root). */
+export const DEFAULT_GUIDE_URL = '/guia/abrir-una-copia.html';
 
 type Phase = 'loading' | 'ready' | 'error';
 
@@ -50,14 +56,19 @@ export function decryptCommand(fileName: string, keyFile: string): string {
   return `age -d -i ${shellWord(keyFile)} ${shellWord(fileName)} > backup.dump`;
 }
 
-/** The platform CLI that decrypts and restores in one go. */
+/** PostgreSQL 18's pg_restore loading the decrypted archive into a database of the technician's. */
+export function pgRestoreCommand(target: string): string {
+  return `pg_restore --no-owner --no-privileges --dbname "${target}" backup.dump`;
+}
+
+/** The product's CLI that decrypts and restores in one go (named in the modal and the guide). */
 export function restoreCommand(fileName: string, keyFile: string, target: string): string {
   return `python -m clinic_backups.cli restore-file ${shellWord(fileName)} --identity ${shellWord(keyFile)} --target "${target}"`;
 }
 
 type KeysCheck = { phase: 'idle' | 'loading' } | { phase: 'ready'; keys: EncryptionKey[] } | { phase: 'error'; error: BackupsApiError };
 
-export function DownloadModal({ backup, onClose, fallbackFocus }: DownloadModalProps) {
+export function DownloadModal({ backup, onClose, fallbackFocus, guideUrl = DEFAULT_GUIDE_URL }: DownloadModalProps) {
   const { t } = useTranslation('backups');
   const {
     client,
@@ -87,6 +98,8 @@ export function DownloadModal({ backup, onClose, fallbackFocus }: DownloadModalP
   const [reencryptBusy, setReencryptBusy] = useState(false);
   const [reencryptError, setReencryptError] = useState<BackupsApiError | null>(null);
   const [reencryptRequested, setReencryptRequested] = useState(false);
+  // First download in one flow: the key wizard in place of this dialog, then re-encrypt here.
+  const [wizardOpen, setWizardOpen] = useState(false);
   // The row the provider keeps up to date (polled while `reencrypting`).
   const live = backupId ? history.items.find((b) => b.id === backupId) : undefined;
   const reencrypting = Boolean(live?.reencrypting ?? (backup as Partial<Backup> | null)?.reencrypting) || (reencryptRequested && !live);
@@ -127,14 +140,24 @@ export function DownloadModal({ backup, onClose, fallbackFocus }: DownloadModalP
     return () => clearInterval(timer);
   }, [phase, expired]);
 
-  // When the focused control disappears (link withdrawn, new link shown), keep focus in the dialog.
+  // The dialog opens on its main action: the download link (or Reintentar, Re-cifrar…) once it
+  // shows, not on «Cerrar». And when the focused control disappears (link withdrawn, new link
+  // shown), focus stays in the dialog, on the main action.
+  const autoFocused = useRef(false);
+  useEffect(() => {
+    autoFocused.current = false;
+  }, [open, backupId, wizardOpen, reencrypting]);
   useEffect(() => {
     if (!open) return;
+    const primary = bodyRef.current?.querySelector<HTMLElement>('[data-primary-action]');
+    if (!primary) return;
     const active = document.activeElement;
-    if (!active || active === document.body) {
-      bodyRef.current?.querySelector<HTMLElement>('[data-primary-action]')?.focus();
+    const lost = !active || active === document.body || active.getAttribute('role') === 'dialog';
+    if (lost || !autoFocused.current) {
+      primary.focus();
+      autoFocused.current = true;
     }
-  }, [open, phase, expired]);
+  });
 
   const regenerate = useCallback(() => setAttempt((n) => n + 1), []);
 
@@ -142,6 +165,7 @@ export function DownloadModal({ backup, onClose, fallbackFocus }: DownloadModalP
     setReencryptRequested(false);
     setReencryptError(null);
     setReencryptBusy(false);
+    setWizardOpen(false);
   }, [backupId]);
 
   const needsKey = phase === 'error' && error?.code === 'encryption_key_required';
@@ -189,6 +213,11 @@ export function DownloadModal({ backup, onClose, fallbackFocus }: DownloadModalP
     }
   };
 
+  const keyRegistered = (key: EncryptionKey) => {
+    setKeysCheck({ phase: 'ready', keys: [key] });
+    void reencrypt();
+  };
+
   const goToKeys = () => {
     onClose();
     // After the dialog has closed and given focus back, move it to the keys panel.
@@ -222,8 +251,12 @@ export function DownloadModal({ backup, onClose, fallbackFocus }: DownloadModalP
   };
 
   return (
+    <>
+    {open && wizardOpen && (
+      <KeyWizardDialog open onClose={() => setWizardOpen(false)} onRegistered={keyRegistered} {...(fallbackFocus ? { fallbackFocus } : {})} />
+    )}
     <Dialog
-      open={open}
+      open={open && !wizardOpen}
       onClose={onClose}
       title={t('download.title')}
       className="cb-dialog--wide"
@@ -260,6 +293,7 @@ export function DownloadModal({ backup, onClose, fallbackFocus }: DownloadModalP
             keysCheck={keysCheck}
             keysPanelAvailable={keysPanelAvailable}
             onGoToKeys={goToKeys}
+            onCreateKey={() => setWizardOpen(true)}
             onReencrypt={() => void reencrypt()}
             reencryptBusy={reencryptBusy}
             reencryptError={reencryptError ? errorMessage(reencryptError) : null}
@@ -345,6 +379,13 @@ export function DownloadModal({ backup, onClose, fallbackFocus }: DownloadModalP
               </div>
             )}
             <p className="cb-help">{t('download.personal')}</p>
+            <p className="cb-help cb-download__opens" data-testid="needs-pg18">
+              {t('download.needsPg18')}{' '}
+              <a href={guideUrl} target="_blank" rel="noopener">
+                {t('download.guide')}
+                <span className="cb-visually-hidden"> {t('download.guideNewTab')}</span>
+              </a>
+            </p>
             {download.encryption === 'age' && (
               <EncryptedFile
                 download={download}
@@ -357,10 +398,12 @@ export function DownloadModal({ backup, onClose, fallbackFocus }: DownloadModalP
         )}
       </div>
     </Dialog>
+    </>
   );
 }
 
 interface KeyRequiredProps {
+  onCreateKey: () => void;
   message: string;
   reencrypting: boolean;
   canManageKeys: boolean;
@@ -380,6 +423,7 @@ function KeyRequired({
   keysCheck,
   keysPanelAvailable,
   onGoToKeys,
+  onCreateKey,
   onReencrypt,
   reencryptBusy,
   reencryptError,
@@ -403,12 +447,17 @@ function KeyRequired({
   } else if (keysCheck.phase === 'ready' && keysCheck.keys.length === 0) {
     action = (
       <>
-        <p>{t('download.noKeysYet')}</p>
-        {keysPanelAvailable && (
-          <button type="button" className="cb-button cb-button--primary" data-primary-action onClick={onGoToKeys}>
-            <KeyIcon /> {t('download.goToKeys')}
+        <p>{t('download.oneFlowHelp')}</p>
+        <div className="cb-download__oneflow">
+          <button type="button" className="cb-button cb-button--primary" data-primary-action onClick={onCreateKey}>
+            <KeyIcon /> {t('download.createKeyAndDownload')}
           </button>
-        )}
+          {keysPanelAvailable && (
+            <button type="button" className="cb-button cb-button--ghost" onClick={onGoToKeys}>
+              {t('download.goToKeys')}
+            </button>
+          )}
+        </div>
       </>
     );
   } else {
@@ -465,7 +514,9 @@ function EncryptedFile({ download, keyFile, target, onCopy }: EncryptedFileProps
   const { t } = useTranslation('backups');
   const id = useId();
   const decrypt = decryptCommand(download.file_name, keyFile);
-  const restore = restoreCommand(download.file_name, keyFile, target);
+  // The second command is what a clinic's technician has: PostgreSQL 18's pg_restore (the
+  // product's restore-file is named beside the link to the guide).
+  const restore = pgRestoreCommand(target);
   return (
     <section className="cb-encrypted" aria-labelledby={`${id}-title`}>
       <h3 id={`${id}-title`} className="cb-encrypted__title">

@@ -181,8 +181,14 @@ describe('EncryptionKeysPanel', () => {
     const decrypter = new Decrypter();
     decrypter.addIdentity(identity);
     expect(await decrypter.decrypt(await encrypter.encrypt('PGDMP'), 'text')).toBe('PGDMP');
-    expect(within(dialog).getByRole('status')).toHaveTextContent('la llave privada ya no está en esta página');
-    expect(within(dialog).getByRole('button', { name: /Guardar el archivo de la llave/ })).toBeDisabled();
+    expect(within(dialog).getByRole('status')).toHaveTextContent('Conviene guardar una segunda copia');
+    // a second copy may be saved (the docs advise two), until the admin continues
+    const again = within(dialog).getByRole('button', { name: /Guardar otra copia del archivo/ });
+    expect(again).toBeEnabled();
+    await user.click(again);
+    expect(offered).toHaveLength(2);
+    expect(offered[1]!.fileName).toBe('clave-backups-clinica_demo.txt');
+    expect((await offered[1]!.text).trimEnd().split('\n')[3]).toBe(identity);
 
     expect(confirm).toBeEnabled();
     expect(continueButton).toBeDisabled();

@@ -120,7 +120,7 @@ export function EncryptionKeysPanel({ title, headingLevel = 2, onChange, classNa
             {t('keys.unusableAlert', { count: unusable.length, labels: unusable.map((k) => `«${k.label}»`).join(', ') })}
           </p>
         )}
-        <table className="cb-table cb-keys__table">
+        <table className="cb-table cb-table--cards cb-keys__table">
           <caption className="cb-visually-hidden">{t('keys.caption')}</caption>
           <thead>
             <tr>
@@ -136,7 +136,7 @@ export function EncryptionKeysPanel({ title, headingLevel = 2, onChange, classNa
           <tbody>
             {keys.map((key) => (
               <tr key={key.id} data-key-id={key.id}>
-                <td className="cb-strong cb-break">
+                <td className="cb-strong cb-break" data-label={t('keys.columns.label')}>
                   <KeyIcon className="cb-keys__icon" />{' '}
                   {key.label}
                   {!key.usable && (
@@ -149,16 +149,16 @@ export function EncryptionKeysPanel({ title, headingLevel = 2, onChange, classNa
                     </span>
                   )}
                 </td>
-                <td>
+                <td data-label={t('keys.columns.fingerprint')}>
                   <span className="cb-mono" title={t('keys.publicKeyTitle', { key: key.public_key })}>
                     {key.fingerprint}
                   </span>
                 </td>
-                <td>{key.created_by_name ?? key.created_by}</td>
-                <td>
+                <td data-label={t('keys.columns.createdBy')}>{key.created_by_name ?? key.created_by}</td>
+                <td data-label={t('keys.columns.createdAt')}>
                   <time dateTime={key.created_at}>{formatDate(key.created_at)}</time>
                 </td>
-                <td className="cb-actions">
+                <td className="cb-actions" data-label={t('keys.columns.actions')}>
                   <button
                     type="button"
                     className="cb-button cb-button--small cb-button--danger-ghost"

@@ -121,8 +121,8 @@ export function KeyWizardDialog({ open, onClose, onRegistered, fallbackFocus }: 
       fileName,
       keyFileText({ clinicName, createdAt: new Date(), pair: { identity, publicKey } }),
     );
-    // Offered once: from now on the page keeps only the public key.
-    identityRef.current = null;
+    // It may be saved again (the docs advise two copies, e.g. one on a USB stick) until the
+    // admin continues: then the page forgets the private key and keeps only the public one.
     setSaved(true);
   };
 
@@ -207,8 +207,8 @@ export function KeyWizardDialog({ open, onClose, onRegistered, fallbackFocus }: 
         <p>{t('wizard.saveIntro', { file: fileName })}</p>
         <p className="cb-alert cb-alert--warning">{t('wizard.lossWarning')}</p>
         <div className="cb-keywizard__save">
-          <button type="button" className="cb-button cb-button--primary" onClick={saveFile} disabled={saved}>
-            <span aria-hidden="true">⤓</span> {t('wizard.saveButton')}
+          <button type="button" className={saved ? 'cb-button' : 'cb-button cb-button--primary'} onClick={saveFile}>
+            <span aria-hidden="true">⤓</span> {saved ? t('wizard.saveAgain') : t('wizard.saveButton')}
           </button>
           <span className="cb-mono cb-break">{fileName}</span>
         </div>
@@ -248,7 +248,10 @@ export function KeyWizardDialog({ open, onClose, onRegistered, fallbackFocus }: 
           type="button"
           className="cb-button cb-button--primary"
           disabled={!saved || !confirmed}
-          onClick={() => setStep('register')}
+          onClick={() => {
+            identityRef.current = null;
+            setStep('register');
+          }}
         >
           {t('wizard.continue')}
         </button>

@@ -62,4 +62,22 @@ describe('Notifications', () => {
     expect(screen.queryByText('Todo bien')).not.toBeInTheDocument();
     expect(onNotify).toHaveBeenCalledTimes(2);
   });
+
+  it('live regions are plain containers with real lists inside, and a repeated message shows once', async () => {
+    const user = userEvent.setup();
+    setup();
+    await user.click(screen.getByRole('button', { name: 'ok' }));
+    await user.click(screen.getByRole('button', { name: 'ok' }));
+    await user.click(screen.getByRole('button', { name: 'ko' }));
+    const status = screen.getByRole('status');
+    const alert = screen.getByRole('alert');
+    expect(status.tagName).toBe('DIV');
+    expect(alert.tagName).toBe('DIV');
+    // axe: aria-allowed-role (no role on <ul>) and listitem (<li> inside a real list)
+    expect(document.querySelectorAll('ul[role]')).toHaveLength(0);
+    expect(within(status).getAllByRole('listitem')).toHaveLength(1);
+    expect(within(alert).getAllByRole('listitem')).toHaveLength(1);
+    // the page keeps room for the toasts at its end
+    expect(document.querySelector('.cb-toasts-spacer')).toHaveAttribute('aria-hidden', 'true');
+  });
 });

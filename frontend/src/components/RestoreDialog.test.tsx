@@ -34,18 +34,24 @@ describe('RestoreDialog', () => {
     const dialog = await openDialog(user);
     expect(dialog).toHaveTextContent('¿Quieres devolver la clínica al estado de la copia del 28 nov 2025, 7:18?');
     expect(dialog).toHaveTextContent('copia de seguridad de los datos actuales');
-    expect(dialog).toHaveTextContent('mantenimiento');
+    // /me has no host maintenance mode: the admin is told what to tell the team
+    expect(dialog).toHaveTextContent('avisa a tu equipo de que deje de trabajar en la aplicación');
     expect(dialog).toHaveTextContent('Durante 3 días podrás deshacer la restauración');
     // the safe choice has the focus
     expect(within(dialog).getByRole('button', { name: 'Cancelar' })).toHaveFocus();
     const submit = within(dialog).getByRole('button', { name: 'Restaurar la clínica' });
-    const field = within(dialog).getByLabelText('Para confirmar, escribe el nombre de la clínica: clinica_demo');
+    const field = within(dialog).getByLabelText('Para confirmar, escribe el nombre de la clínica, «Clínica Demo», o su identificador, «clinica_demo»');
     expect(submit).toBeDisabled();
     await user.type(field, 'CLINICA_DEMO');
     expect(submit).toBeDisabled();
     await user.clear(field);
     await user.type(field, 'clinica_demo');
     expect(submit).toBeEnabled();
+    // the visible name works too, and the help says it matches
+    await user.clear(field);
+    await user.type(field, 'Clínica Demo');
+    expect(submit).toBeEnabled();
+    expect(dialog).toHaveTextContent('Coincide: ya puedes restaurar.');
     await user.click(within(dialog).getByRole('button', { name: 'Cancelar' }));
     expect(client.restoreBackup).not.toHaveBeenCalled();
   });
@@ -78,8 +84,18 @@ describe('RestoreDialog', () => {
     expect(await within(dialog).findByText(/Las escrituras estuvieron en pausa 1,3 s\./)).toBeInTheDocument();
     expect(within(dialog).getByText('Puedes deshacerla hasta el 1 dic 2025, 9:00.')).toBeInTheDocument();
     await user.click(within(dialog).getByRole('button', { name: 'Deshacer' }));
+    // asks first: what is set aside, until when support can recover it
+    expect(client.undoRestore).not.toHaveBeenCalled();
+    expect(within(dialog).getByTestId('undo-set-aside')).toHaveTextContent(
+      'Se apartarán los cambios hechos desde la restauración. Podrán recuperarse con ayuda de soporte hasta el 1 dic 2025, 9:00.',
+    );
+    await user.click(within(dialog).getByRole('button', { name: 'Sí, deshacer la restauración' }));
     expect(client.undoRestore).toHaveBeenCalled();
-    expect(await within(dialog).findByText('Restauración deshecha: la clínica vuelve a tener los datos de antes.')).toBeInTheDocument();
+    expect(
+      await within(dialog).findByText('Se ha deshecho la restauración de la copia del 28 nov 2025, 7:18: la clínica vuelve a tener los datos de antes.'),
+    ).toBeInTheDocument();
+    expect(await screen.findByText('Restauración deshecha.')).toBeInTheDocument();
+    expect(within(dialog).queryByText(/Deshaciendo/)).not.toBeInTheDocument();
   });
 
   it('says why a restore failed, and that nothing changed', async () => {
@@ -147,8 +163,40 @@ describe('RestorePanel', () => {
     expect(await screen.findByText(/Hay una restauración en curso/)).toHaveTextContent('(Restaurando los datos)');
     expect(client.listRestores).toHaveBeenCalledWith({ kind: 'restore', limit: 1 }, expect.anything());
     await user.click(await screen.findByRole('button', { name: 'Deshacer' }));
+    const confirm = screen.getByRole('dialog', { name: 'Deshacer la restauración' });
+    expect(confirm).toHaveTextContent('Se apartarán los cambios hechos desde la restauración. Podrán recuperarse con ayuda de soporte hasta el 1 dic 2025, 9:00.');
+    expect(within(confirm).getByRole('button', { name: 'Cancelar' })).toHaveFocus();
+    expect(client.undoRestore).not.toHaveBeenCalled();
+    await user.click(within(confirm).getByRole('button', { name: 'Sí, deshacer la restauración' }));
     expect(client.undoRestore).toHaveBeenCalledWith(done.id);
     await waitFor(() => expect(screen.getByText('Escrituras en pausa')).toBeInTheDocument());
+  });
+
+  it('after an undo: names the restored backup, the result, and toasts «Restauración deshecha»', async () => {
+    const user = userEvent.setup();
+    const done = restoreJob({ status: 'completed', step: 'done', lock_seconds: 0.5, undo_available: true, undo_until: '2025-12-01T08:00:00Z' });
+    const states = [
+      { ...done, undo_status: 'running' as const, step: 'undoing' as const, undo_available: false },
+      restoreJob({ status: 'undone', step: 'undone', undone_at: '2025-11-28T09:00:00Z' }),
+    ];
+    const client = fakeClient({
+      listRestores: vi.fn(async () => ({ items: [done], next_cursor: null })),
+      getBackup: vi.fn(async () => backup({ id: done.backup_id, created_at: '2025-11-27T06:18:00Z' })),
+      undoRestore: vi.fn(async () => ({ ...done, undo_status: 'pending' as const, step: 'undo_queued' as const, undo_available: false })),
+      getRestore: vi.fn(async () => states.shift() ?? restoreJob({ status: 'undone', step: 'undone' })),
+    });
+    renderWithProvider(<RestorePanel pollIntervalMs={10} />, client);
+    await waitFor(() => expect(screen.getByTestId('restored-backup')).toHaveTextContent('Copia del 27 nov 2025, 7:18'));
+    await user.click(await screen.findByRole('button', { name: 'Deshacer' }));
+    await user.click(screen.getByRole('button', { name: 'Sí, deshacer la restauración' }));
+    expect(await screen.findByTestId('undo-result')).toHaveTextContent(
+      'Se ha deshecho la restauración de la copia del 27 nov 2025, 7:18',
+    );
+    expect(await screen.findByText('Restauración deshecha.')).toBeInTheDocument();
+    expect(screen.queryByText(/Deshaciendo/)).not.toBeInTheDocument();
+    // «Deshecha» is a neutral result, not a struck-through "deleted" badge
+    expect(screen.getByText('Deshecha')).toHaveClass('cb-badge--undone');
+    expect(screen.getByTestId('undo-result')).toHaveFocus();
   });
 
   it('shows staff the state without the undo, and nothing when there is no restore', async () => {

@@ -8,8 +8,10 @@
 import { useEffect, useId, useRef, useState, type FormEvent } from 'react';
 import { useTranslation } from 'react-i18next';
 import { normaliseError, type Backup, type BackupsApiError, type Restore } from '../services/backups';
+import type { MeNext } from '../services/contract-next';
 import { useBackups } from './BackupsProvider';
 import { Dialog } from './Dialog';
+import { UndoExplanation } from './UndoRestoreDialog';
 import { Spinner } from './StatusBadge';
 import { formatSeconds, isRestoreActive, useRestoreJob } from './useRestoreJob';
 
@@ -32,11 +34,14 @@ export function RestoreDialog({ backup, onClose, undoDays = 3, pollIntervalMs, f
   const [error, setError] = useState<BackupsApiError | null>(null);
   const [started, setStarted] = useState<Restore | null>(null);
   const [undoing, setUndoing] = useState(false);
+  const [confirmingUndo, setConfirmingUndo] = useState(false);
   const { job, undo } = useRestoreJob(started, pollIntervalMs);
   const cancelRef = useRef<HTMLButtonElement>(null);
   const inputId = useId();
   const helpId = useId();
   const schema = me?.clinic.schema ?? '';
+  const clinicName = me?.clinic.name ?? '';
+  const hostMaintenance = (me as MeNext | null)?.host_maintenance_mode === true;
   const open = backup !== null && can('restore_backup');
 
   useEffect(() => {
@@ -45,6 +50,7 @@ export function RestoreDialog({ backup, onClose, undoDays = 3, pollIntervalMs, f
     setSubmitting(false);
     setStarted(null);
     setUndoing(false);
+    setConfirmingUndo(false);
   }, [backup?.id]);
 
   // When the job ends, the history changes (the pre-restore backup) and the user is told.
@@ -58,7 +64,7 @@ export function RestoreDialog({ backup, onClose, undoDays = 3, pollIntervalMs, f
     if (first || isRestoreActive(job)) return;
     reload();
     if (job.status === 'completed') notify({ kind: 'success', message: t('restore.completed') });
-    else if (job.status === 'undone') notify({ kind: 'success', message: t('restore.undone') });
+    else if (job.status === 'undone') notify({ kind: 'success', message: t('restore.undoneToast') });
     else if (job.status === 'failed') notify({ kind: 'error', message: t('restore.failed') });
   }, [job, notify, reload, t]);
 
@@ -71,7 +77,10 @@ export function RestoreDialog({ backup, onClose, undoDays = 3, pollIntervalMs, f
   }, [open, job, undoing, submitting]);
 
   const date = backup ? formatDate(backup.created_at) : '';
-  const matches = typed === schema && schema !== '';
+  // The visible name («Clínica Demo») or the schema name (clinica_demo), typed exactly; the
+  // API always receives the schema name.
+  const trimmed = typed.trim();
+  const matches = schema !== '' && (trimmed === schema || (clinicName !== '' && trimmed === clinicName.trim()));
 
   const submit = async (event: FormEvent) => {
     event.preventDefault();
@@ -79,7 +88,7 @@ export function RestoreDialog({ backup, onClose, undoDays = 3, pollIntervalMs, f
     setSubmitting(true);
     setError(null);
     try {
-      const created = await client.restoreBackup(backup.id, typed);
+      const created = await client.restoreBackup(backup.id, schema);
       lastStatus.current = null;
       setStarted(created);
       restoresChanged();
@@ -96,7 +105,9 @@ export function RestoreDialog({ backup, onClose, undoDays = 3, pollIntervalMs, f
     setError(null);
     try {
       await undo();
+      setConfirmingUndo(false);
     } catch (err) {
+      setConfirmingUndo(false);
       setError(normaliseError(err));
     } finally {
       setUndoing(false);
@@ -114,12 +125,14 @@ export function RestoreDialog({ backup, onClose, undoDays = 3, pollIntervalMs, f
         <h3 className="cb-restore__subtitle">{t('restore.whatHappens')}</h3>
         <ul className="cb-restore__list">
           <li>{t('restore.preRestore')}</li>
-          <li>{t('restore.maintenance')}</li>
+          <li data-testid="restore-maintenance">{hostMaintenance ? t('restore.maintenanceHost') : t('restore.maintenanceManual')}</li>
           <li>{t('restore.undoWindow', { count: undoDays })}</li>
           <li>{t('restore.historyKept')}</li>
         </ul>
         <div className="cb-field">
-          <label htmlFor={inputId}>{t('restore.confirmLabel', { schema })}</label>
+          <label htmlFor={inputId}>
+            {clinicName && clinicName !== schema ? t('restore.confirmLabelBoth', { name: clinicName, schema }) : t('restore.confirmLabel', { schema })}
+          </label>
           <input
             id={inputId}
             className="cb-input cb-mono"
@@ -132,10 +145,17 @@ export function RestoreDialog({ backup, onClose, undoDays = 3, pollIntervalMs, f
             disabled={submitting}
           />
           <p id={helpId} className="cb-help">
-            {t('restore.confirmHelp')}
+            {matches ? t('restore.confirmMatched') : t('restore.confirmHelp')}
           </p>
         </div>
       </form>
+    );
+  } else if (confirmingUndo && job.status === 'completed' && job.undo_available) {
+    body = (
+      <div className="cb-restore__undo-confirm">
+        <h3 className="cb-restore__subtitle">{t('restore.undoTitle')}</h3>
+        <UndoExplanation job={job} backupDate={date} />
+      </div>
     );
   } else {
     body = (
@@ -155,7 +175,7 @@ export function RestoreDialog({ backup, onClose, undoDays = 3, pollIntervalMs, f
           </div>
         ) : job.status === 'undone' ? (
           <p className="cb-alert cb-alert--info" role="status">
-            {t('restore.undone')}
+            {t('restore.undoneDetail', { date })}
           </p>
         ) : (
           <div className="cb-alert cb-alert--error" role="alert">
@@ -178,8 +198,14 @@ export function RestoreDialog({ backup, onClose, undoDays = 3, pollIntervalMs, f
       {...(fallbackFocus ? { fallbackFocus } : {})}
       footer={
         <>
-          <button ref={cancelRef} type="button" className="cb-button" onClick={onClose} disabled={submitting || undoing}>
-            {job ? t('common.close') : t('common.cancel')}
+          <button
+            ref={cancelRef}
+            type="button"
+            className="cb-button"
+            onClick={confirmingUndo ? () => setConfirmingUndo(false) : onClose}
+            disabled={submitting || undoing}
+          >
+            {job && !confirmingUndo ? t('common.close') : t('common.cancel')}
           </button>
           {!job && (
             <button
@@ -198,9 +224,26 @@ export function RestoreDialog({ backup, onClose, undoDays = 3, pollIntervalMs, f
               )}
             </button>
           )}
-          {job?.status === 'completed' && job.undo_available && !running && (
-            <button type="button" className="cb-button cb-button--danger-ghost" onClick={() => void askUndo()} disabled={undoing}>
+          {job?.status === 'completed' && job.undo_available && !running && !confirmingUndo && (
+            <button type="button" className="cb-button cb-button--danger-ghost" onClick={() => setConfirmingUndo(true)}>
               {t('restore.undo')}
+            </button>
+          )}
+          {job?.status === 'completed' && job.undo_available && !running && confirmingUndo && (
+            <button
+              type="button"
+              className="cb-button cb-button--danger"
+              onClick={() => void askUndo()}
+              disabled={undoing}
+              aria-busy={undoing}
+            >
+              {undoing ? (
+                <>
+                  <Spinner /> {t('restore.submitting')}
+                </>
+              ) : (
+                t('restore.undoConfirm')
+              )}
             </button>
           )}
         </>

@@ -1,8 +1,8 @@
 /** A backup's status as text + icon + colour (never colour alone). */
 import { useTranslation } from 'react-i18next';
-import type { BackupStatus } from '../services/backups';
+import type { BackupStatusNext } from '../services/contract-next';
 
-const ICONS: Record<BackupStatus, string> = {
+const ICONS: Record<BackupStatusNext, string> = {
   pending: '◷',
   running: '↻',
   completed: '✓',
@@ -12,7 +12,7 @@ const ICONS: Record<BackupStatus, string> = {
 };
 
 export interface StatusBadgeProps {
-  status: BackupStatus;
+  status: BackupStatusNext;
 }
 
 export function StatusBadge({ status }: StatusBadgeProps) {

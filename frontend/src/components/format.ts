@@ -5,17 +5,18 @@ export const DEFAULT_TIME_ZONE = 'Europe/Madrid';
 
 const dateFormatters = new Map<string, Intl.DateTimeFormat>();
 
-function dateFormatter(locale: string, timeZone: string): Intl.DateTimeFormat {
-  const key = `${locale}|${timeZone}`;
+function dateFormatter(locale: string, timeZone: string, seconds = false): Intl.DateTimeFormat {
+  const key = `${locale}|${timeZone}|${seconds}`;
+  const timeStyle = seconds ? 'medium' : 'short';
   let formatter = dateFormatters.get(key);
   if (!formatter) {
     try {
-      formatter = new Intl.DateTimeFormat(locale, { dateStyle: 'medium', timeStyle: 'short', timeZone });
+      formatter = new Intl.DateTimeFormat(locale, { dateStyle: 'medium', timeStyle, timeZone });
     } catch {
       // An unknown locale or time zone from /me must not break the page.
       formatter = new Intl.DateTimeFormat(DEFAULT_LOCALE, {
         dateStyle: 'medium',
-        timeStyle: 'short',
+        timeStyle,
         timeZone: DEFAULT_TIME_ZONE,
       });
     }
@@ -29,11 +30,27 @@ export function formatDateTime(
   iso: string | null | undefined,
   locale: string = DEFAULT_LOCALE,
   timeZone: string = DEFAULT_TIME_ZONE,
+  seconds = false,
 ): string {
   if (!iso) return '';
   const date = new Date(iso);
   if (Number.isNaN(date.getTime())) return '';
-  return dateFormatter(locale, timeZone).format(date);
+  return dateFormatter(locale, timeZone, seconds).format(date);
+}
+
+/**
+ * Labels for a list of instants: to the minute, and with seconds for every one whose minute
+ * label another shares (two backups in one minute must not read the same, on screen or aloud).
+ */
+export function distinctDateLabels(
+  isos: readonly string[],
+  locale: string = DEFAULT_LOCALE,
+  timeZone: string = DEFAULT_TIME_ZONE,
+): string[] {
+  const short = isos.map((iso) => formatDateTime(iso, locale, timeZone));
+  const counts = new Map<string, number>();
+  for (const label of short) counts.set(label, (counts.get(label) ?? 0) + 1);
+  return isos.map((iso, i) => ((counts.get(short[i]!) ?? 0) > 1 ? formatDateTime(iso, locale, timeZone, true) : short[i]!));
 }
 
 const UNITS = ['B', 'kB', 'MB', 'GB', 'TB'] as const;

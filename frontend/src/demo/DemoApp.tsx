@@ -149,7 +149,7 @@ function Panel({ onSignOut }: { onSignOut: () => void }) {
       <main className="demo-main">
         <div className="demo-heading">
           <h1>{text.title}</h1>
-          <p className="cb-muted">{text.intro}</p>
+          <p className="cb-muted">{me?.role === 'staff' ? text.introStaff : text.intro}</p>
         </div>
 
         {meStatus === 'ready' && can('create_backup') && (

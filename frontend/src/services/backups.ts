@@ -60,10 +60,17 @@ export {
   restoreStepValues as RESTORE_STEPS,
 };
 
+/**
+ * Error codes of the next contract (issue 21: undelete / cancel), known before openapi.yaml
+ * has them so they reach the UI with their own message. Drop once api-types.ts has them.
+ */
+export const NEXT_API_ERROR_CODES = ['backup_purged', 'backup_not_cancellable'] as const;
+export type NextApiErrorCode = (typeof NEXT_API_ERROR_CODES)[number];
+
 /** Codes the client produces itself, when no API error body is available. */
 export const CLIENT_ERROR_CODES = ['network_error', 'timeout', 'aborted'] as const;
 export type ClientErrorCode = (typeof CLIENT_ERROR_CODES)[number];
-export type ErrorCode = ApiErrorCode | ClientErrorCode;
+export type ErrorCode = ApiErrorCode | NextApiErrorCode | ClientErrorCode;
 
 /** Every failure of the client, normalised. `status` is 0 when no HTTP answer arrived. */
 export class BackupsApiError extends Error {
@@ -153,9 +160,9 @@ export interface RequestOpts {
   signal?: AbortSignal;
 }
 
-const API_CODES = new Set<string>(errorCodeValues);
+const API_CODES = new Set<string>([...errorCodeValues, ...NEXT_API_ERROR_CODES]);
 
-function isApiErrorCode(code: unknown): code is ApiErrorCode {
+function isApiErrorCode(code: unknown): code is ApiErrorCode | NextApiErrorCode {
   return typeof code === 'string' && API_CODES.has(code);
 }
 
