@@ -56,7 +56,7 @@ describe('«Recuperar» a deleted backup', () => {
     const row = await rowOf('tarde');
     expect(within(row).getByTestId('purge-note')).toHaveTextContent('Se borrará de forma definitiva hoy.');
     await user.click(within(row).getByRole('button', { name: /^Recuperar/ }));
-    expect(await screen.findByText(/ya se ha borrado de forma definitiva: no se puede recuperar/)).toBeInTheDocument();
+    expect(await screen.findByText(/se eliminó definitivamente y no se puede recuperar/)).toBeInTheDocument();
   });
 
   it('the delete dialog names the grace period and how to recover', async () => {
