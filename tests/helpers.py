@@ -255,3 +255,43 @@ def drop_clinics(conn: Any, schemas: list[str]) -> None:
                 (schema,),
             )
     report.check()
+
+
+class JsonServer:
+    """A real HTTP server on loopback answering GET with JSON (a JWKS endpoint in the auth
+    and doctor tests). `answer(path)` gives the document, or None for a 404; `fetches` counts
+    the documents served."""
+
+    def __init__(self, answer: Any) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        owner = self
+        self.fetches = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                document = answer(self.path)
+                if document is None:
+                    self.send_error(404)
+                    return
+                owner.fetches += 1
+                body = json.dumps(document).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import jwt
@@ -18,7 +16,7 @@ import pytest
 from clinic_backups.cli import main
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.helpers import reset_caches
+from tests.helpers import JsonServer, reset_caches
 
 
 class Jwks:
@@ -28,29 +26,12 @@ class Jwks:
         key = ec.generate_private_key(ec.SECP256R1()).public_key()
         jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key))
         jwk.update({"alg": "ES256", "kid": "doctor-test", "key_ops": ["verify"], "ext": True})
-        body = json.dumps({"keys": [jwk]}).encode()
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.issuer = f"http://127.0.0.1:{self.server.server_address[1]}/auth/v1"
+        self.http = JsonServer(lambda path: {"keys": [jwk]})
+        self.issuer = f"{self.http.base_url}/auth/v1"
         self.url = f"{self.issuer}/.well-known/jwks.json"
-        threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.http.close()
 
 
 @pytest.fixture

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import jwt
@@ -24,7 +22,7 @@ from clinic_backups.settings import CommonSettings
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from tests.helpers import JWT_AUDIENCE, JWT_ISSUER, JWT_SECRET, mint
+from tests.helpers import JWT_AUDIENCE, JWT_ISSUER, JWT_SECRET, JsonServer, mint
 
 
 class Tenants:
@@ -243,25 +241,11 @@ def test_settings_refuse_algorithm_confusion():
 
 class JwksServer:
     def __init__(self, jwks: dict[str, Any]):
-        body = json.dumps(jwks).encode()
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/.well-known/jwks.json"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.http = JsonServer(lambda path: jwks)
+        self.url = f"{self.http.base_url}/.well-known/jwks.json"
 
     def close(self) -> None:
-        self.server.shutdown()
+        self.http.close()
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,9 @@ import base64
 import hashlib
 import hmac
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import jwt
@@ -28,7 +26,7 @@ from clinic_backups.settings import CommonSettings
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.helpers import JWT_SECRET
+from tests.helpers import JWT_SECRET, JsonServer
 
 TENANT_CLAIM = "app_metadata.tenant"
 ROLE_CLAIM = "app_metadata.clinic_role"
@@ -50,32 +48,16 @@ class SupabaseAuth:
 
     def __init__(self) -> None:
         self.keys: dict[str, ec.EllipticCurvePrivateKey] = {}
-        self.fetches = 0
-        auth = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path != "/auth/v1/.well-known/jwks.json":
-                    self.send_error(404)
-                    return
-                auth.fetches += 1
-                body = json.dumps(auth.jwks()).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.project = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.http = JsonServer(
+            lambda path: self.jwks() if path == "/auth/v1/.well-known/jwks.json" else None
+        )
+        self.project = self.http.base_url
         self.issuer = f"{self.project}/auth/v1"
         self.jwks_url = f"{self.issuer}/.well-known/jwks.json"
-        threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
+
+    @property
+    def fetches(self) -> int:
+        return self.http.fetches
 
     def add_key(self) -> str:
         kid = str(uuid.uuid4())
@@ -130,8 +112,7 @@ class SupabaseAuth:
         return jwt.encode(self.claims(**overrides), JWT_SECRET, algorithm="HS256")
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.http.close()
 
 
 @pytest.fixture
