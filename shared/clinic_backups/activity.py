@@ -143,7 +143,7 @@ def export_audit(svc: Services, ctx: TenantContext, request: AuditExportRequest)
         buffer.seek(0)
         encrypted = EncryptStage(buffer, recipients)
         try:
-            storage.upload_stream(key, encrypted, "application/octet-stream")
+            storage.upload_stream(key, encrypted, "application/octet-stream")  # type: ignore[arg-type]
         finally:
             encrypted.close()
     url = storage.signed_download_url(key, svc.download_ttl, file_name)

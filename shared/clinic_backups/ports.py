@@ -200,7 +200,9 @@ class RecordsRepository(Protocol):
 
     def audit(self, schema: str, entry: AuditEntry) -> None: ...
 
-    def list_audit(self, schema: str, query: AuditFilter) -> tuple[list[AuditRecord], bool]:
+    def list_audit(
+        self, schema: str, query: AuditFilter
+    ) -> tuple[builtins.list[AuditRecord], bool]:
         """One page of the clinic's audit entries and whether more follow."""
         ...
 
