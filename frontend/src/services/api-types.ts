@@ -56,7 +56,9 @@ export interface paths {
         /**
          * The clinic's activity log as CSV, behind a short-lived signed URL (admins only)
          * @description Every entry matching the filters (none: all of them), written as CSV (UTF-8) under
-         *     the clinic's own storage prefix. The answer is the only place the URL appears.
+         *     the clinic's own storage prefix, age-encrypted to the clinic's registered keys (409
+         *     `encryption_key_required` when it has none). The answer is the only place the URL
+         *     appears.
          */
         post: operations["exportAudit"];
         delete?: never;
@@ -967,6 +969,7 @@ export interface operations {
             400: components["responses"]["Error"];
             401: components["responses"]["Error"];
             403: components["responses"]["Error"];
+            409: components["responses"]["Error"];
             413: components["responses"]["Error"];
             422: components["responses"]["Error"];
             500: components["responses"]["Error"];
