@@ -129,6 +129,24 @@ def test_staff_may_not_read_or_export_the_activity_and_the_refusal_is_audited(
     assert sorted(e["action"] for e in denied) == ["audit.export", "audit.list"]
 
 
+def test_an_id_that_is_not_the_clinics_is_never_echoed_back(app_env, clinic_factory, sqs):
+    clinic, other = clinic_factory(patients=5), clinic_factory(patients=5)
+    theirs = backup(other, sqs)["id"]
+    # staff of the clinic try the other clinic's backup: refused, audited in their own clinic
+    tried = call(
+        "download_backup",
+        load_event(
+            "download_backup/get_download.json", token=mint(clinic, "staff"), backup_id=theirs
+        ),
+    )
+    assert tried.status == 403
+    page = get_audit(clinic)
+    entry = next(e for e in page.body["items"] if e["action"] == "backup.download")
+    assert entry["outcome"] == "denied" and entry["backup_id"] is None
+    assert theirs not in json.dumps(page.body)
+    assert theirs in json.dumps(get_audit(other).body)  # its own clinic sees it
+
+
 @pytest.mark.parametrize(
     "query",
     [

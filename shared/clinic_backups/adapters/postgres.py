@@ -1315,10 +1315,13 @@ class PostgresRecords:
         )
         with self._db.transaction() as cur:
             cur.execute(
+                # A backup id the caller sent that is not one of the clinic's own (a refused
+                # attempt on another clinic's id) is never echoed back: shown as null.
                 sql.SQL(
                     "SELECT id, at, action, outcome, actor_id, actor_name, actor_role, "
-                    "request_id, backup_id, details FROM {audit}{where} "
-                    "ORDER BY at DESC, id DESC LIMIT %s"
+                    "request_id, CASE WHEN EXISTS (SELECT 1 FROM {records} r "
+                    "WHERE r.id = a.backup_id) THEN a.backup_id END AS backup_id, details "
+                    "FROM {audit} a{where} ORDER BY at DESC, id DESC LIMIT %s"
                 ).format(where=where, **self._names(schema)),
                 [*params, query.limit + 1],
             )
