@@ -315,7 +315,7 @@ class AuditFilterFields(BaseModel):
     `backup` = every `backup.*`), and a period `from` (included) … `to` (excluded), both
     ISO 8601 with a time zone."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     action: str | None = Field(default=None, pattern=AUDIT_ACTION_PATTERN)
     since: AwareDatetime | None = Field(default=None, alias="from")
@@ -329,7 +329,7 @@ class AuditFilterFields(BaseModel):
 
 
 class ListAuditQuery(AuditFilterFields):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True, defer_build=True)
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     limit: int = Field(default=50, ge=1, le=100)
     cursor: str | None = None
