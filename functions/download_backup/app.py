@@ -1,6 +1,7 @@
-"""download_backup: `GET /backups/{id}/download` → a short-lived signed URL.
+"""download_backup: `GET /backups/{id}/download` → a short-lived signed URL, and
+`POST /audit/export` → the clinic's activity log as CSV in storage, behind one.
 
-This response is the one place a signed URL ever appears; it is never logged.
+These responses are the one place a signed URL ever appears; it is never logged.
 """
 
 from __future__ import annotations
@@ -8,9 +9,16 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from clinic_backups import service
-from clinic_backups.api import create_app, current_tenant, json_response, use_tenant_auth
+from clinic_backups import activity, service
+from clinic_backups.api import (
+    create_app,
+    current_tenant,
+    json_response,
+    parse_body,
+    use_tenant_auth,
+)
 from clinic_backups.factory import build_services
+from clinic_backups.models import AuditExportRequest
 from clinic_backups.observability import instrument, logger
 from clinic_backups.service import Services
 from clinic_backups.settings import DownloadBackupSettings, get_settings
@@ -34,6 +42,14 @@ def download_backup(backup_id: str) -> Any:
     logger.append_keys(backup_id=backup_id)
     signed = service.request_download(services(), current_tenant(app), backup_id)
     return json_response(200, signed.to_api())
+
+
+@app.post("/audit/export")
+def export_audit() -> Any:
+    request = parse_body(app, AuditExportRequest)
+    return json_response(
+        200, activity.export_audit(services(), current_tenant(app), request).to_api()
+    )
 
 
 @instrument

@@ -1,11 +1,12 @@
-"""list_backups: `GET /backups`, `GET /backups/{id}` and `GET /me`."""
+"""list_backups: `GET /backups`, `GET /backups/{id}`, `GET /me` and `GET /audit` (the
+clinic's activity log, admins only)."""
 
 from __future__ import annotations
 
 from functools import cache
 from typing import Any
 
-from clinic_backups import service
+from clinic_backups import activity, service
 from clinic_backups.api import (
     create_app,
     current_tenant,
@@ -14,7 +15,7 @@ from clinic_backups.api import (
     use_tenant_auth,
 )
 from clinic_backups.factory import build_services
-from clinic_backups.models import ListBackupsQuery
+from clinic_backups.models import ListAuditQuery, ListBackupsQuery
 from clinic_backups.observability import instrument
 from clinic_backups.service import Services
 from clinic_backups.settings import ListBackupsSettings, get_settings
@@ -52,6 +53,14 @@ def get_backup(backup_id: str) -> Any:
 def me() -> Any:
     # The locale and time zone are the clinic's (its backup settings), else the defaults.
     return json_response(200, service.describe_me(services(), current_tenant(app)))
+
+
+@app.get("/audit")
+def list_audit() -> Any:
+    page = activity.list_audit(services(), current_tenant(app), parse_query(app, ListAuditQuery))
+    return json_response(
+        200, {"items": [e.to_api() for e in page.items], "next_cursor": page.next_cursor}
+    )
 
 
 @instrument

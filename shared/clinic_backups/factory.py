@@ -174,6 +174,7 @@ def restore_adapters(settings: CommonSettings, metrics: Any = None) -> tuple[Any
         swapper.tools = PgTools(settings.pg_bin_dir)
         swapper.timeout_seconds = settings.restore_timeout_seconds
         swapper.lock_timeout = settings.restore_lock_timeout
+        swapper.erasure_function = settings.erasure_function
     return PostgresRestores(database(settings), metrics), swapper
 
 

@@ -11,6 +11,7 @@ from functools import cache
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -18,6 +19,7 @@ from pydantic import (
     StrictInt,
     StringConstraints,
     field_validator,
+    model_validator,
 )
 
 from .names import is_valid_schema_name
@@ -265,6 +267,76 @@ class AuditEntry:
             backup_id=backup_id,
             details=details,
         )
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """An audit entry as stored (`GET /audit`): what was done, by whom, when."""
+
+    id: uuid.UUID
+    at: datetime
+    action: str
+    outcome: str
+    actor_id: str | None
+    actor_name: str | None
+    actor_role: str | None
+    request_id: str | None
+    backup_id: uuid.UUID | None
+    details: dict[str, Any]
+
+    def to_api(self) -> dict[str, Any]:
+        """The public shape (openapi.yaml `AuditEntry`)."""
+        return {
+            "id": str(self.id),
+            "at": self.at.isoformat(),
+            "action": self.action,
+            "outcome": self.outcome,
+            "actor_id": self.actor_id,
+            "actor_name": self.actor_name,
+            "actor_role": self.actor_role,
+            "request_id": self.request_id,
+            "backup_id": str(self.backup_id) if self.backup_id else None,
+            "details": self.details,
+        }
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    items: list[AuditRecord]
+    next_cursor: str | None
+
+
+# An action (`backup.download`) or a family of them (`backup`): lower-case words and dots.
+AUDIT_ACTION_PATTERN = r"^[a-z_]{1,40}(\.[a-z_]{1,40})?$"
+
+
+class AuditFilterFields(BaseModel):
+    """The filters of `GET /audit` and of `POST /audit/export`: an action (or its family,
+    `backup` = every `backup.*`), and a period `from` (included) … `to` (excluded), both
+    ISO 8601 with a time zone."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    action: str | None = Field(default=None, pattern=AUDIT_ACTION_PATTERN)
+    since: AwareDatetime | None = Field(default=None, alias="from")
+    until: AwareDatetime | None = Field(default=None, alias="to")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AuditFilterFields:
+        if self.since is not None and self.until is not None and self.since >= self.until:
+            raise ValueError("'from' must be before 'to'")
+        return self
+
+
+class ListAuditQuery(AuditFilterFields):
+    model_config = ConfigDict(extra="ignore", defer_build=True)
+
+    limit: int = Field(default=50, ge=1, le=100)
+    cursor: str | None = None
+
+
+class AuditExportRequest(AuditFilterFields):
+    """Body of `POST /audit/export` (unknown fields refused)."""
 
 
 # --- request and message shapes -------------------------------------------------------------

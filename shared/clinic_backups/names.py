@@ -85,6 +85,12 @@ def clinic_prefix(schema: str) -> str:
     return f"{schema}/"
 
 
+def audit_export_prefix(schema: str) -> str:
+    """Where the clinic's activity-log CSV exports go (`POST /audit/export`): objects with no
+    backup record, never reported as orphans."""
+    return f"{clinic_prefix(schema)}audit-exports/"
+
+
 def check_key_in_prefix(key: str, schema: str) -> str:
     """Return `key` when it lies under the clinic's prefix; refuse anything else.
 

@@ -12,6 +12,7 @@ from typing import Any, BinaryIO, Final, Literal, Protocol
 
 from .models import (
     AuditEntry,
+    AuditRecord,
     BackupRecord,
     BackupStatus,
     Clinic,
@@ -60,6 +61,17 @@ class ListFilter:
     cursor: tuple[datetime, uuid.UUID] | None = None
     status: BackupStatus | None = None
     include_deleted: bool = False
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """A page of a clinic's audit entries, newest first (keyset `cursor`: (at, id))."""
+
+    limit: int
+    cursor: tuple[datetime, uuid.UUID] | None = None
+    action: str | None = None  # `backup.download` exactly, or `backup`: every `backup.*`
+    since: datetime | None = None  # included
+    until: datetime | None = None  # excluded
 
 
 @dataclass
@@ -187,6 +199,12 @@ class RecordsRepository(Protocol):
     def count_since(self, schema: str, trigger: str, since: datetime) -> int: ...
 
     def audit(self, schema: str, entry: AuditEntry) -> None: ...
+
+    def list_audit(
+        self, schema: str, query: AuditFilter
+    ) -> tuple[builtins.list[AuditRecord], bool]:
+        """One page of the clinic's audit entries and whether more follow."""
+        ...
 
     def create_pending_under_lock(
         self, schema: str, record: BackupRecord, lock_ref: uuid.UUID

@@ -197,7 +197,12 @@ def _visible(svc: Services, ctx: TenantContext, backup_id: uuid.UUID) -> BackupR
 
 def encode_cursor(record: BackupRecord | RestoreRecord) -> str:
     """The keyset cursor of a page that ends with `record` (backups and restores alike)."""
-    raw = json.dumps([record.created_at.isoformat(), str(record.id)]).encode()
+    return encode_keyset(record.created_at, record.id)
+
+
+def encode_keyset(at: datetime, row_id: uuid.UUID) -> str:
+    """The keyset cursor of a page whose last row is (`at`, `row_id`) (audit entries too)."""
+    raw = json.dumps([at.isoformat(), str(row_id)]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 

@@ -384,6 +384,26 @@ class RestoreSettings(CreateBackupSettings):
     verify_database_url: SecretStr | None = None
     # The drill refuses the clinic database's own server unless this says otherwise.
     verify_allow_production_server: bool = False
+    # The host's erasure hook: a function `schema.name(text)` that the restore (and the undo)
+    # calls with the clinic's schema name inside the swap's transaction, after the service's
+    # tables moved back and before the COMMIT, to re-apply the erasures (GDPR art. 17) its
+    # ledger — outside the clinic's schema — records. Its failure rolls the restore back.
+    # Unset: none. Plain identifiers only (letters, digits, _), both parts required.
+    restore_erasure_function: str | None = Field(
+        default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}\.[A-Za-z_][A-Za-z0-9_]{0,62}$"
+    )
+
+    @field_validator("restore_erasure_function", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @property
+    def erasure_function(self) -> tuple[str, str] | None:
+        if self.restore_erasure_function is None:
+            return None
+        schema, name = self.restore_erasure_function.split(".")
+        return schema, name
 
     @field_validator("restore_database_url", "verify_database_url", mode="before")
     @classmethod

@@ -43,7 +43,7 @@ from functools import partial
 from typing import Any
 
 from .models import AuditEntry
-from .names import archive_key, is_valid_schema_name, key_stem, manifest_key
+from .names import archive_key, audit_export_prefix, is_valid_schema_name, key_stem, manifest_key
 from .observability import logger
 from .ports import PendingUpload, SchemaCheck
 from .service import PARTS_PENDING, PARTS_REMOVED, Services, purge_deleted
@@ -176,10 +176,12 @@ def find_orphans(svc: Services, schema: str, report: SweepReport) -> None:
     now = svc.clock.now()
     known = svc.records.known_keys(schema)
     expected = known | {manifest_key(k) for k in known}
+    exports = audit_export_prefix(schema)  # the activity log's CSV exports have no record
     orphans = sorted(
         info.key
         for info in svc.scoped(schema).list()
         if info.key not in expected
+        and not info.key.startswith(exports)
         and (info.last_modified is None or info.last_modified < now - ORPHAN_MIN_AGE)
     )
     if orphans:

@@ -11,6 +11,7 @@ from clinic_backups.adapters.migrations import MIGRATIONS
 from clinic_backups.adapters.pgrestore import (
     SqlFilter,
     classify_psql_error,
+    erasure_sql,
     same_server,
     swap_prefix,
     swap_suffix,
@@ -21,6 +22,7 @@ from clinic_backups.jobs import InvalidJob, parse_job
 from clinic_backups.models import BackupJob, LightVerifyJob, RestoreJob
 from clinic_backups.names import OWNED_TABLES, kept_schema_name
 from clinic_backups.ports import SwapPlan, UndoPlan
+from pydantic import ValidationError
 
 from tests.unit.test_contracts import sam_template
 
@@ -162,6 +164,78 @@ def test_the_undo_swaps_back_in_one_script():
     ]
     assert order == sorted(order)
     assert not ENDS_TRANSACTION.search(script)
+
+
+ERASURE = ("public", "reapply_erasures")
+
+
+def test_the_erasure_hook_runs_after_the_tables_move_back_and_before_the_completion():
+    call = """SELECT "public"."reapply_erasures"('clinica_x'::text);"""
+    suffix = swap_suffix(plan(), "30s", erasure=ERASURE)
+    assert suffix.index("SET SCHEMA %I") < suffix.index(call) < suffix.index("SELECT 'done';")
+    assert not ENDS_TRANSACTION.search(suffix)
+    # the dry run calls it too (a missing function fails the pre-check); unset: no call
+    assert call in swap_suffix(plan(), "30s", dry_run=True, erasure=ERASURE)
+    assert "reapply" not in swap_suffix(plan(), "30s")
+    undo = undo_script(
+        UndoPlan("clinica_x", "clinica_x__rabcdef0123", "clinica_x__uabcdef0123", "SELECT 1;"),
+        "5s",
+        ERASURE,
+    )
+    assert undo.index("SET SCHEMA %I") < undo.index(call) < undo.index("SELECT 1;")
+
+
+def test_the_erasure_hook_quotes_its_names_and_checks_the_clinic():
+    assert erasure_sql(('we"ird', "f"), "clinica-x") == (
+        """SELECT "we""ird"."f"('clinica-x'::text);\n"""
+    )
+    with pytest.raises(ValueError):
+        erasure_sql(ERASURE, "x'); DROP SCHEMA y; --")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "reapply",
+        "public.f\n",
+        "public.f;drop",
+        "a.b.c",
+        '"public".f',
+        "public.",
+        ".f",
+        "public.f()",
+        "1x.f",
+    ],
+)
+def test_the_erasure_setting_is_a_plain_qualified_name(value, monkeypatch):
+    from clinic_backups.settings import RestoreSettings
+
+    with pytest.raises(ValidationError) as refused:
+        RestoreSettings.model_validate({**RESTORE_SETTINGS, "restore_erasure_function": value})
+    assert [e["loc"] for e in refused.value.errors()] == [("restore_erasure_function",)]
+
+
+def test_the_erasure_setting_reaches_the_swapper():
+    from clinic_backups.settings import RestoreSettings
+
+    settings = RestoreSettings.model_validate(
+        {**RESTORE_SETTINGS, "restore_erasure_function": "host_app.Reapply_Erasures"}
+    )
+    assert settings.erasure_function == ("host_app", "Reapply_Erasures")
+    unset = RestoreSettings.model_validate({**RESTORE_SETTINGS, "restore_erasure_function": ""})
+    assert unset.erasure_function is None
+
+
+RESTORE_SETTINGS = {
+    "database_url": "postgresql://u@127.0.0.1/db",
+    "jwt_secret": "s" * 32,
+    "jwt_issuer": "i",
+    "jwt_audience": "a",
+    "storage_backend": "s3",
+    "job_queue_url": "https://sqs.eu-west-1.amazonaws.com/1/q",
+    "restore_queue_url": "https://sqs.eu-west-1.amazonaws.com/1/r",
+    "platform_age_recipients": "age1zvkyg2lqzraa2lnjvqej32nkuu0ues2s82hzrye869xeexvn73equnujwj",
+}
 
 
 def test_names_going_into_the_script_are_checked():

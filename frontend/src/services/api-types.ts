@@ -22,6 +22,51 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The clinic's activity log, newest first (admins only)
+         * @description Who created, downloaded, deleted, restored or verified a backup, registered a key,
+         *     changed the settings — and every refusal. Paginated like `GET /backups`. Entries
+         *     are kept whatever the backup retention and survive restores.
+         */
+        get: operations["listAudit"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/audit/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * The clinic's activity log as CSV, behind a short-lived signed URL (admins only)
+         * @description Every entry matching the filters (none: all of them), written as CSV (UTF-8) under
+         *     the clinic's own storage prefix, age-encrypted to the clinic's registered keys (409
+         *     `encryption_key_required` when it has none). The answer is the only place the URL
+         *     appears.
+         */
+        post: operations["exportAudit"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/backups": {
         parameters: {
             query?: never;
@@ -596,6 +641,51 @@ export interface components {
             items: components["schemas"]["Restore"][];
             next_cursor: string | null;
         };
+        /** @description An action (`backup.create`, `backup.download`, `restore.run`…) or its family (`backup`). */
+        AuditAction: string;
+        AuditEntry: {
+            /** Format: uuid */
+            id: string;
+            /** Format: date-time */
+            at: string;
+            /** @description What was done: `backup.create`, `restore.run`… */
+            action: string;
+            /** @description How it ended (`accepted`, `signed`, `denied`, `rejected`, `failed`…). */
+            outcome: string;
+            /** @description The user (from the token), or the system part (`scheduler`, `worker`…). */
+            actor_id: string | null;
+            actor_name: string | null;
+            actor_role: string | null;
+            request_id: string | null;
+            /** Format: uuid */
+            backup_id: string | null;
+            /** @description Reasons, codes and ids; never a key, token, URL or connection string. */
+            details: {
+                [key: string]: unknown;
+            };
+        };
+        AuditPage: {
+            items: components["schemas"]["AuditEntry"][];
+            next_cursor: string | null;
+        };
+        AuditExportRequest: {
+            action?: components["schemas"]["AuditAction"];
+            /** Format: date-time */
+            from?: string;
+            /** Format: date-time */
+            to?: string;
+        };
+        AuditExport: {
+            /**
+             * Format: uri
+             * @description Short-lived; never logged.
+             */
+            url: string;
+            /** Format: date-time */
+            expires_at: string;
+            file_name: string;
+            rows: number;
+        };
         BackupPage: {
             items: components["schemas"]["Backup"][];
             next_cursor: string | null;
@@ -814,6 +904,74 @@ export interface operations {
             };
             401: components["responses"]["Error"];
             403: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+        };
+    };
+    listAudit: {
+        parameters: {
+            query?: {
+                limit?: number;
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string;
+                /** @description One action (`backup.download`) or a family of them (`backup`). */
+                action?: components["schemas"]["AuditAction"];
+                /** @description Entries at or after this moment (ISO 8601 with a time zone). */
+                from?: string;
+                /** @description Entries before this moment (ISO 8601 with a time zone). */
+                to?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditPage"];
+                };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            422: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+        };
+    };
+    exportAudit: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["AuditExportRequest"];
+            };
+        };
+        responses: {
+            /** @description The signed URL of the CSV */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditExport"];
+                };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            413: components["responses"]["Error"];
+            422: components["responses"]["Error"];
             500: components["responses"]["Error"];
             503: components["responses"]["Error"];
         };

@@ -49,6 +49,11 @@ export type DownloadRecipient = Download['recipients'][number];
 export type EncryptionKey = Schemas['EncryptionKey'];
 export type EncryptionKeyList = Schemas['EncryptionKeyList'];
 export type RegisterKeyRequest = Schemas['RegisterKeyRequest'];
+export type AuditEntry = Schemas['AuditEntry'];
+export type AuditPage = Schemas['AuditPage'];
+export type AuditExport = Schemas['AuditExport'];
+export type AuditExportRequest = Schemas['AuditExportRequest'];
+export type ListAuditParams = NonNullable<operations['listAudit']['parameters']['query']>;
 
 export {
   backupErrorCodeValues as BACKUP_ERROR_CODES,
@@ -154,6 +159,16 @@ export interface BackupsClient {
   removeEncryptionKey(id: string, opts?: RequestOpts): Promise<void>;
   /** `POST /backups/{id}/reencrypt` (202): re-encrypt for the clinic's current keys. */
   reencryptBackup(id: string, opts?: RequestOpts): Promise<Backup>;
+  /**
+   * `GET /audit` (admins): the clinic's activity, newest first; `action` is one action
+   * (`backup.download`) or a family (`backup`), `from`/`to` ISO 8601 moments with a zone.
+   */
+  listAudit(params?: ListAuditParams, opts?: RequestOpts): Promise<AuditPage>;
+  /**
+   * `POST /audit/export` (admins): the matching activity as CSV, age-encrypted to the
+   * clinic's keys, behind a short-lived signed URL (never log it).
+   */
+  exportAudit(body?: AuditExportRequest, opts?: RequestOpts): Promise<AuditExport>;
 }
 
 export interface RequestOpts {
@@ -321,6 +336,23 @@ export function createBackupsClient(options: BackupsClientOptions): BackupsClien
     },
     async undoRestore(id, opts) {
       const { data } = await http.post<Restore>(`/restores/${pathId(id)}/undo`, undefined, { signal: opts?.signal });
+      return data;
+    },
+    async listAudit(params = {}, opts) {
+      const query: Record<string, string | number> = {};
+      for (const [key, value] of Object.entries(params)) {
+        if (value !== undefined && value !== null && value !== '') query[key] = value;
+      }
+      const { data } = await http.get<AuditPage>('/audit', { params: query, signal: opts?.signal });
+      return data;
+    },
+    async exportAudit(body = {}, opts) {
+      const payload: AuditExportRequest = {};
+      for (const key of ['action', 'from', 'to'] as const) {
+        const value = body[key];
+        if (value) payload[key] = value;
+      }
+      const { data } = await http.post<AuditExport>('/audit/export', payload, { signal: opts?.signal });
       return data;
     },
     async listEncryptionKeys(opts) {

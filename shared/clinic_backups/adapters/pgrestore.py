@@ -25,6 +25,7 @@ die with their driver too (adapters/processes.py).
     SET ROLE <owner>; <the archive's SQL>; RESET ROLE
     owners and grants of every object as they were on its namesake in <old>
     ALTER TABLE <old>.<owned table> SET SCHEMA <clinic>     -- history and audit never roll back
+    SELECT <RESTORE_ERASURE_FUNCTION>('<clinic>')          -- if set: the host re-applies erasures
     the job's completion (status, lock release, audit)
     \\echo cb:commit      -- psql ran every statement above
     COMMIT               -- written only after that, after the archive's last byte matched its
@@ -293,6 +294,19 @@ $cb$;
 """
 
 
+def erasure_sql(function: tuple[str, str] | None, schema: str) -> str:
+    """The host's erasure hook (`RESTORE_ERASURE_FUNCTION`, settings-validated as
+    `schema.name`), called with the clinic's schema name inside the swap's transaction, after
+    the owned tables moved back and before the COMMIT: what it deletes is deleted in the same
+    COMMIT, and its failure (ON_ERROR_STOP) rolls the whole restore back. Both names are
+    quoted identifiers (`ident`, quote_ident's rule), the argument a literal."""
+    if function is None:
+        return ""
+    _checked(schema)
+    function_schema, name = function
+    return f"SELECT {ident(function_schema)}.{ident(name)}({literal(schema)}::text);\n"
+
+
 def swap_prefix(plan: SwapPlan, lock_timeout: str, *, dry_run: bool = False) -> str:
     """Everything between the `BEGIN` and the archive's SQL. A dry run locks nothing (it only
     renames inside a transaction that is rolled back)."""
@@ -311,10 +325,18 @@ def swap_prefix(plan: SwapPlan, lock_timeout: str, *, dry_run: bool = False) -> 
     return "".join(parts)
 
 
-def swap_suffix(plan: SwapPlan, lock_timeout: str, *, dry_run: bool = False) -> str:
+def swap_suffix(
+    plan: SwapPlan,
+    lock_timeout: str,
+    *,
+    dry_run: bool = False,
+    erasure: tuple[str, str] | None = None,
+) -> str:
     """Everything between the archive's SQL and the end of the transaction (pg_restore's
     output ends with `\\unrestrict`, so psql takes our meta-commands again). The session
-    ends it: COMMIT for the swap, ROLLBACK for the dry run (`PsqlSession.end`)."""
+    ends it: COMMIT for the swap, ROLLBACK for the dry run (`PsqlSession.end`). The dry run
+    calls the erasure hook too (on the empty tables): a missing function or right fails
+    the pre-check, before anything changed."""
     _checked(plan.schema, plan.old_schema)
     parts = [
         "RESET ROLE;\n",
@@ -322,13 +344,14 @@ def swap_suffix(plan: SwapPlan, lock_timeout: str, *, dry_run: bool = False) -> 
         f"SET lock_timeout = {literal(lock_timeout)};\n",
         owners_and_grants_sql(plan.old_schema, plan.schema),
         move_owned_tables_sql(plan.old_schema, plan.schema),
+        erasure_sql(erasure, plan.schema),
     ]
     if not dry_run:
         parts.append(plan.completion_sql.rstrip() + "\n")
     return "".join(parts)
 
 
-def undo_script(plan: UndoPlan, lock_timeout: str) -> str:
+def undo_script(plan: UndoPlan, lock_timeout: str, erasure: tuple[str, str] | None = None) -> str:
     """Swap back: the restored schema is set aside as `undo_schema` and the kept one (with its
     original OID, owner, grants and default privileges) is live again, history moved back.
     Between the session's `BEGIN` and its COMMIT (`PsqlSession.end`)."""
@@ -342,6 +365,8 @@ def undo_script(plan: UndoPlan, lock_timeout: str) -> str:
             f"ALTER SCHEMA {ident(plan.old_schema)} RENAME TO {ident(plan.schema)};\n",
             f"\\echo {MARK_SWAPPED}\n",
             move_owned_tables_sql(plan.undo_schema, plan.schema),
+            # the data from before the restore: erasures made since are applied again too
+            erasure_sql(erasure, plan.schema),
             plan.completion_sql.rstrip() + "\n",
         ]
     )
@@ -855,6 +880,8 @@ class SchemaSwapper:
     timeout_seconds: float = 840
     lock_timeout: str = "30s"
     connect_timeout: int = 10
+    # RESTORE_ERASURE_FUNCTION as (schema, name): called in every swap (`erasure_sql`).
+    erasure_function: tuple[str, str] | None = None
 
     def _env(self) -> dict[str, str]:
         env = libpq_environment(self.database_url)
@@ -1014,7 +1041,9 @@ class SchemaSwapper:
         self._pipeline(
             archive,
             prefix=swap_prefix(plan, self.lock_timeout, dry_run=True),
-            suffix=lambda: swap_suffix(plan, self.lock_timeout, dry_run=True),
+            suffix=lambda: swap_suffix(
+                plan, self.lock_timeout, dry_run=True, erasure=self.erasure_function
+            ),
             pg_restore_args=["--schema-only"],
             sql_filter=lambda sink: _swap_filter(sink, plan),
             commit=False,
@@ -1032,7 +1061,7 @@ class SchemaSwapper:
         filt, psql = self._pipeline(
             archive,
             prefix=swap_prefix(plan, self.lock_timeout),
-            suffix=lambda: swap_suffix(plan, self.lock_timeout),
+            suffix=lambda: swap_suffix(plan, self.lock_timeout, erasure=self.erasure_function),
             pg_restore_args=[],
             sql_filter=lambda sink: _swap_filter(sink, plan),
             commit=True,
@@ -1058,7 +1087,10 @@ class SchemaSwapper:
         psql = PsqlSession(tools.path("psql"), self._env())
         try:
             try:
-                psql.send(BEGIN + undo_script(plan, self.lock_timeout), flush=True)
+                psql.send(
+                    BEGIN + undo_script(plan, self.lock_timeout, self.erasure_function),
+                    flush=True,
+                )
             except BrokenPipeError:
                 pass
             rc = psql.end(commit=True, timeout=self.timeout_seconds)

@@ -48,6 +48,7 @@ from ..errors import (
 )
 from ..models import (
     AuditEntry,
+    AuditRecord,
     BackupRecord,
     BackupStatus,
     Clinic,
@@ -57,7 +58,7 @@ from ..models import (
 )
 from ..names import OWNED_TABLES, RESERVED_SCHEMAS, is_valid_schema_name, meta_stamp
 from ..observability import logger
-from ..ports import CANCEL, ListFilter, Metrics, Renewal, SchemaCheck
+from ..ports import CANCEL, AuditFilter, ListFilter, Metrics, Renewal, SchemaCheck
 from .migrations import MIGRATIONS, TABLES
 
 psycopg2.extras.register_uuid()
@@ -1287,6 +1288,45 @@ class PostgresRecords:
     def audit(self, schema: str, entry: AuditEntry) -> None:
         with self._db.transaction() as cur:
             _insert_audit(cur, self._names(schema), entry)
+
+    def list_audit(
+        self, schema: str, query: AuditFilter
+    ) -> tuple[builtins.list[AuditRecord], bool]:
+        conditions: builtins.list[sql.Composable] = []
+        params: builtins.list[Any] = []
+        if query.action is not None:
+            if "." in query.action:
+                conditions.append(sql.SQL("action = %s"))
+                params.append(query.action)
+            else:  # a family: `backup` = every `backup.*` (starts_with: no LIKE pattern)
+                conditions.append(sql.SQL("starts_with(action, %s)"))
+                params.append(query.action + ".")
+        if query.since is not None:
+            conditions.append(sql.SQL("at >= %s"))
+            params.append(query.since)
+        if query.until is not None:
+            conditions.append(sql.SQL("at < %s"))
+            params.append(query.until)
+        if query.cursor is not None:
+            conditions.append(sql.SQL("(at, id) < (%s, %s)"))
+            params.extend(query.cursor)
+        where = (
+            sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
+        )
+        with self._db.transaction() as cur:
+            cur.execute(
+                # A backup id the caller sent that is not one of the clinic's own (a refused
+                # attempt on another clinic's id) is never echoed back: shown as null.
+                sql.SQL(
+                    "SELECT id, at, action, outcome, actor_id, actor_name, actor_role, "
+                    "request_id, CASE WHEN EXISTS (SELECT 1 FROM {records} r "
+                    "WHERE r.id = a.backup_id) THEN a.backup_id END AS backup_id, details "
+                    "FROM {audit} a{where} ORDER BY at DESC, id DESC LIMIT %s"
+                ).format(where=where, **self._names(schema)),
+                [*params, query.limit + 1],
+            )
+            rows = [AuditRecord(**r) for r in cur.fetchall()]
+        return rows[: query.limit], len(rows) > query.limit
 
 
 class PostgresTenants:
