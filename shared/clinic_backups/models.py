@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from functools import cache
 from typing import Annotated, Any, Literal
@@ -320,6 +320,18 @@ class AuditFilterFields(BaseModel):
     action: str | None = Field(default=None, pattern=AUDIT_ACTION_PATTERN)
     since: AwareDatetime | None = Field(default=None, alias="from")
     until: AwareDatetime | None = Field(default=None, alias="to")
+
+    @field_validator("since", "until", mode="after")
+    @classmethod
+    def _in_utc(cls, value: datetime | None) -> datetime | None:
+        # Any offset ISO 8601 allows (-17:50) is a valid instant, but PostgreSQL refuses an
+        # offset past ±15:59: the instant goes to the database in UTC.
+        if value is None:
+            return None
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("the date is out of range") from None
 
     @model_validator(mode="after")
     def _ordered(self) -> AuditFilterFields:
