@@ -569,6 +569,7 @@ class SwapResult:
     lock_seconds: float
     table_counts: dict[str, int] = field(default_factory=dict)
     archive_bytes: int = 0
+    lock_tries: int = 0  # tries of the NOWAIT lock phase (1: every table free at once)
 
 
 @dataclass(frozen=True)

@@ -569,6 +569,7 @@ def _restore(
         lock_seconds=round(result.lock_seconds, 3),
         details={
             "timings": timings,
+            "lock_tries": result.lock_tries,
             "table_counts": result.table_counts,
             "archive_bytes": result.archive_bytes,
         },

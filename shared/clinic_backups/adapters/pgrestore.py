@@ -83,6 +83,7 @@ MARK_SWAPPED = "cb:swapped"
 MARK_LOADED = "cb:loaded"
 MARK_COMMIT = "cb:commit"
 MARK_COMMITTED = "cb:committed"
+MARK_LOCK_TRIES = "cb:lock-tries="
 APPLICATION_NAME = "clinic-backups-restore"
 VERIFY_APPLICATION_NAME = "clinic-backups-verify"
 # A drill's scratch database: the verification server's clock when it was created, and a tag.
@@ -121,22 +122,54 @@ def _owned_array() -> str:
 
 def lock_tables_sql(schema: str) -> str:
     """Lock every table of the clinic (not the service's own) against writes: EXCLUSIVE mode
-    lets plain reads go on and makes every INSERT/UPDATE/DELETE wait until the COMMIT."""
-    return f"""DO $cb$
+    lets plain reads go on and makes every INSERT/UPDATE/DELETE wait until the COMMIT.
+
+    It never waits for a lock, so it cannot deadlock with the app (a transaction writing
+    Patient → Appointment → Invoice holds one table and wants the next, which a lock phase
+    that waits in name order may already hold): every table is locked `NOWAIT` inside a
+    subtransaction; if one is busy the subtransaction is rolled back — every lock of that
+    try released, so the writer goes on — and the whole phase is tried again after a short
+    jittered pause (growing to 200 ms), until the session's `lock_timeout` (RESTORE_LOCK_TIMEOUT)
+    has passed: then it fails as a lock timeout (`clinic_busy`). The number of tries is
+    echoed to psql's output (`cb:lock-tries=N`)."""
+    return f"""SELECT pg_catalog.set_config('cb.lock_tries', '0', true);
+DO $cb$
 DECLARE
     t regclass;
+    tries integer := 0;
+    limit_ms bigint := (EXTRACT(EPOCH FROM pg_catalog.current_setting('lock_timeout')::interval) * 1000)::bigint;
+    give_up timestamptz;
 BEGIN
-    FOR t IN
-        SELECT c.oid::regclass FROM pg_catalog.pg_class c
-        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname = {literal(schema)} AND c.relkind IN ('r', 'p')
-          AND NOT c.relispartition AND c.relname <> ALL ({_owned_array()})
-        ORDER BY c.relname
+    give_up := pg_catalog.clock_timestamp()
+        + CASE WHEN limit_ms > 0 THEN limit_ms * interval '1 ms' ELSE interval '1 hour' END;
     LOOP
-        EXECUTE pg_catalog.format('LOCK TABLE %s IN EXCLUSIVE MODE', t);
+        tries := tries + 1;
+        BEGIN
+            FOR t IN
+                SELECT c.oid::regclass FROM pg_catalog.pg_class c
+                JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname = {literal(schema)} AND c.relkind IN ('r', 'p')
+                  AND NOT c.relispartition AND c.relname <> ALL ({_owned_array()})
+                ORDER BY c.relname
+            LOOP
+                EXECUTE pg_catalog.format('LOCK TABLE %s IN EXCLUSIVE MODE NOWAIT', t);
+            END LOOP;
+            EXIT;
+        EXCEPTION WHEN lock_not_available THEN
+            -- this try's locks are released with its subtransaction
+            IF pg_catalog.clock_timestamp() >= give_up THEN
+                RAISE EXCEPTION 'canceling statement due to lock timeout (clinic tables busy '
+                    'after % tries)', tries USING ERRCODE = 'lock_not_available';
+            END IF;
+        END;
+        PERFORM pg_catalog.pg_sleep(
+            LEAST(0.2, 0.005 * power(1.6, LEAST(tries, 12))) * (0.5 + pg_catalog.random()));
     END LOOP;
+    PERFORM pg_catalog.set_config('cb.lock_tries', tries::text, true);
 END
 $cb$;
+SELECT pg_catalog.current_setting('cb.lock_tries') AS cb_lock_tries \\gset
+\\echo cb:lock-tries=:cb_lock_tries
 """
 
 
@@ -636,6 +669,14 @@ class PsqlSession:
         reap(self.proc)
 
 
+def _lock_tries(psql: PsqlSession) -> int:
+    """How many tries the lock phase took (its `cb:lock-tries=N` line; 0: none seen)."""
+    for marker in psql.markers:
+        if marker.startswith(MARK_LOCK_TRIES) and marker[len(MARK_LOCK_TRIES) :].isdigit():
+            return int(marker[len(MARK_LOCK_TRIES) :])
+    return 0
+
+
 def _require_commit(psql: PsqlSession, rc: int, *, check: bool = False) -> None:
     """Raise unless psql confirmed the COMMIT (`cb:committed`): then it happened, even if psql
     was killed right after."""
@@ -1050,6 +1091,7 @@ class SchemaSwapper:
             lock_seconds=max(0.0, ended - locked),
             table_counts=dict(filt.counts),
             archive_bytes=filt.bytes_in,
+            lock_tries=_lock_tries(psql),
         )
 
     def swap_back(self, plan: UndoPlan) -> SwapResult:
@@ -1069,6 +1111,7 @@ class SchemaSwapper:
         return SwapResult(
             seconds=ended - started,
             lock_seconds=max(0.0, ended - psql.markers.get(MARK_LOCKED, started)),
+            lock_tries=_lock_tries(psql),
         )
 
     def drop_schema(self, name: str) -> None:
