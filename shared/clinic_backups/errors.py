@@ -334,6 +334,14 @@ class ClinicBusy(BackupRunError):
     error_code = "clinic_busy"
 
 
+class OutsideDependents(BackupRunError):
+    """Objects outside the clinic's schema (a view in `public`, a foreign key, a function)
+    depend on its tables: the swap's rename would carry them to the kept schema and the
+    sweeper's drop would drop them. Refused, naming them."""
+
+    error_code = "outside_dependents"
+
+
 class PreRestoreBackupFailed(BackupRunError):
     error_code = "pre_restore_backup_failed"
 

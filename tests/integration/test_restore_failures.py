@@ -95,7 +95,14 @@ try:
                 time.sleep(0.05)
             send(data[at:])
             continue
-        keep = max(0, len(data) - len(marker))
+        # hold back only bytes that may begin the marker: the layer waits for psql's
+        # answers mid-script (the lock phase's snapshot), so nothing else may wait here
+        held = next(
+            (k for k in range(min(len(marker) - 1, len(data)), 0, -1)
+             if marker.startswith(data[-k:])),
+            0,
+        )
+        keep = len(data) - held
         send(data[:keep])
         tail = data[keep:]
     send(tail)

@@ -12,8 +12,10 @@ docs/restore.md).
 from __future__ import annotations
 
 import os
+import subprocess
 import threading
 import time
+import uuid
 from typing import Any
 
 import psycopg2
@@ -101,6 +103,29 @@ def dnis(url: str, schema: str) -> set[str]:
     return found
 
 
+def archived_dnis(schema: str, backup_id: str) -> set[str]:
+    """The writer's DNIs in a stored backup: the archive read back (sha256, age) and its
+    patients' COPY data written as SQL by pg_restore."""
+    from clinic_backups.archive import open_archive
+    from clinic_backups.factory import build_services
+    from clinic_backups.settings import RestoreSettings, get_settings
+
+    svc = build_services(get_settings(RestoreSettings))
+    record = svc.records.get(schema, uuid.UUID(backup_id))
+    assert record is not None and svc.restorer is not None
+    pg_restore = svc.restorer.tools.path("pg_restore")  # type: ignore[attr-defined]
+    with open_archive(svc, schema, record) as archive:
+        data = archive.stream.read()
+        assert archive.verified()
+    out = subprocess.run(
+        [pg_restore, "--data-only", "--table=patients", "--file=-"],
+        input=data,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    return {line.split("\t")[3] for line in out.splitlines() if "\tConcurrente\t" in line}
+
+
 @pytest.mark.parametrize("restore_db", ["pg15"], indirect=True)
 def test_restores_while_the_app_writes_never_deadlock(
     restore_env: RestoreDatabase, owned_clinic, sqs, restore_sqs
@@ -133,6 +158,17 @@ def test_restores_while_the_app_writes_never_deadlock(
     assert "40P01" not in writer.errors, writer.errors
     assert writer.errors == {}, writer.messages
     assert writer.committed
-    # And the writes that came after the last restore are in the live clinic
+    # And every write the writer saw committed is in the live clinic (after the last
+    # restore) or in the pre-restore backup of the restore that replaced it
     live = dnis(db.admin_url, schema)
     assert live <= set(writer.committed)
+    backed_up: set[str] = set()
+    for job in jobs:
+        backed_up |= archived_dnis(schema, job["pre_restore_backup_id"])
+    lost = set(writer.committed) - live - backed_up
+    print(
+        f"writes: {len(writer.committed)} acknowledged, {len(live)} live, "
+        f"{len(backed_up)} in pre-restore backups, {len(lost)} lost"
+    )
+    assert lost == set(), sorted(lost)
+    # (each pre-restore backup holds exactly what its restore replaced: the kept schema)
