@@ -238,6 +238,7 @@ BACKUP_ERROR_CODES = (
     "restore_interrupted",
     "clinic_busy",
     "pre_restore_backup_failed",
+    "outside_dependents",
     "verification_failed",
     "verification_unavailable",
     "internal_error",

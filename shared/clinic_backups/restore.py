@@ -688,6 +688,7 @@ def _undo(
     try:
         if not claimed.old_schema or not restorer.schema_exists(claimed.old_schema):
             raise RestoreFailed("the clinic's previous data is no longer kept; nothing changed")
+        _refuse_outside_dependents(svc, schema, log)
         undo_schema = kept_schema_name(schema, claimed.id, "u")
         restores.update(schema, claimed.id, undo_schema=undo_schema)
         beat.check()
