@@ -603,7 +603,10 @@ class Restorer(Protocol):
 
     def swap_back(self, plan: UndoPlan) -> SwapResult: ...
 
-    def drop_schema(self, name: str) -> None: ...
+    def drop_schema(self, name: str) -> list[tuple[str, str]]:
+        """Drop a kept schema unless objects outside it depend on it (RESTRICT semantics):
+        those are returned and nothing is dropped."""
+        ...
 
     def outside_dependents(self, schema: str) -> list[tuple[str, str]]:
         """Objects of other schemas that depend on `schema`'s: (their schema, description)."""

@@ -227,7 +227,7 @@ def drop_kept_schemas(svc: Services, schema: str, report: SweepReport) -> None:
             continue
         # RESTRICT semantics: the kept schema's own objects go, anything outside that depends
         # on them (a view in `public` that followed the rename) stops the drop.
-        outside = svc.restorer.outside_dependents(name)
+        outside = svc.restorer.drop_schema(name)
         if outside:
             report.schemas_refused += 1
             svc.metrics.add("KeptSchemaHasDependents", 1, "Count")
@@ -249,7 +249,6 @@ def drop_kept_schemas(svc: Services, schema: str, report: SweepReport) -> None:
                 ),
             )
             continue
-        svc.restorer.drop_schema(name)
         svc.restores.mark_dropped(schema, restore_id, now)
         report.schemas_dropped += 1
         svc.records.audit(

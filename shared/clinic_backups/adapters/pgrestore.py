@@ -1301,14 +1301,40 @@ class SchemaSwapper:
         finally:
             conn.close()
 
-    def drop_schema(self, name: str) -> None:
+    def drop_schema(self, name: str) -> list[tuple[str, str]]:
+        """Drop a kept schema with RESTRICT semantics: its own objects go, but if anything
+        outside it depends on them (`outside_dependents`) nothing is dropped and those are
+        returned. One transaction: its tables are locked first (ACCESS EXCLUSIVE: nobody uses
+        a kept schema), so no view or foreign key over them can appear between the check and
+        the drop."""
         _checked(name)
         conn = self._connect()
         try:
             with conn, conn.cursor() as cur:
+                cur.execute("SET LOCAL lock_timeout = '10s'")
+                cur.execute(
+                    "SELECT c.relname FROM pg_catalog.pg_class c "
+                    "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f') "
+                    "ORDER BY c.oid",
+                    (name,),
+                )
+                for (table,) in cur.fetchall():
+                    cur.execute(
+                        sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
+                            sql.Identifier(name, table)
+                        )
+                    )
+                cur.execute("SET LOCAL search_path = pg_catalog")
+                cur.execute(OUTSIDE_DEPENDENTS_SQL, {"schema": name, "owned": []})
+                found = [(str(row[0]), str(row[1])) for row in cur.fetchall()]
+                if found:
+                    conn.rollback()
+                    return found
                 cur.execute(
                     sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name))
                 )
+            return []
         finally:
             conn.close()
 
