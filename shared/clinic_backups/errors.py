@@ -238,6 +238,7 @@ BACKUP_ERROR_CODES = (
     "restore_interrupted",
     "clinic_busy",
     "pre_restore_backup_failed",
+    "outside_dependents",
     "verification_failed",
     "verification_unavailable",
     "internal_error",
@@ -332,6 +333,14 @@ class ClinicBusy(BackupRunError):
     """The clinic's tables could not be locked within RESTORE_LOCK_TIMEOUT."""
 
     error_code = "clinic_busy"
+
+
+class OutsideDependents(BackupRunError):
+    """Objects outside the clinic's schema (a view in `public`, a foreign key, a function)
+    depend on its tables: the swap's rename would carry them to the kept schema and the
+    sweeper's drop would drop them. Refused, naming them."""
+
+    error_code = "outside_dependents"
 
 
 class PreRestoreBackupFailed(BackupRunError):

@@ -581,12 +581,18 @@ class UndoPlan:
     completion_sql: str
 
 
+# The swap's callback once the clinic's tables are locked: given the exported snapshot, it
+# makes the pre-restore backup and returns the archive to load and its `verified`.
+Locked = Callable[[str], tuple[BinaryIO, Callable[[], bool]]]
+
+
 @dataclass(frozen=True)
 class SwapResult:
     seconds: float
     lock_seconds: float
     table_counts: dict[str, int] = field(default_factory=dict)
     archive_bytes: int = 0
+    lock_tries: int = 0  # tries of the NOWAIT lock phase (1: every table free at once)
 
 
 @dataclass(frozen=True)
@@ -606,13 +612,23 @@ class Restorer(Protocol):
         the archive needs in other schemas, and the role's rights, checked by PostgreSQL."""
         ...
 
-    def swap(self, archive: BinaryIO, plan: SwapPlan, verified: Callable[[], bool]) -> SwapResult:
-        """`verified()` is asked after the archive's last byte: the COMMIT happens only then."""
+    def swap(self, plan: SwapPlan, locked: Locked) -> SwapResult:
+        """Lock the clinic's tables, call `locked(snapshot)` while holding them (the
+        pre-restore backup at that snapshot; it returns the archive to load and its
+        `verified`), load, and COMMIT. `verified()` is asked after the archive's last byte:
+        the COMMIT happens only then."""
         ...
 
     def swap_back(self, plan: UndoPlan) -> SwapResult: ...
 
-    def drop_schema(self, name: str) -> None: ...
+    def drop_schema(self, name: str) -> list[tuple[str, str]]:
+        """Drop a kept schema unless objects outside it depend on it (RESTRICT semantics):
+        those are returned and nothing is dropped."""
+        ...
+
+    def outside_dependents(self, schema: str) -> list[tuple[str, str]]:
+        """Objects of other schemas that depend on `schema`'s: (their schema, description)."""
+        ...
 
     def schema_exists(self, name: str) -> bool: ...
 
@@ -657,6 +673,10 @@ class Dumper(Protocol):
 
     def limited(self, seconds: float) -> Dumper:
         """The same dumper with its time limit cut to `seconds` (a job's shared deadline)."""
+        ...
+
+    def at_snapshot(self, snapshot: str) -> Dumper:
+        """The same dumper reading at an exported snapshot (`pg_dump --snapshot`)."""
         ...
 
 

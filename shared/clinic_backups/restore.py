@@ -28,6 +28,7 @@ before the end of the stream). Nothing here writes SQL or runs a process: the po
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -47,6 +48,7 @@ from .errors import (
     DatabaseUnavailable,
     FieldProblem,
     MissingDependency,
+    OutsideDependents,
     PreRestoreBackupFailed,
     RestoreFailed,
     RestoreInterrupted,
@@ -142,9 +144,10 @@ class Deadline:
 
 
 class _StoredCheck(threading.Thread):
-    """`archive.verify_stored` of the backup to restore, beside the pre-restore backup (its
-    own thread: it reads the whole object and pg_restore parses every block, while pg_dump,
-    age and the upload of the pre-restore backup run)."""
+    """`archive.verify_stored` of the backup to restore (it reads the whole object and
+    pg_restore parses every block), before anything is locked. A thread of its own so that
+    pyrage's panics (BaseException) are caught and reported like any failure; the
+    pre-restore backup now runs inside the swap, under its locks (issue 18)."""
 
     def __init__(self, svc: Services, schema: str, record: BackupRecord, restorer: Restorer):
         super().__init__(name="verify-stored", daemon=True)
@@ -405,12 +408,19 @@ def _failure(error: BaseException, log: dict[str, Any]) -> tuple[str, str]:
 
 
 def _pre_restore_backup(
-    svc: Services, schema: str, job: RestoreRecord, heartbeat: Heartbeat
+    svc: Services,
+    schema: str,
+    job: RestoreRecord,
+    heartbeat: Heartbeat,
+    backup_id: uuid.UUID,
+    snapshot: str,
 ) -> BackupRecord:
     """The live schema backed up through the normal pipeline, as a record created under the
     restore's lock and run under its lease (trigger `pre_restore`: retention keeps it for the
-    undo window)."""
-    backup_id = uuid.uuid4()
+    undo window), at the snapshot the swap's session exported while holding the clinic's
+    write locks."""
+    assert svc.dumper is not None
+    svc = replace(svc, dumper=svc.dumper.at_snapshot(snapshot))
     svc.records.create_pending_under_lock(
         schema,
         new_backup_record(
@@ -436,6 +446,41 @@ def _pre_restore_backup(
             "nothing changed"
         )
     return done
+
+
+OUTSIDE_NAMED = 10
+
+
+def outside_report(svc: Services, found: list[tuple[str, str]]) -> str:
+    """The objects outside a clinic that depend on it, for the clinic's admin: named when they
+    are not in another clinic's schema (`public`, shared schemas), else only counted (no
+    clinic learns another's objects)."""
+    named = [what for nsp, what in found if svc.tenants.get(nsp) is None]
+    others = len(found) - len(named)
+    text = ", ".join(named[:OUTSIDE_NAMED])
+    if len(named) > OUTSIDE_NAMED:
+        text += f" and {len(named) - OUTSIDE_NAMED} more"
+    if others:
+        text += f"{'; ' if text else ''}{others} in other clinics' schemas"
+    return text
+
+
+def _refuse_outside_dependents(svc: Services, schema: str, log: dict[str, Any]) -> None:
+    """Objects outside the clinic that depend on its tables would follow the rename to the
+    kept schema (a `public` view would read the old data) and be dropped with it: refused,
+    naming them, before anything is locked."""
+    found = _restorer(svc).outside_dependents(schema)
+    if not found:
+        return
+    logger.warning(
+        "restore refused: objects outside the clinic depend on it",
+        extra={**log, "dependents": [f"{nsp}: {what}" for nsp, what in found[:50]]},
+    )
+    raise OutsideDependents(
+        "objects outside the clinic's schema depend on its tables and would not follow the "
+        f"restore: {outside_report(svc, found)}; drop or move them (or recreate them after "
+        "the restore); nothing changed"
+    )
 
 
 def run_restore_job(svc: Services, job: RestoreJob) -> RestoreRecord | None:
@@ -473,24 +518,22 @@ def _restore(
         source = svc.records.get(schema, claimed.backup_id)
         if source is None or source.status != BackupStatus.COMPLETED:
             raise ArchiveInvalid("the backup to restore is no longer available (deleted?)")
-        # The whole stored object is checked before anything is locked, beside the
-        # pre-restore backup: a damaged object never gets as far as the clinic's tables.
+        # The whole stored object is checked before anything is locked: a damaged object
+        # never gets as far as the clinic's tables. Then the pre-check (objects outside the
+        # clinic that depend on it; the swap's dry run, schema only).
+        pre_id = uuid.uuid4()
+        restores.update(schema, claimed.id, step="verifying", details={"timings": timings})
         stored = _StoredCheck(svc, schema, source, deadline.restorer(restorer))
         stored.start()
-        try:
-            started = time.monotonic()
-            pre = _pre_restore_backup(deadline.services(svc), schema, claimed, beat)
-            timings["pre_restore_backup_seconds"] = round(time.monotonic() - started, 3)
-            restores.update(schema, claimed.id, step="verifying", details={"timings": timings})
-        finally:
-            stored.join()
-            timings["verify_seconds"] = stored.seconds
+        stored.join()
+        timings["verify_seconds"] = stored.seconds
         stored.result()
 
         beat.check()
         deadline.check("the pre-check")
         restores.update(schema, claimed.id, step="checking", details={"timings": timings})
         started = time.monotonic()
+        _refuse_outside_dependents(svc, schema, log)
         live = restorer.inspect(schema)
         plan = SwapPlan(
             schema=schema,
@@ -505,7 +548,10 @@ def _restore(
                     outcome="completed",
                     actor_id=SYSTEM,
                     backup_id=claimed.backup_id,
-                    details={"restore_id": str(claimed.id), "pre_restore_backup_id": str(pre.id)},
+                    details={
+                        "restore_id": str(claimed.id),
+                        "pre_restore_backup_id": str(pre_id),
+                    },
                 ),
                 lease=lease,
             ),
@@ -521,16 +567,29 @@ def _restore(
         restores.update(
             schema,
             claimed.id,
-            step="restoring",
+            step="pre_restore_backup",
             old_schema=plan.old_schema,
             undo_until=svc.clock.now() + timedelta(days=svc.policy.restore_undo_days),
             details={"timings": timings, "server_version_num": live.server_version_num},
         )
         swapping = True
-        # The swap's own transaction checks the lease and releases it with its COMMIT.
-        beat.ending()
-        with open_archive(svc, schema, source) as archive:
-            result = deadline.restorer(restorer).swap(archive.stream, plan, archive.verified)
+        with contextlib.ExitStack() as opened:
+
+            def locked(snapshot: str) -> tuple[Any, Any]:
+                # The swap's session holds the clinic's write locks and waits: the
+                # pre-restore backup at its snapshot holds every write committed before the
+                # swap (docs/decisions.md). Writers wait for it and for the load.
+                started = time.monotonic()
+                _pre_restore_backup(deadline.services(svc), schema, claimed, beat, pre_id, snapshot)
+                timings["pre_restore_backup_seconds"] = round(time.monotonic() - started, 3)
+                restores.update(schema, claimed.id, step="restoring", details={"timings": timings})
+                beat.check()
+                # The swap's own transaction checks the lease and releases it with its COMMIT.
+                beat.ending()
+                archive = opened.enter_context(open_archive(svc, schema, source))
+                return archive.stream, archive.verified
+
+            result = deadline.restorer(restorer).swap(plan, locked)
     except Exception as error:
         beat.stop()
         after = restores.get(schema, claimed.id)
@@ -569,6 +628,7 @@ def _restore(
         lock_seconds=round(result.lock_seconds, 3),
         details={
             "timings": timings,
+            "lock_tries": result.lock_tries,
             "table_counts": result.table_counts,
             "archive_bytes": result.archive_bytes,
         },
@@ -628,6 +688,7 @@ def _undo(
     try:
         if not claimed.old_schema or not restorer.schema_exists(claimed.old_schema):
             raise RestoreFailed("the clinic's previous data is no longer kept; nothing changed")
+        _refuse_outside_dependents(svc, schema, log)
         undo_schema = kept_schema_name(schema, claimed.id, "u")
         restores.update(schema, claimed.id, undo_schema=undo_schema)
         beat.check()

@@ -63,6 +63,8 @@ class SweepReport:
     errors: int = 0
     restores_failed: int = 0
     schemas_dropped: int = 0
+    # kept schemas not dropped: objects outside them depend on them (RESTRICT semantics)
+    schemas_refused: int = 0
     # clinic → the step it failed in (the run's ledger of failing clinics)
     failed_clinics: dict[str, str] = field(default_factory=dict)
 
@@ -225,7 +227,30 @@ def drop_kept_schemas(svc: Services, schema: str, report: SweepReport) -> None:
                 extra={"clinic": schema, "restore_id": str(restore_id)},
             )
             continue
-        svc.restorer.drop_schema(name)
+        # RESTRICT semantics: the kept schema's own objects go, anything outside that depends
+        # on them (a view in `public` that followed the rename) stops the drop.
+        outside = svc.restorer.drop_schema(name)
+        if outside:
+            report.schemas_refused += 1
+            svc.metrics.add("KeptSchemaHasDependents", 1, "Count")
+            logger.error(
+                "a kept schema has dependents outside it; not dropped (drop or move them)",
+                extra={
+                    "clinic": schema,
+                    "restore_id": str(restore_id),
+                    "dependents": [f"{nsp}: {what}" for nsp, what in outside[:50]],
+                },
+            )
+            svc.records.audit(
+                schema,
+                AuditEntry(
+                    action="restore.drop",
+                    outcome="refused",
+                    actor_id="sweeper",
+                    details={"restore_id": str(restore_id), "dependents": len(outside)},
+                ),
+            )
+            continue
         svc.restores.mark_dropped(schema, restore_id, now)
         report.schemas_dropped += 1
         svc.records.audit(

@@ -118,8 +118,12 @@ def plan() -> SwapPlan:
 def test_the_swap_locks_renames_and_leaves_the_transaction_to_the_session():
     prefix, suffix = swap_prefix(plan(), "30s"), swap_suffix(plan(), "30s")
     order = [
-        prefix.index("LOCK TABLE %s IN EXCLUSIVE MODE"),
+        prefix.index("LOCK TABLE %s IN EXCLUSIVE MODE NOWAIT"),
+        prefix.index("EXCEPTION WHEN lock_not_available"),
+        prefix.index("pg_sleep"),
         prefix.index("\\echo cb:locked"),
+        prefix.index("pg_export_snapshot()"),
+        prefix.index("\\echo cb:snapshot=:cb_snapshot"),
         prefix.index('ALTER SCHEMA "clinica_x" RENAME TO "clinica_x__rabcdef0123"'),
         prefix.index('CREATE SCHEMA "clinica_x" AUTHORIZATION "clinic_app"'),
         prefix.index("\\echo cb:swapped"),
@@ -133,6 +137,7 @@ def test_the_swap_locks_renames_and_leaves_the_transaction_to_the_session():
     order = [
         suffix.index("RESET ROLE"),
         suffix.index("REVOKE ALL ON"),
+        suffix.index("GRANT %s (%s) ON TABLE"),
         suffix.index("SET SCHEMA %I"),
         suffix.index("SELECT 'done';"),
     ]

@@ -388,6 +388,8 @@ const en: BackupsMessages = {
     clinic_busy:
       "Another session was using the clinic's tables and they could not be locked in time; nothing changed. Try again later.",
     pre_restore_backup_failed: 'The automatic backup before the restore failed; nothing changed.',
+    outside_dependents:
+      "Objects outside the clinic (a view, a foreign key or a function in another schema) depend on its tables and would not follow the restore; they are listed in the details. Ask support to drop or move them; nothing changed.",
     verification_failed: 'The backup failed its verification: it could not be fully restored.',
     verification_unavailable: 'Backup verification is not set up.',
     internal_error: 'An unexpected error occurred during the backup.',

@@ -398,6 +398,8 @@ const es = {
       'Otra sesión estaba usando las tablas de la clínica y no se pudieron bloquear a tiempo; no se ha cambiado nada. Inténtalo más tarde.',
     pre_restore_backup_failed:
       'Falló la copia de seguridad automática previa a la restauración; no se ha cambiado nada.',
+    outside_dependents:
+      'Hay objetos fuera de la clínica (una vista, una clave ajena o una función de otro esquema) que dependen de sus tablas y no seguirían a la restauración; están en el detalle. Pide a soporte que los quite o los mueva; no se ha cambiado nada.',
     verification_failed: 'La copia no ha superado la verificación: no se ha podido restaurar entera.',
     verification_unavailable: 'La verificación de copias no está configurada.',
     internal_error: 'Se ha producido un error inesperado durante la copia.',

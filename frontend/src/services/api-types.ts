@@ -478,12 +478,13 @@ export interface components {
          *     - `restore_interrupted`: pg_restore or psql stopped, the connection was lost, or the time limit passed; nothing changed.
          *     - `clinic_busy`: the clinic's tables could not be locked in time (a long transaction); nothing changed.
          *     - `pre_restore_backup_failed`: the automatic backup before the restore failed; nothing changed.
+         *     - `outside_dependents`: objects outside the clinic's schema (a view in `public`, a foreign key, a function) depend on its tables and would not follow the restore; they are named in `error` (objects in other clinics only counted); nothing changed.
          *     - `verification_failed`: the restored row counts differ from the archive's, or the drill could not restore it.
          *     - `verification_unavailable`: no verification database is configured.
          *     - `internal_error`: an unexpected error.
          * @enum {string}
          */
-        BackupErrorCode: "dump_failed" | "dump_timeout" | "archive_invalid" | "foreign_objects_in_archive" | "server_version_unsupported" | "storage_failed" | "storage_object_too_large" | "encryption_failed" | "clinic_not_available" | "stale" | "checksum_mismatch" | "backup_file_missing" | "missing_dependency" | "restore_failed" | "restore_interrupted" | "clinic_busy" | "pre_restore_backup_failed" | "verification_failed" | "verification_unavailable" | "internal_error";
+        BackupErrorCode: "dump_failed" | "dump_timeout" | "archive_invalid" | "foreign_objects_in_archive" | "server_version_unsupported" | "storage_failed" | "storage_object_too_large" | "encryption_failed" | "clinic_not_available" | "stale" | "checksum_mismatch" | "backup_file_missing" | "missing_dependency" | "restore_failed" | "restore_interrupted" | "clinic_busy" | "pre_restore_backup_failed" | "outside_dependents" | "verification_failed" | "verification_unavailable" | "internal_error";
         Backup: {
             /** Format: uuid */
             id: string;
@@ -1551,7 +1552,7 @@ type ReadonlyArray<T> = [
 export const errorCodeValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ErrorCode"]> = ["bad_request", "invalid_cursor", "missing_token", "invalid_token", "token_expired", "forbidden", "clinic_not_available", "not_found", "backup_not_found", "restore_not_found", "key_not_found", "operation_in_progress", "backup_not_completed", "backup_purged", "backup_not_cancellable", "undo_not_available", "encryption_key_required", "key_already_registered", "backup_file_missing", "payload_too_large", "validation_error", "private_key_refused", "quota_exceeded", "internal_error", "service_unavailable", "verification_unavailable"];
 export const backupStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["BackupStatus"]> = ["pending", "running", "completed", "failed", "deleted", "cancelled"];
 export const backupTriggerValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["BackupTrigger"]> = ["manual", "scheduled", "pre_restore"];
-export const backupErrorCodeValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["BackupErrorCode"]> = ["dump_failed", "dump_timeout", "archive_invalid", "foreign_objects_in_archive", "server_version_unsupported", "storage_failed", "storage_object_too_large", "encryption_failed", "clinic_not_available", "stale", "checksum_mismatch", "backup_file_missing", "missing_dependency", "restore_failed", "restore_interrupted", "clinic_busy", "pre_restore_backup_failed", "verification_failed", "verification_unavailable", "internal_error"];
+export const backupErrorCodeValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["BackupErrorCode"]> = ["dump_failed", "dump_timeout", "archive_invalid", "foreign_objects_in_archive", "server_version_unsupported", "storage_failed", "storage_object_too_large", "encryption_failed", "clinic_not_available", "stale", "checksum_mismatch", "backup_file_missing", "missing_dependency", "restore_failed", "restore_interrupted", "clinic_busy", "pre_restore_backup_failed", "outside_dependents", "verification_failed", "verification_unavailable", "internal_error"];
 export const backupEncryptionValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Backup"]["encryption"]> = ["none", "age"];
 export const backupFormatValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Backup"]["format"]> = ["custom"];
 export const verifyOutcomeValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["VerifyOutcome"]> = ["passed", "failed"];

@@ -535,6 +535,9 @@ class PgDumpRunner:
     compression: str = "zstd:3"
     lock_wait_timeout: str = "60s"
     disable_mergejoin: bool = True
+    # A snapshot exported by the restore's swap session while it holds the clinic's locks
+    # (`pg_dump --snapshot`): the pre-restore backup sees exactly what the swap replaces.
+    snapshot: str | None = None
 
     def argv(self, schema: str) -> list[str]:
         if not is_valid_schema_name(schema):
@@ -552,6 +555,10 @@ class PgDumpRunner:
             f"--lock-wait-timeout={self.lock_wait_timeout}",
         ]
         argv += [f'--exclude-table="{schema}"."{table}"' for table in OWNED_TABLES]
+        if self.snapshot is not None:
+            if not re.fullmatch(r"[0-9A-F]{8}-[0-9A-F]{8}-[0-9]{1,10}", self.snapshot):
+                raise ValueError("not a snapshot id")
+            argv.append(f"--snapshot={self.snapshot}")
         return argv
 
     def run(
@@ -610,6 +617,10 @@ class PgDumpRunner:
             toc_entries=check.toc_entries,
             plaintext_sha256=plain.hexdigest() if plain is not None else None,
         )
+
+    def at_snapshot(self, snapshot: str) -> PgDumpRunner:
+        """This runner dumping at an exported snapshot (the restore's pre-restore backup)."""
+        return replace(self, snapshot=snapshot)
 
     def limited(self, seconds: float) -> PgDumpRunner:
         """This runner with its time limit cut to `seconds` (a restore's shared deadline)."""

@@ -69,7 +69,7 @@ from ..errors import (
 )
 from ..names import OWNED_TABLES, is_valid_schema_name
 from ..observability import logger
-from ..ports import DrillResult, LiveSchema, SwapPlan, SwapResult, UndoPlan
+from ..ports import DrillResult, LiveSchema, Locked, SwapPlan, SwapResult, UndoPlan
 from .pgdump import READ_BUFFER, PgTools, libpq_environment, redact
 from .postgres import translate_connect_error
 from .processes import Guardian, describe_exit, kill_group, reap, spawn, widen_pipe
@@ -84,6 +84,9 @@ MARK_SWAPPED = "cb:swapped"
 MARK_LOADED = "cb:loaded"
 MARK_COMMIT = "cb:commit"
 MARK_COMMITTED = "cb:committed"
+MARK_LOCK_TRIES = "cb:lock-tries="
+MARK_SNAPSHOT = "cb:snapshot="
+SNAPSHOT_ID = re.compile(r"[0-9A-F]{8}-[0-9A-F]{8}-[0-9]{1,10}")
 APPLICATION_NAME = "clinic-backups-restore"
 VERIFY_APPLICATION_NAME = "clinic-backups-verify"
 # A drill's scratch database: the verification server's clock when it was created, and a tag.
@@ -122,22 +125,55 @@ def _owned_array() -> str:
 
 def lock_tables_sql(schema: str) -> str:
     """Lock every table of the clinic (not the service's own) against writes: EXCLUSIVE mode
-    lets plain reads go on and makes every INSERT/UPDATE/DELETE wait until the COMMIT."""
-    return f"""DO $cb$
+    lets plain reads go on and makes every INSERT/UPDATE/DELETE wait until the COMMIT.
+
+    It never waits for a lock, so it cannot deadlock with the app (a transaction writing
+    Patient → Appointment → Invoice holds one table and wants the next, which a lock phase
+    that waits in name order may already hold): every table is locked `NOWAIT` inside a
+    subtransaction; if one is busy the subtransaction is rolled back — every lock of that
+    try released, so the writer goes on — and the whole phase is tried again after a short
+    jittered pause (growing to 200 ms), until the session's `lock_timeout` (RESTORE_LOCK_TIMEOUT)
+    has passed: then it fails as a lock timeout (`clinic_busy`). The number of tries is
+    echoed to psql's output (`cb:lock-tries=N`)."""
+    return f"""SELECT pg_catalog.set_config('cb.lock_tries', '0', true);
+DO $cb$
 DECLARE
     t regclass;
+    tries integer := 0;
+    limit_ms bigint := (EXTRACT(EPOCH FROM pg_catalog.current_setting('lock_timeout')::interval) * 1000)::bigint;
+    give_up timestamptz;
 BEGIN
-    FOR t IN
-        SELECT c.oid::regclass FROM pg_catalog.pg_class c
-        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname = {literal(schema)} AND c.relkind IN ('r', 'p')
-          AND NOT c.relispartition AND c.relname <> ALL ({_owned_array()})
-        ORDER BY c.relname
+    give_up := pg_catalog.clock_timestamp()
+        + CASE WHEN limit_ms > 0 THEN limit_ms * interval '1 ms' ELSE interval '1 hour' END;
     LOOP
-        EXECUTE pg_catalog.format('LOCK TABLE %s IN EXCLUSIVE MODE', t);
+        tries := tries + 1;
+        <<one_try>>
+        BEGIN
+            FOR t IN
+                SELECT c.oid::regclass FROM pg_catalog.pg_class c
+                JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname = {literal(schema)} AND c.relkind IN ('r', 'p')
+                  AND NOT c.relispartition AND c.relname <> ALL ({_owned_array()})
+                ORDER BY c.relname
+            LOOP
+                EXECUTE pg_catalog.format('LOCK TABLE %s IN EXCLUSIVE MODE NOWAIT', t);
+            END LOOP;
+            EXIT;
+        EXCEPTION WHEN lock_not_available THEN
+            -- this try's locks are released with its subtransaction
+            IF pg_catalog.clock_timestamp() >= give_up THEN
+                RAISE EXCEPTION 'canceling statement due to lock timeout (clinic tables busy '
+                    'after % tries)', tries USING ERRCODE = 'lock_not_available';
+            END IF;
+        END one_try;
+        PERFORM pg_catalog.pg_sleep(
+            LEAST(0.2, 0.005 * power(1.6, LEAST(tries, 12))) * (0.5 + pg_catalog.random()));
     END LOOP;
+    PERFORM pg_catalog.set_config('cb.lock_tries', tries::text, true);
 END
 $cb$;
+SELECT pg_catalog.current_setting('cb.lock_tries') AS cb_lock_tries \\gset
+\\echo cb:lock-tries=:cb_lock_tries
 """
 
 
@@ -307,22 +343,94 @@ def erasure_sql(function: tuple[str, str] | None, schema: str) -> str:
     return f"SELECT {ident(function_schema)}.{ident(name)}({literal(schema)}::text);\n"
 
 
+def column_grants_sql(old: str, new: str) -> str:
+    """Column-level privileges (`GRANT SELECT (id, total) ON … TO report`, pg_attribute.attacl)
+    of every table, view and foreign table of the old schema, again on the namesake column of
+    its namesake in the new one, exactly (the archive was made with --no-privileges). Runs
+    after `owners_and_grants_sql`, whose table-level REVOKE also clears column privileges."""
+    o, n = literal(old), literal(new)
+    return f"""DO $cb$
+DECLARE
+    r record;
+    g record;
+BEGIN
+    FOR r IN
+        SELECT pg_catalog.format('%I.%I', {n}, nc.relname) AS obj,
+               pg_catalog.quote_ident(oa.attname) AS col, oa.attacl AS old_acl,
+               na.attacl AS cur_acl
+        FROM pg_catalog.pg_class oc
+        JOIN pg_catalog.pg_class nc ON nc.relname = oc.relname AND nc.relkind = oc.relkind
+        JOIN pg_catalog.pg_attribute oa ON oa.attrelid = oc.oid
+        JOIN pg_catalog.pg_attribute na ON na.attrelid = nc.oid AND na.attname = oa.attname
+        WHERE oc.relnamespace = (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = {o})
+          AND nc.relnamespace = (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = {n})
+          AND oc.relkind IN ('r', 'p', 'v', 'm', 'f')
+          AND oa.attnum > 0 AND NOT oa.attisdropped AND NOT na.attisdropped
+          AND oa.attacl IS DISTINCT FROM na.attacl
+    LOOP
+        FOR g IN SELECT DISTINCT a.grantee FROM pg_catalog.aclexplode(r.cur_acl) a LOOP
+            EXECUTE pg_catalog.format('REVOKE ALL (%s) ON TABLE %s FROM %s', r.col, r.obj,
+                CASE WHEN g.grantee = 0 THEN 'PUBLIC'
+                     ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(g.grantee)) END);
+        END LOOP;
+        FOR g IN SELECT * FROM pg_catalog.aclexplode(r.old_acl) LOOP
+            EXECUTE pg_catalog.format('GRANT %s (%s) ON TABLE %s TO %s%s', g.privilege_type,
+                r.col, r.obj,
+                CASE WHEN g.grantee = 0 THEN 'PUBLIC'
+                     ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(g.grantee)) END,
+                CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+        END LOOP;
+    END LOOP;
+END
+$cb$;
+"""
+
+
+def swap_lock(plan: SwapPlan, lock_timeout: str) -> str:
+    """The swap's first statements after its `BEGIN`: lock the clinic's tables (no deadlock:
+    `lock_tables_sql`), then export the transaction's snapshot and echo it
+    (`cb:snapshot=<id>`). The session then waits, idle in its transaction and holding the
+    locks, while the driver makes the pre-restore backup with `pg_dump --snapshot=<id>`:
+    every write committed before the swap is in it (pg_dump's ACCESS SHARE locks do not
+    conflict with EXCLUSIVE; the snapshot, taken once every lock is held, sees every write
+    that committed and none can commit after it until the swap's COMMIT)."""
+    _checked(plan.schema, plan.old_schema)
+    return "".join(
+        [
+            f"SET lock_timeout = {literal(lock_timeout)};\n",
+            lock_tables_sql(plan.schema),
+            f"\\echo {MARK_LOCKED}\n",
+            "SELECT pg_catalog.pg_export_snapshot() AS cb_snapshot \\gset\n",
+            f"\\echo {MARK_SNAPSHOT}:cb_snapshot\n",
+        ]
+    )
+
+
 def swap_prefix(plan: SwapPlan, lock_timeout: str, *, dry_run: bool = False) -> str:
-    """Everything between the `BEGIN` and the archive's SQL. A dry run locks nothing (it only
-    renames inside a transaction that is rolled back)."""
+    """Everything between the `BEGIN` and the archive's SQL: the lock phase (`swap_lock`),
+    then the rename. A dry run locks nothing (it only renames inside a transaction that is
+    rolled back)."""
     _checked(plan.schema, plan.old_schema)
     parts = [f"SET lock_timeout = {literal(lock_timeout)};\n"]
     if not dry_run:
-        parts += [lock_tables_sql(plan.schema), f"\\echo {MARK_LOCKED}\n"]
-    parts += [
-        f"ALTER SCHEMA {ident(plan.schema)} RENAME TO {ident(plan.old_schema)};\n",
-        f"CREATE SCHEMA {ident(plan.schema)} AUTHORIZATION {ident(plan.owner)};\n",
-        f"\\echo {MARK_SWAPPED}\n",
-        default_privileges_sql(plan.old_schema, plan.schema),
-        # Everything the archive creates is the schema owner's, as before.
-        f"SET ROLE {ident(plan.owner)};\n",
-    ]
-    return "".join(parts)
+        parts = [swap_lock(plan, lock_timeout)]
+    return "".join(parts) + swap_rename(plan)
+
+
+def swap_rename(plan: SwapPlan) -> str:
+    """The clinic's schema set aside as the kept one, a new one in its place, ready for the
+    archive's SQL."""
+    _checked(plan.schema, plan.old_schema)
+    return "".join(
+        [
+            f"ALTER SCHEMA {ident(plan.schema)} RENAME TO {ident(plan.old_schema)};\n",
+            f"CREATE SCHEMA {ident(plan.schema)} AUTHORIZATION {ident(plan.owner)};\n",
+            f"\\echo {MARK_SWAPPED}\n",
+            default_privileges_sql(plan.old_schema, plan.schema),
+            # Everything the archive creates is the schema owner's, as before.
+            f"SET ROLE {ident(plan.owner)};\n",
+        ]
+    )
 
 
 def swap_suffix(
@@ -343,6 +451,7 @@ def swap_suffix(
         # The archive set lock_timeout = 0: the owned tables' move waits at most this long.
         f"SET lock_timeout = {literal(lock_timeout)};\n",
         owners_and_grants_sql(plan.old_schema, plan.schema),
+        column_grants_sql(plan.old_schema, plan.schema),
         move_owned_tables_sql(plan.old_schema, plan.schema),
         erasure_sql(erasure, plan.schema),
     ]
@@ -370,6 +479,62 @@ def undo_script(plan: UndoPlan, lock_timeout: str, erasure: tuple[str, str] | No
             plan.completion_sql.rstrip() + "\n",
         ]
     )
+
+
+OUTSIDE_DEPENDENTS_SQL = """
+WITH ns AS (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = %(schema)s),
+inside AS (
+    SELECT 'pg_catalog.pg_class'::regclass AS classid, c.oid AS objid
+    FROM pg_catalog.pg_class c
+    WHERE c.relnamespace = (SELECT oid FROM ns) AND c.relname <> ALL (%(owned)s::text[])
+    UNION ALL
+    SELECT 'pg_catalog.pg_type'::regclass, t.oid FROM pg_catalog.pg_type t
+    WHERE t.typnamespace = (SELECT oid FROM ns)
+    UNION ALL
+    SELECT 'pg_catalog.pg_proc'::regclass, p.oid FROM pg_catalog.pg_proc p
+    WHERE p.pronamespace = (SELECT oid FROM ns)
+),
+dependents AS (
+    SELECT d.classid, d.objid,
+        CASE d.classid
+            WHEN 'pg_catalog.pg_class'::regclass THEN
+                (SELECT relnamespace FROM pg_catalog.pg_class WHERE oid = d.objid)
+            WHEN 'pg_catalog.pg_rewrite'::regclass THEN
+                (SELECT c.relnamespace FROM pg_catalog.pg_rewrite r
+                 JOIN pg_catalog.pg_class c ON c.oid = r.ev_class WHERE r.oid = d.objid)
+            WHEN 'pg_catalog.pg_constraint'::regclass THEN
+                (SELECT connamespace FROM pg_catalog.pg_constraint WHERE oid = d.objid)
+            WHEN 'pg_catalog.pg_proc'::regclass THEN
+                (SELECT pronamespace FROM pg_catalog.pg_proc WHERE oid = d.objid)
+            WHEN 'pg_catalog.pg_type'::regclass THEN
+                (SELECT typnamespace FROM pg_catalog.pg_type WHERE oid = d.objid)
+            WHEN 'pg_catalog.pg_trigger'::regclass THEN
+                (SELECT c.relnamespace FROM pg_catalog.pg_trigger t
+                 JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid WHERE t.oid = d.objid)
+            WHEN 'pg_catalog.pg_attrdef'::regclass THEN
+                (SELECT c.relnamespace FROM pg_catalog.pg_attrdef a
+                 JOIN pg_catalog.pg_class c ON c.oid = a.adrelid WHERE a.oid = d.objid)
+            WHEN 'pg_catalog.pg_policy'::regclass THEN
+                (SELECT c.relnamespace FROM pg_catalog.pg_policy p
+                 JOIN pg_catalog.pg_class c ON c.oid = p.polrelid WHERE p.oid = d.objid)
+        END AS nsp,
+        CASE d.classid
+            WHEN 'pg_catalog.pg_rewrite'::regclass THEN
+                (SELECT pg_catalog.pg_describe_object('pg_catalog.pg_class'::regclass,
+                                                      r.ev_class, 0)
+                 FROM pg_catalog.pg_rewrite r WHERE r.oid = d.objid)
+            ELSE pg_catalog.pg_describe_object(d.classid, d.objid, 0)
+        END AS what
+    FROM pg_catalog.pg_depend d
+    JOIN inside i ON d.refclassid = i.classid AND d.refobjid = i.objid
+    WHERE d.deptype IN ('n', 'a')
+)
+SELECT DISTINCT n.nspname, dependents.what
+FROM dependents JOIN pg_catalog.pg_namespace n ON n.oid = dependents.nsp
+WHERE dependents.nsp <> (SELECT oid FROM ns)
+ORDER BY 1, 2
+LIMIT 100
+"""
 
 
 # --- the COPY-aware filter ------------------------------------------------------------------------
@@ -604,6 +769,20 @@ class PsqlSession:
             self._seen.wait_for(lambda: marker in self.markers or self._ended, timeout)
             return marker in self.markers
 
+    def value(self, prefix: str, timeout: float) -> str | None:
+        """The rest of the first marker line starting with `prefix` (e.g. `cb:snapshot=`),
+        waiting until psql prints one, exits or `timeout` seconds pass."""
+
+        def found() -> str | None:
+            for marker in self.markers:
+                if marker.startswith(prefix):
+                    return marker[len(prefix) :]
+            return None
+
+        with self._seen:
+            self._seen.wait_for(lambda: found() is not None or self._ended, timeout)
+            return found()
+
     @property
     def committed(self) -> bool:
         """psql printed the marker that follows the COMMIT: the transaction is committed,
@@ -659,6 +838,14 @@ class PsqlSession:
 
     def close(self) -> None:
         reap(self.proc)
+
+
+def _lock_tries(psql: PsqlSession) -> int:
+    """How many tries the lock phase took (its `cb:lock-tries=N` line; 0: none seen)."""
+    for marker in psql.markers:
+        if marker.startswith(MARK_LOCK_TRIES) and marker[len(MARK_LOCK_TRIES) :].isdigit():
+            return int(marker[len(MARK_LOCK_TRIES) :])
+    return 0
 
 
 def _require_commit(psql: PsqlSession, rc: int, *, check: bool = False) -> None:
@@ -929,7 +1116,7 @@ class SchemaSwapper:
 
     def _pipeline(
         self,
-        archive: BinaryIO,
+        archive: BinaryIO | None,
         *,
         prefix: str,
         suffix: Callable[[], str],
@@ -940,11 +1127,18 @@ class SchemaSwapper:
         verified: Callable[[], bool] | None,
         check: bool,
         env: dict[str, str] | None = None,
+        lock: str = "",
+        locked: Locked | None = None,
     ) -> tuple[SqlFilter, PsqlSession]:
         """`BEGIN`, the prefix, the archive's SQL, the suffix, and then COMMIT (or, for a dry
         run, ROLLBACK) — the COMMIT only once every check has passed: pg_restore exited 0,
         the filter saw the end of the archive's SQL, the stored bytes matched their sha256
-        (`verified`), and psql ran every statement before it."""
+        (`verified`), and psql ran every statement before it.
+
+        With `lock` and `locked` (the swap): `lock` runs first and ends by echoing the
+        transaction's snapshot; `locked(snapshot)` is then called while the session waits
+        holding the locks (the pre-restore backup) and returns the archive to load and its
+        `verified`."""
         tools = self._tools()
         env = env or self._env()
         run = _Run.with_deadline(self.timeout_seconds)
@@ -952,7 +1146,23 @@ class SchemaSwapper:
             psql = run.psql = PsqlSession(tools.path("psql"), env)
             filt = sql_filter(psql.send)
             try:
-                psql.send(BEGIN + prefix)
+                if locked is not None:
+                    psql.send(BEGIN + lock, flush=True)
+                    snapshot = psql.value(MARK_SNAPSHOT, self.timeout_seconds)
+                    if snapshot is None or not SNAPSHOT_ID.fullmatch(snapshot):
+                        # The lock phase failed (clinic_busy…) or psql stopped: its report.
+                        rc = psql.wait(timeout=30)
+                        if run.timed_out.is_set() or rc == 0:
+                            raise RestoreInterrupted(
+                                "the restore did not lock the clinic's tables within its time "
+                                "limit; nothing changed"
+                            )
+                        raise classify_psql_error(rc, psql.stderr.join(), check=check)
+                    archive, verified = locked(snapshot)
+                    psql.send(prefix)
+                else:
+                    psql.send(BEGIN + prefix)
+                assert archive is not None
                 proc = _start_pg_restore(tools, pg_restore_args, env, run, archive, drain)
                 _pump(proc, filt)
                 restore_rc = proc.wait()
@@ -1056,29 +1266,32 @@ class SchemaSwapper:
             extra={"clinic": plan.schema, "seconds": round(time.monotonic() - started, 3)},
         )
 
-    def swap(self, archive: BinaryIO, plan: SwapPlan, verified: Callable[[], bool]) -> SwapResult:
+    def swap(self, plan: SwapPlan, locked: Locked) -> SwapResult:
         started = time.monotonic()
         filt, psql = self._pipeline(
-            archive,
-            prefix=swap_prefix(plan, self.lock_timeout),
+            None,
+            lock=swap_lock(plan, self.lock_timeout),
+            locked=locked,
+            prefix=swap_rename(plan),
             suffix=lambda: swap_suffix(plan, self.lock_timeout, erasure=self.erasure_function),
             pg_restore_args=[],
             sql_filter=lambda sink: _swap_filter(sink, plan),
             commit=True,
             drain=True,
-            verified=verified,
+            verified=None,
             check=False,
         )
         if not filt.dropped_create_schema:
             # Cannot happen after a COMMIT (CREATE SCHEMA would have failed); kept as a guard.
             logger.warning("the archive had no CREATE SCHEMA line", extra={"clinic": plan.schema})
         ended = psql.exited_at or time.monotonic()
-        locked = psql.markers.get(MARK_LOCKED, started)
+        locked_at = psql.markers.get(MARK_LOCKED, started)
         return SwapResult(
             seconds=ended - started,
-            lock_seconds=max(0.0, ended - locked),
+            lock_seconds=max(0.0, ended - locked_at),
             table_counts=dict(filt.counts),
             archive_bytes=filt.bytes_in,
+            lock_tries=_lock_tries(psql),
         )
 
     def swap_back(self, plan: UndoPlan) -> SwapResult:
@@ -1101,16 +1314,59 @@ class SchemaSwapper:
         return SwapResult(
             seconds=ended - started,
             lock_seconds=max(0.0, ended - psql.markers.get(MARK_LOCKED, started)),
+            lock_tries=_lock_tries(psql),
         )
 
-    def drop_schema(self, name: str) -> None:
+    def outside_dependents(self, schema: str) -> list[tuple[str, str]]:
+        """Objects outside `schema` that depend on objects in it (pg_depend: views, foreign
+        keys, functions, defaults, triggers, policies, types over its tables, types or
+        functions), as (their schema, a description): a rename would carry them along to the
+        kept schema (a view would read the old data) and dropping it would drop them. The
+        service's own tables (moved back by the swap) are left out."""
+        conn = self._connect()
+        try:
+            with conn.cursor() as cur:
+                # pg_describe_object qualifies every name not on the search path: all of them
+                cur.execute("SET search_path = pg_catalog")
+                cur.execute(OUTSIDE_DEPENDENTS_SQL, {"schema": schema, "owned": list(OWNED_TABLES)})
+                return [(str(row[0]), str(row[1])) for row in cur.fetchall()]
+        finally:
+            conn.close()
+
+    def drop_schema(self, name: str) -> list[tuple[str, str]]:
+        """Drop a kept schema with RESTRICT semantics: its own objects go, but if anything
+        outside it depends on them (`outside_dependents`) nothing is dropped and those are
+        returned. One transaction: its tables are locked first (ACCESS EXCLUSIVE: nobody uses
+        a kept schema), so no view or foreign key over them can appear between the check and
+        the drop."""
         _checked(name)
         conn = self._connect()
         try:
             with conn, conn.cursor() as cur:
+                cur.execute("SET LOCAL lock_timeout = '10s'")
+                cur.execute(
+                    "SELECT c.relname FROM pg_catalog.pg_class c "
+                    "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f') "
+                    "ORDER BY c.oid",
+                    (name,),
+                )
+                for (table,) in cur.fetchall():
+                    cur.execute(
+                        sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
+                            sql.Identifier(name, table)
+                        )
+                    )
+                cur.execute("SET LOCAL search_path = pg_catalog")
+                cur.execute(OUTSIDE_DEPENDENTS_SQL, {"schema": name, "owned": []})
+                found = [(str(row[0]), str(row[1])) for row in cur.fetchall()]
+                if found:
+                    conn.rollback()
+                    return found
                 cur.execute(
                     sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name))
                 )
+            return []
         finally:
             conn.close()
 
