@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg2
 import psycopg2.errors
@@ -72,6 +72,28 @@ def translate_connect_error(error: psycopg2.Error) -> DatabaseUnavailable:
     # psycopg2's message can include the host and user; the API says only what is safe.
     logger.warning("database unavailable", extra={"pgcode": getattr(error, "pgcode", None)})
     return DatabaseUnavailable("The database is unavailable; try again later.")
+
+
+T = TypeVar("T")
+
+
+def newest_first(
+    db: Any,
+    statement: str,
+    names: dict[str, sql.Composable],
+    conditions: list[sql.Composable],
+    params: list[Any],
+    limit: int,
+    make: Callable[[dict[str, Any]], T],
+) -> tuple[list[T], bool]:
+    """One page of a keyset-paged listing, newest first: `statement` has a `{where}` slot
+    (the conditions joined with AND) and ends in `LIMIT %s`; one row more than `limit` is
+    read to tell whether another page follows."""
+    where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
+    with db.transaction() as cur:
+        cur.execute(sql.SQL(statement).format(where=where, **names), [*params, limit + 1])
+        rows = [make(r) for r in cur.fetchall()]
+    return rows[:limit], len(rows) > limit
 
 
 class Database:
@@ -1001,18 +1023,15 @@ class PostgresRecords:
         if query.cursor is not None:
             conditions.append(sql.SQL("(created_at, id) < (%s, %s)"))
             params.extend(query.cursor)
-        where = (
-            sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
+        return newest_first(
+            self._db,
+            "SELECT * FROM {records}{where} ORDER BY created_at DESC, id DESC LIMIT %s",
+            self._names(schema),
+            conditions,
+            params,
+            query.limit,
+            _record,
         )
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "SELECT * FROM {records}{where} ORDER BY created_at DESC, id DESC LIMIT %s"
-                ).format(where=where, **self._names(schema)),
-                [*params, query.limit + 1],
-            )
-            rows = [_record(r) for r in cur.fetchall()]
-        return rows[: query.limit], len(rows) > query.limit
 
     def soft_delete(
         self, schema: str, backup_id: uuid.UUID, by: str, at: datetime
@@ -1310,23 +1329,20 @@ class PostgresRecords:
         if query.cursor is not None:
             conditions.append(sql.SQL("(at, id) < (%s, %s)"))
             params.extend(query.cursor)
-        where = (
-            sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
+        # A backup id the caller sent that is not one of the clinic's own (a refused attempt
+        # on another clinic's id) is never echoed back: shown as null.
+        return newest_first(
+            self._db,
+            "SELECT id, at, action, outcome, actor_id, actor_name, actor_role, request_id, "
+            "CASE WHEN EXISTS (SELECT 1 FROM {records} r WHERE r.id = a.backup_id) "
+            "THEN a.backup_id END AS backup_id, details "
+            "FROM {audit} a{where} ORDER BY at DESC, id DESC LIMIT %s",
+            self._names(schema),
+            conditions,
+            params,
+            query.limit,
+            lambda row: AuditRecord(**row),
         )
-        with self._db.transaction() as cur:
-            cur.execute(
-                # A backup id the caller sent that is not one of the clinic's own (a refused
-                # attempt on another clinic's id) is never echoed back: shown as null.
-                sql.SQL(
-                    "SELECT id, at, action, outcome, actor_id, actor_name, actor_role, "
-                    "request_id, CASE WHEN EXISTS (SELECT 1 FROM {records} r "
-                    "WHERE r.id = a.backup_id) THEN a.backup_id END AS backup_id, details "
-                    "FROM {audit} a{where} ORDER BY at DESC, id DESC LIMIT %s"
-                ).format(where=where, **self._names(schema)),
-                [*params, query.limit + 1],
-            )
-            rows = [AuditRecord(**r) for r in cur.fetchall()]
-        return rows[: query.limit], len(rows) > query.limit
 
 
 class PostgresTenants:

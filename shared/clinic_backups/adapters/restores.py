@@ -41,6 +41,7 @@ from .postgres import (
     _take_lock,
     busy_is_409,
     claim_lease,
+    newest_first,
     read_fleet,
     renew_timeouts,
     report_takeover,
@@ -293,18 +294,15 @@ class PostgresRestores:
         if cursor is not None:
             conditions.append(sql.SQL("(created_at, id) < (%s, %s)"))
             params.extend(cursor)
-        where = (
-            sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
+        return newest_first(
+            self._db,
+            "SELECT * FROM {restores}{where} ORDER BY created_at DESC, id DESC LIMIT %s",
+            self._names(schema),
+            conditions,
+            params,
+            limit,
+            _restore,
         )
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "SELECT * FROM {restores}{where} ORDER BY created_at DESC, id DESC LIMIT %s"
-                ).format(where=where, **self._names(schema)),
-                [*params, limit + 1],
-            )
-            rows = [_restore(r) for r in cur.fetchall()]
-        return rows[:limit], len(rows) > limit
 
     def _latest_completed(self, cur: Any, schema: str) -> dict[str, Any] | None:
         cur.execute(
