@@ -393,9 +393,11 @@ class RestoreSettings(CreateBackupSettings):
         default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}\.[A-Za-z_][A-Za-z0-9_]{0,62}$"
     )
 
+    # Validators have names of their own: a subclass's method of the same name replaces the
+    # base's, whose fields then go unchecked (tests/unit/test_settings_validators.py).
     @field_validator("restore_erasure_function", mode="before")
     @classmethod
-    def _empty_is_none(cls, value: Any) -> Any:
+    def _empty_erasure_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
 
     @property
@@ -407,7 +409,7 @@ class RestoreSettings(CreateBackupSettings):
 
     @field_validator("restore_database_url", "verify_database_url", mode="before")
     @classmethod
-    def _empty_url_is_none(cls, value: Any) -> Any:
+    def _empty_restore_url_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
 
     @model_validator(mode="after")
