@@ -240,6 +240,28 @@ class RecordsRepository(Protocol):
 
     def set_keep(self, schema: str, backup_id: uuid.UUID, keep: bool) -> BackupRecord | None: ...
 
+    def mark_replicated(
+        self, schema: str, backup_id: uuid.UUID, at: datetime, retain_until: datetime | None
+    ) -> BackupRecord | None:
+        """The replica's copy is complete and checked (`replicated_at`), locked until then."""
+        ...
+
+    def set_replica_retain_until(
+        self, schema: str, backup_id: uuid.UUID, retain_until: datetime
+    ) -> None: ...
+
+    def clear_replicated(self, schema: str, backup_id: uuid.UUID) -> None:
+        """The replica's copy is gone (purged)."""
+        ...
+
+    def replica_purgeable(self, schema: str, now: datetime) -> builtins.list[BackupRecord]:
+        """Purged backups whose replica copy remains and whose lock has expired by `now`."""
+        ...
+
+    def unreplicated_since(self, schema: str, before: datetime) -> int:
+        """How many completed backups finished before `before` have no replica copy yet."""
+        ...
+
     def backups_in_use(self, schema: str) -> set[uuid.UUID]:
         """Backups a running restore or verification reads: retention never deletes them."""
         ...
@@ -399,6 +421,28 @@ class ObjectStorage(Protocol):
     def pending_uploads(self, prefix: str) -> builtins.list[PendingUpload]: ...
 
     def abort_upload(self, key: str, upload_id: str) -> None: ...
+
+
+class ReplicaStorage(ObjectStorage, Protocol):
+    """The independent copy's bucket (another store, another account): an `ObjectStorage`
+    whose objects can carry an S3 Object Lock (compliance mode, on a versioned bucket)."""
+
+    object_lock: bool
+
+    def upload_locked(
+        self, key: str, stream: BinaryIO, content_type: str, retain_until: datetime | None
+    ) -> None:
+        """Stream to the object, locked until `retain_until` (None or no lock: unlocked)."""
+        ...
+
+    def extend_lock(self, key: str, retain_until: datetime) -> None:
+        """Move the lock of the object's current version later (never earlier)."""
+        ...
+
+    def delete_versions(self, keys: builtins.list[str]) -> bool:
+        """Delete every version of the objects; False (nothing more deleted) when a lock
+        still holds one of them."""
+        ...
 
 
 class KeysRepository(Protocol):

@@ -71,6 +71,7 @@ from .models import (
     ListRestoresQuery,
     Permission,
     ReencryptJob,
+    ReplicateJob,
     RestoreJob,
     RestoreKind,
     RestorePage,
@@ -84,6 +85,7 @@ from .names import check_key_in_prefix, kept_schema_name
 from .observability import logger
 from .ports import Restorer, SwapPlan, UndoPlan
 from .reencrypt import run_reencrypt_job
+from .replica import run_replicate_job
 from .service import (
     Services,
     _audit,
@@ -358,6 +360,8 @@ def run_job(svc: Services, job: Job) -> Any:
         return run_light_verify(svc, job)
     if isinstance(job, ReencryptJob):
         return run_reencrypt_job(svc, job)
+    if isinstance(job, ReplicateJob):
+        return run_replicate_job(svc, job)
     if isinstance(job, RestoreJob):
         if job.kind == "restore":
             return run_restore_job(svc, job)
