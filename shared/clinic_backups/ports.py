@@ -299,6 +299,8 @@ class ClinicSnapshot:
     lock_held: bool = False
     stuck: bool = False  # a dead job: an expired lease, or a pending record past the threshold
     purgeable: bool = False  # a deleted backup past the grace period, not yet purged
+    # completed backups without a replica copy past REPLICA_LAG_MINUTES
+    replica_lagging: int = 0
     error: str | None = None  # the clinic could not be read (the reason); nothing else is set
 
 
@@ -316,8 +318,10 @@ class SchedulesRepository(Protocol):
         slots_since: datetime,
         stuck_before: datetime,
         deleted_before: datetime,
+        replica_lag_before: datetime | None = None,
     ) -> dict[str, ClinicSnapshot]:
-        """Settings, recent slots and sweeper hints of many clinics, read in batches."""
+        """Settings, recent slots and sweeper hints of many clinics, read in batches (with
+        `replica_lag_before`: completed backups finished before it without a replica copy)."""
         ...
 
     def claim_slot(

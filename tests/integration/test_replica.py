@@ -20,7 +20,7 @@ import httpx
 import psycopg2
 import pytest
 from botocore.exceptions import ClientError
-from clinic_backups import service
+from clinic_backups import service, sweeper
 from clinic_backups.factory import build_services
 from clinic_backups.models import BackupRecord
 from clinic_backups.names import MANIFEST_SUFFIX
@@ -419,3 +419,48 @@ def test_the_purge_leaves_a_locked_replica_copy_and_removes_an_unlocked_one(
     assert service.purge_deleted(svc, schema) == 1
     assert _versions(replica_env, replica_bucket, schema) == copies
     assert _record(schema, unlocked["id"]).replicated_at is None
+
+
+class _Metrics:
+    def __init__(self) -> None:
+        self.seen: dict[str, float] = {}
+
+    def add(self, name: str, value: float, unit: str) -> None:
+        self.seen[name] = self.seen.get(name, 0) + value
+
+
+def test_completed_backups_not_replicated_in_time_are_counted_for_the_lag_alarm(
+    replica_env: Any, clinic_factory: Any, sqs: Any, restore_sqs: Any
+) -> None:
+    # Given a completed backup whose replica copy has not run (the restore queue not drained)
+    schema = clinic_factory(patients=5)
+    register_clinic_key(schema)
+    done = backup(schema, sqs)
+    svc = build_services(get_settings(OperatorSettings))
+    svc.metrics = _Metrics()
+    later = datetime.now(UTC) + timedelta(minutes=svc.replica_lag_minutes + 5)
+    svc.clock = type("Later", (), {"now": staticmethod(lambda: later)})()
+    window = {
+        "slots_since": later - timedelta(hours=8),
+        "stuck_before": later - timedelta(hours=1),
+        "deleted_before": later - timedelta(days=7),
+    }
+
+    # When the sweeper and the scheduler's fleet read look past REPLICA_LAG_MINUTES
+    report = sweeper.sweep(svc, [schema], orphans=False)
+    snap = svc.schedules.snapshot(
+        [schema], **window, replica_lag_before=later - timedelta(minutes=svc.replica_lag_minutes)
+    )[schema]
+
+    # Then the backup is counted as lagging, and the metric the alarm watches says so
+    assert report.replica_lagging == 1 and snap.replica_lagging == 1
+    assert svc.metrics.seen["ReplicaLagging"] == 1
+    # (without a replica the fleet read counts nothing)
+    assert svc.schedules.snapshot([schema], **window)[schema].replica_lagging == 0
+
+    # When the copy runs, nothing lags any more
+    restore_sqs.drain_into_worker()
+    assert _record(schema, done["id"]).replicated_at is not None
+    svc.metrics = _Metrics()
+    assert sweeper.sweep(svc, [schema], orphans=False).replica_lagging == 0
+    assert svc.metrics.seen["ReplicaLagging"] == 0
