@@ -136,6 +136,8 @@ class BackupRecord:
     # right sha256, and the Object Lock retain-until it carries. Operator facts, not in the API.
     replicated_at: datetime | None = None
     replica_retain_until: datetime | None = None
+    # A read found the primary's object not matching its sha256 (reads use the replica).
+    primary_damaged_at: datetime | None = None
 
     def to_api(self) -> dict[str, Any]:
         """The public shape (openapi.yaml `Backup`): no storage key, ISO timestamps."""
@@ -145,6 +147,7 @@ class BackupRecord:
         data.pop("purged_at")
         data.pop("replicated_at")
         data.pop("replica_retain_until")
+        data.pop("primary_damaged_at")
         data["id"] = str(self.id)
         for name, value in data.items():
             if isinstance(value, datetime):

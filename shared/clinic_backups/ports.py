@@ -250,6 +250,10 @@ class RecordsRepository(Protocol):
         self, schema: str, backup_id: uuid.UUID, retain_until: datetime
     ) -> None: ...
 
+    def mark_primary_damaged(self, schema: str, backup_id: uuid.UUID, at: datetime) -> None:
+        """A read found the primary's object not matching the record's sha256."""
+        ...
+
     def clear_replicated(self, schema: str, backup_id: uuid.UUID) -> None:
         """The replica's copy is gone (purged)."""
         ...

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import io
 import uuid
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -189,7 +190,9 @@ def read_source(
     has the wrong size and the replica holds an intact copy. (True: the replica.) The use is
     logged and audited (never a key or a URL)."""
     primary = svc.scoped(schema)
-    if not replica_ready(svc, record) or _intact(primary, record):
+    if not replica_ready(svc, record):
+        return primary, False
+    if record.primary_damaged_at is None and _intact(primary, record):
         return primary, False
     replica = svc.replica_scoped(schema)
     try:
@@ -218,6 +221,38 @@ def read_source(
         ),
     )
     return replica, True
+
+
+def after_mismatch(
+    svc: Services, schema: str, record: BackupRecord, error: Exception
+) -> BackupRecord:
+    """A read of the primary's copy failed: `ChecksumMismatch`, or an archive that could not be
+    read (`ArchiveInvalid`: age refusing a damaged chunk shows first), which counts only when
+    the primary's stored bytes do not match the record's sha256. With a checked replica copy,
+    mark the primary damaged (every later read, download included, uses the replica) and
+    return the record to read again; otherwise re-raise `error`."""
+    if not replica_ready(svc, record) or record.primary_damaged_at is not None:
+        raise error
+    if not isinstance(error, ChecksumMismatch) and _primary_matches(svc, schema, record):
+        raise error
+    now = svc.clock.now()
+    svc.records.mark_primary_damaged(schema, record.id, now)
+    logger.warning(
+        "the primary copy does not match its sha256; reading the replica's",
+        extra={"clinic": schema, "backup_id": str(record.id)},
+    )
+    svc.metrics.add("PrimaryCopyDamaged", 1, "Count")
+    return replace(record, primary_damaged_at=now)
+
+
+def _primary_matches(svc: Services, schema: str, record: BackupRecord) -> bool:
+    primary = svc.scoped(schema)
+    try:
+        for key, sha256, size in _expected(record):
+            _read_back(primary, key, sha256, size)
+    except (ChecksumMismatch, StorageObjectMissing):
+        return False
+    return True
 
 
 # --- promotion, purge, lag ---------------------------------------------------------------------

@@ -328,7 +328,43 @@ def test_with_the_primary_copy_damaged_or_gone_download_verify_and_restore_use_t
     # and the record was never marked missing: a copy existed all along
     assert _record(schema, done["id"]).file_missing_at is None
 
-    # Without the replica configured, the same backup is 410 backup_file_missing
+    # When the primary's object is back but damaged without a change of size (one byte)
+    damaged = bytearray(original)
+    damaged[len(damaged) // 2] ^= 0xFF
+    s3.put_object(Bucket=bucket, Key=key, Body=bytes(damaged))
+    with psycopg2.connect(restore_env_pg15.admin_url) as conn, conn.cursor() as cur:
+        cur.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(demo.APP_ROLE)))
+        cur.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(schema, "invoice_lines")))
+    conn.close()
+    again = restore(schema, done["id"], restore_sqs)
+
+    # Then the restore's check finds the mismatch, marks the primary damaged and restores
+    # from the replica
+    assert again["status"] == "completed", again
+    assert checksums(restore_env_pg15.admin_url, schema) == before
+    assert _record(schema, done["id"]).primary_damaged_at is not None
+    # and so does a drill that meets the damage first (the mark cleared to start afresh)
+    with psycopg2.connect(restore_env_pg15.admin_url) as conn, conn.cursor() as cur:
+        cur.execute(
+            sql.SQL("UPDATE {} SET primary_damaged_at = NULL WHERE id = %s").format(
+                sql.Identifier(schema, "backup_records")
+            ),
+            (done["id"],),
+        )
+    conn.close()
+    drill = verify(schema, done["id"], restore_sqs)
+    assert (drill["status"], drill["outcome"]) == ("completed", "passed"), drill
+    assert _record(schema, done["id"]).primary_damaged_at is not None
+    assert "the primary copy does not match its sha256" in logs.text
+    # and from then on a download is the replica's too (a signed URL cannot check a sha256)
+    signed = call(
+        "download_backup",
+        load_event("download_backup/get_download.json", token=token, backup_id=done["id"]),
+    )
+    assert signed.status == 200 and signed.body["url"].startswith(replica_env.endpoint_url)
+
+    # Without the replica configured, the same backup (its file gone) is 410
+    s3.delete_object(Bucket=bucket, Key=key)
     monkeypatch.delenv("REPLICA_BUCKET")
     reset_caches()
     missing = call(

@@ -480,6 +480,7 @@ _RECORD_COLUMNS = (
     "parts",
     "replicated_at",
     "replica_retain_until",
+    "primary_damaged_at",
 )
 
 
@@ -984,8 +985,8 @@ class PostgresRecords:
                         "UPDATE {records} SET storage_key = %s, file_name = %s, size_bytes = %s, "
                         "sha256 = %s, recipients = %s, parts = %s, reencrypting = false, "
                         # New objects: the replica's copy (of the old ones) no longer is one.
-                        "replicated_at = NULL, replica_retain_until = NULL "
-                        "WHERE id = %s RETURNING *"
+                        "replicated_at = NULL, replica_retain_until = NULL, "
+                        "primary_damaged_at = NULL WHERE id = %s RETURNING *"
                     ).format(**names),
                     (
                         storage_key,
@@ -1258,6 +1259,16 @@ class PostgresRecords:
                     "WHERE id = %s AND replicated_at IS NOT NULL"
                 ).format(**self._names(schema)),
                 (retain_until, backup_id),
+            )
+
+    def mark_primary_damaged(self, schema: str, backup_id: uuid.UUID, at: datetime) -> None:
+        with self._db.transaction() as cur:
+            cur.execute(
+                sql.SQL(
+                    "UPDATE {records} SET primary_damaged_at = %s "
+                    "WHERE id = %s AND primary_damaged_at IS NULL"
+                ).format(**self._names(schema)),
+                (at, backup_id),
             )
 
     def clear_replicated(self, schema: str, backup_id: uuid.UUID) -> None:
