@@ -186,14 +186,21 @@ def replica_ready(svc: Services, record: BackupRecord) -> bool:
 def read_source(
     svc: Services, schema: str, record: BackupRecord, used_for: str
 ) -> tuple[ScopedStorage, bool]:
-    """Where to read the backup's bytes: the primary, unless one of its objects is missing or
-    has the wrong size and the replica holds an intact copy. (True: the replica.) The use is
-    logged and audited (never a key or a URL)."""
+    """Where to read the backup's bytes: the primary, unless its store does not answer, one
+    of its objects is missing or has the wrong size, or a read found its sha256 wrong — and
+    the replica holds an intact copy. (True: the replica.) The use is logged and audited
+    (never a key or a URL)."""
     primary = svc.scoped(schema)
     if not replica_ready(svc, record):
         return primary, False
-    if record.primary_damaged_at is None and _intact(primary, record):
-        return primary, False
+    unreachable: StorageUnavailable | None = None
+    if record.primary_damaged_at is None:
+        try:
+            if _intact(primary, record):
+                return primary, False
+        except StorageUnavailable as error:
+            # The primary store is down or gone (a deleted project): the replica, if it can.
+            unreachable = error
     replica = svc.replica_scoped(schema)
     try:
         usable = _intact(replica, record)
@@ -204,6 +211,8 @@ def read_source(
         )
         usable = False
     if not usable:
+        if unreachable is not None:
+            raise unreachable
         return primary, False
     logger.warning(
         "primary copy missing or damaged; reading the backup from the replica",

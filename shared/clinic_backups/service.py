@@ -931,7 +931,12 @@ def purge_deleted(svc: Services, schema: str) -> int:
     if purged:
         logger.info("purged deleted backups", extra={"clinic": schema, "count": purged})
     if svc.replica is not None:
-        purge_replica(svc, schema, svc.records.replica_purgeable(schema, svc.clock.now()))
+        try:
+            purge_replica(svc, schema, svc.records.replica_purgeable(schema, svc.clock.now()))
+        except StorageUnavailable:
+            # The primary's purge stands; the replica's copies wait for a later sweep.
+            logger.warning("the replica store is unavailable; its copies are purged later")
+            svc.metrics.add("ReplicaPurgeFailed", 1, "Count")
     return purged
 
 

@@ -309,6 +309,19 @@ def test_with_the_primary_copy_damaged_or_gone_download_verify_and_restore_use_t
     assert "reading the backup from the replica" in logs.text
     assert url not in logs.text and "X-Amz-Signature" not in logs.text
 
+    # When the primary store does not answer at all (a deleted project), the replica serves
+    endpoint = os.environ["S3_ENDPOINT_URL"]
+    monkeypatch.setenv("S3_ENDPOINT_URL", "http://127.0.0.1:1")
+    reset_caches()
+    down = call(
+        "download_backup",
+        load_event("download_backup/get_download.json", token=token, backup_id=done["id"]),
+    )
+    assert down.status == 200, down.body
+    assert down.body["url"].startswith(f"{replica_env.endpoint_url}/{replica_bucket}/")
+    monkeypatch.setenv("S3_ENDPOINT_URL", endpoint)
+    reset_caches()
+
     # When the object is gone altogether and the clinic verifies, then restores the backup
     s3.delete_object(Bucket=bucket, Key=key)
     job = verify(schema, done["id"], restore_sqs)
