@@ -438,6 +438,13 @@ def test_the_purge_leaves_a_locked_replica_copy_and_removes_an_unlocked_one(
     assert _versions(replica_env, replica_bucket, schema) == copies
     record = _record(schema, locked["id"])
     assert record.purged_at is not None and record.replicated_at is not None
+    # and the scheduler does not come back for it while the lock holds
+    window = {
+        "slots_since": later - timedelta(hours=8),
+        "stuck_before": later - timedelta(hours=1),
+        "deleted_before": later - timedelta(days=7),
+    }
+    assert svc.schedules.snapshot([schema], **window)[schema].purgeable is False
 
     # Even when the record believes the lock has expired, the store's refusal is respected
     with db.cursor() as cur:
@@ -446,6 +453,7 @@ def test_the_purge_leaves_a_locked_replica_copy_and_removes_an_unlocked_one(
                 sql.Identifier(schema, "backup_records")
             )
         )
+    assert svc.schedules.snapshot([schema], **window)[schema].purgeable is True
     assert service.purge_deleted(svc, schema) == 0
     assert _versions(replica_env, replica_bucket, schema) == copies
     assert _record(schema, locked["id"]).replicated_at is not None
