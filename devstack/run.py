@@ -24,6 +24,11 @@ What it starts (each stopped again on Ctrl-C, SIGTERM, SIGHUP or any error; a wa
   allows ``application/octet-stream`` and ``application/json``, settings kept in
   ``<state>/supabase-buckets.json``), signed URLs and deletes through its REST API;
   ``--storage s3`` gives plain S3 presigned URLs straight from the store.
+- **Replica** (the independent copy, 3-2-1): a second SeaweedFS (data in ``<state>/s3-replica``)
+  with a versioned, object-locked bucket ``replica``; every completed backup is copied there,
+  locked in compliance mode, and read from there when the primary's object is gone. Skipped
+  when ``REPLICA_BUCKET`` is set (your own replica) and with ``--artifact`` (the template's
+  defaults: no replica).
 - **pg_dump**: the Lambda layer built locally (``make -C layers/pgdump layer``).
 - **Gateway** (``devstack.gateway``): API Gateway's HTTP API payload v2 for the routes of
   template.yaml, the functions in-process, the local job queue feeding the worker the way
@@ -143,6 +148,7 @@ class Stack:
         self.reaper: Any = None
         self.pg: Any = None  # EmbeddedPostgres when we run one
         self.weed: Any = None
+        self.replica_weed: Any = None  # the replica's SeaweedFS, when we run one
         self.supabase: Any = None  # devstack.supabase_standin.SupabaseStandIn
         self.store_endpoint = ""  # where the objects are (SeaweedFS or S3_ENDPOINT_URL)
         self.runtime: Any = None
@@ -161,6 +167,7 @@ class Stack:
         self.admin_url: str | None = None  # the embedded server's superuser URL (for tests)
         self.database_line = ""
         self.storage_line = ""
+        self.replica_line = ""
         self.ui_note = ""
         self.timings: dict[str, float] = {}
         self.broken: list[str] = []  # functions whose module failed to import
@@ -199,6 +206,11 @@ class Stack:
         )
         ui = self._startup.submit(self._timed, "ui", self._prepare_ui)
         verify = self._startup.submit(self._timed, "verification database", self._start_verify)
+        replica = (
+            None
+            if artifact or os.environ.get("REPLICA_BUCKET")
+            else self._startup.submit(self._timed, "replica", self._start_replica)
+        )
         moto = self._startup.submit(self._timed, "moto", self._start_moto) if artifact else None
         warm = {
             f: self._startup.submit(self._timed, f"import {f}", self.runtime.warm, f)
@@ -208,6 +220,10 @@ class Stack:
         storage_env = storage.result()
         storage_env["VERIFY_DATABASE_URL"] = verify.result()
         storage_env["RESTORE_DATABASE_URL"] = self.restore_url
+        if replica is not None:
+            storage_env.update(replica.result())
+        elif os.environ.get("REPLICA_BUCKET"):
+            self.replica_line = f"REPLICA_BUCKET {os.environ['REPLICA_BUCKET']} (yours)"
         ui.result()
         if moto is not None:
             self._start_artifact(secrets, backup_url, storage_env, moto.result())
@@ -544,6 +560,36 @@ class Stack:
             self.storage_line = f"s3: presigned URLs from {where}; bucket {bucket}"
         return env
 
+    def _start_replica(self) -> dict[str, str]:
+        """A second SeaweedFS holding the replica bucket, created with Object Lock (hence
+        versioned: SeaweedFS enforces compliance-mode locks only there)."""
+        from botocore.exceptions import ClientError
+
+        from devstack.seaweed import SeaweedS3
+
+        path = self.state.root / "s3-replica"
+        path.mkdir(mode=0o700, exist_ok=True)
+        self.replica_weed = SeaweedS3(path)
+        self.replica_weed.start()
+        self.reaper.watch(self.replica_weed.pid, signal.SIGTERM)
+        client = self.replica_weed.client()
+        bucket = "replica"
+        try:
+            client.head_bucket(Bucket=bucket)
+        except ClientError:
+            client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+        self.replica_line = (
+            f"SeaweedFS S3 {self.replica_weed.endpoint_url}, bucket {bucket} (versioned, "
+            f"Object Lock: compliance), data in {self.replica_weed.data_dir}"
+        )
+        return {
+            "REPLICA_BUCKET": bucket,
+            "REPLICA_S3_ENDPOINT_URL": self.replica_weed.endpoint_url,
+            "REPLICA_S3_ACCESS_KEY_ID": self.replica_weed.access_key,
+            "REPLICA_S3_SECRET_ACCESS_KEY": self.replica_weed.secret_key,
+            "REPLICA_REGION": self.replica_weed.region,
+        }
+
     def _start_supabase(
         self,
         client: Any,
@@ -771,6 +817,7 @@ class Stack:
             [
                 ("supabase storage", lambda: self.supabase and self.supabase.stop()),
                 ("seaweedfs", lambda: self.weed and self.weed.stop()),
+                ("replica", lambda: self.replica_weed and self.replica_weed.stop()),
                 ("postgresql", lambda: self.pg and self.pg.stop()),
                 ("verification server", lambda: self.verify_pg and self.verify_pg.stop()),
                 ("moto", lambda: self.moto and self.moto.stop()),
@@ -842,6 +889,7 @@ class Stack:
             f"  PostgreSQL   {self.database_line}",
             f"  Storage      {self.storage_line}",
             f"  Verification {self.verify_line}",
+            f"  Replica      {self.replica_line or 'none'}",
             f"  State        {self.state.root}",
         ]
         if self.options.artifact:

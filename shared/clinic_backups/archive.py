@@ -139,7 +139,11 @@ def open_archive(svc: Services, schema: str, record: BackupRecord) -> OpenedArch
     check_key_in_prefix(record.storage_key, schema)
     try:
         # One object, or a split backup's parts read one after the other (each key checked).
-        body = open_stored(svc.scoped(schema), record)
+        # The replica's copy when the primary's is missing or damaged (replica.read_source).
+        from .replica import read_source
+
+        storage, _ = read_source(svc, schema, record, "read")
+        body = open_stored(storage, record)
     except StorageObjectMissing:
         from .service import note_file_missing
 

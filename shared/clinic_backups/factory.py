@@ -133,6 +133,28 @@ def storage(settings: StorageSettings, s3_client: Any = None, storage_client: An
     )
 
 
+def replica(settings: StorageSettings, s3_client: Any = None) -> Any:
+    """The replica store (REPLICA_BUCKET), or None when no replica is configured."""
+    if not settings.replica_bucket:
+        return None
+    from .adapters.s3 import S3Replica
+
+    def secret(value: Any) -> str | None:
+        return value.get_secret_value() if value is not None else None
+
+    return S3Replica(
+        settings.replica_bucket,
+        s3_client,
+        object_lock=settings.replica_object_lock == "compliance",
+        endpoint_url=settings.replica_s3_endpoint_url,
+        public_endpoint_url=settings.replica_s3_public_endpoint_url,
+        region=settings.replica_region,
+        access_key_id=secret(settings.replica_s3_access_key_id),
+        secret_access_key=secret(settings.replica_s3_secret_access_key),
+        chunk_mb=settings.s3_multipart_chunk_mb,
+    )
+
+
 def dispatcher(settings: QueueSettings, sqs_client: Any = None) -> Any:
     if settings.job_queue == "local":
         from .adapters.queues import LocalDispatcher
@@ -229,6 +251,9 @@ def build_services(settings: CommonSettings) -> Any:
         if settings.storage_max_object_mb is not None:
             svc.max_object_bytes = settings.storage_max_object_mb * 1_000_000
         svc.split_archives = settings.storage_split_archives
+        svc.replica = replica(settings)
+        svc.replica_keep_lock_days = settings.replica_keep_lock_days
+        svc.replica_lag_minutes = settings.replica_lag_minutes
     if isinstance(settings, QueueSettings):
         svc.dispatcher = dispatcher(settings)
     if isinstance(settings, CreateBackupSettings):

@@ -2,7 +2,8 @@
 
 Job messages carry no token: `{"kind": "backup", "schema", "backup_id", "trigger"}`, and the
 restore queue's `{"kind": "restore" | "verify" | "undo", "schema", "restore_id"}` and
-`{"kind": "verify_light", "schema", "backup_id"}` (`models.Job`, told apart by `kind`). They
+`{"kind": "verify_light" | "reencrypt" | "replicate", "schema", "backup_id"}` (`models.Job`,
+told apart by `kind`). They
 are accepted only from non-HTTP sources (an HTTP event never gets here: see `api.is_http_event`), and the
 worker re-checks the schema against the tenants table before anything runs.
 """

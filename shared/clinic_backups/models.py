@@ -132,6 +132,12 @@ class BackupRecord:
     # A backup above the store's object size limit: its numbered objects in order,
     # [{"key", "size_bytes", "sha256"}] (`parts`); None: one object under `storage_key`.
     parts: list[dict[str, Any]] | None = None
+    # The replica store's copy (REPLICA_BUCKET): when it was copied and read back with the
+    # right sha256, and the Object Lock retain-until it carries. Operator facts, not in the API.
+    replicated_at: datetime | None = None
+    replica_retain_until: datetime | None = None
+    # A read found the primary's object not matching its sha256 (reads use the replica).
+    primary_damaged_at: datetime | None = None
 
     def to_api(self) -> dict[str, Any]:
         """The public shape (openapi.yaml `Backup`): no storage key, ISO timestamps."""
@@ -139,6 +145,9 @@ class BackupRecord:
         data.pop("storage_key")
         data.pop("parts")
         data.pop("purged_at")
+        data.pop("replicated_at")
+        data.pop("replica_retain_until")
+        data.pop("primary_damaged_at")
         data["id"] = str(self.id)
         for name, value in data.items():
             if isinstance(value, datetime):
@@ -474,9 +483,28 @@ class ReencryptJob(BaseModel):
         return {"kind": self.kind, "schema": self.schema_name, "backup_id": str(self.backup_id)}
 
 
+class ReplicateJob(BaseModel):
+    """Copy a completed backup's objects to the replica store (the restore queue, after every
+    completed backup and re-encryption)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+    kind: Literal["replicate"]
+    schema_name: str = Field(alias="schema")
+    backup_id: uuid.UUID
+
+    _schema = field_validator("schema_name")(_job_schema)
+
+    def to_message(self) -> dict[str, str]:
+        return {"kind": self.kind, "schema": self.schema_name, "backup_id": str(self.backup_id)}
+
+
 # Every internal job message, told apart by `kind`: "backup" goes on the backup queue, the
 # others on the restore queue (the same format, dispatcher and worker plumbing).
-Job = Annotated[BackupJob | RestoreJob | LightVerifyJob | ReencryptJob, Field(discriminator="kind")]
+Job = Annotated[
+    BackupJob | RestoreJob | LightVerifyJob | ReencryptJob | ReplicateJob,
+    Field(discriminator="kind"),
+]
 
 
 class RestoreKind(StrEnum):

@@ -3,8 +3,9 @@
 - Logger (powertools): JSON lines with the clinic schema, request id and backup id as keys.
   Events and responses are never logged (they carry tokens and signed URLs).
 - Metrics (powertools EMF, namespace `ClinicBackups`): BackupCreated, BackupSucceeded,
-  BackupFailed, BackupBytes, BackupSeconds. The clinic is metadata, not a dimension, so the
-  metric count does not grow with the number of clinics.
+  BackupFailed, BackupBytes, BackupSeconds, the replica's BackupReplicated, ReplicaRead,
+  ReplicaCopyRefused and ReplicaLagging (its alarm), and the others. The clinic is metadata,
+  not a dimension, so the metric count does not grow with the number of clinics.
 - Tracer: creating powertools' `Tracer()` costs ~200 ms (it loads aws-xray-sdk even when
   tracing is off), so it is created on first use and only when `TRACING_ENABLED=true`.
 """

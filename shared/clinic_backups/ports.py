@@ -240,6 +240,32 @@ class RecordsRepository(Protocol):
 
     def set_keep(self, schema: str, backup_id: uuid.UUID, keep: bool) -> BackupRecord | None: ...
 
+    def mark_replicated(
+        self, schema: str, backup_id: uuid.UUID, at: datetime, retain_until: datetime | None
+    ) -> BackupRecord | None:
+        """The replica's copy is complete and checked (`replicated_at`), locked until then."""
+        ...
+
+    def set_replica_retain_until(
+        self, schema: str, backup_id: uuid.UUID, retain_until: datetime
+    ) -> None: ...
+
+    def mark_primary_damaged(self, schema: str, backup_id: uuid.UUID, at: datetime) -> None:
+        """A read found the primary's object not matching the record's sha256."""
+        ...
+
+    def clear_replicated(self, schema: str, backup_id: uuid.UUID) -> None:
+        """The replica's copy is gone (purged)."""
+        ...
+
+    def replica_purgeable(self, schema: str, now: datetime) -> builtins.list[BackupRecord]:
+        """Purged backups whose replica copy remains and whose lock has expired by `now`."""
+        ...
+
+    def unreplicated_since(self, schema: str, before: datetime) -> int:
+        """How many completed backups finished before `before` have no replica copy yet."""
+        ...
+
     def backups_in_use(self, schema: str) -> set[uuid.UUID]:
         """Backups a running restore or verification reads: retention never deletes them."""
         ...
@@ -277,6 +303,8 @@ class ClinicSnapshot:
     lock_held: bool = False
     stuck: bool = False  # a dead job: an expired lease, or a pending record past the threshold
     purgeable: bool = False  # a deleted backup past the grace period, not yet purged
+    # completed backups without a replica copy past REPLICA_LAG_MINUTES
+    replica_lagging: int = 0
     error: str | None = None  # the clinic could not be read (the reason); nothing else is set
 
 
@@ -294,8 +322,10 @@ class SchedulesRepository(Protocol):
         slots_since: datetime,
         stuck_before: datetime,
         deleted_before: datetime,
+        replica_lag_before: datetime | None = None,
     ) -> dict[str, ClinicSnapshot]:
-        """Settings, recent slots and sweeper hints of many clinics, read in batches."""
+        """Settings, recent slots and sweeper hints of many clinics, read in batches (with
+        `replica_lag_before`: completed backups finished before it without a replica copy)."""
         ...
 
     def claim_slot(
@@ -399,6 +429,28 @@ class ObjectStorage(Protocol):
     def pending_uploads(self, prefix: str) -> builtins.list[PendingUpload]: ...
 
     def abort_upload(self, key: str, upload_id: str) -> None: ...
+
+
+class ReplicaStorage(ObjectStorage, Protocol):
+    """The independent copy's bucket (another store, another account): an `ObjectStorage`
+    whose objects can carry an S3 Object Lock (compliance mode, on a versioned bucket)."""
+
+    object_lock: bool
+
+    def upload_locked(
+        self, key: str, stream: BinaryIO, content_type: str, retain_until: datetime | None
+    ) -> None:
+        """Stream to the object, locked until `retain_until` (None or no lock: unlocked)."""
+        ...
+
+    def extend_lock(self, key: str, retain_until: datetime) -> None:
+        """Move the lock of the object's current version later (never earlier)."""
+        ...
+
+    def delete_versions(self, keys: builtins.list[str]) -> bool:
+        """Delete every version of the objects; False (nothing more deleted) when a lock
+        still holds one of them."""
+        ...
 
 
 class KeysRepository(Protocol):

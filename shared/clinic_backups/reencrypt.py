@@ -210,6 +210,9 @@ def _reencrypt(
         ),
     )
     logger.info("backup re-encrypted", extra={**log, "generation": generation})
+    from .replica import queue_replication
+
+    queue_replication(svc, schema, record.id)
     return done
 
 

@@ -71,6 +71,7 @@ from .models import (
     ListRestoresQuery,
     Permission,
     ReencryptJob,
+    ReplicateJob,
     RestoreJob,
     RestoreKind,
     RestorePage,
@@ -84,6 +85,7 @@ from .names import check_key_in_prefix, kept_schema_name
 from .observability import logger
 from .ports import Restorer, SwapPlan, UndoPlan
 from .reencrypt import run_reencrypt_job
+from .replica import after_mismatch, run_replicate_job
 from .service import (
     Services,
     _audit,
@@ -358,6 +360,8 @@ def run_job(svc: Services, job: Job) -> Any:
         return run_light_verify(svc, job)
     if isinstance(job, ReencryptJob):
         return run_reencrypt_job(svc, job)
+    if isinstance(job, ReplicateJob):
+        return run_replicate_job(svc, job)
     if isinstance(job, RestoreJob):
         if job.kind == "restore":
             return run_restore_job(svc, job)
@@ -527,7 +531,16 @@ def _restore(
         stored.start()
         stored.join()
         timings["verify_seconds"] = stored.seconds
-        stored.result()
+        try:
+            stored.result()
+        except ChecksumMismatch as mismatch:
+            # The primary's copy is damaged: the replica's checked copy, when there is one.
+            source = after_mismatch(svc, schema, source, mismatch)
+            stored = _StoredCheck(svc, schema, source, deadline.restorer(restorer))
+            stored.start()
+            stored.join()
+            timings["verify_seconds"] += stored.seconds
+            stored.result()
 
         beat.check()
         deadline.check("the pre-check")
@@ -781,10 +794,12 @@ def _verify(
             raise VerificationNotConfigured(svc.verify_refused or "no verification database")
         if record is None or record.status != BackupStatus.COMPLETED:
             raise ArchiveInvalid("the backup is no longer available (deleted?)")
-        with open_archive(svc, schema, record) as archive:
-            extensions = _restorer(svc).needed_extensions(archive.stream)
-        with open_archive(svc, schema, record) as archive:
-            drill = svc.verifier.drill(schema, archive.stream, archive.verified, extensions)
+        try:
+            drill = _drill(svc, schema, record)
+        except (ChecksumMismatch, ArchiveInvalid) as mismatch:
+            # The primary's copy is damaged: the replica's checked copy, when there is one.
+            record = after_mismatch(svc, schema, record, mismatch)
+            drill = _drill(svc, schema, record)
         details = dict(drill.details)
         passed = drill.passed
         if record.table_counts is not None and record.table_counts != details.get("table_counts"):
@@ -818,6 +833,14 @@ def _verify(
     svc.metrics.add("VerificationPassed", 1, "Count")
     logger.info("verification passed", extra={**log, "seconds": details.get("seconds")})
     return restores.get(schema, claimed.id)
+
+
+def _drill(svc: Services, schema: str, record: BackupRecord) -> Any:
+    assert svc.verifier is not None
+    with open_archive(svc, schema, record) as archive:
+        extensions = _restorer(svc).needed_extensions(archive.stream)
+    with open_archive(svc, schema, record) as archive:
+        return svc.verifier.drill(schema, archive.stream, archive.verified, extensions)
 
 
 def _store_verification(

@@ -127,3 +127,26 @@ def plan_retention(
         else:
             plan.delete.append(backup.id)
     return plan
+
+
+# The longest a calendar month runs: a monthly tier of n months keeps a backup at most this
+# many days per month (an Object Lock may run long; it must never run short).
+_MONTH_DAYS = 31
+
+
+def lock_horizon(record: BackupRecord, policy: RetentionPolicy, keep_lock_days: int) -> datetime:
+    """Until when retention could still keep `record`: the end of the longest tier it can be
+    kept under (the replica copy's Object Lock). A kept backup has no tier end: `keep_lock_days`.
+    A pre-restore backup lives for the undo window; a manual or scheduled one at most as long
+    as the longest of the floor and the daily, weekly and monthly tiers."""
+    if record.keep:
+        return record.created_at + timedelta(days=keep_lock_days)
+    if record.trigger == Trigger.PRE_RESTORE:
+        return record.created_at + timedelta(days=policy.restore_undo_days)
+    days = max(
+        policy.min_retention_days,
+        policy.keep_daily,
+        policy.keep_weekly * 7,
+        policy.keep_monthly * _MONTH_DAYS,
+    )
+    return record.created_at + timedelta(days=days)

@@ -137,7 +137,11 @@ def run_scheduler(
         slots_since=now - policy.catch_up - MISSED_LOOKBACK - timedelta(hours=1),
         stuck_before=now - policy.stuck_after,
         deleted_before=now - timedelta(days=svc.delete_grace_days),
+        replica_lag_before=(
+            now - timedelta(minutes=svc.replica_lag_minutes) if svc.replica is not None else None
+        ),
     )
+    report.sweep.replica_lagging = sum(s.replica_lagging for s in snapshots.values())
     for schema, read in snapshots.items():
         if read.error is not None:
             clinic_failed(report.sweep, schema, "snapshot", read.error)

@@ -88,6 +88,7 @@ from .ports import (
     ObjectStorage,
     RecordsRepository,
     Renewal,
+    ReplicaStorage,
     Restorer,
     RestoresRepository,
     SchedulesRepository,
@@ -95,9 +96,10 @@ from .ports import (
     TenantDirectory,
     Verifier,
 )
+from .replica import extend_lock, purge_replica, queue_replication, read_source
 from .retention import RetentionPlan, RetentionPolicy, plan_retention
 from .schedule import next_slot
-from .storage import ScopedStorage
+from .storage import ScopedReplica, ScopedStorage
 
 ARCHIVE_CONTENT_TYPE = "application/octet-stream"
 MANIFEST_VERSION = 1
@@ -145,10 +147,18 @@ class Services:
     # and whether an archive above the store's limits is split into parts (`parts`).
     max_object_bytes: int | None = None
     split_archives: bool = True
+    # The independent replica (REPLICA_BUCKET; None: not configured) and its policy.
+    replica: ReplicaStorage | None = None
+    replica_keep_lock_days: int = 2190
+    replica_lag_minutes: int = 120
 
     def scoped(self, schema: str) -> ScopedStorage:
         assert self.storage is not None, "this function has no storage configured"
         return ScopedStorage(self.storage, schema)
+
+    def replica_scoped(self, schema: str) -> ScopedReplica:
+        assert self.replica is not None, "no replica store is configured"
+        return ScopedReplica(self.replica, schema)
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -565,6 +575,7 @@ def run_backup_job(
         ),
     )
     _queue_light_check(svc, schema, record.id)
+    queue_replication(svc, schema, record.id)
     if record.trigger == Trigger.SCHEDULED:
         _retain_after_backup(svc, schema)
     return done
@@ -715,14 +726,21 @@ def note_file_missing(svc: Services, schema: str, record: BackupRecord) -> None:
     svc.records.mark_file_missing(schema, record.id, svc.clock.now())
 
 
-def require_file(svc: Services, ctx: TenantContext, record: BackupRecord, action: str) -> None:
-    """410 `backup_file_missing` (the record marked) when the backup's file is not in storage;
-    an unreachable store stays a 503 `service_unavailable`."""
-    storage = svc.scoped(ctx.schema)
+def require_file(
+    svc: Services, ctx: TenantContext, record: BackupRecord, action: str
+) -> ScopedStorage:
+    """Where the backup's file can be read: the primary store, or the replica when an object
+    is missing from the primary (or has the wrong size) and the replica holds a checked copy.
+    410 `backup_file_missing` (the record marked) when neither has it; an unreachable store
+    stays a 503 `service_unavailable`."""
+    storage, from_replica = read_source(svc, ctx.schema, record, action)
+    if from_replica:
+        return storage
     if any(storage.head(key) is None for key in object_keys(record)):
         note_file_missing(svc, ctx.schema, record)
         _audit(svc, ctx, action, "rejected", record.id, reason="backup_file_missing")
         raise BackupFileMissing()
+    return storage
 
 
 def request_download(svc: Services, ctx: TenantContext, raw_id: str) -> SignedDownload:
@@ -741,8 +759,8 @@ def request_download(svc: Services, ctx: TenantContext, raw_id: str) -> SignedDo
         # Only the platform could open it: a download would be useless to the clinic.
         _audit(svc, ctx, "backup.download", "rejected", backup_id, reason="no_clinic_key")
         raise EncryptionKeyRequired()
-    require_file(svc, ctx, record, "backup.download")
-    storage = svc.scoped(ctx.schema)
+    # The replica's store signs the URL when the copy is read from there.
+    storage = require_file(svc, ctx, record, "backup.download")
     parts = []
     try:
         if record.parts:
@@ -899,6 +917,7 @@ def purge_deleted(svc: Services, schema: str) -> int:
     cutoff = purge_cutoff(svc)
     storage = svc.scoped(schema)
     purged = 0
+    # The replica's copy is left here (its lock decides when it may go: `purge_replica`).
     for record in svc.records.purgeable(schema, cutoff):
         storage.delete(stored_keys(record))
         svc.records.mark_purged(schema, record.id, svc.clock.now())
@@ -911,6 +930,13 @@ def purge_deleted(svc: Services, schema: str) -> int:
         purged += 1
     if purged:
         logger.info("purged deleted backups", extra={"clinic": schema, "count": purged})
+    if svc.replica is not None:
+        try:
+            purge_replica(svc, schema, svc.records.replica_purgeable(schema, svc.clock.now()))
+        except StorageUnavailable:
+            # The primary's purge stands; the replica's copies wait for a later sweep.
+            logger.warning("the replica store is unavailable; its copies are purged later")
+            svc.metrics.add("ReplicaPurgeFailed", 1, "Count")
     return purged
 
 
@@ -1151,6 +1177,9 @@ def set_backup_keep(
     if updated is None:
         raise BackupNotFound()
     _update_manifest(svc, ctx.schema, updated, keep=updated.keep)
+    if updated.keep:
+        # Promoted: the replica's copy is locked for as long as a kept backup may live.
+        extend_lock(svc, ctx.schema, updated)
     _audit(svc, ctx, "backup.keep", "kept" if updated.keep else "released", backup_id)
     return with_purge_after(svc, updated)
 
@@ -1180,13 +1209,20 @@ def apply_retention(svc: Services, schema: str) -> RetentionPlan:
         settings, svc.policy.min_retention_days, svc.policy.restore_undo_days
     )
     now = svc.clock.now()
+    completed = svc.records.completed_backups(schema)
     plan = plan_retention(
-        svc.records.completed_backups(schema),
+        completed,
         policy,
         settings.time_zone,
         now,
         in_use=svc.records.backups_in_use(schema),
     )
+    if svc.replica is not None:
+        # A backup promoted to a monthly tier (or under a longer policy than when it was
+        # copied) has its replica lock moved to its new horizon; a no-op when it reaches it.
+        for record in completed:
+            if "monthly" in plan.keep.get(record.id, []):
+                extend_lock(svc, schema, record)
     retired = svc.records.retire(schema, plan.delete, "retention", now)
     for record in retired:
         _update_manifest(

@@ -4,7 +4,8 @@ Locally every value comes from the environment. In AWS the secret values (databa
 secret, storage keys) come from Secrets Manager through powertools parameters (cached):
   - `APP_SECRET_ARN`: a JSON secret whose keys are setting names in lower case
     (`database_url`, `jwt_secret`, `s3_access_key_id`, `s3_secret_access_key`,
-    `supabase_service_key`), overlaid on the environment;
+    `supabase_service_key`, `replica_s3_access_key_id`, `replica_s3_secret_access_key`),
+    overlaid on the environment;
   - `DATABASE_SECRET_ARN`: a secret holding only `database_url` (a plain string or JSON with
     that key), so each function group can have its own least-privilege database role.
 Nothing here is read at import time.
@@ -51,6 +52,8 @@ SECRET_FIELDS = (
     "supabase_service_key",
     "restore_database_url",
     "verify_database_url",
+    "replica_s3_access_key_id",
+    "replica_s3_secret_access_key",
 )
 
 
@@ -205,6 +208,35 @@ class StorageSettings(BaseSettings):
     storage_split_archives: bool = True
     supabase_url: str | None = None
     supabase_service_key: SecretStr | None = None
+    # The independent replica (3-2-1): any S3 API in another failure domain (another account
+    # or provider). Unset REPLICA_BUCKET: no replica, the product behaves as without one.
+    replica_bucket: str | None = None
+    replica_s3_endpoint_url: str | None = None
+    replica_s3_public_endpoint_url: str | None = None
+    replica_region: str = "us-east-1"
+    replica_s3_access_key_id: SecretStr | None = None
+    replica_s3_secret_access_key: SecretStr | None = None
+    # "compliance": every copy carries an S3 Object Lock in compliance mode (the bucket must
+    # be created with Object Lock, hence versioned); "off": a store without Object Lock.
+    replica_object_lock: Literal["compliance", "off"] = "compliance"
+    # A kept backup's copy is locked this long (it has no tier end): six years, HIPAA's
+    # documentation period (§164.316(b)(2)(i)).
+    replica_keep_lock_days: int = Field(default=2190, ge=1, le=36500)
+    # Completed backups not replicated this long after they finished count as lagging
+    # (metric ReplicaLagging, alarm in the template).
+    replica_lag_minutes: int = Field(default=120, ge=5, le=10080)
+
+    @field_validator(
+        "replica_bucket",
+        "replica_s3_endpoint_url",
+        "replica_s3_public_endpoint_url",
+        "replica_s3_access_key_id",
+        "replica_s3_secret_access_key",
+        mode="before",
+    )
+    @classmethod
+    def _empty_replica_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
 
     @field_validator("s3_endpoint_url", "s3_public_endpoint_url", "supabase_url", mode="before")
     @classmethod

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterator
+from datetime import datetime
 from typing import BinaryIO
 
 from .names import check_key_in_prefix, clinic_prefix
-from .ports import ObjectInfo, ObjectStorage, PendingUpload
+from .ports import ObjectInfo, ObjectStorage, PendingUpload, ReplicaStorage
 
 
 class ScopedStorage:
@@ -66,3 +67,22 @@ class ScopedStorage:
 
     def abort_upload(self, key: str, upload_id: str) -> None:
         self._storage.abort_upload(self._check(key), upload_id)
+
+
+class ScopedReplica(ScopedStorage):
+    """The clinic's view of the replica store: the same prefix rule on every key."""
+
+    def __init__(self, storage: ReplicaStorage, schema: str):
+        super().__init__(storage, schema)
+        self._replica = storage
+
+    def upload_locked(
+        self, key: str, stream: BinaryIO, content_type: str, retain_until: datetime | None
+    ) -> None:
+        self._replica.upload_locked(self._check(key), stream, content_type, retain_until)
+
+    def extend_lock(self, key: str, retain_until: datetime) -> None:
+        self._replica.extend_lock(self._check(key), retain_until)
+
+    def delete_versions(self, keys: builtins.list[str]) -> bool:
+        return self._replica.delete_versions([self._check(k) for k in keys])

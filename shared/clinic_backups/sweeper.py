@@ -46,6 +46,7 @@ from .models import AuditEntry
 from .names import archive_key, audit_export_prefix, is_valid_schema_name, key_stem, manifest_key
 from .observability import logger
 from .ports import PendingUpload, SchemaCheck
+from .replica import count_lagging
 from .service import PARTS_PENDING, PARTS_REMOVED, Services, purge_deleted
 
 # An object this young may belong to a record being written right now: not reported yet.
@@ -65,6 +66,8 @@ class SweepReport:
     schemas_dropped: int = 0
     # kept schemas not dropped: objects outside them depend on them (RESTRICT semantics)
     schemas_refused: int = 0
+    # completed backups with no replica copy REPLICA_LAG_MINUTES after they finished
+    replica_lagging: int = 0
     # clinic → the step it failed in (the run's ledger of failing clinics)
     failed_clinics: dict[str, str] = field(default_factory=dict)
 
@@ -172,6 +175,10 @@ def _abort(svc: Services, schema: str, uploads: list[PendingUpload], report: Swe
 
 def purge(svc: Services, schema: str, report: SweepReport) -> None:
     report.purged += purge_deleted(svc, schema)
+
+
+def count_replica_lag(svc: Services, schema: str, report: SweepReport) -> None:
+    report.replica_lagging += count_lagging(svc, schema)
 
 
 def find_orphans(svc: Services, schema: str, report: SweepReport) -> None:
@@ -296,6 +303,9 @@ def sweep(svc: Services, schemas: list[str] | None = None, *, orphans: bool = Tr
     guarded(report, "uploads", None, partial(abort_stale_uploads, svc, set(chosen), report))
     for schema in chosen:
         guarded(report, "purge", schema, partial(purge, svc, schema, report))
+    if svc.replica is not None:
+        for schema in chosen:
+            guarded(report, "replica", schema, partial(count_replica_lag, svc, schema, report))
     if orphans:
         for schema in chosen:
             guarded(report, "orphans", schema, partial(find_orphans, svc, schema, report))
@@ -312,3 +322,11 @@ def emit_metrics(svc: Services, report: SweepReport) -> None:
     svc.metrics.add("RestoresFailedStale", report.restores_failed, "Count")
     svc.metrics.add("KeptSchemasDropped", report.schemas_dropped, "Count")
     svc.metrics.add("ClinicsFailed", len(report.failed_clinics), "Count")
+    if svc.replica is not None:
+        # The replica's copies not made in time (the ReplicaLagAlarm watches it).
+        svc.metrics.add("ReplicaLagging", report.replica_lagging, "Count")
+        if report.replica_lagging:
+            logger.warning(
+                "completed backups without a replica copy",
+                extra={"count": report.replica_lagging, "after_minutes": svc.replica_lag_minutes},
+            )

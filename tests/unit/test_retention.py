@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from clinic_backups.models import BackupRecord, BackupStatus, PlatformPolicy, Trigger
-from clinic_backups.retention import RetentionPolicy, plan_retention
+from clinic_backups.retention import RetentionPolicy, lock_horizon, plan_retention
 
 MADRID = ZoneInfo("Europe/Madrid")
 POLICY = RetentionPolicy(
@@ -175,3 +175,45 @@ def test_weeks_and_months_are_the_clinics_local_ones():
     )
     assert may.id in plan.keep  # newest of May (local)
     assert june.id in plan.delete  # not the newest of June
+
+
+def test_the_replica_lock_horizon_outlasts_every_day_retention_keeps_a_backup():
+    # Given a year of daily scheduled backups under 7/4/6, retention after each
+    made: dict[uuid.UUID, BackupRecord] = {}
+    deleted_on: dict[uuid.UUID, datetime] = {}
+    alive: list[BackupRecord] = []
+    day = date(2026, 1, 1)
+    while day.year == 2026:
+        new = backup(day)
+        made[new.id] = new
+        alive.append(new)
+        now = datetime(day.year, day.month, day.day, 3, 30, tzinfo=MADRID).astimezone(UTC)
+        plan = plan_retention(alive, POLICY, "Europe/Madrid", now)
+        deleted_on.update({i: now for i in plan.delete})
+        alive = [b for b in alive if b.id not in set(plan.delete)]
+        day += timedelta(days=1)
+    assert len(deleted_on) == len(made) - len(alive) > 300
+
+    # Then each backup was retired before its copy's lock ended (a lock never ends while
+    # retention may still keep the backup), and every survivor's lock still runs at year end
+    for backup_id, when in deleted_on.items():
+        assert when <= lock_horizon(made[backup_id], POLICY, 2190)
+    end = datetime(2026, 12, 31, 23, tzinfo=UTC)
+    assert all(lock_horizon(b, POLICY, 2190) >= end for b in alive)
+    # and no lock is longer than the longest tier (six months of 31 days)
+    assert {lock_horizon(b, POLICY, 2190) - b.created_at for b in made.values()} == {
+        timedelta(days=186)
+    }
+
+
+def test_the_lock_horizon_of_kept_pre_restore_and_manual_backups():
+    day = date(2026, 3, 1)
+    kept = backup(day, keep=True)
+    pre = backup(day, Trigger.PRE_RESTORE)
+    manual = backup(day, Trigger.MANUAL)
+    assert lock_horizon(kept, POLICY, 2190) == kept.created_at + timedelta(days=2190)
+    assert lock_horizon(pre, POLICY, 2190) == pre.created_at + timedelta(days=3)
+    assert lock_horizon(manual, POLICY, 2190) == manual.created_at + timedelta(days=186)
+    # a policy whose daily tier is the longest
+    long_daily = replace(POLICY, keep_daily=400, keep_monthly=1)
+    assert lock_horizon(manual, long_daily, 2190) == manual.created_at + timedelta(days=400)

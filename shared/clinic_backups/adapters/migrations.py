@@ -280,4 +280,17 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     # the base schema, comments included, so a clone's copy still names the base and is
     # cleaned before use (PostgresRecords.ensure_schema). `{stamp}` is the clinic's literal.
     (9, ["COMMENT ON TABLE {meta} IS {stamp}"]),
+    # The independent replica (issue 24): when the copy in the replica store was checked
+    # (sha256 of every object read back), and the Object Lock retain-until it carries (later
+    # promotions extend it: the record says how far, so nothing asks the store again); and
+    # when a read found the primary's object not matching its sha256 (reads use the replica
+    # from then on).
+    (
+        10,
+        [
+            "ALTER TABLE {records} ADD COLUMN replicated_at timestamptz, "
+            "ADD COLUMN replica_retain_until timestamptz, "
+            "ADD COLUMN primary_damaged_at timestamptz"
+        ],
+    ),
 ]

@@ -478,6 +478,9 @@ _RECORD_COLUMNS = (
     "cancel_requested_at",
     "file_missing_at",
     "parts",
+    "replicated_at",
+    "replica_retain_until",
+    "primary_damaged_at",
 )
 
 
@@ -980,8 +983,10 @@ class PostgresRecords:
                 cur.execute(
                     sql.SQL(
                         "UPDATE {records} SET storage_key = %s, file_name = %s, size_bytes = %s, "
-                        "sha256 = %s, recipients = %s, parts = %s, reencrypting = false "
-                        "WHERE id = %s RETURNING *"
+                        "sha256 = %s, recipients = %s, parts = %s, reencrypting = false, "
+                        # New objects: the replica's copy (of the old ones) no longer is one.
+                        "replicated_at = NULL, replica_retain_until = NULL, "
+                        "primary_damaged_at = NULL WHERE id = %s RETURNING *"
                     ).format(**names),
                     (
                         storage_key,
@@ -1229,6 +1234,78 @@ class PostgresRecords:
                 ).format(**self._names(schema)),
                 (at, backup_id),
             )
+
+    def mark_replicated(
+        self, schema: str, backup_id: uuid.UUID, at: datetime, retain_until: datetime | None
+    ) -> BackupRecord | None:
+        with self._db.transaction() as cur:
+            cur.execute(
+                sql.SQL(
+                    "UPDATE {records} SET replicated_at = %s, replica_retain_until = %s "
+                    "WHERE id = %s RETURNING *"
+                ).format(**self._names(schema)),
+                (at, retain_until, backup_id),
+            )
+            row = cur.fetchone()
+            return _record(row) if row else None
+
+    def set_replica_retain_until(
+        self, schema: str, backup_id: uuid.UUID, retain_until: datetime
+    ) -> None:
+        with self._db.transaction() as cur:
+            cur.execute(
+                sql.SQL(
+                    "UPDATE {records} SET replica_retain_until = %s "
+                    "WHERE id = %s AND replicated_at IS NOT NULL"
+                ).format(**self._names(schema)),
+                (retain_until, backup_id),
+            )
+
+    def mark_primary_damaged(self, schema: str, backup_id: uuid.UUID, at: datetime) -> None:
+        with self._db.transaction() as cur:
+            cur.execute(
+                sql.SQL(
+                    "UPDATE {records} SET primary_damaged_at = %s "
+                    "WHERE id = %s AND primary_damaged_at IS NULL"
+                ).format(**self._names(schema)),
+                (at, backup_id),
+            )
+
+    def clear_replicated(self, schema: str, backup_id: uuid.UUID) -> None:
+        with self._db.transaction() as cur:
+            cur.execute(
+                sql.SQL(
+                    "UPDATE {records} SET replicated_at = NULL, replica_retain_until = NULL "
+                    "WHERE id = %s"
+                ).format(**self._names(schema)),
+                (backup_id,),
+            )
+
+    def replica_purgeable(self, schema: str, now: datetime) -> builtins.list[BackupRecord]:
+        """Purged backups whose replica copy is still there and whose lock has expired."""
+        with self._db.transaction() as cur:
+            cur.execute(
+                sql.SQL(
+                    "SELECT * FROM {records} WHERE purged_at IS NOT NULL "
+                    "AND replicated_at IS NOT NULL "
+                    "AND (replica_retain_until IS NULL OR replica_retain_until <= %s) "
+                    "ORDER BY purged_at"
+                ).format(**self._names(schema)),
+                (now,),
+            )
+            return [_record(r) for r in cur.fetchall()]
+
+    def unreplicated_since(self, schema: str, before: datetime) -> int:
+        """Completed backups finished before `before` whose replica copy is not done."""
+        with self._db.transaction() as cur:
+            cur.execute(
+                sql.SQL(
+                    "SELECT count(*) AS n FROM {records} WHERE status = 'completed' "
+                    "AND replicated_at IS NULL AND finished_at < %s"
+                ).format(**self._names(schema)),
+                (before,),
+            )
+            return int(cur.fetchone()["n"])
 
     def backups_in_use(self, schema: str) -> set[uuid.UUID]:
         # Restores and verifications not yet finished read their backup (and a restore its

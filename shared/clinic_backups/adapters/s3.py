@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any, BinaryIO
 
 from ..errors import StorageUnavailable
@@ -326,3 +327,87 @@ class S3Storage:
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
         except (BotoCoreError, ClientError) as error:
             raise _storage_error(error) from None
+
+
+def _locked(error: Any) -> bool:
+    """The store refused to remove a version because its Object Lock still holds (AWS and
+    SeaweedFS answer 403 AccessDenied)."""
+    response = getattr(error, "response", None) or error or {}
+    code = response.get("Error", {}).get("Code") or response.get("Code")
+    return code == "AccessDenied"
+
+
+class S3Replica(S3Storage):
+    """The `ReplicaStorage` port: an S3 bucket in another store (another account, another
+    provider) whose objects carry an Object Lock in compliance mode. The bucket is created
+    with Object Lock enabled, hence versioned: a plain DELETE only hides an object behind a
+    delete marker, so the purge deletes versions, which the lock refuses until it expires
+    (measured on SeaweedFS 4.48: docs/decisions.md)."""
+
+    def __init__(self, bucket: str, client: Any = None, *, object_lock: bool = True, **kw: Any):
+        super().__init__(bucket, client, **kw)
+        self.object_lock = object_lock
+
+    def upload_locked(
+        self, key: str, stream: BinaryIO, content_type: str, retain_until: datetime | None
+    ) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        _return_part_buffers_to_the_os()
+        extra: dict[str, Any] = {"ContentType": content_type}
+        if self.object_lock and retain_until is not None:
+            extra["ObjectLockMode"] = "COMPLIANCE"
+            extra["ObjectLockRetainUntilDate"] = retain_until
+        try:
+            self.client.upload_fileobj(
+                stream, self.bucket, key, ExtraArgs=extra, Config=self._transfer_config()
+            )
+        except (BotoCoreError, ClientError) as error:
+            raise _storage_error(error) from None
+
+    def extend_lock(self, key: str, retain_until: datetime) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if not self.object_lock:
+            return
+        try:
+            current = self.client.get_object_retention(Bucket=self.bucket, Key=key)
+            until = current.get("Retention", {}).get("RetainUntilDate")
+            if until is not None and until >= retain_until:
+                return  # compliance mode never shortens; nothing to do
+            self.client.put_object_retention(
+                Bucket=self.bucket,
+                Key=key,
+                Retention={"Mode": "COMPLIANCE", "RetainUntilDate": retain_until},
+            )
+        except (BotoCoreError, ClientError) as error:
+            raise _storage_error(error) from None
+
+    def delete_versions(self, keys: builtins.list[str]) -> bool:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        for key in keys:
+            try:
+                listed = self.client.list_object_versions(Bucket=self.bucket, Prefix=key)
+                versions = [
+                    {"Key": v["Key"], "VersionId": v["VersionId"]}
+                    for v in [*listed.get("Versions", []), *listed.get("DeleteMarkers", [])]
+                    if v["Key"] == key
+                ]
+                if not versions:
+                    continue
+                answer = self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": versions, "Quiet": True}
+                )
+            except ClientError as error:
+                if _locked(error):
+                    return False
+                raise _storage_error(error) from None
+            except BotoCoreError as error:
+                raise _storage_error(error) from None
+            errors = answer.get("Errors") or []
+            if any(_locked(e) for e in errors):
+                return False
+            if errors:
+                raise _storage_error(RuntimeError("some versions were not deleted"))
+        return True

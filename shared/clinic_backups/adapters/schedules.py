@@ -16,7 +16,7 @@ carries the reason, every other clinic is read.
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from psycopg2 import sql
@@ -111,9 +111,16 @@ class PostgresSchedules:
         slots_since: datetime,
         stuck_before: datetime,
         deleted_before: datetime,
+        replica_lag_before: datetime | None = None,
     ) -> dict[str, ClinicSnapshot]:
         result: dict[str, ClinicSnapshot] = {}
-        params = {"since": slots_since, "stuck": stuck_before, "grace": deleted_before}
+        params = {
+            "since": slots_since,
+            "stuck": stuck_before,
+            "grace": deleted_before,
+            # No replica: nothing lags (no backup finished before the beginning of time).
+            "replica_lag": replica_lag_before or datetime.min.replace(tzinfo=UTC),
+        }
 
         def read(cur: Any, batch: list[str]) -> list[dict[str, Any]]:
             # One transaction per batch: its table locks end with it (see SCHEMA_BATCH).
@@ -132,6 +139,7 @@ class PostgresSchedules:
                 lock_held=bool(row["lock_held"]),
                 stuck=bool(row["stuck"]),
                 purgeable=bool(row["purgeable"]),
+                replica_lagging=int(row["replica_lagging"] or 0),
             )
         for schema, reason in failed.items():
             result[schema] = ClinicSnapshot(schema=schema, settings=None, error=reason)
@@ -151,8 +159,14 @@ class PostgresSchedules:
             "   OR EXISTS (SELECT 1 FROM {lock} l WHERE l.kind IN ('backup', 'reencrypt') AND "
             + LEASE_EXPIRED
             + ")) AS stuck,"
-            " EXISTS (SELECT 1 FROM {records} WHERE status = 'deleted' AND purged_at IS NULL"
-            "   AND deleted_at <= %(grace)s) AS purgeable"
+            " (EXISTS (SELECT 1 FROM {records} WHERE status = 'deleted' AND purged_at IS NULL"
+            "   AND deleted_at <= %(grace)s)"
+            # a purged backup whose replica copy remains, its lock expired: purge it there too
+            "   OR EXISTS (SELECT 1 FROM {records} WHERE purged_at IS NOT NULL"
+            "   AND replicated_at IS NOT NULL"
+            "   AND coalesce(replica_retain_until, '-infinity') <= now())) AS purgeable,"
+            " (SELECT count(*) FROM {records} WHERE status = 'completed'"
+            "   AND replicated_at IS NULL AND finished_at < %(replica_lag)s) AS replica_lagging"
         ).format(schema=sql.Literal(schema), **self._names(schema))
 
     # --- slots ----------------------------------------------------------------------------
