@@ -776,6 +776,7 @@ BEGIN
     LOOP
         target := pg_catalog.format('%I.%I', v->>'nspname', v->>'relname');
         kind := CASE v->>'relkind' WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'VIEW' END;
+        <<one_view>>
         BEGIN
             EXECUTE pg_catalog.format('SET LOCAL ROLE %I', v->>'owner');
             EXECUTE pg_catalog.format('CREATE %s %s%s AS %s%s', kind, target,
@@ -845,7 +846,7 @@ BEGIN
         EXCEPTION WHEN OTHERS THEN
             RAISE EXCEPTION 'the % % outside the clinic could not be recreated on the restored '
                 'tables: %', pg_catalog.lower(kind), target, SQLERRM USING ERRCODE = SQLSTATE;
-        END;
+        END one_view;
     END LOOP;
 END
 $cb$;
