@@ -90,6 +90,9 @@ MARK_SNAPSHOT = "cb:snapshot="
 MARK_VIEWS = "cb:views="
 # The error of a swap that found something outside the clinic depending on the kept schema.
 OUTSIDE_ERROR = "cb:outside_dependents"
+# The swap's session waits idle in its transaction for the pre-restore backup: it allows
+# itself the swap's time limit plus this (then the server ends it, should the driver vanish).
+IDLE_MARGIN_SECONDS = 30
 # How long the lock phase waits for each view outside the clinic it recreates (NOWAIT is not
 # available for the no-op ALTER … OWNER that locks a view alone).
 VIEW_LOCK_WAIT = "50ms"
@@ -415,17 +418,30 @@ $cb$;
 """
 
 
-def swap_lock(plan: SwapPlan, lock_timeout: str) -> str:
+def swap_lock(plan: SwapPlan, lock_timeout: str, idle_seconds: float | None = None) -> str:
     """The swap's first statements after its `BEGIN`: lock the clinic's tables (no deadlock:
     `lock_tables_sql`), then export the transaction's snapshot and echo it
     (`cb:snapshot=<id>`). The session then waits, idle in its transaction and holding the
     locks, while the driver makes the pre-restore backup with `pg_dump --snapshot=<id>`:
     every write committed before the swap is in it (pg_dump's ACCESS SHARE locks do not
     conflict with EXCLUSIVE; the snapshot, taken once every lock is held, sees every write
-    that committed and none can commit after it until the swap's COMMIT)."""
+    that committed and none can commit after it until the swap's COMMIT).
+
+    Waiting idle in its transaction, the session would be ended by a role's (or server's)
+    `idle_in_transaction_session_timeout` shorter than the pre-restore backup (the restore
+    then fails as `restore_interrupted`, nothing changed, one pre-restore backup too many):
+    with `idle_seconds` (the swap's time limit plus a margin) the session sets its own, so
+    it outlives the dump and still ends on the server's side if the driver vanishes without
+    closing its connection."""
     _checked(plan.schema, plan.old_schema)
+    idle = (
+        []
+        if idle_seconds is None
+        else [f"SET idle_in_transaction_session_timeout = {literal(f'{int(idle_seconds)}s')};\n"]
+    )
     return "".join(
         [
+            *idle,
             f"SET lock_timeout = {literal(lock_timeout)};\n",
             lock_tables_sql(plan.schema),
             f"\\echo {MARK_LOCKED}\n",
@@ -1619,7 +1635,9 @@ class SchemaSwapper:
         started = time.monotonic()
         filt, psql = self._pipeline(
             None,
-            lock=swap_lock(plan, self.lock_timeout),
+            lock=swap_lock(
+                plan, self.lock_timeout, idle_seconds=self.timeout_seconds + IDLE_MARGIN_SECONDS
+            ),
             locked=locked,
             prefix=swap_rename(plan),
             suffix=lambda: swap_suffix(plan, self.lock_timeout, erasure=self.erasure_function),
