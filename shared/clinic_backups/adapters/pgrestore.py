@@ -816,7 +816,7 @@ BEGIN
             IF pg_catalog.jsonb_typeof(v->'acl') = 'array' THEN
                 FOR g IN
                     SELECT DISTINCT a.grantee FROM pg_catalog.aclexplode(pg_catalog.acldefault(
-                        'r', (v->>'owner')::regrole::oid)) a
+                        'r', pg_catalog.quote_ident(v->>'owner')::regrole::oid)) a
                 LOOP
                     EXECUTE pg_catalog.format('REVOKE ALL ON TABLE %s FROM %s', target,
                         CASE WHEN g.grantee = 0 THEN 'PUBLIC'
