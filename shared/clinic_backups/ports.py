@@ -645,6 +645,7 @@ class SwapResult:
     table_counts: dict[str, int] = field(default_factory=dict)
     archive_bytes: int = 0
     lock_tries: int = 0  # tries of the NOWAIT lock phase (1: every table free at once)
+    views_recreated: int = 0  # views outside the clinic dropped and recreated by the swap
 
 
 @dataclass(frozen=True)
@@ -679,7 +680,8 @@ class Restorer(Protocol):
         ...
 
     def outside_dependents(self, schema: str) -> list[tuple[str, str]]:
-        """Objects of other schemas that depend on `schema`'s: (their schema, description)."""
+        """Objects of other schemas that depend on `schema`'s and that a swap cannot carry
+        over (views it recreates are not listed): (their schema, description)."""
         ...
 
     def schema_exists(self, name: str) -> bool: ...

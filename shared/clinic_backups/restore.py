@@ -470,9 +470,10 @@ def outside_report(svc: Services, found: list[tuple[str, str]]) -> str:
 
 
 def _refuse_outside_dependents(svc: Services, schema: str, log: dict[str, Any]) -> None:
-    """Objects outside the clinic that depend on its tables would follow the rename to the
-    kept schema (a `public` view would read the old data) and be dropped with it: refused,
-    naming them, before anything is locked."""
+    """Objects outside the clinic that depend on its tables and that the swap does not
+    recreate (views it does: `adapters/pgrestore.set_aside_views_sql`) would follow the
+    rename to the kept schema and be dropped with it: refused, naming them, before anything
+    is locked."""
     found = _restorer(svc).outside_dependents(schema)
     if not found:
         return
@@ -483,7 +484,8 @@ def _refuse_outside_dependents(svc: Services, schema: str, log: dict[str, Any]) 
     raise OutsideDependents(
         "objects outside the clinic's schema depend on its tables and would not follow the "
         f"restore: {outside_report(svc, found)}; drop or move them (or recreate them after "
-        "the restore); nothing changed"
+        "the restore; views over the clinic are recreated by the restore itself); nothing "
+        "changed"
     )
 
 
@@ -642,6 +644,7 @@ def _restore(
         details={
             "timings": timings,
             "lock_tries": result.lock_tries,
+            "views_recreated": result.views_recreated,
             "table_counts": result.table_counts,
             "archive_bytes": result.archive_bytes,
         },
@@ -755,6 +758,7 @@ def _undo(
             "undo": {
                 "seconds": round(result.seconds, 3),
                 "lock_seconds": round(result.lock_seconds, 3),
+                "views_recreated": result.views_recreated,
             }
         },
     )

@@ -26,6 +26,13 @@ from devstack import demo
 from tests.integration.conftest import RestoreDatabase
 from tests.integration.restore_support import backup, restore
 
+
+def execute(url: str, statement: sql.Composable) -> None:
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(statement)
+    conn.close()
+
+
 RESTORES = int(os.environ.get("RESTORES_WHILE_WRITING", "4"))
 
 
@@ -180,3 +187,35 @@ def test_restores_while_the_app_writes_never_deadlock(
     )
     assert lost == set(), sorted(lost)
     # (each pre-restore backup holds exactly what its restore replaced: the kept schema)
+
+
+def test_a_role_idle_in_transaction_timeout_shorter_than_the_dump_does_not_end_the_swap(
+    restore_env_pg15: RestoreDatabase, owned_clinic_pg15, sqs, restore_sqs
+):
+    db = restore_env_pg15
+    schema = owned_clinic_pg15(patients=200)
+    source = backup(schema, sqs)
+    # Given the restore role's sessions end after 100 ms idle in a transaction (a platform's
+    # guard), far less than the pre-restore backup the swap's session waits for
+    role_setting = sql.SQL(
+        "ALTER ROLE {} IN DATABASE {} SET idle_in_transaction_session_timeout = {}"
+    )
+    execute(
+        db.admin_url,
+        role_setting.format(
+            sql.Identifier(demo.RESTORE_ROLE), sql.Identifier(db.database), sql.Literal("100ms")
+        ),
+    )
+    try:
+        # When the clinic is restored
+        job = restore(schema, source["id"], restore_sqs)
+    finally:
+        execute(
+            db.admin_url,
+            sql.SQL(
+                "ALTER ROLE {} IN DATABASE {} RESET idle_in_transaction_session_timeout"
+            ).format(sql.Identifier(demo.RESTORE_ROLE), sql.Identifier(db.database)),
+        )
+    # Then the swap's session outlived it (it sets its own, the job's time limit)
+    assert job["status"] == "completed", job
+    assert float(job["timings"]["pre_restore_backup_seconds"]) > 0.1

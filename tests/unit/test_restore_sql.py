@@ -13,11 +13,18 @@ from clinic_backups.adapters.pgrestore import (
     classify_psql_error,
     erasure_sql,
     same_server,
+    swap_lock,
     swap_prefix,
     swap_suffix,
     undo_script,
 )
-from clinic_backups.errors import ClinicBusy, MissingDependency, RestoreFailed, RestoreInterrupted
+from clinic_backups.errors import (
+    ClinicBusy,
+    MissingDependency,
+    OutsideDependents,
+    RestoreFailed,
+    RestoreInterrupted,
+)
 from clinic_backups.jobs import InvalidJob, parse_job
 from clinic_backups.models import BackupJob, LightVerifyJob, RestoreJob
 from clinic_backups.names import OWNED_TABLES, kept_schema_name
@@ -124,6 +131,10 @@ def test_the_swap_locks_renames_and_leaves_the_transaction_to_the_session():
         prefix.index("\\echo cb:locked"),
         prefix.index("pg_export_snapshot()"),
         prefix.index("\\echo cb:snapshot=:cb_snapshot"),
+        # the views outside the clinic: described, then dropped, before the rename
+        prefix.index("pg_get_viewdef(c.oid)"),
+        prefix.index("EXECUTE pg_catalog.format('DROP %s %I.%I'"),
+        prefix.index("\\echo cb:views=:cb_views"),
         prefix.index('ALTER SCHEMA "clinica_x" RENAME TO "clinica_x__rabcdef0123"'),
         prefix.index('CREATE SCHEMA "clinica_x" AUTHORIZATION "clinic_app"'),
         prefix.index("\\echo cb:swapped"),
@@ -139,9 +150,15 @@ def test_the_swap_locks_renames_and_leaves_the_transaction_to_the_session():
         suffix.index("REVOKE ALL ON"),
         suffix.index("GRANT %s (%s) ON TABLE"),
         suffix.index("SET SCHEMA %I"),
+        # created again over the restored tables, then nothing outside may be left on the
+        # kept schema
+        suffix.index("EXECUTE pg_catalog.format('CREATE %s %s%s AS %s%s'"),
+        suffix.index("'clinica_x__rabcdef0123'", suffix.index("CREATE %s %s%s AS")),
         suffix.index("SELECT 'done';"),
     ]
     assert order == sorted(order)
+    # the lock phase locks those views too, each try, without waiting more than 50 ms
+    assert prefix.index("ALTER %s %I.%I OWNER TO %I") < prefix.index("EXCEPTION WHEN")
     for table in OWNED_TABLES:
         assert f"'{table}'" in suffix and f"'{table}'" in prefix  # moved back, never locked
 
@@ -162,9 +179,12 @@ def test_the_undo_swaps_back_in_one_script():
     )
     order = [
         script.index("\\echo cb:locked"),
+        script.index("EXECUTE pg_catalog.format('DROP %s %I.%I'"),
         script.index('RENAME TO "clinica_x__uabcdef0123"'),
         script.index('ALTER SCHEMA "clinica_x__rabcdef0123" RENAME TO "clinica_x"'),
         script.index("\\echo cb:swapped"),
+        script.index("EXECUTE pg_catalog.format('CREATE %s %s%s AS %s%s'"),
+        script.index("'clinica_x__uabcdef0123'", script.index("CREATE %s %s%s AS")),
         script.index("SELECT 1;"),
     ]
     assert order == sorted(order)
@@ -188,6 +208,19 @@ def test_the_erasure_hook_runs_after_the_tables_move_back_and_before_the_complet
         ERASURE,
     )
     assert undo.index("SET SCHEMA %I") < undo.index(call) < undo.index("SELECT 1;")
+
+
+def test_materialized_views_are_filled_after_the_erasure_hook():
+    call = """SELECT "public"."reapply_erasures"('clinica_x'::text);"""
+    suffix = swap_suffix(plan(), "30s", erasure=ERASURE)
+    assert suffix.index(call) < suffix.index("CREATE %s %s%s AS %s%s")
+
+
+def test_the_swap_session_sets_its_own_idle_timeout_before_it_locks():
+    lock = swap_lock(plan(), "30s", idle_seconds=870.4)
+    assert lock.startswith("SET idle_in_transaction_session_timeout = '870s';\n")
+    assert lock.index("idle_in_transaction") < lock.index("LOCK TABLE")
+    assert "idle_in_transaction" not in swap_lock(plan(), "30s")
 
 
 def test_the_erasure_hook_quotes_its_names_and_checks_the_clinic():
@@ -276,6 +309,14 @@ def test_kept_schema_names_are_short_unique_and_never_the_clinic():
         (3, ['psql:<stdin>:9: ERROR:  type "shared.mood" does not exist'], MissingDependency),
         (3, ['ERROR:  relation "public.users" does not exist'], MissingDependency),
         (3, ["ERROR:  permission denied for schema x"], RestoreFailed),
+        (
+            3,
+            [
+                "psql:<stdin>:90: ERROR:  cb:outside_dependents 1 object(s) outside the clinic "
+                "depend on its tables (made during the restore?)"
+            ],
+            OutsideDependents,
+        ),
         (
             3,
             ['ERROR:  insert or update on table "notes" violates foreign key constraint "f"'],

@@ -62,6 +62,7 @@ from ..errors import (
     ChecksumMismatch,
     ClinicBusy,
     MissingDependency,
+    OutsideDependents,
     RestoreFailed,
     RestoreInterrupted,
     VerificationFailed,
@@ -86,6 +87,15 @@ MARK_COMMIT = "cb:commit"
 MARK_COMMITTED = "cb:committed"
 MARK_LOCK_TRIES = "cb:lock-tries="
 MARK_SNAPSHOT = "cb:snapshot="
+MARK_VIEWS = "cb:views="
+# The error of a swap that found something outside the clinic depending on the kept schema.
+OUTSIDE_ERROR = "cb:outside_dependents"
+# The swap's session waits idle in its transaction for the pre-restore backup: it allows
+# itself the swap's time limit plus this (then the server ends it, should the driver vanish).
+IDLE_MARGIN_SECONDS = 30
+# How long the lock phase waits for each view outside the clinic it recreates (NOWAIT is not
+# available for the no-op ALTER … OWNER that locks a view alone).
+VIEW_LOCK_WAIT = "50ms"
 SNAPSHOT_ID = re.compile(r"[0-9A-F]{8}-[0-9A-F]{8}-[0-9]{1,10}")
 APPLICATION_NAME = "clinic-backups-restore"
 VERIFY_APPLICATION_NAME = "clinic-backups-verify"
@@ -134,12 +144,18 @@ def lock_tables_sql(schema: str) -> str:
     try released, so the writer goes on — and the whole phase is tried again after a short
     jittered pause (growing to 200 ms), until the session's `lock_timeout` (RESTORE_LOCK_TIMEOUT)
     has passed: then it fails as a lock timeout (`clinic_busy`). The number of tries is
-    echoed to psql's output (`cb:lock-tries=N`)."""
+    echoed to psql's output (`cb:lock-tries=N`).
+
+    In the same try, the views outside the clinic that the swap drops and recreates
+    (`outside_views_query`) are locked ACCESS EXCLUSIVE: a reader of such a view that then
+    writes a clinic table would otherwise deadlock with the DROP VIEW later in the swap."""
     return f"""SELECT pg_catalog.set_config('cb.lock_tries', '0', true);
 DO $cb$
 DECLARE
     t regclass;
+    v record;
     tries integer := 0;
+    limit_text text := pg_catalog.current_setting('lock_timeout');
     limit_ms bigint := (EXTRACT(EPOCH FROM pg_catalog.current_setting('lock_timeout')::interval) * 1000)::bigint;
     give_up timestamptz;
 BEGIN
@@ -158,6 +174,22 @@ BEGIN
             LOOP
                 EXECUTE pg_catalog.format('LOCK TABLE %s IN EXCLUSIVE MODE NOWAIT', t);
             END LOOP;
+            -- The views outside the clinic that the swap recreates, ACCESS EXCLUSIVE: a no-op
+            -- ALTER … OWNER locks the view alone (LOCK TABLE on a view would lock the tables
+            -- under it too), and it waits at most {VIEW_LOCK_WAIT} (NOWAIT's stand-in).
+            PERFORM pg_catalog.set_config('lock_timeout', {literal(VIEW_LOCK_WAIT)}, true);
+            FOR v IN
+                SELECT pg_catalog.format('ALTER %s %I.%I OWNER TO %I',
+                           CASE c.relkind WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'VIEW' END,
+                           n.nspname, c.relname, pg_catalog.pg_get_userbyid(c.relowner)) AS stmt
+                FROM ({outside_views_query(schema)}) w
+                JOIN pg_catalog.pg_class c ON c.oid = w.oid
+                JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                ORDER BY w.level, c.oid
+            LOOP
+                EXECUTE v.stmt;
+            END LOOP;
+            PERFORM pg_catalog.set_config('lock_timeout', limit_text, true);
             EXIT;
         EXCEPTION WHEN lock_not_available THEN
             -- this try's locks are released with its subtransaction
@@ -386,17 +418,30 @@ $cb$;
 """
 
 
-def swap_lock(plan: SwapPlan, lock_timeout: str) -> str:
+def swap_lock(plan: SwapPlan, lock_timeout: str, idle_seconds: float | None = None) -> str:
     """The swap's first statements after its `BEGIN`: lock the clinic's tables (no deadlock:
     `lock_tables_sql`), then export the transaction's snapshot and echo it
     (`cb:snapshot=<id>`). The session then waits, idle in its transaction and holding the
     locks, while the driver makes the pre-restore backup with `pg_dump --snapshot=<id>`:
     every write committed before the swap is in it (pg_dump's ACCESS SHARE locks do not
     conflict with EXCLUSIVE; the snapshot, taken once every lock is held, sees every write
-    that committed and none can commit after it until the swap's COMMIT)."""
+    that committed and none can commit after it until the swap's COMMIT).
+
+    Waiting idle in its transaction, the session would be ended by a role's (or server's)
+    `idle_in_transaction_session_timeout` shorter than the pre-restore backup (the restore
+    then fails as `restore_interrupted`, nothing changed, one pre-restore backup too many):
+    with `idle_seconds` (the swap's time limit plus a margin) the session sets its own, so
+    it outlives the dump and still ends on the server's side if the driver vanishes without
+    closing its connection."""
     _checked(plan.schema, plan.old_schema)
+    idle = (
+        []
+        if idle_seconds is None
+        else [f"SET idle_in_transaction_session_timeout = {literal(f'{int(idle_seconds)}s')};\n"]
+    )
     return "".join(
         [
+            *idle,
             f"SET lock_timeout = {literal(lock_timeout)};\n",
             lock_tables_sql(plan.schema),
             f"\\echo {MARK_LOCKED}\n",
@@ -423,6 +468,7 @@ def swap_rename(plan: SwapPlan) -> str:
     _checked(plan.schema, plan.old_schema)
     return "".join(
         [
+            set_aside_views_sql(plan.schema),
             f"ALTER SCHEMA {ident(plan.schema)} RENAME TO {ident(plan.old_schema)};\n",
             f"CREATE SCHEMA {ident(plan.schema)} AUTHORIZATION {ident(plan.owner)};\n",
             f"\\echo {MARK_SWAPPED}\n",
@@ -454,6 +500,8 @@ def swap_suffix(
         column_grants_sql(plan.old_schema, plan.schema),
         move_owned_tables_sql(plan.old_schema, plan.schema),
         erasure_sql(erasure, plan.schema),
+        recreate_views_sql(),
+        nothing_outside_left_sql(plan.old_schema),
     ]
     if not dry_run:
         parts.append(plan.completion_sql.rstrip() + "\n")
@@ -470,32 +518,23 @@ def undo_script(plan: UndoPlan, lock_timeout: str, erasure: tuple[str, str] | No
             f"SET lock_timeout = {literal(lock_timeout)};\n",
             lock_tables_sql(plan.schema),
             f"\\echo {MARK_LOCKED}\n",
+            set_aside_views_sql(plan.schema),
             f"ALTER SCHEMA {ident(plan.schema)} RENAME TO {ident(plan.undo_schema)};\n",
             f"ALTER SCHEMA {ident(plan.old_schema)} RENAME TO {ident(plan.schema)};\n",
             f"\\echo {MARK_SWAPPED}\n",
             move_owned_tables_sql(plan.undo_schema, plan.schema),
             # the data from before the restore: erasures made since are applied again too
             erasure_sql(erasure, plan.schema),
+            recreate_views_sql(),
+            nothing_outside_left_sql(plan.undo_schema),
             plan.completion_sql.rstrip() + "\n",
         ]
     )
 
 
-OUTSIDE_DEPENDENTS_SQL = """
-WITH ns AS (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = %(schema)s),
-inside AS (
-    SELECT 'pg_catalog.pg_class'::regclass AS classid, c.oid AS objid
-    FROM pg_catalog.pg_class c
-    WHERE c.relnamespace = (SELECT oid FROM ns) AND c.relname <> ALL (%(owned)s::text[])
-    UNION ALL
-    SELECT 'pg_catalog.pg_type'::regclass, t.oid FROM pg_catalog.pg_type t
-    WHERE t.typnamespace = (SELECT oid FROM ns)
-    UNION ALL
-    SELECT 'pg_catalog.pg_proc'::regclass, p.oid FROM pg_catalog.pg_proc p
-    WHERE p.pronamespace = (SELECT oid FROM ns)
-),
-dependents AS (
-    SELECT d.classid, d.objid,
+# Where a dependent object lives and what it is (pg_depend rows `d`): its schema, and a
+# description qualified whatever the search path (pg_describe_object; a view's rule as its view).
+DEPENDENT_COLUMNS = """
         CASE d.classid
             WHEN 'pg_catalog.pg_class'::regclass THEN
                 (SELECT relnamespace FROM pg_catalog.pg_class WHERE oid = d.objid)
@@ -525,7 +564,26 @@ dependents AS (
                  FROM pg_catalog.pg_rewrite r WHERE r.oid = d.objid)
             ELSE pg_catalog.pg_describe_object(d.classid, d.objid, 0)
         END AS what
-    FROM pg_catalog.pg_depend d
+"""
+
+OUTSIDE_DEPENDENTS_SQL = (
+    """
+WITH ns AS (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = %(schema)s),
+inside AS (
+    SELECT 'pg_catalog.pg_class'::regclass AS classid, c.oid AS objid
+    FROM pg_catalog.pg_class c
+    WHERE c.relnamespace = (SELECT oid FROM ns) AND c.relname <> ALL (%(owned)s::text[])
+    UNION ALL
+    SELECT 'pg_catalog.pg_type'::regclass, t.oid FROM pg_catalog.pg_type t
+    WHERE t.typnamespace = (SELECT oid FROM ns)
+    UNION ALL
+    SELECT 'pg_catalog.pg_proc'::regclass, p.oid FROM pg_catalog.pg_proc p
+    WHERE p.pronamespace = (SELECT oid FROM ns)
+),
+dependents AS (
+    SELECT d.classid, d.objid,"""
+    + DEPENDENT_COLUMNS
+    + """    FROM pg_catalog.pg_depend d
     JOIN inside i ON d.refclassid = i.classid AND d.refobjid = i.objid
     WHERE d.deptype IN ('n', 'a')
 )
@@ -534,6 +592,301 @@ FROM dependents JOIN pg_catalog.pg_namespace n ON n.oid = dependents.nsp
 WHERE dependents.nsp <> (SELECT oid FROM ns)
 ORDER BY 1, 2
 LIMIT 100
+"""
+)
+"""Everything outside a schema that depends on it (the sweeper's RESTRICT check): psycopg2
+parameters `schema` and `owned` (table names left out)."""
+
+
+def _inside_sql(schema: str, owned: str) -> str:
+    """The clinic's relations (but the service's own tables, `owned`), types and functions
+    as (classid, objid): what objects outside it may depend on. Qualified for any
+    search_path."""
+    s = literal(schema)
+    return f"""SELECT 'pg_catalog.pg_class'::pg_catalog.regclass AS classid, c.oid AS objid
+        FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = {s} AND c.relname <> ALL ({owned})
+        UNION ALL
+        SELECT 'pg_catalog.pg_type'::pg_catalog.regclass, t.oid
+        FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+        WHERE n.nspname = {s}
+        UNION ALL
+        SELECT 'pg_catalog.pg_proc'::pg_catalog.regclass, p.oid
+        FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+        WHERE n.nspname = {s}"""
+
+
+def outside_views_query(schema: str) -> str:
+    """A query of (oid, level): the views and materialized views outside `schema` over its
+    relations, types or functions (level 1), and the views outside it over those (level 2,
+    …: the longest path), which the swap drops before the rename and recreates after the
+    load, in level order. Fully qualified (it also runs with an empty search_path)."""
+    _checked(schema)
+    s = literal(schema)
+    rewrite = "'pg_catalog.pg_rewrite'::pg_catalog.regclass"
+    return f"""WITH RECURSIVE inside AS ({_inside_sql(schema, _owned_array())}),
+    chain(oid, level) AS (
+        SELECT r.ev_class, 1
+        FROM pg_catalog.pg_depend d
+        JOIN inside i ON d.refclassid = i.classid AND d.refobjid = i.objid
+        JOIN pg_catalog.pg_rewrite r ON d.classid = {rewrite} AND r.oid = d.objid
+        JOIN pg_catalog.pg_class c ON c.oid = r.ev_class
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE d.deptype IN ('n', 'a') AND n.nspname <> {s} AND c.relkind IN ('v', 'm')
+        UNION ALL
+        SELECT r.ev_class, chain.level + 1
+        FROM chain
+        JOIN pg_catalog.pg_class above ON above.oid = chain.oid
+        JOIN pg_catalog.pg_depend d
+          ON (d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+              AND d.refobjid = above.oid)
+          OR (d.refclassid = 'pg_catalog.pg_type'::pg_catalog.regclass
+              AND d.refobjid = above.reltype)
+        JOIN pg_catalog.pg_rewrite r ON d.classid = {rewrite} AND r.oid = d.objid
+        JOIN pg_catalog.pg_class c ON c.oid = r.ev_class
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE d.deptype IN ('n', 'a') AND r.ev_class <> above.oid AND n.nspname <> {s}
+          AND c.relkind IN ('v', 'm')
+    )
+    SELECT chain.oid, pg_catalog.max(chain.level) AS level FROM chain GROUP BY chain.oid"""
+
+
+# Why a view outside the clinic cannot be dropped and recreated by the swap (NULL: it can).
+_VIEW_OBSTACLE = """CASE
+        WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_depend e
+                     WHERE e.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                       AND e.objid = c.oid AND e.deptype = 'e') THEN 'part of an extension'
+        WHEN c.relhastriggers THEN 'it has triggers'
+        WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite r
+                     WHERE r.ev_class = c.oid AND r.rulename <> '_RETURN') THEN 'it has rules'
+        WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_attrdef a WHERE a.adrelid = c.oid)
+            THEN 'it has column defaults'
+        WHEN c.reltablespace <> 0 THEN 'it is in a tablespace of its own'
+        WHEN NOT pg_catalog.pg_has_role(c.relowner, 'MEMBER')
+            THEN 'the restore role is not a member of its owner'
+        WHEN NOT pg_catalog.has_schema_privilege(c.relowner, c.relnamespace, 'CREATE')
+            THEN 'its owner may not create in its schema'
+    END"""
+
+
+def restore_outside_dependents_sql(schema: str) -> str:
+    """What refuses a restore (or an undo): objects outside `schema` that depend on it and
+    that the swap does not recreate — foreign keys, functions (`BEGIN ATOMIC`), defaults,
+    triggers, policies, types — plus the views it would recreate but cannot
+    (`_VIEW_OBSTACLE`, given with the reason) and whatever depends on those views other than
+    views it recreates (including objects in the clinic's own schema: the DROP VIEW would
+    need them gone). Rows (schema, description)."""
+    _checked(schema)
+    s = literal(schema)
+    cls = "'pg_catalog.pg_class'::pg_catalog.regclass"
+    return f"""WITH inside AS ({_inside_sql(schema, _owned_array())}),
+views AS (
+    SELECT c.oid, c.reltype, {_VIEW_OBSTACLE} AS obstacle
+    FROM ({outside_views_query(schema)}) w JOIN pg_catalog.pg_class c ON c.oid = w.oid
+),
+found AS (
+    SELECT d.classid, d.objid,
+        NOT EXISTS (SELECT 1 FROM inside i
+                    WHERE i.classid = d.refclassid AND i.objid = d.refobjid) AS via_view,
+{DEPENDENT_COLUMNS.rstrip()}
+    FROM pg_catalog.pg_depend d
+    WHERE d.deptype IN ('n', 'a')
+      AND (EXISTS (SELECT 1 FROM inside i WHERE i.classid = d.refclassid AND i.objid = d.refobjid)
+           OR (d.refclassid = {cls} AND d.refobjid IN (SELECT oid FROM views))
+           OR (d.refclassid = 'pg_catalog.pg_type'::pg_catalog.regclass
+               AND d.refobjid IN (SELECT reltype FROM views)))
+      -- the views the swap recreates (their rules), and the indexes of its materialized views
+      AND NOT (d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+               AND (SELECT r.ev_class FROM pg_catalog.pg_rewrite r WHERE r.oid = d.objid)
+                   IN (SELECT oid FROM views))
+      AND NOT (d.classid = {cls}
+               AND d.objid IN (SELECT i.indexrelid FROM pg_catalog.pg_index i
+                               WHERE i.indrelid IN (SELECT oid FROM views)))
+)
+SELECT n.nspname, found.what
+FROM found JOIN pg_catalog.pg_namespace n ON n.oid = found.nsp
+WHERE n.nspname <> {s} OR found.via_view
+UNION
+SELECT n.nspname, pg_catalog.pg_describe_object({cls}, c.oid, 0)
+       || ' (cannot be recreated: ' || views.obstacle || ')'
+FROM views JOIN pg_catalog.pg_class c ON c.oid = views.oid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE views.obstacle IS NOT NULL
+ORDER BY 1, 2
+LIMIT 100"""
+
+
+def set_aside_views_sql(schema: str) -> str:
+    """Before the rename (the swap, its dry run, the undo): each view outside the clinic
+    over it (`outside_views_query`) is described — its definition (pg_get_viewdef with an
+    empty search_path: every name qualified, so it names the live schema, whatever that
+    holds later), kind, owner, ACL, column ACLs, comments, reloptions (security_barrier,
+    check_option…), a materialized view's indexes and whether it was populated — into the
+    transaction's setting `cb.outside_views`, then dropped (RESTRICT), dependents first.
+    The same transaction recreates them (`recreate_views_sql`): a failure rolls both back."""
+    return f"""DO $cb$
+DECLARE
+    v record;
+    saved jsonb := '[]'::jsonb;
+    path text := pg_catalog.current_setting('search_path');
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', '', true);
+    FOR v IN
+        SELECT n.nspname, c.relname, c.relkind::text AS relkind, w.level,
+               pg_catalog.pg_get_userbyid(c.relowner) AS owner,
+               pg_catalog.pg_get_viewdef(c.oid) AS def, c.reloptions::text[] AS options,
+               c.relacl::text[] AS acl, c.relispopulated AS populated,
+               pg_catalog.obj_description(c.oid, 'pg_class') AS comment,
+               (SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                           'name', a.attname, 'acl', a.attacl::text[],
+                           'comment', pg_catalog.col_description(c.oid, a.attnum))
+                       ORDER BY a.attnum)
+                FROM pg_catalog.pg_attribute a
+                WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                  AND (a.attacl IS NOT NULL
+                       OR pg_catalog.col_description(c.oid, a.attnum) IS NOT NULL)) AS columns,
+               (SELECT pg_catalog.jsonb_agg(pg_catalog.pg_get_indexdef(i.indexrelid)
+                                            ORDER BY i.indexrelid)
+                FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid) AS indexes
+        FROM ({outside_views_query(schema)}) w
+        JOIN pg_catalog.pg_class c ON c.oid = w.oid
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        ORDER BY w.level DESC, c.oid DESC
+    LOOP
+        -- prepended: the setting lists them in the order they are created again
+        saved := pg_catalog.jsonb_build_array(pg_catalog.to_jsonb(v)) || saved;
+        EXECUTE pg_catalog.format('DROP %s %I.%I',
+            CASE v.relkind WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'VIEW' END,
+            v.nspname, v.relname);
+    END LOOP;
+    PERFORM pg_catalog.set_config('search_path', path, true);
+    PERFORM pg_catalog.set_config('cb.outside_views', saved::text, true);
+    PERFORM pg_catalog.set_config('cb.outside_view_count',
+                                  pg_catalog.jsonb_array_length(saved)::text, true);
+END
+$cb$;
+SELECT pg_catalog.current_setting('cb.outside_view_count') AS cb_views \\gset
+\\echo {MARK_VIEWS}:cb_views
+"""
+
+
+def recreate_views_sql() -> str:
+    """After the load (and the erasure hook: a materialized view is filled from the restored
+    data as it will stay): every view `set_aside_views_sql` dropped, created again as its
+    owner against the restored tables, in dependency order, with its reloptions, comments,
+    indexes, data (a materialized view that was populated), ACL and column ACLs. A view that
+    no longer fits the restored tables (a column gone) fails the swap, naming it: nothing
+    changed."""
+    return """DO $cb$
+DECLARE
+    v jsonb;
+    col jsonb;
+    target text;
+    kind text;
+    g record;
+    ix text;
+BEGIN
+    FOR v IN
+        SELECT e.value FROM pg_catalog.jsonb_array_elements(coalesce(
+            nullif(pg_catalog.current_setting('cb.outside_views', true), ''), '[]')::jsonb) e
+    LOOP
+        target := pg_catalog.format('%I.%I', v->>'nspname', v->>'relname');
+        kind := CASE v->>'relkind' WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'VIEW' END;
+        <<one_view>>
+        BEGIN
+            EXECUTE pg_catalog.format('SET LOCAL ROLE %I', v->>'owner');
+            EXECUTE pg_catalog.format('CREATE %s %s%s AS %s%s', kind, target,
+                CASE WHEN pg_catalog.jsonb_typeof(v->'options') = 'array'
+                     THEN ' WITH (' || pg_catalog.array_to_string(ARRAY(
+                              SELECT pg_catalog.jsonb_array_elements_text(v->'options')), ', ')
+                          || ')'
+                     ELSE '' END,
+                pg_catalog.rtrim(v->>'def', E'; \n'),
+                CASE WHEN kind = 'VIEW' THEN ''
+                     WHEN (v->>'populated')::boolean THEN ' WITH DATA'
+                     ELSE ' WITH NO DATA' END);
+            FOR ix IN SELECT pg_catalog.jsonb_array_elements_text(
+                                 coalesce(nullif(v->'indexes', 'null'), '[]'))
+            LOOP
+                EXECUTE ix;
+            END LOOP;
+            IF v->>'comment' IS NOT NULL THEN
+                EXECUTE pg_catalog.format('COMMENT ON %s %s IS %L', kind, target, v->>'comment');
+            END IF;
+            IF pg_catalog.jsonb_typeof(v->'acl') = 'array' THEN
+                FOR g IN
+                    SELECT DISTINCT a.grantee FROM pg_catalog.aclexplode(pg_catalog.acldefault(
+                        'r', pg_catalog.quote_ident(v->>'owner')::regrole::oid)) a
+                LOOP
+                    EXECUTE pg_catalog.format('REVOKE ALL ON TABLE %s FROM %s', target,
+                        CASE WHEN g.grantee = 0 THEN 'PUBLIC'
+                             ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(g.grantee))
+                        END);
+                END LOOP;
+                FOR g IN
+                    SELECT * FROM pg_catalog.aclexplode(ARRAY(
+                        SELECT pg_catalog.jsonb_array_elements_text(v->'acl'))::aclitem[])
+                LOOP
+                    EXECUTE pg_catalog.format('GRANT %s ON TABLE %s TO %s%s', g.privilege_type,
+                        target,
+                        CASE WHEN g.grantee = 0 THEN 'PUBLIC'
+                             ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(g.grantee))
+                        END,
+                        CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+                END LOOP;
+            END IF;
+            FOR col IN
+                SELECT e.value
+                FROM pg_catalog.jsonb_array_elements(coalesce(nullif(v->'columns', 'null'),
+                                                              '[]')) e
+            LOOP
+                IF pg_catalog.jsonb_typeof(col->'acl') = 'array' THEN
+                    FOR g IN
+                        SELECT * FROM pg_catalog.aclexplode(ARRAY(
+                            SELECT pg_catalog.jsonb_array_elements_text(col->'acl'))::aclitem[])
+                    LOOP
+                        EXECUTE pg_catalog.format('GRANT %s (%I) ON TABLE %s TO %s%s',
+                            g.privilege_type, col->>'name', target,
+                            CASE WHEN g.grantee = 0 THEN 'PUBLIC'
+                                 ELSE pg_catalog.quote_ident(
+                                     pg_catalog.pg_get_userbyid(g.grantee)) END,
+                            CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+                    END LOOP;
+                END IF;
+                IF col->>'comment' IS NOT NULL THEN
+                    EXECUTE pg_catalog.format('COMMENT ON COLUMN %s.%I IS %L', target,
+                                              col->>'name', col->>'comment');
+                END IF;
+            END LOOP;
+            RESET ROLE;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE EXCEPTION 'the % % outside the clinic could not be recreated on the restored '
+                'tables: %', pg_catalog.lower(kind), target, SQLERRM USING ERRCODE = SQLSTATE;
+        END one_view;
+    END LOOP;
+END
+$cb$;
+"""
+
+
+def nothing_outside_left_sql(kept: str) -> str:
+    """Last statement before the COMMIT's checks: nothing outside the schema set aside may
+    still depend on it — an object made over the clinic after the pre-check (the race the
+    refusal cannot close) would otherwise follow the rename and read old data. The error
+    carries only a count (`cb:outside_dependents`, mapped to `outside_dependents`)."""
+    _checked(kept)
+    check = OUTSIDE_DEPENDENTS_SQL % {"schema": literal(kept), "owned": "'{}'"}
+    return f"""DO $cb$
+DECLARE
+    found integer;
+BEGIN
+    SELECT pg_catalog.count(*) INTO found FROM ({check}) q;
+    IF found > 0 THEN
+        RAISE EXCEPTION '{OUTSIDE_ERROR} % object(s) outside the clinic depend on its tables '
+            '(made during the restore?)', found USING ERRCODE = 'dependent_objects_still_exist';
+    END IF;
+END
+$cb$;
 """
 
 
@@ -840,6 +1193,14 @@ class PsqlSession:
         reap(self.proc)
 
 
+def _views_recreated(psql: PsqlSession) -> int:
+    """How many views outside the clinic the swap dropped and recreated (`cb:views=N`)."""
+    for marker in psql.markers:
+        if marker.startswith(MARK_VIEWS) and marker[len(MARK_VIEWS) :].isdigit():
+            return int(marker[len(MARK_VIEWS) :])
+    return 0
+
+
 def _lock_tries(psql: PsqlSession) -> int:
     """How many tries the lock phase took (its `cb:lock-tries=N` line; 0: none seen)."""
     for marker in psql.markers:
@@ -1019,6 +1380,10 @@ def classify_psql_error(rc: int, lines: list[str], *, check: bool) -> BackupRunE
         return RestoreInterrupted(
             f"{prefix}the restore session stopped or lost its connection before the COMMIT "
             f"({f'psql was {describe_exit(rc)}' if rc < 0 else message}); nothing changed"
+        )
+    if OUTSIDE_ERROR in text:
+        return OutsideDependents(
+            f"{prefix}{message.replace(OUTSIDE_ERROR, '').strip()}; nothing changed"
         )
     if "lock timeout" in text:
         return ClinicBusy(
@@ -1270,7 +1635,9 @@ class SchemaSwapper:
         started = time.monotonic()
         filt, psql = self._pipeline(
             None,
-            lock=swap_lock(plan, self.lock_timeout),
+            lock=swap_lock(
+                plan, self.lock_timeout, idle_seconds=self.timeout_seconds + IDLE_MARGIN_SECONDS
+            ),
             locked=locked,
             prefix=swap_rename(plan),
             suffix=lambda: swap_suffix(plan, self.lock_timeout, erasure=self.erasure_function),
@@ -1292,6 +1659,7 @@ class SchemaSwapper:
             table_counts=dict(filt.counts),
             archive_bytes=filt.bytes_in,
             lock_tries=_lock_tries(psql),
+            views_recreated=_views_recreated(psql),
         )
 
     def swap_back(self, plan: UndoPlan) -> SwapResult:
@@ -1315,20 +1683,23 @@ class SchemaSwapper:
             seconds=ended - started,
             lock_seconds=max(0.0, ended - psql.markers.get(MARK_LOCKED, started)),
             lock_tries=_lock_tries(psql),
+            views_recreated=_views_recreated(psql),
         )
 
     def outside_dependents(self, schema: str) -> list[tuple[str, str]]:
-        """Objects outside `schema` that depend on objects in it (pg_depend: views, foreign
-        keys, functions, defaults, triggers, policies, types over its tables, types or
-        functions), as (their schema, a description): a rename would carry them along to the
-        kept schema (a view would read the old data) and dropping it would drop them. The
-        service's own tables (moved back by the swap) are left out."""
+        """Objects outside `schema` that depend on objects in it (pg_depend: foreign keys,
+        functions, defaults, triggers, policies, types over its tables, types or functions)
+        and that the swap does not recreate, as (their schema, a description): a rename
+        would carry them along to the kept schema and dropping it would drop them. Views and
+        materialized views over it are recreated by the swap (`set_aside_views_sql`) and
+        not listed, unless one cannot be (`restore_outside_dependents_sql`). The service's
+        own tables (moved back by the swap) are left out."""
         conn = self._connect()
         try:
             with conn.cursor() as cur:
                 # pg_describe_object qualifies every name not on the search path: all of them
                 cur.execute("SET search_path = pg_catalog")
-                cur.execute(OUTSIDE_DEPENDENTS_SQL, {"schema": schema, "owned": list(OWNED_TABLES)})
+                cur.execute(restore_outside_dependents_sql(schema))
                 return [(str(row[0]), str(row[1])) for row in cur.fetchall()]
         finally:
             conn.close()
