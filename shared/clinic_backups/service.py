@@ -145,6 +145,8 @@ class Services:
     # and whether an archive above the store's limits is split into parts (`parts`).
     max_object_bytes: int | None = None
     split_archives: bool = True
+    # The sweeper removes the activity log's CSV exports older than this (AUDIT_EXPORT_TTL_HOURS).
+    audit_export_ttl: timedelta = timedelta(hours=24)
 
     def scoped(self, schema: str) -> ScopedStorage:
         assert self.storage is not None, "this function has no storage configured"
