@@ -25,6 +25,13 @@ export async function activityFlow({ page, check, shot, axe, result, stepTimeout
   const panel = page.getByRole('region', { name: 'Actividad' });
   await panel.waitFor({ timeout: stepTimeout });
   await panel.scrollIntoViewIfNeeded();
+  // The panel loaded when the admin signed in: ask for what happened since.
+  const reloaded = page.waitForResponse(
+    (r) => r.request().method() === 'GET' && new URL(r.url()).pathname.endsWith('/audit'),
+    { timeout: stepTimeout },
+  );
+  await panel.getByRole('button', { name: /Recargar la actividad/ }).click();
+  await reloaded;
   await panel.locator('tbody tr').first().waitFor({ timeout: stepTimeout });
 
   // ---- the entries of the flow, labelled in Spanish, newest first ---------------------
@@ -37,7 +44,7 @@ export async function activityFlow({ page, check, shot, axe, result, stepTimeout
   const download = first.find((r) => r.action === 'backup.download');
   check('activity_labels_in_spanish', Boolean(download?.text.includes('Descargó una copia')));
   check('activity_says_who', Boolean(download?.text.includes('Ana García')));
-  const headers = await panel.getByRole('columnheader').allInnerTexts();
+  const headers = await panel.getByRole('columnheader').allTextContents();
   check('activity_table_headers', headers.map((h) => h.trim()).join('|') === 'Fecha y hora|Quién|Acción|Resultado|Detalles');
   check('activity_results_announced', /entradas? mostradas?/.test((await panel.getByTestId('activity-results').textContent()) ?? ''));
   await shot(page, '30-activity', { fullPage: false });

@@ -143,6 +143,21 @@ describe('ActivityPanel', () => {
     expect(await rowsOf()).toHaveLength(1);
   });
 
+  it('«Recargar la actividad» asks again for the first page and shows what happened since', async () => {
+    const user = userEvent.setup();
+    const client = fakeClient({
+      listAudit: vi
+        .fn()
+        .mockResolvedValueOnce({ items: [], next_cursor: null })
+        .mockResolvedValueOnce({ items: [auditEntry({ action: 'backup.delete', outcome: 'deleted' })], next_cursor: null }),
+    });
+    renderWithProvider(<ActivityPanel />, client);
+    expect(await screen.findByText('Todavía no hay actividad registrada.')).toBeInTheDocument();
+    await user.click(screen.getByRole('button', { name: /Recargar la actividad/ }));
+    expect((await rowsOf())[0]).toHaveTextContent('Eliminó una copia');
+    expect(client.listAudit).toHaveBeenLastCalledWith({ limit: 50 }, expect.anything());
+  });
+
   it('is empty with a message of its own, and loading says so', async () => {
     let answer: (value: unknown) => void = () => undefined;
     const client = fakeClient({ listAudit: vi.fn(() => new Promise((resolve) => (answer = resolve))) });

@@ -7,6 +7,7 @@
  *   the clinic's zone (from /me), every action and outcome labelled in the UI's language.
  * - Filters: one action or a family of them, and a period of whole days in the clinic's zone
  *   ("Hasta" included), sent as instants (`from` = that day's start, `to` = the next day's).
+ * - «Recargar la actividad» reloads the first page (what happened since the panel opened).
  * - "Cargar más" appends the next page (`next_cursor`) and moves focus to its first row; a
  *   polite live region says how many entries are shown after each load.
  * - «Exportar CSV» (`POST /audit/export`, the same filters) offers the signed URL as a
@@ -392,6 +393,14 @@ export function ActivityPanel({ title, headingLevel = 2, pageSize = 50, classNam
           </button>
           <button type="button" className="cb-button cb-button--ghost" onClick={clear} disabled={!filtered && !draft.action && !draft.fromDay && !draft.toDay}>
             {t('activity.clear')}
+          </button>
+          <button
+            type="button"
+            className="cb-button cb-button--ghost"
+            onClick={() => setAttempt((n) => n + 1)}
+            disabled={load.phase === 'loading'}
+          >
+            <span aria-hidden="true">⟳</span> {t('activity.refresh')}
           </button>
         </div>
         <p id={`${id}-zone`} className="cb-help cb-activity__zone">

@@ -504,6 +504,7 @@ const en: BackupsMessages = {
     zoneNote: "Dates and times in the clinic's time zone: {{zone}}.",
     apply: 'Apply filters',
     clear: 'Clear filters',
+    refresh: 'Reload the activity',
     badRange: '"From" must be on or before "To".',
     loading: 'Loading the activity…',
     loadError: 'The activity could not be loaded.',

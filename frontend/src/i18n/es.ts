@@ -517,6 +517,7 @@ const es = {
     zoneNote: 'Fechas y horas en la zona horaria de la clínica: {{zone}}.',
     apply: 'Aplicar filtros',
     clear: 'Quitar filtros',
+    refresh: 'Recargar la actividad',
     badRange: 'La fecha «Desde» debe ser anterior o igual a «Hasta».',
     loading: 'Cargando la actividad…',
     loadError: 'No se ha podido cargar la actividad.',
