@@ -19,9 +19,9 @@ async function rowsOf(panel) {
 /**
  * @param {{ page: import('playwright-core').Page, check: (name: string, ok: unknown) => boolean,
  *   shot: Function, axe: { scan: Function }, result: Record<string, unknown>, stepTimeout: number,
- *   outDir: string, decrypt: (bytes: Buffer) => Promise<Buffer> }} ctx
+ *   outDir: string, decrypt: (bytes: Buffer) => Promise<Buffer>, adminName: string }} ctx
  */
-export async function activityFlow({ page, check, shot, axe, result, stepTimeout, outDir, decrypt }) {
+export async function activityFlow({ page, check, shot, axe, result, stepTimeout, outDir, decrypt, adminName }) {
   const panel = page.getByRole('region', { name: 'Actividad' });
   await panel.waitFor({ timeout: stepTimeout });
   await panel.scrollIntoViewIfNeeded();
@@ -43,7 +43,7 @@ export async function activityFlow({ page, check, shot, axe, result, stepTimeout
   }
   const download = first.find((r) => r.action === 'backup.download');
   check('activity_labels_in_spanish', Boolean(download?.text.includes('Descargó una copia')));
-  check('activity_says_who', Boolean(download?.text.includes('Ana García')));
+  check('activity_says_who', Boolean(download?.text.includes(adminName)));
   const headers = await panel.getByRole('columnheader').allTextContents();
   check('activity_table_headers', headers.map((h) => h.trim()).join('|') === 'Fecha y hora|Quién|Acción|Resultado|Detalles');
   check('activity_results_announced', /entradas? mostradas?/.test((await panel.getByTestId('activity-results').textContent()) ?? ''));

@@ -520,6 +520,7 @@ async function main() {
       stepTimeout: STEP_TIMEOUT,
       outDir: OUT_DIR,
       decrypt: (bytes) => ageDecrypt(bytes, identity),
+      adminName: admin.user_name,
     });
     result.activity_seconds = Math.round((Date.now() - activityStart) / 100) / 10;
     await page.evaluate(() => window.scrollTo(0, 0));
