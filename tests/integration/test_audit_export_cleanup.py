@@ -1,19 +1,22 @@
 """The activity log's CSV exports do not pile up: the sweeper deletes each clinic's exports
 older than AUDIT_EXPORT_TTL_HOURS, through the clinic's ScopedStorage, and keeps everything
 else (fresh exports, every backup object, other clinics' exports) — on the real database and
-the real S3 store, the exports written by the real `POST /audit/export` route."""
+the real S3 store, the exports written by the real `POST /audit/export` route; the operator's
+sweep and the hourly scheduler (in each clinic's daily turn) alike."""
 
 from __future__ import annotations
 
+import zlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from clinic_backups import sweeper
 from clinic_backups.errors import ConfigurationError
 from clinic_backups.factory import build_services
+from clinic_backups.scheduler import ORPHAN_ROTATION_HOURS
 from clinic_backups.settings import OperatorSettings, get_settings
 
-from tests.helpers import FixedClock, register_clinic_key
+from tests.helpers import FixedClock, function_module, invoke, load_event, register_clinic_key
 from tests.integration.restore_support import backup
 from tests.integration.test_activity_log import export
 
@@ -64,6 +67,20 @@ def test_an_expired_export_is_removed_and_fresh_exports_and_backups_are_kept(
     assert report.exports_removed == 1 and report.errors == 0
     assert keys_of(s3_server, bucket, clinic) == backup_objects
     assert their_export in keys_of(s3_server, bucket, other)
+
+    # When the hourly scheduler runs in the other clinic's daily turn, past its TTL
+    turn = zlib.crc32(other.encode()) % ORPHAN_ROTATION_HOURS
+    at = (written + timedelta(hours=25)).replace(minute=30, second=0, microsecond=0)
+    while at.hour != turn:
+        at += timedelta(hours=1)
+    scheduler = function_module("scheduler").services()
+    scheduler.clock = FixedClock(at)
+    run = invoke("scheduler", load_event("scheduler/scheduled_event.json"))
+
+    # Then that clinic's export is gone too, and the first clinic's backup objects stay
+    assert run["sweep"]["exports_removed"] >= 1
+    assert their_export not in keys_of(s3_server, bucket, other)
+    assert keys_of(s3_server, bucket, clinic) == backup_objects
 
 
 def test_the_ttl_is_a_setting_that_outlives_the_signed_url(monkeypatch):
