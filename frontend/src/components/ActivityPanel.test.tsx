@@ -1,4 +1,4 @@
-import { screen, waitFor, within } from '@testing-library/react';
+import { act, screen, waitFor, within } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import { describe, expect, it, vi } from 'vitest';
 import { ActivityPanel, auditQuery, exportDecryptCommand } from './ActivityPanel';
@@ -50,7 +50,10 @@ describe('ActivityPanel', () => {
     const client = fakeClient({ getMe: vi.fn(async () => STAFF) });
     const { container } = renderWithProvider(<ActivityPanel />, client);
     await waitFor(() => expect(client.getMe).toHaveBeenCalled());
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    // /me has answered (staff) and React has rendered what follows from it
+    await act(async () => {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    });
     expect(container.querySelector('.cb-activity')).toBeNull();
     expect(screen.queryByRole('region', { name: 'Actividad' })).toBeNull();
     expect(client.listAudit).not.toHaveBeenCalled();
