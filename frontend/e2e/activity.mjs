@@ -19,9 +19,10 @@ async function rowsOf(panel) {
 /**
  * @param {{ page: import('playwright-core').Page, check: (name: string, ok: unknown) => boolean,
  *   shot: Function, axe: { scan: Function }, result: Record<string, unknown>, stepTimeout: number,
- *   outDir: string, decrypt: (bytes: Buffer) => Promise<Buffer>, adminName: string }} ctx
+ *   outDir: string, decrypt: (bytes: Buffer) => Promise<Buffer>, adminName: string,
+ *   keyFileName: string }} ctx
  */
-export async function activityFlow({ page, check, shot, axe, result, stepTimeout, outDir, decrypt, adminName }) {
+export async function activityFlow({ page, check, shot, axe, result, stepTimeout, outDir, decrypt, adminName, keyFileName }) {
   const panel = page.getByRole('region', { name: 'Actividad' });
   await panel.waitFor({ timeout: stepTimeout });
   await panel.scrollIntoViewIfNeeded();
@@ -110,7 +111,7 @@ export async function activityFlow({ page, check, shot, axe, result, stepTimeout
   check('activity_export_says_encrypted', (await ready.innerText()).includes('cifrado con age'));
   check(
     'activity_export_shows_age_command',
-    (await ready.getByLabel('Comando para descifrarlo').inputValue()) === `age -d -i clave-clinica.txt ${fileName} > ${fileName.replace(/\.age$/, '')}`,
+    (await ready.getByLabel('Comando para descifrarlo').inputValue()) === `age -d -i ${keyFileName} ${fileName} > ${fileName.replace(/\.age$/, '')}`,
   );
   await shot(page, '31-activity-export', { fullPage: false });
   await axe.scan(page, 'activity_export_1280');

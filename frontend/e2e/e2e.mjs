@@ -521,6 +521,7 @@ async function main() {
       outDir: OUT_DIR,
       decrypt: (bytes) => ageDecrypt(bytes, identity),
       adminName: admin.user_name,
+      keyFileName,
     });
     result.activity_seconds = Math.round((Date.now() - activityStart) / 100) / 10;
     await page.evaluate(() => window.scrollTo(0, 0));

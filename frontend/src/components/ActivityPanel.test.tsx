@@ -190,7 +190,7 @@ describe('ActivityPanel', () => {
     expect(region).toHaveTextContent('Se han exportado 12 entradas');
     expect(region).toHaveTextContent('cifrado con age para las llaves de cifrado de la clínica');
     expect(within(region).getByLabelText('Comando para descifrarlo')).toHaveValue(
-      'age -d -i clave-clinica.txt clinica_demo-actividad-20260302T090000Z-0a1b2c3d.csv.age > clinica_demo-actividad-20260302T090000Z-0a1b2c3d.csv',
+      'age -d -i clave-backups-clinica_demo.txt clinica_demo-actividad-20260302T090000Z-0a1b2c3d.csv.age > clinica_demo-actividad-20260302T090000Z-0a1b2c3d.csv',
     );
     // the signed URL is shown, never logged
     for (const spy of consoles) expect(spy.mock.calls.flat().join(' ')).not.toContain('X-Amz-Signature');
@@ -238,6 +238,6 @@ describe('auditQuery / exportDecryptCommand', () => {
   });
 
   it('quotes a file name the shell would split', () => {
-    expect(exportDecryptCommand('a b.csv.age')).toBe("age -d -i clave-clinica.txt 'a b.csv.age' > 'a b.csv'");
+    expect(exportDecryptCommand('a b.csv.age', 'clave-backups-x.txt')).toBe("age -d -i clave-backups-x.txt 'a b.csv.age' > 'a b.csv'");
   });
 });

@@ -25,6 +25,7 @@ import {
   type BackupsApiError,
   type ListAuditParams,
 } from '../services/backups';
+import { keyFileName } from '../crypto/age';
 import { useBackups } from './BackupsProvider';
 import { distinctDateLabels } from './format';
 import { shellWord } from './DownloadModal';
@@ -67,10 +68,10 @@ export function auditQuery(filters: ActivityFilters, timeZone: string): Pick<Lis
   return query;
 }
 
-/** `age -d -i clave-clinica.txt <file> > <file without .age>` */
-export function exportDecryptCommand(fileName: string): string {
+/** `age -d -i <key file> <file> > <file without .age>` (the key file the wizard saves). */
+export function exportDecryptCommand(fileName: string, keyFile: string): string {
   const plain = fileName.replace(/\.age$/, '') || 'actividad.csv';
-  return `age -d -i clave-clinica.txt ${shellWord(fileName)} > ${shellWord(plain)}`;
+  return `age -d -i ${shellWord(keyFile)} ${shellWord(fileName)} > ${shellWord(plain)}`;
 }
 
 type Load =
@@ -86,7 +87,7 @@ type ExportState =
 
 export function ActivityPanel({ title, headingLevel = 2, pageSize = 50, className }: ActivityPanelProps) {
   const { t } = useTranslation('backups');
-  const { client, meStatus, isAdmin, locale, timeZone, formatDate, errorMessage, notify, keysPanelAvailable, openKeysPanel } =
+  const { client, me, meStatus, isAdmin, locale, timeZone, formatDate, errorMessage, notify, keysPanelAvailable, openKeysPanel } =
     useBackups();
   const id = useId();
   const Heading = `h${headingLevel}` as 'h2';
@@ -462,6 +463,7 @@ export function ActivityPanel({ title, headingLevel = 2, pageSize = 50, classNam
           <ExportResult
             result={exported.result}
             idBase={`${id}-export`}
+            keyFile={keyFileName(me?.clinic.schema ?? 'clinica')}
             titleRef={exportTitleRef}
             formatDate={formatDate}
             onCopy={(text, fieldId) => void copyCommand(text, fieldId)}
@@ -483,14 +485,15 @@ function detailsText(details: AuditEntry['details']): string {
 interface ExportResultProps {
   result: AuditExport;
   idBase: string;
+  keyFile: string;
   titleRef: RefObject<HTMLHeadingElement | null>;
   formatDate: (iso: string | null | undefined) => string;
   onCopy: (text: string, fieldId: string) => void;
 }
 
-function ExportResult({ result, idBase, titleRef, formatDate, onCopy }: ExportResultProps) {
+function ExportResult({ result, idBase, keyFile, titleRef, formatDate, onCopy }: ExportResultProps) {
   const { t } = useTranslation('backups');
-  const command = exportDecryptCommand(result.file_name);
+  const command = exportDecryptCommand(result.file_name, keyFile);
   return (
     <section className="cb-encrypted cb-activity__result" aria-labelledby={`${idBase}-title`}>
       <h3 id={`${idBase}-title`} ref={titleRef} tabIndex={-1} className="cb-encrypted__title">
@@ -523,7 +526,7 @@ function ExportResult({ result, idBase, titleRef, formatDate, onCopy }: ExportRe
           </button>
         </div>
         <p id={`${idBase}-decrypt-help`} className="cb-help">
-          {t('activity.export.decryptHelp')}
+          {t('activity.export.decryptHelp', { keyFile })}
         </p>
       </div>
     </section>

@@ -531,7 +531,7 @@ const en: BackupsMessages = {
       howToOpen: 'How to open it',
       decryptCommand: 'Command to decrypt it',
       decryptHelp:
-        "Replace clave-clinica.txt with the clinic's key file. The result is a CSV (UTF-8) any spreadsheet opens.",
+        "{{keyFile}} is the file you saved when the clinic's key was generated; with another of the clinic's keys, use its file. The result is a CSV (UTF-8) any spreadsheet opens.",
       copy: 'Copy the command',
       copied: 'Command copied',
       copyFailed: 'Could not copy: select the text and copy it by hand.',

@@ -544,7 +544,7 @@ const es = {
       howToOpen: 'Cómo abrirlo',
       decryptCommand: 'Comando para descifrarlo',
       decryptHelp:
-        'Sustituye clave-clinica.txt por el archivo de la llave de la clínica. El resultado es un CSV (UTF-8) que abre cualquier hoja de cálculo.',
+        '{{keyFile}} es el archivo que guardaste al generar la llave de la clínica; con otra llave de la clínica, pon su archivo. El resultado es un CSV (UTF-8) que abre cualquier hoja de cálculo.',
       copy: 'Copiar el comando',
       copied: 'Comando copiado',
       copyFailed: 'No se ha podido copiar: selecciona el texto y cópialo a mano.',
