@@ -7,7 +7,7 @@ import react from '@vitejs/plugin-react';
 const apiProxy = process.env.API_PROXY;
 const proxy = apiProxy
   ? Object.fromEntries(
-      ['/me', '/backups', '/backup-settings', '/restores', '/encryption-keys', '/__demo', '/__files'].map((route) => [
+      ['/me', '/backups', '/backup-settings', '/restores', '/encryption-keys', '/audit', '/__demo', '/__files'].map((route) => [
         route,
         { target: apiProxy, changeOrigin: false },
       ]),

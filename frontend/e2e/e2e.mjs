@@ -14,6 +14,9 @@
 //   flows: cards on phones, toasts clear of buttons, focus, verify, undo with confirmation,
 //   and where the API has the next contract (issue 21) «Recuperar» and «Cancelar»
 //   (`next_contract` in result.json says whether those ran; `issue22_seconds` their time)
+//   (issue 24) the «Actividad» panel after the flow (e2e/activity.mjs): entries, a filter,
+//   "Cargar más", the encrypted CSV export opened with the saved key, axe on the panel;
+//   staff never see it (`activity_seconds`, `activity_export_file` in result.json)
 //   E2E_REENCRYPT           "1": also re-encrypt a backup only the platform can open (one the
 //                           history marks "Solo la plataforma puede abrirla") and download it
 //                           (run-local.mjs sets it; off by default against a live stack)
@@ -38,6 +41,7 @@ import path from 'node:path';
 import { Decrypter, identityToRecipient } from 'age-encryption';
 import { chromium } from 'playwright-core';
 import { createAxe } from './a11y.mjs';
+import { activityFlow } from './activity.mjs';
 import { adminFlows, hasNextContract, oneFlowDownload, staffFlows } from './issue22.mjs';
 
 const BASE_URL = (process.env.E2E_BASE_URL ?? '').replace(/\/+$/, '');
@@ -505,6 +509,23 @@ async function main() {
     await page.getByRole('table').or(page.getByText('Todavía no hay copias de seguridad.')).first().waitFor({ timeout: STEP_TIMEOUT });
     check('deleted_row_gone_after_reload', (await page.getByRole('row').filter({ hasText: note }).count()) === 0);
 
+    // ---- issue 24: the «Actividad» panel after that activity ------------------------------
+    const activityStart = Date.now();
+    await activityFlow({
+      page,
+      check,
+      shot,
+      axe,
+      result,
+      stepTimeout: STEP_TIMEOUT,
+      outDir: OUT_DIR,
+      decrypt: (bytes) => ageDecrypt(bytes, identity),
+      adminName: admin.user_name,
+      keyFileName,
+    });
+    result.activity_seconds = Math.round((Date.now() - activityStart) / 100) / 10;
+    await page.evaluate(() => window.scrollTo(0, 0));
+
     // ---- optional: re-encrypt a backup only the platform can open ----------------------
     if (REENCRYPT) {
       const platformOnly = page.getByRole('row').filter({ hasText: 'Solo la plataforma puede abrirla' }).first();
@@ -584,6 +605,7 @@ async function main() {
     check('staff_no_restore_controls', (await page.getByRole('button', { name: /^Restaurar|^Deshacer/ }).count()) === 0);
     check('staff_no_show_deleted_filter', (await page.getByLabel('Mostrar eliminadas').count()) === 0);
     check('staff_no_keys_panel', (await page.getByRole('region', { name: 'Cifrado' }).count()) === 0);
+    check('staff_no_activity_panel', (await page.getByRole('region', { name: 'Actividad' }).count()) === 0);
     await shot(page, '06-staff-view');
     await timed(() => axe.scan(page, 'staff_page_1280'));
     await timed(() => staffFlows(ctx22));

@@ -28,6 +28,12 @@
 //   pending backup `cancelled` (200) or marks a running one `cancel_requested_at` (202; the
 //   next poll ends it `cancelled`); anything else 409 backup_not_cancellable.
 // - `GET /me` says `host_maintenance_mode` (true for clinica_demo, false for clinica_norte).
+// - the activity log (`GET /audit`, admins; staff 403 `forbidden`): entries derived from the
+//   state (each backup's creation and deletion, restores and verifications, registered keys)
+//   plus the downloads and exports made; filters `action` (one or a family), `from`/`to`
+//   (instants; `to` excluded), `limit`, keyset `cursor`. `POST /audit/export` writes the same
+//   CSV columns as the API, age-encrypted to the clinic's keys (409 encryption_key_required
+//   without one), behind a signed `/__files/audit/<name>` URL.
 import { createHash, createHmac, randomUUID } from 'node:crypto';
 import { Encrypter, generateX25519Identity, identityToRecipient } from 'age-encryption';
 import http from 'node:http';
@@ -294,6 +300,32 @@ function userFromRequest(req) {
   }
 }
 
+const AUDIT_COLUMNS = ['at', 'action', 'outcome', 'actor_id', 'actor_name', 'actor_role', 'backup_id', 'request_id', 'details'];
+const AUDIT_ACTION = /^[a-z_]{1,40}(\.[a-z_]{1,40})?$/;
+
+/** A stable uuid for a derived entry (the same on every request, so cursors hold). */
+function stableId(text) {
+  const h = createHash('sha256').update(text).digest('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-8${h.slice(17, 20)}-${h.slice(20, 32)}`;
+}
+
+function auditActor(sub) {
+  const u = USERS.find((x) => x.sub === sub);
+  if (u) return { actor_id: u.sub, actor_name: u.name, actor_role: u.role };
+  return { actor_id: sub ?? 'scheduler', actor_name: null, actor_role: null };
+}
+
+function auditEntry(key, at, action, outcome, sub, backupId = null, details = {}) {
+  return { id: stableId(key), at, action, outcome, ...auditActor(sub), request_id: null, backup_id: backupId, details };
+}
+
+/** A CSV cell as the API writes it: quoted when needed, a formula start behind a quote mark. */
+function csvCell(value) {
+  let text = value === null || value === undefined ? '' : typeof value === 'object' ? JSON.stringify(value) : String(value);
+  if (/^[=+\-@\t\r]/.test(text)) text = `'${text}`;
+  return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
+}
+
 const sign = (id, expires) => createHmac('sha256', SECRET).update(`${id}:${expires}`).digest('hex');
 
 const UNDO_DAYS = 3;
@@ -394,7 +426,48 @@ export function createFakeApi({ expiresInSeconds = 300, log = false } = {}) {
   let restores = [];
   const settingsByClinic = new Map();
   const keysByClinic = new Map();
+  const events = []; // activity the state does not hold: downloads, exports, refusals
+  const exportsByName = new Map();
   const stats = { requests: [] };
+  const recordEvent = (user, action, outcome, backupId = null, details = {}) =>
+    events.push({ clinic: user.clinic, entry: auditEntry(randomUUID(), new Date().toISOString(), action, outcome, user.sub, backupId, details) });
+  const auditOf = (clinic) => {
+    const out = [];
+    for (const b of backups.filter((x) => x.clinic === clinic)) {
+      out.push(auditEntry(`create:${b.id}`, b.created_at, 'backup.create', 'accepted', b.created_by ?? 'scheduler', b.id));
+      if (b.deleted_at) out.push(auditEntry(`delete:${b.id}`, b.deleted_at, 'backup.delete', 'deleted', b.deleted_by, b.id, { grace_days: GRACE_DAYS }));
+    }
+    for (const r of restores.filter((x) => x.clinic === clinic)) {
+      const action = r.kind === 'verify' ? 'backup.verify' : 'restore.request';
+      out.push(auditEntry(`restore:${r.id}`, r.created_at, action, 'accepted', r.requested_by, r.backup_id, { restore_id: r.id }));
+    }
+    for (const k of keysByClinic.get(clinic) ?? []) {
+      out.push(auditEntry(`key:${k.id}`, k.created_at, 'keys.register', 'registered', k.created_by, null, { label: k.label, fingerprint: k.fingerprint }));
+    }
+    for (const e of events) if (e.clinic === clinic) out.push(e.entry);
+    // newest first, then id (the API's keyset order)
+    return out.sort((a, b) => (a.at === b.at ? (a.id < b.id ? 1 : -1) : a.at < b.at ? 1 : -1));
+  };
+  /** The filters of `GET /audit` or of an export body; problems as validation details. */
+  const auditFilter = (source) => {
+    const details = [];
+    const action = source.action ?? '';
+    if (action && !AUDIT_ACTION.test(action)) details.push({ field: 'action', message: 'not an action or a family' });
+    const instant = (field) => {
+      const value = source[field];
+      if (!value) return null;
+      const t = Date.parse(value);
+      if (Number.isNaN(t) || !/(Z|[+-]\d\d:?\d\d)$/.test(value)) details.push({ field, message: 'must be ISO 8601 with a time zone' });
+      return t;
+    };
+    const from = instant('from');
+    const to = instant('to');
+    const match = (e) =>
+      (!action || e.action === action || e.action.startsWith(`${action}.`)) &&
+      (from === null || Date.parse(e.at) >= from) &&
+      (to === null || Date.parse(e.at) < to);
+    return { details, match };
+  };
   const reseed = async () => {
     backups = seed({ platformKey: await platform() });
   };
@@ -425,7 +498,27 @@ export function createFakeApi({ expiresInSeconds = 300, log = false } = {}) {
         restores = [];
         settingsByClinic.clear();
         keysByClinic.clear();
+        events.length = 0;
+        exportsByName.clear();
         res.writeHead(204).end();
+        return;
+      }
+
+      const exportMatch = route.match(/^\/__files\/audit\/([A-Za-z0-9_.-]+)$/);
+      if (req.method === 'GET' && exportMatch) {
+        const name = exportMatch[1];
+        const expires = Number(url.searchParams.get('expires'));
+        const stored = exportsByName.get(name);
+        if (!stored || url.searchParams.get('sig') !== sign(`audit/${name}`, expires) || !(expires * 1000 > Date.now())) {
+          res.writeHead(403, { 'Content-Type': 'text/plain' }).end('Request has expired or the signature is invalid');
+          return;
+        }
+        res.writeHead(200, {
+          'Content-Type': 'application/octet-stream',
+          'Content-Length': stored.length,
+          'Content-Disposition': `attachment; filename="${name}"`,
+        });
+        res.end(stored);
         return;
       }
 
@@ -462,6 +555,8 @@ export function createFakeApi({ expiresInSeconds = 300, log = false } = {}) {
         /^\/restores\/[^/]+(\/undo)?$/.test(route) ||
         route === '/encryption-keys' ||
         /^\/encryption-keys\/[^/]+$/.test(route) ||
+        route === '/audit' ||
+        route === '/audit/export' ||
         /^\/backups\/[^/]+(\/download|\/restore|\/verify|\/reencrypt|\/undelete|\/cancel)?$/.test(route);
       if (!known) return apiError(res, 404, 'not_found', 'No such route');
 
@@ -484,6 +579,66 @@ export function createFakeApi({ expiresInSeconds = 300, log = false } = {}) {
           locale: clinicSettings().locale,
           time_zone: clinicSettings().time_zone,
           host_maintenance_mode: CLINICS[user.clinic].maintenance,
+        });
+      }
+
+      if (route === '/audit' || route === '/audit/export') {
+        const exporting = route === '/audit/export';
+        if (req.method !== (exporting ? 'POST' : 'GET')) return apiError(res, 404, 'not_found', 'No such route');
+        if (user.role !== 'admin') {
+          recordEvent(user, exporting ? 'audit.export' : 'audit.list', 'denied');
+          return apiError(res, 403, 'forbidden', "Only administrators can read the clinic's activity.");
+        }
+        let source = Object.fromEntries(url.searchParams);
+        if (exporting) {
+          try {
+            source = JSON.parse((await readBody(req, 4096)) || '{}') ?? {};
+          } catch {
+            return apiError(res, 400, 'bad_request', 'Body is not valid JSON');
+          }
+          if (typeof source !== 'object' || Array.isArray(source)) return apiError(res, 400, 'bad_request', 'Body must be an object');
+          const unknown = Object.keys(source).filter((k) => !['action', 'from', 'to'].includes(k));
+          if (unknown.length) return apiError(res, 422, 'validation_error', 'Some fields are not valid.', unknown.map((field) => ({ field, message: 'unknown field' })));
+        }
+        const { details, match } = auditFilter(source);
+        const limit = exporting ? Infinity : Number(source.limit ?? 50);
+        if (!exporting && !(Number.isInteger(limit) && limit >= 1 && limit <= 100)) details.push({ field: 'limit', message: 'must be 1 to 100' });
+        if (details.length) return apiError(res, 422, 'validation_error', 'Some fields are not valid.', details);
+        let rows = auditOf(user.clinic).filter(match);
+        if (!exporting) {
+          if (source.cursor) {
+            let after;
+            try {
+              after = JSON.parse(Buffer.from(source.cursor, 'base64url').toString('utf8'));
+            } catch {
+              return apiError(res, 400, 'invalid_cursor', 'The cursor is not valid');
+            }
+            rows = rows.filter((e) => e.at < after.at || (e.at === after.at && e.id < after.id));
+          }
+          const items = rows.slice(0, limit);
+          const last = items[items.length - 1];
+          const next = rows.length > limit && last ? Buffer.from(JSON.stringify({ at: last.at, id: last.id })).toString('base64url') : null;
+          return json(res, 200, { items, next_cursor: next });
+        }
+        const keys = clinicKeys();
+        if (!keys.length) {
+          recordEvent(user, 'audit.export', 'rejected', null, { reason: 'no_clinic_key' });
+          return apiError(res, 409, 'encryption_key_required', "The export is encrypted to your clinic's key: register your clinic's encryption key first.");
+        }
+        const csv = `\ufeff${[AUDIT_COLUMNS, ...rows.map((e) => AUDIT_COLUMNS.map((c) => e[c]))].map((r) => r.map(csvCell).join(',')).join('\r\n')}\r\n`;
+        const encrypter = new Encrypter();
+        for (const k of keys) encrypter.addRecipient(k.public_key);
+        const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+        const name = `${user.clinic}-actividad-${stamp}-${randomUUID().slice(0, 8)}.csv.age`;
+        exportsByName.set(name, Buffer.from(await encrypter.encrypt(new TextEncoder().encode(csv))));
+        recordEvent(user, 'audit.export', 'signed', null, { rows: rows.length, ttl_seconds: expiresInSeconds });
+        const expires = Math.floor(Date.now() / 1000) + expiresInSeconds;
+        const host = req.headers['x-forwarded-host'] ?? req.headers.host;
+        return json(res, 200, {
+          url: `http://${host}/__files/audit/${name}?expires=${expires}&sig=${sign(`audit/${name}`, expires)}`,
+          expires_at: new Date(expires * 1000).toISOString(),
+          file_name: name,
+          rows: rows.length,
         });
       }
 
@@ -767,6 +922,7 @@ export function createFakeApi({ expiresInSeconds = 300, log = false } = {}) {
           const expires = Math.floor(Date.now() / 1000) + expiresInSeconds;
           const host = req.headers['x-forwarded-host'] ?? req.headers.host;
           const origin = `http://${host}`;
+          recordEvent(user, 'backup.download', 'signed', record.id, { ttl_seconds: expiresInSeconds });
           return json(res, 200, {
             url: `${origin}/__files/${record.id}?expires=${expires}&sig=${sign(record.id, expires)}`,
             expires_at: new Date(expires * 1000).toISOString(),

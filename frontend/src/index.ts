@@ -6,6 +6,7 @@
  *     <CreateBackupButton />
  *     <BackupHistory />
  *     <EncryptionKeysPanel />   // admins (manage_encryption_keys) only
+ *     <ActivityPanel />         // admins only: the clinic's activity log and its CSV export
  *   </BackupsProvider>
  */
 import './styles/backups.css';
@@ -16,6 +17,8 @@ export {
   isBackupsApiError,
   BackupsApiError,
   API_ERROR_CODES,
+  AUDIT_ACTIONS,
+  AUDIT_ACTION_FAMILIES,
   BACKUP_ERROR_CODES,
   BACKUP_STATUSES,
   BACKUP_TRIGGERS,
@@ -55,6 +58,12 @@ export type {
   RestoreStep,
   VerifyOutcome,
   ListRestoresParams,
+  AuditEntry,
+  AuditPage,
+  AuditExport,
+  AuditExportRequest,
+  AuditActionCode,
+  ListAuditParams,
   BackupsClient,
   BackupsClientOptions,
   TokenGetter,
@@ -86,6 +95,8 @@ export { BackupSettingsPanel } from './components/BackupSettingsPanel';
 export type { BackupSettingsPanelProps } from './components/BackupSettingsPanel';
 export type { DeleteBackupDialogProps } from './components/DeleteBackupDialog';
 export { EncryptionKeysPanel } from './components/EncryptionKeysPanel';
+export { ActivityPanel, auditQuery } from './components/ActivityPanel';
+export type { ActivityPanelProps, ActivityFilters } from './components/ActivityPanel';
 export type { EncryptionKeysPanelProps } from './components/EncryptionKeysPanel';
 export { KeyWizardDialog } from './components/KeyWizardDialog';
 export type { KeyWizardDialogProps } from './components/KeyWizardDialog';
@@ -104,7 +115,7 @@ export { RestorePanel } from './components/RestorePanel';
 export type { RestorePanelProps } from './components/RestorePanel';
 export { UndoRestoreDialog } from './components/UndoRestoreDialog';
 export type { UndoRestoreDialogProps } from './components/UndoRestoreDialog';
-export { zoneLabel, zoneOptions, nextRunOf } from './components/zones';
+export { zoneLabel, zoneOptions, nextRunOf, zonedDayStart } from './components/zones';
 export { VerificationBadge, verificationState } from './components/VerificationBadge';
 export type { VerificationState } from './components/VerificationBadge';
 export { useRestoreJob, isRestoreActive } from './components/useRestoreJob';

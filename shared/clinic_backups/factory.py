@@ -8,6 +8,7 @@ keeps cold starts small: the list function imports neither boto3 nor storage3.
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 from typing import Any
 
 from .settings import (
@@ -271,6 +272,7 @@ def build_services(settings: CommonSettings) -> Any:
         svc.restore_deadline_seconds = settings.restore_timeout_seconds
     if isinstance(settings, SchedulerSettings):
         svc.verify_weekly = settings.verify_weekly
+        svc.audit_export_ttl = timedelta(hours=settings.audit_export_ttl_hours)
     svc.host_maintenance_mode = settings.host_maintenance_mode
     if isinstance(settings, EncryptionSettings):
         svc.platform_recipients = list(settings.platform_age_recipients)

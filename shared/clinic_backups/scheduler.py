@@ -11,8 +11,9 @@ due slots, enqueue their backups on the job queue, then sweep.
    record takes the clinic's operation lock and the job goes on the queue, whose
    `MaximumConcurrency` bounds how many clinics hit the database at once. A busy clinic's slot
    becomes `skipped_busy` and is retried by later runs within the window; beyond it, `missed`.
-4. The rest of the sweeper (unfinished uploads, purge, and the orphan report for 1/24 of the
-   clinics each hour, so every clinic is checked daily) while time remains.
+4. The rest of the sweeper (unfinished uploads, purge, and — for 1/24 of the clinics each hour,
+   so every clinic daily — expired activity-log exports and the orphan report) while time
+   remains.
    Restores' housekeeping runs with the stuck step: stale restore jobs fail (releasing their
    lock before the slots are decided) and kept schemas past their undo window are dropped.
    When `VERIFY_WEEKLY` is on, each clinic's newest completed backup gets a full verification
@@ -51,6 +52,7 @@ from .sweeper import (
     abort_stale_uploads,
     clinic_failed,
     emit_metrics,
+    expire_exports,
     fail_stuck,
     find_orphans,
     guarded,
@@ -196,6 +198,18 @@ def run_scheduler(
         snap = snapshots.get(schema)
         if snap is not None and snap.purgeable and not out_of_time():
             guarded(report.sweep, "purge", schema, partial(purge, svc, schema, report.sweep))
+    if svc.storage is not None:
+        # Expired activity-log exports: one listing of the clinic's export folder, in the
+        # clinic's daily turn (an export lives at most AUDIT_EXPORT_TTL_HOURS + 24 h).
+        for schema in schemas:
+            turn = zlib.crc32(schema.encode()) % ORPHAN_ROTATION_HOURS == now.hour
+            if turn and not out_of_time():
+                guarded(
+                    report.sweep,
+                    "exports",
+                    schema,
+                    partial(expire_exports, svc, schema, report.sweep),
+                )
     if orphans and svc.storage is not None:
         for schema in schemas:
             turn = zlib.crc32(schema.encode()) % ORPHAN_ROTATION_HOURS == now.hour

@@ -151,6 +151,8 @@ class Services:
     replica: ReplicaStorage | None = None
     replica_keep_lock_days: int = 2190
     replica_lag_minutes: int = 120
+    # The sweeper removes the activity log's CSV exports older than this (AUDIT_EXPORT_TTL_HOURS).
+    audit_export_ttl: timedelta = timedelta(hours=24)
 
     def scoped(self, schema: str) -> ScopedStorage:
         assert self.storage is not None, "this function has no storage configured"

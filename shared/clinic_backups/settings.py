@@ -466,6 +466,10 @@ class SchedulerSettings(DeleteBackupSettings, QueueSettings, PolicySettings):
     restore_database_url: SecretStr | None = None
     # A full verification drill of each clinic's newest completed backup once a week.
     verify_weekly: bool = False
+    # The activity log's CSV exports (`POST /audit/export`) are removed this long after they
+    # were written. At least 2 h: always longer than the signed URL's life (DOWNLOAD_URL_TTL,
+    # at most 1 h), so a link is never broken before it expires.
+    audit_export_ttl_hours: int = Field(default=24, ge=2, le=24 * 30)
 
     @field_validator("restore_database_url", mode="before")
     @classmethod

@@ -18,6 +18,10 @@ scheduler run (for the clinics that need it) and from the operator CLI
   will be removed until then. One bucket-wide listing serves all clinics; each abort goes
   through the clinic's `ScopedStorage`.
 - **Soft-deleted backups past the grace period** are purged (`service.purge_deleted`).
+- **Activity-log exports** (`<clinic>/audit-exports/…csv.age`, `POST /audit/export`) older
+  than `AUDIT_EXPORT_TTL_HOURS` (24 by default, always longer than the signed URL's life) are
+  deleted through the clinic's `ScopedStorage`: one listing of that folder only, so no backup
+  object is ever a candidate. The scheduler does it in each clinic's daily orphan turn.
 - **Objects with no record** are reported (a warning with the keys and the `OrphanObjects`
   metric), never deleted: a missing record is as likely a damaged catalogue (rebuild it from
   the manifests) as garbage.
@@ -68,6 +72,8 @@ class SweepReport:
     schemas_refused: int = 0
     # completed backups with no replica copy REPLICA_LAG_MINUTES after they finished
     replica_lagging: int = 0
+    # activity-log CSV exports older than AUDIT_EXPORT_TTL_HOURS, deleted
+    exports_removed: int = 0
     # clinic → the step it failed in (the run's ledger of failing clinics)
     failed_clinics: dict[str, str] = field(default_factory=dict)
 
@@ -179,6 +185,23 @@ def purge(svc: Services, schema: str, report: SweepReport) -> None:
 
 def count_replica_lag(svc: Services, schema: str, report: SweepReport) -> None:
     report.replica_lagging += count_lagging(svc, schema)
+
+
+def expire_exports(svc: Services, schema: str, report: SweepReport) -> None:
+    """Delete the clinic's activity-log exports written more than `audit_export_ttl` ago."""
+    cutoff = svc.clock.now() - svc.audit_export_ttl
+    storage = svc.scoped(schema)
+    old = sorted(
+        info.key
+        for info in storage.list(audit_export_prefix(schema))
+        # No date (a store that does not say): kept, never guessed old.
+        if info.last_modified is not None and info.last_modified < cutoff
+    )
+    if not old:
+        return
+    storage.delete(old)
+    report.exports_removed += len(old)
+    logger.info("removed expired activity-log exports", extra={"clinic": schema, "count": len(old)})
 
 
 def find_orphans(svc: Services, schema: str, report: SweepReport) -> None:
@@ -306,6 +329,9 @@ def sweep(svc: Services, schemas: list[str] | None = None, *, orphans: bool = Tr
     if svc.replica is not None:
         for schema in chosen:
             guarded(report, "replica", schema, partial(count_replica_lag, svc, schema, report))
+    if svc.storage is not None:
+        for schema in chosen:
+            guarded(report, "exports", schema, partial(expire_exports, svc, schema, report))
     if orphans:
         for schema in chosen:
             guarded(report, "orphans", schema, partial(find_orphans, svc, schema, report))
@@ -321,6 +347,7 @@ def emit_metrics(svc: Services, report: SweepReport) -> None:
     svc.metrics.add("SweeperErrors", report.errors, "Count")
     svc.metrics.add("RestoresFailedStale", report.restores_failed, "Count")
     svc.metrics.add("KeptSchemasDropped", report.schemas_dropped, "Count")
+    svc.metrics.add("AuditExportsRemoved", report.exports_removed, "Count")
     svc.metrics.add("ClinicsFailed", len(report.failed_clinics), "Count")
     if svc.replica is not None:
         # The replica's copies not made in time (the ReplicaLagAlarm watches it).

@@ -177,3 +177,23 @@ def test_clinics_failing_in_a_fleet_run_are_alarmed():
     assert ("ClinicBackups", "ClinicsFailed") in watched
     assert '"ClinicsFailed"' in (REPO / "shared/clinic_backups/sweeper.py").read_text()
     assert sweeper.SweepReport().to_dict()["clinics_failed"] == 0
+
+
+def test_every_activity_action_the_layer_writes_is_in_the_contract():
+    """The UI labels every `AuditActionCode` (frontend/src/i18n/messages.test.ts): an action
+    written by the layer but missing here would reach the «Actividad» panel unlabelled."""
+    import ast
+
+    pattern = re.compile(r"^(audit|auth|backup|keys|restore|settings)\.[a-z_]+$")
+    written = {
+        node.value
+        for path in (REPO / "shared" / "clinic_backups").rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and pattern.match(node.value)
+    }
+    documented = openapi()["components"]["schemas"]["AuditActionCode"]["enum"]
+    assert "backup.download" in written and "auth.token" in written  # the scan finds them
+    assert sorted(written - set(documented)) == []
+    assert sorted(set(documented) - written) == []

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { filterZones, fold, nextRunOf, zoneLabel, zoneOptions } from './zones';
+import { filterZones, fold, nextRunOf, zonedDayStart, zoneLabel, zoneOptions } from './zones';
 
 describe('zones', () => {
   it('labels a zone with its generic name and city, in the UI language', () => {
@@ -26,5 +26,27 @@ describe('zones', () => {
     expect(nextRunOf(22, [1, 2, 3, 4, 5, 6, 7], 'America/New_York', now)?.toISOString()).toBe('2025-11-28T03:00:00.000Z');
     expect(nextRunOf(3, [], 'Europe/Madrid', now)).toBeNull();
     expect(nextRunOf(3, [1], 'Nowhere/Place', now)).toBeNull();
+  });
+});
+
+describe('zonedDayStart', () => {
+  it("is the instant the day starts in the clinic's zone, in winter and in summer", () => {
+    expect(zonedDayStart('2026-03-02', 'Europe/Madrid')).toBe('2026-03-01T23:00:00.000Z');
+    expect(zonedDayStart('2026-07-02', 'Europe/Madrid')).toBe('2026-07-01T22:00:00.000Z');
+    expect(zonedDayStart('2026-07-02', 'Atlantic/Canary')).toBe('2026-07-01T23:00:00.000Z');
+    expect(zonedDayStart('2026-07-02', 'America/Mexico_City')).toBe('2026-07-02T06:00:00.000Z');
+  });
+
+  it('gives the start of a later day (a period end) across the change of offset', () => {
+    // Madrid moves to summer time on 2026-03-29: that day starts at +01:00, the next at +02:00
+    expect(zonedDayStart('2026-03-28', 'Europe/Madrid', 1)).toBe('2026-03-28T23:00:00.000Z');
+    expect(zonedDayStart('2026-03-29', 'Europe/Madrid', 1)).toBe('2026-03-29T22:00:00.000Z');
+    expect(zonedDayStart('2026-12-31', 'Europe/Madrid', 1)).toBe('2026-12-31T23:00:00.000Z');
+  });
+
+  it('is null for a value that is not a day or a zone that does not exist', () => {
+    expect(zonedDayStart('', 'Europe/Madrid')).toBeNull();
+    expect(zonedDayStart('02/03/2026', 'Europe/Madrid')).toBeNull();
+    expect(zonedDayStart('2026-03-02', 'Mars/Olympus')).toBeNull();
   });
 });

@@ -144,3 +144,47 @@ export function nextRunOf(hour: number, weekdays: readonly number[], zone: strin
   }
   return null;
 }
+
+const offsetFormatters = new Map<string, Intl.DateTimeFormat>();
+
+/** The zone's offset from UTC (ms) at the instant `t`. */
+function zoneOffset(t: number, zone: string): number {
+  let formatter = offsetFormatters.get(zone);
+  if (!formatter) {
+    formatter = new Intl.DateTimeFormat('en-US', {
+      timeZone: zone,
+      hourCycle: 'h23',
+      year: 'numeric',
+      month: '2-digit',
+      day: '2-digit',
+      hour: '2-digit',
+      minute: '2-digit',
+      second: '2-digit',
+    });
+    offsetFormatters.set(zone, formatter);
+  }
+  const parts = Object.fromEntries(formatter.formatToParts(new Date(t)).map((p) => [p.type, p.value]));
+  const local = Date.UTC(Number(parts.year), Number(parts.month) - 1, Number(parts.day), Number(parts.hour), Number(parts.minute), Number(parts.second));
+  return local - Math.floor(t / 1000) * 1000;
+}
+
+/**
+ * The instant a calendar day (`YYYY-MM-DD`, e.g. an `<input type="date">`'s value) starts in
+ * `zone`, as ISO 8601 in UTC — or, with `addDays`, the start of a later day (the exclusive end
+ * of a period). Null for a value that is not a date or an unknown zone.
+ */
+export function zonedDayStart(day: string, zone: string, addDays = 0): string | null {
+  const match = /^(\d{4})-(\d{2})-(\d{2})$/.exec(day);
+  if (!match) return null;
+  const wall = Date.UTC(Number(match[1]), Number(match[2]) - 1, Number(match[3]) + addDays);
+  if (Number.isNaN(wall)) return null;
+  try {
+    // Twice: the offset at the wall time's UTC reading, then at the instant it gives (a day
+    // whose midnight is near a change of offset).
+    let t = wall - zoneOffset(wall, zone);
+    t = wall - zoneOffset(t, zone);
+    return new Date(t).toISOString();
+  } catch {
+    return null;
+  }
+}

@@ -5,6 +5,7 @@
  */
 import { useCallback, useEffect, useId, useMemo, useRef, useState, type FormEvent } from 'react';
 import {
+  ActivityPanel,
   BackupHistory,
   BackupSettingsPanel,
   BackupsProvider,
@@ -172,6 +173,9 @@ function Panel({ onSignOut }: { onSignOut: () => void }) {
 
         {/* "Cifrado": the clinic's own keys (admins with manage_encryption_keys only) */}
         <EncryptionKeysPanel className="demo-card" />
+
+        {/* "Actividad": who did what (admins only; staff never see it) */}
+        <ActivityPanel className="demo-card" pageSize={20} />
       </main>
     </div>
   );

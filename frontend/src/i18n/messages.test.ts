@@ -10,6 +10,8 @@ import { describe, expect, it } from 'vitest';
 import { messages, SUPPORTED_LANGUAGES } from './index';
 import {
   API_ERROR_CODES,
+  AUDIT_ACTION_FAMILIES,
+  AUDIT_ACTIONS,
   BACKUP_ERROR_CODES,
   BACKUP_STATUSES,
   BACKUP_TRIGGERS,
@@ -38,6 +40,9 @@ const groups: Array<[string, string[], string]> = [
   ['RestoreStatus', enumOf('RestoreStatus'), 'restore.status'],
   ['RestoreStep', enumOf('RestoreStep'), 'restore.steps'],
   ['client codes', [...CLIENT_ERROR_CODES], 'errors'],
+  // The «Actividad» panel: every action the service writes, and every family of them.
+  ['AuditActionCode', enumOf('AuditActionCode'), 'activity.actions'],
+  ['audit action family', [...AUDIT_ACTION_FAMILIES], 'activity.families'],
 ];
 
 describe.each(SUPPORTED_LANGUAGES)('messages in %s', (language) => {
@@ -57,6 +62,23 @@ describe('the Spanish and English messages differ where they should', () => {
   });
 });
 
+describe('activity labels', () => {
+  it('label each action differently in Spanish and in English', () => {
+    const es = messages.es.activity.actions as Record<string, Record<string, string>>;
+    const en = messages.en.activity.actions as Record<string, Record<string, string>>;
+    const same = AUDIT_ACTIONS.filter((code) => {
+      const [family, verb] = code.split('.') as [string, string];
+      return es[family]?.[verb] === en[family]?.[verb];
+    });
+    expect(same).toEqual([]);
+  });
+
+  it('fail for an action the contract gains without a label (the check itself can fail)', () => {
+    const missing = ['backup.teleport', ...AUDIT_ACTIONS].filter((code) => typeof lookup('es', `activity.actions.${code}`) !== 'string');
+    expect(missing).toEqual(['backup.teleport']);
+  });
+});
+
 describe('runtime enums generated from openapi.yaml', () => {
   it('match the contract', () => {
     expect([...API_ERROR_CODES]).toEqual(enumOf('ErrorCode'));
@@ -64,6 +86,7 @@ describe('runtime enums generated from openapi.yaml', () => {
     expect([...BACKUP_STATUSES]).toEqual(enumOf('BackupStatus'));
     expect([...BACKUP_TRIGGERS]).toEqual(enumOf('BackupTrigger'));
     expect([...PERMISSIONS]).toEqual(enumOf('Permission'));
+    expect([...AUDIT_ACTIONS]).toEqual(enumOf('AuditActionCode'));
   });
 
   it('client-side codes never collide with API codes', () => {

@@ -644,6 +644,13 @@ export interface components {
         };
         /** @description An action (`backup.create`, `backup.download`, `restore.run`…) or its family (`backup`). */
         AuditAction: string;
+        /**
+         * @description Every action the service writes to a clinic's activity log (an entry's `action`).
+         *     The UI labels each one (es + en); tests/unit/test_contracts.py fails when the layer
+         *     writes an action missing here.
+         * @enum {string}
+         */
+        AuditActionCode: "audit.export" | "audit.list" | "auth.token" | "backup.cancel" | "backup.check" | "backup.create" | "backup.delete" | "backup.download" | "backup.get" | "backup.keep" | "backup.list" | "backup.purge" | "backup.reencrypt" | "backup.replica_read" | "backup.replicate" | "backup.retention" | "backup.run" | "backup.undelete" | "backup.verify" | "keys.list" | "keys.register" | "keys.remove" | "restore.drop" | "restore.get" | "restore.list" | "restore.request" | "restore.run" | "restore.undo" | "settings.get" | "settings.update";
         AuditEntry: {
             /** Format: uuid */
             id: string;
@@ -1559,6 +1566,7 @@ export const verifyOutcomeValues: ReadonlyArray<FlattenedDeepRequired<components
 export const restoreKindValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["RestoreKind"]> = ["restore", "verify"];
 export const restoreStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["RestoreStatus"]> = ["pending", "running", "completed", "failed", "undone"];
 export const restoreStepValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["RestoreStep"]> = ["queued", "pre_restore_backup", "checking", "restoring", "verifying", "done", "undo_queued", "undoing", "undone"];
+export const auditActionCodeValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["AuditActionCode"]> = ["audit.export", "audit.list", "auth.token", "backup.cancel", "backup.check", "backup.create", "backup.delete", "backup.download", "backup.get", "backup.keep", "backup.list", "backup.purge", "backup.reencrypt", "backup.replica_read", "backup.replicate", "backup.retention", "backup.run", "backup.undelete", "backup.verify", "keys.list", "keys.register", "keys.remove", "restore.drop", "restore.get", "restore.list", "restore.request", "restore.run", "restore.undo", "settings.get", "settings.update"];
 export const downloadEncryptionValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Download"]["encryption"]> = ["none", "age"];
 export const recipientKindValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Recipient"]["kind"]> = ["platform", "clinic"];
 export const permissionValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Permission"]> = ["list_backups", "create_backup", "download_backup", "delete_backup", "manage_backup_settings", "restore_backup", "manage_encryption_keys"];

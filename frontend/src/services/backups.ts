@@ -12,6 +12,7 @@
 import axios, { AxiosHeaders, type AxiosError, type AxiosInstance } from 'axios';
 import type { components, operations } from './api-types';
 import {
+  auditActionCodeValues,
   backupErrorCodeValues,
   backupStatusValues,
   backupTriggerValues,
@@ -54,8 +55,10 @@ export type AuditPage = Schemas['AuditPage'];
 export type AuditExport = Schemas['AuditExport'];
 export type AuditExportRequest = Schemas['AuditExportRequest'];
 export type ListAuditParams = NonNullable<operations['listAudit']['parameters']['query']>;
+export type AuditActionCode = Schemas['AuditActionCode'];
 
 export {
+  auditActionCodeValues as AUDIT_ACTIONS,
   backupErrorCodeValues as BACKUP_ERROR_CODES,
   backupStatusValues as BACKUP_STATUSES,
   backupTriggerValues as BACKUP_TRIGGERS,
@@ -174,6 +177,9 @@ export interface BackupsClient {
 export interface RequestOpts {
   signal?: AbortSignal;
 }
+
+/** The families of AUDIT_ACTIONS (`backup` of `backup.create`), in the contract's order. */
+export const AUDIT_ACTION_FAMILIES: readonly string[] = [...new Set(auditActionCodeValues.map((a) => a.split('.')[0]!))];
 
 const API_CODES = new Set<string>([...errorCodeValues, ...NEXT_API_ERROR_CODES]);
 

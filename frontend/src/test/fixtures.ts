@@ -10,6 +10,8 @@ import {
   type EncryptionKey,
   type Me,
   type Restore,
+  type AuditEntry,
+  type AuditExport,
 } from '../services/backups';
 
 export const ADMIN: Me = {
@@ -152,6 +154,33 @@ export function encryptionKey(fields: Partial<EncryptionKey> = {}): EncryptionKe
   };
 }
 
+export function auditEntry(fields: Partial<AuditEntry> = {}): AuditEntry {
+  counter += 1;
+  return {
+    id: `00000000-0000-4000-9000-${String(counter).padStart(12, '0')}`,
+    at: '2026-03-02T09:00:00+00:00',
+    action: 'backup.download',
+    outcome: 'signed',
+    actor_id: 'u-ana',
+    actor_name: 'Ana García',
+    actor_role: 'admin',
+    request_id: 'req-1',
+    backup_id: null,
+    details: {},
+    ...fields,
+  };
+}
+
+export function auditExport(fields: Partial<AuditExport> = {}): AuditExport {
+  return {
+    url: 'https://store.example/clinica_demo/audit-exports/x.csv.age?X-Amz-Signature=abc',
+    expires_at: '2026-03-02T09:05:00+00:00',
+    file_name: 'clinica_demo-actividad-20260302T090000Z-0a1b2c3d.csv.age',
+    rows: 3,
+    ...fields,
+  };
+}
+
 export function apiError(code: BackupsApiError['code'], status: number, message = code) {
   return new BackupsApiError({ code, status, message });
 }
@@ -175,6 +204,8 @@ export type FakeClient = BackupsClient & {
   registerEncryptionKey: ReturnType<typeof vi.fn>;
   removeEncryptionKey: ReturnType<typeof vi.fn>;
   reencryptBackup: ReturnType<typeof vi.fn>;
+  listAudit: ReturnType<typeof vi.fn>;
+  exportAudit: ReturnType<typeof vi.fn>;
 };
 
 /** A client whose every method is a vi.fn with a sensible default answer. */
@@ -205,6 +236,8 @@ export function fakeClient(overrides: Partial<Record<keyof BackupsClient, unknow
     ),
     removeEncryptionKey: vi.fn(async () => undefined),
     reencryptBackup: vi.fn(async (id: string) => backup({ id, encryption: 'age', reencrypting: true })),
+    listAudit: vi.fn(async () => ({ items: [] as AuditEntry[], next_cursor: null })),
+    exportAudit: vi.fn(async () => auditExport()),
     ...overrides,
   };
   return client as unknown as FakeClient;
