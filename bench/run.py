@@ -392,6 +392,12 @@ def _section_restore(env: Env, report: Report) -> None:
     section_restore(env, report)
 
 
+def _section_peers(env: Env, report: Report) -> None:
+    from bench.peers import section_peers
+
+    section_peers(env, report)
+
+
 SECTIONS: dict[str, Callable[[Env, Report], None]] = {
     "pipeline": section_pipeline,
     "memory": section_memory,
@@ -400,6 +406,7 @@ SECTIONS: dict[str, Callable[[Env, Report], None]] = {
     "latency": section_latency,
     "scheduler": _section_scheduler,
     "restore": _section_restore,
+    "peers": _section_peers,
 }
 
 
