@@ -400,6 +400,8 @@ def product_fault_state(peers: Peers, run: Run) -> str:
     listed = client.list_objects_v2(Bucket=peers.env.bucket, Prefix=f"{peers.schema}/")
     key = result.get("storage_key") or ""
     left = [o["Key"] for o in listed.get("Contents", []) if key and o["Key"].startswith(key)]
+    if result["status"] == "completed":
+        return f"record `completed`: a whole backup ({len(left)} objects: archive, manifest)"
     stored = "nothing stored" if not left else f"**{len(left)} object(s) left: {left}**"
     return f"record `{result['status']}` (`{result['error_code']}`); {stored}"
 
