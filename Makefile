@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | sha1sum | cut -c1-12)
 NPM_STAMP := frontend/node_modules/.installed-$(shell cat frontend/package-lock.json 2>/dev/null | sha1sum | cut -c1-12)
 
-.PHONY: help token venv layer pg-server lambda-runtime frontend-deps frontend system-deps run schedule \
+.PHONY: help token venv layer pg-server lambda-runtime frontend-deps frontend system-deps bench-deps run schedule \
         test test-python test-frontend test-e2e lint build validate bench bench-smoke clean
 
 help:
@@ -126,10 +126,21 @@ validate: venv
 	$(VENV)/bin/cfn-lint template.yaml
 	$(VENV)/bin/sam validate --lint
 
-bench: venv layer pg-server
+# The peers section's tools: django-dbbackup (PyPI, bench only) and Debian's gpg.
+BENCH_STAMP := $(VENV)/.bench-$(shell cat bench/requirements.txt | sha1sum | cut -c1-12)
+$(BENCH_STAMP): bench/requirements.txt | $(STAMP)
+	$(PY) -m pip install --quiet -r bench/requirements.txt
+	@rm -f $(VENV)/.bench-* && touch $@
+
+bench-deps: $(BENCH_STAMP)
+	@command -v gpg >/dev/null 2>&1 || { if [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gnupg >/dev/null; \
+		else echo "install gpg (apt-get install gnupg) for the bench"; exit 1; fi; }
+
+bench: venv layer pg-server bench-deps
 	$(PY) -m bench.run $(ARGS)
 
-bench-smoke: venv layer pg-server
+bench-smoke: venv layer pg-server bench-deps
 	$(PY) -m bench.run --smoke
 
 clean:

@@ -81,6 +81,20 @@ def main() -> None:
     done = service.run_backup_job(svc, jobs[0])
     seconds = time.perf_counter() - start
     cpu_after = cpu_seconds()
+    if payload.get("allow_failure"):
+        # The peers' fault row: pg_dump is killed mid-dump; report what the product did.
+        final = svc.records.get(payload["schema"], record.id)
+        print(
+            json.dumps(
+                {
+                    "seconds": seconds,
+                    "status": final.status.value if final else "missing",
+                    "error_code": final.error_code if final else None,
+                    "storage_key": final.storage_key if final else None,
+                }
+            )
+        )
+        return
     assert done is not None and done.status.value == "completed", done and done.error
     print(
         json.dumps(

@@ -185,3 +185,30 @@ def run_child(
     if out.returncode != 0:
         raise RuntimeError(f"{module} failed: {out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def import_profile(
+    module: str, payload: dict[str, Any], env: dict[str, str] | None = None, top: int = 12
+) -> list[tuple[str, float]]:
+    """Run `python -X importtime -m <module>` once; the import time (self, in ms) summed per
+    top-level package (`botocore`, `storage3`, `clinic_backups`, …), the `top` largest, and
+    the total."""
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", module],
+        input=json.dumps(payload),
+        text=True,
+        capture_output=True,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"{module} failed: {out.stderr[-2000:]}")
+    by_package: dict[str, float] = {}
+    for line in out.stderr.splitlines():
+        if not line.startswith("import time:") or "cumulative" in line:
+            continue
+        own, _cumulative, name = line.split("|", 2)
+        package = name.strip().split(".")[0]
+        by_package[package] = by_package.get(package, 0.0) + int(own.split(":")[1]) / 1000
+    rows = sorted(by_package.items(), key=lambda r: -r[1])
+    return [*rows[:top], ("(all imports)", sum(by_package.values()))]

@@ -348,6 +348,23 @@ def section_coldstart(env: Env, report: Report) -> None:
                 f"| {function} | {stats.fmt()} | {stats.median / base.median:.2f} | "
                 f"{', '.join(map(str, answers))} |"
             )
+        # Profile first: where a cold start's time goes (one run each, -X importtime).
+        for function in ("list_backups", "download_backup"):
+            api.before_cold_start(function)
+            profile = common.import_profile(
+                "bench.coldstart_child",
+                {"function": function, "event": api.event(function)},
+                env=api.env,
+            )
+            lines += [
+                "",
+                f"Imports of one {function} cold start (`python -X importtime`: own import "
+                "time summed per top-level package, ms; one run):",
+                "",
+                "| import | ms |",
+                "|---|---|",
+                *(f"| `{name}` | {ms:.0f} |" for name, ms in profile),
+            ]
         for function in ("list_backups", "download_backup"):
             ratio = medians[function] / base.median
             lines.append(
@@ -392,6 +409,12 @@ def _section_restore(env: Env, report: Report) -> None:
     section_restore(env, report)
 
 
+def _section_peers(env: Env, report: Report) -> None:
+    from bench.peers import section_peers
+
+    section_peers(env, report)
+
+
 SECTIONS: dict[str, Callable[[Env, Report], None]] = {
     "pipeline": section_pipeline,
     "memory": section_memory,
@@ -400,6 +423,7 @@ SECTIONS: dict[str, Callable[[Env, Report], None]] = {
     "latency": section_latency,
     "scheduler": _section_scheduler,
     "restore": _section_restore,
+    "peers": _section_peers,
 }
 
 

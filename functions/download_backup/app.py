@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from clinic_backups import activity, service
+from clinic_backups import service
 from clinic_backups.api import (
     create_app,
     current_tenant,
@@ -46,6 +46,9 @@ def download_backup(backup_id: str) -> Any:
 
 @app.post("/audit/export")
 def export_audit() -> Any:
+    # Only the activity routes need it (and the age encrypter): not a cold start's import.
+    from clinic_backups import activity
+
     request = parse_body(app, AuditExportRequest)
     return json_response(
         200, activity.export_audit(services(), current_tenant(app), request).to_api()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from clinic_backups import activity, service
+from clinic_backups import service
 from clinic_backups.api import (
     create_app,
     current_tenant,
@@ -57,6 +57,9 @@ def me() -> Any:
 
 @app.get("/audit")
 def list_audit() -> Any:
+    # Only the activity routes need it (and the age encrypter): not a cold start's import.
+    from clinic_backups import activity
+
     page = activity.list_audit(services(), current_tenant(app), parse_query(app, ListAuditQuery))
     return json_response(
         200, {"items": [e.to_api() for e in page.items], "next_cursor": page.next_cursor}

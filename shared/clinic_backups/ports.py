@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, BinaryIO, Final, Literal, Protocol
@@ -467,6 +467,24 @@ class KeysRepository(Protocol):
 
 class JobDispatcher(Protocol):
     def enqueue(self, job: Job) -> None: ...
+
+
+@dataclass(frozen=True)
+class EnqueueFailure:
+    """A job the queue did not take after every attempt; `code` is the queue's error code,
+    never the message body."""
+
+    job: Job
+    code: str
+    sender_fault: bool = False
+
+
+class BatchDispatcher(JobDispatcher, Protocol):
+    """A dispatcher that sends many jobs per call (SQS SendMessageBatch)."""
+
+    def enqueue_batch(self, jobs: Sequence[Job]) -> builtins.list[EnqueueFailure]:
+        """Every job that was not accepted, after retries; the others are queued."""
+        ...
 
 
 # --- restores and verifications -------------------------------------------------------------

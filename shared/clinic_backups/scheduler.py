@@ -7,10 +7,13 @@ due slots, enqueue their backups on the job queue, then sweep.
    look busy to this run.
 3. Slots (`schedule.decide`): a new slot within the catch-up window is claimed in the database
    (INSERT … ON CONFLICT DO NOTHING: a duplicated or concurrent event claims nothing) and its
-   backup started with `service.start_backup` (trigger `scheduled`, actor `scheduler`): the
-   record takes the clinic's operation lock and the job goes on the queue, whose
-   `MaximumConcurrency` bounds how many clinics hit the database at once. A busy clinic's slot
-   becomes `skipped_busy` and is retried by later runs within the window; beyond it, `missed`.
+   backup's record created (trigger `scheduled`, actor `scheduler`; it takes the clinic's
+   operation lock). The jobs go on the queue ten at a time (SQS SendMessageBatch), whose
+   `MaximumConcurrency` bounds how many clinics hit the database at once; only then is a slot
+   `enqueued`. A job the queue still refuses after retries fails its record (freeing the lock),
+   releases its slot for a later run and is a failing clinic (step `enqueue`). A busy clinic's
+   slot becomes `skipped_busy` and is retried by later runs within the window; beyond it,
+   `missed`.
 4. The rest of the sweeper (unfinished uploads, purge, and — for 1/24 of the clinics each hour,
    so every clinic daily — expired activity-log exports and the orphan report) while time
    remains.
@@ -40,12 +43,19 @@ from functools import partial
 from typing import Any
 
 from .errors import ApiError, OperationInProgress
-from .models import AuditEntry, SlotStatus, Trigger
+from .models import AuditEntry, BackupJob, BackupStatus, SlotStatus, Trigger
 from .names import UNSUPPORTED_NAME
 from .observability import logger
+from .ports import EnqueueFailure
 from .restore import schedule_verifications
 from .schedule import CLAIM_TIMEOUT, MISSED_LOOKBACK, Action, Slot, decide, is_stale
-from .service import Services, start_backup
+from .service import (
+    Services,
+    backup_queued,
+    enqueue_batch,
+    job_not_queued,
+    prepare_backup,
+)
 from .sweeper import (
     FAILED_CLINICS_LISTED,
     SweepReport,
@@ -66,6 +76,19 @@ SCHEDULER_ACTOR = "scheduler"
 # current UTC hour.
 ORPHAN_ROTATION_HOURS = 24
 STALE_CLINICS_LOGGED = 50
+# Jobs are sent when this many are ready (SendMessageBatch's limit): a run that dies leaves at
+# most this many records without their message, and a later run sends them again (RECOVER).
+ENQUEUE_BATCH = 10
+
+
+@dataclass
+class _Outgoing:
+    """A scheduled backup whose record exists and whose job is not sent yet."""
+
+    schema: str
+    slot: Slot
+    job: BackupJob
+    recovered: bool = False
 
 
 @dataclass
@@ -156,6 +179,7 @@ def run_scheduler(
     guarded(report.sweep, "restores", None, partial(sweep_restores, svc, schemas, report.sweep))
 
     oldest = timedelta(0)
+    outbox: list[_Outgoing] = []
     for schema in schemas:
         if out_of_time():
             break
@@ -172,11 +196,18 @@ def run_scheduler(
             oldest = max(oldest, now - snap.last_good_at)
         try:
             for decision in decide(settings, snap.slots, now, policy.catch_up):
-                _execute(svc, schema, decision.slot, decision.action, snap.slots, now, report)
+                outgoing = _execute(
+                    svc, schema, decision.slot, decision.action, snap.slots, now, report
+                )
+                if outgoing is not None:
+                    outbox.append(outgoing)
         except Exception:
             report.errors += 1
             logger.exception("scheduling a clinic failed", extra={"clinic": schema})
             clinic_failed(report.sweep, schema, "slots")
+        if len(outbox) >= ENQUEUE_BATCH:
+            _send(svc, outbox, now, report)
+    _send(svc, outbox, now, report)
     report.oldest_last_good_hours = round(oldest.total_seconds() / 3600, 2)
     if not out_of_time():
         try:
@@ -234,19 +265,27 @@ def _execute(
     rows: dict[Any, Any],
     now: datetime,
     report: SchedulerReport,
-) -> None:
+) -> _Outgoing | None:
+    """Claim one slot and create its backup's record; return the job to send (or None)."""
     assert svc.schedules is not None
     within = now < slot.scheduled_at + svc.policy.catch_up
     if action == Action.RECOVER:
-        # A run claimed this slot and died. If its backup record exists, the job was queued
-        # (start_backup fails the record itself when the queue refuses): nothing to redo.
+        # A run claimed this slot and died. If its backup record exists and is no longer
+        # pending, its job was queued and has run: nothing to redo. A pending one may have
+        # died in that run's outbox: it is sent again (the worker's claim runs a job once).
         row = rows[slot.key]
-        if row.backup_id is not None and svc.records.get(schema, row.backup_id) is not None:
+        record = None if row.backup_id is None else svc.records.get(schema, row.backup_id)
+        if record is not None and record.status == BackupStatus.PENDING:
+            job = BackupJob(
+                kind="backup", schema=schema, backup_id=record.id, trigger=Trigger.SCHEDULED
+            )
+            return _Outgoing(schema, slot, job, recovered=True)
+        if record is not None:
             svc.schedules.mark_slot(
-                schema, slot.local_date, slot.local_hour, SlotStatus.ENQUEUED, now, row.backup_id
+                schema, slot.local_date, slot.local_hour, SlotStatus.ENQUEUED, now, record.id
             )
             report.recovered += 1
-            return
+            return None
         action = Action.RETRY if within else Action.MISS
     if action == Action.MISS:
         if svc.schedules.record_missed(
@@ -257,7 +296,7 @@ def _execute(
                 "scheduled backup missed: the catch-up window passed",
                 extra={"clinic": schema, "slot": _slot_name(slot)},
             )
-        return
+        return None
 
     backup_id = uuid.uuid4()
     if action == Action.RETRY:
@@ -270,9 +309,9 @@ def _execute(
         )
     if not claimed:
         report.already_claimed += 1  # another run (a duplicated event) has this slot
-        return
+        return None
     try:
-        start_backup(
+        _, job = prepare_backup(
             svc,
             schema,
             trigger=Trigger.SCHEDULED,
@@ -289,18 +328,70 @@ def _execute(
             "clinic busy; slot retried later in the catch-up window",
             extra={"clinic": schema, "slot": _slot_name(slot)},
         )
-        return
+        return None
     except ApiError as error:
-        # The queue or the database refused: release the claim so a later run tries again.
+        # The database refused: release the claim so a later run tries again.
         svc.schedules.release_slot(schema, slot.local_date, slot.local_hour, backup_id)
         report.errors += 1
         logger.warning(
             "could not start a scheduled backup", extra={"clinic": schema, "error_code": error.code}
         )
+        return None
+    return _Outgoing(schema, slot, job)
+
+
+def _send(svc: Services, outbox: list[_Outgoing], now: datetime, report: SchedulerReport) -> None:
+    """Send the outbox's jobs (one SendMessageBatch per 10), then settle each clinic: a queued
+    job's slot becomes `enqueued`; a refused one fails its record and releases its slot."""
+    if not outbox:
         return
+    sending = list(outbox)
+    outbox.clear()
+    try:
+        failures = enqueue_batch(svc, [o.job for o in sending])
+    except Exception:
+        logger.exception("sending a batch of jobs failed")
+        failures = [EnqueueFailure(o.job, "internal_error") for o in sending]
+    refused = {f.job: f for f in failures}
+    for outgoing in sending:
+        failure = refused.get(outgoing.job)
+        guarded(
+            report.sweep,
+            "enqueue",
+            outgoing.schema,
+            partial(_settle, svc, outgoing, failure, now, report),
+        )
+
+
+def _settle(
+    svc: Services,
+    outgoing: _Outgoing,
+    failure: EnqueueFailure | None,
+    now: datetime,
+    report: SchedulerReport,
+) -> None:
+    assert svc.schedules is not None
+    schema, slot, job = outgoing.schema, outgoing.slot, outgoing.job
+    if failure is not None:
+        # Not done: the record fails (its lock is freed) and the slot is released, so a later
+        # run within the catch-up window claims it again.
+        job_not_queued(svc, job)
+        svc.schedules.release_slot(schema, slot.local_date, slot.local_hour, job.backup_id)
+        report.errors += 1
+        clinic_failed(
+            report.sweep,
+            schema,
+            "enqueue",
+            f"the job queue did not take the backup ({failure.code}) after retries",
+        )
+        return
+    backup_queued(svc, job)
     svc.schedules.mark_slot(
-        schema, slot.local_date, slot.local_hour, SlotStatus.ENQUEUED, now, backup_id
+        schema, slot.local_date, slot.local_hour, SlotStatus.ENQUEUED, now, job.backup_id
     )
+    if outgoing.recovered:
+        report.recovered += 1
+        return
     report.enqueued += 1
     svc.records.audit(
         schema,
@@ -308,7 +399,7 @@ def _execute(
             action="backup.create",
             outcome="scheduled",
             actor_id=SCHEDULER_ACTOR,
-            backup_id=backup_id,
+            backup_id=job.backup_id,
             details={"slot": _slot_name(slot), "scheduled_at": slot.scheduled_at.isoformat()},
         ),
     )

@@ -12,6 +12,7 @@ import base64
 import binascii
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -48,6 +49,7 @@ from .models import (
     ClinicSettings,
     CreateBackupRequest,
     DumpResult,
+    Job,
     KeepRequest,
     Lease,
     LightVerifyJob,
@@ -80,6 +82,7 @@ from .parts import (
 from .ports import (
     Clock,
     Dumper,
+    EnqueueFailure,
     JobDispatcher,
     KeysRepository,
     ListFilter,
@@ -323,7 +326,7 @@ def new_backup_record(
     )
 
 
-def start_backup(
+def prepare_backup(
     svc: Services,
     schema: str,
     *,
@@ -332,10 +335,9 @@ def start_backup(
     actor_name: str | None,
     note: str | None = None,
     backup_id: uuid.UUID | None = None,
-) -> BackupRecord:
-    """Create the pending record (taking the clinic's operation lock) and enqueue its job.
-    The scheduler passes the `backup_id` it recorded on the slot it claimed."""
-    assert svc.dispatcher is not None, "this function cannot enqueue jobs"
+) -> tuple[BackupRecord, BackupJob]:
+    """Create the pending record (taking the clinic's operation lock) and return it with the
+    job to enqueue. The caller enqueues it, or calls `job_not_queued` when the queue refused."""
     svc.records.ensure_schema(schema)
     backup_id = backup_id or uuid.uuid4()
     record = svc.records.create_pending(
@@ -350,21 +352,75 @@ def start_backup(
             note=note,
         ),
     )
-    try:
-        svc.dispatcher.enqueue(
-            BackupJob(kind="backup", schema=schema, backup_id=backup_id, trigger=trigger)
-        )
-    except ApiError as error:
-        # Never leave a pending record (and the clinic's lock) behind a job that does not exist.
-        svc.records.fail(
-            schema, backup_id, "internal_error", "the job could not be queued", svc.clock.now()
-        )
-        raise error
+    return record, BackupJob(kind="backup", schema=schema, backup_id=backup_id, trigger=trigger)
+
+
+def job_not_queued(svc: Services, job: BackupJob) -> None:
+    """Never leave a pending record (and the clinic's lock) behind a job that does not exist."""
+    svc.records.fail(
+        job.schema_name,
+        job.backup_id,
+        "internal_error",
+        "the job could not be queued",
+        svc.clock.now(),
+    )
+
+
+def backup_queued(svc: Services, job: BackupJob) -> None:
     svc.metrics.add("BackupCreated", 1, "Count")
     logger.info(
         "backup queued",
-        extra={"clinic": schema, "backup_id": str(backup_id), "trigger": trigger.value},
+        extra={
+            "clinic": job.schema_name,
+            "backup_id": str(job.backup_id),
+            "trigger": job.trigger.value,
+        },
     )
+
+
+def enqueue_batch(svc: Services, jobs: Sequence[Job]) -> list[EnqueueFailure]:
+    """Enqueue many jobs: in batches where the dispatcher has them (SQS), else one by one.
+    Returns the jobs the queue did not take."""
+    assert svc.dispatcher is not None, "this function cannot enqueue jobs"
+    batch = getattr(svc.dispatcher, "enqueue_batch", None)
+    if callable(batch):
+        return list(batch(jobs))
+    failures = []
+    for job in jobs:
+        try:
+            svc.dispatcher.enqueue(job)
+        except ApiError as error:
+            failures.append(EnqueueFailure(job, error.code))
+    return failures
+
+
+def start_backup(
+    svc: Services,
+    schema: str,
+    *,
+    trigger: Trigger,
+    actor_id: str,
+    actor_name: str | None,
+    note: str | None = None,
+    backup_id: uuid.UUID | None = None,
+) -> BackupRecord:
+    """Create the pending record (taking the clinic's operation lock) and enqueue its job."""
+    assert svc.dispatcher is not None, "this function cannot enqueue jobs"
+    record, job = prepare_backup(
+        svc,
+        schema,
+        trigger=trigger,
+        actor_id=actor_id,
+        actor_name=actor_name,
+        note=note,
+        backup_id=backup_id,
+    )
+    try:
+        svc.dispatcher.enqueue(job)
+    except ApiError as error:
+        job_not_queued(svc, job)
+        raise error
+    backup_queued(svc, job)
     return record
 
 

@@ -7,6 +7,7 @@ namespaced XML, so botocore leaves `Error.Code` empty: only the HTTP status says
 
 from __future__ import annotations
 
+import os
 import uuid
 from typing import Any
 
@@ -64,10 +65,15 @@ def test_a_missing_file_is_410_and_the_backup_is_marked_a_store_down_is_503(
     done = _completed_backup(schema, token, sqs)
     assert done["status"] == "completed" and done["file_missing_at"] is None
 
-    # A store that does not answer (SeaweedFS, or Supabase's S3 endpoint) is a 503, and the
-    # backup is not marked: nothing says its file is gone.
+    # A store that does not answer is a 503, and the backup is not marked: nothing says its
+    # file is gone. (The download asks SeaweedFS, or on Supabase the Storage API alone: it
+    # checks the file and signs the URL, so the S3 endpoint is not in its path.)
     endpoint = get_settings(RestoreSettings).s3_endpoint_url
-    monkeypatch.setenv("S3_ENDPOINT_URL", "http://127.0.0.1:1/storage/v1/s3")
+    supabase_url = os.environ.get("SUPABASE_URL", "")
+    if backend == "supabase":
+        monkeypatch.setenv("SUPABASE_URL", "http://127.0.0.1:1")
+    else:
+        monkeypatch.setenv("S3_ENDPOINT_URL", "http://127.0.0.1:1/storage/v1/s3")
     reset_caches()
     down = call(
         "download_backup",
@@ -76,6 +82,8 @@ def test_a_missing_file_is_410_and_the_backup_is_marked_a_store_down_is_503(
     assert down.status == 503 and down.error_code == "service_unavailable", down.body
     assert _get(token, done["id"])["file_missing_at"] is None
     monkeypatch.setenv("S3_ENDPOINT_URL", str(endpoint))
+    if backend == "supabase":
+        monkeypatch.setenv("SUPABASE_URL", supabase_url)
     reset_caches()
 
     # Given the file removed from the store behind the product's back

@@ -295,3 +295,148 @@ def test_the_fleet_read_in_small_batches_sees_every_clinic(clinic_factory):
     assert small == whole and sorted(small) == sorted(schemas)
     third = small[schemas[2]].settings
     assert third is not None and third.hour == 5 and small[schemas[0]].settings is None
+
+
+class FlakyQueue:
+    """moto's SQS client, with entries of SendMessageBatch failing as SQS reports them
+    (`Failed`, SenderFault false): `fail_once` entries fail on their first send, entries naming
+    a clinic in `always` on every send. The other entries reach moto. Counts the calls."""
+
+    def __init__(self, client, fail_once: int = 0, always: frozenset[str] = frozenset()):
+        self.client = client
+        self.fail_once = fail_once
+        self.always = always
+        self.calls: list[int] = []
+
+    def send_message_batch(self, QueueUrl: str, Entries: list[dict]) -> dict:
+        self.calls.append(len(Entries))
+        failed, passed = [], []
+        for entry in Entries:
+            clinic = json.loads(entry["MessageBody"])["schema"]
+            if clinic in self.always or self.fail_once > 0:
+                self.fail_once -= clinic not in self.always
+                failed.append(
+                    {
+                        "Id": entry["Id"],
+                        "SenderFault": False,
+                        "Code": "InternalError",
+                        "Message": "x",
+                    }
+                )
+            else:
+                passed.append(entry)
+        answer = self.client.send_message_batch(QueueUrl=QueueUrl, Entries=passed) if passed else {}
+        return {"Successful": answer.get("Successful", []), "Failed": failed}
+
+
+def flaky_scheduler(sqs, at: datetime, queue: FlakyQueue):
+    from clinic_backups.adapters.queues import SqsDispatcher
+
+    svc = scheduler()
+    svc.clock = FixedClock(at)
+    svc.metrics = NullMetrics()
+    svc.dispatcher = SqsDispatcher(sqs.url, queue, retry_pause=0)
+    return svc
+
+
+def test_25_due_clinics_are_enqueued_in_3_send_message_batch_calls(clinic_factory, sqs, db):
+    # Given 25 clinics due at 03:00 Madrid, and the calls the real SQS client makes counted
+    schemas = {clinic_factory(patients=5) for _ in range(25)}
+    client = scheduler().dispatcher.client
+    calls: list[str] = []
+    client.meta.events.register("before-call.sqs.*", lambda model, **_: calls.append(model.name))
+
+    # When the scheduler runs
+    report = run_at(utc(2026, 6, 15, 1, 5))
+
+    # Then 25 jobs went out in 10 + 10 + 5, one message per clinic, every slot enqueued
+    assert report["enqueued"] == 25 and report["clinics_failed"] == 0
+    assert calls == ["SendMessageBatch"] * 3
+    sent = messages(sqs)
+    assert sorted(j["schema"] for j in sent) == sorted(schemas)
+    assert all(slots(db, s)[-1][2] == "enqueued" for s in schemas)
+
+
+def test_an_entry_sqs_fails_once_is_sent_again_and_nothing_is_lost(clinic_factory, sqs, db):
+    # Given 12 due clinics and a queue that fails 3 entries of the first call
+    schemas = {clinic_factory(patients=5) for _ in range(12)}
+    queue = FlakyQueue(sqs.client, fail_once=3)
+    svc = flaky_scheduler(sqs, utc(2026, 6, 15, 1, 5), queue)
+
+    # When the scheduler runs
+    report = run_scheduler(svc, orphans=False)
+
+    # Then the failed entries went again in a call of their own: 10 (3 failed), 3, then 2
+    assert queue.calls == [10, 3, 2]
+    assert report.enqueued == 12 and report.errors == 0
+    assert sorted(j["schema"] for j in messages(sqs)) == sorted(schemas)
+
+
+def test_a_job_the_queue_keeps_refusing_is_reported_and_its_slot_stays_open(
+    clinic_factory, sqs, db
+):
+    # Given 3 due clinics, and a queue that refuses one clinic's job on every attempt
+    schemas = [clinic_factory(patients=5) for _ in range(3)]
+    refused = schemas[1]
+    queue = FlakyQueue(sqs.client, always=frozenset({refused}))
+    slot = utc(2026, 6, 15, 1)
+    svc = flaky_scheduler(sqs, slot + timedelta(minutes=5), queue)
+
+    # When the scheduler runs
+    report = run_scheduler(svc, orphans=False)
+
+    # Then it tried three times, then named the clinic as failing; the others were enqueued
+    assert queue.calls == [3, 1, 1]
+    assert report.enqueued == 2 and report.errors == 1
+    assert report.to_dict()["failed_clinics"] == {refused: "enqueue"}
+    assert sorted(j["schema"] for j in messages(sqs)) == sorted(set(schemas) - {refused})
+    # and the refused clinic is not done: no slot kept, its record failed, its lock free
+    assert [row for row in slots(db, refused) if row[:2] == ("2026-06-15", 3)] == []
+    with db.cursor() as cur:
+        cur.execute(
+            sql.SQL("SELECT status, error_code FROM {}").format(
+                sql.Identifier(refused, "backup_records")
+            )
+        )
+        assert cur.fetchall() == [("failed", "internal_error")]
+        cur.execute(
+            sql.SQL("SELECT count(*) FROM {}").format(
+                sql.Identifier(refused, "backup_operation_lock")
+            )
+        )
+        assert cur.fetchone()[0] == 0
+
+    # When the queue takes it again, the next hourly run enqueues it within the window
+    queue.always = frozenset()
+    svc.clock = FixedClock(slot + timedelta(hours=1, minutes=5))
+    again = run_scheduler(svc, orphans=False)
+    assert again.enqueued == 1 and again.errors == 0
+    assert [j["schema"] for j in messages(sqs)] == [refused]
+    assert slots(db, refused)[-1][:3] == ("2026-06-15", 3, "enqueued")
+
+
+def test_a_pending_backup_of_a_run_that_died_before_sending_is_sent_again(clinic_factory, sqs, db):
+    # Given a run that claimed the slot and created the record, then died before its batch
+    # went out (the outbox is in memory)
+    schema = clinic_factory(patients=5)
+    slot = utc(2026, 6, 15, 1)
+    queue = FlakyQueue(sqs.client)
+
+    def died(*_args, **_kwargs):
+        raise SystemExit("the Lambda timed out")
+
+    svc = flaky_scheduler(sqs, slot + timedelta(minutes=5), queue)
+    svc.dispatcher.enqueue_batch = died  # type: ignore[union-attr]
+    with pytest.raises(SystemExit):
+        run_scheduler(svc, orphans=False)
+    assert messages(sqs) == [] and slots(db, schema)[-1][2] == "due"
+
+    # When a later run finds the abandoned claim (older than the claim timeout)
+    svc = flaky_scheduler(sqs, slot + timedelta(minutes=50), queue)
+    report = run_scheduler(svc, orphans=False)
+
+    # Then the pending record's job is sent (once) and the slot becomes enqueued
+    assert report.recovered == 1 and report.enqueued == 0
+    jobs = messages(sqs)
+    assert [j["schema"] for j in jobs] == [schema]
+    assert slots(db, schema)[-1][2] == "enqueued"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any, BinaryIO
 
 from ..errors import StorageUnavailable
@@ -125,7 +126,28 @@ class SupabaseStorage:
         return self._s3.open_read(key)
 
     def head(self, key: str) -> ObjectInfo | None:
-        return self._s3.head(key)
+        """Through the Storage API (`GET /object/info/{bucket}/{key}`, storage3's `info`), not
+        the S3 endpoint: a download's existence check then needs storage3 only, which signs
+        the URL anyway, and the download function's cold start never imports boto3."""
+        import httpx
+        from storage3.utils import StorageException
+
+        try:
+            info = self._bucket_api.info(key)
+        except (StorageException, httpx.HTTPError) as error:
+            # storage3's own `exists` rule: a missing object is statusCode "404" with error
+            # "not_found" (or a 404 without a parsable body); a missing bucket or a refused
+            # key is also a "404" but is the store failing, not the object.
+            missing = getattr(error, "code", None) in ("not_found", "InternalError")
+            if str(getattr(error, "status", "")) == "404" and missing:
+                return None
+            raise _api_error(error) from None
+        modified = info.get("last_modified") or info.get("updated_at")
+        return ObjectInfo(
+            key=key,
+            size=int(info["size"]),
+            last_modified=datetime.fromisoformat(modified) if modified else None,
+        )
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         return self._s3.list(prefix)
