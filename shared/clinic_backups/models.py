@@ -279,6 +279,18 @@ class AuditEntry:
 
 
 @dataclass(frozen=True)
+class SupersededCopy:
+    """Replica copies no record points at any more (a re-encryption's previous generation):
+    deleted from the replica once their lock (`retain_until`; None: no lock) has passed."""
+
+    id: uuid.UUID
+    backup_id: uuid.UUID
+    keys: list[str]
+    retain_until: datetime | None
+    superseded_at: datetime
+
+
+@dataclass(frozen=True)
 class AuditRecord:
     """An audit entry as stored (`GET /audit`): what was done, by whom, when."""
 

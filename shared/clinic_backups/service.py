@@ -96,7 +96,13 @@ from .ports import (
     TenantDirectory,
     Verifier,
 )
-from .replica import extend_lock, purge_replica, queue_replication, read_source
+from .replica import (
+    extend_lock,
+    purge_replica,
+    purge_superseded,
+    queue_replication,
+    read_source,
+)
 from .retention import RetentionPlan, RetentionPolicy, plan_retention
 from .schedule import next_slot
 from .storage import ScopedReplica, ScopedStorage
@@ -935,6 +941,7 @@ def purge_deleted(svc: Services, schema: str) -> int:
     if svc.replica is not None:
         try:
             purge_replica(svc, schema, svc.records.replica_purgeable(schema, svc.clock.now()))
+            purge_superseded(svc, schema)
         except StorageUnavailable:
             # The primary's purge stands; the replica's copies wait for a later sweep.
             logger.warning("the replica store is unavailable; its copies are purged later")

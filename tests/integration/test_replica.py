@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -521,3 +522,101 @@ def test_completed_backups_not_replicated_in_time_are_counted_for_the_lag_alarm(
     svc.metrics = _Metrics()
     assert sweeper.sweep(svc, [schema], orphans=False).replica_lagging == 0
     assert svc.metrics.seen["ReplicaLagging"] == 0
+
+
+def _superseded(db: Any, schema: str) -> list[tuple[list[str], datetime | None]]:
+    with db.cursor() as cur:
+        cur.execute(
+            sql.SQL("SELECT keys, retain_until FROM {} ORDER BY superseded_at").format(
+                sql.Identifier(schema, "backup_replica_superseded")
+            )
+        )
+        return [(sorted(keys), until) for keys, until in cur.fetchall()]
+
+
+def test_a_reencrypted_backups_old_replica_copy_stays_while_locked_and_goes_after_its_date(
+    replica_env: Any,
+    replica_bucket: str,
+    clinic_factory: Any,
+    sqs: Any,
+    restore_sqs: Any,
+    db: Any,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from clinic_backups import replica
+
+    # Given a replicated backup made before the clinic had a key, its copy locked for a few
+    # seconds (the real store's lock must pass within the test)
+    schema = clinic_factory(patients=10)
+    short = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=4)
+    with monkeypatch.context() as patch:
+        patch.setattr(replica, "retain_until", lambda svc, schema, record: short)
+        old = backup(schema, sqs)
+        restore_sqs.drain_into_worker()
+    old_copies = _versions(replica_env, replica_bucket, schema)
+    assert len(old_copies) == 2
+    assert _record(schema, old["id"]).replica_retain_until == short
+
+    # When the clinic registers a key and the backup is re-encrypted (then copied again)
+    register_clinic_key(schema)
+    reply = call(
+        "encryption_keys",
+        load_event("encryption_keys/post_reencrypt.json", token=mint(schema), backup_id=old["id"]),
+    )
+    assert reply.status == 202, reply.body
+    restore_sqs.drain_into_worker()
+
+    # Then the record points at the new generation, copied and locked for its full horizon,
+    # and the old generation's copies are remembered with the lock they carry
+    record = _record(schema, old["id"])
+    assert record.file_name.endswith("-g1.dump.age") and record.replicated_at is not None
+    assert record.replica_retain_until is not None and record.replica_retain_until > short
+    every = _versions(replica_env, replica_bucket, schema)
+    assert len(every) == 4 and set(old_copies) < set(every)
+    assert _superseded(db, schema) == [(old_copies, short)]
+
+    # When the purge runs while their date has not come: the store is not even asked
+    svc = build_services(get_settings(OperatorSettings))
+    before = short - timedelta(seconds=1)
+    svc.clock = type("Before", (), {"now": staticmethod(lambda: before)})()
+    service.purge_deleted(svc, schema)
+    assert _versions(replica_env, replica_bucket, schema) == every
+    assert len(_superseded(db, schema)) == 1
+
+    # When the date has passed (the store's own lock too) and the purge runs again
+    while datetime.now(UTC) <= short + timedelta(seconds=1):
+        time.sleep(0.2)
+    window = {
+        "slots_since": datetime.now(UTC) - timedelta(hours=8),
+        "stuck_before": datetime.now(UTC) - timedelta(hours=1),
+        "deleted_before": datetime.now(UTC) - timedelta(days=7),
+    }
+    assert svc.schedules.snapshot([schema], **window)[schema].purgeable is True
+    svc.clock = type("Now", (), {"now": staticmethod(lambda: datetime.now(UTC))})()
+    service.purge_deleted(svc, schema)
+
+    # Then every version of the old generation is gone, the new one untouched, the row
+    # forgotten and the removal audited
+    assert _versions(replica_env, replica_bucket, schema) == sorted(set(every) - set(old_copies))
+    assert _superseded(db, schema) == []
+    assert svc.schedules.snapshot([schema], **window)[schema].purgeable is False
+    audit = _audit_actions(database_url, schema, old["id"])
+    assert ("backup.purge", "replica_superseded_purged") in audit
+
+    # A remembered copy the store still holds locked (its record's date wrong) is refused
+    # and kept for a later sweep, like a purged backup's copy
+    held = f"{schema}/held-{uuid.uuid4().hex[:8]}.dump.age"
+    replica_env.client().put_object(
+        Bucket=replica_bucket,
+        Key=held,
+        Body=AGE_HEADER + b"\nheld",
+        ObjectLockMode="COMPLIANCE",
+        ObjectLockRetainUntilDate=datetime.now(UTC) + timedelta(days=1),
+    )
+    svc.records.remember_superseded(
+        schema, record.id, [held], datetime.now(UTC) - timedelta(days=1), datetime.now(UTC)
+    )
+    service.purge_deleted(svc, schema)
+    assert held in _versions(replica_env, replica_bucket, schema)
+    assert [keys for keys, _ in _superseded(db, schema)] == [[held]]
