@@ -157,6 +157,8 @@ class Services:
     replica: ReplicaStorage | None = None
     replica_keep_lock_days: int = 2190
     replica_lag_minutes: int = 120
+    # REPLICA_BUCKET is set (also where `replica` is not built: GET /me tells the UI).
+    replica_configured: bool = False
     # The sweeper removes the activity log's CSV exports older than this (AUDIT_EXPORT_TTL_HOURS).
     audit_export_ttl: timedelta = timedelta(hours=24)
 
@@ -1079,6 +1081,7 @@ def describe_me(svc: Services, ctx: TenantContext) -> dict[str, Any]:
     settings = clinic_settings(svc, ctx.schema)
     described = describe_caller(ctx, settings.locale, settings.time_zone)
     described["host_maintenance_mode"] = svc.host_maintenance_mode
+    described["replica_configured"] = svc.replica_configured or svc.replica is not None
     return described
 
 

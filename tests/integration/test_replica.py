@@ -33,7 +33,7 @@ from devstack import demo
 from tests import invariants
 from tests.helpers import call, load_event, mint, register_clinic_key, reset_caches
 from tests.integration.conftest import RestoreDatabase
-from tests.integration.restore_support import backup, checksums, restore
+from tests.integration.restore_support import backup, checksums, get_backup, restore
 from tests.integration.test_verify import verify
 
 AGE_HEADER = b"age-encryption.org/v1"
@@ -225,7 +225,15 @@ def test_each_completed_backup_is_copied_checked_and_locked_and_keep_extends_the
     for part in record.parts:
         assert hashlib.sha256(copied[part["key"]]).hexdigest() == part["sha256"]
     assert record.replicated_at is not None
-    assert "replicated_at" not in done  # an operator fact, not part of the API
+    # and the API says so, for the clinic's history («Copia independiente … protegida hasta …»)
+    assert done["replicated_at"] is None and done["replica_retain_until"] is None
+    shown = get_backup(schema, done["id"])
+    assert record.replica_retain_until is not None
+    assert shown["replicated_at"] == record.replicated_at.isoformat()
+    assert shown["replica_retain_until"] == record.replica_retain_until.isoformat()
+    assert "primary_damaged_at" not in shown  # an operator fact
+    me = call("list_backups", load_event("list_backups/get_me.json", token=mint(schema)))
+    assert me.status == 200 and me.body["replica_configured"] is True
     # and each copy is locked (compliance) until the end of the longest tier: a manual
     # backup under the default policy (6 monthly tiers of at most 31 days)
     policy = RetentionPolicy(
@@ -386,6 +394,9 @@ def test_with_the_primary_copy_damaged_or_gone_download_verify_and_restore_use_t
         load_event("download_backup/get_download.json", token=token, backup_id=done["id"]),
     )
     assert missing.status == 410 and missing.error_code == "backup_file_missing"
+    # (and /me tells the UI there is no replica to speak of)
+    me = call("list_backups", load_event("list_backups/get_me.json", token=token))
+    assert me.status == 200 and me.body["replica_configured"] is False
 
 
 def _audit_actions(url: str, schema: str, backup_id: str) -> list[tuple[str, str]]:
