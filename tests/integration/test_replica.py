@@ -665,3 +665,57 @@ def test_the_invariant_scan_reads_every_version_of_a_versioned_bucket(
         ]
         s3.delete_objects(Bucket=name, Delete={"Objects": doomed, "Quiet": True})
         s3.delete_bucket(Bucket=name)
+
+
+def test_a_copy_made_while_a_reencryption_replaced_the_objects_is_remembered_not_marked(
+    replica_env: Any,
+    replica_bucket: str,
+    clinic_factory: Any,
+    sqs: Any,
+    restore_sqs: Any,
+    s3_server: Any,
+    bucket: str,
+    db: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from clinic_backups import replica
+    from clinic_backups.models import ReplicateJob
+
+    # Given a backup re-encrypted before its replica copy ran (no replica while it happened)
+    monkeypatch.delenv("REPLICA_BUCKET")
+    reset_caches()
+    schema = clinic_factory(patients=5)
+    old = backup(schema, sqs)
+    restore_sqs.drain_into_worker()
+    stale = _record(schema, old["id"])
+    old_objects = _objects(s3_server, bucket, schema)
+    register_clinic_key(schema)
+    reply = call(
+        "encryption_keys",
+        load_event("encryption_keys/post_reencrypt.json", token=mint(schema), backup_id=old["id"]),
+    )
+    assert reply.status == 202, reply.body
+    restore_sqs.drain_into_worker()
+    assert _record(schema, old["id"]).storage_key != stale.storage_key
+    # (the old objects still readable, as they are while the re-encryption runs)
+    for key, data in old_objects.items():
+        s3_server.client().put_object(Bucket=bucket, Key=key, Body=data)
+
+    # When a replicate job that read the record before the re-encryption copies them
+    monkeypatch.setenv("REPLICA_BUCKET", replica_bucket)
+    reset_caches()
+    svc = build_services(get_settings(OperatorSettings))
+    current_get = svc.records.get
+    reads = iter([stale])
+    monkeypatch.setattr(svc.records, "get", lambda s, i: next(reads, None) or current_get(s, i))
+    done = replica.run_replicate_job(
+        svc, ReplicateJob(kind="replicate", schema=schema, backup_id=stale.id)
+    )
+
+    # Then the record (now the new generation) is not marked as copied, and the copies of the
+    # old objects are remembered for the purge with their lock
+    assert done is None
+    assert _record(schema, old["id"]).replicated_at is None
+    assert _versions(replica_env, replica_bucket, schema) == sorted(old_objects)
+    ((keys, until),) = _superseded(db, schema)
+    assert keys == sorted(old_objects) and until is not None
