@@ -25,7 +25,7 @@ describe('BackupHistory: the independent copy (replica)', () => {
     });
     renderWithProvider(<BackupHistory />, client);
 
-    const note = await screen.findByText('Copia independiente: guardada el 28 nov 2025, 7:25 · protegida hasta el 2 jun 2026, 8:18');
+    const note = await screen.findByText('Copia independiente: guardada el 28 nov 2025, 7:25 · protegida hasta el 2 jun 2026');
     expect(note.closest('tr')).toBe(row(copied.id));
     expect(note).toHaveAttribute('data-replica', 'copied');
     // a completed backup not copied yet says so; a failed one says nothing
