@@ -1,7 +1,9 @@
 """The invariant every test session must leave true, checked where the data is: every backup
 the session stored is encrypted, and nothing stored holds a secret.
 
-A scan lists EVERY object of every bucket of a server (not the objects a test knows about):
+A scan lists EVERY object of every bucket of a server (not the objects a test knows about);
+in a versioned bucket (the replica's, object-locked) every version, non-current ones and
+those behind a delete marker included — a locked old version is kept for years:
 
 - a manifest (`*.manifest.json`) must be a JSON object — the only plaintext allowed;
 - every other object must begin with the age header `age-encryption.org/v1`;
@@ -121,14 +123,21 @@ def _part_keys(manifest: dict[str, Any]) -> list[str]:
 
 
 def scan_objects(
-    where: str, keys: list[str], read: Reader, extra_secrets: Iterable[str] = ()
+    where: str,
+    keys: list[str],
+    read: Reader,
+    extra_secrets: Iterable[str] = (),
+    key_of: Callable[[str], str] | None = None,
 ) -> Report:
-    """The scan itself, over any store: `keys` is everything it holds, `read` reads one."""
+    """The scan itself, over any store: `keys` is everything it holds, `read` reads one.
+    With `key_of`, `keys` are labels of versions (`key_of(label)` their object key): each
+    version is scanned as an object of its own, manifests and parts recognised by key."""
+    name = key_of or (lambda label: label)
     report = Report(where, objects=len(keys))
-    present = set(keys)
+    present = {name(k) for k in keys}
     later_parts: set[str] = set()
     extra = list(extra_secrets)
-    for key in sorted(k for k in keys if k.endswith(MANIFEST_SUFFIX)):
+    for key in sorted(k for k in keys if name(k).endswith(MANIFEST_SUFFIX)):
         report.manifests += 1
         raw = read(key, None)
         try:
@@ -147,9 +156,9 @@ def scan_objects(
             if part not in present:
                 report.findings.append(f"{where}/{key}: lists a part that is missing: {part}")
         later_parts.update(parts[1:])
-    for key in sorted(k for k in keys if not k.endswith(MANIFEST_SUFFIX)):
+    for key in sorted(k for k in keys if not name(k).endswith(MANIFEST_SUFFIX)):
         head = read(key, len(AGE_HEADER))
-        if key in later_parts:
+        if name(key) in later_parts:
             report.parts += 1
             if head.startswith(PG_ARCHIVE_MAGIC):
                 report.findings.append(f"{where}/{key}: a part that is a plaintext pg_dump archive")
@@ -162,8 +171,45 @@ def scan_objects(
     return report
 
 
+def _versioned(client: Any, bucket: str) -> bool:
+    status = client.get_bucket_versioning(Bucket=bucket).get("Status")
+    return status in ("Enabled", "Suspended")
+
+
+def scan_versions(client: Any, bucket: str, extra_secrets: Iterable[str] = ()) -> Report:
+    """Every version of every object of a versioned bucket, not only the current ones: an
+    old version under a compliance lock outlives any overwrite or delete marker, so a
+    plaintext archive there would be kept (and readable by id) for years. One listing call
+    per 1,000 versions and one ranged read per version."""
+    versions: dict[str, tuple[str, str]] = {}
+    for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        for item in page.get("Versions", []):  # delete markers hold no bytes
+            key, version = item["Key"], item["VersionId"]
+            label = key if item.get("IsLatest") else f"{key} (older version {version})"
+            versions[label] = (key, version)
+
+    def read(label: str, limit: int | None) -> bytes:
+        key, version = versions[label]
+        extra = {"Range": f"bytes=0-{limit - 1}"} if limit else {}
+        body: bytes = client.get_object(Bucket=bucket, Key=key, VersionId=version, **extra)[
+            "Body"
+        ].read()
+        return body
+
+    return scan_objects(
+        f"s3://{bucket}",
+        list(versions),
+        read,
+        extra_secrets,
+        key_of=lambda label: versions[label][0],
+    )
+
+
 def scan_bucket(client: Any, bucket: str, extra_secrets: Iterable[str] = ()) -> Report:
-    """Every object of one bucket, through a boto3 S3 client."""
+    """Every object of one bucket, through a boto3 S3 client (every version of each, when
+    the bucket is versioned)."""
+    if _versioned(client, bucket):
+        return scan_versions(client, bucket, extra_secrets)
     keys: list[str] = []
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
         keys += [item["Key"] for item in page.get("Contents", [])]

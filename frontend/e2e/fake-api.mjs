@@ -27,7 +27,9 @@
 //   (409 backup_purged once purged); `POST /backups/{id}/cancel` (admins and the author) ends a
 //   pending backup `cancelled` (200) or marks a running one `cancel_requested_at` (202; the
 //   next poll ends it `cancelled`); anything else 409 backup_not_cancellable.
-// - `GET /me` says `host_maintenance_mode` (true for clinica_demo, false for clinica_norte).
+// - `GET /me` says `host_maintenance_mode` (true for clinica_demo, false for clinica_norte)
+//   and `replica_configured` (true: a finished backup shows `replicated_at` a minute after it
+//   finished, and `replica_retain_until`).
 // - the activity log (`GET /audit`, admins; staff 403 `forbidden`): entries derived from the
 //   state (each backup's creation and deletion, restores and verifications, registered keys)
 //   plus the downloads and exports made; filters `action` (one or a family), `from`/`to`
@@ -79,9 +81,29 @@ function isoMinutesAgo(minutes, now = Date.now()) {
   return new Date(now - minutes * 60_000).toISOString();
 }
 
+const DAY_MS = 86_400_000;
+const REPLICA_DELAY_MS = 60_000;
+
+/**
+ * The replica (the local stack has one): a finished backup's independent copy is made a
+ * minute after it finished (until then `replicated_at` is null: «pendiente»), locked until the
+ * end of its longest tier (six monthly tiers of 31 days), six years once kept.
+ */
+function replicaFields(b, now = Date.now()) {
+  const finished = b.finished_at ? Date.parse(b.finished_at) : NaN;
+  if (!['completed', 'deleted'].includes(b.status) || !b.sha256 || !(finished + REPLICA_DELAY_MS <= now)) {
+    return { replicated_at: null, replica_retain_until: null };
+  }
+  const created = Date.parse(b.created_at);
+  return {
+    replicated_at: new Date(finished + REPLICA_DELAY_MS).toISOString(),
+    replica_retain_until: new Date(created + (b.keep ? 2190 : 186) * DAY_MS).toISOString(),
+  };
+}
+
 function publicBackup(b) {
   const { clinic: _c, fakeSize: _s, steps: _st, failOnFinish: _f, ciphertext: _ct, ...rest } = b;
-  return rest;
+  return { ...rest, ...replicaFields(b) };
 }
 
 /** The same short name of a public key as the API (clinic_backups.keys.fingerprint). */
@@ -253,6 +275,10 @@ export function seed({ olderScheduled = 24, platformKey = null } = {}) {
     backups.push(complete(baseRecord('clinica_demo', { created_at: isoMinutesAgo(60 * 24 * day, now), fakeSize: 11_000_000 + day * 37_000 })));
   }
   backups.push(encrypted(complete(baseRecord('clinica_norte', { created_at: isoMinutesAgo(60 * 5, now), fakeSize: 4_200_000 }))));
+  // The seed finished long ago (a few minutes after it began), so its replica copies exist.
+  for (const r of backups) {
+    if (r.finished_at && r.status !== 'failed') r.finished_at = new Date(Date.parse(r.created_at) + 4 * 60_000).toISOString();
+  }
   return backups;
 }
 
@@ -579,6 +605,7 @@ export function createFakeApi({ expiresInSeconds = 300, log = false } = {}) {
           locale: clinicSettings().locale,
           time_zone: clinicSettings().time_zone,
           host_maintenance_mode: CLINICS[user.clinic].maintenance,
+          replica_configured: true,
         });
       }
 

@@ -255,6 +255,7 @@ def build_services(settings: CommonSettings) -> Any:
         svc.replica = replica(settings)
         svc.replica_keep_lock_days = settings.replica_keep_lock_days
         svc.replica_lag_minutes = settings.replica_lag_minutes
+    svc.replica_configured = bool(getattr(settings, "replica_bucket", None))
     if isinstance(settings, QueueSettings):
         svc.dispatcher = dispatcher(settings)
     if isinstance(settings, CreateBackupSettings):

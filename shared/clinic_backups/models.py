@@ -133,7 +133,8 @@ class BackupRecord:
     # [{"key", "size_bytes", "sha256"}] (`parts`); None: one object under `storage_key`.
     parts: list[dict[str, Any]] | None = None
     # The replica store's copy (REPLICA_BUCKET): when it was copied and read back with the
-    # right sha256, and the Object Lock retain-until it carries. Operator facts, not in the API.
+    # right sha256, and the Object Lock retain-until it carries (the UI's «Copia
+    # independiente: guardada el … · protegida hasta …»).
     replicated_at: datetime | None = None
     replica_retain_until: datetime | None = None
     # A read found the primary's object not matching its sha256 (reads use the replica).
@@ -145,8 +146,6 @@ class BackupRecord:
         data.pop("storage_key")
         data.pop("parts")
         data.pop("purged_at")
-        data.pop("replicated_at")
-        data.pop("replica_retain_until")
         data.pop("primary_damaged_at")
         data["id"] = str(self.id)
         for name, value in data.items():
@@ -276,6 +275,18 @@ class AuditEntry:
             backup_id=backup_id,
             details=details,
         )
+
+
+@dataclass(frozen=True)
+class SupersededCopy:
+    """Replica copies no record points at any more (a re-encryption's previous generation):
+    deleted from the replica once their lock (`retain_until`; None: no lock) has passed."""
+
+    id: uuid.UUID
+    backup_id: uuid.UUID
+    keys: list[str]
+    retain_until: datetime | None
+    superseded_at: datetime
 
 
 @dataclass(frozen=True)

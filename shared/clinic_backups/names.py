@@ -42,6 +42,7 @@ OWNED_TABLES = (
     "backup_slots",
     "backup_restores",
     "backup_keys",
+    "backup_replica_superseded",
 )
 
 

@@ -24,6 +24,7 @@ from .models import (
     RestoreRecord,
     SlotRecord,
     SlotStatus,
+    SupersededCopy,
 )
 
 # What one heartbeat's renewal found: True renewed, False the lease is gone (released or taken
@@ -150,9 +151,12 @@ class RecordsRepository(Protocol):
         recipients: builtins.list[dict[str, Any]] | None = None,
         lease: Lease | None = None,
         parts: builtins.list[dict[str, Any]] | None = None,
+        superseded_keys: builtins.list[str] | None = None,
     ) -> BackupRecord | None:
         """Point the record at the new object (when given), clear the flag, free the lock;
-        with `lease`, LeaseLost when the job no longer holds it."""
+        with `lease`, LeaseLost when the job no longer holds it. When the record had a replica
+        copy, `superseded_keys` (the old objects and manifest) are remembered in the same
+        transaction with the copy's lock date, for the purge (`superseded_purgeable`)."""
         ...
 
     def get(self, schema: str, backup_id: uuid.UUID) -> BackupRecord | None: ...
@@ -241,9 +245,35 @@ class RecordsRepository(Protocol):
     def set_keep(self, schema: str, backup_id: uuid.UUID, keep: bool) -> BackupRecord | None: ...
 
     def mark_replicated(
-        self, schema: str, backup_id: uuid.UUID, at: datetime, retain_until: datetime | None
+        self,
+        schema: str,
+        backup_id: uuid.UUID,
+        at: datetime,
+        retain_until: datetime | None,
+        storage_key: str | None = None,
     ) -> BackupRecord | None:
-        """The replica's copy is complete and checked (`replicated_at`), locked until then."""
+        """The replica's copy is complete and checked (`replicated_at`), locked until then.
+        With `storage_key`, only while the record still points at it (None otherwise: a
+        re-encryption replaced the objects the copy was made of)."""
+        ...
+
+    def remember_superseded(
+        self,
+        schema: str,
+        backup_id: uuid.UUID,
+        keys: builtins.list[str],
+        retain_until: datetime | None,
+        at: datetime,
+    ) -> None:
+        """Replica copies no record points at (their keys, their lock), for the purge."""
+        ...
+
+    def superseded_purgeable(self, schema: str, now: datetime) -> builtins.list[SupersededCopy]:
+        """Remembered replica copies whose lock has expired by `now` (or that have none)."""
+        ...
+
+    def forget_superseded(self, schema: str, copy_id: uuid.UUID) -> None:
+        """The remembered copies are gone from the replica."""
         ...
 
     def set_replica_retain_until(

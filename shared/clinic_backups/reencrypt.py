@@ -170,6 +170,8 @@ def _reencrypt(
             recipients=recipients,
             lease=lease,
             parts=parts,
+            # A replica copy of the old objects stays locked: remembered for the purge.
+            superseded_keys=stored_keys(record),
         )
     except BaseException as error:
         # BaseException: a native panic must not leave the backup flagged and the clinic

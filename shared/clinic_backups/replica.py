@@ -10,7 +10,9 @@ another failure domain, each copy locked (S3 Object Lock, compliance mode) and c
 - `read_source` is where restore, verify and download turn to the replica: when an object of
   the backup is missing from the primary, or its size is not the recorded one.
 - `extend_lock` moves the lock later when a backup is promoted (kept); `purge_replica` deletes a
-  purged backup's copy once its lock allows (else a later sweep tries again).
+  purged backup's copy once its lock allows (else a later sweep tries again), and
+  `purge_superseded` the copies of a re-encryption's previous generation (remembered with
+  their lock date when the record moved to the new objects: migration 11).
 - `count_lagging` feeds the `ReplicaLagging` metric (and its alarm).
 
 Every key goes through `ScopedReplica`: the replica holds the clinic's objects under the same
@@ -110,6 +112,7 @@ def run_replicate_job(svc: Services, job: ReplicateJob) -> BackupRecord | None:
     replica = svc.replica_scoped(schema)
     until = retain_until(svc, schema, record) if svc.replica.object_lock else None
     started = svc.clock.now()
+    copied: list[str] = []
     try:
         for key, sha256, size in _expected(record):
             with primary.open_read(key) as body:
@@ -117,12 +120,15 @@ def run_replicate_job(svc: Services, job: ReplicateJob) -> BackupRecord | None:
                 # boto3 aborts the upload (no copy of a damaged object is kept).
                 checked = ChecksumReader(body, sha256, size)
                 replica.upload_locked(key, checked, ARCHIVE_CONTENT_TYPE, until)  # type: ignore[arg-type]
+            copied.append(key)
             _read_back(replica, key, sha256, size)
         manifest = primary.get_bytes(manifest_key(record.storage_key))
         replica.upload_locked(
             manifest_key(record.storage_key), io.BytesIO(manifest), "application/json", until
         )
+        copied.append(manifest_key(record.storage_key))
     except (ChecksumMismatch, StorageObjectMissing) as error:
+        _superseded_meanwhile(svc, schema, record, copied, until)
         logger.warning(
             "replica copy refused: the primary object is missing or does not match the record",
             extra={**log, "reason": type(error).__name__},
@@ -139,7 +145,14 @@ def run_replicate_job(svc: Services, job: ReplicateJob) -> BackupRecord | None:
             ),
         )
         return None
-    done = svc.records.mark_replicated(schema, record.id, svc.clock.now(), until)
+    done = svc.records.mark_replicated(
+        schema, record.id, svc.clock.now(), until, storage_key=record.storage_key
+    )
+    if done is None:
+        # A re-encryption replaced the objects while they were copied: this copy is of the
+        # old generation (the re-encryption queued its own copy of the new one).
+        _superseded_meanwhile(svc, schema, record, copied, until)
+        return None
     seconds = (svc.clock.now() - started).total_seconds()
     svc.metrics.add("BackupReplicated", 1, "Count")
     logger.info(
@@ -160,6 +173,27 @@ def run_replicate_job(svc: Services, job: ReplicateJob) -> BackupRecord | None:
         ),
     )
     return done
+
+
+def _superseded_meanwhile(
+    svc: Services,
+    schema: str,
+    record: BackupRecord,
+    copied: list[str],
+    until: datetime | None,
+) -> None:
+    """Copies made of objects a re-encryption replaced during the job: no record points at
+    them, so they are remembered for the purge (locked copies cannot be deleted now)."""
+    if not copied:
+        return
+    current = svc.records.get(schema, record.id)
+    if current is not None and current.storage_key == record.storage_key:
+        return  # the same objects: a retry writes the same keys, the record's purge covers them
+    svc.records.remember_superseded(schema, record.id, copied, until, svc.clock.now())
+    logger.info(
+        "the backup was re-encrypted during its copy; the old copies are left for the purge",
+        extra={"clinic": schema, "backup_id": str(record.id), "objects": len(copied)},
+    )
 
 
 # --- reading from the replica ------------------------------------------------------------------
@@ -322,6 +356,36 @@ def purge_replica(svc: Services, schema: str, records: list[BackupRecord]) -> in
                 outcome="replica_purged",
                 actor_id="system",
                 backup_id=record.id,
+            ),
+        )
+        gone += 1
+    return gone
+
+
+def purge_superseded(svc: Services, schema: str) -> int:
+    """Delete the replica copies no record points at any more (a re-encryption's previous
+    generation) once their lock has passed; the store refusing (still locked) leaves them
+    for a later sweep. Returns how many generations went."""
+    if svc.replica is None:
+        return 0
+    replica = svc.replica_scoped(schema)
+    gone = 0
+    for copy in svc.records.superseded_purgeable(schema, svc.clock.now()):
+        if not replica.delete_versions(copy.keys):
+            logger.info(
+                "superseded replica copy still locked; left for a later sweep",
+                extra={"clinic": schema, "backup_id": str(copy.backup_id)},
+            )
+            continue
+        svc.records.forget_superseded(schema, copy.id)
+        svc.records.audit(
+            schema,
+            AuditEntry(
+                action="backup.purge",
+                outcome="replica_superseded_purged",
+                actor_id="system",
+                backup_id=copy.backup_id,
+                details={"objects": len(copy.keys)},
             ),
         )
         gone += 1

@@ -99,7 +99,13 @@ from .ports import (
     TenantDirectory,
     Verifier,
 )
-from .replica import extend_lock, purge_replica, queue_replication, read_source
+from .replica import (
+    extend_lock,
+    purge_replica,
+    purge_superseded,
+    queue_replication,
+    read_source,
+)
 from .retention import RetentionPlan, RetentionPolicy, plan_retention
 from .schedule import next_slot
 from .storage import ScopedReplica, ScopedStorage
@@ -154,6 +160,8 @@ class Services:
     replica: ReplicaStorage | None = None
     replica_keep_lock_days: int = 2190
     replica_lag_minutes: int = 120
+    # REPLICA_BUCKET is set (also where `replica` is not built: GET /me tells the UI).
+    replica_configured: bool = False
     # The sweeper removes the activity log's CSV exports older than this (AUDIT_EXPORT_TTL_HOURS).
     audit_export_ttl: timedelta = timedelta(hours=24)
 
@@ -991,6 +999,7 @@ def purge_deleted(svc: Services, schema: str) -> int:
     if svc.replica is not None:
         try:
             purge_replica(svc, schema, svc.records.replica_purgeable(schema, svc.clock.now()))
+            purge_superseded(svc, schema)
         except StorageUnavailable:
             # The primary's purge stands; the replica's copies wait for a later sweep.
             logger.warning("the replica store is unavailable; its copies are purged later")
@@ -1128,6 +1137,7 @@ def describe_me(svc: Services, ctx: TenantContext) -> dict[str, Any]:
     settings = clinic_settings(svc, ctx.schema)
     described = describe_caller(ctx, settings.locale, settings.time_zone)
     described["host_maintenance_mode"] = svc.host_maintenance_mode
+    described["replica_configured"] = svc.replica_configured or svc.replica is not None
     return described
 
 

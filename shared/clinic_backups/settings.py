@@ -365,7 +365,18 @@ class GraceSettings(BaseSettings):
     delete_grace_days: int = Field(default=7, ge=0, le=365)
 
 
-class ListBackupsSettings(CommonSettings, GraceSettings):
+class ReplicaFlagSettings(BaseSettings):
+    """Whether the product keeps an independent replica (REPLICA_BUCKET set), for a function
+    that never touches it but tells the UI (`GET /me` replica_configured)."""
+
+    model_config = SettingsConfigDict(
+        extra="ignore", case_sensitive=False, frozen=True, defer_build=True
+    )
+
+    replica_bucket: str | None = None
+
+
+class ListBackupsSettings(CommonSettings, GraceSettings, ReplicaFlagSettings):
     pass
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -32,7 +33,7 @@ from devstack import demo
 from tests import invariants
 from tests.helpers import call, load_event, mint, register_clinic_key, reset_caches
 from tests.integration.conftest import RestoreDatabase
-from tests.integration.restore_support import backup, checksums, restore
+from tests.integration.restore_support import backup, checksums, get_backup, restore
 from tests.integration.test_verify import verify
 
 AGE_HEADER = b"age-encryption.org/v1"
@@ -224,7 +225,15 @@ def test_each_completed_backup_is_copied_checked_and_locked_and_keep_extends_the
     for part in record.parts:
         assert hashlib.sha256(copied[part["key"]]).hexdigest() == part["sha256"]
     assert record.replicated_at is not None
-    assert "replicated_at" not in done  # an operator fact, not part of the API
+    # and the API says so, for the clinic's history («Copia independiente … protegida hasta …»)
+    assert done["replicated_at"] is None and done["replica_retain_until"] is None
+    shown = get_backup(schema, done["id"])
+    assert record.replica_retain_until is not None
+    assert shown["replicated_at"] == record.replicated_at.isoformat()
+    assert shown["replica_retain_until"] == record.replica_retain_until.isoformat()
+    assert "primary_damaged_at" not in shown  # an operator fact
+    me = call("list_backups", load_event("list_backups/get_me.json", token=mint(schema)))
+    assert me.status == 200 and me.body["replica_configured"] is True
     # and each copy is locked (compliance) until the end of the longest tier: a manual
     # backup under the default policy (6 monthly tiers of at most 31 days)
     policy = RetentionPolicy(
@@ -385,6 +394,9 @@ def test_with_the_primary_copy_damaged_or_gone_download_verify_and_restore_use_t
         load_event("download_backup/get_download.json", token=token, backup_id=done["id"]),
     )
     assert missing.status == 410 and missing.error_code == "backup_file_missing"
+    # (and /me tells the UI there is no replica to speak of)
+    me = call("list_backups", load_event("list_backups/get_me.json", token=token))
+    assert me.status == 200 and me.body["replica_configured"] is False
 
 
 def _audit_actions(url: str, schema: str, backup_id: str) -> list[tuple[str, str]]:
@@ -521,3 +533,189 @@ def test_completed_backups_not_replicated_in_time_are_counted_for_the_lag_alarm(
     svc.metrics = _Metrics()
     assert sweeper.sweep(svc, [schema], orphans=False).replica_lagging == 0
     assert svc.metrics.seen["ReplicaLagging"] == 0
+
+
+def _superseded(db: Any, schema: str) -> list[tuple[list[str], datetime | None]]:
+    with db.cursor() as cur:
+        cur.execute(
+            sql.SQL("SELECT keys, retain_until FROM {} ORDER BY superseded_at").format(
+                sql.Identifier(schema, "backup_replica_superseded")
+            )
+        )
+        return [(sorted(keys), until) for keys, until in cur.fetchall()]
+
+
+def test_a_reencrypted_backups_old_replica_copy_stays_while_locked_and_goes_after_its_date(
+    replica_env: Any,
+    replica_bucket: str,
+    clinic_factory: Any,
+    sqs: Any,
+    restore_sqs: Any,
+    db: Any,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from clinic_backups import replica
+
+    # Given a replicated backup made before the clinic had a key, its copy locked for a few
+    # seconds (the real store's lock must pass within the test)
+    schema = clinic_factory(patients=10)
+    short = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=4)
+    with monkeypatch.context() as patch:
+        patch.setattr(replica, "retain_until", lambda svc, schema, record: short)
+        old = backup(schema, sqs)
+        restore_sqs.drain_into_worker()
+    old_copies = _versions(replica_env, replica_bucket, schema)
+    assert len(old_copies) == 2
+    assert _record(schema, old["id"]).replica_retain_until == short
+
+    # When the clinic registers a key and the backup is re-encrypted (then copied again)
+    register_clinic_key(schema)
+    reply = call(
+        "encryption_keys",
+        load_event("encryption_keys/post_reencrypt.json", token=mint(schema), backup_id=old["id"]),
+    )
+    assert reply.status == 202, reply.body
+    restore_sqs.drain_into_worker()
+
+    # Then the record points at the new generation, copied and locked for its full horizon,
+    # and the old generation's copies are remembered with the lock they carry
+    record = _record(schema, old["id"])
+    assert record.file_name.endswith("-g1.dump.age") and record.replicated_at is not None
+    assert record.replica_retain_until is not None and record.replica_retain_until > short
+    every = _versions(replica_env, replica_bucket, schema)
+    assert len(every) == 4 and set(old_copies) < set(every)
+    assert _superseded(db, schema) == [(old_copies, short)]
+
+    # When the purge runs while their date has not come: the store is not even asked
+    svc = build_services(get_settings(OperatorSettings))
+    before = short - timedelta(seconds=1)
+    svc.clock = type("Before", (), {"now": staticmethod(lambda: before)})()
+    service.purge_deleted(svc, schema)
+    assert _versions(replica_env, replica_bucket, schema) == every
+    assert len(_superseded(db, schema)) == 1
+
+    # When the date has passed (the store's own lock too) and the purge runs again
+    while datetime.now(UTC) <= short + timedelta(seconds=1):
+        time.sleep(0.2)
+    window = {
+        "slots_since": datetime.now(UTC) - timedelta(hours=8),
+        "stuck_before": datetime.now(UTC) - timedelta(hours=1),
+        "deleted_before": datetime.now(UTC) - timedelta(days=7),
+    }
+    assert svc.schedules.snapshot([schema], **window)[schema].purgeable is True
+    svc.clock = type("Now", (), {"now": staticmethod(lambda: datetime.now(UTC))})()
+    service.purge_deleted(svc, schema)
+
+    # Then every version of the old generation is gone, the new one untouched, the row
+    # forgotten and the removal audited
+    assert _versions(replica_env, replica_bucket, schema) == sorted(set(every) - set(old_copies))
+    assert _superseded(db, schema) == []
+    assert svc.schedules.snapshot([schema], **window)[schema].purgeable is False
+    audit = _audit_actions(database_url, schema, old["id"])
+    assert ("backup.purge", "replica_superseded_purged") in audit
+
+    # A remembered copy the store still holds locked (its record's date wrong) is refused
+    # and kept for a later sweep, like a purged backup's copy
+    held = f"{schema}/held-{uuid.uuid4().hex[:8]}.dump.age"
+    replica_env.client().put_object(
+        Bucket=replica_bucket,
+        Key=held,
+        Body=AGE_HEADER + b"\nheld",
+        ObjectLockMode="COMPLIANCE",
+        ObjectLockRetainUntilDate=datetime.now(UTC) + timedelta(days=1),
+    )
+    svc.records.remember_superseded(
+        schema, record.id, [held], datetime.now(UTC) - timedelta(days=1), datetime.now(UTC)
+    )
+    service.purge_deleted(svc, schema)
+    assert held in _versions(replica_env, replica_bucket, schema)
+    assert [keys for keys, _ in _superseded(db, schema)] == [[held]]
+
+
+def test_the_invariant_scan_reads_every_version_of_a_versioned_bucket(
+    replica_server: Any,
+) -> None:
+    # Given a versioned bucket where a plaintext archive was overwritten by ciphertext, and
+    # another hidden behind a delete marker (both still readable by version id)
+    s3 = replica_server.client()
+    name = f"versions-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=name)
+    s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    try:
+        s3.put_object(Bucket=name, Key="c/a.dump.age", Body=b"PGDMP\x01\x0e\x00plain")
+        s3.put_object(Bucket=name, Key="c/a.dump.age", Body=AGE_HEADER + b"\nnow encrypted")
+        s3.put_object(Bucket=name, Key="c/b.dump.age", Body=b"plaintext")
+        s3.delete_object(Bucket=name, Key="c/b.dump.age")
+        s3.put_object(Bucket=name, Key="c/a.dump.age.manifest.json", Body=b'{"ok": 1}')
+
+        # When the bucket is scanned
+        report = invariants.scan_bucket(s3, name)
+
+        # Then both hidden plaintexts are findings (the current ciphertext passes)
+        assert report.objects == 4 and report.manifests == 1 and report.archives == 1
+        assert len(report.findings) == 2
+        assert any("c/a.dump.age (older version" in f and "pg_dump" in f for f in report.findings)
+        assert any("c/b.dump.age (older version" in f for f in report.findings)
+    finally:
+        listed = s3.list_object_versions(Bucket=name)
+        doomed = [
+            {"Key": v["Key"], "VersionId": v["VersionId"]}
+            for v in [*listed.get("Versions", []), *listed.get("DeleteMarkers", [])]
+        ]
+        s3.delete_objects(Bucket=name, Delete={"Objects": doomed, "Quiet": True})
+        s3.delete_bucket(Bucket=name)
+
+
+def test_a_copy_made_while_a_reencryption_replaced_the_objects_is_remembered_not_marked(
+    replica_env: Any,
+    replica_bucket: str,
+    clinic_factory: Any,
+    sqs: Any,
+    restore_sqs: Any,
+    s3_server: Any,
+    bucket: str,
+    db: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from clinic_backups import replica
+    from clinic_backups.models import ReplicateJob
+
+    # Given a backup re-encrypted before its replica copy ran (no replica while it happened)
+    monkeypatch.delenv("REPLICA_BUCKET")
+    reset_caches()
+    schema = clinic_factory(patients=5)
+    old = backup(schema, sqs)
+    restore_sqs.drain_into_worker()
+    stale = _record(schema, old["id"])
+    old_objects = _objects(s3_server, bucket, schema)
+    register_clinic_key(schema)
+    reply = call(
+        "encryption_keys",
+        load_event("encryption_keys/post_reencrypt.json", token=mint(schema), backup_id=old["id"]),
+    )
+    assert reply.status == 202, reply.body
+    restore_sqs.drain_into_worker()
+    assert _record(schema, old["id"]).storage_key != stale.storage_key
+    # (the old objects still readable, as they are while the re-encryption runs)
+    for key, data in old_objects.items():
+        s3_server.client().put_object(Bucket=bucket, Key=key, Body=data)
+
+    # When a replicate job that read the record before the re-encryption copies them
+    monkeypatch.setenv("REPLICA_BUCKET", replica_bucket)
+    reset_caches()
+    svc = build_services(get_settings(OperatorSettings))
+    current_get = svc.records.get
+    reads = iter([stale])
+    monkeypatch.setattr(svc.records, "get", lambda s, i: next(reads, None) or current_get(s, i))
+    done = replica.run_replicate_job(
+        svc, ReplicateJob(kind="replicate", schema=schema, backup_id=stale.id)
+    )
+
+    # Then the record (now the new generation) is not marked as copied, and the copies of the
+    # old objects are remembered for the purge with their lock
+    assert done is None
+    assert _record(schema, old["id"]).replicated_at is None
+    assert _versions(replica_env, replica_bucket, schema) == sorted(old_objects)
+    ((keys, until),) = _superseded(db, schema)
+    assert keys == sorted(old_objects) and until is not None

@@ -14,7 +14,7 @@ import { asNext, BACKUP_STATUSES_NEXT, canCancel, cancelBackup, daysUntil, undel
 import { useBackups } from './BackupsProvider';
 import { DeleteBackupDialog } from './DeleteBackupDialog';
 import { DownloadModal } from './DownloadModal';
-import { distinctDateLabels, formatBytes, formatInteger } from './format';
+import { distinctDateLabels, formatBytes, formatDay, formatInteger } from './format';
 import { useVerify } from './useVerify';
 import { RestoreDialog } from './RestoreDialog';
 import { LockIcon, Spinner, StatusBadge } from './StatusBadge';
@@ -292,6 +292,9 @@ export function BackupHistory({ title, headingLevel = 2, showFilters = true, gra
                         <p className="cb-purge-note">{t('history.cancelling')}</p>
                       )}
                       <EncryptionBadges backup={backup} />
+                      {me?.replica_configured === true && (
+                        <ReplicaNote backup={backup} formatDate={formatDate} locale={locale} timeZone={timeZone} />
+                      )}
                       {reason && <p className="cb-reason">{t('history.failedReason', { reason })}</p>}
                     </td>
                     <td className="cb-num" data-label={t('history.columns.size')}>
@@ -504,6 +507,42 @@ function ShieldIcon() {
       <path d="M8 1.5 13.5 3.5v4c0 3.3-2.3 5.9-5.5 7-3.2-1.1-5.5-3.7-5.5-7v-4z" fill="none" stroke="currentColor" strokeWidth="1.5" />
       <path d="m5.5 8 1.8 1.8L10.8 6" fill="none" stroke="currentColor" strokeWidth="1.5" />
     </svg>
+  );
+}
+
+/**
+ * «Copia independiente: guardada el … · protegida hasta el …»: the backup's locked copy in the
+ * replica store. Shown only when the product has one (`/me` replica_configured); a completed
+ * backup not copied yet says «pendiente». A deleted backup keeps its copy until the lock ends.
+ */
+function ReplicaNote({
+  backup,
+  formatDate,
+  locale,
+  timeZone,
+}: {
+  backup: Backup;
+  formatDate: (iso: string | null | undefined) => string;
+  locale: string;
+  timeZone: string;
+}) {
+  const { t } = useTranslation('backups');
+  if (backup.replicated_at) {
+    const saved = formatDate(backup.replicated_at);
+    const text = backup.replica_retain_until
+      ? t('history.replicaCopiedLocked', { saved, until: formatDay(backup.replica_retain_until, locale, timeZone) })
+      : t('history.replicaCopied', { saved });
+    return (
+      <p className="cb-help cb-replica-note" data-replica="copied" title={t('history.replicaTitle')}>
+        <ShieldIcon /> {text}
+      </p>
+    );
+  }
+  if (backup.status !== 'completed') return null;
+  return (
+    <p className="cb-help cb-replica-note" data-replica="pending">
+      {t('history.replicaPending')}
+    </p>
   );
 }
 

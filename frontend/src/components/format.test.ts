@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatBytes, formatCountdown, formatDateTime } from './format';
+import { formatBytes, formatCountdown, formatDateTime, formatDay } from './format';
 
 describe('formatBytes', () => {
   it.each([
@@ -44,5 +44,14 @@ describe('formatCountdown', () => {
     [-5, '0:00'],
   ])('%i ms → %s', (ms, text) => {
     expect(formatCountdown(ms)).toBe(text);
+  });
+});
+
+describe('formatDay', () => {
+  it("gives the day only, in the clinic's zone (23:30 UTC is the next day in Madrid)", () => {
+    expect(formatDay('2026-06-02T23:30:00Z')).toBe('3 jun 2026');
+    expect(formatDay('2026-06-02T23:30:00Z', 'en-GB', 'UTC')).toBe('2 Jun 2026');
+    expect(formatDay(null)).toBe('');
+    expect(formatDay('not a date')).toBe('');
   });
 });

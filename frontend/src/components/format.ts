@@ -38,6 +38,22 @@ export function formatDateTime(
   return dateFormatter(locale, timeZone, seconds).format(date);
 }
 
+/** "2 jun 2026" (the day only, in the clinic's zone): for dates far ahead, like a lock's end. */
+export function formatDay(
+  iso: string | null | undefined,
+  locale: string = DEFAULT_LOCALE,
+  timeZone: string = DEFAULT_TIME_ZONE,
+): string {
+  if (!iso) return '';
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return '';
+  try {
+    return new Intl.DateTimeFormat(locale, { dateStyle: 'medium', timeZone }).format(date);
+  } catch {
+    return new Intl.DateTimeFormat(DEFAULT_LOCALE, { dateStyle: 'medium', timeZone: DEFAULT_TIME_ZONE }).format(date);
+  }
+}
+
 /**
  * Labels for a list of instants: to the minute, and with seconds for every one whose minute
  * label another shares (two backups in one minute must not read the same, on screen or aloud).

@@ -101,6 +101,11 @@ const en: BackupsMessages = {
     reencryptFailed: 'The backup of {{date}} could not be re-encrypted. Try again later.',
     fileMissing: 'File unavailable',
     fileMissingTitle: 'The file of this backup is no longer in storage.',
+    replicaCopied: 'Independent copy: saved on {{saved}}',
+    replicaCopiedLocked: 'Independent copy: saved on {{saved}} · protected until {{until}}',
+    replicaPending: 'Independent copy: pending',
+    replicaTitle:
+      'A second copy, in another, independent store, that nobody can delete or change until the date shown.',
   },
   create: {
     noteLabel: 'Note (optional)',
@@ -609,6 +614,7 @@ const en: BackupsMessages = {
       released: 'Released',
       removed: 'Removed',
       replica_purged: 'Independent copy deleted',
+      replica_superseded_purged: 'Previous independent copy deleted',
       requested: 'Requested',
       saved: 'Saved',
       scheduled: 'Scheduled',

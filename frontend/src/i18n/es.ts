@@ -82,6 +82,11 @@ const es = {
     reencryptFailed: 'No se ha podido re-cifrar la copia del {{date}}. Inténtalo de nuevo más tarde.',
     fileMissing: 'Archivo no disponible',
     fileMissingTitle: 'El archivo de esta copia ya no está en el almacenamiento.',
+    replicaCopied: 'Copia independiente: guardada el {{saved}}',
+    replicaCopiedLocked: 'Copia independiente: guardada el {{saved}} · protegida hasta el {{until}}',
+    replicaPending: 'Copia independiente: pendiente',
+    replicaTitle:
+      'Una segunda copia, en otro almacenamiento independiente, que nadie puede borrar ni modificar hasta la fecha indicada.',
     staffNoActions:
       'Con tu rol (Personal) puedes crear copias y consultar el historial. Descargar, restaurar, verificar y eliminar copias lo hace una persona administradora.',
     recover: 'Recuperar',
@@ -622,6 +627,7 @@ const es = {
       released: 'Liberada',
       removed: 'Quitada',
       replica_purged: 'Copia independiente borrada',
+      replica_superseded_purged: 'Copia independiente anterior borrada',
       requested: 'Solicitada',
       saved: 'Guardada',
       scheduled: 'Programada',

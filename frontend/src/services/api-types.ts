@@ -510,6 +510,16 @@ export interface components {
              * @description When a download, restore or verification found the file gone from storage (410 `backup_file_missing`); null while it was never found missing.
              */
             file_missing_at?: string | null;
+            /**
+             * Format: date-time
+             * @description When the independent copy in the replica store was made and checked (sha256 read back); null while there is none (no replica configured, not copied yet, or purged).
+             */
+            replicated_at?: string | null;
+            /**
+             * Format: date-time
+             * @description Until when that copy is locked (S3 Object Lock, compliance mode): nobody, not the platform, can delete it before then; null without a lock.
+             */
+            replica_retain_until?: string | null;
             /** @enum {string} */
             format: "custom";
             compression: string;
@@ -869,6 +879,8 @@ export interface components {
             time_zone: string;
             /** @description The clinic's own application answers 503 (a maintenance page) while a restore runs (the host installed contrib/django_clinic_backups; setting HOST_MAINTENANCE_MODE). When false, the UI should warn that writes made during a restore are set aside. */
             host_maintenance_mode: boolean;
+            /** @description The product keeps an independent, locked copy of every completed backup in a second store (REPLICA_BUCKET). When false, the UI says nothing about it (no backup has `replicated_at`). */
+            replica_configured: boolean;
         };
     };
     responses: {

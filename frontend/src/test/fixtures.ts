@@ -30,6 +30,7 @@ export const ADMIN: Me = {
   locale: 'es-ES',
   time_zone: 'Europe/Madrid',
   host_maintenance_mode: false,
+  replica_configured: false,
 };
 
 export const STAFF: Me = {

@@ -19,6 +19,7 @@ TABLES = {
     "slots": "backup_slots",
     "restores": "backup_restores",
     "keys": "backup_keys",
+    "superseded": "backup_replica_superseded",
 }
 
 
@@ -291,6 +292,26 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "ALTER TABLE {records} ADD COLUMN replicated_at timestamptz, "
             "ADD COLUMN replica_retain_until timestamptz, "
             "ADD COLUMN primary_damaged_at timestamptz"
+        ],
+    ),
+    # Copies in the replica that no record points at any more (issue 24 follow-up): a
+    # re-encryption replaces a replicated backup's objects with a new generation, and the old
+    # generation's copies stay locked in the replica until their retain-until. Each row names
+    # those keys (the objects and the manifest) and the lock they carry (NULL: no lock); the
+    # purge step deletes them once the lock allows, then the row. Owned (survives a restore).
+    (
+        11,
+        [
+            """
+            CREATE TABLE {superseded} (
+                id uuid PRIMARY KEY,
+                backup_id uuid NOT NULL,
+                keys jsonb NOT NULL CHECK (jsonb_typeof(keys) = 'array'),
+                retain_until timestamptz,
+                superseded_at timestamptz NOT NULL
+            )
+            """,
+            _give_to_records_owner("superseded"),
         ],
     ),
 ]

@@ -54,6 +54,7 @@ from ..models import (
     Clinic,
     DumpResult,
     Lease,
+    SupersededCopy,
     Trigger,
 )
 from ..names import OWNED_TABLES, RESERVED_SCHEMAS, is_valid_schema_name, meta_stamp
@@ -957,10 +958,12 @@ class PostgresRecords:
         recipients: builtins.list[dict[str, Any]] | None = None,
         lease: Lease | None = None,
         parts: builtins.list[dict[str, Any]] | None = None,
+        superseded_keys: builtins.list[str] | None = None,
     ) -> BackupRecord | None:
         """Point the record at the new object (when given), clear the flag, release the lock.
         With the job's `lease`, only while it still holds it: LeaseLost otherwise (the taker
-        cleared the flag; the record keeps pointing at the old object)."""
+        cleared the flag; the record keeps pointing at the old object). A replica copy of the
+        old objects is remembered (`superseded_keys`, its lock date) in the same transaction."""
         names = self._names(schema)
         with self._db.transaction() as cur:
             if lease is not None:
@@ -978,6 +981,16 @@ class PostgresRecords:
                         "AND lease_id IS NULL"
                     ).format(**names),
                     (backup_id,),
+                )
+            if storage_key is not None and superseded_keys:
+                # The old generation's replica copies stay locked; no record would name them.
+                cur.execute(
+                    sql.SQL(
+                        "INSERT INTO {superseded} (id, backup_id, keys, retain_until, "
+                        "superseded_at) SELECT %s, id, %s, replica_retain_until, now() "
+                        "FROM {records} WHERE id = %s AND replicated_at IS NOT NULL"
+                    ).format(**names),
+                    (uuid.uuid4(), psycopg2.extras.Json(superseded_keys), backup_id),
                 )
             if storage_key is not None:
                 cur.execute(
@@ -1236,18 +1249,67 @@ class PostgresRecords:
             )
 
     def mark_replicated(
-        self, schema: str, backup_id: uuid.UUID, at: datetime, retain_until: datetime | None
+        self,
+        schema: str,
+        backup_id: uuid.UUID,
+        at: datetime,
+        retain_until: datetime | None,
+        storage_key: str | None = None,
     ) -> BackupRecord | None:
         with self._db.transaction() as cur:
             cur.execute(
                 sql.SQL(
                     "UPDATE {records} SET replicated_at = %s, replica_retain_until = %s "
-                    "WHERE id = %s RETURNING *"
+                    "WHERE id = %s AND (%s::text IS NULL OR storage_key = %s) RETURNING *"
                 ).format(**self._names(schema)),
-                (at, retain_until, backup_id),
+                (at, retain_until, backup_id, storage_key, storage_key),
             )
             row = cur.fetchone()
             return _record(row) if row else None
+
+    def remember_superseded(
+        self,
+        schema: str,
+        backup_id: uuid.UUID,
+        keys: builtins.list[str],
+        retain_until: datetime | None,
+        at: datetime,
+    ) -> None:
+        with self._db.transaction() as cur:
+            cur.execute(
+                sql.SQL(
+                    "INSERT INTO {superseded} (id, backup_id, keys, retain_until, superseded_at) "
+                    "VALUES (%s, %s, %s, %s, %s)"
+                ).format(**self._names(schema)),
+                (uuid.uuid4(), backup_id, psycopg2.extras.Json(keys), retain_until, at),
+            )
+
+    def superseded_purgeable(self, schema: str, now: datetime) -> builtins.list[SupersededCopy]:
+        with self._db.transaction() as cur:
+            cur.execute(
+                sql.SQL(
+                    "SELECT * FROM {superseded} "
+                    "WHERE coalesce(retain_until, '-infinity') <= %s ORDER BY superseded_at"
+                ).format(**self._names(schema)),
+                (now,),
+            )
+            return [
+                SupersededCopy(
+                    id=r["id"],
+                    backup_id=r["backup_id"],
+                    keys=[str(k) for k in r["keys"]],
+                    retain_until=r["retain_until"],
+                    superseded_at=r["superseded_at"],
+                )
+                for r in cur.fetchall()
+            ]
+
+    def forget_superseded(self, schema: str, copy_id: uuid.UUID) -> None:
+        with self._db.transaction() as cur:
+            cur.execute(
+                sql.SQL("DELETE FROM {superseded} WHERE id = %s").format(**self._names(schema)),
+                (copy_id,),
+            )
 
     def set_replica_retain_until(
         self, schema: str, backup_id: uuid.UUID, retain_until: datetime

@@ -164,7 +164,10 @@ class PostgresSchedules:
             # a purged backup whose replica copy remains, its lock expired: purge it there too
             "   OR EXISTS (SELECT 1 FROM {records} WHERE purged_at IS NOT NULL"
             "   AND replicated_at IS NOT NULL"
-            "   AND coalesce(replica_retain_until, '-infinity') <= now())) AS purgeable,"
+            "   AND coalesce(replica_retain_until, '-infinity') <= now())"
+            # a re-encryption's previous generation in the replica, its lock expired
+            "   OR EXISTS (SELECT 1 FROM {superseded}"
+            "   WHERE coalesce(retain_until, '-infinity') <= now())) AS purgeable,"
             " (SELECT count(*) FROM {records} WHERE status = 'completed'"
             "   AND replicated_at IS NULL AND finished_at < %(replica_lag)s) AS replica_lagging"
         ).format(schema=sql.Literal(schema), **self._names(schema))
