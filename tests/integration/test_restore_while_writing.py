@@ -16,6 +16,7 @@ import subprocess
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import psycopg2
@@ -23,7 +24,9 @@ import pytest
 from psycopg2 import sql
 
 from devstack import demo
+from tests.helpers import reset_caches
 from tests.integration.conftest import RestoreDatabase
+from tests.integration.faults import SLOW_START, Source, install_tool
 from tests.integration.restore_support import backup, restore
 
 
@@ -190,11 +193,31 @@ def test_restores_while_the_app_writes_never_deadlock(
 
 
 def test_a_role_idle_in_transaction_timeout_shorter_than_the_dump_does_not_end_the_swap(
-    restore_env_pg15: RestoreDatabase, owned_clinic_pg15, sqs, restore_sqs
+    restore_env_pg15: RestoreDatabase,
+    owned_clinic_pg15,
+    sqs,
+    restore_sqs,
+    tmp_path: Path,
+    pg_bin_dir: str,
+    monkeypatch: pytest.MonkeyPatch,
 ):
     db = restore_env_pg15
     schema = owned_clinic_pg15(patients=200)
     source = backup(schema, sqs)
+    # and pg_restore half a second late each time (the pre-check's, the load's): every session
+    # the restore opens then waits idle in its transaction, as on a loaded machine, where the
+    # pre-check's session was once ended by the 100 ms below
+    install_tool(
+        tmp_path / "bin",
+        tmp_path / "flags",
+        pg_bin_dir,
+        "pg_restore",
+        SLOW_START,
+        SECONDS=0.5,
+        WHEN=Source("lambda args: '--list' not in args"),
+    )
+    monkeypatch.setenv("PG_BIN_DIR", str(tmp_path / "bin"))
+    reset_caches()
     # Given the restore role's sessions end after 100 ms idle in a transaction (a platform's
     # guard), far less than the pre-restore backup the swap's session waits for
     role_setting = sql.SQL(

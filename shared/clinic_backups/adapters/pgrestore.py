@@ -418,6 +418,15 @@ $cb$;
 """
 
 
+def own_idle_timeout(seconds: float) -> str:
+    """The session's own `idle_in_transaction_session_timeout`: every transaction the driver
+    opens waits, idle, on the driver (the pre-restore backup, pg_restore's next statement on a
+    loaded machine, the archive's download), so a role's or server's shorter value would end it
+    midway (`restore_interrupted`); the job's time limit plus a margin still ends a session
+    whose driver vanished."""
+    return f"SET idle_in_transaction_session_timeout = {literal(f'{int(seconds)}s')};\n"
+
+
 def swap_lock(plan: SwapPlan, lock_timeout: str, idle_seconds: float | None = None) -> str:
     """The swap's first statements after its `BEGIN`: lock the clinic's tables (no deadlock:
     `lock_tables_sql`), then export the transaction's snapshot and echo it
@@ -434,11 +443,7 @@ def swap_lock(plan: SwapPlan, lock_timeout: str, idle_seconds: float | None = No
     it outlives the dump and still ends on the server's side if the driver vanishes without
     closing its connection."""
     _checked(plan.schema, plan.old_schema)
-    idle = (
-        []
-        if idle_seconds is None
-        else [f"SET idle_in_transaction_session_timeout = {literal(f'{int(idle_seconds)}s')};\n"]
-    )
+    idle = [] if idle_seconds is None else [own_idle_timeout(idle_seconds)]
     return "".join(
         [
             *idle,
@@ -1526,7 +1531,9 @@ class SchemaSwapper:
                     archive, verified = locked(snapshot)
                     psql.send(prefix)
                 else:
-                    psql.send(BEGIN + prefix)
+                    # The pre-check and the plain loads wait on pg_restore between statements.
+                    idle = own_idle_timeout(self.timeout_seconds + IDLE_MARGIN_SECONDS)
+                    psql.send(BEGIN + idle + prefix)
                 assert archive is not None
                 proc = _start_pg_restore(tools, pg_restore_args, env, run, archive, drain)
                 _pump(proc, filt)
@@ -1669,7 +1676,9 @@ class SchemaSwapper:
         try:
             try:
                 psql.send(
-                    BEGIN + undo_script(plan, self.lock_timeout, self.erasure_function),
+                    BEGIN
+                    + own_idle_timeout(self.timeout_seconds + IDLE_MARGIN_SECONDS)
+                    + undo_script(plan, self.lock_timeout, self.erasure_function),
                     flush=True,
                 )
             except BrokenPipeError:
