@@ -171,11 +171,14 @@ def _meminfo() -> str:
 
 
 def run_child(
-    module: str, payload: dict[str, Any], env: dict[str, str] | None = None
+    module: str,
+    payload: dict[str, Any],
+    env: dict[str, str] | None = None,
+    python_args: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Run `python -m <module>` with a JSON payload on stdin; it prints one JSON line last."""
     out = subprocess.run(
-        [sys.executable, "-m", module],
+        [sys.executable, *python_args, "-m", module],
         input=json.dumps(payload),
         text=True,
         capture_output=True,

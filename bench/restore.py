@@ -230,6 +230,7 @@ def section_restore(env: Any, report: Any) -> None:
     total = common.Stats([p + r for p, r in zip(pre_s, restore_s, strict=True)])
     per_gb = total.median / gb if gb else float("nan")
     ceiling = LAMBDA_SECONDS * HEADROOM / per_gb if per_gb else float("nan")
+    report.measured["restore"] = {"ratio": ratio.median}
     goal = "met" if ratio.median <= 1.15 else f"missed by {(ratio.median - 1.15) * 100:.1f} points"
     lines = [
         f"Clinic `{schema}`: {data / 1e6:.0f} MB of table data, archive {size / 1e6:.0f} MB "

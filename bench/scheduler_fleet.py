@@ -261,7 +261,7 @@ SCENARIOS = {
 }
 
 
-def run(url: str, clinics: int, repeat: int) -> list[str]:
+def run(url: str, clinics: int, repeat: int, measured: dict[str, Any] | None = None) -> list[str]:
     started = time.perf_counter()
     schemas = fleet.ensure_fleet(url, clinics)
     only_the_fleet(url, schemas)
@@ -298,6 +298,12 @@ def run(url: str, clinics: int, repeat: int) -> list[str]:
     per_clinic = due["round_trips"] / max(due["enqueued"], 1)
     budget = 900 - 60
     sqs_per_clinic = due["sqs_calls"] / max(due["enqueued"], 1)
+    if measured is not None:
+        measured["sqs"] = {
+            "clinics": clinics,
+            "per_clinic": sqs_per_clinic,
+            "calls": due["sqs_calls"],
+        }
     at5 = due["seconds"] / clinics + (per_clinic + sqs_per_clinic) * 5 / 1000
     lines += [
         "",
@@ -324,7 +330,7 @@ def section_scheduler(env: Any, report: Any) -> None:
 
     clinics = 30 if env.smoke else int(os.environ.get("BENCH_FLEET", "2000"))
     url = common.database(env.server_url, f"{env.db_prefix}_scheduler{clinics}")
-    lines = run(url, clinics, repeat=1 if env.smoke else 3)
+    lines = run(url, clinics, repeat=1 if env.smoke else 3, measured=report.measured)
     report.add(f"6. Scheduler at fleet size ({clinics} clinics)", lines)
     report.commands.append(f"python -m bench.run --only scheduler  # BENCH_FLEET={clinics}")
 
