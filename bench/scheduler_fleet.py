@@ -1,9 +1,12 @@
 """How many clinics one scheduler run decides and enqueues: the scheduler over N clinic schemas
-(2,000 by default) with a collecting dispatcher (jobs recorded, not executed).
+with a collecting dispatcher (jobs recorded, not executed).
 
     python -m bench.scheduler_fleet [--clinics 2000] [--repeat 3]
 
-or `section_scheduler(env, report)` from bench/run.py. Scenarios, each from a clean state:
+or `section_scheduler(env, report)` from bench/run.py (2,000 and 10,000 clinics; set
+BENCH_SCHEDULER_FLEET to change them). The database is a copy of the kept fleet of that size
+(bench/fleet.py) and is kept too. Scenarios, each from a clean state (above 2,000 clinics only
+the all-due and nothing-due runs, on clinics migrated once):
 - **first run after deploy**: every clinic's tables are created (migrations 1 and 2);
 - **all due**: every clinic on the defaults (03:00 Madrid) and the run at 03:05: N slots
   claimed, N backups started (records, locks, jobs), N audit lines — the worst hour;
