@@ -50,7 +50,7 @@ ALL_DUE = datetime(2026, 6, 15, 1, 5, tzinfo=UTC)  # 03:05 in Madrid: every defa
 NOTHING_DUE = datetime(2026, 6, 15, 12, 5, tzinfo=UTC)  # 14:05: no slot, yesterday's ran
 RTTS_MS = (1, 5)
 # Above this many clinics only the all-due and nothing-due runs (see run()).
-FULL_MAX = 2000
+FULL_MAX = int(os.environ.get("BENCH_SCHEDULER_FULL_MAX", "2000"))
 
 
 class CountingDatabase(Database):
