@@ -1,9 +1,12 @@
 """How many clinics one scheduler run decides and enqueues: the scheduler over N clinic schemas
-(2,000 by default) with a collecting dispatcher (jobs recorded, not executed).
+with a collecting dispatcher (jobs recorded, not executed).
 
     python -m bench.scheduler_fleet [--clinics 2000] [--repeat 3]
 
-or `section_scheduler(env, report)` from bench/run.py. Scenarios, each from a clean state:
+or `section_scheduler(env, report)` from bench/run.py (2,000 and 10,000 clinics; set
+BENCH_SCHEDULER_FLEET to change them). The database is a copy of the kept fleet of that size
+(bench/fleet.py) and is kept too. Scenarios, each from a clean state (above 2,000 clinics only
+the all-due and nothing-due runs, on clinics migrated once):
 - **first run after deploy**: every clinic's tables are created (migrations 1 and 2);
 - **all due**: every clinic on the defaults (03:00 Madrid) and the run at 03:05: N slots
   claimed, N backups started (records, locks, jobs), N audit lines — the worst hour;
@@ -18,12 +21,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import sys
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -44,6 +49,8 @@ from devstack import clinic_data
 ALL_DUE = datetime(2026, 6, 15, 1, 5, tzinfo=UTC)  # 03:05 in Madrid: every default slot is due
 NOTHING_DUE = datetime(2026, 6, 15, 12, 5, tzinfo=UTC)  # 14:05: no slot, yesterday's ran
 RTTS_MS = (1, 5)
+# Above this many clinics only the all-due and nothing-due runs (see run()).
+FULL_MAX = int(os.environ.get("BENCH_SCHEDULER_FULL_MAX", "2000"))
 
 
 class CountingDatabase(Database):
@@ -261,28 +268,34 @@ SCENARIOS = {
 }
 
 
-def run(url: str, clinics: int, repeat: int, measured: dict[str, Any] | None = None) -> list[str]:
-    started = time.perf_counter()
-    schemas = fleet.ensure_fleet(url, clinics)
+def run(made: fleet.Fleet, repeat: int, measured: dict[str, Any] | None = None) -> list[str]:
+    """Every scenario up to FULL_MAX clinics; above it the first run after deploy (every
+    clinic's migrations, dropped again before each run) and the unbatched variants are left
+    out: the clinics are migrated once, in parallel, and kept."""
+    url, schemas, clinics = made.url, made.schemas, len(made.schemas)
     only_the_fleet(url, schemas)
-    made = time.perf_counter() - started
+    chosen = dict(SCENARIOS)
+    migrated = ""
+    if clinics > FULL_MAX:
+        chosen = {k: v for k, v in SCENARIOS.items() if k in ("all_due", "none_due")}
+        migrated = premigrate(url, schemas)
     results = {
-        name: scenario(url, schemas, name, 1 if name == "first" else repeat) for name in SCENARIOS
+        name: scenario(url, schemas, name, 1 if name == "first" else repeat) for name in chosen
     }
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     lines = [
-        f"The scheduler over {clinics} clinic schemas (25 tables each; fleet ready in "
-        f"{made:.0f} s), local PostgreSQL, the SQS dispatcher over a counting client (jobs recorded, not "
-        f"sent), no storage. Best of {repeat} (median in brackets). Round trips = "
-        "statements + BEGIN/COMMIT; the last columns add that many network round trips "
-        "at 1 ms and 5 ms.",
+        f"The scheduler over {clinics:,} clinic schemas ({fleet.TABLES_PER_CLINIC} tables each, "
+        f"django-tenants-shaped; database {made.note}{migrated}), local PostgreSQL (a busy "
+        "machine), the SQS dispatcher over a counting client (jobs recorded, not sent), no "
+        f"storage. Best of {repeat} (median in brackets). Round trips = statements + "
+        "BEGIN/COMMIT; the last columns add that many network round trips at 1 ms and 5 ms.",
         "",
         "| run | clinics | enqueued | SQS calls | time | statements | transactions | round trips | "
         + " | ".join(f"at {ms} ms RTT" for ms in RTTS_MS)
         + " |",
         "|---|---|---|---|---|---|---|---|" + "---|" * len(RTTS_MS),
     ]
-    for name, label in SCENARIOS.items():
+    for name, label in chosen.items():
         r = results[name]
         projected = " | ".join(
             f"{r['seconds'] + r['round_trips'] * ms / 1000:.1f} s" for ms in RTTS_MS
@@ -293,8 +306,7 @@ def run(url: str, clinics: int, repeat: int, measured: dict[str, Any] | None = N
             f"({r['median_seconds']:.2f}) | {r['statements']} | {r['transactions']} | "
             f"{r['round_trips']} | {projected} |"
         )
-    due, due1 = results["all_due"], results["all_due_unbatched"]
-    none, none1 = results["none_due"], results["none_due_unbatched"]
+    due, none = results["all_due"], results["none_due"]
     per_clinic = due["round_trips"] / max(due["enqueued"], 1)
     budget = 900 - 60
     sqs_per_clinic = due["sqs_calls"] / max(due["enqueued"], 1)
@@ -312,27 +324,80 @@ def run(url: str, clinics: int, repeat: int, measured: dict[str, Any] | None = N
         f"{per_clinic:.1f} round trips per enqueued clinic. At 5 ms a round trip one 900 s run "
         f"(60 s kept for the sweeper) decides and enqueues ≈ {budget / at5:,.0f} clinics "
         "(the SQS calls counted at 5 ms too).",
-        f"- SQS round trips per enqueued clinic: {sqs_per_clinic:.2f} "
-        f"({due['sqs_calls']} SendMessageBatch calls for {due['enqueued']} jobs; one "
+        f"- SQS round trips per enqueued clinic at {clinics:,} clinics: {sqs_per_clinic:.2f} "
+        f"({due['sqs_calls']:,} SendMessageBatch calls for {due['enqueued']:,} jobs; one "
         "SendMessage per clinic before).",
-        f"- Nothing due: the batched fleet read takes {none['round_trips']} round trips for "
-        f"{clinics} clinics, one clinic per transaction {none1['round_trips']} "
-        f"({none1['seconds'] / none['seconds']:.1f}x the local time; "
-        f"{(none1['round_trips'] - none['round_trips']) * 5 / 1000:.0f} s more at 5 ms). "
-        f"All due, unbatched: {due1['round_trips']} round trips vs {due['round_trips']}.",
     ]
+    if "none_due_unbatched" in results:
+        none1, due1 = results["none_due_unbatched"], results["all_due_unbatched"]
+        lines.append(
+            f"- Nothing due: the batched fleet read takes {none['round_trips']} round trips for "
+            f"{clinics} clinics, one clinic per transaction {none1['round_trips']} "
+            f"({none1['seconds'] / none['seconds']:.1f}x the local time; "
+            f"{(none1['round_trips'] - none['round_trips']) * 5 / 1000:.0f} s more at 5 ms). "
+            f"All due, unbatched: {due1['round_trips']} round trips vs {due['round_trips']}."
+        )
+    else:
+        lines.append(
+            f"- Nothing due: the batched fleet read takes {none['round_trips']:,} round trips "
+            f"for {clinics:,} clinics. Not run at this size: the first run after deploy (every "
+            "clinic's migrations, which each run drops and redoes) and the unbatched variants "
+            f"(measured up to {FULL_MAX:,} clinics)."
+        )
     return lines
+
+
+def premigrate(url: str, schemas: list[str]) -> str:
+    """Every clinic's backup tables, by the product's migration (`ensure_schemas`), in
+    parallel sessions; kept afterwards (a clinic at the latest version costs one catalog
+    read)."""
+    started = time.perf_counter()
+
+    def part(chunk: list[str]) -> int:
+        db = Database(url)
+        try:
+            check = PostgresRecords(db).ensure_schemas(chunk)
+        finally:
+            db.close()
+        return len(check.failed) + len(check.unavailable)
+
+    with ThreadPoolExecutor(fleet.WORKERS) as pool:
+        chunks = [schemas[i :: fleet.WORKERS] for i in range(fleet.WORKERS)]
+        bad = sum(pool.map(part, chunks))
+    assert bad == 0, f"{bad} clinics not migrated"
+    return (
+        f"; backup tables migrated or checked in {time.perf_counter() - started:.0f} s "
+        f"by {fleet.WORKERS} sessions"
+    )
+
+
+def sizes(smoke: bool) -> list[int]:
+    """The scheduler's fleet sizes: BENCH_SCHEDULER_FLEET (comma-separated; 2,000 and 10,000
+    by default), 30 for a smoke run."""
+    if smoke:
+        return [30]
+    wanted = os.environ.get("BENCH_SCHEDULER_FLEET", "2000,10000")
+    return sorted({int(n) for n in wanted.split(",") if n.strip()})
 
 
 def section_scheduler(env: Any, report: Any) -> None:
     """For bench/run.py's SECTIONS (`--only scheduler`)."""
-    import os
+    from clinic_backups.observability import logger
 
-    clinics = 30 if env.smoke else int(os.environ.get("BENCH_FLEET", "2000"))
-    url = common.database(env.server_url, f"{env.db_prefix}_scheduler{clinics}")
-    lines = run(url, clinics, repeat=1 if env.smoke else 3, measured=report.measured)
-    report.add(f"6. Scheduler at fleet size ({clinics} clinics)", lines)
-    report.commands.append(f"python -m bench.run --only scheduler  # BENCH_FLEET={clinics}")
+    from bench import fleet as fleets
+
+    logger.setLevel("ERROR")  # a line per clinic would measure the terminal
+    for clinics in sizes(env.smoke):
+        made = fleets.fleet_database(
+            env.server_url, env.db_prefix, clinics, [clinics], kind="scheduler"
+        )
+        lines = run(
+            made, repeat=1 if env.smoke or clinics > FULL_MAX else 3, measured=report.measured
+        )
+        report.add(f"6. Scheduler at fleet size ({clinics:,} clinics)", lines)
+        report.commands.append(
+            f"python -m bench.run --only scheduler  # BENCH_SCHEDULER_FLEET={clinics}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -347,8 +412,10 @@ def main(argv: list[str] | None = None) -> int:
     logger.setLevel("ERROR")  # a line per clinic would measure the terminal
     server_url, embedded = common.pg_server_url()
     try:
-        url = common.database(server_url, f"{common.BENCH_DB}_scheduler{args.clinics}")
-        print("\n".join(run(url, args.clinics, args.repeat)))
+        made = fleet.fleet_database(
+            server_url, common.BENCH_DB, args.clinics, [args.clinics], kind="scheduler"
+        )
+        print("\n".join(run(made, args.repeat)))
     finally:
         if embedded is not None:
             embedded.stop()
