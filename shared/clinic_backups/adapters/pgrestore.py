@@ -1535,6 +1535,13 @@ class SchemaSwapper:
                     idle = own_idle_timeout(self.timeout_seconds + IDLE_MARGIN_SECONDS)
                     psql.send(BEGIN + idle + prefix)
                 assert archive is not None
+                if run.timed_out.is_set():
+                    # The time limit passed while the session waited (the pre-restore backup):
+                    # its kill found no pg_restore yet, so none is started now.
+                    raise RestoreInterrupted(
+                        "the restore did not finish within RESTORE_TIMEOUT_SECONDS; nothing "
+                        "changed (use the operator CLI for clinics this large)"
+                    )
                 proc = _start_pg_restore(tools, pg_restore_args, env, run, archive, drain)
                 _pump(proc, filt)
                 restore_rc = proc.wait()
