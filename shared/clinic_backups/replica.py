@@ -33,7 +33,7 @@ from .errors import ChecksumMismatch, StorageObjectMissing, StorageUnavailable
 from .models import AuditEntry, BackupRecord, BackupStatus, ReplicateJob
 from .names import check_key_in_prefix, manifest_key
 from .observability import logger
-from .parts import object_keys
+from .parts import stored_keys
 from .retention import RetentionPolicy, lock_horizon
 from .storage import ScopedStorage
 
@@ -317,7 +317,7 @@ def extend_lock(svc: Services, schema: str, record: BackupRecord) -> None:
         return
     replica = svc.replica_scoped(schema)
     try:
-        for key in [*object_keys(record), manifest_key(record.storage_key)]:
+        for key in stored_keys(record):
             replica.extend_lock(key, until)
     except StorageUnavailable:
         logger.warning(
@@ -333,32 +333,42 @@ def extend_lock(svc: Services, schema: str, record: BackupRecord) -> None:
     )
 
 
+def _delete_copy(
+    svc: Services, schema: str, keys: list[str], backup_id: uuid.UUID, what: str, outcome: str
+) -> bool:
+    """Delete every version of one copy in the replica, audited; False (logged) while the
+    store still refuses it (locked: a later sweep tries again)."""
+    if not svc.replica_scoped(schema).delete_versions(keys):
+        logger.info(
+            f"{what} still locked; left for a later sweep",
+            extra={"clinic": schema, "backup_id": str(backup_id)},
+        )
+        return False
+    svc.records.audit(
+        schema,
+        AuditEntry(
+            action="backup.purge",
+            outcome=outcome,
+            actor_id="system",
+            backup_id=backup_id,
+            details={"objects": len(keys)},
+        ),
+    )
+    return True
+
+
 def purge_replica(svc: Services, schema: str, records: list[BackupRecord]) -> int:
     """Delete the replica copies of purged backups whose lock has expired; a copy still
     locked is left for a later sweep. Returns how many copies went."""
     if svc.replica is None:
         return 0
-    replica = svc.replica_scoped(schema)
     gone = 0
     for record in records:
-        keys = [*object_keys(record), manifest_key(record.storage_key)]
-        if not replica.delete_versions(keys):
-            logger.info(
-                "replica copy still locked; left for a later sweep",
-                extra={"clinic": schema, "backup_id": str(record.id)},
-            )
-            continue
-        svc.records.clear_replicated(schema, record.id)
-        svc.records.audit(
-            schema,
-            AuditEntry(
-                action="backup.purge",
-                outcome="replica_purged",
-                actor_id="system",
-                backup_id=record.id,
-            ),
-        )
-        gone += 1
+        if _delete_copy(
+            svc, schema, stored_keys(record), record.id, "replica copy", "replica_purged"
+        ):
+            svc.records.clear_replicated(schema, record.id)
+            gone += 1
     return gone
 
 
@@ -368,27 +378,18 @@ def purge_superseded(svc: Services, schema: str) -> int:
     for a later sweep. Returns how many generations went."""
     if svc.replica is None:
         return 0
-    replica = svc.replica_scoped(schema)
     gone = 0
     for copy in svc.records.superseded_purgeable(schema, svc.clock.now()):
-        if not replica.delete_versions(copy.keys):
-            logger.info(
-                "superseded replica copy still locked; left for a later sweep",
-                extra={"clinic": schema, "backup_id": str(copy.backup_id)},
-            )
-            continue
-        svc.records.forget_superseded(schema, copy.id)
-        svc.records.audit(
+        if _delete_copy(
+            svc,
             schema,
-            AuditEntry(
-                action="backup.purge",
-                outcome="replica_superseded_purged",
-                actor_id="system",
-                backup_id=copy.backup_id,
-                details={"objects": len(copy.keys)},
-            ),
-        )
-        gone += 1
+            copy.keys,
+            copy.backup_id,
+            "superseded replica copy",
+            "replica_superseded_purged",
+        ):
+            svc.records.forget_superseded(schema, copy.id)
+            gone += 1
     return gone
 
 

@@ -418,6 +418,14 @@ $cb$;
 """
 
 
+def _out_of_time() -> RestoreInterrupted:
+    """The one report of a run its time limit stopped (whichever step noticed)."""
+    return RestoreInterrupted(
+        "the restore did not finish within RESTORE_TIMEOUT_SECONDS; nothing changed (use the "
+        "operator CLI for clinics this large)"
+    )
+
+
 def own_idle_timeout(seconds: float) -> str:
     """The session's own `idle_in_transaction_session_timeout`: every transaction the driver
     opens waits, idle, on the driver (the pre-restore backup, pg_restore's next statement on a
@@ -1538,20 +1546,14 @@ class SchemaSwapper:
                 if run.timed_out.is_set():
                     # The time limit passed while the session waited (the pre-restore backup):
                     # its kill found no pg_restore yet, so none is started now.
-                    raise RestoreInterrupted(
-                        "the restore did not finish within RESTORE_TIMEOUT_SECONDS; nothing "
-                        "changed (use the operator CLI for clinics this large)"
-                    )
+                    raise _out_of_time()
                 proc = _start_pg_restore(tools, pg_restore_args, env, run, archive, drain)
                 _pump(proc, filt)
                 restore_rc = proc.wait()
                 assert run.feeder is not None
                 run.feeder.join()
                 if run.timed_out.is_set():
-                    raise RestoreInterrupted(
-                        "the restore did not finish within RESTORE_TIMEOUT_SECONDS; nothing "
-                        "changed (use the operator CLI for clinics this large)"
-                    )
+                    raise _out_of_time()
                 if run.feeder.error is not None:
                     raise run.feeder.error
                 _unless_killed(restore_rc)
@@ -1576,17 +1578,13 @@ class SchemaSwapper:
                     kill_group(run.restore)
                 rc = psql.wait(timeout=30)
                 if run.timed_out.is_set():
-                    raise RestoreInterrupted(
-                        "the restore did not finish within RESTORE_TIMEOUT_SECONDS; nothing changed"
-                    ) from None
+                    raise _out_of_time() from None
                 raise classify_psql_error(rc, psql.stderr.join(), check=check) from None
             rc = psql.end(commit=commit, timeout=max(1.0, self.timeout_seconds))
             if commit and psql.committed:
                 return filt, psql
             if run.timed_out.is_set():
-                raise RestoreInterrupted(
-                    "the restore did not finish within RESTORE_TIMEOUT_SECONDS; nothing changed"
-                )
+                raise _out_of_time()
             if commit:
                 _require_commit(psql, rc, check=check)
             elif rc != 0:
