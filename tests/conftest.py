@@ -143,15 +143,8 @@ def sam_build() -> Path:
 
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from devstack.seaweed import SeaweedS3
-
-    server = SeaweedS3(tmp_path_factory.mktemp("weed"))
-    invariants.register_secret(server.secret_key)
-    server.start()
-    try:
+    with helpers.seaweed(tmp_path_factory.mktemp("weed")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -163,9 +156,7 @@ def bucket(s3_server: Any) -> Iterator[str]:
     name = "backups"
     s3_server.ensure_bucket(name)
     yield name
-    report = invariants.scan_server(s3_server.client(), "integration SeaweedFS")
-    invariants.record(report)
-    report.check()
+    helpers.check_every_object(s3_server.client(), "integration SeaweedFS")
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,8 @@ import importlib.util
 import json
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -295,3 +297,29 @@ class JsonServer:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+@contextmanager
+def seaweed(data_dir: Path) -> Iterator[Any]:
+    """A running SeaweedFS (devstack.seaweed) for a test scope; its secret key registered with
+    the invariant scan (never stored in an object), stopped afterwards."""
+    from devstack.seaweed import SeaweedS3
+    from tests import invariants
+
+    server = SeaweedS3(data_dir)
+    invariants.register_secret(server.secret_key)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def check_every_object(client: Any, where: str) -> None:
+    """The invariant scan of every object of every bucket of a server (tests/invariants.py),
+    recorded for the session's summary; a finding fails the caller."""
+    from tests import invariants
+
+    report = invariants.scan_server(client, where)
+    invariants.record(report)
+    report.check()

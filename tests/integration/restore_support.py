@@ -221,3 +221,28 @@ def undo(schema: str, restore_id: str) -> Reply:
         "restore_backup",
         load_event("restore_backup/post_undo.json", token=mint(schema), backup_id=restore_id),
     )
+
+
+def archived_table_data(schema: str, backup_id: str, table: str) -> str:
+    """One table's COPY data in a stored backup, as pg_restore writes it out: the archive read
+    back through the product (sha256 checked, age decrypted)."""
+    import subprocess
+    import uuid
+
+    from clinic_backups.archive import open_archive
+    from clinic_backups.factory import build_services
+    from clinic_backups.settings import RestoreSettings, get_settings
+
+    svc = build_services(get_settings(RestoreSettings))
+    record = svc.records.get(schema, uuid.UUID(backup_id))
+    assert record is not None and svc.restorer is not None
+    pg_restore = svc.restorer.tools.path("pg_restore")  # type: ignore[attr-defined]
+    with open_archive(svc, schema, record) as archive:
+        data = archive.stream.read()
+        assert archive.verified()
+    return subprocess.run(
+        [pg_restore, "--data-only", f"--table={table}", "--file=-"],
+        input=data,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()

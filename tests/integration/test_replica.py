@@ -30,7 +30,7 @@ from clinic_backups.settings import OperatorSettings, get_settings
 from psycopg2 import sql
 
 from devstack import demo
-from tests import invariants
+from tests import helpers, invariants
 from tests.helpers import call, load_event, mint, register_clinic_key, reset_caches
 from tests.integration.conftest import RestoreDatabase
 from tests.integration.restore_support import backup, checksums, get_backup, restore
@@ -42,15 +42,8 @@ KEEP_LOCK_DAYS = 2190
 
 @pytest.fixture(scope="module")
 def replica_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from devstack.seaweed import SeaweedS3
-
-    server = SeaweedS3(tmp_path_factory.mktemp("weed-replica"))
-    invariants.register_secret(server.secret_key)
-    server.start()
-    try:
+    with helpers.seaweed(tmp_path_factory.mktemp("weed-replica")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -60,9 +53,7 @@ def replica_bucket(replica_server: Any) -> Iterator[str]:
     name = "replica"
     replica_server.client().create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
     yield name
-    report = invariants.scan_server(replica_server.client(), "replica SeaweedFS")
-    invariants.record(report)
-    report.check()
+    helpers.check_every_object(replica_server.client(), "replica SeaweedFS")
 
 
 @pytest.fixture

@@ -12,10 +12,8 @@ docs/restore.md).
 from __future__ import annotations
 
 import os
-import subprocess
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +25,7 @@ from devstack import demo
 from tests.helpers import reset_caches
 from tests.integration.conftest import RestoreDatabase
 from tests.integration.faults import SLOW_START, Source, install_tool
-from tests.integration.restore_support import backup, restore
+from tests.integration.restore_support import archived_table_data, backup, restore
 
 
 def execute(url: str, statement: sql.Composable) -> None:
@@ -116,23 +114,7 @@ def dnis(url: str, schema: str) -> set[str]:
 def archived_dnis(schema: str, backup_id: str) -> set[str]:
     """The writer's DNIs in a stored backup: the archive read back (sha256, age) and its
     patients' COPY data written as SQL by pg_restore."""
-    from clinic_backups.archive import open_archive
-    from clinic_backups.factory import build_services
-    from clinic_backups.settings import RestoreSettings, get_settings
-
-    svc = build_services(get_settings(RestoreSettings))
-    record = svc.records.get(schema, uuid.UUID(backup_id))
-    assert record is not None and svc.restorer is not None
-    pg_restore = svc.restorer.tools.path("pg_restore")  # type: ignore[attr-defined]
-    with open_archive(svc, schema, record) as archive:
-        data = archive.stream.read()
-        assert archive.verified()
-    out = subprocess.run(
-        [pg_restore, "--data-only", "--table=patients", "--file=-"],
-        input=data,
-        capture_output=True,
-        check=True,
-    ).stdout.decode()
+    out = archived_table_data(schema, backup_id, "patients")
     return {line.split("\t")[3] for line in out.splitlines() if "\tConcurrente\t" in line}
 
 

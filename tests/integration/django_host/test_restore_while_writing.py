@@ -16,10 +16,8 @@ import os
 import re
 import secrets
 import statistics
-import subprocess
 import threading
 import time
-import uuid
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -29,7 +27,7 @@ from psycopg2 import sql
 from devstack import demo
 from tests.integration.django_host.conftest import REPORTING_ROLE, DjangoHost, create_tenant
 from tests.integration.django_host.test_round_trip import populate, run_cli
-from tests.integration.restore_support import backup, restore
+from tests.integration.restore_support import archived_table_data, backup, restore
 
 RESTORES = int(os.environ.get("RESTORES_WHILE_DJANGO_WRITES", "20"))
 # The app sleeps this long inside each transaction (two pauses of 100 ms between its inserts):
@@ -103,23 +101,7 @@ def live_names(url: str, schema: str) -> set[str]:
 def archived_names(schema: str, backup_id: str) -> set[str]:
     """The app's patients in a stored backup: the archive read back (sha256 checked) and its
     clinic_patient COPY data written out by pg_restore."""
-    from clinic_backups.archive import open_archive
-    from clinic_backups.factory import build_services
-    from clinic_backups.settings import RestoreSettings, get_settings
-
-    svc = build_services(get_settings(RestoreSettings))
-    record = svc.records.get(schema, uuid.UUID(backup_id))
-    assert record is not None and svc.restorer is not None
-    pg_restore = svc.restorer.tools.path("pg_restore")  # type: ignore[attr-defined]
-    with open_archive(svc, schema, record) as archive:
-        data = archive.stream.read()
-        assert archive.verified()
-    out = subprocess.run(
-        [pg_restore, "--data-only", "--table=clinic_patient", "--file=-"],
-        input=data,
-        capture_output=True,
-        check=True,
-    ).stdout.decode()
+    out = archived_table_data(schema, backup_id, "clinic_patient")
     return set(WRITER_NAME.findall(out))
 
 
