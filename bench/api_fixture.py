@@ -136,10 +136,10 @@ class ApiFixture:
 
     def register_clinic_key(self) -> None:
         """A clinic key, so downloads are of backups the clinic can open (else 409)."""
-        from clinic_backups import keys
         from clinic_backups.adapters.keys import PostgresKeys
         from clinic_backups.adapters.postgres import Database, PostgresRecords
-        from clinic_backups.models import EncryptionKey
+        from clinic_backups.domain.models import EncryptionKey
+        from clinic_backups.usecases import keys
         from pyrage import x25519
 
         db = Database(self.bench.url)

@@ -1,5 +1,5 @@
 """One backup run in a fresh process, measured from inside: the worker's own code path
-(`service.start_backup` + `service.run_backup_job`) into a null sink or a real S3 server.
+(`backups.start_backup` + `backups.run_backup_job`) into a null sink or a real S3 server.
 
 Reads a JSON payload on stdin, prints one JSON line: seconds, peak RSS of this (Python)
 process and of its children (pg_dump, pg_restore), bytes this process wrote to disk, and
@@ -57,15 +57,15 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="bench-backup-")
     os.environ["TMPDIR"] = tmp
     tempfile.tempdir = tmp
-    from clinic_backups import service
-    from clinic_backups.factory import build_services
-    from clinic_backups.models import Trigger
-    from clinic_backups.settings import OperatorSettings, get_settings
+    from clinic_backups.domain.models import Trigger
+    from clinic_backups.usecases import backups
+    from clinic_backups.wiring.factory import build_services
+    from clinic_backups.wiring.settings import OperatorSettings, get_settings
 
     svc = build_services(get_settings(OperatorSettings))
     if payload.get("plain"):
         # Bench only: the same run without the age stage, to price encryption in the pipeline.
-        from clinic_backups import keys
+        from clinic_backups.usecases import keys
 
         keys.recipients_for = lambda svc, schema: []  # type: ignore[assignment]
     if payload.get("sink") == "null":
@@ -75,10 +75,10 @@ def main() -> None:
     written_before = io_write_bytes()
     cpu_before = cpu_seconds()
     start = time.perf_counter()
-    record = service.start_backup(
+    record = backups.start_backup(
         svc, payload["schema"], trigger=Trigger.MANUAL, actor_id="bench", actor_name="bench"
     )
-    done = service.run_backup_job(svc, jobs[0])
+    done = backups.run_backup_job(svc, jobs[0])
     seconds = time.perf_counter() - start
     cpu_after = cpu_seconds()
     if payload.get("allow_failure"):

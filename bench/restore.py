@@ -257,7 +257,7 @@ def section_restore(env: Any, report: Any) -> None:
         "",
         f"Lambda: the whole job takes {per_gb:.0f} s per GB of table data here, so a clinic of "
         f"up to ~{ceiling:.1f} GB restores within {HEADROOM:.0%} of the 900 s limit; larger "
-        "clinics restore with the operator CLI (`python -m clinic_backups.cli restore`).",
+        "clinics restore with the operator CLI (`python -m clinic_backups.edge.cli restore`).",
     ]
     report.add("7. Restore: atomic swap vs plain SQL load", lines)
     report.commands.append("python -m bench.run --only restore")

@@ -39,10 +39,16 @@ class LocalRead:
 
 def main() -> None:
     payload: dict[str, Any] = json.loads(sys.stdin.read())
-    from clinic_backups import restore
-    from clinic_backups.factory import build_services
-    from clinic_backups.models import Permission, RestoreJob, RestoreRequest, Role, TenantContext
-    from clinic_backups.settings import OperatorSettings, get_settings
+    from clinic_backups.domain.models import (
+        Permission,
+        RestoreJob,
+        RestoreRequest,
+        Role,
+        TenantContext,
+    )
+    from clinic_backups.usecases import restore
+    from clinic_backups.wiring.factory import build_services
+    from clinic_backups.wiring.settings import OperatorSettings, get_settings
 
     svc = build_services(get_settings(OperatorSettings))
     if payload.get("local_archive"):

@@ -37,10 +37,10 @@ import psycopg2
 from clinic_backups.adapters.postgres import Database, PostgresRecords, PostgresTenants
 from clinic_backups.adapters.queues import SqsDispatcher
 from clinic_backups.adapters.schedules import PostgresSchedules
-from clinic_backups.models import PlatformPolicy
-from clinic_backups.names import OWNED_TABLES
-from clinic_backups.scheduler import run_scheduler
-from clinic_backups.service import Services
+from clinic_backups.domain.models import PlatformPolicy
+from clinic_backups.domain.names import OWNED_TABLES
+from clinic_backups.usecases.backups import Services
+from clinic_backups.usecases.scheduler import run_scheduler
 from psycopg2 import sql
 
 from bench import common, fleet

@@ -5,7 +5,7 @@ which is never deployed: nothing in shared/ or functions/ may import it (a test 
 that). In production the tokens come from the platform's identity provider and the functions
 only verify them.
 
-Claims are the ones the functions read (see shared/clinic_backups/settings.py): ``sub``,
+Claims are the ones the functions read (see shared/clinic_backups/wiring/settings.py): ``sub``,
 ``name``, ``tenant`` (the clinic schema), ``clinic_role`` (admin | staff), ``iss``, ``aud``,
 ``exp``, ``iat``.
 

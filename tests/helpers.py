@@ -143,7 +143,8 @@ def function_module(name: str) -> ModuleType:
 
 def reset_caches() -> None:
     """Forget settings and adapters built from an earlier test's environment."""
-    from clinic_backups import auth, factory, settings
+    from clinic_backups.edge import auth
+    from clinic_backups.wiring import factory, settings
 
     settings.get_settings.cache_clear()
     auth._jwks_client.cache_clear()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg2
-from clinic_backups.grants import GrantReport, grant
+from clinic_backups.adapters.grants import GrantReport, grant
 from django.conf import settings
 from django.db import connection
 from django.dispatch import receiver

@@ -6,19 +6,19 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from clinic_backups import service
-from clinic_backups.api import (
+from clinic_backups.domain.models import BackupSettingsUpdate
+from clinic_backups.edge.api import (
     create_app,
     current_tenant,
     json_response,
     parse_body,
     use_tenant_auth,
 )
-from clinic_backups.factory import build_services
-from clinic_backups.models import BackupSettingsUpdate
 from clinic_backups.observability import instrument
-from clinic_backups.service import Services
-from clinic_backups.settings import BackupSettingsSettings, get_settings
+from clinic_backups.usecases import backups
+from clinic_backups.usecases.backups import Services
+from clinic_backups.wiring.factory import build_services
+from clinic_backups.wiring.settings import BackupSettingsSettings, get_settings
 
 
 def settings() -> BackupSettingsSettings:
@@ -36,14 +36,14 @@ use_tenant_auth(app, settings, services)
 
 @app.get("/backup-settings")
 def get_backup_settings() -> Any:
-    return json_response(200, service.get_backup_settings(services(), current_tenant(app)))
+    return json_response(200, backups.get_backup_settings(services(), current_tenant(app)))
 
 
 @app.put("/backup-settings")
 def put_backup_settings() -> Any:
     request = parse_body(app, BackupSettingsUpdate)
     return json_response(
-        200, service.update_backup_settings(services(), current_tenant(app), request)
+        200, backups.update_backup_settings(services(), current_tenant(app), request)
     )
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from clinic_backups import service
-from clinic_backups.api import (
+from clinic_backups.domain.models import BackupJob, BackupStatus, CreateBackupRequest, Job
+from clinic_backups.edge.api import (
     create_app,
     current_tenant,
     is_http_event,
@@ -20,12 +20,12 @@ from clinic_backups.api import (
     parse_body,
     use_tenant_auth,
 )
-from clinic_backups.factory import build_services
-from clinic_backups.jobs import InvalidJob, handle_job_event
-from clinic_backups.models import BackupJob, BackupStatus, CreateBackupRequest, Job
+from clinic_backups.edge.jobs import InvalidJob, handle_job_event
 from clinic_backups.observability import instrument, logger
-from clinic_backups.service import Services
-from clinic_backups.settings import CreateBackupSettings, get_settings
+from clinic_backups.usecases import backups
+from clinic_backups.usecases.backups import Services
+from clinic_backups.wiring.factory import build_services
+from clinic_backups.wiring.settings import CreateBackupSettings, get_settings
 
 
 def settings() -> CreateBackupSettings:
@@ -44,7 +44,7 @@ use_tenant_auth(app, settings, services)
 @app.post("/backups")
 def create_backup() -> Any:
     request = parse_body(app, CreateBackupRequest)
-    record = service.create_backup(services(), current_tenant(app), request)
+    record = backups.create_backup(services(), current_tenant(app), request)
     logger.append_keys(backup_id=str(record.id))
     return json_response(202, record.to_api())
 
@@ -52,7 +52,7 @@ def create_backup() -> Any:
 @app.post("/backups/<backup_id>/cancel")
 def cancel_backup(backup_id: str) -> Any:
     logger.append_keys(backup_id=backup_id)
-    record = service.cancel_backup(services(), current_tenant(app), backup_id)
+    record = backups.cancel_backup(services(), current_tenant(app), backup_id)
     return json_response(202 if record.status == BackupStatus.RUNNING else 200, record.to_api())
 
 
@@ -61,7 +61,7 @@ def run_job(job: Job) -> Any:
         # Restore-queue kinds never belong here: refused, so the message ends in the DLQ.
         raise InvalidJob("not a backup job")
     logger.append_keys(clinic=job.schema_name, backup_id=str(job.backup_id))
-    return service.run_backup_job(services(), job)
+    return backups.run_backup_job(services(), job)
 
 
 @instrument

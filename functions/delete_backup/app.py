@@ -7,8 +7,8 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from clinic_backups import service
-from clinic_backups.api import (
+from clinic_backups.domain.models import KeepRequest
+from clinic_backups.edge.api import (
     create_app,
     current_tenant,
     json_response,
@@ -16,11 +16,11 @@ from clinic_backups.api import (
     parse_body,
     use_tenant_auth,
 )
-from clinic_backups.factory import build_services
-from clinic_backups.models import KeepRequest
 from clinic_backups.observability import instrument, logger
-from clinic_backups.service import Services
-from clinic_backups.settings import DeleteBackupSettings, get_settings
+from clinic_backups.usecases import backups
+from clinic_backups.usecases.backups import Services
+from clinic_backups.wiring.factory import build_services
+from clinic_backups.wiring.settings import DeleteBackupSettings, get_settings
 
 
 def settings() -> DeleteBackupSettings:
@@ -39,14 +39,14 @@ use_tenant_auth(app, settings, services)
 @app.delete("/backups/<backup_id>")
 def delete_backup(backup_id: str) -> Any:
     logger.append_keys(backup_id=backup_id)
-    service.delete_backup(services(), current_tenant(app), backup_id)
+    backups.delete_backup(services(), current_tenant(app), backup_id)
     return no_content()
 
 
 @app.post("/backups/<backup_id>/undelete")
 def undelete_backup(backup_id: str) -> Any:
     logger.append_keys(backup_id=backup_id)
-    record = service.undelete_backup(services(), current_tenant(app), backup_id)
+    record = backups.undelete_backup(services(), current_tenant(app), backup_id)
     return json_response(200, record.to_api())
 
 
@@ -54,7 +54,7 @@ def undelete_backup(backup_id: str) -> Any:
 def patch_backup(backup_id: str) -> Any:
     logger.append_keys(backup_id=backup_id)
     request = parse_body(app, KeepRequest)
-    record = service.set_backup_keep(services(), current_tenant(app), backup_id, request)
+    record = backups.set_backup_keep(services(), current_tenant(app), backup_id, request)
     return json_response(200, record.to_api())
 
 

@@ -9,19 +9,19 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from clinic_backups import service
-from clinic_backups.api import (
+from clinic_backups.domain.models import AuditExportRequest
+from clinic_backups.edge.api import (
     create_app,
     current_tenant,
     json_response,
     parse_body,
     use_tenant_auth,
 )
-from clinic_backups.factory import build_services
-from clinic_backups.models import AuditExportRequest
 from clinic_backups.observability import instrument, logger
-from clinic_backups.service import Services
-from clinic_backups.settings import DownloadBackupSettings, get_settings
+from clinic_backups.usecases import backups
+from clinic_backups.usecases.backups import Services
+from clinic_backups.wiring.factory import build_services
+from clinic_backups.wiring.settings import DownloadBackupSettings, get_settings
 
 
 def settings() -> DownloadBackupSettings:
@@ -40,14 +40,14 @@ use_tenant_auth(app, settings, services)
 @app.get("/backups/<backup_id>/download")
 def download_backup(backup_id: str) -> Any:
     logger.append_keys(backup_id=backup_id)
-    signed = service.request_download(services(), current_tenant(app), backup_id)
+    signed = backups.request_download(services(), current_tenant(app), backup_id)
     return json_response(200, signed.to_api())
 
 
 @app.post("/audit/export")
 def export_audit() -> Any:
     # Only the activity routes need it (and the age encrypter): not a cold start's import.
-    from clinic_backups import activity
+    from clinic_backups.usecases import activity
 
     request = parse_body(app, AuditExportRequest)
     return json_response(

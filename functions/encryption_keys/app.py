@@ -10,8 +10,8 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from clinic_backups import keys, reencrypt
-from clinic_backups.api import (
+from clinic_backups.domain.models import RegisterKeyRequest
+from clinic_backups.edge.api import (
     create_app,
     current_tenant,
     json_response,
@@ -19,11 +19,11 @@ from clinic_backups.api import (
     parse_body,
     use_tenant_auth,
 )
-from clinic_backups.factory import build_services
-from clinic_backups.models import RegisterKeyRequest
 from clinic_backups.observability import instrument, logger
-from clinic_backups.service import Services
-from clinic_backups.settings import EncryptionKeysSettings, get_settings
+from clinic_backups.usecases import keys, reencrypt
+from clinic_backups.usecases.backups import Services
+from clinic_backups.wiring.factory import build_services
+from clinic_backups.wiring.settings import EncryptionKeysSettings, get_settings
 
 
 def settings() -> EncryptionKeysSettings:

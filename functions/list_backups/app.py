@@ -6,19 +6,19 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from clinic_backups import service
-from clinic_backups.api import (
+from clinic_backups.domain.models import ListAuditQuery, ListBackupsQuery
+from clinic_backups.edge.api import (
     create_app,
     current_tenant,
     json_response,
     parse_query,
     use_tenant_auth,
 )
-from clinic_backups.factory import build_services
-from clinic_backups.models import ListAuditQuery, ListBackupsQuery
 from clinic_backups.observability import instrument
-from clinic_backups.service import Services
-from clinic_backups.settings import ListBackupsSettings, get_settings
+from clinic_backups.usecases import backups
+from clinic_backups.usecases.backups import Services
+from clinic_backups.wiring.factory import build_services
+from clinic_backups.wiring.settings import ListBackupsSettings, get_settings
 
 
 def settings() -> ListBackupsSettings:
@@ -36,7 +36,7 @@ use_tenant_auth(app, settings, services)
 
 @app.get("/backups")
 def list_backups() -> Any:
-    page = service.list_backups(services(), current_tenant(app), parse_query(app, ListBackupsQuery))
+    page = backups.list_backups(services(), current_tenant(app), parse_query(app, ListBackupsQuery))
     return json_response(
         200, {"items": [r.to_api() for r in page.items], "next_cursor": page.next_cursor}
     )
@@ -45,20 +45,20 @@ def list_backups() -> Any:
 @app.get("/backups/<backup_id>")
 def get_backup(backup_id: str) -> Any:
     return json_response(
-        200, service.get_backup(services(), current_tenant(app), backup_id).to_api()
+        200, backups.get_backup(services(), current_tenant(app), backup_id).to_api()
     )
 
 
 @app.get("/me")
 def me() -> Any:
     # The locale and time zone are the clinic's (its backup settings), else the defaults.
-    return json_response(200, service.describe_me(services(), current_tenant(app)))
+    return json_response(200, backups.describe_me(services(), current_tenant(app)))
 
 
 @app.get("/audit")
 def list_audit() -> Any:
     # Only the activity routes need it (and the age encrypter): not a cold start's import.
-    from clinic_backups import activity
+    from clinic_backups.usecases import activity
 
     page = activity.list_audit(services(), current_tenant(app), parse_query(app, ListAuditQuery))
     return json_response(

@@ -12,8 +12,8 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from clinic_backups import restore
-from clinic_backups.api import (
+from clinic_backups.domain.models import BackupJob, Job, ListRestoresQuery, RestoreRequest
+from clinic_backups.edge.api import (
     create_app,
     current_tenant,
     is_http_event,
@@ -22,12 +22,12 @@ from clinic_backups.api import (
     parse_query,
     use_tenant_auth,
 )
-from clinic_backups.factory import build_services
-from clinic_backups.jobs import InvalidJob, handle_job_event
-from clinic_backups.models import BackupJob, Job, ListRestoresQuery, RestoreRequest
+from clinic_backups.edge.jobs import InvalidJob, handle_job_event
 from clinic_backups.observability import instrument, logger
-from clinic_backups.service import Services
-from clinic_backups.settings import RestoreSettings, get_settings
+from clinic_backups.usecases import restore
+from clinic_backups.usecases.backups import Services
+from clinic_backups.wiring.factory import build_services
+from clinic_backups.wiring.settings import RestoreSettings, get_settings
 
 
 def settings() -> RestoreSettings:

@@ -1,5 +1,5 @@
 """scheduler: the hourly EventBridge run. Decides every active clinic's due backup slots,
-enqueues their jobs on the backup queue, then runs the sweeper (see clinic_backups.scheduler).
+enqueues their jobs on the backup queue, then runs the sweeper (see clinic_backups.usecases.scheduler).
 
 It has no HTTP route: an API Gateway event is refused before anything runs. The event's
 content is not trusted for anything (its `time` is only logged); the run reads the clock.
@@ -11,12 +11,12 @@ import time
 from functools import cache
 from typing import Any
 
-from clinic_backups.api import is_http_event
-from clinic_backups.factory import build_services
+from clinic_backups.edge.api import is_http_event
 from clinic_backups.observability import instrument, logger
-from clinic_backups.scheduler import run_scheduler
-from clinic_backups.service import Services
-from clinic_backups.settings import SchedulerSettings, get_settings
+from clinic_backups.usecases.backups import Services
+from clinic_backups.usecases.scheduler import run_scheduler
+from clinic_backups.wiring.factory import build_services
+from clinic_backups.wiring.settings import SchedulerSettings, get_settings
 
 # Stop optional work (the sweeper's listings) this long before the Lambda timeout.
 SAFETY_SECONDS = 30

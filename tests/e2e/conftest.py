@@ -34,7 +34,7 @@ START_TIMEOUT = 60.0
 def _settings_variables() -> set[str]:
     """Every environment variable the functions' settings read: none may leak in from the
     developer's shell into the stack under test."""
-    from clinic_backups.settings import OperatorSettings, SecretSources
+    from clinic_backups.wiring.settings import OperatorSettings, SecretSources
 
     names = set(OperatorSettings.model_fields) | set(SecretSources.model_fields)
     return {n.upper() for n in names} | {"BACKUP_DATABASE_URL"}

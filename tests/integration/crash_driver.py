@@ -191,10 +191,11 @@ def install(trigger: Trigger) -> None:
 
 
 def run(spec: dict[str, Any]) -> int:
-    from clinic_backups import cli, restore
-    from clinic_backups.factory import build_services
-    from clinic_backups.models import RestoreJob
-    from clinic_backups.settings import RestoreSettings, get_settings
+    from clinic_backups.domain.models import RestoreJob
+    from clinic_backups.edge import cli
+    from clinic_backups.usecases import restore
+    from clinic_backups.wiring.factory import build_services
+    from clinic_backups.wiring.settings import RestoreSettings, get_settings
 
     op = spec["op"]
     if op == "restore-file":

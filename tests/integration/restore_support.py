@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg2
-from clinic_backups.names import OWNED_TABLES
+from clinic_backups.domain.names import OWNED_TABLES
 from psycopg2 import sql
 
 from tests.helpers import Reply, call, load_event, mint
@@ -229,9 +229,9 @@ def archived_table_data(schema: str, backup_id: str, table: str) -> str:
     import subprocess
     import uuid
 
-    from clinic_backups.archive import open_archive
-    from clinic_backups.factory import build_services
-    from clinic_backups.settings import RestoreSettings, get_settings
+    from clinic_backups.usecases.archive import open_archive
+    from clinic_backups.wiring.factory import build_services
+    from clinic_backups.wiring.settings import RestoreSettings, get_settings
 
     svc = build_services(get_settings(RestoreSettings))
     record = svc.records.get(schema, uuid.UUID(backup_id))

@@ -13,10 +13,10 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import psycopg2
 import pytest
-from clinic_backups import service
-from clinic_backups.factory import build_services
-from clinic_backups.models import BackupStatus
-from clinic_backups.settings import OperatorSettings, get_settings
+from clinic_backups.domain.models import BackupStatus
+from clinic_backups.usecases import backups as service
+from clinic_backups.wiring.factory import build_services
+from clinic_backups.wiring.settings import OperatorSettings, get_settings
 from psycopg2 import sql
 
 from tests.helpers import FixedClock, call, decrypt, load_event, mint, register_clinic_key

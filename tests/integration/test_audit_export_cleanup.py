@@ -10,11 +10,11 @@ import zlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from clinic_backups import sweeper
-from clinic_backups.errors import ConfigurationError
-from clinic_backups.factory import build_services
-from clinic_backups.scheduler import ORPHAN_ROTATION_HOURS
-from clinic_backups.settings import OperatorSettings, get_settings
+from clinic_backups.domain.errors import ConfigurationError
+from clinic_backups.usecases import sweeper
+from clinic_backups.usecases.scheduler import ORPHAN_ROTATION_HOURS
+from clinic_backups.wiring.factory import build_services
+from clinic_backups.wiring.settings import OperatorSettings, get_settings
 
 from tests.helpers import FixedClock, function_module, invoke, load_event, register_clinic_key
 from tests.integration.restore_support import backup

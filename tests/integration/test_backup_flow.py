@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from clinic_backups.names import manifest_key
+from clinic_backups.domain.names import manifest_key
 
 from tests.helpers import call, load_event, mint, register_clinic_key
 
@@ -149,9 +149,9 @@ def test_backup_is_created_run_listed_downloaded_deleted_and_purged(
     s3.head_object(Bucket=bucket, Key=key)
 
     # And a purge within the grace period keeps it; after the grace period removes it
-    from clinic_backups import service
-    from clinic_backups.factory import build_services
-    from clinic_backups.settings import DeleteBackupSettings, get_settings
+    from clinic_backups.usecases import backups as service
+    from clinic_backups.wiring.factory import build_services
+    from clinic_backups.wiring.settings import DeleteBackupSettings, get_settings
 
     svc = build_services(get_settings(DeleteBackupSettings))
     assert service.purge_deleted(svc, schema) == 0

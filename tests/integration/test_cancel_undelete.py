@@ -25,12 +25,12 @@ from typing import Any
 import httpx
 import psycopg2
 import pytest
-from clinic_backups import service
-from clinic_backups.errors import BackupCancelled
-from clinic_backups.factory import build_services
-from clinic_backups.models import DumpResult, Lease
-from clinic_backups.names import manifest_key
-from clinic_backups.settings import DeleteBackupSettings, get_settings
+from clinic_backups.domain.errors import BackupCancelled
+from clinic_backups.domain.models import DumpResult, Lease
+from clinic_backups.domain.names import manifest_key
+from clinic_backups.usecases import backups as service
+from clinic_backups.wiring.factory import build_services
+from clinic_backups.wiring.settings import DeleteBackupSettings, get_settings
 from psycopg2 import sql
 
 from tests.helpers import (

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from clinic_backups.cli import main
+from clinic_backups.edge.cli import main
 
 pytestmark = pytest.mark.usefixtures("app_env")
 

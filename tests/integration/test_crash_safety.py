@@ -220,9 +220,9 @@ def settle(url: str, application: str) -> None:
 def sweep_as_the_scheduler(schema: str) -> None:
     """End what the killed driver left running, as the hourly sweeper does once a job is
     older than the worker's time limit (here: two hours later)."""
-    from clinic_backups.factory import build_services
-    from clinic_backups.settings import SchedulerSettings, get_settings
-    from clinic_backups.sweeper import sweep
+    from clinic_backups.usecases.sweeper import sweep
+    from clinic_backups.wiring.factory import build_services
+    from clinic_backups.wiring.settings import SchedulerSettings, get_settings
 
     svc = build_services(get_settings(SchedulerSettings))
     # The killed driver's lease is dead: stamp it as renewed long ago (the database's clock

@@ -13,7 +13,7 @@ from typing import Any
 import jwt
 import psycopg2
 import pytest
-from clinic_backups.cli import main
+from clinic_backups.edge.cli import main
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.helpers import JsonServer, reset_caches
@@ -133,8 +133,8 @@ def test_doctor_names_the_fix_for_each_gap(
 def test_doctor_checks_an_s3_bucket_and_the_bucket_s_mime_types(
     app_env: dict[str, str], supabase_standin: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from clinic_backups.doctor import Doctor
-    from clinic_backups.settings import OperatorSettings, get_settings
+    from clinic_backups.edge.doctor import Doctor
+    from clinic_backups.wiring.settings import OperatorSettings, get_settings
 
     # SeaweedFS as the S3 store: the bucket refuses anonymous reads, the round trip works.
     s3 = Doctor(get_settings(OperatorSettings))

@@ -371,7 +371,7 @@ def test_a_clinic_restores_its_downloaded_file_with_one_command(
     clinic_factory, sqs, pg_server, pg_bin_dir, tmp_path, capsys
 ):
     import psycopg2
-    from clinic_backups.cli import main
+    from clinic_backups.edge.cli import main
     from psycopg2 import sql as psql
 
     from tests.conftest import with_dbname
@@ -508,7 +508,7 @@ def test_a_low_order_key_is_refused_at_registration(clinic_factory, db, point):
 
 def store_key_directly(db, schema: str, label: str, public_key: str) -> str:
     """A key that reached the table before registration proved keys (or by any other way)."""
-    from clinic_backups.keys import fingerprint
+    from clinic_backups.usecases.keys import fingerprint
 
     with db.cursor() as cur:
         cur.execute(
@@ -559,7 +559,7 @@ def test_a_panic_inside_the_age_stage_fails_the_backup_and_frees_the_lock(
 ):
     # Given a bad key the pre-flight check does not catch (the check is bypassed: the age
     # stage itself meets pyrage's PanicException, as with any native failure)
-    from clinic_backups import keys
+    from clinic_backups.usecases import keys
 
     schema = clinic_factory()
     assert keys_call("get_keys.json", schema).status == 200

@@ -15,11 +15,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg2
-from clinic_backups import service
-from clinic_backups.cli import main
-from clinic_backups.factory import build_services
-from clinic_backups.models import Trigger
-from clinic_backups.settings import OperatorSettings, get_settings
+from clinic_backups.domain.models import Trigger
+from clinic_backups.edge.cli import main
+from clinic_backups.usecases import backups as service
+from clinic_backups.wiring.factory import build_services
+from clinic_backups.wiring.settings import OperatorSettings, get_settings
 from psycopg2 import sql
 
 from devstack import demo

@@ -26,10 +26,10 @@ from urllib.parse import urlparse
 
 import psycopg2
 import pytest
-from clinic_backups import sweeper
-from clinic_backups.cli import main
-from clinic_backups.factory import build_services
-from clinic_backups.settings import OperatorSettings, get_settings
+from clinic_backups.edge.cli import main
+from clinic_backups.usecases import sweeper
+from clinic_backups.wiring.factory import build_services
+from clinic_backups.wiring.settings import OperatorSettings, get_settings
 from psycopg2 import sql
 
 from tests.helpers import Reply, call, function_module, load_event, mint, reset_caches
@@ -412,8 +412,8 @@ def test_a_renewal_never_waits_long_for_the_swap_holding_the_lock_table(
 ):
     # Given a backup's lease, and a session holding the clinic's lock table the way a swap
     # does while it moves the service's tables back (ACCESS EXCLUSIVE until its COMMIT)
-    from clinic_backups import service
-    from clinic_backups.models import Lease, Trigger
+    from clinic_backups.domain.models import Lease, Trigger
+    from clinic_backups.usecases import backups as service
 
     schema = clinic_factory(patients=10)
     svc = build_services(get_settings(OperatorSettings))
@@ -445,7 +445,7 @@ def test_the_sweeper_never_fails_a_live_verification_only_a_dead_one(
     restore_lease_env, owned_clinic_pg15
 ):
     # Given a full verification running under its lease (on its own job row: it takes no lock)
-    from clinic_backups.models import Lease, RestoreKind, RestoreRecord, RestoreStatus
+    from clinic_backups.domain.models import Lease, RestoreKind, RestoreRecord, RestoreStatus
 
     from tests.integration.test_retention import add_backup
 

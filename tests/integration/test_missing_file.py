@@ -12,11 +12,11 @@ import uuid
 from typing import Any
 
 import pytest
-from clinic_backups import archive
-from clinic_backups.errors import FileMissing
-from clinic_backups.factory import build_services
-from clinic_backups.names import MANIFEST_SUFFIX
-from clinic_backups.settings import RestoreSettings, get_settings
+from clinic_backups.domain.errors import FileMissing
+from clinic_backups.domain.names import MANIFEST_SUFFIX
+from clinic_backups.usecases import archive
+from clinic_backups.wiring.factory import build_services
+from clinic_backups.wiring.settings import RestoreSettings, get_settings
 
 from tests.helpers import call, load_event, mint, register_clinic_key, reset_caches
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from clinic_backups.models import Trigger
+from clinic_backups.domain.models import Trigger
 
 from tests.helpers import FixedClock, call, function_module, load_event, mint, reset_caches
 from tests.integration.test_retention import add_backup

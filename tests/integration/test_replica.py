@@ -21,12 +21,13 @@ import httpx
 import psycopg2
 import pytest
 from botocore.exceptions import ClientError
-from clinic_backups import service, sweeper
-from clinic_backups.factory import build_services
-from clinic_backups.models import BackupRecord
-from clinic_backups.names import MANIFEST_SUFFIX
-from clinic_backups.retention import RetentionPolicy, lock_horizon
-from clinic_backups.settings import OperatorSettings, get_settings
+from clinic_backups.domain.models import BackupRecord
+from clinic_backups.domain.names import MANIFEST_SUFFIX
+from clinic_backups.domain.retention import RetentionPolicy, lock_horizon
+from clinic_backups.usecases import backups as service
+from clinic_backups.usecases import sweeper
+from clinic_backups.wiring.factory import build_services
+from clinic_backups.wiring.settings import OperatorSettings, get_settings
 from psycopg2 import sql
 
 from devstack import demo
@@ -546,7 +547,7 @@ def test_a_reencrypted_backups_old_replica_copy_stays_while_locked_and_goes_afte
     database_url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from clinic_backups import replica
+    from clinic_backups.usecases import replica
 
     # Given a replicated backup made before the clinic had a key, its copy locked for a few
     # seconds (the real store's lock must pass within the test)
@@ -669,8 +670,8 @@ def test_a_copy_made_while_a_reencryption_replaced_the_objects_is_remembered_not
     db: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from clinic_backups import replica
-    from clinic_backups.models import ReplicateJob
+    from clinic_backups.domain.models import ReplicateJob
+    from clinic_backups.usecases import replica
 
     # Given a backup re-encrypted before its replica copy ran (no replica while it happened)
     monkeypatch.delenv("REPLICA_BUCKET")

@@ -197,8 +197,8 @@ def test_a_job_message_is_never_accepted_over_http(
 def test_retention_never_deletes_a_backup_a_restore_is_about_to_read(
     restore_env_pg15: RestoreDatabase, owned_clinic_pg15, sqs, restore_sqs
 ):
-    from clinic_backups.factory import build_services
-    from clinic_backups.settings import SchedulerSettings, get_settings
+    from clinic_backups.wiring.factory import build_services
+    from clinic_backups.wiring.settings import SchedulerSettings, get_settings
 
     schema = owned_clinic_pg15(patients=30)
     source = backup(schema, sqs)

@@ -202,7 +202,7 @@ class PublicViews:
 def test_public_views_read_the_restored_data_keep_their_grants_and_survive_the_sweep(
     restore_env_pg15: RestoreDatabase, owned_clinic_pg15, sqs, restore_sqs
 ):
-    from clinic_backups.sweeper import sweep
+    from clinic_backups.usecases.sweeper import sweep
 
     db = restore_env_pg15
     schema = owned_clinic_pg15(patients=30)
@@ -312,7 +312,7 @@ def test_a_foreign_key_from_outside_the_clinic_refuses_the_restore_naming_it(
 def test_the_sweeper_does_not_drop_a_kept_schema_something_outside_depends_on(
     restore_env_pg15: RestoreDatabase, owned_clinic_pg15, sqs, restore_sqs
 ):
-    from clinic_backups.sweeper import sweep
+    from clinic_backups.usecases.sweeper import sweep
 
     db = restore_env_pg15
     schema = owned_clinic_pg15(patients=30)

@@ -23,8 +23,8 @@ from tests.integration.restore_support import (
 
 
 def scheduler_services():
-    from clinic_backups.factory import build_services
-    from clinic_backups.settings import SchedulerSettings, get_settings
+    from clinic_backups.wiring.factory import build_services
+    from clinic_backups.wiring.settings import SchedulerSettings, get_settings
 
     return build_services(get_settings(SchedulerSettings))
 
@@ -45,7 +45,7 @@ def kept_name(url: str, schema: str, restore_id: str) -> str:
 def test_kept_schemas_are_dropped_after_the_undo_window_and_only_those(
     restore_env_pg15: RestoreDatabase, owned_clinic_pg15, sqs, restore_sqs
 ):
-    from clinic_backups.sweeper import sweep
+    from clinic_backups.usecases.sweeper import sweep
 
     db = restore_env_pg15
     schema = owned_clinic_pg15(patients=50)
@@ -94,7 +94,7 @@ def test_kept_schemas_are_dropped_after_the_undo_window_and_only_those(
 def test_the_scheduler_drops_an_undone_restores_set_aside_schema(
     restore_env_pg15: RestoreDatabase, owned_clinic_pg15, sqs, restore_sqs, monkeypatch
 ):
-    from clinic_backups.scheduler import run_scheduler
+    from clinic_backups.usecases.scheduler import run_scheduler
 
     db = restore_env_pg15
     schema = owned_clinic_pg15(patients=50)
@@ -113,7 +113,7 @@ def test_the_scheduler_drops_an_undone_restores_set_aside_schema(
 def test_a_stuck_restore_job_fails_and_releases_the_lock(
     restore_env_pg15: RestoreDatabase, owned_clinic_pg15, sqs, restore_sqs
 ):
-    from clinic_backups.sweeper import sweep
+    from clinic_backups.usecases.sweeper import sweep
 
     db = restore_env_pg15
     schema = owned_clinic_pg15(patients=50)

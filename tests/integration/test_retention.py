@@ -9,11 +9,11 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from clinic_backups import service
-from clinic_backups.factory import build_services
-from clinic_backups.models import BackupRecord, BackupStatus, Trigger
-from clinic_backups.names import backup_file_name, backup_storage_key
-from clinic_backups.settings import OperatorSettings, get_settings
+from clinic_backups.domain.models import BackupRecord, BackupStatus, Trigger
+from clinic_backups.domain.names import backup_file_name, backup_storage_key
+from clinic_backups.usecases import backups as service
+from clinic_backups.wiring.factory import build_services
+from clinic_backups.wiring.settings import OperatorSettings, get_settings
 from psycopg2 import sql
 
 from tests.helpers import FixedClock, function_module

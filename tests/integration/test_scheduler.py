@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from clinic_backups.ports import NullMetrics, SchemaCheck
-from clinic_backups.scheduler import run_scheduler
+from clinic_backups.domain.ports import NullMetrics, SchemaCheck
+from clinic_backups.usecases.scheduler import run_scheduler
 from psycopg2 import sql
 
 from tests.helpers import FixedClock, call, function_module, invoke, load_event, mint

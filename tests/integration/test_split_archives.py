@@ -20,10 +20,11 @@ from typing import Any
 import httpx
 import psycopg2
 import pytest
-from clinic_backups import service, sweeper
-from clinic_backups.factory import build_services
-from clinic_backups.names import OWNED_TABLES
-from clinic_backups.settings import OperatorSettings, get_settings
+from clinic_backups.domain.names import OWNED_TABLES
+from clinic_backups.usecases import backups as service
+from clinic_backups.usecases import sweeper
+from clinic_backups.wiring.factory import build_services
+from clinic_backups.wiring.settings import OperatorSettings, get_settings
 from psycopg2 import sql
 
 from devstack import demo

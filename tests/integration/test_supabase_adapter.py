@@ -10,9 +10,9 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from clinic_backups import service
-from clinic_backups.factory import build_services
-from clinic_backups.settings import DeleteBackupSettings, get_settings
+from clinic_backups.usecases import backups as service
+from clinic_backups.wiring.factory import build_services
+from clinic_backups.wiring.settings import DeleteBackupSettings, get_settings
 
 from tests.helpers import call, load_event, mint, register_clinic_key, reset_caches
 
@@ -102,7 +102,7 @@ def test_supabase_settings_must_be_complete(monkeypatch, app_env):
     monkeypatch.setenv("STORAGE_BACKEND", "supabase")
     monkeypatch.delenv("SUPABASE_URL", raising=False)
     reset_caches()
-    from clinic_backups.errors import ConfigurationError
+    from clinic_backups.domain.errors import ConfigurationError
 
     with pytest.raises(ConfigurationError, match="SUPABASE_URL"):
         get_settings(DeleteBackupSettings)

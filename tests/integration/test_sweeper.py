@@ -9,12 +9,13 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg2
 import pytest
-from clinic_backups import service, sweeper
-from clinic_backups.cli import main
-from clinic_backups.factory import build_services
-from clinic_backups.models import BackupStatus, Lease, Trigger
-from clinic_backups.names import manifest_key
-from clinic_backups.settings import OperatorSettings, get_settings
+from clinic_backups.domain.models import BackupStatus, Lease, Trigger
+from clinic_backups.domain.names import manifest_key
+from clinic_backups.edge.cli import main
+from clinic_backups.usecases import backups as service
+from clinic_backups.usecases import sweeper
+from clinic_backups.wiring.factory import build_services
+from clinic_backups.wiring.settings import OperatorSettings, get_settings
 from psycopg2 import sql
 
 from tests.helpers import FixedClock, encrypted, function_module, invoke, load_event

@@ -180,10 +180,10 @@ def test_a_key_outside_the_clinic_prefix_is_never_signed_or_deleted(
         )
     from datetime import timedelta
 
-    from clinic_backups import service
-    from clinic_backups.errors import ForeignKeyPrefix
-    from clinic_backups.factory import build_services
-    from clinic_backups.settings import DeleteBackupSettings, get_settings
+    from clinic_backups.domain.errors import ForeignKeyPrefix
+    from clinic_backups.usecases import backups as service
+    from clinic_backups.wiring.factory import build_services
+    from clinic_backups.wiring.settings import DeleteBackupSettings, get_settings
 
     svc = build_services(get_settings(DeleteBackupSettings))
     later = svc.clock.now() + timedelta(days=30)
@@ -212,7 +212,7 @@ def test_a_forged_job_for_another_clinic_runs_nothing(clinic_factory, sqs, s3_se
         # Then nothing runs
         assert result["status"] == "skipped"
     # A message with a token (or any unknown field) is not a job at all
-    from clinic_backups.jobs import InvalidJob
+    from clinic_backups.edge.jobs import InvalidJob
 
     with pytest.raises(InvalidJob):
         invoke(

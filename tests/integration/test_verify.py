@@ -183,9 +183,9 @@ def test_the_scheduler_queues_a_weekly_drill_of_each_clinics_newest_backup(
 ):
     import zlib
 
-    from clinic_backups.factory import build_services
-    from clinic_backups.restore import HOURS_PER_WEEK, schedule_verifications
-    from clinic_backups.settings import SchedulerSettings, get_settings
+    from clinic_backups.usecases.restore import HOURS_PER_WEEK, schedule_verifications
+    from clinic_backups.wiring.factory import build_services
+    from clinic_backups.wiring.settings import SchedulerSettings, get_settings
 
     schema = owned_clinic_pg15(patients=50)
     backup(schema, sqs)

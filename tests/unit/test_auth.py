@@ -9,16 +9,16 @@ from typing import Any
 
 import jwt
 import pytest
-from clinic_backups.auth import authenticate, bearer_token, claim, verify_token
-from clinic_backups.errors import (
+from clinic_backups.domain.errors import (
     ClinicNotAvailable,
     Forbidden,
     InvalidToken,
     MissingToken,
     TokenExpired,
 )
-from clinic_backups.models import Clinic, Permission, Role
-from clinic_backups.settings import CommonSettings
+from clinic_backups.domain.models import Clinic, Permission, Role
+from clinic_backups.edge.auth import authenticate, bearer_token, claim, verify_token
+from clinic_backups.wiring.settings import CommonSettings
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 

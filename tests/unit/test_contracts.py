@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from clinic_backups.errors import BACKUP_ERROR_CODES, STATUS_BY_CODE, ApiError
+from clinic_backups.domain.errors import BACKUP_ERROR_CODES, STATUS_BY_CODE, ApiError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -140,7 +140,7 @@ def test_cfn_lint_is_clean():
 
 
 def test_every_setting_is_in_the_readme_table():
-    from clinic_backups import settings
+    from clinic_backups.wiring import settings
 
     readme = (REPO / "README.md").read_text()
     models: list[Any] = [
@@ -154,7 +154,7 @@ def test_every_setting_is_in_the_readme_table():
 
 
 def test_the_lease_is_a_template_setting_longer_than_the_swaps_lock_wait():
-    from clinic_backups.settings import duration_seconds
+    from clinic_backups.wiring.settings import duration_seconds
 
     template = sam_template()
     assert template["Globals"]["Function"]["Environment"]["Variables"]["LOCK_LEASE_SECONDS"] == {
@@ -166,7 +166,7 @@ def test_the_lease_is_a_template_setting_longer_than_the_swaps_lock_wait():
 
 
 def test_clinics_failing_in_a_fleet_run_are_alarmed():
-    from clinic_backups import sweeper
+    from clinic_backups.usecases import sweeper
 
     alarms = [
         r["Properties"]
@@ -175,7 +175,7 @@ def test_clinics_failing_in_a_fleet_run_are_alarmed():
     ]
     watched = {(a["Namespace"], a["MetricName"]) for a in alarms}
     assert ("ClinicBackups", "ClinicsFailed") in watched
-    assert '"ClinicsFailed"' in (REPO / "shared/clinic_backups/sweeper.py").read_text()
+    assert '"ClinicsFailed"' in (REPO / "shared/clinic_backups/usecases/sweeper.py").read_text()
     assert sweeper.SweepReport().to_dict()["clinics_failed"] == 0
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from botocore.exceptions import EndpointConnectionError
 from clinic_backups.adapters.queues import LocalDispatcher, LocalQueue, SqsDispatcher
-from clinic_backups.models import BackupJob, Trigger
+from clinic_backups.domain.models import BackupJob, Trigger
 
 
 def jobs(count: int) -> list[BackupJob]:

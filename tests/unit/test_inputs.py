@@ -1,4 +1,4 @@
-"""The one reader of request bodies (clinic_backups.inputs): limits, encodings, private keys
+"""The one reader of request bodies (clinic_backups.edge.inputs): limits, encodings, private keys
 however written, and the characters PostgreSQL cannot hold."""
 
 from __future__ import annotations
@@ -7,8 +7,13 @@ import base64
 import json
 
 import pytest
-from clinic_backups.errors import BadRequest, PayloadTooLarge, PrivateKeyRefused, ValidationFailed
-from clinic_backups.inputs import (
+from clinic_backups.domain.errors import (
+    BadRequest,
+    PayloadTooLarge,
+    PrivateKeyRefused,
+    ValidationFailed,
+)
+from clinic_backups.edge.inputs import (
     MAX_BODY_BYTES,
     MAX_DEPTH,
     MAX_INT_DIGITS,

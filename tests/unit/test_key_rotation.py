@@ -19,10 +19,10 @@ from typing import Any
 
 import jwt
 import pytest
-from clinic_backups.auth import authenticate, verify_token
-from clinic_backups.errors import InvalidToken
-from clinic_backups.models import Clinic, Role
-from clinic_backups.settings import CommonSettings
+from clinic_backups.domain.errors import InvalidToken
+from clinic_backups.domain.models import Clinic, Role
+from clinic_backups.edge.auth import authenticate, verify_token
+from clinic_backups.wiring.settings import CommonSettings
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 

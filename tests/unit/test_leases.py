@@ -13,10 +13,10 @@ from typing import Any
 import psycopg2.errors
 import pytest
 from clinic_backups.adapters.postgres import read_fleet
-from clinic_backups.errors import BackupCancelled, DatabaseUnavailable, LeaseLost
-from clinic_backups.lease import Heartbeat, LeaseGuard
-from clinic_backups.models import Lease
-from clinic_backups.ports import CANCEL
+from clinic_backups.domain.errors import BackupCancelled, DatabaseUnavailable, LeaseLost
+from clinic_backups.domain.models import Lease
+from clinic_backups.domain.ports import CANCEL
+from clinic_backups.usecases.lease import Heartbeat, LeaseGuard
 
 
 class FakeDatabase:

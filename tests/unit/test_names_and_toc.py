@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 from clinic_backups.adapters.pgdump import libpq_environment, parse_toc, redact, toc_violations
-from clinic_backups.errors import ConfigurationError, ForeignKeyPrefix, InvalidCursor
-from clinic_backups.models import BackupRecord, BackupStatus, Trigger
-from clinic_backups.names import (
+from clinic_backups.domain.errors import ConfigurationError, ForeignKeyPrefix, InvalidCursor
+from clinic_backups.domain.models import BackupRecord, BackupStatus, Trigger
+from clinic_backups.domain.names import (
     DJANGO_TENANTS_SCHEMA_RE,
     backup_storage_key,
     check_key_in_prefix,
@@ -17,7 +17,7 @@ from clinic_backups.names import (
     is_valid_schema_name,
     manifest_key,
 )
-from clinic_backups.service import decode_cursor, encode_cursor
+from clinic_backups.usecases.backups import decode_cursor, encode_cursor
 
 
 @pytest.mark.parametrize(
@@ -215,7 +215,7 @@ def test_every_table_the_migrations_create_is_owned_and_excluded_from_dumps():
     import re
 
     from clinic_backups.adapters.migrations import MIGRATIONS, TABLES
-    from clinic_backups.names import OWNED_TABLES
+    from clinic_backups.domain.names import OWNED_TABLES
 
     created = set()
     for _, statements in MIGRATIONS:

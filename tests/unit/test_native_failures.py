@@ -45,7 +45,7 @@ def test_the_probe_refuses_low_order_keys_and_accepts_real_ones():
 
 def test_the_encrypt_stage_turns_a_panic_into_a_failed_backup():
     from clinic_backups.adapters.age import EncryptStage
-    from clinic_backups.errors import BackupRunError
+    from clinic_backups.domain.errors import BackupRunError
 
     stage = EncryptStage(io.BytesIO(b"PGDMP" + b"x" * 1000), [ZERO_POINT])
     with pytest.raises(BackupRunError) as caught:

@@ -11,8 +11,11 @@ from pathlib import Path
 
 LAYER = Path(__file__).resolve().parents[2] / "shared" / "clinic_backups"
 ALLOWED = {
-    ("service.py", "new_backup_record"),  # every new backup: manual, scheduled, pre-restore
-    ("service.py", "_record_from_manifest"),  # rebuilding an existing backup from storage
+    (
+        "usecases/backups.py",
+        "new_backup_record",
+    ),  # every new backup: manual, scheduled, pre-restore
+    ("usecases/backups.py", "_record_from_manifest"),  # rebuilding an existing backup from storage
     ("adapters/postgres.py", "_record"),  # reading an existing backup's row
 }
 
@@ -41,8 +44,8 @@ def test_backup_records_are_built_only_by_the_one_constructor_and_the_two_reader
 def test_the_one_constructor_always_encrypts():
     import uuid
 
-    from clinic_backups.models import Trigger
-    from clinic_backups.service import Services, new_backup_record
+    from clinic_backups.domain.models import Trigger
+    from clinic_backups.usecases.backups import Services, new_backup_record
 
     class Records:  # the constructor touches no repository
         pass
@@ -56,5 +59,5 @@ def test_the_one_constructor_always_encrypts():
 
 
 def test_reencryption_builds_no_record():
-    source = (LAYER / "reencrypt.py").read_text()
+    source = (LAYER / "usecases" / "reencrypt.py").read_text()
     assert "BackupRecord(" not in source and "new_backup_record" not in source

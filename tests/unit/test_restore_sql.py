@@ -18,17 +18,17 @@ from clinic_backups.adapters.pgrestore import (
     swap_suffix,
     undo_script,
 )
-from clinic_backups.errors import (
+from clinic_backups.domain.errors import (
     ClinicBusy,
     MissingDependency,
     OutsideDependents,
     RestoreFailed,
     RestoreInterrupted,
 )
-from clinic_backups.jobs import InvalidJob, parse_job
-from clinic_backups.models import BackupJob, LightVerifyJob, RestoreJob
-from clinic_backups.names import OWNED_TABLES, kept_schema_name
-from clinic_backups.ports import SwapPlan, UndoPlan
+from clinic_backups.domain.models import BackupJob, LightVerifyJob, RestoreJob
+from clinic_backups.domain.names import OWNED_TABLES, kept_schema_name
+from clinic_backups.domain.ports import SwapPlan, UndoPlan
+from clinic_backups.edge.jobs import InvalidJob, parse_job
 from pydantic import ValidationError
 
 from tests.unit.test_contracts import sam_template
@@ -98,7 +98,7 @@ def test_without_options_the_filter_passes_everything_through_and_counts():
 
 
 def test_a_stream_that_ends_inside_copy_data_is_refused():
-    from clinic_backups.errors import ArchiveInvalid
+    from clinic_backups.domain.errors import ArchiveInvalid
 
     filt = SqlFilter(None, "clinica_x")
     filt.feed(b"COPY clinica_x.notes (id) FROM stdin;\n1\n2\n")
@@ -246,7 +246,7 @@ def test_the_erasure_hook_quotes_its_names_and_checks_the_clinic():
     ],
 )
 def test_the_erasure_setting_is_a_plain_qualified_name(value, monkeypatch):
-    from clinic_backups.settings import RestoreSettings
+    from clinic_backups.wiring.settings import RestoreSettings
 
     with pytest.raises(ValidationError) as refused:
         RestoreSettings.model_validate({**RESTORE_SETTINGS, "restore_erasure_function": value})
@@ -254,7 +254,7 @@ def test_the_erasure_setting_is_a_plain_qualified_name(value, monkeypatch):
 
 
 def test_the_erasure_setting_reaches_the_swapper():
-    from clinic_backups.settings import RestoreSettings
+    from clinic_backups.wiring.settings import RestoreSettings
 
     settings = RestoreSettings.model_validate(
         {**RESTORE_SETTINGS, "restore_erasure_function": "host_app.Reapply_Erasures"}

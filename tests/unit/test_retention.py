@@ -7,8 +7,8 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from clinic_backups.models import BackupRecord, BackupStatus, PlatformPolicy, Trigger
-from clinic_backups.retention import RetentionPolicy, lock_horizon, plan_retention
+from clinic_backups.domain.models import BackupRecord, BackupStatus, PlatformPolicy, Trigger
+from clinic_backups.domain.retention import RetentionPolicy, lock_horizon, plan_retention
 
 MADRID = ZoneInfo("Europe/Madrid")
 POLICY = RetentionPolicy(

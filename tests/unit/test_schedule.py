@@ -9,8 +9,8 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from clinic_backups.models import PlatformPolicy, SlotRecord, SlotStatus
-from clinic_backups.schedule import (
+from clinic_backups.domain.models import PlatformPolicy, SlotRecord, SlotStatus
+from clinic_backups.domain.schedule import (
     Action,
     decide,
     is_stale,

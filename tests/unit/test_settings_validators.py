@@ -7,7 +7,7 @@ from __future__ import annotations
 import inspect
 
 import pytest
-from clinic_backups import settings
+from clinic_backups.wiring import settings
 from pydantic_settings import BaseSettings
 
 from tests.helpers import PLATFORM_RECIPIENT

@@ -14,12 +14,12 @@ from datetime import UTC, datetime
 from typing import BinaryIO
 
 import pytest
-from clinic_backups import parts
-from clinic_backups.errors import ForeignKeyPrefix, StorageObjectTooLarge
-from clinic_backups.models import BackupRecord, BackupStatus, Trigger
-from clinic_backups.names import archive_key, key_stem
-from clinic_backups.ports import ObjectInfo
-from clinic_backups.storage import ScopedStorage
+from clinic_backups.domain import parts
+from clinic_backups.domain.errors import ForeignKeyPrefix, StorageObjectTooLarge
+from clinic_backups.domain.models import BackupRecord, BackupStatus, Trigger
+from clinic_backups.domain.names import archive_key, key_stem
+from clinic_backups.domain.ports import ObjectInfo
+from clinic_backups.domain.storage import ScopedStorage
 
 SCHEMA = "clinica_demo"
 KEY = f"{SCHEMA}/2026/12/{SCHEMA}-20261203T000000Z-0123abcd.dump.age"
@@ -156,7 +156,7 @@ def test_part_keys_share_the_backups_stem_and_lead_back_to_its_key():
 def test_every_function_reads_storage_max_object_mb_empty_as_unset():
     # The template passes "" when the parameter is left empty; RestoreSettings has a validator
     # of its own named like StorageSettings' URL one, which must not shadow this field's.
-    from clinic_backups import settings
+    from clinic_backups.wiring import settings
 
     models: list[type[settings.StorageSettings]] = [
         m

@@ -23,7 +23,7 @@ import os
 import threading
 from typing import Any
 
-from ..errors import ArchiveInvalid, EncryptionFailed
+from clinic_backups.domain.errors import ArchiveInvalid, EncryptionFailed
 
 READ_CHUNK = 1024 * 1024
 # What keeps its meaning wherever it is raised: a stop, never a failed backup.

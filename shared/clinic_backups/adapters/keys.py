@@ -7,9 +7,9 @@ import uuid
 import psycopg2.errors
 from psycopg2 import sql
 
-from ..errors import KeyAlreadyRegistered
-from ..models import EncryptionKey
-from .postgres import Database, _table
+from clinic_backups.adapters.postgres import Database, _table
+from clinic_backups.domain.errors import KeyAlreadyRegistered
+from clinic_backups.domain.models import EncryptionKey
 
 _COLUMNS = (
     "id",

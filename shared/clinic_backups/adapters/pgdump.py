@@ -34,7 +34,10 @@ from typing import BinaryIO
 import psycopg2
 import psycopg2.extensions
 
-from ..errors import (
+from clinic_backups.adapters.age import EncryptStage
+from clinic_backups.adapters.postgres import translate_connect_error
+from clinic_backups.adapters.processes import describe_exit, kill_group, reap, spawn, widen_pipe
+from clinic_backups.domain.errors import (
     ArchiveInvalid,
     ConfigurationError,
     DumpFailed,
@@ -42,12 +45,9 @@ from ..errors import (
     ForeignObjectsInArchive,
     ServerVersionUnsupported,
 )
-from ..models import DumpResult
-from ..names import OWNED_TABLES, is_valid_schema_name
-from ..observability import logger
-from .age import EncryptStage
-from .postgres import translate_connect_error
-from .processes import describe_exit, kill_group, reap, spawn, widen_pipe
+from clinic_backups.domain.models import DumpResult
+from clinic_backups.domain.names import OWNED_TABLES, is_valid_schema_name
+from clinic_backups.observability import logger
 
 ARCHIVE_MAGIC = b"PGDMP"
 # A custom-format header plus a TOC with at least the schema entry is well above this.

@@ -56,7 +56,17 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
-from ..errors import (
+from clinic_backups.adapters.pgdump import READ_BUFFER, PgTools, libpq_environment, redact
+from clinic_backups.adapters.postgres import translate_connect_error
+from clinic_backups.adapters.processes import (
+    Guardian,
+    describe_exit,
+    kill_group,
+    reap,
+    spawn,
+    widen_pipe,
+)
+from clinic_backups.domain.errors import (
     ArchiveInvalid,
     BackupRunError,
     ChecksumMismatch,
@@ -68,12 +78,16 @@ from ..errors import (
     VerificationFailed,
     VerificationNotConfigured,
 )
-from ..names import OWNED_TABLES, is_valid_schema_name
-from ..observability import logger
-from ..ports import DrillResult, LiveSchema, Locked, SwapPlan, SwapResult, UndoPlan
-from .pgdump import READ_BUFFER, PgTools, libpq_environment, redact
-from .postgres import translate_connect_error
-from .processes import Guardian, describe_exit, kill_group, reap, spawn, widen_pipe
+from clinic_backups.domain.names import OWNED_TABLES, is_valid_schema_name
+from clinic_backups.domain.ports import (
+    DrillResult,
+    LiveSchema,
+    Locked,
+    SwapPlan,
+    SwapResult,
+    UndoPlan,
+)
+from clinic_backups.observability import logger
 
 STDERR_LINES_KEPT = 60
 SCHEMA_SQL_LIMIT = 64 * 1024 * 1024

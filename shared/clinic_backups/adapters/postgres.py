@@ -37,7 +37,8 @@ import psycopg2.errors
 import psycopg2.extras
 from psycopg2 import sql
 
-from ..errors import (
+from clinic_backups.adapters.migrations import MIGRATIONS, TABLES
+from clinic_backups.domain.errors import (
     BackupCancelled,
     BackupNotCompleted,
     ClinicNotAvailable,
@@ -46,7 +47,7 @@ from ..errors import (
     LeaseLost,
     OperationInProgress,
 )
-from ..models import (
+from clinic_backups.domain.models import (
     AuditEntry,
     AuditRecord,
     BackupRecord,
@@ -57,10 +58,21 @@ from ..models import (
     SupersededCopy,
     Trigger,
 )
-from ..names import OWNED_TABLES, RESERVED_SCHEMAS, is_valid_schema_name, meta_stamp
-from ..observability import logger
-from ..ports import CANCEL, AuditFilter, ListFilter, Metrics, Renewal, SchemaCheck
-from .migrations import MIGRATIONS, TABLES
+from clinic_backups.domain.names import (
+    OWNED_TABLES,
+    RESERVED_SCHEMAS,
+    is_valid_schema_name,
+    meta_stamp,
+)
+from clinic_backups.domain.ports import (
+    CANCEL,
+    AuditFilter,
+    ListFilter,
+    Metrics,
+    Renewal,
+    SchemaCheck,
+)
+from clinic_backups.observability import logger
 
 psycopg2.extras.register_uuid()
 

@@ -20,10 +20,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..errors import ApiError, QueueUnavailable
-from ..models import Job
-from ..observability import logger
-from ..ports import EnqueueFailure
+from clinic_backups.domain.errors import ApiError, QueueUnavailable
+from clinic_backups.domain.models import Job
+from clinic_backups.domain.ports import EnqueueFailure
+from clinic_backups.observability import logger
 
 # SendMessageBatch takes at most 10 entries; a failed entry is sent again this many times in
 # all (with a short pause) before it is reported.

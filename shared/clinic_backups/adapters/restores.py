@@ -22,11 +22,8 @@ from typing import Any
 import psycopg2.extras
 from psycopg2 import sql
 
-from ..errors import OperationInProgress, RestoreNotFound, UndoNotAvailable
-from ..models import AuditEntry, BackupRecord, Lease, RestoreKind, RestoreRecord, RestoreStatus
-from ..ports import Metrics
-from .migrations import TABLES
-from .postgres import (
+from clinic_backups.adapters.migrations import TABLES
+from clinic_backups.adapters.postgres import (
     LEASE_EXPIRED,
     LEASE_LIVE,
     SCHEMA_BATCH,
@@ -46,6 +43,16 @@ from .postgres import (
     renew_timeouts,
     report_takeover,
 )
+from clinic_backups.domain.errors import OperationInProgress, RestoreNotFound, UndoNotAvailable
+from clinic_backups.domain.models import (
+    AuditEntry,
+    BackupRecord,
+    Lease,
+    RestoreKind,
+    RestoreRecord,
+    RestoreStatus,
+)
+from clinic_backups.domain.ports import Metrics
 
 _COLUMNS = (
     "id",

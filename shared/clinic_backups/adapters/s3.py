@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, BinaryIO
 
-from ..errors import StorageUnavailable
-from ..observability import logger
-from ..ports import ObjectInfo, PendingUpload
+from clinic_backups.domain.errors import StorageUnavailable
+from clinic_backups.domain.ports import ObjectInfo, PendingUpload
+from clinic_backups.observability import logger
 
 MB = 1024 * 1024
 # S3's part numbers: one object holds at most this many parts.
@@ -35,7 +35,7 @@ def _too_large(error: Exception) -> bool:
 
 
 def _refused_as_too_large() -> Exception:
-    from ..errors import StorageObjectTooLarge
+    from clinic_backups.domain.errors import StorageObjectTooLarge
 
     logger.warning("storage refused the object as too large", extra={"code": "EntityTooLarge"})
     return StorageObjectTooLarge(
@@ -229,7 +229,7 @@ class S3Storage:
     def open_read(self, key: str) -> BinaryIO:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        from ..errors import StorageObjectMissing
+        from clinic_backups.domain.errors import StorageObjectMissing
 
         try:
             return self.client.get_object(Bucket=self.bucket, Key=key)["Body"]

@@ -21,10 +21,17 @@ from typing import Any
 
 from psycopg2 import sql
 
-from ..models import ClinicSettings, SlotRecord, SlotStatus
-from ..ports import ClinicSnapshot
-from .migrations import TABLES
-from .postgres import LEASE_EXPIRED, SCHEMA_BATCH, STALE_BACKUP, Database, _table, read_fleet
+from clinic_backups.adapters.migrations import TABLES
+from clinic_backups.adapters.postgres import (
+    LEASE_EXPIRED,
+    SCHEMA_BATCH,
+    STALE_BACKUP,
+    Database,
+    _table,
+    read_fleet,
+)
+from clinic_backups.domain.models import ClinicSettings, SlotRecord, SlotStatus
+from clinic_backups.domain.ports import ClinicSnapshot
 
 _SETTINGS_COLUMNS = (
     "enabled",

@@ -17,10 +17,10 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, BinaryIO
 
-from ..errors import StorageUnavailable
-from ..observability import logger
-from ..ports import ObjectInfo, PendingUpload
-from .s3 import S3Storage
+from clinic_backups.adapters.s3 import S3Storage
+from clinic_backups.domain.errors import StorageUnavailable
+from clinic_backups.domain.ports import ObjectInfo, PendingUpload
+from clinic_backups.observability import logger
 
 
 def _api_error(error: Exception) -> StorageUnavailable:
@@ -69,7 +69,7 @@ class SupabaseStorage:
         import httpx
         from storage3.utils import StorageException
 
-        from ..errors import StorageObjectMissing
+        from clinic_backups.domain.errors import StorageObjectMissing
 
         try:
             answer = self._bucket_api.create_signed_url(key, ttl_seconds, {"download": file_name})

@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg2
 import pytest
-from clinic_backups import cli
+from clinic_backups.edge import cli
 from psycopg2 import sql
 
 from devstack import demo

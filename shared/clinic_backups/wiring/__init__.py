@@ -1,0 +1,1 @@
+"""Settings and the factory that builds each port's adapter from them."""

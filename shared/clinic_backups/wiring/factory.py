@@ -1,0 +1,281 @@
+"""The one place that picks adapters from settings and wires them into `Services`.
+
+Adapters are created lazily and kept for the container's life (a warm Lambda reuses its
+database connection and HTTP clients). Modules of unused adapters are never imported, which
+keeps cold starts small: the list function imports neither boto3 nor storage3.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from typing import Any
+
+from clinic_backups.wiring.settings import (
+    CommonSettings,
+    CreateBackupSettings,
+    DownloadBackupSettings,
+    EncryptionSettings,
+    GraceSettings,
+    PolicySettings,
+    QueueSettings,
+    RestoreSettings,
+    SchedulerSettings,
+    StorageSettings,
+)
+
+_databases: dict[tuple[str, int], Any] = {}
+_lock = threading.Lock()
+
+
+def _database_url(settings: CommonSettings) -> str:
+    """The restore function connects as the restore role (RESTORE_DATABASE_URL) throughout."""
+    if isinstance(settings, RestoreSettings) and settings.restore_database_url:
+        return settings.restore_database_url.get_secret_value()
+    return settings.database_url.get_secret_value()
+
+
+def database(settings: CommonSettings) -> Any:
+    from clinic_backups.adapters.postgres import Database
+
+    key = (_database_url(settings), settings.database_connect_timeout)
+    with _lock:
+        if key not in _databases:
+            _databases[key] = Database(key[0], connect_timeout=key[1])
+        return _databases[key]
+
+
+def records(settings: CommonSettings, metrics: Any = None) -> Any:
+    from clinic_backups.adapters.postgres import PostgresRecords
+
+    return PostgresRecords(database(settings), metrics, settings.backup_tables_owner)
+
+
+def schedules(settings: CommonSettings) -> Any:
+    from clinic_backups.adapters.schedules import PostgresSchedules
+
+    return PostgresSchedules(database(settings))
+
+
+def policy(settings: CommonSettings) -> Any:
+    """The platform's schedule and retention policy (defaults when the model has none)."""
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from clinic_backups.domain.models import PlatformPolicy
+
+    base = PlatformPolicy()
+    defaults = replace(
+        base.defaults, time_zone=settings.default_time_zone, locale=settings.default_locale
+    )
+    if not isinstance(settings, PolicySettings):
+        return replace(base, defaults=defaults, lock_lease_seconds=settings.lock_lease_seconds)
+    defaults = replace(
+        defaults,
+        keep_daily=max(settings.retention_keep_daily, settings.min_retention_days),
+        keep_weekly=settings.retention_keep_weekly,
+        keep_monthly=settings.retention_keep_monthly,
+    )
+    stuck_after = base.stuck_after
+    if isinstance(settings, SchedulerSettings):
+        stuck_after = timedelta(
+            seconds=settings.worker_timeout_seconds, minutes=settings.stuck_margin_minutes
+        )
+    return PlatformPolicy(
+        defaults=defaults,
+        min_retention_days=settings.min_retention_days,
+        restore_undo_days=settings.restore_undo_days,
+        catch_up=timedelta(hours=settings.schedule_catch_up_hours),
+        stuck_after=stuck_after,
+        lock_lease_seconds=settings.lock_lease_seconds,
+    )
+
+
+def tenants(settings: CommonSettings) -> Any:
+    from clinic_backups.adapters.postgres import PostgresTenants
+
+    return PostgresTenants(
+        database(settings),
+        table=settings.tenants_table,
+        schema_column=settings.tenant_schema_column,
+        name_column=settings.tenant_name_column,
+        active_column=settings.tenant_active_column,
+        excluded=settings.excluded_schemas,
+    )
+
+
+def storage(settings: StorageSettings, s3_client: Any = None, storage_client: Any = None) -> Any:
+    from clinic_backups.adapters.s3 import S3Storage
+
+    def secret(value: Any) -> str | None:
+        return value.get_secret_value() if value is not None else None
+
+    s3 = S3Storage(
+        settings.storage_bucket,
+        s3_client,
+        endpoint_url=settings.s3_endpoint_url,
+        public_endpoint_url=settings.s3_public_endpoint_url,
+        region=settings.s3_region,
+        access_key_id=secret(settings.s3_access_key_id),
+        secret_access_key=secret(settings.s3_secret_access_key),
+        chunk_mb=settings.s3_multipart_chunk_mb,
+    )
+    if settings.storage_backend == "s3":
+        return s3
+    from clinic_backups.adapters.supabase import SupabaseStorage
+
+    assert settings.supabase_url and settings.supabase_service_key
+    return SupabaseStorage(
+        settings.storage_bucket,
+        s3,
+        settings.supabase_url,
+        settings.supabase_service_key.get_secret_value(),
+        storage_client,
+    )
+
+
+def replica(settings: StorageSettings, s3_client: Any = None) -> Any:
+    """The replica store (REPLICA_BUCKET), or None when no replica is configured."""
+    if not settings.replica_bucket:
+        return None
+    from clinic_backups.adapters.s3 import S3Replica
+
+    def secret(value: Any) -> str | None:
+        return value.get_secret_value() if value is not None else None
+
+    return S3Replica(
+        settings.replica_bucket,
+        s3_client,
+        object_lock=settings.replica_object_lock == "compliance",
+        endpoint_url=settings.replica_s3_endpoint_url,
+        public_endpoint_url=settings.replica_s3_public_endpoint_url,
+        region=settings.replica_region,
+        access_key_id=secret(settings.replica_s3_access_key_id),
+        secret_access_key=secret(settings.replica_s3_secret_access_key),
+        chunk_mb=settings.s3_multipart_chunk_mb,
+    )
+
+
+def dispatcher(settings: QueueSettings, sqs_client: Any = None) -> Any:
+    if settings.job_queue == "local":
+        from clinic_backups.adapters.queues import LocalDispatcher
+
+        return LocalDispatcher()
+    from clinic_backups.adapters.queues import SqsDispatcher
+
+    assert settings.job_queue_url
+    return SqsDispatcher(
+        settings.job_queue_url, sqs_client, restore_queue_url=settings.restore_queue_url
+    )
+
+
+def dumper(settings: CreateBackupSettings) -> Any:
+    from clinic_backups.adapters.pgdump import PgDumpRunner, PgTools
+
+    return PgDumpRunner(
+        database_url=settings.database_url.get_secret_value(),
+        tools=PgTools(settings.pg_bin_dir),
+        timeout_seconds=settings.dump_timeout_seconds,
+        compression=settings.dump_compression,
+        lock_wait_timeout=settings.dump_lock_wait_timeout,
+        disable_mergejoin=settings.dump_disable_mergejoin,
+    )
+
+
+def restore_adapters(settings: CommonSettings, metrics: Any = None) -> tuple[Any, Any]:
+    """The restores repository and the schema swapper (pg_restore/psql as the restore role;
+    without the pg tools, only what needs none: dropping kept schemas)."""
+    from clinic_backups.adapters.pgdump import PgTools
+    from clinic_backups.adapters.pgrestore import SchemaSwapper
+    from clinic_backups.adapters.restores import PostgresRestores
+
+    url = getattr(settings, "restore_database_url", None) or settings.database_url
+    swapper = SchemaSwapper(
+        database_url=url.get_secret_value(), connect_timeout=settings.database_connect_timeout
+    )
+    if isinstance(settings, RestoreSettings):
+        swapper.tools = PgTools(settings.pg_bin_dir)
+        swapper.timeout_seconds = settings.restore_timeout_seconds
+        swapper.lock_timeout = settings.restore_lock_timeout
+        swapper.erasure_function = settings.erasure_function
+    return PostgresRestores(database(settings), metrics), swapper
+
+
+def verifier(settings: RestoreSettings) -> tuple[Any, str | None]:
+    """The verification server, or why there is none (VERIFY_DATABASE_URL unset, or naming
+    the clinic database's own server without VERIFY_ALLOW_PRODUCTION_SERVER)."""
+    from clinic_backups.adapters.pgdump import PgTools
+    from clinic_backups.adapters.pgrestore import VerificationServer, same_server
+
+    if settings.verify_database_url is None:
+        return None, "Backup verification is not configured (VERIFY_DATABASE_URL)."
+    url = settings.verify_database_url.get_secret_value()
+    production = (_database_url(settings), settings.database_url.get_secret_value())
+    if any(same_server(url, p) for p in production) and not settings.verify_allow_production_server:
+        return None, (
+            "VERIFY_DATABASE_URL names the clinic database's own server; verification drills "
+            "run there only with VERIFY_ALLOW_PRODUCTION_SERVER=true."
+        )
+    return (
+        VerificationServer(
+            url,
+            PgTools(settings.pg_bin_dir),
+            timeout_seconds=settings.restore_timeout_seconds,
+            connect_timeout=settings.database_connect_timeout,
+        ),
+        None,
+    )
+
+
+def keys(settings: CommonSettings) -> Any:
+    from clinic_backups.adapters.keys import PostgresKeys
+
+    return PostgresKeys(database(settings))
+
+
+def build_services(settings: CommonSettings) -> Any:
+    """Services for whatever the settings model describes (storage, queue, dumper…)."""
+    from clinic_backups.observability import PowertoolsMetrics
+    from clinic_backups.usecases.backups import Services
+
+    metrics = PowertoolsMetrics()
+    svc = Services(
+        records=records(settings, metrics),
+        tenants=tenants(settings),
+        metrics=metrics,
+        schedules=schedules(settings),
+        policy=policy(settings),
+        keys=keys(settings),
+    )
+    if isinstance(settings, StorageSettings):
+        svc.storage = storage(settings)
+        if settings.storage_max_object_mb is not None:
+            svc.max_object_bytes = settings.storage_max_object_mb * 1_000_000
+        svc.split_archives = settings.storage_split_archives
+        svc.replica = replica(settings)
+        svc.replica_keep_lock_days = settings.replica_keep_lock_days
+        svc.replica_lag_minutes = settings.replica_lag_minutes
+    svc.replica_configured = bool(getattr(settings, "replica_bucket", None))
+    if isinstance(settings, QueueSettings):
+        svc.dispatcher = dispatcher(settings)
+    if isinstance(settings, CreateBackupSettings):
+        svc.dumper = dumper(settings)
+        svc.compression = settings.dump_compression
+        svc.manual_backups_per_day = settings.manual_backups_per_day
+    if isinstance(settings, DownloadBackupSettings):
+        svc.download_ttl = settings.download_url_ttl
+    if isinstance(settings, GraceSettings):
+        svc.delete_grace_days = settings.delete_grace_days
+    if isinstance(settings, RestoreSettings | SchedulerSettings):
+        svc.restores, svc.restorer = restore_adapters(settings, metrics)
+    if isinstance(settings, RestoreSettings):
+        svc.verifier, svc.verify_refused = verifier(settings)
+        svc.restore_deadline_seconds = settings.restore_timeout_seconds
+    if isinstance(settings, SchedulerSettings):
+        svc.verify_weekly = settings.verify_weekly
+        svc.audit_export_ttl = timedelta(hours=settings.audit_export_ttl_hours)
+    svc.host_maintenance_mode = settings.host_maintenance_mode
+    if isinstance(settings, EncryptionSettings):
+        svc.platform_recipients = list(settings.platform_age_recipients)
+        svc.platform_identities = settings.identities()
+    return svc
