@@ -39,7 +39,7 @@ from clinic_backups.adapters.queues import SqsDispatcher
 from clinic_backups.adapters.schedules import PostgresSchedules
 from clinic_backups.domain.models import PlatformPolicy
 from clinic_backups.domain.names import OWNED_TABLES
-from clinic_backups.usecases.backups import Services
+from clinic_backups.usecases.context import Services
 from clinic_backups.usecases.scheduler import run_scheduler
 from psycopg2 import sql
 

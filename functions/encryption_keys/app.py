@@ -21,7 +21,7 @@ from clinic_backups.edge.api import (
 )
 from clinic_backups.observability import instrument, logger
 from clinic_backups.usecases import keys, reencrypt
-from clinic_backups.usecases.backups import Services
+from clinic_backups.usecases.context import Services
 from clinic_backups.wiring.factory import build_services
 from clinic_backups.wiring.settings import EncryptionKeysSettings, get_settings
 

@@ -16,7 +16,7 @@ from clinic_backups.edge.api import (
 )
 from clinic_backups.observability import instrument
 from clinic_backups.usecases import backups
-from clinic_backups.usecases.backups import Services
+from clinic_backups.usecases.context import Services
 from clinic_backups.wiring.factory import build_services
 from clinic_backups.wiring.settings import ListBackupsSettings, get_settings
 

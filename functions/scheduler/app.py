@@ -13,7 +13,7 @@ from typing import Any
 
 from clinic_backups.edge.api import is_http_event
 from clinic_backups.observability import instrument, logger
-from clinic_backups.usecases.backups import Services
+from clinic_backups.usecases.context import Services
 from clinic_backups.usecases.scheduler import run_scheduler
 from clinic_backups.wiring.factory import build_services
 from clinic_backups.wiring.settings import SchedulerSettings, get_settings

@@ -17,7 +17,7 @@ from clinic_backups.domain.names import (
     is_valid_schema_name,
     manifest_key,
 )
-from clinic_backups.usecases.backups import decode_cursor, encode_cursor
+from clinic_backups.usecases.context import decode_cursor, encode_cursor
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ ALLOWED = {
         "usecases/backups.py",
         "new_backup_record",
     ),  # every new backup: manual, scheduled, pre-restore
-    ("usecases/backups.py", "_record_from_manifest"),  # rebuilding an existing backup from storage
+    ("usecases/manifests.py", "record_from_manifest"),  # rebuilding an existing backup from storage
     ("adapters/postgres.py", "_record"),  # reading an existing backup's row
 }
 
@@ -45,7 +45,8 @@ def test_the_one_constructor_always_encrypts():
     import uuid
 
     from clinic_backups.domain.models import Trigger
-    from clinic_backups.usecases.backups import Services, new_backup_record
+    from clinic_backups.usecases.backups import new_backup_record
+    from clinic_backups.usecases.context import Services
 
     class Records:  # the constructor touches no repository
         pass

@@ -34,7 +34,7 @@ from clinic_backups.observability import logger
 from clinic_backups.wiring.settings import CommonSettings
 
 if TYPE_CHECKING:
-    from clinic_backups.usecases.backups import Services
+    from clinic_backups.usecases.context import Services
 
 JSON = "application/json"
 # On every API response (see the module docstring).

@@ -39,7 +39,7 @@ from clinic_backups.domain.models import (
 )
 from clinic_backups.domain.names import audit_export_prefix, check_key_in_prefix, utc_stamp
 from clinic_backups.domain.ports import AuditFilter
-from clinic_backups.usecases.backups import Services, _audit, decode_cursor, encode_keyset
+from clinic_backups.usecases.context import Services, audit, decode_cursor, encode_keyset
 
 EXPORT_BATCH = 1000
 CSV_COLUMNS = (
@@ -61,7 +61,7 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 def _authorize_admin(svc: Services, ctx: TenantContext, action: str) -> None:
     svc.records.ensure_schema(ctx.schema)
     if ctx.role != Role.ADMIN:
-        _audit(svc, ctx, action, "denied")
+        audit(svc, ctx, action, "denied")
         raise Forbidden("Only administrators can read the clinic's activity.")
 
 
@@ -117,7 +117,7 @@ def export_audit(svc: Services, ctx: TenantContext, request: AuditExportRequest)
     # own registered keys (the auditor opens it with the clinic's key; never the platform's).
     recipients = [k.public_key for k in svc.keys.list(ctx.schema)] if svc.keys else []
     if not recipients:
-        _audit(svc, ctx, "audit.export", "rejected", reason="no_clinic_key")
+        audit(svc, ctx, "audit.export", "rejected", reason="no_clinic_key")
         raise EncryptionKeyRequired(
             "The export is encrypted to your clinic's key: register your clinic's "
             "encryption key first."
@@ -147,7 +147,7 @@ def export_audit(svc: Services, ctx: TenantContext, request: AuditExportRequest)
         finally:
             encrypted.close()
     url = storage.signed_download_url(key, svc.download_ttl, file_name)
-    _audit(svc, ctx, "audit.export", "signed", rows=rows, ttl_seconds=svc.download_ttl)
+    audit(svc, ctx, "audit.export", "signed", rows=rows, ttl_seconds=svc.download_ttl)
     return AuditExport(
         url=url,
         expires_at=now + timedelta(seconds=svc.download_ttl),

@@ -35,7 +35,7 @@ from clinic_backups.domain.names import check_key_in_prefix
 from clinic_backups.domain.parts import open_stored
 
 if TYPE_CHECKING:
-    from clinic_backups.usecases.backups import Services
+    from clinic_backups.usecases.context import Services
 
 
 class ChecksumReader(io.RawIOBase):

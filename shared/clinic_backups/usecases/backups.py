@@ -8,8 +8,6 @@ storage call goes through `ScopedStorage`, which refuses keys outside the clinic
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import uuid
 from collections.abc import Sequence
@@ -30,7 +28,6 @@ from clinic_backups.domain.errors import (
     EncryptionKeyRequired,
     FieldProblem,
     Forbidden,
-    InvalidCursor,
     LeaseLost,
     QuotaExceeded,
     StorageObjectMissing,
@@ -46,15 +43,12 @@ from clinic_backups.domain.models import (
     BackupStatus,
     ClinicSettings,
     CreateBackupRequest,
-    DumpResult,
     Job,
     KeepRequest,
     Lease,
     LightVerifyJob,
     ListBackupsQuery,
     Permission,
-    PlatformPolicy,
-    RestoreRecord,
     Role,
     SignedDownload,
     SignedPart,
@@ -77,31 +71,30 @@ from clinic_backups.domain.parts import (
     upload_archive,
 )
 from clinic_backups.domain.ports import (
-    Clock,
-    Dumper,
     EnqueueFailure,
-    JobDispatcher,
-    KeysRepository,
     ListFilter,
-    Metrics,
-    NullMetrics,
-    ObjectStorage,
-    RecordsRepository,
     Renewal,
-    ReplicaStorage,
-    Restorer,
-    RestoresRepository,
-    SchedulesRepository,
-    SystemClock,
-    TenantDirectory,
-    Verifier,
 )
 from clinic_backups.domain.retention import RetentionPlan, RetentionPolicy, plan_retention
 from clinic_backups.domain.schedule import next_slot
-from clinic_backups.domain.storage import ScopedReplica, ScopedStorage
+from clinic_backups.domain.storage import ScopedStorage
 from clinic_backups.observability import logger
 from clinic_backups.usecases import keys
+from clinic_backups.usecases.context import (
+    Services,
+    audit,
+    authorize,
+    decode_cursor,
+    encode_cursor,
+    parse_id,
+    visible,
+)
 from clinic_backups.usecases.lease import Heartbeat, guarded
+from clinic_backups.usecases.manifests import (
+    manifest_for,
+    record_from_manifest,
+    update_manifest,
+)
 from clinic_backups.usecases.replica import (
     extend_lock,
     purge_replica,
@@ -111,142 +104,13 @@ from clinic_backups.usecases.replica import (
 )
 
 ARCHIVE_CONTENT_TYPE = "application/octet-stream"
-MANIFEST_VERSION = 1
 # What a failed backup's record says when the store refused the abort of its upload, until the
 # sweeper's abort holds (and then).
 PARTS_PENDING = "its unfinished parts are still in storage and will be removed"
 PARTS_REMOVED = "its unfinished parts were removed"
 
 
-@dataclass
-class Services:
-    """The ports one function needs (unused ones may stay None)."""
-
-    records: RecordsRepository
-    tenants: TenantDirectory
-    storage: ObjectStorage | None = None
-    dispatcher: JobDispatcher | None = None
-    dumper: Dumper | None = None
-    clock: Clock = field(default_factory=SystemClock)
-    metrics: Metrics = field(default_factory=NullMetrics)
-    compression: str = "zstd:3"
-    download_ttl: int = 300
-    delete_grace_days: int = 7
-    manual_backups_per_day: int = 10
-    schedules: SchedulesRepository | None = None
-    policy: PlatformPolicy = field(default_factory=PlatformPolicy)
-    # Restores and verifications (restore_backup, the scheduler's sweep, the CLI).
-    restores: RestoresRepository | None = None
-    restorer: Restorer | None = None
-    verifier: Verifier | None = None
-    # Why full verification cannot run here (None: it can, when `verifier` is set).
-    verify_refused: str | None = None
-    # The scheduler's weekly full drill of each clinic's newest completed backup.
-    verify_weekly: bool = False
-    host_maintenance_mode: bool = False
-    keys: KeysRepository | None = None
-    # age: backups are encrypted to the first recipient (the platform's current restore key);
-    # the identities (newest and rotated-out ones) decrypt, where a function needs to.
-    platform_recipients: list[str] = field(default_factory=list)
-    platform_identities: list[str] = field(default_factory=list)
-    # A restore job's one deadline (RESTORE_TIMEOUT_SECONDS, below the function's timeout):
-    # its phases share it. None: each phase has only its own limit (the operator CLI).
-    restore_deadline_seconds: float | None = None
-    # The project's upload limit (STORAGE_MAX_OBJECT_MB; the store's API does not tell it)
-    # and whether an archive above the store's limits is split into parts (`parts`).
-    max_object_bytes: int | None = None
-    split_archives: bool = True
-    # The independent replica (REPLICA_BUCKET; None: not configured) and its policy.
-    replica: ReplicaStorage | None = None
-    replica_keep_lock_days: int = 2190
-    replica_lag_minutes: int = 120
-    # REPLICA_BUCKET is set (also where `replica` is not built: GET /me tells the UI).
-    replica_configured: bool = False
-    # The sweeper removes the activity log's CSV exports older than this (AUDIT_EXPORT_TTL_HOURS).
-    audit_export_ttl: timedelta = timedelta(hours=24)
-
-    def scoped(self, schema: str) -> ScopedStorage:
-        assert self.storage is not None, "this function has no storage configured"
-        return ScopedStorage(self.storage, schema)
-
-    def replica_scoped(self, schema: str) -> ScopedReplica:
-        assert self.replica is not None, "no replica store is configured"
-        return ScopedReplica(self.replica, schema)
-
-
 # --- helpers ------------------------------------------------------------------------------
-
-
-def _audit(
-    svc: Services,
-    ctx: TenantContext,
-    action: str,
-    outcome: str,
-    backup_id: uuid.UUID | None = None,
-    **details: Any,
-) -> None:
-    svc.records.audit(ctx.schema, AuditEntry.by(ctx, action, outcome, backup_id, **details))
-
-
-def _authorize(
-    svc: Services,
-    ctx: TenantContext,
-    permission: Permission,
-    action: str,
-    backup_id: uuid.UUID | None = None,
-) -> None:
-    """Make sure the clinic's tables exist, then check the caller's role (a refusal is
-    audited)."""
-    svc.records.ensure_schema(ctx.schema)
-    if not ctx.can(permission):
-        _audit(svc, ctx, action, "denied", backup_id)
-        raise Forbidden()
-
-
-def _parse_id(raw: str, not_found: type[Exception] = BackupNotFound) -> uuid.UUID:
-    try:
-        return uuid.UUID(raw)
-    except (ValueError, TypeError, AttributeError):
-        # Not an id we could ever have issued: the same answer as someone else's id.
-        raise not_found() from None
-
-
-def _visible(svc: Services, ctx: TenantContext, backup_id: uuid.UUID) -> BackupRecord:
-    record = svc.records.get(ctx.schema, backup_id)
-    if record is None:
-        raise BackupNotFound()
-    return record
-
-
-def encode_cursor(record: BackupRecord | RestoreRecord) -> str:
-    """The keyset cursor of a page that ends with `record` (backups and restores alike)."""
-    return encode_keyset(record.created_at, record.id)
-
-
-def encode_keyset(at: datetime, row_id: uuid.UUID) -> str:
-    """The keyset cursor of a page whose last row is (`at`, `row_id`) (audit entries too)."""
-    raw = json.dumps([at.isoformat(), str(row_id)]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-# A cursor this API issues is ~90 characters; anything much longer was never one of ours.
-MAX_CURSOR_CHARS = 256
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    if len(cursor) > MAX_CURSOR_CHARS:
-        raise InvalidCursor()
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        created_at, backup_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        moment = datetime.fromisoformat(created_at)
-        if moment.tzinfo is None:
-            raise ValueError("naive time")
-        return moment, uuid.UUID(backup_id)
-    except (ValueError, TypeError, binascii.Error, RecursionError, UnicodeError):
-        # JSONDecodeError is a ValueError (so is a 5,000-digit integer); RecursionError: a
-        # cursor of nested brackets; UnicodeError: text that base64 or UTF-8 cannot carry.
-        raise InvalidCursor() from None
 
 
 # --- reading ------------------------------------------------------------------------------
@@ -265,7 +129,7 @@ def describe_caller(ctx: TenantContext, locale: str, time_zone: str) -> dict[str
 
 
 def list_backups(svc: Services, ctx: TenantContext, query: ListBackupsQuery) -> BackupPage:
-    _authorize(svc, ctx, Permission.LIST, "backup.list")
+    authorize(svc, ctx, Permission.LIST, "backup.list")
     include_deleted = query.include_deleted or query.status == BackupStatus.DELETED
     if include_deleted and ctx.role != Role.ADMIN:
         raise Forbidden("Only administrators can see deleted backups.")
@@ -285,8 +149,8 @@ def list_backups(svc: Services, ctx: TenantContext, query: ListBackupsQuery) -> 
 
 
 def get_backup(svc: Services, ctx: TenantContext, raw_id: str) -> BackupRecord:
-    _authorize(svc, ctx, Permission.LIST, "backup.get")
-    return with_purge_after(svc, _visible(svc, ctx, _parse_id(raw_id)))
+    authorize(svc, ctx, Permission.LIST, "backup.get")
+    return with_purge_after(svc, visible(svc, ctx, parse_id(raw_id)))
 
 
 def purge_cutoff(svc: Services) -> datetime:
@@ -434,13 +298,13 @@ def start_backup(
 
 def create_backup(svc: Services, ctx: TenantContext, request: CreateBackupRequest) -> BackupRecord:
     """`POST /backups`."""
-    _authorize(svc, ctx, Permission.CREATE, "backup.create")
+    authorize(svc, ctx, Permission.CREATE, "backup.create")
     since = svc.clock.now() - timedelta(days=1)
     if (
         svc.records.count_since(ctx.schema, Trigger.MANUAL.value, since)
         >= svc.manual_backups_per_day
     ):
-        _audit(svc, ctx, "backup.create", "rejected", reason="quota_exceeded")
+        audit(svc, ctx, "backup.create", "rejected", reason="quota_exceeded")
         raise QuotaExceeded()
     try:
         record = start_backup(
@@ -452,9 +316,9 @@ def create_backup(svc: Services, ctx: TenantContext, request: CreateBackupReques
             note=request.note,
         )
     except ApiError as error:
-        _audit(svc, ctx, "backup.create", "rejected", reason=error.code)
+        audit(svc, ctx, "backup.create", "rejected", reason=error.code)
         raise
-    _audit(svc, ctx, "backup.create", "accepted", record.id)
+    audit(svc, ctx, "backup.create", "accepted", record.id)
     return record
 
 
@@ -480,53 +344,6 @@ def start_heartbeat(
     return Heartbeat(
         lease, renew, close=svc.records.release_thread_connection, log={"clinic": schema, **log}
     ).start()
-
-
-def manifest_for(
-    schema: str,
-    record: BackupRecord,
-    result: DumpResult,
-    finished_at: datetime,
-    recipients: list[dict[str, Any]] | None = None,
-    parts: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """The small JSON stored beside every archive: enough to rebuild the record. A split
-    archive's `parts` list its objects in order (key, size_bytes, sha256 each); `sha256` and
-    `size_bytes` stay those of the whole stream."""
-    return {
-        "manifest_version": MANIFEST_VERSION,
-        "schema": schema,
-        "id": str(record.id),
-        "file_name": record.file_name,
-        "storage_key": record.storage_key,
-        "sha256": result.sha256,
-        "plaintext_sha256": result.plaintext_sha256,
-        "size_bytes": result.size_bytes,
-        "encryption": record.encryption,
-        "recipients": recipients or [],
-        "parts": parts,
-        "format": record.format,
-        "compression": record.compression,
-        "pg_dump_version": result.pg_dump_version,
-        "server_version": result.server_version,
-        "trigger": record.trigger.value,
-        "created_by": record.created_by,
-        "created_by_name": record.created_by_name,
-        "note": record.note,
-        "created_at": record.created_at.isoformat(),
-        "started_at": record.started_at.isoformat() if record.started_at else None,
-        "finished_at": finished_at.isoformat(),
-        "deleted_at": None,
-        "keep": record.keep,
-        # The light check and the full drill write these later (and update the manifest).
-        "table_counts": record.table_counts,
-        "checked_at": record.checked_at.isoformat() if record.checked_at else None,
-        "check_outcome": record.check_outcome,
-        "check_error": record.check_error,
-        "verified_at": record.verified_at.isoformat() if record.verified_at else None,
-        "verify_outcome": record.verify_outcome,
-        "verify_details": record.verify_details,
-    }
 
 
 def run_backup_job(
@@ -804,18 +621,18 @@ def require_file(
         return storage
     if any(storage.head(key) is None for key in object_keys(record)):
         note_file_missing(svc, ctx.schema, record)
-        _audit(svc, ctx, action, "rejected", record.id, reason="backup_file_missing")
+        audit(svc, ctx, action, "rejected", record.id, reason="backup_file_missing")
         raise BackupFileMissing()
     return storage
 
 
 def request_download(svc: Services, ctx: TenantContext, raw_id: str) -> SignedDownload:
     """`GET /backups/{id}/download`: a short-lived signed URL (never logged)."""
-    backup_id = _parse_id(raw_id)
-    _authorize(svc, ctx, Permission.DOWNLOAD, "backup.download", backup_id)
-    record = _visible(svc, ctx, backup_id)
+    backup_id = parse_id(raw_id)
+    authorize(svc, ctx, Permission.DOWNLOAD, "backup.download", backup_id)
+    record = visible(svc, ctx, backup_id)
     if record.status != BackupStatus.COMPLETED:
-        _audit(svc, ctx, "backup.download", "rejected", backup_id, status=record.status.value)
+        audit(svc, ctx, "backup.download", "rejected", backup_id, status=record.status.value)
         raise BackupNotCompleted(
             f"The backup is {record.status.value}; only completed backups can be downloaded."
         )
@@ -823,7 +640,7 @@ def request_download(svc: Services, ctx: TenantContext, raw_id: str) -> SignedDo
     clinic_keys = [r for r in record.recipients if r.get("kind") == "clinic"]
     if record.encryption == "age" and not clinic_keys:
         # Only the platform could open it: a download would be useless to the clinic.
-        _audit(svc, ctx, "backup.download", "rejected", backup_id, reason="no_clinic_key")
+        audit(svc, ctx, "backup.download", "rejected", backup_id, reason="no_clinic_key")
         raise EncryptionKeyRequired()
     # The replica's store signs the URL when the copy is read from there.
     storage = require_file(svc, ctx, record, "backup.download")
@@ -850,10 +667,10 @@ def request_download(svc: Services, ctx: TenantContext, raw_id: str) -> SignedDo
             )
     except StorageObjectMissing:  # gone between the check and the signing (Supabase says so)
         note_file_missing(svc, ctx.schema, record)
-        _audit(svc, ctx, "backup.download", "rejected", backup_id, reason="backup_file_missing")
+        audit(svc, ctx, "backup.download", "rejected", backup_id, reason="backup_file_missing")
         raise BackupFileMissing() from None
     expires_at = svc.clock.now() + timedelta(seconds=svc.download_ttl)
-    _audit(svc, ctx, "backup.download", "signed", backup_id, ttl_seconds=svc.download_ttl)
+    audit(svc, ctx, "backup.download", "signed", backup_id, ttl_seconds=svc.download_ttl)
     return SignedDownload(
         url=url,
         expires_at=expires_at,
@@ -870,20 +687,20 @@ def request_download(svc: Services, ctx: TenantContext, raw_id: str) -> SignedDo
 
 def delete_backup(svc: Services, ctx: TenantContext, raw_id: str) -> None:
     """`DELETE /backups/{id}`: a soft delete; the object is purged after the grace period."""
-    backup_id = _parse_id(raw_id)
-    _authorize(svc, ctx, Permission.DELETE, "backup.delete", backup_id)
+    backup_id = parse_id(raw_id)
+    authorize(svc, ctx, Permission.DELETE, "backup.delete", backup_id)
     # A record whose key left the clinic's prefix (tampered) is refused before anything changes.
-    check_key_in_prefix(_visible(svc, ctx, backup_id).storage_key, ctx.schema)
+    check_key_in_prefix(visible(svc, ctx, backup_id).storage_key, ctx.schema)
     try:
         record = svc.records.soft_delete(ctx.schema, backup_id, ctx.user_id, svc.clock.now())
     except ApiError as error:
-        _audit(svc, ctx, "backup.delete", "rejected", backup_id, reason=error.code)
+        audit(svc, ctx, "backup.delete", "rejected", backup_id, reason=error.code)
         raise
     if record is None:
         raise BackupNotFound()
     if record.status == BackupStatus.DELETED and record.deleted_at is not None:
         _mark_manifest_deleted(svc, ctx.schema, record)
-    _audit(svc, ctx, "backup.delete", "deleted", backup_id, grace_days=svc.delete_grace_days)
+    audit(svc, ctx, "backup.delete", "deleted", backup_id, grace_days=svc.delete_grace_days)
 
 
 def _mark_manifest_deleted(svc: Services, schema: str, record: BackupRecord) -> None:
@@ -908,15 +725,15 @@ def undelete_backup(svc: Services, ctx: TenantContext, raw_id: str) -> BackupRec
     is `completed` again, its manifest too. Already completed: unchanged (idempotent). Past
     the grace period, purged, or its file gone: 409 `backup_purged`; any other status (or a
     backup that had not completed before it was deleted): 409 `backup_not_completed`."""
-    backup_id = _parse_id(raw_id)
-    _authorize(svc, ctx, Permission.DELETE, "backup.undelete", backup_id)
-    record = _visible(svc, ctx, backup_id)
+    backup_id = parse_id(raw_id)
+    authorize(svc, ctx, Permission.DELETE, "backup.undelete", backup_id)
+    record = visible(svc, ctx, backup_id)
     key = check_key_in_prefix(record.storage_key, ctx.schema)
     if record.status == BackupStatus.COMPLETED:
-        _audit(svc, ctx, "backup.undelete", "unchanged", backup_id)
+        audit(svc, ctx, "backup.undelete", "unchanged", backup_id)
         return record
     if record.status != BackupStatus.DELETED or record.size_bytes is None:
-        _audit(svc, ctx, "backup.undelete", "rejected", backup_id, status=record.status.value)
+        audit(svc, ctx, "backup.undelete", "rejected", backup_id, status=record.status.value)
         raise BackupNotCompleted(
             f"The backup is {record.status.value}"
             + (" (it never completed)" if record.status == BackupStatus.DELETED else "")
@@ -930,10 +747,10 @@ def undelete_backup(svc: Services, ctx: TenantContext, raw_id: str) -> BackupRec
         gone = stored is None or stored.size != record.size_bytes
     undeleted = None if gone else svc.records.undelete(ctx.schema, backup_id, cutoff)
     if undeleted is None:
-        _audit(svc, ctx, "backup.undelete", "rejected", backup_id, reason=BackupPurged.code)
+        audit(svc, ctx, "backup.undelete", "rejected", backup_id, reason=BackupPurged.code)
         raise BackupPurged()
-    _update_manifest(svc, ctx.schema, undeleted, deleted_at=None)
-    _audit(svc, ctx, "backup.undelete", "undeleted", backup_id)
+    update_manifest(svc, ctx.schema, undeleted, deleted_at=None)
+    audit(svc, ctx, "backup.undelete", "undeleted", backup_id)
     logger.info("backup undeleted", extra={"clinic": ctx.schema, "backup_id": str(backup_id)})
     return undeleted
 
@@ -942,20 +759,20 @@ def cancel_backup(svc: Services, ctx: TenantContext, raw_id: str) -> BackupRecor
     """`POST /backups/{id}/cancel` (admins, and the backup's author): a pending backup ends
     `cancelled` at once; a running one is asked to (`cancel_requested_at`) and its worker
     stops at its next heartbeat. Anything finished: 409 `backup_not_cancellable`."""
-    backup_id = _parse_id(raw_id)
+    backup_id = parse_id(raw_id)
     # Who may see the backup first (no 403 that tells an id exists to a role that may not).
-    _authorize(svc, ctx, Permission.LIST, "backup.cancel", backup_id)
-    record = _visible(svc, ctx, backup_id)
+    authorize(svc, ctx, Permission.LIST, "backup.cancel", backup_id)
+    record = visible(svc, ctx, backup_id)
     author = ctx.can(Permission.CREATE) and record.created_by == ctx.user_id
     if ctx.role != Role.ADMIN and not author:
-        _audit(svc, ctx, "backup.cancel", "denied", backup_id)
+        audit(svc, ctx, "backup.cancel", "denied", backup_id)
         raise Forbidden("Only administrators and the person who started it can cancel a backup.")
     if record.trigger == Trigger.PRE_RESTORE and record.status in (
         BackupStatus.PENDING,
         BackupStatus.RUNNING,
     ):
         # It runs under its restore's lease, which no cancel reaches: the restore is the job.
-        _audit(svc, ctx, "backup.cancel", "rejected", backup_id, reason="pre_restore")
+        audit(svc, ctx, "backup.cancel", "rejected", backup_id, reason="pre_restore")
         raise BackupNotCancellable(
             "This backup is part of a restore in progress and cannot be cancelled on its own."
         )
@@ -964,11 +781,11 @@ def cancel_backup(svc: Services, ctx: TenantContext, raw_id: str) -> BackupRecor
         raise BackupNotFound()
     if updated.status == BackupStatus.CANCELLED and record.status == BackupStatus.PENDING:
         svc.metrics.add("BackupCancelled", 1, "Count")
-        _audit(svc, ctx, "backup.cancel", "cancelled", backup_id)
+        audit(svc, ctx, "backup.cancel", "cancelled", backup_id)
     elif updated.status == BackupStatus.RUNNING:
-        _audit(svc, ctx, "backup.cancel", "requested", backup_id)
+        audit(svc, ctx, "backup.cancel", "requested", backup_id)
     else:
-        _audit(svc, ctx, "backup.cancel", "rejected", backup_id, status=updated.status.value)
+        audit(svc, ctx, "backup.cancel", "rejected", backup_id, status=updated.status.value)
         raise BackupNotCancellable()
     logger.info(
         "backup cancel",
@@ -1019,66 +836,6 @@ class RebuildReport:
     invalid: list[str] = field(default_factory=list)
 
 
-def _record_from_manifest(schema: str, data: dict[str, Any]) -> BackupRecord:
-    if data.get("schema") != schema:
-        raise ValueError("manifest of another clinic")
-    key = check_key_in_prefix(str(data["storage_key"]), schema)
-
-    def when(name: str) -> datetime | None:
-        value = data.get(name)
-        return datetime.fromisoformat(value) if value else None
-
-    deleted_at = when("deleted_at")
-    created_at = when("created_at")
-    assert created_at is not None
-    return BackupRecord(
-        id=uuid.UUID(data["id"]),
-        status=BackupStatus.DELETED if deleted_at else BackupStatus.COMPLETED,
-        trigger=Trigger(data["trigger"]),
-        file_name=str(data["file_name"]),
-        storage_key=key,
-        created_by=str(data["created_by"]),
-        created_by_name=data.get("created_by_name"),
-        created_at=created_at,
-        started_at=when("started_at"),
-        finished_at=when("finished_at"),
-        deleted_at=deleted_at,
-        deleted_by="manifest" if deleted_at else None,
-        compression=str(data["compression"]),
-        encryption=str(data.get("encryption", "none")),
-        format=str(data.get("format", "custom")),
-        size_bytes=int(data["size_bytes"]),
-        sha256=str(data["sha256"]),
-        pg_dump_version=data.get("pg_dump_version"),
-        server_version=data.get("server_version"),
-        note=data.get("note"),
-        keep=bool(data.get("keep", False)),
-        table_counts=data.get("table_counts"),
-        checked_at=when("checked_at"),
-        check_outcome=data.get("check_outcome"),
-        check_error=data.get("check_error"),
-        verified_at=when("verified_at"),
-        verify_outcome=data.get("verify_outcome"),
-        verify_details=data.get("verify_details"),
-        plaintext_sha256=data.get("plaintext_sha256"),
-        recipients=list(data.get("recipients") or []),
-        parts=_parts_from_manifest(schema, data.get("parts")),
-    )
-
-
-def _parts_from_manifest(schema: str, parts: Any) -> list[dict[str, Any]] | None:
-    if not parts:
-        return None
-    return [
-        {
-            "key": check_key_in_prefix(str(part["key"]), schema),
-            "size_bytes": int(part["size_bytes"]),
-            "sha256": str(part["sha256"]),
-        }
-        for part in parts
-    ]
-
-
 def rebuild_records(svc: Services, schema: str) -> RebuildReport:
     """Rebuild `backup_records` of one clinic from the manifests in storage (after the
     clinic's schema was dropped or damaged). Existing records are left as they are."""
@@ -1089,7 +846,7 @@ def rebuild_records(svc: Services, schema: str) -> RebuildReport:
     for key in sorted(k for k in objects if k.endswith(MANIFEST_SUFFIX)):
         report.manifests += 1
         try:
-            record = _record_from_manifest(schema, json.loads(storage.get_bytes(key)))
+            record = record_from_manifest(schema, json.loads(storage.get_bytes(key)))
         except (ValueError, KeyError, TypeError, AssertionError):
             report.invalid.append(key)
             continue
@@ -1163,7 +920,7 @@ def settings_to_api(svc: Services, settings: ClinicSettings) -> dict[str, Any]:
 
 def get_backup_settings(svc: Services, ctx: TenantContext) -> dict[str, Any]:
     """`GET /backup-settings`: everyone who may list backups may read them."""
-    _authorize(svc, ctx, Permission.LIST, "settings.get")
+    authorize(svc, ctx, Permission.LIST, "settings.get")
     return settings_to_api(svc, clinic_settings(svc, ctx.schema))
 
 
@@ -1171,10 +928,10 @@ def update_backup_settings(
     svc: Services, ctx: TenantContext, request: BackupSettingsUpdate
 ) -> dict[str, Any]:
     """`PUT /backup-settings` (admins by default). The platform floor is checked here."""
-    _authorize(svc, ctx, Permission.MANAGE_SETTINGS, "settings.update")
+    authorize(svc, ctx, Permission.MANAGE_SETTINGS, "settings.update")
     floor = svc.policy.min_retention_days
     if request.keep_daily < floor:
-        _audit(svc, ctx, "settings.update", "rejected", reason="below_floor")
+        audit(svc, ctx, "settings.update", "rejected", reason="below_floor")
         raise ValidationFailed(
             details=[
                 FieldProblem(
@@ -1215,7 +972,7 @@ def update_backup_settings(
         )
         if getattr(before, name) != getattr(saved, name)
     }
-    _audit(
+    audit(
         svc,
         ctx,
         "settings.update",
@@ -1232,40 +989,24 @@ def set_backup_keep(
 ) -> BackupRecord:
     """`PATCH /backups/{id}` `{"keep": …}`: protect a backup from retention (or stop
     protecting it). Deciding what retention may delete follows DELETE_ROLES."""
-    backup_id = _parse_id(raw_id)
-    _authorize(svc, ctx, Permission.DELETE, "backup.keep", backup_id)
-    record = _visible(svc, ctx, backup_id)
+    backup_id = parse_id(raw_id)
+    authorize(svc, ctx, Permission.DELETE, "backup.keep", backup_id)
+    record = visible(svc, ctx, backup_id)
     check_key_in_prefix(record.storage_key, ctx.schema)
     if request.keep and record.status != BackupStatus.COMPLETED:
-        _audit(svc, ctx, "backup.keep", "rejected", backup_id, status=record.status.value)
+        audit(svc, ctx, "backup.keep", "rejected", backup_id, status=record.status.value)
         raise BackupNotCompleted(
             f"The backup is {record.status.value}; only completed backups can be marked to keep."
         )
     updated = svc.records.set_keep(ctx.schema, backup_id, request.keep)
     if updated is None:
         raise BackupNotFound()
-    _update_manifest(svc, ctx.schema, updated, keep=updated.keep)
+    update_manifest(svc, ctx.schema, updated, keep=updated.keep)
     if updated.keep:
         # Promoted: the replica's copy is locked for as long as a kept backup may live.
         extend_lock(svc, ctx.schema, updated)
-    _audit(svc, ctx, "backup.keep", "kept" if updated.keep else "released", backup_id)
+    audit(svc, ctx, "backup.keep", "kept" if updated.keep else "released", backup_id)
     return with_purge_after(svc, updated)
-
-
-def _update_manifest(svc: Services, schema: str, record: BackupRecord, **changes: Any) -> None:
-    """Keep a manifest in step with its record, so a rebuild from storage restores it."""
-    if record.size_bytes is None or svc.storage is None:
-        return
-    storage = svc.scoped(schema)
-    key = manifest_key(record.storage_key)
-    try:
-        manifest = json.loads(storage.get_bytes(key))
-        manifest.update(changes)
-        storage.put_bytes(key, json.dumps(manifest, indent=2).encode(), "application/json")
-    except (StorageObjectMissing, StorageUnavailable, ValueError):
-        logger.warning(
-            "could not update the manifest", extra={"clinic": schema, "backup_id": str(record.id)}
-        )
 
 
 def apply_retention(svc: Services, schema: str) -> RetentionPlan:
@@ -1293,7 +1034,7 @@ def apply_retention(svc: Services, schema: str) -> RetentionPlan:
                 extend_lock(svc, schema, record)
     retired = svc.records.retire(schema, plan.delete, "retention", now)
     for record in retired:
-        _update_manifest(
+        update_manifest(
             svc,
             schema,
             record,

@@ -41,8 +41,8 @@ def fingerprint(public_key: str) -> str:
     return "SHA256:" + hashlib.sha256(public_key.encode()).hexdigest()[:16]
 
 
-def _authorize(svc: Any, ctx: TenantContext, action: str) -> None:
-    from clinic_backups.usecases.backups import _authorize as authorize
+def authorize(svc: Any, ctx: TenantContext, action: str) -> None:
+    from clinic_backups.usecases.context import authorize as authorize
 
     authorize(svc, ctx, Permission.MANAGE_KEYS, action)
 
@@ -55,7 +55,7 @@ def _problem(public_key: str) -> str | None:
 
 def list_keys(svc: Any, ctx: TenantContext) -> list[EncryptionKey]:
     """The clinic's keys, each proven again: one age cannot encrypt to is marked."""
-    _authorize(svc, ctx, "keys.list")
+    authorize(svc, ctx, "keys.list")
     return [
         dataclasses.replace(key, problem=_problem(key.public_key))
         for key in svc.keys.list(ctx.schema)
@@ -63,10 +63,10 @@ def list_keys(svc: Any, ctx: TenantContext) -> list[EncryptionKey]:
 
 
 def register_key(svc: Any, ctx: TenantContext, request: RegisterKeyRequest) -> EncryptionKey:
-    _authorize(svc, ctx, "keys.register")
+    authorize(svc, ctx, "keys.register")
     problem = _problem(request.public_key)
     if problem is not None:
-        _audit(svc, ctx, "keys.register", "rejected", reason="unusable_key")
+        audit(svc, ctx, "keys.register", "rejected", reason="unusable_key")
         raise ValidationFailed(
             details=[
                 FieldProblem("public_key", f"must be an age X25519 public key (age1…): {problem}")
@@ -89,7 +89,7 @@ def register_key(svc: Any, ctx: TenantContext, request: RegisterKeyRequest) -> E
 
 
 def remove_key(svc: Any, ctx: TenantContext, raw_id: str) -> None:
-    _authorize(svc, ctx, "keys.remove")
+    authorize(svc, ctx, "keys.remove")
     try:
         key_id = uuid.UUID(raw_id)
     except ValueError:
@@ -100,7 +100,7 @@ def remove_key(svc: Any, ctx: TenantContext, raw_id: str) -> None:
     _audit_key(svc, ctx, "keys.remove", "removed", removed)
 
 
-def _audit(svc: Any, ctx: TenantContext, action: str, outcome: str, **details: Any) -> None:
+def audit(svc: Any, ctx: TenantContext, action: str, outcome: str, **details: Any) -> None:
     svc.records.audit(ctx.schema, AuditEntry.by(ctx, action, outcome, **details))
 
 

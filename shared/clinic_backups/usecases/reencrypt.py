@@ -52,15 +52,11 @@ from clinic_backups.usecases import keys
 from clinic_backups.usecases.archive import ChecksumReader, open_archive
 from clinic_backups.usecases.backups import (
     ARCHIVE_CONTENT_TYPE,
-    Services,
-    _audit,
-    _authorize,
-    _parse_id,
-    _visible,
     new_lease,
     object_limit,
     start_heartbeat,
 )
+from clinic_backups.usecases.context import Services, audit, authorize, parse_id, visible
 from clinic_backups.usecases.lease import Heartbeat, guarded
 
 _GENERATION = re.compile(r"-g(\d+)\.dump")
@@ -68,9 +64,9 @@ _GENERATION = re.compile(r"-g(\d+)\.dump")
 
 def request_reencrypt(svc: Services, ctx: TenantContext, raw_id: str) -> BackupRecord:
     """`POST /backups/{id}/reencrypt` (admins: `manage_encryption_keys`) → 202."""
-    backup_id = _parse_id(raw_id)
-    _authorize(svc, ctx, Permission.MANAGE_KEYS, "backup.reencrypt", backup_id)
-    record = _visible(svc, ctx, backup_id)
+    backup_id = parse_id(raw_id)
+    authorize(svc, ctx, Permission.MANAGE_KEYS, "backup.reencrypt", backup_id)
+    record = visible(svc, ctx, backup_id)
     if record.status != BackupStatus.COMPLETED or record.encryption != "age":
         raise BackupNotCompleted("Only completed, encrypted backups can be re-encrypted.")
     assert svc.keys is not None and svc.dispatcher is not None
@@ -82,7 +78,7 @@ def request_reencrypt(svc: Services, ctx: TenantContext, raw_id: str) -> BackupR
     try:
         flagged = svc.records.start_reencrypt(ctx.schema, backup_id, svc.clock.now())
     except ApiError as error:
-        _audit(svc, ctx, "backup.reencrypt", "rejected", backup_id, reason=error.code)
+        audit(svc, ctx, "backup.reencrypt", "rejected", backup_id, reason=error.code)
         raise
     try:
         svc.dispatcher.enqueue(
@@ -91,7 +87,7 @@ def request_reencrypt(svc: Services, ctx: TenantContext, raw_id: str) -> BackupR
     except ApiError:
         svc.records.finish_reencrypt(ctx.schema, backup_id)
         raise
-    _audit(svc, ctx, "backup.reencrypt", "accepted", backup_id)
+    audit(svc, ctx, "backup.reencrypt", "accepted", backup_id)
     return flagged
 
 

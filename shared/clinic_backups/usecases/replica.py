@@ -38,7 +38,7 @@ from clinic_backups.observability import logger
 from clinic_backups.usecases.archive import ChecksumReader
 
 if TYPE_CHECKING:
-    from clinic_backups.usecases.backups import Services
+    from clinic_backups.usecases.context import Services
 
 ARCHIVE_CONTENT_TYPE = "application/octet-stream"
 # A copy is always locked at least this long past the moment it is made (a backup older than

@@ -84,21 +84,23 @@ from clinic_backups.domain.ports import Restorer, SwapPlan, UndoPlan
 from clinic_backups.observability import logger
 from clinic_backups.usecases.archive import open_archive, verify_stored
 from clinic_backups.usecases.backups import (
-    Services,
-    _audit,
-    _authorize,
-    _parse_id,
-    _update_manifest,
-    _visible,
-    decode_cursor,
-    encode_cursor,
     new_backup_record,
     new_lease,
     require_file,
     run_backup_job,
     start_heartbeat,
 )
+from clinic_backups.usecases.context import (
+    Services,
+    audit,
+    authorize,
+    decode_cursor,
+    encode_cursor,
+    parse_id,
+    visible,
+)
 from clinic_backups.usecases.lease import Heartbeat
+from clinic_backups.usecases.manifests import update_manifest
 from clinic_backups.usecases.reencrypt import run_reencrypt_job
 from clinic_backups.usecases.replica import after_mismatch, run_replicate_job
 
@@ -194,18 +196,18 @@ def request_restore(
     svc: Services, ctx: TenantContext, raw_id: str, request: RestoreRequest
 ) -> RestoreRecord:
     """`POST /backups/{id}/restore` (admins by default): 202 with the queued job."""
-    backup_id = _parse_id(raw_id)
-    _authorize(svc, ctx, Permission.RESTORE, "restore.request", backup_id)
+    backup_id = parse_id(raw_id)
+    authorize(svc, ctx, Permission.RESTORE, "restore.request", backup_id)
     if request.confirm != ctx.schema:
-        _audit(svc, ctx, "restore.request", "rejected", backup_id, reason="confirmation")
+        audit(svc, ctx, "restore.request", "rejected", backup_id, reason="confirmation")
         raise ValidationFailed(
             "Type the clinic's name exactly to confirm the restore.",
             details=[FieldProblem("confirm", "must be the clinic's schema name, typed exactly")],
         )
-    record = _visible(svc, ctx, backup_id)
+    record = visible(svc, ctx, backup_id)
     check_key_in_prefix(record.storage_key, ctx.schema)
     if record.status != BackupStatus.COMPLETED:
-        _audit(svc, ctx, "restore.request", "rejected", backup_id, status=record.status.value)
+        audit(svc, ctx, "restore.request", "rejected", backup_id, status=record.status.value)
         raise BackupNotCompleted(
             f"The backup is {record.status.value}; only completed backups can be restored."
         )
@@ -224,7 +226,7 @@ def request_restore(
     try:
         created = _restores(svc).create(ctx.schema, job, take_lock=True)
     except ApiError as error:
-        _audit(svc, ctx, "restore.request", "rejected", backup_id, reason=error.code)
+        audit(svc, ctx, "restore.request", "rejected", backup_id, reason=error.code)
         raise
     try:
         _enqueue(svc, RestoreJob(kind="restore", schema=ctx.schema, restore_id=created.id))
@@ -233,9 +235,9 @@ def request_restore(
         _restores(svc).fail(
             ctx.schema, created.id, "internal_error", "the job could not be queued", svc.clock.now()
         )
-        _audit(svc, ctx, "restore.request", "rejected", backup_id, reason="queue")
+        audit(svc, ctx, "restore.request", "rejected", backup_id, reason="queue")
         raise
-    _audit(svc, ctx, "restore.request", "accepted", backup_id, restore_id=str(created.id))
+    audit(svc, ctx, "restore.request", "accepted", backup_id, restore_id=str(created.id))
     logger.info("restore queued", extra={"clinic": ctx.schema, "restore_id": str(created.id)})
     return created
 
@@ -283,9 +285,9 @@ def start_verify(
 
 def request_verify(svc: Services, ctx: TenantContext, raw_id: str) -> RestoreRecord:
     """`POST /backups/{id}/verify` (admins by default): 202 with the queued drill."""
-    backup_id = _parse_id(raw_id)
-    _authorize(svc, ctx, Permission.RESTORE, "backup.verify", backup_id)
-    record = _visible(svc, ctx, backup_id)
+    backup_id = parse_id(raw_id)
+    authorize(svc, ctx, Permission.RESTORE, "backup.verify", backup_id)
+    record = visible(svc, ctx, backup_id)
     check_key_in_prefix(record.storage_key, ctx.schema)
     if record.status == BackupStatus.COMPLETED:
         require_file(svc, ctx, record, "backup.verify")
@@ -299,16 +301,16 @@ def request_verify(svc: Services, ctx: TenantContext, raw_id: str) -> RestoreRec
             request_id=ctx.request_id,
         )
     except ApiError as error:
-        _audit(svc, ctx, "backup.verify", "rejected", backup_id, reason=error.code)
+        audit(svc, ctx, "backup.verify", "rejected", backup_id, reason=error.code)
         raise
-    _audit(svc, ctx, "backup.verify", "accepted", backup_id, restore_id=str(job.id))
+    audit(svc, ctx, "backup.verify", "accepted", backup_id, restore_id=str(job.id))
     return job
 
 
 def list_restores(svc: Services, ctx: TenantContext, query: ListRestoresQuery) -> RestorePage:
     """`GET /restores`: restores and verifications, newest first (whoever may list backups:
     staff see that a restore runs, and should keep the clinic in maintenance meanwhile)."""
-    _authorize(svc, ctx, Permission.LIST, "restore.list")
+    authorize(svc, ctx, Permission.LIST, "restore.list")
     items, more = _restores(svc).list(
         ctx.schema,
         query.limit,
@@ -324,8 +326,8 @@ def list_restores(svc: Services, ctx: TenantContext, query: ListRestoresQuery) -
 
 def get_restore(svc: Services, ctx: TenantContext, raw_id: str) -> tuple[RestoreRecord, bool]:
     """`GET /restores/{id}`: the job and whether it may be undone now."""
-    restore_id = _parse_id(raw_id, RestoreNotFound)
-    _authorize(svc, ctx, Permission.LIST, "restore.get")
+    restore_id = parse_id(raw_id, RestoreNotFound)
+    authorize(svc, ctx, Permission.LIST, "restore.get")
     job = _restores(svc).get(ctx.schema, restore_id)
     if job is None:
         raise RestoreNotFound()
@@ -334,19 +336,19 @@ def get_restore(svc: Services, ctx: TenantContext, raw_id: str) -> tuple[Restore
 
 def request_undo(svc: Services, ctx: TenantContext, raw_id: str) -> RestoreRecord:
     """`POST /restores/{id}/undo` (admins by default): 202; takes the clinic's lock."""
-    restore_id = _parse_id(raw_id, RestoreNotFound)
-    _authorize(svc, ctx, Permission.RESTORE, "restore.undo")
+    restore_id = parse_id(raw_id, RestoreNotFound)
+    authorize(svc, ctx, Permission.RESTORE, "restore.undo")
     try:
         job = _restores(svc).request_undo(ctx.schema, restore_id, ctx.user_id, svc.clock.now())
     except ApiError as error:
-        _audit(svc, ctx, "restore.undo", "rejected", None, reason=error.code)
+        audit(svc, ctx, "restore.undo", "rejected", None, reason=error.code)
         raise
     try:
         _enqueue(svc, RestoreJob(kind="undo", schema=ctx.schema, restore_id=restore_id))
     except ApiError:
         _restores(svc).fail_undo(ctx.schema, restore_id, "internal_error", "not queued")
         raise
-    _audit(svc, ctx, "restore.undo", "accepted", job.backup_id, restore_id=str(restore_id))
+    audit(svc, ctx, "restore.undo", "accepted", job.backup_id, restore_id=str(restore_id))
     return job
 
 
@@ -853,7 +855,7 @@ def _store_verification(
     now = svc.clock.now()
     updated = _restores(svc).set_verification(schema, record.id, outcome, details, now)
     if updated is not None:
-        _update_manifest(
+        update_manifest(
             svc,
             schema,
             updated,
@@ -918,7 +920,7 @@ def run_light_verify(svc: Services, job: LightVerifyJob) -> BackupRecord | None:
     now = svc.clock.now()
     updated = _restores(svc).set_check(schema, record.id, outcome, counts, error_text, now)
     if updated is not None:
-        _update_manifest(
+        update_manifest(
             svc,
             schema,
             updated,

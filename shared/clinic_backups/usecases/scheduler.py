@@ -56,12 +56,12 @@ from clinic_backups.domain.schedule import (
 )
 from clinic_backups.observability import logger
 from clinic_backups.usecases.backups import (
-    Services,
     backup_queued,
     enqueue_batch,
     job_not_queued,
     prepare_backup,
 )
+from clinic_backups.usecases.context import Services
 from clinic_backups.usecases.restore import schedule_verifications
 from clinic_backups.usecases.sweeper import (
     FAILED_CLINICS_LISTED,

@@ -56,7 +56,8 @@ from clinic_backups.domain.names import (
 )
 from clinic_backups.domain.ports import PendingUpload, SchemaCheck
 from clinic_backups.observability import logger
-from clinic_backups.usecases.backups import PARTS_PENDING, PARTS_REMOVED, Services, purge_deleted
+from clinic_backups.usecases.backups import PARTS_PENDING, PARTS_REMOVED, purge_deleted
+from clinic_backups.usecases.context import Services
 from clinic_backups.usecases.replica import count_lagging
 
 # An object this young may belong to a record being written right now: not reported yet.

@@ -236,7 +236,7 @@ def keys(settings: CommonSettings) -> Any:
 def build_services(settings: CommonSettings) -> Any:
     """Services for whatever the settings model describes (storage, queue, dumper…)."""
     from clinic_backups.observability import PowertoolsMetrics
-    from clinic_backups.usecases.backups import Services
+    from clinic_backups.usecases.context import Services
 
     metrics = PowertoolsMetrics()
     svc = Services(
