@@ -13,7 +13,7 @@ NPM_STAMP := frontend/node_modules/.installed-$(shell cat frontend/package-lock.
 help:
 	@echo "make run        run the whole product locally (embedded PostgreSQL, SeaweedFS, UI)"
 	@echo "make test       every test: unit, integration, local stack, UI unit and browser e2e"
-	@echo "make lint       ruff, mypy, cfn-lint, sam validate --lint"
+	@echo "make lint       ruff, the import contract, mypy, cfn-lint, sam validate --lint"
 	@echo "make build      sam build (no Docker needed)"
 	@echo "make run ARGS=--artifact   the local stack running the sam build output (what deploys)"
 	@echo "make bench      benchmarks (minutes); make bench-smoke runs them in seconds"
@@ -106,6 +106,8 @@ token: venv
 lint: venv frontend-deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	@# the one-way rooms of the layer (.importlinter: the architecture in one page)
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy shared/clinic_backups devstack bench tests
 	@# every function is an app.py of its own: one mypy run each
 	@for f in functions/*/app.py; do $(VENV)/bin/mypy --no-error-summary $$f || exit 1; done

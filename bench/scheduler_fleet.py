@@ -34,6 +34,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg2
+from clinic_backups.adapters.age import AgeCipher
 from clinic_backups.adapters.postgres import Database, PostgresRecords, PostgresTenants
 from clinic_backups.adapters.queues import SqsDispatcher
 from clinic_backups.adapters.schedules import PostgresSchedules
@@ -131,6 +132,7 @@ def services(url: str, at: datetime, batched: bool) -> tuple[Services, CountingD
     svc = Services(
         records=PostgresRecords(db),
         tenants=PostgresTenants(db, table, "schema_name", "name", "is_active"),
+        cipher=AgeCipher(),
         dispatcher=collect.dispatcher,
         clock=FixedClock(at),
         schedules=PostgresSchedules(db) if batched else PerClinicSchedules(db),

@@ -564,7 +564,7 @@ def test_a_panic_inside_the_age_stage_fails_the_backup_and_frees_the_lock(
     schema = clinic_factory()
     assert keys_call("get_keys.json", schema).status == 200
     store_key_directly(db, schema, "Llave rota", low_order_recipient("zero"))
-    monkeypatch.setattr(keys, "check_recipients", lambda recipients: None)
+    monkeypatch.setattr(keys, "check_recipients", lambda svc, recipients: None)
 
     # When a backup runs
     done = backup(schema, sqs)

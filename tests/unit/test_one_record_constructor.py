@@ -51,7 +51,7 @@ def test_the_one_constructor_always_encrypts():
     class Records:  # the constructor touches no repository
         pass
 
-    svc = Services(records=Records(), tenants=Records())  # type: ignore[arg-type]
+    svc = Services(records=Records(), tenants=Records(), cipher=Records())  # type: ignore[arg-type]
     for trigger in Trigger:
         record = new_backup_record(
             svc, "clinica_x", uuid.uuid4(), trigger=trigger, actor_id="u", actor_name=None

@@ -162,6 +162,19 @@ class DecryptStage(_PipeStage):
         )
 
 
+class AgeCipher:
+    """The `Cipher` port with age; pyrage is imported on first use (not at a cold start)."""
+
+    def encrypt(self, source: Any, recipients: list[str]) -> Any:
+        return EncryptStage(source, recipients)
+
+    def decrypt(self, source: Any, identities: list[str]) -> Any:
+        return DecryptStage(source, identities)
+
+    def recipient_problem(self, public_key: str) -> str | None:
+        return recipient_problem(public_key)
+
+
 def is_public_key(value: str) -> bool:
     """An age X25519 recipient that parses (see `recipient_problem` for one that works)."""
     from pyrage import x25519

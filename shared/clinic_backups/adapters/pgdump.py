@@ -18,7 +18,6 @@ storage adapter aborts it: no object is left behind.
 from __future__ import annotations
 
 import collections
-import hashlib
 import io
 import os
 import re
@@ -47,6 +46,7 @@ from clinic_backups.domain.errors import (
 )
 from clinic_backups.domain.models import DumpResult
 from clinic_backups.domain.names import OWNED_TABLES, is_valid_schema_name
+from clinic_backups.domain.streams import HashingReader
 from clinic_backups.observability import logger
 
 ARCHIVE_MAGIC = b"PGDMP"
@@ -464,33 +464,6 @@ class ArchiveCheck(io.RawIOBase):
         if not self.closed:
             reap(self._proc)
         super().close()
-
-
-class HashingReader(io.RawIOBase):
-    """sha256 and byte count of everything read through it."""
-
-    def __init__(self, source: io.RawIOBase):
-        super().__init__()
-        self._source = source
-        self._hash = hashlib.sha256()
-        self.size = 0
-        self.at_eof = False
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        n = self._source.readinto(buffer)
-        if n:
-            view = memoryview(buffer)[:n]
-            self._hash.update(view)
-            self.size += n
-        else:
-            self.at_eof = True
-        return n or 0
-
-    def hexdigest(self) -> str:
-        return self._hash.hexdigest()
 
 
 def probe_server(database_url: str, options: str | None, connect_timeout: int = 10) -> ServerInfo:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import io
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -789,3 +790,17 @@ class Metrics(Protocol):
 class NullMetrics:
     def add(self, name: str, value: float, unit: str) -> None:
         return None
+
+
+class Cipher(Protocol):
+    """Public-key encryption of streams (age: `adapters.age.AgeCipher`). Each stage is a
+    readable stream over `source`; a failure upstream surfaces from its `read`, and the
+    cipher's own failures as `EncryptionFailed` / `ArchiveInvalid`, never with key material."""
+
+    def encrypt(self, source: Any, recipients: builtins.list[str]) -> io.RawIOBase: ...
+
+    def decrypt(self, source: Any, identities: builtins.list[str]) -> io.RawIOBase: ...
+
+    def recipient_problem(self, public_key: str) -> str | None:
+        """None when the cipher can encrypt to `public_key`; else why not (never the key)."""
+        ...

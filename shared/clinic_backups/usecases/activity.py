@@ -26,7 +26,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from clinic_backups.adapters.age import EncryptStage
 from clinic_backups.domain.errors import EncryptionKeyRequired, Forbidden
 from clinic_backups.domain.models import (
     AuditExportRequest,
@@ -141,7 +140,7 @@ def export_audit(svc: Services, ctx: TenantContext, request: AuditExportRequest)
                 break
             position = (items[-1].at, items[-1].id)
         buffer.seek(0)
-        encrypted = EncryptStage(buffer, recipients)
+        encrypted = svc.cipher.encrypt(buffer, recipients)
         try:
             storage.upload_stream(key, encrypted, "application/octet-stream")  # type: ignore[arg-type]
         finally:

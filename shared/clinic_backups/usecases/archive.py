@@ -2,7 +2,7 @@
 way. Restores, verifications and the operator CLI read backups only through `open_archive`.
 
     storage object ─► ChecksumReader (sha256 + size of the *stored* bytes)
-                   ─► DecryptStage (age, the platform's identities)
+                   ─► svc.cipher.decrypt (age, the platform's identities)
                    ─► ChecksumReader (`plaintext_sha256` of the archive inside) ─► you
 
 The first hash covers exactly the bytes in storage (what the record's `sha256` and a download
@@ -21,7 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
-from clinic_backups.adapters.age import DecryptStage
 from clinic_backups.domain.errors import (
     ArchiveInvalid,
     BackupNotCompleted,
@@ -160,7 +159,7 @@ def open_archive(svc: Services, schema: str, record: BackupRecord) -> OpenedArch
         raise ConfigurationError("PLATFORM_AGE_IDENTITIES is needed to read encrypted backups")
     # Every identity the platform ever used: a rotation must not strand older backups. Its
     # reads raise on a wrong key, a tampered chunk or a cut file before the end of the stream.
-    decrypted = DecryptStage(checksum, svc.platform_identities)
+    decrypted = svc.cipher.decrypt(checksum, svc.platform_identities)
     plaintext = (
         ChecksumReader(decrypted, record.plaintext_sha256, None, what="archive inside")
         if record.plaintext_sha256

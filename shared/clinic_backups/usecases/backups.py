@@ -400,7 +400,7 @@ def run_backup_job(
         try:
             # Read at run time: a key registered after the request still protects this backup.
             recipients = keys.recipients_for(svc, schema) if record.encryption == "age" else []
-            keys.check_recipients(recipients)
+            keys.check_recipients(svc, recipients)
             result = svc.dumper.run(
                 schema,
                 upload,

@@ -22,6 +22,7 @@ from clinic_backups.domain.models import (
     TenantContext,
 )
 from clinic_backups.domain.ports import (
+    Cipher,
     Clock,
     Dumper,
     JobDispatcher,
@@ -47,6 +48,7 @@ class Services:
 
     records: RecordsRepository
     tenants: TenantDirectory
+    cipher: Cipher
     storage: ObjectStorage | None = None
     dispatcher: JobDispatcher | None = None
     dumper: Dumper | None = None

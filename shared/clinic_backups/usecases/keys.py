@@ -20,6 +20,7 @@ import uuid
 from typing import Any
 
 from clinic_backups.domain.errors import (
+    ConfigurationError,
     EncryptionFailed,
     FieldProblem,
     KeyNotFound,
@@ -32,6 +33,9 @@ from clinic_backups.domain.models import (
     RegisterKeyRequest,
     TenantContext,
 )
+from clinic_backups.domain.ports import KeysRepository
+from clinic_backups.usecases import context
+from clinic_backups.usecases.context import Services
 
 PLATFORM_LABEL = "platform"
 
@@ -41,30 +45,22 @@ def fingerprint(public_key: str) -> str:
     return "SHA256:" + hashlib.sha256(public_key.encode()).hexdigest()[:16]
 
 
-def authorize(svc: Any, ctx: TenantContext, action: str) -> None:
-    from clinic_backups.usecases.context import authorize as authorize
-
-    authorize(svc, ctx, Permission.MANAGE_KEYS, action)
+def authorize(svc: Services, ctx: TenantContext, action: str) -> None:
+    context.authorize(svc, ctx, Permission.MANAGE_KEYS, action)
 
 
-def _problem(public_key: str) -> str | None:
-    from clinic_backups.adapters.age import recipient_problem
-
-    return recipient_problem(public_key)
-
-
-def list_keys(svc: Any, ctx: TenantContext) -> list[EncryptionKey]:
+def list_keys(svc: Services, ctx: TenantContext) -> list[EncryptionKey]:
     """The clinic's keys, each proven again: one age cannot encrypt to is marked."""
     authorize(svc, ctx, "keys.list")
     return [
-        dataclasses.replace(key, problem=_problem(key.public_key))
-        for key in svc.keys.list(ctx.schema)
+        dataclasses.replace(key, problem=svc.cipher.recipient_problem(key.public_key))
+        for key in _repository(svc).list(ctx.schema)
     ]
 
 
-def register_key(svc: Any, ctx: TenantContext, request: RegisterKeyRequest) -> EncryptionKey:
+def register_key(svc: Services, ctx: TenantContext, request: RegisterKeyRequest) -> EncryptionKey:
     authorize(svc, ctx, "keys.register")
-    problem = _problem(request.public_key)
+    problem = svc.cipher.recipient_problem(request.public_key)
     if problem is not None:
         audit(svc, ctx, "keys.register", "rejected", reason="unusable_key")
         raise ValidationFailed(
@@ -72,7 +68,7 @@ def register_key(svc: Any, ctx: TenantContext, request: RegisterKeyRequest) -> E
                 FieldProblem("public_key", f"must be an age X25519 public key (age1…): {problem}")
             ]
         )
-    key = svc.keys.add(
+    key = _repository(svc).add(
         ctx.schema,
         EncryptionKey(
             id=uuid.uuid4(),
@@ -88,23 +84,31 @@ def register_key(svc: Any, ctx: TenantContext, request: RegisterKeyRequest) -> E
     return key
 
 
-def remove_key(svc: Any, ctx: TenantContext, raw_id: str) -> None:
+def remove_key(svc: Services, ctx: TenantContext, raw_id: str) -> None:
     authorize(svc, ctx, "keys.remove")
     try:
         key_id = uuid.UUID(raw_id)
     except ValueError:
         raise KeyNotFound() from None
-    removed = svc.keys.remove(ctx.schema, key_id)
+    removed = _repository(svc).remove(ctx.schema, key_id)
     if removed is None:
         raise KeyNotFound()
     _audit_key(svc, ctx, "keys.remove", "removed", removed)
 
 
-def audit(svc: Any, ctx: TenantContext, action: str, outcome: str, **details: Any) -> None:
+def _repository(svc: Services) -> KeysRepository:
+    if svc.keys is None:
+        raise ConfigurationError("this function has no encryption keys repository")
+    return svc.keys
+
+
+def audit(svc: Services, ctx: TenantContext, action: str, outcome: str, **details: Any) -> None:
     svc.records.audit(ctx.schema, AuditEntry.by(ctx, action, outcome, **details))
 
 
-def _audit_key(svc: Any, ctx: TenantContext, action: str, outcome: str, key: EncryptionKey) -> None:
+def _audit_key(
+    svc: Services, ctx: TenantContext, action: str, outcome: str, key: EncryptionKey
+) -> None:
     # Public facts only: the id, label and fingerprint, never key material.
     svc.records.audit(
         ctx.schema,
@@ -114,7 +118,7 @@ def _audit_key(svc: Any, ctx: TenantContext, action: str, outcome: str, key: Enc
     )
 
 
-def recipients_for(svc: Any, schema: str) -> list[dict[str, str]]:
+def recipients_for(svc: Services, schema: str) -> list[dict[str, str]]:
     """Everyone a new backup of the clinic is encrypted to: the platform's current restore
     recipient, then every key the clinic registered (public keys only)."""
     platform = svc.platform_recipients[0]
@@ -140,11 +144,11 @@ def recipients_for(svc: Any, schema: str) -> list[dict[str, str]]:
     return recipients
 
 
-def check_recipients(recipients: list[dict[str, str]]) -> None:
+def check_recipients(svc: Services, recipients: list[dict[str, str]]) -> None:
     """Refuse to encrypt a backup to a key age cannot encrypt to, naming the key (its label
     and fingerprint: the clinic finds it in the keys panel), before pg_dump even starts."""
     for recipient in recipients:
-        problem = _problem(recipient["public_key"])
+        problem = svc.cipher.recipient_problem(recipient["public_key"])
         if problem is None:
             continue
         whose = (

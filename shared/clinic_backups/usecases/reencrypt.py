@@ -23,8 +23,6 @@ import re
 from dataclasses import replace
 from typing import Any
 
-from clinic_backups.adapters.age import EncryptStage
-from clinic_backups.adapters.pgdump import HashingReader
 from clinic_backups.domain.errors import (
     ApiError,
     BackupNotCompleted,
@@ -47,6 +45,7 @@ from clinic_backups.domain.names import (
     manifest_key,
 )
 from clinic_backups.domain.parts import leftover_keys, open_stored, stored_keys, upload_archive
+from clinic_backups.domain.streams import HashingReader
 from clinic_backups.observability import logger
 from clinic_backups.usecases import keys
 from clinic_backups.usecases.archive import ChecksumReader, open_archive
@@ -134,9 +133,9 @@ def _reencrypt(
     written = False
     try:
         recipients = keys.recipients_for(svc, schema)
-        keys.check_recipients(recipients)
+        keys.check_recipients(svc, recipients)
         with open_archive(svc, schema, record) as archive:
-            encrypted = EncryptStage(archive.stream, [r["public_key"] for r in recipients])
+            encrypted = svc.cipher.encrypt(archive.stream, [r["public_key"] for r in recipients])
             hashed = HashingReader(encrypted)
             written = True
             try:

@@ -235,6 +235,7 @@ def keys(settings: CommonSettings) -> Any:
 
 def build_services(settings: CommonSettings) -> Any:
     """Services for whatever the settings model describes (storage, queue, dumper…)."""
+    from clinic_backups.adapters.age import AgeCipher
     from clinic_backups.observability import PowertoolsMetrics
     from clinic_backups.usecases.context import Services
 
@@ -242,6 +243,7 @@ def build_services(settings: CommonSettings) -> Any:
     svc = Services(
         records=records(settings, metrics),
         tenants=tenants(settings),
+        cipher=AgeCipher(),
         metrics=metrics,
         schedules=schedules(settings),
         policy=policy(settings),
