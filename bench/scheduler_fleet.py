@@ -35,10 +35,10 @@ from typing import Any
 
 import psycopg2
 from clinic_backups.adapters.age import AgeCipher
+from clinic_backups.adapters.keys import PostgresKeys
 from clinic_backups.adapters.postgres import Database, PostgresRecords, PostgresTenants
 from clinic_backups.adapters.queues import SqsDispatcher
 from clinic_backups.adapters.schedules import PostgresSchedules
-from clinic_backups.domain.models import PlatformPolicy
 from clinic_backups.domain.names import OWNED_TABLES
 from clinic_backups.usecases.context import Services
 from clinic_backups.usecases.scheduler import run_scheduler
@@ -133,10 +133,10 @@ def services(url: str, at: datetime, batched: bool) -> tuple[Services, CountingD
         records=PostgresRecords(db),
         tenants=PostgresTenants(db, table, "schema_name", "name", "is_active"),
         cipher=AgeCipher(),
+        keys=PostgresKeys(db),
         dispatcher=collect.dispatcher,
         clock=FixedClock(at),
         schedules=PostgresSchedules(db) if batched else PerClinicSchedules(db),
-        policy=PlatformPolicy(),
     )
     return svc, db, collect
 

@@ -48,7 +48,7 @@ def test_an_expired_export_is_removed_and_fresh_exports_and_backups_are_kept(
     assert their_export in keys_of(s3_server, bucket, other)
 
     svc = build_services(get_settings(OperatorSettings))
-    assert svc.audit_export_ttl == timedelta(hours=24)  # the default
+    assert svc.config.audit_export_ttl == timedelta(hours=24)  # the default
 
     # When the sweeper runs while the export is younger than the TTL
     svc.clock = FixedClock(written + timedelta(hours=23))
@@ -86,7 +86,9 @@ def test_an_expired_export_is_removed_and_fresh_exports_and_backups_are_kept(
 def test_the_ttl_is_a_setting_that_outlives_the_signed_url(monkeypatch):
     monkeypatch.setenv("AUDIT_EXPORT_TTL_HOURS", "48")
     get_settings.cache_clear()
-    assert build_services(get_settings(OperatorSettings)).audit_export_ttl == timedelta(hours=48)
+    assert build_services(get_settings(OperatorSettings)).config.audit_export_ttl == timedelta(
+        hours=48
+    )
     # an hour or less could remove an export while its link (DOWNLOAD_URL_TTL ≤ 1 h) still works
     monkeypatch.setenv("AUDIT_EXPORT_TTL_HOURS", "1")
     get_settings.cache_clear()

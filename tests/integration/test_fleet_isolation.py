@@ -109,4 +109,5 @@ def test_one_unreadable_clinic_never_stops_the_sweeper(
     assert code == 1
     assert out["stale_failed"] == 1
     assert sorted(out["failed_clinics"]) == sorted(bad)
-    assert svc.records.get(good[0], stuck.id).error_code == "stale"
+    failed = svc.records.get(good[0], stuck.id)
+    assert failed is not None and failed.error_code == "stale"

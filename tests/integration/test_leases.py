@@ -162,7 +162,9 @@ def tiny_threshold_sweeper() -> Any:
     """The operator's sweeper with a stuck threshold of one second (the old rule would fail
     any job running longer than that)."""
     svc = build_services(get_settings(OperatorSettings))
-    svc.policy = replace(svc.policy, stuck_after=timedelta(seconds=1))
+    svc.config = replace(
+        svc.config, policy=replace(svc.config.policy, stuck_after=timedelta(seconds=1))
+    )
     return svc
 
 

@@ -23,9 +23,11 @@ import pytest
 from botocore.exceptions import ClientError
 from clinic_backups.domain.models import BackupRecord
 from clinic_backups.domain.names import MANIFEST_SUFFIX
+from clinic_backups.domain.ports import SchedulesRepository
 from clinic_backups.domain.retention import RetentionPolicy, lock_horizon
 from clinic_backups.usecases import backups as service
 from clinic_backups.usecases import sweeper
+from clinic_backups.usecases.context import Services
 from clinic_backups.wiring.factory import build_services
 from clinic_backups.wiring.settings import OperatorSettings, get_settings
 from psycopg2 import sql
@@ -448,7 +450,7 @@ def test_the_purge_leaves_a_locked_replica_copy_and_removes_an_unlocked_one(
         "stuck_before": later - timedelta(hours=1),
         "deleted_before": later - timedelta(days=7),
     }
-    assert svc.schedules.snapshot([schema], **window)[schema].purgeable is False
+    assert schedules(svc).snapshot([schema], **window)[schema].purgeable is False
 
     # Even when the record believes the lock has expired, the store's refusal is respected
     with db.cursor() as cur:
@@ -457,7 +459,7 @@ def test_the_purge_leaves_a_locked_replica_copy_and_removes_an_unlocked_one(
                 sql.Identifier(schema, "backup_records")
             )
         )
-    assert svc.schedules.snapshot([schema], **window)[schema].purgeable is True
+    assert schedules(svc).snapshot([schema], **window)[schema].purgeable is True
     assert service.purge_deleted(svc, schema) == 0
     assert _versions(replica_env, replica_bucket, schema) == copies
     assert _record(schema, locked["id"]).replicated_at is not None
@@ -499,7 +501,7 @@ def test_completed_backups_not_replicated_in_time_are_counted_for_the_lag_alarm(
     done = backup(schema, sqs)
     svc = build_services(get_settings(OperatorSettings))
     svc.metrics = _Metrics()
-    later = datetime.now(UTC) + timedelta(minutes=svc.replica_lag_minutes + 5)
+    later = datetime.now(UTC) + timedelta(minutes=svc.config.replica_lag_minutes + 5)
     svc.clock = type("Later", (), {"now": staticmethod(lambda: later)})()
     window = {
         "slots_since": later - timedelta(hours=8),
@@ -509,15 +511,17 @@ def test_completed_backups_not_replicated_in_time_are_counted_for_the_lag_alarm(
 
     # When the sweeper and the scheduler's fleet read look past REPLICA_LAG_MINUTES
     report = sweeper.sweep(svc, [schema], orphans=False)
-    snap = svc.schedules.snapshot(
-        [schema], **window, replica_lag_before=later - timedelta(minutes=svc.replica_lag_minutes)
+    snap = schedules(svc).snapshot(
+        [schema],
+        **window,
+        replica_lag_before=later - timedelta(minutes=svc.config.replica_lag_minutes),
     )[schema]
 
     # Then the backup is counted as lagging, and the metric the alarm watches says so
     assert report.replica_lagging == 1 and snap.replica_lagging == 1
     assert svc.metrics.seen["ReplicaLagging"] == 1
     # (without a replica the fleet read counts nothing)
-    assert svc.schedules.snapshot([schema], **window)[schema].replica_lagging == 0
+    assert schedules(svc).snapshot([schema], **window)[schema].replica_lagging == 0
 
     # When the copy runs, nothing lags any more
     restore_sqs.drain_into_worker()
@@ -595,7 +599,7 @@ def test_a_reencrypted_backups_old_replica_copy_stays_while_locked_and_goes_afte
         "stuck_before": datetime.now(UTC) - timedelta(hours=1),
         "deleted_before": datetime.now(UTC) - timedelta(days=7),
     }
-    assert svc.schedules.snapshot([schema], **window)[schema].purgeable is True
+    assert schedules(svc).snapshot([schema], **window)[schema].purgeable is True
     svc.clock = type("Now", (), {"now": staticmethod(lambda: datetime.now(UTC))})()
     service.purge_deleted(svc, schema)
 
@@ -603,7 +607,7 @@ def test_a_reencrypted_backups_old_replica_copy_stays_while_locked_and_goes_afte
     # forgotten and the removal audited
     assert _versions(replica_env, replica_bucket, schema) == sorted(set(every) - set(old_copies))
     assert _superseded(db, schema) == []
-    assert svc.schedules.snapshot([schema], **window)[schema].purgeable is False
+    assert schedules(svc).snapshot([schema], **window)[schema].purgeable is False
     audit = _audit_actions(database_url, schema, old["id"])
     assert ("backup.purge", "replica_superseded_purged") in audit
 
@@ -711,3 +715,8 @@ def test_a_copy_made_while_a_reencryption_replaced_the_objects_is_remembered_not
     assert _versions(replica_env, replica_bucket, schema) == sorted(old_objects)
     ((keys, until),) = _superseded(db, schema)
     assert keys == sorted(old_objects) and until is not None
+
+
+def schedules(svc: Services) -> SchedulesRepository:
+    assert svc.schedules is not None
+    return svc.schedules

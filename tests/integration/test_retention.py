@@ -158,7 +158,8 @@ def test_a_backup_marked_keep_meanwhile_is_not_deleted(clinic_factory, db, monke
     monkeypatch.setattr(svc.records, "completed_backups", read_then_admin_marks)
     plan = service.apply_retention(svc, schema)
     assert old[0].id in plan.delete
-    assert svc.records.get(schema, old[0].id).status == BackupStatus.COMPLETED
+    kept = svc.records.get(schema, old[0].id)
+    assert kept is not None and kept.status == BackupStatus.COMPLETED
 
 
 def test_a_scheduled_backup_run_by_the_worker_applies_retention(clinic_factory, sqs, db):
@@ -171,7 +172,7 @@ def test_a_scheduled_backup_run_by_the_worker_applies_retention(clinic_factory, 
     worker.schedules.save_settings(
         schema,
         replace(
-            worker.policy.defaults,
+            worker.config.policy.defaults,
             keep_daily=7,
             keep_weekly=0,
             keep_monthly=0,

@@ -40,7 +40,8 @@ def configure(schema: str, **fields) -> None:
     svc = scheduler()
     svc.records.ensure_schema(schema)
     svc.schedules.save_settings(
-        schema, replace(svc.policy.defaults, updated_by="test", updated_at=SAVED_LONG_AGO, **fields)
+        schema,
+        replace(svc.config.policy.defaults, updated_by="test", updated_at=SAVED_LONG_AGO, **fields),
     )
 
 

@@ -206,7 +206,9 @@ def test_the_scheduler_queues_a_weekly_drill_of_each_clinics_newest_backup(
     bodies = [json.loads(m["Body"]) for m in messages]
     verifies = [b for b in bodies if b["kind"] == "verify"]
     assert len(verifies) == 1 and verifies[0]["schema"] == schema
+    assert svc.restores is not None
     job = svc.restores.get(schema, __import__("uuid").UUID(verifies[0]["restore_id"]))
+    assert job is not None
     assert str(job.backup_id) == newest["id"] and job.requested_by == "scheduler"
 
 

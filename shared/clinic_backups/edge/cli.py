@@ -38,6 +38,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import psycopg2
@@ -74,6 +75,7 @@ from clinic_backups.domain.parts import open_stored
 from clinic_backups.domain.ports import ListFilter
 from clinic_backups.edge import cli_tenants, doctor
 from clinic_backups.usecases import backups, restore
+from clinic_backups.usecases.context import Services
 from clinic_backups.wiring.factory import build_services
 from clinic_backups.wiring.settings import OperatorSettings, get_settings
 
@@ -87,7 +89,7 @@ class _Collect:
     def enqueue(self, job: Job) -> None:
         self.jobs.append(job)
 
-    def run(self, svc: backups.Services) -> list[Any]:
+    def run(self, svc: Services) -> list[Any]:
         """Run every collected job (and the jobs they queue) in order, here."""
         results = []
         while self.jobs:
@@ -106,12 +108,15 @@ def _actor() -> str:
         return "operator"
 
 
-def _services() -> backups.Services:
+def _services(inactive: str | None = None) -> Services:
+    """The operator's services: a restore has no overall deadline here (that one keeps a job
+    under Lambda's 15 minutes; each phase keeps its own limit, RESTORE_TIMEOUT_SECONDS,
+    DUMP_TIMEOUT_SECONDS); with `inactive`, that one clinic counts as active (`--inactive`)."""
     svc = build_services(get_settings(OperatorSettings))
-    # Here a restore has no overall deadline (that one keeps a job under Lambda's 15
-    # minutes); each phase keeps its own limit (RESTORE_TIMEOUT_SECONDS, DUMP_TIMEOUT_SECONDS).
-    svc.restore_deadline_seconds = None
-    return svc
+    config = replace(svc.config, restore_deadline_seconds=None)
+    if inactive is None:
+        return replace(svc, config=config)
+    return replace(svc, config=config, tenants=_WithInactive(svc.tenants, inactive))
 
 
 class _WithInactive:
@@ -136,13 +141,11 @@ class _WithInactive:
         return self._inner.unsupported_clinics()  # type: ignore[no-any-return]
 
 
-def _clinic(svc: backups.Services, schema: str, inactive: bool = False) -> TenantContext:
+def _clinic(svc: Services, schema: str) -> TenantContext:
     if is_tenant_schema_name(schema) and not is_valid_schema_name(schema):
         raise ClinicNotAvailable(f"{schema!r}: {UNSUPPORTED_NAME}")
     clinic = svc.tenants.get(schema) if is_valid_schema_name(schema) else None
-    if clinic is not None and not clinic.active and inactive:
-        svc.tenants = _WithInactive(svc.tenants, schema)
-    elif clinic is not None and not clinic.active:
+    if clinic is not None and not clinic.active:
         raise ClinicNotAvailable(
             f"{schema!r} is not an active clinic in the tenants table "
             "(pass --inactive to list or restore a deactivated clinic)"
@@ -175,7 +178,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     svc = _services()
     ctx = _clinic(svc, args.clinic)
     collected = _Collect()
-    svc.dispatcher = collected
+    svc = replace(svc, dispatcher=collected)
     record = backups.start_backup(
         svc,
         ctx.schema,
@@ -192,8 +195,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    svc = _services()
-    ctx = _clinic(svc, args.clinic, args.inactive)
+    svc = _services(args.clinic if args.inactive else None)
+    ctx = _clinic(svc, args.clinic)
     items, _ = svc.records.list(ctx.schema, ListFilter(limit=1000, include_deleted=args.all))
     _print([r.to_api() for r in items])
     return 0
@@ -259,10 +262,10 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    svc = _services()
-    ctx = _clinic(svc, args.clinic, args.inactive)
+    svc = _services(args.clinic if args.inactive else None)
+    ctx = _clinic(svc, args.clinic)
     collected = _Collect()
-    svc.dispatcher = collected
+    svc = replace(svc, dispatcher=collected)
     job = restore.request_restore(svc, ctx, args.backup_id, RestoreRequest(confirm=args.confirm))
     collected.run(svc)
     done, undoable = restore.get_restore(svc, ctx, str(job.id))
@@ -274,10 +277,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     svc = _services()
     ctx = _clinic(svc, args.clinic)
     collected = _Collect()
-    svc.dispatcher = collected
+    svc = replace(svc, dispatcher=collected)
     server = None
     if args.ephemeral:
-        server = _ephemeral_verifier(svc)
+        server, svc = _ephemeral_verifier(svc)
     try:
         job = restore.request_verify(svc, ctx, args.backup_id)
         collected.run(svc)
@@ -293,7 +296,7 @@ EPHEMERAL_POSTGRES = "clinic_backups.ephemeral_postgres"
 INACTIVE_HELP = "the clinic is deactivated in the tenants table: act on it anyway (explicit)"
 
 
-def _ephemeral_verifier(svc: backups.Services) -> Any:
+def _ephemeral_verifier(svc: Services) -> tuple[Any, Services]:
     """A throwaway PostgreSQL 18 (the embedded server from the layer's wheel) for this one
     drill. The development tools provide it through an entry point, so it exists only where
     they are installed (a checkout with `pip install -e .`), never in the deployed layer."""
@@ -314,18 +317,15 @@ def _ephemeral_verifier(svc: backups.Services) -> Any:
         # One line with the fix (e.g. "no PostgreSQL server in …; build it with `make …`").
         raise ConfigurationError(f"--ephemeral could not start its server: {error}") from None
     settings = get_settings(OperatorSettings)
-    svc.verifier = VerificationServer(
-        server.url, PgTools(settings.pg_bin_dir), timeout_seconds=86400
-    )
-    svc.verify_refused = None
-    return server
+    verifier = VerificationServer(server.url, PgTools(settings.pg_bin_dir), timeout_seconds=86400)
+    return server, replace(svc, verifier=verifier, config=replace(svc.config, verify_refused=None))
 
 
 def cmd_undo(args: argparse.Namespace) -> int:
-    svc = _services()
-    ctx = _clinic(svc, args.clinic, args.inactive)
+    svc = _services(args.clinic if args.inactive else None)
+    ctx = _clinic(svc, args.clinic)
     collected = _Collect()
-    svc.dispatcher = collected
+    svc = replace(svc, dispatcher=collected)
     restore.request_undo(svc, ctx, args.restore_id)
     collected.run(svc)
     done, _ = restore.get_restore(svc, ctx, args.restore_id)
@@ -334,8 +334,8 @@ def cmd_undo(args: argparse.Namespace) -> int:
 
 
 def cmd_restores(args: argparse.Namespace) -> int:
-    svc = _services()
-    ctx = _clinic(svc, args.clinic, args.inactive)
+    svc = _services(args.clinic if args.inactive else None)
+    ctx = _clinic(svc, args.clinic)
     page = restore.list_restores(svc, ctx, ListRestoresQuery(limit=100))
     _print([j.to_api(j.id == page.undoable) for j in page.items])
     return 0

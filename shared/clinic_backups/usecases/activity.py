@@ -145,11 +145,11 @@ def export_audit(svc: Services, ctx: TenantContext, request: AuditExportRequest)
             storage.upload_stream(key, encrypted, "application/octet-stream")  # type: ignore[arg-type]
         finally:
             encrypted.close()
-    url = storage.signed_download_url(key, svc.download_ttl, file_name)
-    audit(svc, ctx, "audit.export", "signed", rows=rows, ttl_seconds=svc.download_ttl)
+    url = storage.signed_download_url(key, svc.config.download_ttl, file_name)
+    audit(svc, ctx, "audit.export", "signed", rows=rows, ttl_seconds=svc.config.download_ttl)
     return AuditExport(
         url=url,
-        expires_at=now + timedelta(seconds=svc.download_ttl),
+        expires_at=now + timedelta(seconds=svc.config.download_ttl),
         file_name=file_name,
         rows=rows,
     )

@@ -154,12 +154,12 @@ def open_archive(svc: Services, schema: str, record: BackupRecord) -> OpenedArch
     if record.encryption != "age":
         checksum.close()
         raise ArchiveInvalid(f"the backup's encryption ({record.encryption}) is not supported")
-    if not svc.platform_identities:
+    if not svc.config.platform_identities:
         checksum.close()
         raise ConfigurationError("PLATFORM_AGE_IDENTITIES is needed to read encrypted backups")
     # Every identity the platform ever used: a rotation must not strand older backups. Its
     # reads raise on a wrong key, a tampered chunk or a cut file before the end of the stream.
-    decrypted = svc.cipher.decrypt(checksum, svc.platform_identities)
+    decrypted = svc.cipher.decrypt(checksum, svc.config.platform_identities)
     plaintext = (
         ChecksumReader(decrypted, record.plaintext_sha256, None, what="archive inside")
         if record.plaintext_sha256

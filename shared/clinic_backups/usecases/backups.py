@@ -156,14 +156,16 @@ def get_backup(svc: Services, ctx: TenantContext, raw_id: str) -> BackupRecord:
 def purge_cutoff(svc: Services) -> datetime:
     """Backups deleted at or before this moment are past their grace period: the purge takes
     them, and they can no longer be undeleted."""
-    return svc.clock.now() - timedelta(days=svc.delete_grace_days)
+    return svc.clock.now() - timedelta(days=svc.config.delete_grace_days)
 
 
 def with_purge_after(svc: Services, record: BackupRecord) -> BackupRecord:
     """The record as the API shows it: a deleted backup says when its file will be purged."""
     if record.status != BackupStatus.DELETED or record.deleted_at is None:
         return record
-    return replace(record, purge_after=record.deleted_at + timedelta(days=svc.delete_grace_days))
+    return replace(
+        record, purge_after=record.deleted_at + timedelta(days=svc.config.delete_grace_days)
+    )
 
 
 # --- creating -----------------------------------------------------------------------------
@@ -191,7 +193,7 @@ def new_backup_record(
         created_by=actor_id,
         created_by_name=actor_name,
         created_at=now,
-        compression=svc.compression,
+        compression=svc.config.compression,
         # Always on: the worker encrypts every archive (age) before it is stored.
         encryption="age",
         note=note,
@@ -302,7 +304,7 @@ def create_backup(svc: Services, ctx: TenantContext, request: CreateBackupReques
     since = svc.clock.now() - timedelta(days=1)
     if (
         svc.records.count_since(ctx.schema, Trigger.MANUAL.value, since)
-        >= svc.manual_backups_per_day
+        >= svc.config.manual_backups_per_day
     ):
         audit(svc, ctx, "backup.create", "rejected", reason="quota_exceeded")
         raise QuotaExceeded()
@@ -326,7 +328,7 @@ def create_backup(svc: Services, ctx: TenantContext, request: CreateBackupReques
 
 
 def new_lease(svc: Services) -> Lease:
-    return Lease.new(svc.policy.lock_lease_seconds)
+    return Lease.new(svc.config.policy.lock_lease_seconds)
 
 
 def start_heartbeat(
@@ -393,7 +395,7 @@ def run_backup_job(
             guarded(stream, beat),
             ARCHIVE_CONTENT_TYPE,
             limit=object_limit(svc, storage),
-            split=svc.split_archives,
+            split=svc.config.split_archives,
         )
 
     try:
@@ -468,7 +470,7 @@ def object_limit(svc: Services, storage: ScopedStorage) -> int | None:
     """The largest object the store takes: the smallest of the bucket's `file_size_limit`
     (asked at each run: it may change), S3's 10,000 parts and the project's upload limit
     (STORAGE_MAX_OBJECT_MB). Anything longer is stored as parts."""
-    return effective_limit([storage.object_size_limit(), svc.max_object_bytes])
+    return effective_limit([storage.object_size_limit(), svc.config.max_object_bytes])
 
 
 def _queue_light_check(svc: Services, schema: str, backup_id: uuid.UUID) -> None:
@@ -653,7 +655,9 @@ def request_download(svc: Services, ctx: TenantContext, raw_id: str) -> SignedDo
                 name = part_key(record.file_name, number)
                 parts.append(
                     SignedPart(
-                        url=storage.signed_download_url(str(part["key"]), svc.download_ttl, name),
+                        url=storage.signed_download_url(
+                            str(part["key"]), svc.config.download_ttl, name
+                        ),
                         name=name,
                         size_bytes=int(part["size_bytes"]),
                         sha256=str(part["sha256"]),
@@ -663,14 +667,14 @@ def request_download(svc: Services, ctx: TenantContext, raw_id: str) -> SignedDo
             url = parts[0].url
         else:
             url = storage.signed_download_url(
-                record.storage_key, svc.download_ttl, record.file_name
+                record.storage_key, svc.config.download_ttl, record.file_name
             )
     except StorageObjectMissing:  # gone between the check and the signing (Supabase says so)
         note_file_missing(svc, ctx.schema, record)
         audit(svc, ctx, "backup.download", "rejected", backup_id, reason="backup_file_missing")
         raise BackupFileMissing() from None
-    expires_at = svc.clock.now() + timedelta(seconds=svc.download_ttl)
-    audit(svc, ctx, "backup.download", "signed", backup_id, ttl_seconds=svc.download_ttl)
+    expires_at = svc.clock.now() + timedelta(seconds=svc.config.download_ttl)
+    audit(svc, ctx, "backup.download", "signed", backup_id, ttl_seconds=svc.config.download_ttl)
     return SignedDownload(
         url=url,
         expires_at=expires_at,
@@ -700,7 +704,7 @@ def delete_backup(svc: Services, ctx: TenantContext, raw_id: str) -> None:
         raise BackupNotFound()
     if record.status == BackupStatus.DELETED and record.deleted_at is not None:
         _mark_manifest_deleted(svc, ctx.schema, record)
-    audit(svc, ctx, "backup.delete", "deleted", backup_id, grace_days=svc.delete_grace_days)
+    audit(svc, ctx, "backup.delete", "deleted", backup_id, grace_days=svc.config.delete_grace_days)
 
 
 def _mark_manifest_deleted(svc: Services, schema: str, record: BackupRecord) -> None:
@@ -884,8 +888,7 @@ def migrate_all(svc: Services) -> dict[str, Any]:
 
 def clinic_settings(svc: Services, schema: str) -> ClinicSettings:
     """The clinic's saved settings, or the platform's defaults (tables must exist)."""
-    assert svc.schedules is not None, "this function has no settings repository"
-    return svc.schedules.get_settings(schema) or svc.policy.defaults
+    return svc.schedules.get_settings(schema) or svc.config.policy.defaults
 
 
 def describe_me(svc: Services, ctx: TenantContext) -> dict[str, Any]:
@@ -893,8 +896,8 @@ def describe_me(svc: Services, ctx: TenantContext) -> dict[str, Any]:
     svc.records.ensure_schema(ctx.schema)
     settings = clinic_settings(svc, ctx.schema)
     described = describe_caller(ctx, settings.locale, settings.time_zone)
-    described["host_maintenance_mode"] = svc.host_maintenance_mode
-    described["replica_configured"] = svc.replica_configured or svc.replica is not None
+    described["host_maintenance_mode"] = svc.config.host_maintenance_mode
+    described["replica_configured"] = svc.config.replica_configured or svc.replica is not None
     return described
 
 
@@ -910,7 +913,7 @@ def settings_to_api(svc: Services, settings: ClinicSettings) -> dict[str, Any]:
         "keep_daily": settings.keep_daily,
         "keep_weekly": settings.keep_weekly,
         "keep_monthly": settings.keep_monthly,
-        "min_retention_days": svc.policy.min_retention_days,
+        "min_retention_days": svc.config.policy.min_retention_days,
         "is_default": settings.is_default,
         "next_run_at": upcoming.scheduled_at.isoformat() if upcoming else None,
         "updated_by": settings.updated_by,
@@ -929,7 +932,7 @@ def update_backup_settings(
 ) -> dict[str, Any]:
     """`PUT /backup-settings` (admins by default). The platform floor is checked here."""
     authorize(svc, ctx, Permission.MANAGE_SETTINGS, "settings.update")
-    floor = svc.policy.min_retention_days
+    floor = svc.config.policy.min_retention_days
     if request.keep_daily < floor:
         audit(svc, ctx, "settings.update", "rejected", reason="below_floor")
         raise ValidationFailed(
@@ -941,7 +944,6 @@ def update_backup_settings(
                 )
             ]
         )
-    assert svc.schedules is not None
     before = clinic_settings(svc, ctx.schema)
     saved = svc.schedules.save_settings(
         ctx.schema,
@@ -1015,7 +1017,7 @@ def apply_retention(svc: Services, schema: str) -> RetentionPlan:
     svc.records.ensure_schema(schema)
     settings = clinic_settings(svc, schema)
     policy = RetentionPolicy.for_clinic(
-        settings, svc.policy.min_retention_days, svc.policy.restore_undo_days
+        settings, svc.config.policy.min_retention_days, svc.config.policy.restore_undo_days
     )
     now = svc.clock.now()
     completed = svc.records.completed_backups(schema)

@@ -42,34 +42,21 @@ from clinic_backups.domain.ports import (
 from clinic_backups.domain.storage import ScopedReplica, ScopedStorage
 
 
-@dataclass
-class Services:
-    """The ports one function needs (unused ones may stay None)."""
+@dataclass(frozen=True)
+class Config:
+    """The values the use cases read, fixed when the function starts (`wiring.factory` builds
+    them from the function's settings model; the defaults are the settings' defaults)."""
 
-    records: RecordsRepository
-    tenants: TenantDirectory
-    cipher: Cipher
-    storage: ObjectStorage | None = None
-    dispatcher: JobDispatcher | None = None
-    dumper: Dumper | None = None
-    clock: Clock = field(default_factory=SystemClock)
-    metrics: Metrics = field(default_factory=NullMetrics)
     compression: str = "zstd:3"
     download_ttl: int = 300
     delete_grace_days: int = 7
     manual_backups_per_day: int = 10
-    schedules: SchedulesRepository | None = None
     policy: PlatformPolicy = field(default_factory=PlatformPolicy)
-    # Restores and verifications (restore_backup, the scheduler's sweep, the CLI).
-    restores: RestoresRepository | None = None
-    restorer: Restorer | None = None
-    verifier: Verifier | None = None
     # Why full verification cannot run here (None: it can, when `verifier` is set).
     verify_refused: str | None = None
     # The scheduler's weekly full drill of each clinic's newest completed backup.
     verify_weekly: bool = False
     host_maintenance_mode: bool = False
-    keys: KeysRepository | None = None
     # age: backups are encrypted to the first recipient (the platform's current restore key);
     # the identities (newest and rotated-out ones) decrypt, where a function needs to.
     platform_recipients: list[str] = field(default_factory=list)
@@ -81,14 +68,38 @@ class Services:
     # and whether an archive above the store's limits is split into parts (`parts`).
     max_object_bytes: int | None = None
     split_archives: bool = True
-    # The independent replica (REPLICA_BUCKET; None: not configured) and its policy.
-    replica: ReplicaStorage | None = None
     replica_keep_lock_days: int = 2190
     replica_lag_minutes: int = 120
     # REPLICA_BUCKET is set (also where `replica` is not built: GET /me tells the UI).
     replica_configured: bool = False
     # The sweeper removes the activity log's CSV exports older than this (AUDIT_EXPORT_TTL_HOURS).
     audit_export_ttl: timedelta = timedelta(hours=24)
+
+
+@dataclass
+class Services:
+    """The ports one function needs (unused ones stay None) and its `Config`. Built once by
+    `wiring.factory` (the CLI derives variants with `dataclasses.replace`); tests may swap a
+    port (a fixed clock) on their own instance."""
+
+    records: RecordsRepository
+    tenants: TenantDirectory
+    cipher: Cipher
+    # Every function reads the clinic's settings and keys (the factory always builds both).
+    schedules: SchedulesRepository
+    keys: KeysRepository
+    config: Config = field(default_factory=Config)
+    storage: ObjectStorage | None = None
+    dispatcher: JobDispatcher | None = None
+    dumper: Dumper | None = None
+    clock: Clock = field(default_factory=SystemClock)
+    metrics: Metrics = field(default_factory=NullMetrics)
+    # Restores and verifications (restore_backup, the scheduler's sweep, the CLI).
+    restores: RestoresRepository | None = None
+    restorer: Restorer | None = None
+    verifier: Verifier | None = None
+    # The independent replica (REPLICA_BUCKET; None: not configured).
+    replica: ReplicaStorage | None = None
 
     def scoped(self, schema: str) -> ScopedStorage:
         assert self.storage is not None, "this function has no storage configured"

@@ -20,7 +20,6 @@ import uuid
 from typing import Any
 
 from clinic_backups.domain.errors import (
-    ConfigurationError,
     EncryptionFailed,
     FieldProblem,
     KeyNotFound,
@@ -33,7 +32,6 @@ from clinic_backups.domain.models import (
     RegisterKeyRequest,
     TenantContext,
 )
-from clinic_backups.domain.ports import KeysRepository
 from clinic_backups.usecases import context
 from clinic_backups.usecases.context import Services
 
@@ -54,7 +52,7 @@ def list_keys(svc: Services, ctx: TenantContext) -> list[EncryptionKey]:
     authorize(svc, ctx, "keys.list")
     return [
         dataclasses.replace(key, problem=svc.cipher.recipient_problem(key.public_key))
-        for key in _repository(svc).list(ctx.schema)
+        for key in svc.keys.list(ctx.schema)
     ]
 
 
@@ -68,7 +66,7 @@ def register_key(svc: Services, ctx: TenantContext, request: RegisterKeyRequest)
                 FieldProblem("public_key", f"must be an age X25519 public key (age1…): {problem}")
             ]
         )
-    key = _repository(svc).add(
+    key = svc.keys.add(
         ctx.schema,
         EncryptionKey(
             id=uuid.uuid4(),
@@ -90,16 +88,10 @@ def remove_key(svc: Services, ctx: TenantContext, raw_id: str) -> None:
         key_id = uuid.UUID(raw_id)
     except ValueError:
         raise KeyNotFound() from None
-    removed = _repository(svc).remove(ctx.schema, key_id)
+    removed = svc.keys.remove(ctx.schema, key_id)
     if removed is None:
         raise KeyNotFound()
     _audit_key(svc, ctx, "keys.remove", "removed", removed)
-
-
-def _repository(svc: Services) -> KeysRepository:
-    if svc.keys is None:
-        raise ConfigurationError("this function has no encryption keys repository")
-    return svc.keys
 
 
 def audit(svc: Services, ctx: TenantContext, action: str, outcome: str, **details: Any) -> None:
@@ -121,7 +113,7 @@ def _audit_key(
 def recipients_for(svc: Services, schema: str) -> list[dict[str, str]]:
     """Everyone a new backup of the clinic is encrypted to: the platform's current restore
     recipient, then every key the clinic registered (public keys only)."""
-    platform = svc.platform_recipients[0]
+    platform = svc.config.platform_recipients[0]
     recipients = [
         {
             "kind": "platform",
@@ -130,17 +122,16 @@ def recipients_for(svc: Services, schema: str) -> list[dict[str, str]]:
             "fingerprint": fingerprint(platform),
         }
     ]
-    if svc.keys is not None:
-        recipients += [
-            {
-                "kind": "clinic",
-                "public_key": k.public_key,
-                "label": k.label,
-                "fingerprint": k.fingerprint,
-                "key_id": str(k.id),
-            }
-            for k in svc.keys.list(schema)
-        ]
+    recipients += [
+        {
+            "kind": "clinic",
+            "public_key": k.public_key,
+            "label": k.label,
+            "fingerprint": k.fingerprint,
+            "key_id": str(k.id),
+        }
+        for k in svc.keys.list(schema)
+    ]
     return recipients
 
 

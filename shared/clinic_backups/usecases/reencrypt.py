@@ -68,7 +68,7 @@ def request_reencrypt(svc: Services, ctx: TenantContext, raw_id: str) -> BackupR
     record = visible(svc, ctx, backup_id)
     if record.status != BackupStatus.COMPLETED or record.encryption != "age":
         raise BackupNotCompleted("Only completed, encrypted backups can be re-encrypted.")
-    assert svc.keys is not None and svc.dispatcher is not None
+    assert svc.dispatcher is not None
     if not svc.keys.list(ctx.schema):
         raise EncryptionKeyRequired(
             "Register your clinic's encryption key first; the backup is then re-encrypted for it."
@@ -146,7 +146,7 @@ def _reencrypt(
                     guarded(io.BufferedReader(hashed, 1024 * 1024), beat),
                     ARCHIVE_CONTENT_TYPE,
                     limit=object_limit(svc, storage),
-                    split=svc.split_archives,
+                    split=svc.config.split_archives,
                 )
             finally:
                 encrypted.close()

@@ -63,15 +63,15 @@ def queue_replication(svc: Services, schema: str, backup_id: uuid.UUID) -> None:
 def _policy(svc: Services, schema: str) -> RetentionPolicy:
     from clinic_backups.usecases.backups import clinic_settings
 
-    settings = clinic_settings(svc, schema) if svc.schedules else svc.policy.defaults
+    settings = clinic_settings(svc, schema) if svc.schedules else svc.config.policy.defaults
     return RetentionPolicy.for_clinic(
-        settings, svc.policy.min_retention_days, svc.policy.restore_undo_days
+        settings, svc.config.policy.min_retention_days, svc.config.policy.restore_undo_days
     )
 
 
 def retain_until(svc: Services, schema: str, record: BackupRecord) -> datetime:
     """The lock of the copy: the end of the longest tier the backup can be kept under now."""
-    horizon = lock_horizon(record, _policy(svc, schema), svc.replica_keep_lock_days)
+    horizon = lock_horizon(record, _policy(svc, schema), svc.config.replica_keep_lock_days)
     return max(horizon, svc.clock.now() + MIN_LOCK)
 
 
@@ -397,5 +397,5 @@ def count_lagging(svc: Services, schema: str) -> int:
     """Completed backups finished more than REPLICA_LAG_MINUTES ago with no replica copy."""
     if svc.replica is None:
         return 0
-    before = svc.clock.now() - timedelta(minutes=svc.replica_lag_minutes)
+    before = svc.clock.now() - timedelta(minutes=svc.config.replica_lag_minutes)
     return svc.records.unreplicated_since(schema, before)

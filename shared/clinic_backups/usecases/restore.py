@@ -256,7 +256,7 @@ def start_verify(
     `here`, refuse when this function has no verification server (the API's 503); the
     scheduler only queues: the restore worker runs the drill."""
     if here and svc.verifier is None:
-        raise VerificationUnavailable(svc.verify_refused)
+        raise VerificationUnavailable(svc.config.verify_refused)
     if record.status != BackupStatus.COMPLETED:
         raise BackupNotCompleted(
             f"The backup is {record.status.value}; only completed backups can be verified."
@@ -519,7 +519,7 @@ def _restore(
     log: dict[str, Any],
 ) -> RestoreRecord | None:
     restores, restorer = _restores(svc), _restorer(svc)
-    deadline = Deadline(svc.restore_deadline_seconds)
+    deadline = Deadline(svc.config.restore_deadline_seconds)
     timings: dict[str, float] = {}
     swapping = False
     try:
@@ -586,7 +586,7 @@ def _restore(
             claimed.id,
             step="pre_restore_backup",
             old_schema=plan.old_schema,
-            undo_until=svc.clock.now() + timedelta(days=svc.policy.restore_undo_days),
+            undo_until=svc.clock.now() + timedelta(days=svc.config.policy.restore_undo_days),
             details={"timings": timings, "server_version_num": live.server_version_num},
         )
         swapping = True
@@ -702,7 +702,7 @@ def _undo(
     log: dict[str, Any],
 ) -> RestoreRecord | None:
     restores, restorer = _restores(svc), _restorer(svc)
-    deadline = Deadline(svc.restore_deadline_seconds)
+    deadline = Deadline(svc.config.restore_deadline_seconds)
     try:
         if not claimed.old_schema or not restorer.schema_exists(claimed.old_schema):
             raise RestoreFailed("the clinic's previous data is no longer kept; nothing changed")
@@ -797,7 +797,7 @@ def _verify(
     details: dict[str, Any] = {}
     try:
         if svc.verifier is None:
-            raise VerificationNotConfigured(svc.verify_refused or "no verification database")
+            raise VerificationNotConfigured(svc.config.verify_refused or "no verification database")
         if record is None or record.status != BackupStatus.COMPLETED:
             raise ArchiveInvalid("the backup is no longer available (deleted?)")
         try:
@@ -953,7 +953,7 @@ def schedule_verifications(
     clinic once a week, spread over the week's hours (crc32 of its name). Returns how many
     were queued and the clinics that failed (each on its own: the others go on)."""
     failed: dict[str, str] = {}
-    if not svc.verify_weekly or svc.dispatcher is None:
+    if not svc.config.verify_weekly or svc.dispatcher is None:
         return 0, failed
     hour = now.weekday() * 24 + now.hour
     queued = 0

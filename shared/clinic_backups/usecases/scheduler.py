@@ -134,11 +134,10 @@ def run_scheduler(
 ) -> SchedulerReport:
     """One run. `deadline` (a `time.monotonic()` value) stops the optional work in time:
     slots are decided first, the sweeper's uploads/purge/orphans only while time remains."""
-    assert svc.schedules is not None
     started = time.monotonic()
     report = SchedulerReport()
     now = svc.clock.now()
-    policy = svc.policy
+    policy = svc.config.policy
 
     def out_of_time() -> bool:
         if deadline is not None and time.monotonic() > deadline:
@@ -168,9 +167,11 @@ def run_scheduler(
         schemas,
         slots_since=now - policy.catch_up - MISSED_LOOKBACK - timedelta(hours=1),
         stuck_before=now - policy.stuck_after,
-        deleted_before=now - timedelta(days=svc.delete_grace_days),
+        deleted_before=now - timedelta(days=svc.config.delete_grace_days),
         replica_lag_before=(
-            now - timedelta(minutes=svc.replica_lag_minutes) if svc.replica is not None else None
+            now - timedelta(minutes=svc.config.replica_lag_minutes)
+            if svc.replica is not None
+            else None
         ),
     )
     report.sweep.replica_lagging = sum(s.replica_lagging for s in snapshots.values())
@@ -274,8 +275,7 @@ def _execute(
     report: SchedulerReport,
 ) -> _Outgoing | None:
     """Claim one slot and create its backup's record; return the job to send (or None)."""
-    assert svc.schedules is not None
-    within = now < slot.scheduled_at + svc.policy.catch_up
+    within = now < slot.scheduled_at + svc.config.policy.catch_up
     if action == Action.RECOVER:
         # A run claimed this slot and died. If its backup record exists and is no longer
         # pending, its job was queued and has run: nothing to redo. A pending one may have
@@ -377,7 +377,6 @@ def _settle(
     now: datetime,
     report: SchedulerReport,
 ) -> None:
-    assert svc.schedules is not None
     schema, slot, job = outgoing.schema, outgoing.slot, outgoing.job
     if failure is not None:
         # Not done: the record fails (its lock is freed) and the slot is released, so a later

@@ -131,7 +131,7 @@ def unprepared(report: SweepReport, check: SchemaCheck) -> set[str]:
 
 def fail_stuck(svc: Services, schema: str, report: SweepReport) -> None:
     now = svc.clock.now()
-    for backup_id in svc.records.fail_stale(schema, now - svc.policy.stuck_after, now):
+    for backup_id in svc.records.fail_stale(schema, now - svc.config.policy.stuck_after, now):
         report.stale_failed += 1
         svc.metrics.add("BackupFailed", 1, "Count")
         svc.records.audit(
@@ -168,7 +168,9 @@ def _abort(svc: Services, schema: str, uploads: list[PendingUpload], report: Swe
     of its backup's key: keys are compared by their stem (the key without the generation)."""
     live = {
         key_stem(key)
-        for key in svc.records.keys_in_flight(schema, svc.clock.now() - svc.policy.stuck_after)
+        for key in svc.records.keys_in_flight(
+            schema, svc.clock.now() - svc.config.policy.stuck_after
+        )
     }
     storage = svc.scoped(schema)
     for upload in uploads:
@@ -196,7 +198,7 @@ def count_replica_lag(svc: Services, schema: str, report: SweepReport) -> None:
 
 def expire_exports(svc: Services, schema: str, report: SweepReport) -> None:
     """Delete the clinic's activity-log exports written more than `audit_export_ttl` ago."""
-    cutoff = svc.clock.now() - svc.audit_export_ttl
+    cutoff = svc.clock.now() - svc.config.audit_export_ttl
     storage = svc.scoped(schema)
     old = sorted(
         info.key
@@ -235,7 +237,7 @@ def find_orphans(svc: Services, schema: str, report: SweepReport) -> None:
 def fail_stuck_restores(svc: Services, schema: str, report: SweepReport) -> None:
     assert svc.restores is not None
     now = svc.clock.now()
-    for restore_id in svc.restores.fail_stale(schema, now - svc.policy.stuck_after, now):
+    for restore_id in svc.restores.fail_stale(schema, now - svc.config.policy.stuck_after, now):
         report.restores_failed += 1
         svc.records.audit(
             schema,
@@ -310,7 +312,7 @@ def sweep_restores(svc: Services, schemas: Collection[str], report: SweepReport)
     if svc.restores is None or svc.restorer is None:
         return
     now = svc.clock.now()
-    hints, failed = svc.restores.hints(sorted(schemas), now - svc.policy.stuck_after, now)
+    hints, failed = svc.restores.hints(sorted(schemas), now - svc.config.policy.stuck_after, now)
     for schema, reason in failed.items():
         clinic_failed(report, schema, "restores", reason)
     for schema, (stale, droppable) in sorted(hints.items()):
@@ -362,5 +364,8 @@ def emit_metrics(svc: Services, report: SweepReport) -> None:
         if report.replica_lagging:
             logger.warning(
                 "completed backups without a replica copy",
-                extra={"count": report.replica_lagging, "after_minutes": svc.replica_lag_minutes},
+                extra={
+                    "count": report.replica_lagging,
+                    "after_minutes": svc.config.replica_lag_minutes,
+                },
             )

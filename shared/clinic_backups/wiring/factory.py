@@ -1,4 +1,5 @@
-"""The one place that picks adapters from settings and wires them into `Services`.
+"""The one place that picks adapters from settings and wires them into `Services`: each
+builder returns its port, so mypy checks every adapter against the port it stands for.
 
 Adapters are created lazily and kept for the container's life (a warm Lambda reuses its
 database connection and HTTP clients). Modules of unused adapters are never imported, which
@@ -8,9 +9,26 @@ keeps cold starts small: the list function imports neither boto3 nor storage3.
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from clinic_backups.domain.models import PlatformPolicy
+from clinic_backups.domain.ports import (
+    Dumper,
+    JobDispatcher,
+    KeysRepository,
+    Metrics,
+    ObjectStorage,
+    RecordsRepository,
+    ReplicaStorage,
+    Restorer,
+    RestoresRepository,
+    SchedulesRepository,
+    TenantDirectory,
+    Verifier,
+)
+from clinic_backups.usecases.context import Config, Services
 from clinic_backups.wiring.settings import (
     CommonSettings,
     CreateBackupSettings,
@@ -24,7 +42,10 @@ from clinic_backups.wiring.settings import (
     StorageSettings,
 )
 
-_databases: dict[tuple[str, int], Any] = {}
+if TYPE_CHECKING:  # the adapters' modules load only when a function builds one
+    from clinic_backups.adapters.postgres import Database
+
+_databases: dict[tuple[str, int], Database] = {}
 _lock = threading.Lock()
 
 
@@ -35,7 +56,7 @@ def _database_url(settings: CommonSettings) -> str:
     return settings.database_url.get_secret_value()
 
 
-def database(settings: CommonSettings) -> Any:
+def database(settings: CommonSettings) -> Database:
     from clinic_backups.adapters.postgres import Database
 
     key = (_database_url(settings), settings.database_connect_timeout)
@@ -45,25 +66,20 @@ def database(settings: CommonSettings) -> Any:
         return _databases[key]
 
 
-def records(settings: CommonSettings, metrics: Any = None) -> Any:
+def records(settings: CommonSettings, metrics: Metrics | None = None) -> RecordsRepository:
     from clinic_backups.adapters.postgres import PostgresRecords
 
     return PostgresRecords(database(settings), metrics, settings.backup_tables_owner)
 
 
-def schedules(settings: CommonSettings) -> Any:
+def schedules(settings: CommonSettings) -> SchedulesRepository:
     from clinic_backups.adapters.schedules import PostgresSchedules
 
     return PostgresSchedules(database(settings))
 
 
-def policy(settings: CommonSettings) -> Any:
+def policy(settings: CommonSettings) -> PlatformPolicy:
     """The platform's schedule and retention policy (defaults when the model has none)."""
-    from dataclasses import replace
-    from datetime import timedelta
-
-    from clinic_backups.domain.models import PlatformPolicy
-
     base = PlatformPolicy()
     defaults = replace(
         base.defaults, time_zone=settings.default_time_zone, locale=settings.default_locale
@@ -91,7 +107,7 @@ def policy(settings: CommonSettings) -> Any:
     )
 
 
-def tenants(settings: CommonSettings) -> Any:
+def tenants(settings: CommonSettings) -> TenantDirectory:
     from clinic_backups.adapters.postgres import PostgresTenants
 
     return PostgresTenants(
@@ -104,7 +120,9 @@ def tenants(settings: CommonSettings) -> Any:
     )
 
 
-def storage(settings: StorageSettings, s3_client: Any = None, storage_client: Any = None) -> Any:
+def storage(
+    settings: StorageSettings, s3_client: Any = None, storage_client: Any = None
+) -> ObjectStorage:
     from clinic_backups.adapters.s3 import S3Storage
 
     def secret(value: Any) -> str | None:
@@ -134,7 +152,7 @@ def storage(settings: StorageSettings, s3_client: Any = None, storage_client: An
     )
 
 
-def replica(settings: StorageSettings, s3_client: Any = None) -> Any:
+def replica(settings: StorageSettings, s3_client: Any = None) -> ReplicaStorage | None:
     """The replica store (REPLICA_BUCKET), or None when no replica is configured."""
     if not settings.replica_bucket:
         return None
@@ -156,7 +174,7 @@ def replica(settings: StorageSettings, s3_client: Any = None) -> Any:
     )
 
 
-def dispatcher(settings: QueueSettings, sqs_client: Any = None) -> Any:
+def dispatcher(settings: QueueSettings, sqs_client: Any = None) -> JobDispatcher:
     if settings.job_queue == "local":
         from clinic_backups.adapters.queues import LocalDispatcher
 
@@ -169,7 +187,7 @@ def dispatcher(settings: QueueSettings, sqs_client: Any = None) -> Any:
     )
 
 
-def dumper(settings: CreateBackupSettings) -> Any:
+def dumper(settings: CreateBackupSettings) -> Dumper:
     from clinic_backups.adapters.pgdump import PgDumpRunner, PgTools
 
     return PgDumpRunner(
@@ -182,7 +200,9 @@ def dumper(settings: CreateBackupSettings) -> Any:
     )
 
 
-def restore_adapters(settings: CommonSettings, metrics: Any = None) -> tuple[Any, Any]:
+def restore_adapters(
+    settings: CommonSettings, metrics: Metrics | None = None
+) -> tuple[RestoresRepository, Restorer]:
     """The restores repository and the schema swapper (pg_restore/psql as the restore role;
     without the pg tools, only what needs none: dropping kept schemas)."""
     from clinic_backups.adapters.pgdump import PgTools
@@ -201,7 +221,7 @@ def restore_adapters(settings: CommonSettings, metrics: Any = None) -> tuple[Any
     return PostgresRestores(database(settings), metrics), swapper
 
 
-def verifier(settings: RestoreSettings) -> tuple[Any, str | None]:
+def verifier(settings: RestoreSettings) -> tuple[Verifier | None, str | None]:
     """The verification server, or why there is none (VERIFY_DATABASE_URL unset, or naming
     the clinic database's own server without VERIFY_ALLOW_PRODUCTION_SERVER)."""
     from clinic_backups.adapters.pgdump import PgTools
@@ -227,57 +247,76 @@ def verifier(settings: RestoreSettings) -> tuple[Any, str | None]:
     )
 
 
-def keys(settings: CommonSettings) -> Any:
+def keys(settings: CommonSettings) -> KeysRepository:
     from clinic_backups.adapters.keys import PostgresKeys
 
     return PostgresKeys(database(settings))
 
 
-def build_services(settings: CommonSettings) -> Any:
-    """Services for whatever the settings model describes (storage, queue, dumper…)."""
+def config(settings: CommonSettings) -> Config:
+    """The values the use cases read, from whatever the settings model describes (the
+    `Config` defaults where the model has no such setting)."""
+    values: dict[str, Any] = {
+        "policy": policy(settings),
+        "host_maintenance_mode": settings.host_maintenance_mode,
+        "replica_configured": bool(getattr(settings, "replica_bucket", None)),
+    }
+    if isinstance(settings, StorageSettings):
+        if settings.storage_max_object_mb is not None:
+            values["max_object_bytes"] = settings.storage_max_object_mb * 1_000_000
+        values["split_archives"] = settings.storage_split_archives
+        values["replica_keep_lock_days"] = settings.replica_keep_lock_days
+        values["replica_lag_minutes"] = settings.replica_lag_minutes
+    if isinstance(settings, CreateBackupSettings):
+        values["compression"] = settings.dump_compression
+        values["manual_backups_per_day"] = settings.manual_backups_per_day
+    if isinstance(settings, DownloadBackupSettings):
+        values["download_ttl"] = settings.download_url_ttl
+    if isinstance(settings, GraceSettings):
+        values["delete_grace_days"] = settings.delete_grace_days
+    if isinstance(settings, RestoreSettings):
+        values["restore_deadline_seconds"] = settings.restore_timeout_seconds
+    if isinstance(settings, SchedulerSettings):
+        values["verify_weekly"] = settings.verify_weekly
+        values["audit_export_ttl"] = timedelta(hours=settings.audit_export_ttl_hours)
+    if isinstance(settings, EncryptionSettings):
+        values["platform_recipients"] = list(settings.platform_age_recipients)
+        values["platform_identities"] = settings.identities()
+    return Config(**values)
+
+
+def build_services(settings: CommonSettings) -> Services:
+    """Services for whatever the settings model describes (storage, queue, dumper…), built in
+    one step: nothing is changed on it afterwards."""
     from clinic_backups.adapters.age import AgeCipher
     from clinic_backups.observability import PowertoolsMetrics
-    from clinic_backups.usecases.context import Services
 
     metrics = PowertoolsMetrics()
-    svc = Services(
+    settings_config = config(settings)
+    restores, restorer = (
+        restore_adapters(settings, metrics)
+        if isinstance(settings, RestoreSettings | SchedulerSettings)
+        else (None, None)
+    )
+    verifying, verify_refused = (
+        verifier(settings) if isinstance(settings, RestoreSettings) else (None, None)
+    )
+    if verify_refused is not None:
+        settings_config = replace(settings_config, verify_refused=verify_refused)
+    storage_settings = settings if isinstance(settings, StorageSettings) else None
+    return Services(
         records=records(settings, metrics),
         tenants=tenants(settings),
         cipher=AgeCipher(),
+        config=settings_config,
+        storage=storage(storage_settings) if storage_settings else None,
+        dispatcher=dispatcher(settings) if isinstance(settings, QueueSettings) else None,
+        dumper=dumper(settings) if isinstance(settings, CreateBackupSettings) else None,
         metrics=metrics,
         schedules=schedules(settings),
-        policy=policy(settings),
+        restores=restores,
+        restorer=restorer,
+        verifier=verifying,
         keys=keys(settings),
+        replica=replica(storage_settings) if storage_settings else None,
     )
-    if isinstance(settings, StorageSettings):
-        svc.storage = storage(settings)
-        if settings.storage_max_object_mb is not None:
-            svc.max_object_bytes = settings.storage_max_object_mb * 1_000_000
-        svc.split_archives = settings.storage_split_archives
-        svc.replica = replica(settings)
-        svc.replica_keep_lock_days = settings.replica_keep_lock_days
-        svc.replica_lag_minutes = settings.replica_lag_minutes
-    svc.replica_configured = bool(getattr(settings, "replica_bucket", None))
-    if isinstance(settings, QueueSettings):
-        svc.dispatcher = dispatcher(settings)
-    if isinstance(settings, CreateBackupSettings):
-        svc.dumper = dumper(settings)
-        svc.compression = settings.dump_compression
-        svc.manual_backups_per_day = settings.manual_backups_per_day
-    if isinstance(settings, DownloadBackupSettings):
-        svc.download_ttl = settings.download_url_ttl
-    if isinstance(settings, GraceSettings):
-        svc.delete_grace_days = settings.delete_grace_days
-    if isinstance(settings, RestoreSettings | SchedulerSettings):
-        svc.restores, svc.restorer = restore_adapters(settings, metrics)
-    if isinstance(settings, RestoreSettings):
-        svc.verifier, svc.verify_refused = verifier(settings)
-        svc.restore_deadline_seconds = settings.restore_timeout_seconds
-    if isinstance(settings, SchedulerSettings):
-        svc.verify_weekly = settings.verify_weekly
-        svc.audit_export_ttl = timedelta(hours=settings.audit_export_ttl_hours)
-    svc.host_maintenance_mode = settings.host_maintenance_mode
-    if isinstance(settings, EncryptionSettings):
-        svc.platform_recipients = list(settings.platform_age_recipients)
-        svc.platform_identities = settings.identities()
-    return svc
