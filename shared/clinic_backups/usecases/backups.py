@@ -35,7 +35,6 @@ from clinic_backups.domain.errors import (
     ValidationFailed,
 )
 from clinic_backups.domain.models import (
-    AuditEntry,
     BackupJob,
     BackupPage,
     BackupRecord,
@@ -83,6 +82,7 @@ from clinic_backups.usecases import keys
 from clinic_backups.usecases.context import (
     Services,
     audit,
+    audit_by,
     authorize,
     decode_cursor,
     encode_cursor,
@@ -449,15 +449,14 @@ def run_backup_job(
             "toc_entries": result.toc_entries,
         },
     )
-    svc.records.audit(
+    audit_by(
+        svc,
         schema,
-        AuditEntry(
-            action="backup.run",
-            outcome="completed",
-            actor_id="system",
-            backup_id=record.id,
-            details={"size_bytes": result.size_bytes},
-        ),
+        "system",
+        "backup.run",
+        "completed",
+        backup_id=record.id,
+        size_bytes=result.size_bytes,
     )
     _queue_light_check(svc, schema, record.id)
     queue_replication(svc, schema, record.id)
@@ -531,16 +530,7 @@ def _fail_run(
     _remove_objects(storage, record, log)
     svc.records.fail(schema, record.id, code, message, svc.clock.now())
     svc.metrics.add("BackupFailed", 1, "Count")
-    svc.records.audit(
-        schema,
-        AuditEntry(
-            action="backup.run",
-            outcome="failed",
-            actor_id="system",
-            backup_id=record.id,
-            details={"error_code": code},
-        ),
-    )
+    audit_by(svc, schema, "system", "backup.run", "failed", backup_id=record.id, error_code=code)
 
 
 def _end_cancelled(
@@ -567,12 +557,7 @@ def _end_cancelled(
         logger.warning("the cancelled backup was no longer running (taken over)", extra=log)
         return
     svc.metrics.add("BackupCancelled", 1, "Count")
-    svc.records.audit(
-        schema,
-        AuditEntry(
-            action="backup.run", outcome="cancelled", actor_id="system", backup_id=record.id
-        ),
-    )
+    audit_by(svc, schema, "system", "backup.run", "cancelled", backup_id=record.id)
 
 
 def _remove_objects(storage: ScopedStorage, record: BackupRecord, log: dict[str, Any]) -> None:
@@ -808,12 +793,7 @@ def purge_deleted(svc: Services, schema: str) -> int:
     for record in svc.records.purgeable(schema, cutoff):
         storage.delete(stored_keys(record))
         svc.records.mark_purged(schema, record.id, svc.clock.now())
-        svc.records.audit(
-            schema,
-            AuditEntry(
-                action="backup.purge", outcome="purged", actor_id="system", backup_id=record.id
-            ),
-        )
+        audit_by(svc, schema, "system", "backup.purge", "purged", backup_id=record.id)
         purged += 1
     if purged:
         logger.info("purged deleted backups", extra={"clinic": schema, "count": purged})
@@ -1042,15 +1022,14 @@ def apply_retention(svc: Services, schema: str) -> RetentionPlan:
             record,
             deleted_at=record.deleted_at.isoformat() if record.deleted_at else None,
         )
-        svc.records.audit(
+        audit_by(
+            svc,
             schema,
-            AuditEntry(
-                action="backup.retention",
-                outcome="deleted",
-                actor_id="retention",
-                backup_id=record.id,
-                details={"trigger": record.trigger.value},
-            ),
+            "retention",
+            "backup.retention",
+            "deleted",
+            backup_id=record.id,
+            trigger=record.trigger.value,
         )
     if retired:
         svc.metrics.add("BackupsRetired", len(retired), "Count")

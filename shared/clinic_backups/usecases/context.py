@@ -121,6 +121,25 @@ def audit(
     svc.records.audit(ctx.schema, AuditEntry.by(ctx, action, outcome, backup_id, **details))
 
 
+def audit_by(
+    svc: Services,
+    schema: str,
+    actor_id: str,
+    action: str,
+    outcome: str,
+    backup_id: uuid.UUID | None = None,
+    **details: Any,
+) -> None:
+    """An activity-log entry for what the platform itself did (`system`, `sweeper`,
+    `scheduler`…): no user, no request."""
+    svc.records.audit(
+        schema,
+        AuditEntry(
+            action=action, outcome=outcome, actor_id=actor_id, backup_id=backup_id, details=details
+        ),
+    )
+
+
 def authorize(
     svc: Services,
     ctx: TenantContext,

@@ -30,7 +30,6 @@ from clinic_backups.domain.errors import (
     LeaseLost,
 )
 from clinic_backups.domain.models import (
-    AuditEntry,
     BackupRecord,
     BackupStatus,
     Lease,
@@ -55,7 +54,7 @@ from clinic_backups.usecases.backups import (
     object_limit,
     start_heartbeat,
 )
-from clinic_backups.usecases.context import Services, audit, authorize, parse_id, visible
+from clinic_backups.usecases.context import Services, audit, audit_by, authorize, parse_id, visible
 from clinic_backups.usecases.lease import Heartbeat, guarded
 
 _GENERATION = re.compile(r"-g(\d+)\.dump")
@@ -192,29 +191,27 @@ def _reencrypt(
             return svc.records.get(schema, record.id)  # the taker cleared the flag and audited
         with contextlib.suppress(LeaseLost):
             svc.records.finish_reencrypt(schema, record.id, lease=lease)
-        svc.records.audit(
+        audit_by(
+            svc,
             schema,
-            AuditEntry(
-                action="backup.reencrypt",
-                outcome="failed",
-                actor_id="system",
-                backup_id=record.id,
-                details={"error": type(error).__name__},
-            ),
+            "system",
+            "backup.reencrypt",
+            "failed",
+            backup_id=record.id,
+            error=type(error).__name__,
         )
         if isinstance(error, KeyboardInterrupt | SystemExit):
             raise
         return svc.records.get(schema, record.id)
     _remove(storage, stored_keys(record))
-    svc.records.audit(
+    audit_by(
+        svc,
         schema,
-        AuditEntry(
-            action="backup.reencrypt",
-            outcome="completed",
-            actor_id="system",
-            backup_id=record.id,
-            details={"recipients": [r["fingerprint"] for r in recipients]},
-        ),
+        "system",
+        "backup.reencrypt",
+        "completed",
+        backup_id=record.id,
+        recipients=[r["fingerprint"] for r in recipients],
     )
     logger.info("backup re-encrypted", extra={**log, "generation": generation})
     from clinic_backups.usecases.replica import queue_replication

@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from clinic_backups.domain.errors import ChecksumMismatch, StorageObjectMissing, StorageUnavailable
-from clinic_backups.domain.models import AuditEntry, BackupRecord, BackupStatus, ReplicateJob
+from clinic_backups.domain.models import BackupRecord, BackupStatus, ReplicateJob
 from clinic_backups.domain.names import check_key_in_prefix, manifest_key
 from clinic_backups.domain.parts import stored_keys
 from clinic_backups.domain.retention import RetentionPolicy, lock_horizon
@@ -38,7 +38,7 @@ from clinic_backups.observability import logger
 from clinic_backups.usecases.archive import ChecksumReader
 
 if TYPE_CHECKING:
-    from clinic_backups.usecases.context import Services
+    from clinic_backups.usecases.context import Services, audit_by
 
 ARCHIVE_CONTENT_TYPE = "application/octet-stream"
 # A copy is always locked at least this long past the moment it is made (a backup older than
@@ -134,15 +134,14 @@ def run_replicate_job(svc: Services, job: ReplicateJob) -> BackupRecord | None:
             extra={**log, "reason": type(error).__name__},
         )
         svc.metrics.add("ReplicaCopyRefused", 1, "Count")
-        svc.records.audit(
+        audit_by(
+            svc,
             schema,
-            AuditEntry(
-                action="backup.replicate",
-                outcome="refused",
-                actor_id="system",
-                backup_id=record.id,
-                details={"reason": type(error).__name__},
-            ),
+            "system",
+            "backup.replicate",
+            "refused",
+            backup_id=record.id,
+            reason=type(error).__name__,
         )
         return None
     done = svc.records.mark_replicated(
@@ -159,18 +158,15 @@ def run_replicate_job(svc: Services, job: ReplicateJob) -> BackupRecord | None:
         "backup copied to the replica",
         extra={**log, "objects": len(_expected(record)) + 1, "locked": until is not None},
     )
-    svc.records.audit(
+    audit_by(
+        svc,
         schema,
-        AuditEntry(
-            action="backup.replicate",
-            outcome="completed",
-            actor_id="system",
-            backup_id=record.id,
-            details={
-                "retain_until": until.isoformat() if until else None,
-                "seconds": round(seconds, 3),
-            },
-        ),
+        "system",
+        "backup.replicate",
+        "completed",
+        backup_id=record.id,
+        retain_until=until.isoformat() if until else None,
+        seconds=round(seconds, 3),
     )
     return done
 
@@ -253,15 +249,14 @@ def read_source(
         extra={"clinic": schema, "backup_id": str(record.id), "used_for": used_for},
     )
     svc.metrics.add("ReplicaRead", 1, "Count")
-    svc.records.audit(
+    audit_by(
+        svc,
         schema,
-        AuditEntry(
-            action="backup.replica_read",
-            outcome="used",
-            actor_id="system",
-            backup_id=record.id,
-            details={"for": used_for},
-        ),
+        "system",
+        "backup.replica_read",
+        "used",
+        backup_id=record.id,
+        **{"for": used_for},
     )
     return replica, True
 
@@ -344,16 +339,7 @@ def _delete_copy(
             extra={"clinic": schema, "backup_id": str(backup_id)},
         )
         return False
-    svc.records.audit(
-        schema,
-        AuditEntry(
-            action="backup.purge",
-            outcome=outcome,
-            actor_id="system",
-            backup_id=backup_id,
-            details={"objects": len(keys)},
-        ),
-    )
+    audit_by(svc, schema, "system", "backup.purge", outcome, backup_id=backup_id, objects=len(keys))
     return True
 
 

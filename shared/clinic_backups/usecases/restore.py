@@ -93,6 +93,7 @@ from clinic_backups.usecases.backups import (
 from clinic_backups.usecases.context import (
     Services,
     audit,
+    audit_by,
     authorize,
     decode_cursor,
     encode_cursor,
@@ -623,15 +624,15 @@ def _restore(
             message = f"{message}; nothing changed"
         restores.fail(schema, claimed.id, code, message, svc.clock.now(), {"timings": timings})
         svc.metrics.add("RestoreFailed", 1, "Count")
-        svc.records.audit(
+        audit_by(
+            svc,
             schema,
-            AuditEntry(
-                action="restore.run",
-                outcome="failed",
-                actor_id=SYSTEM,
-                backup_id=claimed.backup_id,
-                details={"restore_id": str(claimed.id), "error_code": code},
-            ),
+            SYSTEM,
+            "restore.run",
+            "failed",
+            backup_id=claimed.backup_id,
+            restore_id=str(claimed.id),
+            error_code=code,
         )
         return restores.get(schema, claimed.id)
     beat.stop()
@@ -741,15 +742,15 @@ def _undo(
             message = f"{message}; nothing changed"
         # Only while this run still holds the lease (a takeover failed the undo already).
         restores.fail_undo(schema, claimed.id, code, message, lease)
-        svc.records.audit(
+        audit_by(
+            svc,
             schema,
-            AuditEntry(
-                action="restore.undo",
-                outcome="failed",
-                actor_id=SYSTEM,
-                backup_id=claimed.backup_id,
-                details={"restore_id": str(claimed.id), "error_code": code},
-            ),
+            SYSTEM,
+            "restore.undo",
+            "failed",
+            backup_id=claimed.backup_id,
+            restore_id=str(claimed.id),
+            error_code=code,
         )
         return restores.get(schema, claimed.id)
     beat.stop()
@@ -929,15 +930,15 @@ def run_light_verify(svc: Services, job: LightVerifyJob) -> BackupRecord | None:
             check_outcome=outcome,
             check_error=error_text,
         )
-    svc.records.audit(
+    audit_by(
+        svc,
         schema,
-        AuditEntry(
-            action="backup.check",
-            outcome=outcome,
-            actor_id=SYSTEM,
-            backup_id=record.id,
-            details={"tables": len(counts or {}), "rows": sum((counts or {}).values())},
-        ),
+        SYSTEM,
+        "backup.check",
+        outcome,
+        backup_id=record.id,
+        tables=len(counts or {}),
+        rows=sum((counts or {}).values()),
     )
     svc.metrics.add("BackupChecked" if outcome == "passed" else "BackupCheckFailed", 1, "Count")
     return updated

@@ -43,7 +43,7 @@ from functools import partial
 from typing import Any
 
 from clinic_backups.domain.errors import ApiError, OperationInProgress
-from clinic_backups.domain.models import AuditEntry, BackupJob, BackupStatus, SlotStatus, Trigger
+from clinic_backups.domain.models import BackupJob, BackupStatus, SlotStatus, Trigger
 from clinic_backups.domain.names import UNSUPPORTED_NAME
 from clinic_backups.domain.ports import EnqueueFailure
 from clinic_backups.domain.schedule import (
@@ -61,7 +61,7 @@ from clinic_backups.usecases.backups import (
     job_not_queued,
     prepare_backup,
 )
-from clinic_backups.usecases.context import Services
+from clinic_backups.usecases.context import Services, audit_by
 from clinic_backups.usecases.restore import schedule_verifications
 from clinic_backups.usecases.sweeper import (
     FAILED_CLINICS_LISTED,
@@ -399,15 +399,15 @@ def _settle(
         report.recovered += 1
         return
     report.enqueued += 1
-    svc.records.audit(
+    audit_by(
+        svc,
         schema,
-        AuditEntry(
-            action="backup.create",
-            outcome="scheduled",
-            actor_id=SCHEDULER_ACTOR,
-            backup_id=job.backup_id,
-            details={"slot": _slot_name(slot), "scheduled_at": slot.scheduled_at.isoformat()},
-        ),
+        SCHEDULER_ACTOR,
+        "backup.create",
+        "scheduled",
+        backup_id=job.backup_id,
+        slot=_slot_name(slot),
+        scheduled_at=slot.scheduled_at.isoformat(),
     )
 
 

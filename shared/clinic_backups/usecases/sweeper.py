@@ -46,7 +46,6 @@ from datetime import timedelta
 from functools import partial
 from typing import Any
 
-from clinic_backups.domain.models import AuditEntry
 from clinic_backups.domain.names import (
     archive_key,
     audit_export_prefix,
@@ -57,7 +56,7 @@ from clinic_backups.domain.names import (
 from clinic_backups.domain.ports import PendingUpload, SchemaCheck
 from clinic_backups.observability import logger
 from clinic_backups.usecases.backups import PARTS_PENDING, PARTS_REMOVED, purge_deleted
-from clinic_backups.usecases.context import Services
+from clinic_backups.usecases.context import Services, audit_by
 from clinic_backups.usecases.replica import count_lagging
 
 # An object this young may belong to a record being written right now: not reported yet.
@@ -134,15 +133,8 @@ def fail_stuck(svc: Services, schema: str, report: SweepReport) -> None:
     for backup_id in svc.records.fail_stale(schema, now - svc.config.policy.stuck_after, now):
         report.stale_failed += 1
         svc.metrics.add("BackupFailed", 1, "Count")
-        svc.records.audit(
-            schema,
-            AuditEntry(
-                action="backup.run",
-                outcome="failed",
-                actor_id="sweeper",
-                backup_id=backup_id,
-                details={"error_code": "stale"},
-            ),
+        audit_by(
+            svc, schema, "sweeper", "backup.run", "failed", backup_id=backup_id, error_code="stale"
         )
         logger.warning(
             "stuck backup failed as stale", extra={"clinic": schema, "backup_id": str(backup_id)}
@@ -239,14 +231,14 @@ def fail_stuck_restores(svc: Services, schema: str, report: SweepReport) -> None
     now = svc.clock.now()
     for restore_id in svc.restores.fail_stale(schema, now - svc.config.policy.stuck_after, now):
         report.restores_failed += 1
-        svc.records.audit(
+        audit_by(
+            svc,
             schema,
-            AuditEntry(
-                action="restore.run",
-                outcome="failed",
-                actor_id="sweeper",
-                details={"restore_id": str(restore_id), "error_code": "stale"},
-            ),
+            "sweeper",
+            "restore.run",
+            "failed",
+            restore_id=str(restore_id),
+            error_code="stale",
         )
         logger.warning(
             "stuck restore job failed as stale",
@@ -280,27 +272,19 @@ def drop_kept_schemas(svc: Services, schema: str, report: SweepReport) -> None:
                     "dependents": [f"{nsp}: {what}" for nsp, what in outside[:50]],
                 },
             )
-            svc.records.audit(
+            audit_by(
+                svc,
                 schema,
-                AuditEntry(
-                    action="restore.drop",
-                    outcome="refused",
-                    actor_id="sweeper",
-                    details={"restore_id": str(restore_id), "dependents": len(outside)},
-                ),
+                "sweeper",
+                "restore.drop",
+                "refused",
+                restore_id=str(restore_id),
+                dependents=len(outside),
             )
             continue
         svc.restores.mark_dropped(schema, restore_id, now)
         report.schemas_dropped += 1
-        svc.records.audit(
-            schema,
-            AuditEntry(
-                action="restore.drop",
-                outcome="dropped",
-                actor_id="sweeper",
-                details={"restore_id": str(restore_id)},
-            ),
-        )
+        audit_by(svc, schema, "sweeper", "restore.drop", "dropped", restore_id=str(restore_id))
         logger.info(
             "dropped a kept schema past its undo window",
             extra={"clinic": schema, "restore_id": str(restore_id)},
