@@ -26,6 +26,7 @@ from clinic_backups.domain.errors import StorageObjectTooLarge
 from clinic_backups.domain.models import BackupRecord
 from clinic_backups.domain.names import check_key_in_prefix, manifest_key
 from clinic_backups.domain.storage import ScopedStorage
+from clinic_backups.domain.streams import ChunkReader
 
 PART_DIGITS = 3
 MAX_PARTS = 10**PART_DIGITS - 1
@@ -185,7 +186,7 @@ def leftover_keys(storage: ScopedStorage, key: str) -> list[str]:
     return keys
 
 
-class _Joined(io.RawIOBase):
+class _Joined(ChunkReader):
     """The parts read one after the other, as one stream (one part open at a time)."""
 
     def __init__(self, storage: ScopedStorage, keys: list[str]):
@@ -194,15 +195,7 @@ class _Joined(io.RawIOBase):
         self._keys = list(keys)
         self._body: Any = None
 
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int | None = -1) -> bytes:
-        if size is None or size < 0:
-            chunks = []
-            while chunk := self.read(1024 * 1024):
-                chunks.append(chunk)
-            return b"".join(chunks)
+    def read_chunk(self, size: int) -> bytes:
         while True:
             if self._body is None:
                 if not self._keys:
@@ -213,12 +206,6 @@ class _Joined(io.RawIOBase):
                 return data
             self._body.close()
             self._body = None
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        view = memoryview(buffer)
-        data = self.read(len(view))
-        view[: len(data)] = data
-        return len(data)
 
     def close(self) -> None:
         if self._body is not None:

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+from functools import partial
+
+# `read()` without a size reads to the end in steps of this many bytes.
+READ_ALL_STEP = 1024 * 1024
 
 
 class HashingReader(io.RawIOBase):
@@ -32,3 +36,25 @@ class HashingReader(io.RawIOBase):
 
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
+
+
+class ChunkReader(io.RawIOBase):
+    """A readable stream built on `read_chunk(size)`: up to `size` bytes as the source gave
+    them, b"" at the end. `read()` without a size reads to the end; `readinto` copies a chunk."""
+
+    def readable(self) -> bool:
+        return True
+
+    def read_chunk(self, size: int) -> bytes:
+        raise NotImplementedError
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            return b"".join(iter(partial(self.read_chunk, READ_ALL_STEP), b""))
+        return self.read_chunk(size)
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        view = memoryview(buffer)
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)

@@ -16,7 +16,6 @@ commits a wrong archive.
 from __future__ import annotations
 
 import hashlib
-import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
@@ -32,12 +31,13 @@ from clinic_backups.domain.errors import (
 from clinic_backups.domain.models import BackupRecord, BackupStatus
 from clinic_backups.domain.names import check_key_in_prefix
 from clinic_backups.domain.parts import open_stored
+from clinic_backups.domain.streams import ChunkReader
 
 if TYPE_CHECKING:
     from clinic_backups.usecases.context import Services
 
 
-class ChecksumReader(io.RawIOBase):
+class ChecksumReader(ChunkReader):
     """sha256 and size of every byte read through it, compared with the record at the end."""
 
     def __init__(self, source: Any, sha256: str, size: int | None, what: str = "stored file"):
@@ -50,16 +50,8 @@ class ChecksumReader(io.RawIOBase):
         self.bytes = 0
         self.verified = False
 
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int | None = -1) -> bytes:
+    def read_chunk(self, size: int) -> bytes:
         """The next bytes as the store gave them (no copy into a buffer of ours)."""
-        if size is None or size < 0:
-            chunks = []
-            while chunk := self.read(1024 * 1024):
-                chunks.append(chunk)
-            return b"".join(chunks)
         data: bytes = self._source.read(size)
         if not data:
             self._at_end()
@@ -71,12 +63,6 @@ class ChecksumReader(io.RawIOBase):
             )
         self._hash.update(data)
         return data
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        view = memoryview(buffer)
-        data = self.read(len(view))
-        view[: len(data)] = data
-        return len(data)
 
     def _at_end(self) -> None:
         if self.verified:

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NotRequired, TypedDict, Unpack
 
 from clinic_backups.domain.errors import (
     ApiError,
@@ -171,15 +171,17 @@ def with_purge_after(svc: Services, record: BackupRecord) -> BackupRecord:
 # --- creating -----------------------------------------------------------------------------
 
 
+class BackupOrigin(TypedDict):
+    """Who asks for a new backup, and why (every path that makes one)."""
+
+    trigger: Trigger
+    actor_id: str
+    actor_name: str | None
+    note: NotRequired[str | None]
+
+
 def new_backup_record(
-    svc: Services,
-    schema: str,
-    backup_id: uuid.UUID,
-    *,
-    trigger: Trigger,
-    actor_id: str,
-    actor_name: str | None,
-    note: str | None = None,
+    svc: Services, schema: str, backup_id: uuid.UUID, **origin: Unpack[BackupOrigin]
 ) -> BackupRecord:
     """The one constructor of a new (pending) backup record, for every path that makes a
     backup (manual, scheduled, pre-restore…): encryption cannot be forgotten by one of them."""
@@ -187,16 +189,16 @@ def new_backup_record(
     return BackupRecord(
         id=backup_id,
         status=BackupStatus.PENDING,
-        trigger=trigger,
+        trigger=origin["trigger"],
         file_name=backup_file_name(schema, backup_id, now),
         storage_key=backup_storage_key(schema, backup_id, now),
-        created_by=actor_id,
-        created_by_name=actor_name,
+        created_by=origin["actor_id"],
+        created_by_name=origin["actor_name"],
         created_at=now,
         compression=svc.config.compression,
         # Always on: the worker encrypts every archive (age) before it is stored.
         encryption="age",
-        note=note,
+        note=origin.get("note"),
     )
 
 
@@ -204,29 +206,16 @@ def prepare_backup(
     svc: Services,
     schema: str,
     *,
-    trigger: Trigger,
-    actor_id: str,
-    actor_name: str | None,
-    note: str | None = None,
     backup_id: uuid.UUID | None = None,
+    **origin: Unpack[BackupOrigin],
 ) -> tuple[BackupRecord, BackupJob]:
     """Create the pending record (taking the clinic's operation lock) and return it with the
     job to enqueue. The caller enqueues it, or calls `job_not_queued` when the queue refused."""
     svc.records.ensure_schema(schema)
     backup_id = backup_id or uuid.uuid4()
-    record = svc.records.create_pending(
-        schema,
-        new_backup_record(
-            svc,
-            schema,
-            backup_id,
-            trigger=trigger,
-            actor_id=actor_id,
-            actor_name=actor_name,
-            note=note,
-        ),
-    )
-    return record, BackupJob(kind="backup", schema=schema, backup_id=backup_id, trigger=trigger)
+    record = svc.records.create_pending(schema, new_backup_record(svc, schema, backup_id, **origin))
+    job = BackupJob(kind="backup", schema=schema, backup_id=backup_id, trigger=origin["trigger"])
+    return record, job
 
 
 def job_not_queued(svc: Services, job: BackupJob) -> None:
@@ -272,23 +261,12 @@ def start_backup(
     svc: Services,
     schema: str,
     *,
-    trigger: Trigger,
-    actor_id: str,
-    actor_name: str | None,
-    note: str | None = None,
     backup_id: uuid.UUID | None = None,
+    **origin: Unpack[BackupOrigin],
 ) -> BackupRecord:
     """Create the pending record (taking the clinic's operation lock) and enqueue its job."""
     assert svc.dispatcher is not None, "this function cannot enqueue jobs"
-    record, job = prepare_backup(
-        svc,
-        schema,
-        trigger=trigger,
-        actor_id=actor_id,
-        actor_name=actor_name,
-        note=note,
-        backup_id=backup_id,
-    )
+    record, job = prepare_backup(svc, schema, backup_id=backup_id, **origin)
     try:
         svc.dispatcher.enqueue(job)
     except ApiError as error:

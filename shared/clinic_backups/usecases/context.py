@@ -40,6 +40,7 @@ from clinic_backups.domain.ports import (
     Verifier,
 )
 from clinic_backups.domain.storage import ScopedReplica, ScopedStorage
+from clinic_backups.observability import logger
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,17 @@ def audit_by(
             action=action, outcome=outcome, actor_id=actor_id, backup_id=backup_id, details=details
         ),
     )
+
+
+def job_clinic(svc: Services, schema: str, job: str, log: dict[str, Any]) -> bool:
+    """A queued job's clinic, re-checked against the tenants table: False (logged, nothing
+    runs) when it is not, or no longer, an active clinic; else its tables exist after this."""
+    clinic = svc.tenants.get(schema)
+    if clinic is None or not clinic.active:
+        logger.warning(f"{job} for a clinic that is not active; refused", extra=log)
+        return False
+    svc.records.ensure_schema(schema)
+    return True
 
 
 def authorize(

@@ -29,7 +29,6 @@ record `cancelled` with nothing stored.
 from __future__ import annotations
 
 import contextlib
-import io
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -37,6 +36,7 @@ from typing import Any
 from clinic_backups.domain.errors import BackupCancelled, LeaseLost
 from clinic_backups.domain.models import Lease
 from clinic_backups.domain.ports import CANCEL, Renewal
+from clinic_backups.domain.streams import ChunkReader
 from clinic_backups.observability import logger
 
 BEATS_PER_LEASE = 4
@@ -92,7 +92,8 @@ class Heartbeat:
             raise BackupCancelled()
 
     def __enter__(self) -> Heartbeat:
-        return self.start()
+        # `start_heartbeat` hands out a started one: `with` then only stops it at the end.
+        return self if self._thread.ident is not None else self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
@@ -124,7 +125,7 @@ class Heartbeat:
                     self._close()
 
 
-class LeaseGuard(io.RawIOBase):
+class LeaseGuard(ChunkReader):
     """A stream that stops (LeaseLost, BackupCancelled) at its next read once the heartbeat
     lost the lease or heard of a cancel: an upload reading it aborts instead of completing an
     object for a job that was taken over or cancelled."""
@@ -134,18 +135,10 @@ class LeaseGuard(io.RawIOBase):
         self._source = source
         self._heartbeat = heartbeat
 
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int | None = -1) -> bytes:
+    def read_chunk(self, size: int) -> bytes:
         self._heartbeat.check()
         data: bytes = self._source.read(size)
         return data
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
 
 
 def guarded(stream: Any, heartbeat: Heartbeat | None) -> Any:

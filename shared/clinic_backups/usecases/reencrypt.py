@@ -54,7 +54,15 @@ from clinic_backups.usecases.backups import (
     object_limit,
     start_heartbeat,
 )
-from clinic_backups.usecases.context import Services, audit, audit_by, authorize, parse_id, visible
+from clinic_backups.usecases.context import (
+    Services,
+    audit,
+    audit_by,
+    authorize,
+    job_clinic,
+    parse_id,
+    visible,
+)
 from clinic_backups.usecases.lease import Heartbeat, guarded
 
 _GENERATION = re.compile(r"-g(\d+)\.dump")
@@ -97,11 +105,8 @@ def _next_generation(file_name: str) -> int:
 def run_reencrypt_job(svc: Services, job: ReencryptJob) -> BackupRecord | None:
     schema = job.schema_name
     log = {"clinic": schema, "backup_id": str(job.backup_id)}
-    clinic = svc.tenants.get(schema)
-    if clinic is None or not clinic.active:
-        logger.warning("re-encryption for a clinic that is not active; refused", extra=log)
+    if not job_clinic(svc, schema, "re-encryption", log):
         return None
-    svc.records.ensure_schema(schema)
     # The claim: the re-encryption's lock row takes this run's lease (a second delivery, or a
     # run after a takeover, finds no lock row without one).
     lease = new_lease(svc)
@@ -110,11 +115,8 @@ def run_reencrypt_job(svc: Services, job: ReencryptJob) -> BackupRecord | None:
         return None
     record = svc.records.get(schema, job.backup_id)
     assert record is not None
-    beat = start_heartbeat(svc, schema, lease, backup_id=str(record.id))
-    try:
+    with start_heartbeat(svc, schema, lease, backup_id=str(record.id)) as beat:
         return _reencrypt(svc, schema, record, lease, beat, log)
-    finally:
-        beat.stop()
 
 
 def _reencrypt(

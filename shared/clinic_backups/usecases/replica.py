@@ -38,7 +38,7 @@ from clinic_backups.observability import logger
 from clinic_backups.usecases.archive import ChecksumReader
 
 if TYPE_CHECKING:
-    from clinic_backups.usecases.context import Services, audit_by
+    from clinic_backups.usecases.context import Services, audit_by, job_clinic
 
 ARCHIVE_CONTENT_TYPE = "application/octet-stream"
 # A copy is always locked at least this long past the moment it is made (a backup older than
@@ -99,11 +99,8 @@ def run_replicate_job(svc: Services, job: ReplicateJob) -> BackupRecord | None:
         return None
     schema = job.schema_name
     log = {"clinic": schema, "backup_id": str(job.backup_id)}
-    clinic = svc.tenants.get(schema)
-    if clinic is None or not clinic.active:
-        logger.warning("replica job for a clinic that is not active; refused", extra=log)
+    if not job_clinic(svc, schema, "replica job", log):
         return None
-    svc.records.ensure_schema(schema)
     record = svc.records.get(schema, job.backup_id)
     if record is None or record.status != BackupStatus.COMPLETED or record.replicated_at:
         return None

@@ -504,11 +504,9 @@ def run_restore_job(svc: Services, job: RestoreJob) -> RestoreRecord | None:
     if claimed is None:
         logger.info("restore not pending (a repeated delivery); skipped", extra=log)
         return None
-    beat = start_heartbeat(svc, schema, lease, restore_id=str(claimed.id))
-    try:
+    # Whatever happens, a job that ended never renews its lease (the beat stops on exit).
+    with start_heartbeat(svc, schema, lease, restore_id=str(claimed.id)) as beat:
         return _restore(svc, schema, claimed, lease, beat, log)
-    finally:
-        beat.stop()  # whatever happens: a job that ended never renews its lease
 
 
 def _restore(
@@ -687,11 +685,8 @@ def run_undo_job(svc: Services, job: RestoreJob) -> RestoreRecord | None:
     if claimed is None:
         logger.info("undo not pending (a repeated delivery); skipped", extra=log)
         return None
-    beat = start_heartbeat(svc, schema, lease, restore_id=str(claimed.id))
-    try:
+    with start_heartbeat(svc, schema, lease, restore_id=str(claimed.id)) as beat:
         return _undo(svc, schema, claimed, lease, beat, log)
-    finally:
-        beat.stop()
 
 
 def _undo(
@@ -782,11 +777,8 @@ def run_verify_job(svc: Services, job: RestoreJob) -> RestoreRecord | None:
         return None
     # A drill takes no lock (nothing live changes): its lease is on its own job row, so the
     # sweeper never fails a drill that runs, however long.
-    beat = start_heartbeat(svc, schema, lease, job_row=True, restore_id=str(claimed.id))
-    try:
+    with start_heartbeat(svc, schema, lease, job_row=True, restore_id=str(claimed.id)) as beat:
         return _verify(svc, schema, claimed, beat, log)
-    finally:
-        beat.stop()
 
 
 def _verify(

@@ -238,27 +238,15 @@ def run_scheduler(
         if snap is not None and snap.purgeable and not out_of_time():
             guarded(report.sweep, "purge", schema, partial(purge, svc, schema, report.sweep))
     if svc.storage is not None:
-        # Expired activity-log exports: one listing of the clinic's export folder, in the
-        # clinic's daily turn (an export lives at most AUDIT_EXPORT_TTL_HOURS + 24 h).
+        # In the clinic's daily turn, one listing each: its expired activity-log exports (an
+        # export lives at most AUDIT_EXPORT_TTL_HOURS + 24 h), then its orphaned objects.
+        daily = [("exports", expire_exports), ("orphans", find_orphans)][: 2 if orphans else 1]
         for schema in schemas:
-            turn = zlib.crc32(schema.encode()) % ORPHAN_ROTATION_HOURS == now.hour
-            if turn and not out_of_time():
-                guarded(
-                    report.sweep,
-                    "exports",
-                    schema,
-                    partial(expire_exports, svc, schema, report.sweep),
-                )
-    if orphans and svc.storage is not None:
-        for schema in schemas:
-            turn = zlib.crc32(schema.encode()) % ORPHAN_ROTATION_HOURS == now.hour
-            if turn and not out_of_time():
-                guarded(
-                    report.sweep,
-                    "orphans",
-                    schema,
-                    partial(find_orphans, svc, schema, report.sweep),
-                )
+            if zlib.crc32(schema.encode()) % ORPHAN_ROTATION_HOURS != now.hour:
+                continue
+            for step, work in daily:
+                if not out_of_time():
+                    guarded(report.sweep, step, schema, partial(work, svc, schema, report.sweep))
 
     report.seconds = round(time.monotonic() - started, 3)
     _emit(svc, report)
