@@ -661,6 +661,19 @@ class ClinicSettings:
         return self.updated_at is None
 
 
+# What a clinic's admin edits (the rest of a `ClinicSettings` says who saved it, and when).
+EDITABLE_SETTINGS = (
+    "enabled",
+    "hour",
+    "weekdays",
+    "time_zone",
+    "locale",
+    "keep_daily",
+    "keep_weekly",
+    "keep_monthly",
+)
+
+
 class SlotStatus(StrEnum):
     DUE = "due"  # claimed by a scheduler run that is enqueueing it right now
     ENQUEUED = "enqueued"

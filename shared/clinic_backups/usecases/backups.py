@@ -35,6 +35,7 @@ from clinic_backups.domain.errors import (
     ValidationFailed,
 )
 from clinic_backups.domain.models import (
+    EDITABLE_SETTINGS,
     BackupJob,
     BackupPage,
     BackupRecord,
@@ -920,16 +921,7 @@ def update_backup_settings(
     )
     changed = {
         name: [getattr(before, name), getattr(saved, name)]
-        for name in (
-            "enabled",
-            "hour",
-            "weekdays",
-            "time_zone",
-            "locale",
-            "keep_daily",
-            "keep_weekly",
-            "keep_monthly",
-        )
+        for name in EDITABLE_SETTINGS
         if getattr(before, name) != getattr(saved, name)
     }
     audit(

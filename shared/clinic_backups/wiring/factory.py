@@ -13,21 +13,10 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from pydantic import SecretStr
+
+from clinic_backups.domain import ports
 from clinic_backups.domain.models import PlatformPolicy
-from clinic_backups.domain.ports import (
-    Dumper,
-    JobDispatcher,
-    KeysRepository,
-    Metrics,
-    ObjectStorage,
-    RecordsRepository,
-    ReplicaStorage,
-    Restorer,
-    RestoresRepository,
-    SchedulesRepository,
-    TenantDirectory,
-    Verifier,
-)
 from clinic_backups.usecases.context import Config, Services
 from clinic_backups.wiring.settings import (
     CommonSettings,
@@ -49,6 +38,10 @@ _databases: dict[tuple[str, int], Database] = {}
 _lock = threading.Lock()
 
 
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
 def _database_url(settings: CommonSettings) -> str:
     """The restore function connects as the restore role (RESTORE_DATABASE_URL) throughout."""
     if isinstance(settings, RestoreSettings) and settings.restore_database_url:
@@ -66,13 +59,15 @@ def database(settings: CommonSettings) -> Database:
         return _databases[key]
 
 
-def records(settings: CommonSettings, metrics: Metrics | None = None) -> RecordsRepository:
+def records(
+    settings: CommonSettings, metrics: ports.Metrics | None = None
+) -> ports.RecordsRepository:
     from clinic_backups.adapters.postgres import PostgresRecords
 
     return PostgresRecords(database(settings), metrics, settings.backup_tables_owner)
 
 
-def schedules(settings: CommonSettings) -> SchedulesRepository:
+def schedules(settings: CommonSettings) -> ports.SchedulesRepository:
     from clinic_backups.adapters.schedules import PostgresSchedules
 
     return PostgresSchedules(database(settings))
@@ -107,7 +102,7 @@ def policy(settings: CommonSettings) -> PlatformPolicy:
     )
 
 
-def tenants(settings: CommonSettings) -> TenantDirectory:
+def tenants(settings: CommonSettings) -> ports.TenantDirectory:
     from clinic_backups.adapters.postgres import PostgresTenants
 
     return PostgresTenants(
@@ -122,11 +117,8 @@ def tenants(settings: CommonSettings) -> TenantDirectory:
 
 def storage(
     settings: StorageSettings, s3_client: Any = None, storage_client: Any = None
-) -> ObjectStorage:
+) -> ports.ObjectStorage:
     from clinic_backups.adapters.s3 import S3Storage
-
-    def secret(value: Any) -> str | None:
-        return value.get_secret_value() if value is not None else None
 
     s3 = S3Storage(
         settings.storage_bucket,
@@ -134,8 +126,8 @@ def storage(
         endpoint_url=settings.s3_endpoint_url,
         public_endpoint_url=settings.s3_public_endpoint_url,
         region=settings.s3_region,
-        access_key_id=secret(settings.s3_access_key_id),
-        secret_access_key=secret(settings.s3_secret_access_key),
+        access_key_id=_secret(settings.s3_access_key_id),
+        secret_access_key=_secret(settings.s3_secret_access_key),
         chunk_mb=settings.s3_multipart_chunk_mb,
     )
     if settings.storage_backend == "s3":
@@ -152,14 +144,11 @@ def storage(
     )
 
 
-def replica(settings: StorageSettings, s3_client: Any = None) -> ReplicaStorage | None:
+def replica(settings: StorageSettings, s3_client: Any = None) -> ports.ReplicaStorage | None:
     """The replica store (REPLICA_BUCKET), or None when no replica is configured."""
     if not settings.replica_bucket:
         return None
     from clinic_backups.adapters.s3 import S3Replica
-
-    def secret(value: Any) -> str | None:
-        return value.get_secret_value() if value is not None else None
 
     return S3Replica(
         settings.replica_bucket,
@@ -168,13 +157,13 @@ def replica(settings: StorageSettings, s3_client: Any = None) -> ReplicaStorage 
         endpoint_url=settings.replica_s3_endpoint_url,
         public_endpoint_url=settings.replica_s3_public_endpoint_url,
         region=settings.replica_region,
-        access_key_id=secret(settings.replica_s3_access_key_id),
-        secret_access_key=secret(settings.replica_s3_secret_access_key),
+        access_key_id=_secret(settings.replica_s3_access_key_id),
+        secret_access_key=_secret(settings.replica_s3_secret_access_key),
         chunk_mb=settings.s3_multipart_chunk_mb,
     )
 
 
-def dispatcher(settings: QueueSettings, sqs_client: Any = None) -> JobDispatcher:
+def dispatcher(settings: QueueSettings, sqs_client: Any = None) -> ports.JobDispatcher:
     if settings.job_queue == "local":
         from clinic_backups.adapters.queues import LocalDispatcher
 
@@ -187,7 +176,7 @@ def dispatcher(settings: QueueSettings, sqs_client: Any = None) -> JobDispatcher
     )
 
 
-def dumper(settings: CreateBackupSettings) -> Dumper:
+def dumper(settings: CreateBackupSettings) -> ports.Dumper:
     from clinic_backups.adapters.pgdump import PgDumpRunner, PgTools
 
     return PgDumpRunner(
@@ -201,8 +190,8 @@ def dumper(settings: CreateBackupSettings) -> Dumper:
 
 
 def restore_adapters(
-    settings: CommonSettings, metrics: Metrics | None = None
-) -> tuple[RestoresRepository, Restorer]:
+    settings: CommonSettings, metrics: ports.Metrics | None = None
+) -> tuple[ports.RestoresRepository, ports.Restorer]:
     """The restores repository and the schema swapper (pg_restore/psql as the restore role;
     without the pg tools, only what needs none: dropping kept schemas)."""
     from clinic_backups.adapters.pgdump import PgTools
@@ -221,7 +210,7 @@ def restore_adapters(
     return PostgresRestores(database(settings), metrics), swapper
 
 
-def verifier(settings: RestoreSettings) -> tuple[Verifier | None, str | None]:
+def verifier(settings: RestoreSettings) -> tuple[ports.Verifier | None, str | None]:
     """The verification server, or why there is none (VERIFY_DATABASE_URL unset, or naming
     the clinic database's own server without VERIFY_ALLOW_PRODUCTION_SERVER)."""
     from clinic_backups.adapters.pgdump import PgTools
@@ -247,7 +236,7 @@ def verifier(settings: RestoreSettings) -> tuple[Verifier | None, str | None]:
     )
 
 
-def keys(settings: CommonSettings) -> KeysRepository:
+def keys(settings: CommonSettings) -> ports.KeysRepository:
     from clinic_backups.adapters.keys import PostgresKeys
 
     return PostgresKeys(database(settings))
