@@ -26,7 +26,6 @@ import io
 import uuid
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from clinic_backups.domain.errors import ChecksumMismatch, StorageObjectMissing, StorageUnavailable
 from clinic_backups.domain.models import BackupRecord, BackupStatus, ReplicateJob
@@ -36,9 +35,7 @@ from clinic_backups.domain.retention import RetentionPolicy, lock_horizon
 from clinic_backups.domain.storage import ScopedStorage
 from clinic_backups.observability import logger
 from clinic_backups.usecases.archive import ChecksumReader
-
-if TYPE_CHECKING:
-    from clinic_backups.usecases.context import Services, audit_by, job_clinic
+from clinic_backups.usecases.context import Services, audit_by, job_clinic
 
 ARCHIVE_CONTENT_TYPE = "application/octet-stream"
 # A copy is always locked at least this long past the moment it is made (a backup older than

@@ -43,9 +43,15 @@ from functools import partial
 from typing import Any
 
 from clinic_backups.domain.errors import ApiError, OperationInProgress
-from clinic_backups.domain.models import BackupJob, BackupStatus, SlotStatus, Trigger
+from clinic_backups.domain.models import (
+    BackupJob,
+    BackupStatus,
+    ClinicSettings,
+    SlotStatus,
+    Trigger,
+)
 from clinic_backups.domain.names import UNSUPPORTED_NAME
-from clinic_backups.domain.ports import EnqueueFailure
+from clinic_backups.domain.ports import ClinicSnapshot, EnqueueFailure
 from clinic_backups.domain.schedule import (
     CLAIM_TIMEOUT,
     MISSED_LOOKBACK,
@@ -135,122 +141,168 @@ def run_scheduler(
     """One run. `deadline` (a `time.monotonic()` value) stops the optional work in time:
     slots are decided first, the sweeper's uploads/purge/orphans only while time remains."""
     started = time.monotonic()
-    report = SchedulerReport()
-    now = svc.clock.now()
-    policy = svc.config.policy
+    run = _Run(svc, SchedulerReport(), svc.clock.now(), deadline)
+    schemas = run.clinics()
+    snapshots = run.snapshots(schemas)
+    schemas = [s for s in schemas if s not in run.report.sweep.failed_clinics]
+    run.fail_stuck_jobs(schemas, snapshots)
+    run.schedule(schemas, snapshots)
+    run.verifications(schemas)
+    run.sweep(schemas, snapshots, orphans)
+    run.report.seconds = round(time.monotonic() - started, 3)
+    _emit(svc, run.report)
+    return run.report
 
-    def out_of_time() -> bool:
-        if deadline is not None and time.monotonic() > deadline:
-            report.out_of_time = True
-        return report.out_of_time
 
-    clinics = [c.schema for c in svc.tenants.active_clinics()]
-    # A tenant django-tenants accepts but the product cannot back up (names.py) is a failing
-    # clinic of every run (summary, ClinicsFailed alarm) and a stale one: never silent.
-    unsupported = svc.tenants.unsupported_clinics()
-    for schema in unsupported:
-        clinic_failed(report.sweep, schema, "unsupported_name", UNSUPPORTED_NAME)
-    report.unsupported = len(unsupported)
-    # EXCLUDED_SCHEMAS (the template of clone_schema): not clinics, but counted, not silent.
-    report.excluded = len(getattr(svc.tenants, "excluded", ()))
-    report.stale_clinics.extend(unsupported)
-    check = svc.records.ensure_schemas(clinics)
-    skipped = unprepared(report.sweep, check)
-    schemas = [s for s in clinics if s not in skipped]
-    report.clinics, report.unavailable = len(schemas), len(check.unavailable)
-    if check.unavailable:
-        logger.warning(
-            "active clinics without a schema; skipped",
-            extra={"count": len(check.unavailable), "clinics": sorted(check.unavailable)[:20]},
+@dataclass
+class _Run:
+    """One scheduler run's steps, in the order `run_scheduler` takes them."""
+
+    svc: Services
+    report: SchedulerReport
+    now: datetime
+    deadline: float | None
+
+    def out_of_time(self) -> bool:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            self.report.out_of_time = True
+        return self.report.out_of_time
+
+    def clinics(self) -> list[str]:
+        """The active clinics whose backup tables are ready (the others counted, reported)."""
+        svc, report = self.svc, self.report
+        clinics = [c.schema for c in svc.tenants.active_clinics()]
+        # A tenant django-tenants accepts but the product cannot back up (names.py) is a failing
+        # clinic of every run (summary, ClinicsFailed alarm) and a stale one: never silent.
+        unsupported = svc.tenants.unsupported_clinics()
+        for schema in unsupported:
+            clinic_failed(report.sweep, schema, "unsupported_name", UNSUPPORTED_NAME)
+        report.unsupported = len(unsupported)
+        # EXCLUDED_SCHEMAS (the template of clone_schema): not clinics, but counted, not silent.
+        report.excluded = len(getattr(svc.tenants, "excluded", ()))
+        report.stale_clinics.extend(unsupported)
+        check = svc.records.ensure_schemas(clinics)
+        skipped = unprepared(report.sweep, check)
+        schemas = [s for s in clinics if s not in skipped]
+        report.clinics, report.unavailable = len(schemas), len(check.unavailable)
+        if check.unavailable:
+            logger.warning(
+                "active clinics without a schema; skipped",
+                extra={"count": len(check.unavailable), "clinics": sorted(check.unavailable)[:20]},
+            )
+        return schemas
+
+    def snapshots(self, schemas: list[str]) -> dict[str, ClinicSnapshot]:
+        """Every clinic's state in one read (a clinic whose read failed is a failing one)."""
+        svc, now, policy = self.svc, self.now, self.svc.config.policy
+        snapshots = svc.schedules.snapshot(
+            schemas,
+            slots_since=now - policy.catch_up - MISSED_LOOKBACK - timedelta(hours=1),
+            stuck_before=now - policy.stuck_after,
+            deleted_before=now - timedelta(days=svc.config.delete_grace_days),
+            replica_lag_before=(
+                now - timedelta(minutes=svc.config.replica_lag_minutes)
+                if svc.replica is not None
+                else None
+            ),
         )
-    snapshots = svc.schedules.snapshot(
-        schemas,
-        slots_since=now - policy.catch_up - MISSED_LOOKBACK - timedelta(hours=1),
-        stuck_before=now - policy.stuck_after,
-        deleted_before=now - timedelta(days=svc.config.delete_grace_days),
-        replica_lag_before=(
-            now - timedelta(minutes=svc.config.replica_lag_minutes)
-            if svc.replica is not None
-            else None
-        ),
-    )
-    report.sweep.replica_lagging = sum(s.replica_lagging for s in snapshots.values())
-    for schema, read in snapshots.items():
-        if read.error is not None:
-            clinic_failed(report.sweep, schema, "snapshot", read.error)
-    schemas = [s for s in schemas if s not in report.sweep.failed_clinics]
+        self.report.sweep.replica_lagging = sum(s.replica_lagging for s in snapshots.values())
+        for schema, read in snapshots.items():
+            if read.error is not None:
+                clinic_failed(self.report.sweep, schema, "snapshot", read.error)
+        return snapshots
 
-    for schema in schemas:
-        snap = snapshots.get(schema)
-        if snap is not None and snap.stuck:
-            guarded(report.sweep, "stuck", schema, partial(fail_stuck, svc, schema, report.sweep))
-    guarded(report.sweep, "restores", None, partial(sweep_restores, svc, schemas, report.sweep))
+    def fail_stuck_jobs(self, schemas: list[str], snapshots: dict[str, ClinicSnapshot]) -> None:
+        svc, sweep = self.svc, self.report.sweep
+        for schema in schemas:
+            snap = snapshots.get(schema)
+            if snap is not None and snap.stuck:
+                guarded(sweep, "stuck", schema, partial(fail_stuck, svc, schema, sweep))
+        guarded(sweep, "restores", None, partial(sweep_restores, svc, schemas, sweep))
 
-    oldest = timedelta(0)
-    outbox: list[_Outgoing] = []
-    for schema in schemas:
-        if out_of_time():
-            break
-        snap = snapshots.get(schema)
-        if snap is None:
-            continue
-        settings = snap.settings or policy.defaults
-        if not settings.enabled:
-            report.disabled += 1
-            continue
-        if is_stale(settings, snap.last_good_at, snap.first_slot_at, now, policy.catch_up):
-            report.stale_clinics.append(schema)
-        if snap.last_good_at is not None:
-            oldest = max(oldest, now - snap.last_good_at)
+    def schedule(self, schemas: list[str], snapshots: dict[str, ClinicSnapshot]) -> None:
+        """Decide every clinic's slots and send their jobs, ten per batch."""
+        svc, report, now, policy = self.svc, self.report, self.now, self.svc.config.policy
+        oldest = timedelta(0)
+        outbox: list[_Outgoing] = []
+        for schema in schemas:
+            if self.out_of_time():
+                break
+            snap = snapshots.get(schema)
+            if snap is None:
+                continue
+            settings = snap.settings or policy.defaults
+            if not settings.enabled:
+                report.disabled += 1
+                continue
+            if is_stale(settings, snap.last_good_at, snap.first_slot_at, now, policy.catch_up):
+                report.stale_clinics.append(schema)
+            if snap.last_good_at is not None:
+                oldest = max(oldest, now - snap.last_good_at)
+            outbox += self._decide(schema, settings, snap)
+            if len(outbox) >= ENQUEUE_BATCH:
+                _send(svc, outbox, now, report)
+        _send(svc, outbox, now, report)
+        report.oldest_last_good_hours = round(oldest.total_seconds() / 3600, 2)
+
+    def _decide(
+        self, schema: str, settings: ClinicSettings, snap: ClinicSnapshot
+    ) -> list[_Outgoing]:
+        outgoing: list[_Outgoing] = []
         try:
-            for decision in decide(settings, snap.slots, now, policy.catch_up):
-                outgoing = _execute(
-                    svc, schema, decision.slot, decision.action, snap.slots, now, report
+            for decision in decide(settings, snap.slots, self.now, self.svc.config.policy.catch_up):
+                sent = _execute(
+                    self.svc,
+                    schema,
+                    decision.slot,
+                    decision.action,
+                    snap.slots,
+                    self.now,
+                    self.report,
                 )
-                if outgoing is not None:
-                    outbox.append(outgoing)
+                if sent is not None:
+                    outgoing.append(sent)
         except Exception:
-            report.errors += 1
+            self.report.errors += 1
             logger.exception("scheduling a clinic failed", extra={"clinic": schema})
-            clinic_failed(report.sweep, schema, "slots")
-        if len(outbox) >= ENQUEUE_BATCH:
-            _send(svc, outbox, now, report)
-    _send(svc, outbox, now, report)
-    report.oldest_last_good_hours = round(oldest.total_seconds() / 3600, 2)
-    if not out_of_time():
+            clinic_failed(self.report.sweep, schema, "slots")
+        return outgoing
+
+    def verifications(self, schemas: list[str]) -> None:
+        if self.out_of_time():
+            return
         try:
-            report.verifications_queued, failed = schedule_verifications(svc, schemas, now)
+            self.report.verifications_queued, failed = schedule_verifications(
+                self.svc, schemas, self.now
+            )
             for schema in failed:
-                clinic_failed(report.sweep, schema, "verification")
+                clinic_failed(self.report.sweep, schema, "verification")
         except Exception:
-            report.errors += 1
+            self.report.errors += 1
             logger.exception("queueing the weekly verifications failed")
 
-    if not out_of_time() and svc.storage is not None:
-        guarded(
-            report.sweep,
-            "uploads",
-            None,
-            partial(abort_stale_uploads, svc, set(schemas), report.sweep),
-        )
-    for schema in schemas:
-        snap = snapshots.get(schema)
-        if snap is not None and snap.purgeable and not out_of_time():
-            guarded(report.sweep, "purge", schema, partial(purge, svc, schema, report.sweep))
-    if svc.storage is not None:
+    def sweep(
+        self, schemas: list[str], snapshots: dict[str, ClinicSnapshot], orphans: bool
+    ) -> None:
+        """The sweeper's optional steps, each only while time remains."""
+        svc, sweep = self.svc, self.report.sweep
+        if svc.storage is not None and not self.out_of_time():
+            guarded(sweep, "uploads", None, partial(abort_stale_uploads, svc, set(schemas), sweep))
+        for schema in schemas:
+            snap = snapshots.get(schema)
+            if snap is not None and snap.purgeable and not self.out_of_time():
+                guarded(sweep, "purge", schema, partial(purge, svc, schema, sweep))
+        if svc.storage is None:
+            return
         # In the clinic's daily turn, one listing each: its expired activity-log exports (an
         # export lives at most AUDIT_EXPORT_TTL_HOURS + 24 h), then its orphaned objects.
         daily = [("exports", expire_exports), ("orphans", find_orphans)][: 2 if orphans else 1]
         for schema in schemas:
-            if zlib.crc32(schema.encode()) % ORPHAN_ROTATION_HOURS != now.hour:
+            if zlib.crc32(schema.encode()) % ORPHAN_ROTATION_HOURS != self.now.hour:
                 continue
             for step, work in daily:
-                if not out_of_time():
-                    guarded(report.sweep, step, schema, partial(work, svc, schema, report.sweep))
-
-    report.seconds = round(time.monotonic() - started, 3)
-    _emit(svc, report)
-    return report
+                if not self.out_of_time():
+                    guarded(sweep, step, schema, partial(work, svc, schema, sweep))
 
 
 def _execute(
