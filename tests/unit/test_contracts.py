@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 import yaml
-from clinic_backups.domain.errors import BACKUP_ERROR_CODES, STATUS_BY_CODE, ApiError
+from clinic_backups.domain.errors import BACKUP_ERROR_CODES, ApiError
+from clinic_backups.edge.api import STATUS_BY_CODE
 
 REPO = Path(__file__).resolve().parents[2]
 

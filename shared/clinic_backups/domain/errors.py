@@ -2,7 +2,8 @@
 
 Raised deep in the layer and mapped to HTTP in exactly one place (`clinic_backups.edge.api`).
 Each API error carries a stable `code` from the list documented in `openapi.yaml`
-(`ErrorCode`); the status for a code lives in `STATUS_BY_CODE`, never chosen by message text.
+(`ErrorCode`), a message and field details, and nothing of HTTP: the status for a code lives
+in the edge's `STATUS_BY_CODE`, never chosen by message text.
 Messages are safe to show to a clinic user: they never carry a token, a claim set, a
 connection string or a signed URL.
 
@@ -14,35 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import ClassVar
-
-STATUS_BY_CODE: dict[str, int] = {
-    "bad_request": 400,
-    "invalid_cursor": 400,
-    "missing_token": 401,
-    "invalid_token": 401,
-    "token_expired": 401,
-    "forbidden": 403,
-    "clinic_not_available": 403,
-    "not_found": 404,
-    "backup_not_found": 404,
-    "restore_not_found": 404,
-    "key_not_found": 404,
-    "operation_in_progress": 409,
-    "backup_not_completed": 409,
-    "backup_purged": 409,
-    "backup_not_cancellable": 409,
-    "undo_not_available": 409,
-    "encryption_key_required": 409,
-    "key_already_registered": 409,
-    "backup_file_missing": 410,
-    "payload_too_large": 413,
-    "validation_error": 422,
-    "private_key_refused": 422,
-    "quota_exceeded": 429,
-    "internal_error": 500,
-    "service_unavailable": 503,
-    "verification_unavailable": 503,
-}
 
 
 @dataclass(frozen=True)
@@ -61,10 +33,6 @@ class ApiError(Exception):
         self.message = message or self.default_message
         self.details = details or []
         super().__init__(self.message)
-
-    @property
-    def status(self) -> int:
-        return STATUS_BY_CODE[self.code]
 
 
 class BadRequest(ApiError):

@@ -42,6 +42,41 @@ API_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
 
 M = TypeVar("M", bound=BaseModel)
 
+# The one error → HTTP map: each API error code (openapi.yaml `ErrorCode`, in its order) and
+# the status it is answered with. The domain's errors know their code, never a status.
+STATUS_BY_CODE: dict[str, int] = {
+    "bad_request": 400,
+    "invalid_cursor": 400,
+    "missing_token": 401,
+    "invalid_token": 401,
+    "token_expired": 401,
+    "forbidden": 403,
+    "clinic_not_available": 403,
+    "not_found": 404,
+    "backup_not_found": 404,
+    "restore_not_found": 404,
+    "key_not_found": 404,
+    "operation_in_progress": 409,
+    "backup_not_completed": 409,
+    "backup_purged": 409,
+    "backup_not_cancellable": 409,
+    "undo_not_available": 409,
+    "encryption_key_required": 409,
+    "key_already_registered": 409,
+    "backup_file_missing": 410,
+    "payload_too_large": 413,
+    "validation_error": 422,
+    "private_key_refused": 422,
+    "quota_exceeded": 429,
+    "internal_error": 500,
+    "service_unavailable": 503,
+    "verification_unavailable": 503,
+}
+
+
+def status_of(error: ApiError) -> int:
+    return STATUS_BY_CODE[error.code]
+
 
 def error_body(
     code: str, message: str, details: list[FieldProblem] | None = None
@@ -54,7 +89,7 @@ def error_body(
 
 def error_response(error: ApiError) -> Response:
     return Response(
-        status_code=error.status,
+        status_code=status_of(error),
         content_type=JSON,
         body=json.dumps(error_body(error.code, error.message, error.details)),
     )
@@ -77,12 +112,11 @@ def no_content() -> Response:
 def register_error_handlers(app: APIGatewayHttpResolver) -> None:
     @app.exception_handler(ApiError)
     def _api_error(error: ApiError) -> Response:
-        if error.status >= 500:
-            logger.warning(
-                "request failed", extra={"error_code": error.code, "status": error.status}
-            )
+        status = status_of(error)
+        if status >= 500:
+            logger.warning("request failed", extra={"error_code": error.code, "status": status})
         else:
-            logger.info("request refused", extra={"error_code": error.code, "status": error.status})
+            logger.info("request refused", extra={"error_code": error.code, "status": status})
         return error_response(error)
 
     @app.exception_handler(ConfigurationError)
