@@ -149,9 +149,7 @@ def reset_caches() -> None:
     settings.get_settings.cache_clear()
     auth._jwks_client.cache_clear()
     for module in _modules.values():
-        cached = getattr(module, "services", None)
-        if cached is not None and hasattr(cached, "cache_clear"):
-            cached.cache_clear()
+        module.fn.services.cache_clear()
     for db in factory._databases.values():
         db.close()
     factory._databases.clear()

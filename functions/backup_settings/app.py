@@ -3,50 +3,28 @@
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 from clinic_backups.domain.models import BackupSettingsUpdate
-from clinic_backups.edge.api import (
-    create_app,
-    current_tenant,
-    json_response,
-    parse_body,
-    use_tenant_auth,
-)
-from clinic_backups.observability import instrument
+from clinic_backups.edge.api import json_response
+from clinic_backups.edge.app import function_app
+from clinic_backups.edge.responses import settings_to_api
 from clinic_backups.usecases import backups
-from clinic_backups.usecases.context import Services
-from clinic_backups.wiring.factory import build_services
-from clinic_backups.wiring.settings import BackupSettingsSettings, get_settings
+from clinic_backups.wiring.settings import BackupSettingsSettings
+
+fn = function_app(BackupSettingsSettings)
+lambda_handler = fn.lambda_handler
 
 
-def settings() -> BackupSettingsSettings:
-    return get_settings(BackupSettingsSettings)
-
-
-@cache
-def services() -> Services:
-    return build_services(settings())
-
-
-app = create_app()
-use_tenant_auth(app, settings, services)
-
-
-@app.get("/backup-settings")
+@fn.app.get("/backup-settings")
 def get_backup_settings() -> Any:
-    return json_response(200, backups.get_backup_settings(services(), current_tenant(app)))
-
-
-@app.put("/backup-settings")
-def put_backup_settings() -> Any:
-    request = parse_body(app, BackupSettingsUpdate)
     return json_response(
-        200, backups.update_backup_settings(services(), current_tenant(app), request)
+        200, settings_to_api(backups.get_backup_settings(fn.services(), fn.tenant()))
     )
 
 
-@instrument
-def lambda_handler(event: dict[str, Any], context: Any) -> Any:
-    return app.resolve(event, context)
+@fn.app.put("/backup-settings")
+def put_backup_settings() -> Any:
+    request = fn.body(BackupSettingsUpdate)
+    view = backups.update_backup_settings(fn.services(), fn.tenant(), request)
+    return json_response(200, settings_to_api(view))

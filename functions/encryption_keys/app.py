@@ -7,64 +7,39 @@ echo it.
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 from clinic_backups.domain.models import RegisterKeyRequest
-from clinic_backups.edge.api import (
-    create_app,
-    current_tenant,
-    json_response,
-    no_content,
-    parse_body,
-    use_tenant_auth,
-)
-from clinic_backups.observability import instrument, logger
+from clinic_backups.edge.api import json_response, no_content
+from clinic_backups.edge.app import function_app
+from clinic_backups.edge.responses import backup_to_api, key_to_api, keys_to_api
+from clinic_backups.observability import logger
 from clinic_backups.usecases import keys, reencrypt
-from clinic_backups.usecases.context import Services
-from clinic_backups.wiring.factory import build_services
-from clinic_backups.wiring.settings import EncryptionKeysSettings, get_settings
+from clinic_backups.wiring.settings import EncryptionKeysSettings
+
+fn = function_app(EncryptionKeysSettings)
+lambda_handler = fn.lambda_handler
 
 
-def settings() -> EncryptionKeysSettings:
-    return get_settings(EncryptionKeysSettings)
-
-
-@cache
-def services() -> Services:
-    return build_services(settings())
-
-
-app = create_app()
-use_tenant_auth(app, settings, services)
-
-
-@app.get("/encryption-keys")
+@fn.app.get("/encryption-keys")
 def list_keys() -> Any:
-    found = keys.list_keys(services(), current_tenant(app))
-    return json_response(200, {"items": [k.to_api() for k in found]})
+    return json_response(200, keys_to_api(keys.list_keys(fn.services(), fn.tenant())))
 
 
-@app.post("/encryption-keys")
+@fn.app.post("/encryption-keys")
 def register_key() -> Any:
-    request = parse_body(app, RegisterKeyRequest)
-    key = keys.register_key(services(), current_tenant(app), request)
-    return json_response(201, key.to_api())
+    key = keys.register_key(fn.services(), fn.tenant(), fn.body(RegisterKeyRequest))
+    return json_response(201, key_to_api(key))
 
 
-@app.delete("/encryption-keys/<key_id>")
+@fn.app.delete("/encryption-keys/<key_id>")
 def remove_key(key_id: str) -> Any:
-    keys.remove_key(services(), current_tenant(app), key_id)
+    keys.remove_key(fn.services(), fn.tenant(), key_id)
     return no_content()
 
 
-@app.post("/backups/<backup_id>/reencrypt")
+@fn.app.post("/backups/<backup_id>/reencrypt")
 def reencrypt_backup(backup_id: str) -> Any:
     logger.append_keys(backup_id=backup_id)
-    record = reencrypt.request_reencrypt(services(), current_tenant(app), backup_id)
-    return json_response(202, record.to_api())
-
-
-@instrument
-def lambda_handler(event: dict[str, Any], context: Any) -> Any:
-    return app.resolve(event, context)
+    record = reencrypt.request_reencrypt(fn.services(), fn.tenant(), backup_id)
+    return json_response(202, backup_to_api(record))

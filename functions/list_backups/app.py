@@ -3,69 +3,47 @@ clinic's activity log, admins only)."""
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 from clinic_backups.domain.models import ListAuditQuery, ListBackupsQuery
-from clinic_backups.edge.api import (
-    create_app,
-    current_tenant,
-    json_response,
-    parse_query,
-    use_tenant_auth,
+from clinic_backups.edge.api import json_response
+from clinic_backups.edge.app import function_app
+from clinic_backups.edge.responses import (
+    audit_entry_to_api,
+    backup_to_api,
+    me_to_api,
+    page_to_api,
 )
-from clinic_backups.observability import instrument
 from clinic_backups.usecases import backups
-from clinic_backups.usecases.context import Services
-from clinic_backups.wiring.factory import build_services
-from clinic_backups.wiring.settings import ListBackupsSettings, get_settings
+from clinic_backups.wiring.settings import ListBackupsSettings
+
+fn = function_app(ListBackupsSettings)
+lambda_handler = fn.lambda_handler
 
 
-def settings() -> ListBackupsSettings:
-    return get_settings(ListBackupsSettings)
-
-
-@cache
-def services() -> Services:
-    return build_services(settings())
-
-
-app = create_app()
-use_tenant_auth(app, settings, services)
-
-
-@app.get("/backups")
+@fn.app.get("/backups")
 def list_backups() -> Any:
-    page = backups.list_backups(services(), current_tenant(app), parse_query(app, ListBackupsQuery))
-    return json_response(
-        200, {"items": [r.to_api() for r in page.items], "next_cursor": page.next_cursor}
-    )
+    page = backups.list_backups(fn.services(), fn.tenant(), fn.query(ListBackupsQuery))
+    return json_response(200, page_to_api(page, backup_to_api))
 
 
-@app.get("/backups/<backup_id>")
+@fn.app.get("/backups/<backup_id>")
 def get_backup(backup_id: str) -> Any:
     return json_response(
-        200, backups.get_backup(services(), current_tenant(app), backup_id).to_api()
+        200, backup_to_api(backups.get_backup(fn.services(), fn.tenant(), backup_id))
     )
 
 
-@app.get("/me")
+@fn.app.get("/me")
 def me() -> Any:
     # The locale and time zone are the clinic's (its backup settings), else the defaults.
-    return json_response(200, backups.describe_me(services(), current_tenant(app)))
+    return json_response(200, me_to_api(backups.describe_me(fn.services(), fn.tenant())))
 
 
-@app.get("/audit")
+@fn.app.get("/audit")
 def list_audit() -> Any:
     # Only the activity routes need it (and the age encrypter): not a cold start's import.
     from clinic_backups.usecases import activity
 
-    page = activity.list_audit(services(), current_tenant(app), parse_query(app, ListAuditQuery))
-    return json_response(
-        200, {"items": [e.to_api() for e in page.items], "next_cursor": page.next_cursor}
-    )
-
-
-@instrument
-def lambda_handler(event: dict[str, Any], context: Any) -> Any:
-    return app.resolve(event, context)
+    page = activity.list_audit(fn.services(), fn.tenant(), fn.query(ListAuditQuery))
+    return json_response(200, page_to_api(page, audit_entry_to_api))

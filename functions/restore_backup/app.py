@@ -9,93 +9,62 @@ pre-restore backup, pg_restore and psql).
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 from clinic_backups.domain.models import BackupJob, Job, ListRestoresQuery, RestoreRequest
-from clinic_backups.edge.api import (
-    create_app,
-    current_tenant,
-    is_http_event,
-    json_response,
-    parse_body,
-    parse_query,
-    use_tenant_auth,
-)
-from clinic_backups.edge.jobs import InvalidJob, handle_job_event
-from clinic_backups.observability import instrument, logger
+from clinic_backups.edge.api import json_response
+from clinic_backups.edge.app import function_app
+from clinic_backups.edge.jobs import InvalidJob
+from clinic_backups.edge.responses import restore_page_to_api, restore_to_api
+from clinic_backups.observability import logger
 from clinic_backups.usecases import restore
-from clinic_backups.usecases.context import Services
-from clinic_backups.wiring.factory import build_services
-from clinic_backups.wiring.settings import RestoreSettings, get_settings
+from clinic_backups.wiring.settings import RestoreSettings
+
+fn = function_app(RestoreSettings)
+lambda_handler = fn.lambda_handler
 
 
-def settings() -> RestoreSettings:
-    return get_settings(RestoreSettings)
-
-
-@cache
-def services() -> Services:
-    return build_services(settings())
-
-
-app = create_app()
-use_tenant_auth(app, settings, services)
-
-
-@app.post("/backups/<backup_id>/restore")
+@fn.app.post("/backups/<backup_id>/restore")
 def restore_backup(backup_id: str) -> Any:
     logger.append_keys(backup_id=backup_id)
-    request = parse_body(app, RestoreRequest)
-    job = restore.request_restore(services(), current_tenant(app), backup_id, request)
+    request = fn.body(RestoreRequest)
+    job = restore.request_restore(fn.services(), fn.tenant(), backup_id, request)
     logger.append_keys(restore_id=str(job.id))
-    return json_response(202, job.to_api())
+    return json_response(202, restore_to_api(job))
 
 
-@app.post("/backups/<backup_id>/verify")
+@fn.app.post("/backups/<backup_id>/verify")
 def verify_backup(backup_id: str) -> Any:
     logger.append_keys(backup_id=backup_id)
-    job = restore.request_verify(services(), current_tenant(app), backup_id)
-    return json_response(202, job.to_api())
-
-
-@app.get("/restores")
-def list_restores() -> Any:
-    page = restore.list_restores(
-        services(), current_tenant(app), parse_query(app, ListRestoresQuery)
-    )
     return json_response(
-        200,
-        {
-            "items": [j.to_api(j.id == page.undoable) for j in page.items],
-            "next_cursor": page.next_cursor,
-        },
+        202, restore_to_api(restore.request_verify(fn.services(), fn.tenant(), backup_id))
     )
 
 
-@app.get("/restores/<restore_id>")
+@fn.app.get("/restores")
+def list_restores() -> Any:
+    page = restore.list_restores(fn.services(), fn.tenant(), fn.query(ListRestoresQuery))
+    return json_response(200, restore_page_to_api(page))
+
+
+@fn.app.get("/restores/<restore_id>")
 def get_restore(restore_id: str) -> Any:
     logger.append_keys(restore_id=restore_id)
-    job, undoable = restore.get_restore(services(), current_tenant(app), restore_id)
-    return json_response(200, job.to_api(undoable))
+    job, undoable = restore.get_restore(fn.services(), fn.tenant(), restore_id)
+    return json_response(200, restore_to_api(job, undoable))
 
 
-@app.post("/restores/<restore_id>/undo")
+@fn.app.post("/restores/<restore_id>/undo")
 def undo_restore(restore_id: str) -> Any:
     logger.append_keys(restore_id=restore_id)
-    job = restore.request_undo(services(), current_tenant(app), restore_id)
-    return json_response(202, job.to_api())
+    return json_response(
+        202, restore_to_api(restore.request_undo(fn.services(), fn.tenant(), restore_id))
+    )
 
 
+@fn.worker
 def run_job(job: Job) -> Any:
     if isinstance(job, BackupJob):
         raise InvalidJob("a backup job reached the restore queue")
     logger.append_keys(clinic=job.schema_name, job_kind=job.kind)
-    return restore.run_job(services(), job)
-
-
-@instrument
-def lambda_handler(event: dict[str, Any], context: Any) -> Any:
-    if is_http_event(event):
-        return app.resolve(event, context)
-    return handle_job_event(event, context, run_job)
+    return restore.run_job(fn.services(), job)

@@ -73,7 +73,7 @@ def test_an_expired_export_is_removed_and_fresh_exports_and_backups_are_kept(
     at = (written + timedelta(hours=25)).replace(minute=30, second=0, microsecond=0)
     while at.hour != turn:
         at += timedelta(hours=1)
-    scheduler = function_module("scheduler").services()
+    scheduler = function_module("scheduler").fn.services()
     scheduler.clock = FixedClock(at)
     run = invoke("scheduler", load_event("scheduler/scheduled_event.json"))
 

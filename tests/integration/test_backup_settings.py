@@ -42,7 +42,7 @@ def put_settings(token: str, body):
 def test_a_clinic_without_settings_gets_the_platform_defaults(clinic_factory):
     schema = clinic_factory()
     # 2026-06-15 04:00 UTC: today's 03:00 Madrid (01:00 UTC) has passed; next is tomorrow's
-    function_module("backup_settings").services().clock = FixedClock(
+    function_module("backup_settings").fn.services().clock = FixedClock(
         datetime(2026, 6, 15, 4, tzinfo=UTC)
     )
     reply = get_settings(mint(schema, "staff"))

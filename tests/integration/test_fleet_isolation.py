@@ -59,7 +59,7 @@ def fleet(db: RestoreDatabase, owned_clinic: Any) -> tuple[list[str], list[str]]
     failure shows in the batched reads), one new (in its migration)."""
     good = [owned_clinic(patients=10) for _ in range(2)]
     migrated, fresh = owned_clinic(patients=10), owned_clinic(patients=10)
-    records = function_module("scheduler").services().records  # as the backup role
+    records = function_module("scheduler").fn.services().records  # as the backup role
     for schema in [*good, migrated]:
         records.ensure_schema(schema)
     for schema in (migrated, fresh):
@@ -72,7 +72,7 @@ def test_one_unreadable_clinic_never_stops_the_scheduler_run(
 ):
     # Given four clinics due at 03:00 Madrid, two of them unreadable by the backup role
     good, bad = fleet(restore_env_pg15, owned_clinic_pg15)
-    svc = function_module("scheduler").services()
+    svc = function_module("scheduler").fn.services()
     svc.clock = FixedClock(datetime(2026, 6, 15, 1, 5, tzinfo=UTC))
     svc.metrics = metrics = RecordedMetrics()
 

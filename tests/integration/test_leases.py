@@ -191,7 +191,7 @@ def test_a_killed_backup_frees_its_clinic_within_the_lease_and_its_parts_are_abo
     assert (dead["status"], dead["error_code"]) == ("failed", "stale"), dead
     assert "lease" in dead["error"]
     # And the parts the dead worker uploaded are aborted by the next sweep (no age threshold)
-    scheduler = function_module("scheduler").services()
+    scheduler = function_module("scheduler").fn.services()
     assert sweeper.sweep(scheduler, [schema], orphans=False).uploads_aborted == 1
     assert open_uploads(s3_server, bucket, schema) == {}
 
@@ -352,7 +352,7 @@ def test_a_restore_that_lost_its_lease_mid_swap_does_not_commit(
         wait_until(lambda: (flags / "stalled").exists(), what="the swap")
         # When its heartbeat stops renewing (its own database connection is gone, say) and
         # its lease expires, a clinic user's backup request takes the clinic over
-        records = function_module("restore_backup").services().records
+        records = function_module("restore_backup").fn.services().records
         monkeypatch.setattr(records, "renew_lease", lambda *a, **k: True, raising=False)
         time.sleep(LEASE + 0.5)
         taken = post_backup(schema)

@@ -21,7 +21,7 @@ def two_a_day(monkeypatch):
     monkeypatch.setenv("MANUAL_BACKUPS_PER_DAY", "2")
     reset_caches()
     clock = FixedClock(T0)
-    function_module("create_backup").services().clock = clock
+    function_module("create_backup").fn.services().clock = clock
     return clock
 
 
@@ -50,7 +50,7 @@ def test_the_quota_is_a_rolling_24_hours_of_manual_backups(clinic_factory, sqs, 
 
 def test_scheduled_backups_do_not_use_up_the_manual_quota(clinic_factory, sqs, two_a_day):
     schema = clinic_factory()
-    worker = function_module("create_backup").services()
+    worker = function_module("create_backup").fn.services()
     for minutes in (10, 20, 30):
         add_backup(worker, schema, T0 - timedelta(minutes=minutes), Trigger.SCHEDULED)
     assert post(schema).status == 202

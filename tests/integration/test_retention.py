@@ -165,7 +165,7 @@ def test_a_backup_marked_keep_meanwhile_is_not_deleted(clinic_factory, db, monke
 def test_a_scheduled_backup_run_by_the_worker_applies_retention(clinic_factory, sqs, db):
     # Given 20 old daily scheduled backups and a clinic keeping 7 daily, nothing else
     schema = clinic_factory()
-    worker = function_module("create_backup").services()
+    worker = function_module("create_backup").fn.services()
     now = datetime.now(UTC)
     for days in range(10, 30):
         add_backup(worker, schema, now - timedelta(days=days))
@@ -202,7 +202,7 @@ def test_a_scheduled_backup_run_by_the_worker_applies_retention(clinic_factory, 
 
 def test_a_retention_error_does_not_fail_the_backup(clinic_factory, sqs, monkeypatch):
     schema = clinic_factory()
-    worker = function_module("create_backup").services()
+    worker = function_module("create_backup").fn.services()
 
     def broken(svc, schema):
         raise RuntimeError("retention bug")

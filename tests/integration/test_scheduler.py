@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from clinic_backups.domain.ports import NullMetrics, SchemaCheck
+from clinic_backups.edge.app import NotAScheduledEvent
 from clinic_backups.usecases.scheduler import run_scheduler
 from psycopg2 import sql
 
@@ -27,7 +28,7 @@ def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> date
 
 
 def scheduler():
-    return function_module("scheduler").services()
+    return function_module("scheduler").fn.services()
 
 
 def run_at(at: datetime) -> dict:
@@ -170,7 +171,7 @@ def test_a_late_event_runs_within_the_catch_up_window_and_is_missed_after(
 
 
 def manual_backup(schema: str, at: datetime) -> dict:
-    function_module("create_backup").services().clock = FixedClock(at)
+    function_module("create_backup").fn.services().clock = FixedClock(at)
     reply = call(
         "create_backup",
         load_event("create_backup/post_backups.json", token=mint(schema), body=None),
@@ -271,8 +272,7 @@ def test_stale_clinics_are_counted_for_the_alarm(clinic_factory, sqs):
 
 def test_the_scheduler_refuses_an_http_event(clinic_factory, sqs):
     schema = clinic_factory()
-    module = function_module("scheduler")
-    with pytest.raises(module.NotAScheduledEvent):
+    with pytest.raises(NotAScheduledEvent):
         invoke("scheduler", load_event("list_backups/get_me.json", token=mint(schema)))
     assert messages(sqs) == []
 

@@ -213,7 +213,7 @@ def test_the_operator_cli_runs_the_sweeper(clinic_factory, capsys, monkeypatch):
 def test_the_scheduler_run_sweeps_the_clinics_that_need_it(clinic_factory, s3_server, bucket):
     # Given a deleted backup past its grace period and an old crashed upload
     schema = clinic_factory()
-    scheduler = function_module("scheduler").services()
+    scheduler = function_module("scheduler").fn.services()
     deleted = add_backup(scheduler, schema, T0)
     put_objects(scheduler, schema, deleted)
     scheduler.records.soft_delete(schema, deleted.id, "u-admin", T0)

@@ -185,7 +185,7 @@ def test_storage_failing_mid_upload_leaves_no_object(
     # a 20 MB stream (3 parts at 8 MB); the store fails on the second part
     fake_pg_dump('"$REAL" "$@"; head -c 20000000 /dev/urandom; exit 0\n')
     schema = clinic_factory()
-    storage = function_module("create_backup").services().storage
+    storage = function_module("create_backup").fn.services().storage
     parts = []
 
     def fail_second_part(**kwargs):

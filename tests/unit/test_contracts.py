@@ -84,7 +84,7 @@ def test_each_route_is_served_by_the_function_that_declares_it():
     for (method, path), code_uri in http_routes().items():
         source = (REPO / code_uri / "app.py").read_text()
         flask_path = re.sub(r"\{(\w+)\}", r"<\\w+>", path)
-        assert re.search(rf'@app\.{method.lower()}\("{flask_path}"\)', source), (method, path)
+        assert re.search(rf'@fn\.app\.{method.lower()}\("{flask_path}"\)', source), (method, path)
 
 
 def test_every_setting_is_a_template_parameter_or_fixed():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from functools import cache
@@ -140,21 +140,6 @@ class BackupRecord:
     # A read found the primary's object not matching its sha256 (reads use the replica).
     primary_damaged_at: datetime | None = None
 
-    def to_api(self) -> dict[str, Any]:
-        """The public shape (openapi.yaml `Backup`): no storage key, ISO timestamps."""
-        data = asdict(self)
-        data.pop("storage_key")
-        data.pop("parts")
-        data.pop("purged_at")
-        data.pop("primary_damaged_at")
-        data["id"] = str(self.id)
-        for name, value in data.items():
-            if isinstance(value, datetime):
-                data[name] = value.isoformat()
-            elif isinstance(value, StrEnum):
-                data[name] = value.value
-        return data
-
 
 @dataclass(frozen=True)
 class BackupPage:
@@ -175,19 +160,6 @@ class EncryptionKey:
     created_by_name: str | None = None
     # Why age cannot encrypt to it, when it cannot (found when listed; never stored).
     problem: str | None = None
-
-    def to_api(self) -> dict[str, Any]:
-        return {
-            "id": str(self.id),
-            "label": self.label,
-            "public_key": self.public_key,
-            "fingerprint": self.fingerprint,
-            "created_by": self.created_by,
-            "created_by_name": self.created_by_name,
-            "created_at": self.created_at.isoformat(),
-            "usable": self.problem is None,
-            "problem": self.problem,
-        }
 
 
 @dataclass(frozen=True)
@@ -225,23 +197,6 @@ class SignedDownload:
     recipients: list[dict[str, Any]] = field(default_factory=list)
     # A split backup: one signed URL per part, in order (empty: `url` is the whole file).
     parts: list[SignedPart] = field(default_factory=list)
-
-    def to_api(self) -> dict[str, Any]:
-        answer: dict[str, Any] = {
-            "url": self.url,
-            "expires_at": self.expires_at.isoformat(),
-            "file_name": self.file_name,
-            "size_bytes": self.size_bytes,
-            "sha256": self.sha256,
-            "encryption": self.encryption,
-            "recipients": self.recipients,
-        }
-        if self.parts:
-            answer["parts"] = [
-                {"url": p.url, "name": p.name, "size_bytes": p.size_bytes, "sha256": p.sha256}
-                for p in self.parts
-            ]
-        return answer
 
 
 @dataclass(frozen=True)
@@ -303,21 +258,6 @@ class AuditRecord:
     request_id: str | None
     backup_id: uuid.UUID | None
     details: dict[str, Any]
-
-    def to_api(self) -> dict[str, Any]:
-        """The public shape (openapi.yaml `AuditEntry`)."""
-        return {
-            "id": str(self.id),
-            "at": self.at.isoformat(),
-            "action": self.action,
-            "outcome": self.outcome,
-            "actor_id": self.actor_id,
-            "actor_name": self.actor_name,
-            "actor_role": self.actor_role,
-            "request_id": self.request_id,
-            "backup_id": str(self.backup_id) if self.backup_id else None,
-            "details": self.details,
-        }
 
 
 @dataclass(frozen=True)
@@ -561,42 +501,6 @@ class RestoreRecord:
     undo_error_code: str | None = None
     undo_error: str | None = None
     dropped_at: datetime | None = None
-
-    def to_api(self, undo_available: bool = False) -> dict[str, Any]:
-        """The public shape (openapi.yaml `Restore`). The kept schemas' names are internal:
-        they appear in no answer."""
-
-        def iso(value: datetime | None) -> str | None:
-            return value.isoformat() if value else None
-
-        timings = self.details.get("timings") or {}
-        return {
-            "id": str(self.id),
-            "kind": self.kind.value,
-            "status": self.status.value,
-            "step": self.step,
-            "backup_id": str(self.backup_id),
-            "pre_restore_backup_id": (
-                str(self.pre_restore_backup_id) if self.pre_restore_backup_id else None
-            ),
-            "requested_by": self.requested_by,
-            "requested_by_name": self.requested_by_name,
-            "created_at": iso(self.created_at),
-            "started_at": iso(self.started_at),
-            "finished_at": iso(self.finished_at),
-            "lock_seconds": self.lock_seconds,
-            "timings": {k: v for k, v in timings.items() if isinstance(v, int | float)},
-            "error_code": self.error_code,
-            "error": self.error,
-            "undo_until": iso(self.undo_until),
-            "undo_available": undo_available,
-            "undo_status": self.undo_status,
-            "undone_at": iso(self.undone_at),
-            "undo_error_code": self.undo_error_code,
-            "undo_error": self.undo_error,
-            "table_counts": self.details.get("table_counts"),
-            "outcome": self.details.get("outcome"),
-        }
 
 
 @dataclass(frozen=True)

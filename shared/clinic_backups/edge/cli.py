@@ -73,7 +73,7 @@ from clinic_backups.domain.names import (
 )
 from clinic_backups.domain.parts import open_stored
 from clinic_backups.domain.ports import ListFilter
-from clinic_backups.edge import cli_tenants, doctor
+from clinic_backups.edge import cli_tenants, doctor, responses
 from clinic_backups.usecases import backups, restore
 from clinic_backups.usecases.context import Services
 from clinic_backups.wiring.factory import build_services
@@ -190,7 +190,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     collected.run(svc)
     done = svc.records.get(ctx.schema, record.id)
     assert done is not None
-    _print(done.to_api())
+    _print(responses.backup_to_api(done))
     return 0 if done.status == BackupStatus.COMPLETED else 1
 
 
@@ -198,7 +198,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     svc = _services(args.clinic if args.inactive else None)
     ctx = _clinic(svc, args.clinic)
     items, _ = svc.records.list(ctx.schema, ListFilter(limit=1000, include_deleted=args.all))
-    _print([r.to_api() for r in items])
+    _print([responses.backup_to_api(r) for r in items])
     return 0
 
 
@@ -269,7 +269,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     job = restore.request_restore(svc, ctx, args.backup_id, RestoreRequest(confirm=args.confirm))
     collected.run(svc)
     done, undoable = restore.get_restore(svc, ctx, str(job.id))
-    _print(done.to_api(undoable))
+    _print(responses.restore_to_api(done, undoable))
     return 0 if done.status == RestoreStatus.COMPLETED else 1
 
 
@@ -288,7 +288,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         if server is not None:
             server.stop()
     done, _ = restore.get_restore(svc, ctx, str(job.id))
-    _print(done.to_api())
+    _print(responses.restore_to_api(done))
     return 0 if done.status == RestoreStatus.COMPLETED else 1
 
 
@@ -329,7 +329,7 @@ def cmd_undo(args: argparse.Namespace) -> int:
     restore.request_undo(svc, ctx, args.restore_id)
     collected.run(svc)
     done, _ = restore.get_restore(svc, ctx, args.restore_id)
-    _print(done.to_api())
+    _print(responses.restore_to_api(done))
     return 0 if done.status == RestoreStatus.UNDONE else 1
 
 
@@ -337,7 +337,7 @@ def cmd_restores(args: argparse.Namespace) -> int:
     svc = _services(args.clinic if args.inactive else None)
     ctx = _clinic(svc, args.clinic)
     page = restore.list_restores(svc, ctx, ListRestoresQuery(limit=100))
-    _print([j.to_api(j.id == page.undoable) for j in page.items])
+    _print(responses.restore_page_to_api(page)["items"])
     return 0
 
 

@@ -89,8 +89,17 @@ def _cell(value: Any) -> str:
 
 
 def csv_row(entry: AuditRecord) -> list[str]:
-    data = entry.to_api()
-    data["details"] = json.dumps(entry.details, ensure_ascii=False, sort_keys=True)
+    data = {
+        "at": entry.at.isoformat(),
+        "action": entry.action,
+        "outcome": entry.outcome,
+        "actor_id": entry.actor_id,
+        "actor_name": entry.actor_name,
+        "actor_role": entry.actor_role,
+        "backup_id": str(entry.backup_id) if entry.backup_id else None,
+        "request_id": entry.request_id,
+        "details": json.dumps(entry.details, ensure_ascii=False, sort_keys=True),
+    }
     return [_cell(data[c]) for c in CSV_COLUMNS]
 
 
@@ -100,14 +109,6 @@ class AuditExport:
     expires_at: datetime
     file_name: str
     rows: int
-
-    def to_api(self) -> dict[str, Any]:
-        return {
-            "url": self.url,
-            "expires_at": self.expires_at.isoformat(),
-            "file_name": self.file_name,
-            "rows": self.rows,
-        }
 
 
 def export_audit(svc: Services, ctx: TenantContext, request: AuditExportRequest) -> AuditExport:

@@ -117,18 +117,6 @@ PARTS_REMOVED = "its unfinished parts were removed"
 # --- reading ------------------------------------------------------------------------------
 
 
-def describe_caller(ctx: TenantContext, locale: str, time_zone: str) -> dict[str, Any]:
-    """`GET /me`."""
-    return {
-        "clinic": {"schema": ctx.schema, "name": ctx.clinic_name},
-        "user": {"id": ctx.user_id, "name": ctx.user_name},
-        "role": ctx.role.value,
-        "permissions": sorted(p.value for p in ctx.permissions),
-        "locale": locale,
-        "time_zone": time_zone,
-    }
-
-
 def list_backups(svc: Services, ctx: TenantContext, query: ListBackupsQuery) -> BackupPage:
     authorize(svc, ctx, Permission.LIST, "backup.list")
     include_deleted = query.include_deleted or query.status == BackupStatus.DELETED
@@ -850,45 +838,59 @@ def clinic_settings(svc: Services, schema: str) -> ClinicSettings:
     return svc.schedules.get_settings(schema) or svc.config.policy.defaults
 
 
-def describe_me(svc: Services, ctx: TenantContext) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Me:
+    """`GET /me`: the caller, the clinic's own locale and time zone (its backup settings),
+    and what the operator switched on (edge.responses shapes it)."""
+
+    caller: TenantContext
+    locale: str
+    time_zone: str
+    host_maintenance_mode: bool
+    replica_configured: bool
+
+
+def describe_me(svc: Services, ctx: TenantContext) -> Me:
     """`GET /me`, with the clinic's own locale and time zone (backup settings)."""
     svc.records.ensure_schema(ctx.schema)
     settings = clinic_settings(svc, ctx.schema)
-    described = describe_caller(ctx, settings.locale, settings.time_zone)
-    described["host_maintenance_mode"] = svc.config.host_maintenance_mode
-    described["replica_configured"] = svc.config.replica_configured or svc.replica is not None
-    return described
+    return Me(
+        caller=ctx,
+        locale=settings.locale,
+        time_zone=settings.time_zone,
+        host_maintenance_mode=svc.config.host_maintenance_mode,
+        replica_configured=svc.config.replica_configured or svc.replica is not None,
+    )
 
 
-def settings_to_api(svc: Services, settings: ClinicSettings) -> dict[str, Any]:
-    """The public shape (openapi.yaml `BackupSettings`)."""
+@dataclass(frozen=True)
+class SettingsView:
+    """The clinic's backup settings as `GET/PUT /backup-settings` answer them: with the
+    platform floor and the next scheduled run (edge.responses shapes it)."""
+
+    settings: ClinicSettings
+    min_retention_days: int
+    next_run_at: datetime | None
+
+
+def settings_view(svc: Services, settings: ClinicSettings) -> SettingsView:
     upcoming = next_slot(settings, svc.clock.now())
-    return {
-        "enabled": settings.enabled,
-        "hour": settings.hour,
-        "weekdays": list(settings.weekdays),
-        "time_zone": settings.time_zone,
-        "locale": settings.locale,
-        "keep_daily": settings.keep_daily,
-        "keep_weekly": settings.keep_weekly,
-        "keep_monthly": settings.keep_monthly,
-        "min_retention_days": svc.config.policy.min_retention_days,
-        "is_default": settings.is_default,
-        "next_run_at": upcoming.scheduled_at.isoformat() if upcoming else None,
-        "updated_by": settings.updated_by,
-        "updated_at": settings.updated_at.isoformat() if settings.updated_at else None,
-    }
+    return SettingsView(
+        settings=settings,
+        min_retention_days=svc.config.policy.min_retention_days,
+        next_run_at=upcoming.scheduled_at if upcoming else None,
+    )
 
 
-def get_backup_settings(svc: Services, ctx: TenantContext) -> dict[str, Any]:
+def get_backup_settings(svc: Services, ctx: TenantContext) -> SettingsView:
     """`GET /backup-settings`: everyone who may list backups may read them."""
     authorize(svc, ctx, Permission.LIST, "settings.get")
-    return settings_to_api(svc, clinic_settings(svc, ctx.schema))
+    return settings_view(svc, clinic_settings(svc, ctx.schema))
 
 
 def update_backup_settings(
     svc: Services, ctx: TenantContext, request: BackupSettingsUpdate
-) -> dict[str, Any]:
+) -> SettingsView:
     """`PUT /backup-settings` (admins by default). The platform floor is checked here."""
     authorize(svc, ctx, Permission.MANAGE_SETTINGS, "settings.update")
     floor = svc.config.policy.min_retention_days
@@ -933,7 +935,7 @@ def update_backup_settings(
             k: [list(v) if isinstance(v, tuple) else v for v in pair] for k, pair in changed.items()
         },
     )
-    return settings_to_api(svc, saved)
+    return settings_view(svc, saved)
 
 
 def set_backup_keep(

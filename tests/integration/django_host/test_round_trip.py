@@ -240,7 +240,7 @@ def test_django_tenants_host_round_trip(
     assert table_owners(host.admin_url, clone) == {}
 
     # When the scheduler's hourly run comes (03:10 in Madrid: everyone's default slot)
-    svc = function_module("scheduler").services()
+    svc = function_module("scheduler").fn.services()
     svc.clock = FixedClock(datetime(2027, 1, 12, 2, 10, tzinfo=UTC))
     summary = invoke("scheduler", load_event("scheduler/scheduled_event.json"))
     # Then the dashed, new and cloned tenants are backed up; the unsupported one is an error
@@ -361,7 +361,7 @@ def test_a_clone_without_the_receiver_never_shows_the_base_history_and_grant_cle
     reply = list_backups(clone)
     assert reply.status != 200 or reply.body["items"] == [], reply.body
     # and the scheduler names the clone as a failing clinic (the alarm), with the fix logged
-    svc = function_module("scheduler").services()
+    svc = function_module("scheduler").fn.services()
     svc.clock = FixedClock(datetime(2027, 2, 9, 2, 10, tzinfo=UTC))
     summary = invoke("scheduler", load_event("scheduler/scheduled_event.json"))
     assert summary["failed_clinics"].get(clone) == "migrate", summary
@@ -501,12 +501,12 @@ def test_an_excluded_base_schema_is_never_backed_up_and_its_clones_are(
     create_tenant(base, "Molde")
     populate(base, patients=3, seed=5)
     # When the scheduler runs, then a tenant is cloned from the base, and the scheduler runs again
-    svc = function_module("scheduler").services()
+    svc = function_module("scheduler").fn.services()
     svc.clock = FixedClock(datetime(2027, 3, 9, 2, 10, tzinfo=UTC))
     first = invoke("scheduler", load_event("scheduler/scheduled_event.json"))
     sqs.drain_into_worker()
     create_tenant(clone, "Hija", base=base)  # clone_schema: it works, nothing of ours to copy
-    svc = function_module("scheduler").services()
+    svc = function_module("scheduler").fn.services()
     svc.clock = FixedClock(datetime(2027, 3, 10, 2, 10, tzinfo=UTC))
     second = invoke("scheduler", load_event("scheduler/scheduled_event.json"))
     sqs.drain_into_worker()
