@@ -14,7 +14,8 @@ make the pool grow (up to ``max_containers``); the first invocation of a contain
 start. Everything shared by the layer (settings cache, database pool, logger) is per process,
 so functions share it — unlike AWS, where each function has its own environment too.
 
-Jobs: with ``JOB_QUEUE=local`` the functions enqueue into ``LocalQueue.shared()``; its consumer
+Jobs: with ``JOB_QUEUE=local`` the functions enqueue into ``LocalQueue.shared()``
+(``devstack.local_queue``, installed into the layer's factory by ``devstack.run``); its consumer
 wraps each message in an SQS-shaped event and invokes the function the template feeds from the
 message's queue — ``kind`` "backup": the backup queue (create_backup), any other kind: the
 restore queue (restore_backup) — with SQS's redelivery up to that queue's ``maxReceiveCount``.

@@ -693,6 +693,11 @@ class Stack:
         for name in _AWS_ONLY:
             fixed[name] = ""
         os.environ.update(fixed)
+        # JOB_QUEUE=local: the functions imported here enqueue into this process's LocalQueue
+        # (started with the gateway); the deployed layer has no local queue of its own.
+        from devstack import local_queue
+
+        local_queue.install()
         # EMF metric blobs on every invocation drown the local log; opt back in if wanted.
         os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 
@@ -728,9 +733,8 @@ class Stack:
         )
 
     def _start_gateway(self, secrets: dict[str, str]) -> None:
-        from clinic_backups.adapters.queues import LocalQueue
-
         from devstack.gateway import Gateway, JobWorker
+        from devstack.local_queue import LocalQueue
 
         if self.event_source is not None:
             self.event_source.start()

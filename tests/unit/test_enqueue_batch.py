@@ -8,9 +8,13 @@ import threading
 import uuid
 from typing import Any
 
+import pytest
 from botocore.exceptions import EndpointConnectionError
-from clinic_backups.adapters.queues import LocalDispatcher, LocalQueue, SqsDispatcher
+from clinic_backups.adapters.queues import SqsDispatcher
+from clinic_backups.domain.errors import QueueUnavailable
 from clinic_backups.domain.models import BackupJob, Trigger
+
+from devstack.local_queue import LocalDispatcher, LocalQueue
 
 
 def jobs(count: int) -> list[BackupJob]:
@@ -86,3 +90,23 @@ def test_the_local_queue_takes_a_batch_and_reports_when_it_has_no_worker():
         assert seen == [j.schema_name for j in batch]
     finally:
         local.stop()
+
+
+def test_job_queue_local_enqueues_through_the_queue_the_local_stack_installed():
+    from clinic_backups.wiring import factory
+    from clinic_backups.wiring.settings import QueueSettings
+
+    from devstack import local_queue
+
+    settings = QueueSettings(job_queue="local")
+    # Without the local stack (the deployed layer has no local queue): every job refused.
+    with pytest.raises(QueueUnavailable):
+        factory.dispatcher(settings).enqueue(jobs(1)[0])
+    refusing: Any = factory.dispatcher(settings)
+    assert [f.code for f in refusing.enqueue_batch(jobs(2))] == ["service_unavailable"] * 2
+    local_queue.install()
+    try:
+        installed = factory.dispatcher(settings)
+        assert isinstance(installed, LocalDispatcher)
+    finally:
+        factory.use_local_dispatcher(None)

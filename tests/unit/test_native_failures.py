@@ -76,7 +76,7 @@ def test_an_interrupt_from_upstream_still_interrupts():
 
 
 def test_a_local_queue_worker_survives_a_job_that_panics():
-    from clinic_backups.adapters.queues import LocalQueue
+    from devstack.local_queue import LocalQueue
 
     queue = LocalQueue(workers=1)
     seen: list[str] = []

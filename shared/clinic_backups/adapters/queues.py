@@ -1,10 +1,9 @@
-"""Job dispatchers: SQS in AWS, an in-process queue for the local stack.
+"""The job dispatcher: SQS.
 
-Both deliver the same internal job message (`job.to_message()`). On SQS, backup jobs go on the
-backup queue and every other kind (restore, verify, verify_light, undo) on the restore queue;
-the local queue hands every message to one consumer the local stack registers, which routes
-it by `kind` to the function the template feeds from that queue, so the same worker code runs
-in both places.
+It sends the internal job message (`job.to_message()`): backup jobs on the backup queue and
+every other kind (restore, verify, verify_light, undo) on the restore queue. The local stack's
+in-process queue is not part of the deployed layer: the local tooling hands its dispatcher to
+the factory (`wiring.factory.use_local_dispatcher`) for `JOB_QUEUE=local`.
 
 `enqueue_batch` (the scheduler's burst) sends SQS `SendMessageBatch` calls of up to 10 jobs;
 entries SQS reports as failed are retried, and what still fails is returned to the caller —
@@ -14,13 +13,11 @@ never dropped — so it can fail the records and leave the slots to a later run.
 from __future__ import annotations
 
 import json
-import queue
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from clinic_backups.domain.errors import ApiError, QueueUnavailable
+from clinic_backups.domain.errors import QueueUnavailable
 from clinic_backups.domain.models import Job
 from clinic_backups.domain.ports import EnqueueFailure
 from clinic_backups.observability import logger
@@ -136,88 +133,3 @@ class SqsDispatcher:
             if not pending:
                 break
         return refused + list(failed.values())
-
-
-Consumer = Callable[[dict[str, Any]], None]
-
-
-class LocalQueue:
-    """A process-wide FIFO served by worker threads (the local stack's stand-in for SQS)."""
-
-    _instance: LocalQueue | None = None
-    _lock = threading.Lock()
-
-    def __init__(self, workers: int = 2):
-        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        self._consumer: Consumer | None = None
-        self._workers = workers
-        self._threads: list[threading.Thread] = []
-        self._busy = 0
-        self._idle = threading.Condition()
-
-    @classmethod
-    def shared(cls) -> LocalQueue:
-        with cls._lock:
-            if cls._instance is None:
-                cls._instance = LocalQueue()
-            return cls._instance
-
-    def start(self, consumer: Consumer) -> None:
-        self._consumer = consumer
-        for index in range(self._workers):
-            thread = threading.Thread(target=self._work, name=f"local-queue-{index}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
-
-    def put(self, message: dict[str, Any]) -> None:
-        if self._consumer is None:
-            raise QueueUnavailable("The local job queue has no worker.")
-        with self._idle:
-            self._busy += 1
-        self._queue.put(message)
-
-    def _work(self) -> None:
-        while (message := self._queue.get()) is not None:
-            try:
-                assert self._consumer is not None
-                self._consumer(message)
-            except (KeyboardInterrupt, SystemExit):
-                raise
-            except BaseException:
-                # BaseException: a native panic (pyo3's PanicException) in one job must not
-                # end the thread that serves every later one.
-                logger.exception("local job failed")
-            finally:
-                with self._idle:
-                    self._busy -= 1
-                    self._idle.notify_all()
-
-    def join(self, timeout: float | None = None) -> bool:
-        """Wait until every queued job ran (for tests and the scheduler command)."""
-        with self._idle:
-            return self._idle.wait_for(lambda: self._busy == 0, timeout=timeout)
-
-    def stop(self) -> None:
-        for _ in self._threads:
-            self._queue.put(None)
-        for thread in self._threads:
-            thread.join(timeout=5)
-        self._threads.clear()
-        self._consumer = None
-
-
-class LocalDispatcher:
-    def __init__(self, local_queue: LocalQueue | None = None):
-        self._queue = local_queue or LocalQueue.shared()
-
-    def enqueue(self, job: Job) -> None:
-        self._queue.put(job.to_message())
-
-    def enqueue_batch(self, jobs: Sequence[Job]) -> list[EnqueueFailure]:
-        failures = []
-        for job in jobs:
-            try:
-                self.enqueue(job)
-            except ApiError as error:
-                failures.append(EnqueueFailure(job, error.code))
-        return failures

@@ -9,6 +9,7 @@ keeps cold starts small: the list function imports neither boto3 nor storage3.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import SecretStr
 
 from clinic_backups.domain import ports
-from clinic_backups.domain.models import PlatformPolicy
+from clinic_backups.domain.errors import QueueUnavailable
+from clinic_backups.domain.models import Job, PlatformPolicy
 from clinic_backups.usecases.context import Config, Services
 from clinic_backups.wiring.settings import (
     CommonSettings,
@@ -163,11 +165,32 @@ def replica(settings: StorageSettings, s3_client: Any = None) -> ports.ReplicaSt
     )
 
 
+class _NoLocalQueue:
+    """`JOB_QUEUE=local` in a process that installed no local queue: every job is refused
+    (503 service_unavailable), as a queue without a worker refuses it."""
+
+    def enqueue(self, job: Job) -> None:
+        raise QueueUnavailable("The local job queue has no worker.")
+
+    def enqueue_batch(self, jobs: Sequence[Job]) -> list[ports.EnqueueFailure]:
+        return [ports.EnqueueFailure(job, QueueUnavailable.code) for job in jobs]
+
+
+# `JOB_QUEUE=local`: the dispatcher the local stack installed in this process
+# (its local tooling, never deployed). The deployed layer has no local queue of its own.
+_local_dispatcher: Callable[[], ports.JobDispatcher] = _NoLocalQueue
+
+
+def use_local_dispatcher(build: Callable[[], ports.JobDispatcher] | None) -> None:
+    """Functions built from now on with `JOB_QUEUE=local` enqueue through `build()`
+    (None: through none, every job refused)."""
+    global _local_dispatcher
+    _local_dispatcher = build or _NoLocalQueue
+
+
 def dispatcher(settings: QueueSettings, sqs_client: Any = None) -> ports.JobDispatcher:
     if settings.job_queue == "local":
-        from clinic_backups.adapters.queues import LocalDispatcher
-
-        return LocalDispatcher()
+        return _local_dispatcher()
     from clinic_backups.adapters.queues import SqsDispatcher
 
     assert settings.job_queue_url
