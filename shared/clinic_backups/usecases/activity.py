@@ -22,7 +22,7 @@ import json
 import tempfile
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -84,22 +84,19 @@ def list_audit(svc: Services, ctx: TenantContext, query: ListAuditQuery) -> Audi
 
 
 def _cell(value: Any) -> str:
-    text = "" if value is None else str(value)
+    if value is None:
+        text = ""
+    elif isinstance(value, datetime):
+        text = value.isoformat()
+    else:
+        text = str(value)
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
 def csv_row(entry: AuditRecord) -> list[str]:
-    data = {
-        "at": entry.at.isoformat(),
-        "action": entry.action,
-        "outcome": entry.outcome,
-        "actor_id": entry.actor_id,
-        "actor_name": entry.actor_name,
-        "actor_role": entry.actor_role,
-        "backup_id": str(entry.backup_id) if entry.backup_id else None,
-        "request_id": entry.request_id,
-        "details": json.dumps(entry.details, ensure_ascii=False, sort_keys=True),
-    }
+    """The entry's CSV_COLUMNS as text: ISO 8601 times, canonical ids, details as JSON."""
+    data = asdict(entry)
+    data["details"] = json.dumps(entry.details, ensure_ascii=False, sort_keys=True)
     return [_cell(data[c]) for c in CSV_COLUMNS]
 
 
