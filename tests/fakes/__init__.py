@@ -1,0 +1,134 @@
+"""In-memory fakes of the ports the use cases use, and `fake_services`: the one place tests
+build a `Services` from them (the use-case tests in tests/usecases run on these, in seconds,
+with no PostgreSQL, S3 or moto). Each fake is typed against its port below, so mypy checks
+that it still fits when a port changes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyrage import x25519
+
+from clinic_backups.domain.models import Clinic, Permission, Role, TenantContext
+from clinic_backups.domain.ports import (
+    Clock,
+    Dumper,
+    JobDispatcher,
+    KeysRepository,
+    Metrics,
+    ObjectStorage,
+    RecordsRepository,
+    ReplicaStorage,
+    SchedulesRepository,
+    TenantDirectory,
+)
+from clinic_backups.usecases.backups import Services
+
+from tests.fakes.clock import FakeClock
+from tests.fakes.others import FakeDispatcher, FakeDumper, FakeKeys, FakeMetrics, FakeSchedules
+from tests.fakes.records import FakeRecords, FakeTenants
+from tests.fakes.storage import FakeReplica, FakeStorage
+
+CLINIC = "clinica_norte"
+OTHER_CLINIC = "clinica_sur"
+
+ADMIN_PERMISSIONS = frozenset(Permission)
+STAFF_PERMISSIONS = frozenset({Permission.LIST, Permission.CREATE})
+
+PLATFORM_IDENTITY = x25519.Identity.generate()
+PLATFORM_RECIPIENT = str(PLATFORM_IDENTITY.to_public())
+
+
+def caller(
+    role: Role = Role.ADMIN,
+    schema: str = CLINIC,
+    user_id: str = "u-admin",
+    permissions: frozenset[Permission] | None = None,
+) -> TenantContext:
+    """A verified caller: an admin (every permission) or staff (list and create)."""
+    if permissions is None:
+        permissions = ADMIN_PERMISSIONS if role == Role.ADMIN else STAFF_PERMISSIONS
+    return TenantContext(
+        schema=schema,
+        clinic_name="Clínica " + schema,
+        user_id=user_id,
+        user_name=user_id.upper(),
+        role=role,
+        permissions=permissions,
+        request_id="req-1",
+    )
+
+
+@dataclass
+class Fakes:
+    """The fakes behind one `Services`, for a test to arrange and inspect."""
+
+    svc: Services
+    clock: FakeClock
+    records: FakeRecords
+    tenants: FakeTenants
+    storage: FakeStorage
+    dispatcher: FakeDispatcher
+    dumper: FakeDumper
+    keys: FakeKeys
+    schedules: FakeSchedules
+    metrics: FakeMetrics
+    replica: FakeReplica | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def fake_services(*, with_replica: bool = False, **overrides: Any) -> Fakes:
+    """Every fake wired into one `Services` (the only place a test builds one); `overrides`
+    are `Services` fields (configuration values, or a port replaced or set to None)."""
+    clock = FakeClock()
+    records = FakeRecords(clock)
+    tenants = FakeTenants(Clinic(CLINIC, "Clínica Norte", True), Clinic(OTHER_CLINIC, "Sur", True))
+    storage = FakeStorage(clock)
+    dispatcher = FakeDispatcher()
+    dumper = FakeDumper()
+    keys = FakeKeys()
+    schedules = FakeSchedules(records, clock)
+    metrics = FakeMetrics()
+    replica = FakeReplica(clock) if with_replica else None
+    # Typed against the ports: mypy refuses a fake that no longer fits its port.
+    ports: dict[str, Any] = {}
+    records_port: RecordsRepository = records
+    tenants_port: TenantDirectory = tenants
+    storage_port: ObjectStorage = storage
+    dispatcher_port: JobDispatcher = dispatcher
+    dumper_port: Dumper = dumper
+    keys_port: KeysRepository = keys
+    schedules_port: SchedulesRepository = schedules
+    clock_port: Clock = clock
+    metrics_port: Metrics = metrics
+    replica_port: ReplicaStorage | None = replica
+    ports.update(
+        records=records_port,
+        tenants=tenants_port,
+        storage=storage_port,
+        dispatcher=dispatcher_port,
+        dumper=dumper_port,
+        keys=keys_port,
+        schedules=schedules_port,
+        clock=clock_port,
+        metrics=metrics_port,
+        replica=replica_port,
+        platform_recipients=[PLATFORM_RECIPIENT],
+        platform_identities=[str(PLATFORM_IDENTITY)],
+    )
+    ports.update(overrides)
+    svc = Services(**ports)
+    return Fakes(
+        svc=svc,
+        clock=clock,
+        records=records,
+        tenants=tenants,
+        storage=storage,
+        dispatcher=dispatcher,
+        dumper=dumper,
+        keys=keys,
+        schedules=schedules,
+        metrics=metrics,
+        replica=replica,
+    )
