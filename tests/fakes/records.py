@@ -415,10 +415,16 @@ class FakeRecords:
         )
 
     def audit(self, schema: str, entry: AuditEntry) -> None:
-        self.tables(schema).audit.append(
+        # The database's now() moves on between transactions: entries written while the fake
+        # clock stands still keep their order (a microsecond apart), as they do in PostgreSQL.
+        audit = self.tables(schema).audit
+        at = self.clock.now()
+        if audit and audit[-1].at >= at:
+            at = audit[-1].at + timedelta(microseconds=1)
+        audit.append(
             AuditRecord(
                 id=uuid.uuid4(),
-                at=self.clock.now(),
+                at=at,
                 action=entry.action,
                 outcome=entry.outcome,
                 actor_id=entry.actor_id,
