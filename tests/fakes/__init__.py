@@ -20,14 +20,18 @@ from clinic_backups.domain.ports import (
     ObjectStorage,
     RecordsRepository,
     ReplicaStorage,
+    Restorer,
+    RestoresRepository,
     SchedulesRepository,
     TenantDirectory,
+    Verifier,
 )
 from clinic_backups.usecases.backups import Services
 
 from tests.fakes.clock import FakeClock
 from tests.fakes.others import FakeDispatcher, FakeDumper, FakeKeys, FakeMetrics, FakeSchedules
 from tests.fakes.records import FakeRecords, FakeTenants
+from tests.fakes.restores import FakeRestorer, FakeRestores, FakeVerifier
 from tests.fakes.storage import FakeReplica, FakeStorage
 
 CLINIC = "clinica_norte"
@@ -74,6 +78,9 @@ class Fakes:
     keys: FakeKeys
     schedules: FakeSchedules
     metrics: FakeMetrics
+    restores: FakeRestores
+    restorer: FakeRestorer
+    verifier: FakeVerifier
     replica: FakeReplica | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -90,6 +97,9 @@ def fake_services(*, with_replica: bool = False, **overrides: Any) -> Fakes:
     keys = FakeKeys()
     schedules = FakeSchedules(records, clock)
     metrics = FakeMetrics()
+    restores = FakeRestores(records)
+    restorer = FakeRestorer(restores)
+    verifier = FakeVerifier()
     replica = FakeReplica(clock) if with_replica else None
     # Typed against the ports: mypy refuses a fake that no longer fits its port.
     ports: dict[str, Any] = {}
@@ -102,6 +112,9 @@ def fake_services(*, with_replica: bool = False, **overrides: Any) -> Fakes:
     schedules_port: SchedulesRepository = schedules
     clock_port: Clock = clock
     metrics_port: Metrics = metrics
+    restores_port: RestoresRepository = restores
+    restorer_port: Restorer = restorer
+    verifier_port: Verifier = verifier
     replica_port: ReplicaStorage | None = replica
     ports.update(
         records=records_port,
@@ -113,6 +126,9 @@ def fake_services(*, with_replica: bool = False, **overrides: Any) -> Fakes:
         schedules=schedules_port,
         clock=clock_port,
         metrics=metrics_port,
+        restores=restores_port,
+        restorer=restorer_port,
+        verifier=verifier_port,
         replica=replica_port,
         platform_recipients=[PLATFORM_RECIPIENT],
         platform_identities=[str(PLATFORM_IDENTITY)],
@@ -130,5 +146,8 @@ def fake_services(*, with_replica: bool = False, **overrides: Any) -> Fakes:
         keys=keys,
         schedules=schedules,
         metrics=metrics,
+        restores=restores,
+        restorer=restorer,
+        verifier=verifier,
         replica=replica,
     )

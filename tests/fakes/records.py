@@ -24,6 +24,8 @@ from clinic_backups.domain.models import (
     Clinic,
     DumpResult,
     Lease,
+    RestoreRecord,
+    RestoreStatus,
     SupersededCopy,
 )
 from clinic_backups.domain.names import is_valid_schema_name
@@ -64,8 +66,8 @@ class ClinicTables:
     lock: LockRow | None = None
     audit: list[AuditRecord] = field(default_factory=list)
     superseded: list[SupersededCopy] = field(default_factory=list)
-    # backups a running restore or verification reads (set by the restores fake or a test)
-    in_use: set[uuid.UUID] = field(default_factory=set)
+    # restore and verification jobs (`backup_restores`: tests/fakes/restores.py)
+    restores: dict[uuid.UUID, RestoreRecord] = field(default_factory=dict)
 
 
 class FakeRecords:
@@ -93,7 +95,7 @@ class FakeRecords:
         self.tables(schema).records[record.id] = updated
         return updated
 
-    def _take_lock(self, schema: str, kind: str, ref_id: uuid.UUID, at: datetime) -> None:
+    def take_lock(self, schema: str, kind: str, ref_id: uuid.UUID, at: datetime) -> None:
         tables = self.tables(schema)
         now = self.clock.now()
         if tables.lock is not None and tables.lock.expired(now):
@@ -144,7 +146,7 @@ class FakeRecords:
         self.clinics.setdefault(schema, ClinicTables())
 
     def create_pending(self, schema: str, record: BackupRecord) -> BackupRecord:
-        self._take_lock(schema, "backup", record.id, record.created_at)
+        self.take_lock(schema, "backup", record.id, record.created_at)
         self.tables(schema).records[record.id] = record
         return record
 
@@ -269,7 +271,7 @@ class FakeRecords:
 
     def start_reencrypt(self, schema: str, backup_id: uuid.UUID, at: datetime) -> BackupRecord:
         record = self.tables(schema).records.get(backup_id)
-        self._take_lock(schema, "reencrypt", backup_id, at)
+        self.take_lock(schema, "reencrypt", backup_id, at)
         if record is None or record.status != BackupStatus.COMPLETED:
             self.tables(schema).lock = None  # the transaction rolls back
             raise BackupNotCompleted("Only completed backups can be re-encrypted.")
@@ -571,7 +573,13 @@ class FakeRecords:
         )
 
     def backups_in_use(self, schema: str) -> set[uuid.UUID]:
-        return set(self.tables(schema).in_use)
+        used: set[uuid.UUID] = set()
+        for job in self.tables(schema).restores.values():
+            if job.status in (RestoreStatus.PENDING, RestoreStatus.RUNNING):
+                used.add(job.backup_id)
+                if job.pre_restore_backup_id is not None:
+                    used.add(job.pre_restore_backup_id)
+        return used
 
     def _stale(self, schema: str, record: BackupRecord, before: datetime) -> bool:
         if record.status == BackupStatus.PENDING:
