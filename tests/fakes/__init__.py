@@ -8,8 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyrage import x25519
-
 from clinic_backups.domain.models import Clinic, Permission, Role, TenantContext
 from clinic_backups.domain.ports import (
     Clock,
@@ -27,6 +25,7 @@ from clinic_backups.domain.ports import (
     Verifier,
 )
 from clinic_backups.usecases.backups import Services
+from pyrage import x25519
 
 from tests.fakes.clock import FakeClock
 from tests.fakes.others import FakeDispatcher, FakeDumper, FakeKeys, FakeMetrics, FakeSchedules

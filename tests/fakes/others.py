@@ -14,8 +14,6 @@ from datetime import date, datetime
 from typing import BinaryIO
 
 import pyrage
-from pyrage import x25519
-
 from clinic_backups.domain.errors import ApiError, KeyAlreadyRegistered
 from clinic_backups.domain.models import (
     BackupStatus,
@@ -27,6 +25,7 @@ from clinic_backups.domain.models import (
     SlotStatus,
 )
 from clinic_backups.domain.ports import ClinicSnapshot, Dumper
+from pyrage import x25519
 
 from tests.fakes.clock import FakeClock
 from tests.fakes.records import FakeRecords
@@ -213,21 +212,18 @@ class FakeSchedules:
     ) -> bool:
         slots = self.slots.setdefault(schema, {})
         slot = slots.get((local_date, local_hour))
-        if slot is not None and not (
+        if slot is None:
+            slots[(local_date, local_hour)] = SlotRecord(
+                local_date, local_hour, scheduled_at, SlotStatus.MISSED, None, at, 0
+            )
+            return True
+        # An existing slot becomes missed only when no run is (still) enqueueing it.
+        if slot.status == SlotStatus.SKIPPED_BUSY or (
             slot.status == SlotStatus.DUE and slot.decided_at < due_before
         ):
-            if slot.status != SlotStatus.SKIPPED_BUSY:
-                return False
-        slots[(local_date, local_hour)] = SlotRecord(
-            local_date,
-            local_hour,
-            scheduled_at,
-            SlotStatus.MISSED,
-            None,
-            at,
-            slot.attempts if slot else 0,
-        )
-        return True
+            slots[(local_date, local_hour)] = replace(slot, status=SlotStatus.MISSED, decided_at=at)
+            return True
+        return False
 
 
 class FakeDumper:
@@ -255,7 +251,9 @@ class FakeDumper:
             raise self.fail
         stored = self.archive
         if encrypt_to:
-            stored = pyrage.encrypt(self.archive, [x25519.Recipient.from_str(r) for r in encrypt_to])
+            stored = pyrage.encrypt(
+                self.archive, [x25519.Recipient.from_str(r) for r in encrypt_to]
+            )
         consume(io.BytesIO(stored))
         if self.during is not None:
             self.during()

@@ -364,9 +364,7 @@ class FakeRecords:
             raise OperationInProgress("The backup is still running; wait until it ends.")
         if record.status == BackupStatus.DELETED:
             return record
-        return self._set(
-            schema, record, status=BackupStatus.DELETED, deleted_at=at, deleted_by=by
-        )
+        return self._set(schema, record, status=BackupStatus.DELETED, deleted_at=at, deleted_by=by)
 
     def purgeable(self, schema: str, deleted_before: datetime) -> builtins.list[BackupRecord]:
         rows = [
@@ -616,11 +614,11 @@ class FakeRecords:
             if r.status in ACTIVE and not self._stale(schema, r, stuck_before)
         }
         lock = tables.lock
-        if lock is not None and lock.kind == "reencrypt":
-            if lock.lease_id is None or lock.live(self.clock.now()):
-                record = tables.records.get(lock.ref_id)
-                if record is not None:
-                    keys.add(record.storage_key)
+        live = lock is not None and (lock.lease_id is None or lock.live(self.clock.now()))
+        if lock is not None and lock.kind == "reencrypt" and live:
+            record = tables.records.get(lock.ref_id)
+            if record is not None:
+                keys.add(record.storage_key)
         return keys
 
     def note_upload_removed(self, schema: str, storage_key: str, pending: str, done: str) -> None:

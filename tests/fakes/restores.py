@@ -40,8 +40,16 @@ from tests.fakes.records import FakeRecords
 
 ACTIVE = (RestoreStatus.PENDING, RestoreStatus.RUNNING)
 UPDATABLE = frozenset(
-    {"step", "pre_restore_backup_id", "old_schema", "undo_schema", "undo_until", "details",
-     "lock_seconds", "undo_status"}
+    {
+        "step",
+        "pre_restore_backup_id",
+        "old_schema",
+        "undo_schema",
+        "undo_until",
+        "details",
+        "lock_seconds",
+        "undo_status",
+    }
 )
 
 
@@ -267,13 +275,15 @@ class FakeRestores:
             now = self.clock.now()
             if undo:
                 self._set(
-                    schema, job, status=RestoreStatus.UNDONE, undo_status=None, step="undone",
+                    schema,
+                    job,
+                    status=RestoreStatus.UNDONE,
+                    undo_status=None,
+                    step="undone",
                     undone_at=now,
                 )
             else:
-                self._set(
-                    schema, job, status=RestoreStatus.COMPLETED, step="done", finished_at=now
-                )
+                self._set(schema, job, status=RestoreStatus.COMPLETED, step="done", finished_at=now)
             self.records._free(schema, restore_id)
             self.records.audit(schema, entry)
 
@@ -289,8 +299,7 @@ class FakeRestores:
             covered = (
                 lock is not None and lock.ref_id == job.id and lock.live(at)
                 if job.kind == RestoreKind.RESTORE
-                else job.id in self.leases
-                and job.status == RestoreStatus.RUNNING
+                else job.id in self.leases and job.status == RestoreStatus.RUNNING
             )
             stale = (job.status == RestoreStatus.PENDING and job.created_at < before) or (
                 job.status == RestoreStatus.RUNNING and not covered
@@ -321,7 +330,7 @@ class FakeRestores:
         hints = {}
         for schema in schemas:
             stale = any(
-                j.status == RestoreStatus.PENDING and j.created_at < stuck_before
+                (j.status == RestoreStatus.PENDING and j.created_at < stuck_before)
                 or j.status == RestoreStatus.RUNNING
                 for j in self._jobs(schema).values()
             )
@@ -445,4 +454,3 @@ class FakeVerifier:
         return DrillResult(
             passed, {"table_counts": dict(self.counts), "mismatches": mismatches, "seconds": 1.0}
         )
-

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from clinic_backups.domain.models import BackupJob, BackupRecord, CreateBackupRequest, Role
 from clinic_backups.usecases import backups
 

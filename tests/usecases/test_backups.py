@@ -10,7 +10,6 @@ from datetime import timedelta
 
 import pyrage
 import pytest
-
 from clinic_backups.domain.errors import (
     BackupFileMissing,
     BackupNotCancellable,
@@ -249,9 +248,7 @@ def test_list_pages_newest_first_and_the_cursor_walks_every_backup_once(fakes: F
 
     seen, cursor = [], None
     while True:
-        page = backups.list_backups(
-            fakes.svc, STAFF, ListBackupsQuery(limit=2, cursor=cursor)
-        )
+        page = backups.list_backups(fakes.svc, STAFF, ListBackupsQuery(limit=2, cursor=cursor))
         seen += [r.id for r in page.items]
         if page.next_cursor is None:
             break
@@ -469,7 +466,11 @@ def test_a_finished_backup_cannot_be_cancelled(fakes: Fakes) -> None:
 def test_a_pre_restore_backup_cannot_be_cancelled_on_its_own(fakes: Fakes) -> None:
     fakes.records.ensure_schema(CLINIC)
     record = backups.new_backup_record(
-        fakes.svc, CLINIC, uuid.uuid4(), trigger=Trigger.PRE_RESTORE, actor_id="u-admin",
+        fakes.svc,
+        CLINIC,
+        uuid.uuid4(),
+        trigger=Trigger.PRE_RESTORE,
+        actor_id="u-admin",
         actor_name=None,
     )
     fakes.records.put(CLINIC, record)
@@ -507,7 +508,11 @@ def settings_update(**changes: object) -> BackupSettingsUpdate:
 def test_settings_update_saves_and_audits_only_what_changed(fakes: Fakes) -> None:
     saved = backups.update_backup_settings(fakes.svc, ADMIN, settings_update())
 
-    assert (saved["hour"], saved["time_zone"], saved["is_default"]) == (22, "Atlantic/Canary", False)
+    assert (saved["hour"], saved["time_zone"], saved["is_default"]) == (
+        22,
+        "Atlantic/Canary",
+        False,
+    )
     assert saved["locale"] == fakes.svc.policy.defaults.locale
     entry = fakes.records.tables(CLINIC).audit[-1]
     assert (entry.action, entry.outcome) == ("settings.update", "saved")
@@ -539,8 +544,11 @@ def test_only_a_completed_backup_can_be_kept_and_a_kept_one_survives_retention(
 ) -> None:
     # Given the platform floor of 7 daily backups and 20 days of scheduled backups, one kept
     backups.update_backup_settings(
-        fakes.svc, ADMIN, settings_update(keep_daily=7, keep_weekly=0, keep_monthly=0,
-                                          weekdays=[1, 2, 3, 4, 5, 6, 7])
+        fakes.svc,
+        ADMIN,
+        settings_update(
+            keep_daily=7, keep_weekly=0, keep_monthly=0, weekdays=[1, 2, 3, 4, 5, 6, 7]
+        ),
     )
     made = []
     for _ in range(20):

@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 
 import pyrage
 import pytest
-
 from clinic_backups.domain.errors import (
     BackupNotCompleted,
     EncryptionKeyRequired,

@@ -8,7 +8,6 @@ import zlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from clinic_backups.domain.errors import (
     BackupFileMissing,
     BackupNotCompleted,

@@ -9,9 +9,7 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-
 from clinic_backups.domain.errors import QueueUnavailable
-
 from clinic_backups.domain.models import (
     BackupJob,
     BackupStatus,
