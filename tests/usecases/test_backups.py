@@ -396,13 +396,26 @@ def test_undelete_within_the_grace_period_completes_the_backup_again(fakes: Fake
     assert manifest["deleted_at"] is None
 
 
-def test_undelete_past_the_grace_period_is_refused_as_purged(fakes: Fakes) -> None:
+def test_undelete_past_the_grace_period_is_refused_as_purged_without_racing_the_purge(
+    fakes: Fakes,
+) -> None:
     done = completed_backup(fakes)
     backups.delete_backup(fakes.svc, ADMIN, str(done.id))
     fakes.clock.advance(days=fakes.svc.delete_grace_days)
+    fakes.storage.down = True  # the purge may be removing the file: storage is not even asked
 
     with pytest.raises(BackupPurged):
         backups.undelete_backup(fakes.svc, ADMIN, str(done.id))
+
+
+def test_undelete_of_a_backup_whose_file_is_gone_is_refused_as_purged(fakes: Fakes) -> None:
+    done = completed_backup(fakes)
+    backups.delete_backup(fakes.svc, ADMIN, str(done.id))
+    fakes.storage.objects[done.storage_key] = b"short"
+
+    with pytest.raises(BackupPurged):
+        backups.undelete_backup(fakes.svc, ADMIN, str(done.id))
+    assert fakes.records.get(CLINIC, done.id).status == BackupStatus.DELETED  # type: ignore[union-attr]
 
 
 def test_undelete_of_a_failed_backup_is_refused(fakes: Fakes) -> None:

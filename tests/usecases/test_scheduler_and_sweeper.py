@@ -4,6 +4,7 @@ reports."""
 
 from __future__ import annotations
 
+import uuid
 import zlib
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -21,9 +22,10 @@ from clinic_backups.domain.models import (
 )
 from clinic_backups.domain.names import audit_export_prefix
 from clinic_backups.domain.ports import PendingUpload
+from clinic_backups.domain.schedule import CLAIM_TIMEOUT
 from clinic_backups.usecases import backups, scheduler, sweeper
 
-from tests.fakes import CLINIC, OTHER_CLINIC, Fakes, caller
+from tests.fakes import CLINIC, OTHER_CLINIC, Fakes, caller, fake_services
 from tests.usecases.conftest import completed_backup, last_backup_job
 
 ADMIN = caller(Role.ADMIN)
@@ -263,3 +265,57 @@ def test_an_inactive_clinic_is_neither_scheduled_nor_swept(fakes: Fakes) -> None
 
     assert [j.schema_name for j in scheduled_jobs(fakes)] == [CLINIC]
     assert OTHER_CLINIC not in fakes.records.clinics
+
+
+# --- a run that died halfway (Action.RECOVER) ------------------------------------------------------
+
+
+def claimed_by_a_run_that_died(fakes: Fakes, *, with_record: bool) -> uuid.UUID:
+    """The slot claimed (`due`) by a run that died before sending its job (and, without
+    `with_record`, before creating the backup's record)."""
+    fakes.clock.at = SLOT_UTC + timedelta(minutes=10)
+    backup_id = uuid.uuid4()
+    fakes.records.ensure_schema(CLINIC)
+    assert fakes.schedules.claim_slot(CLINIC, *SLOT, SLOT_UTC, backup_id, fakes.clock.now())
+    if with_record:
+        backups.prepare_backup(
+            fakes.svc,
+            CLINIC,
+            trigger=Trigger.SCHEDULED,
+            actor_id=scheduler.SCHEDULER_ACTOR,
+            actor_name=None,
+            backup_id=backup_id,
+        )
+    return backup_id
+
+
+def test_a_pending_backup_left_by_a_dead_run_has_its_job_sent_by_the_next(
+    one_clinic: Fakes,
+) -> None:
+    fakes = one_clinic
+    backup_id = claimed_by_a_run_that_died(fakes, with_record=True)
+    fakes.clock.advance(seconds=CLAIM_TIMEOUT.total_seconds() + 60)
+
+    scheduler.run_scheduler(fakes.svc, orphans=False)
+
+    assert [j.backup_id for j in scheduled_jobs(fakes)] == [backup_id]
+    assert fakes.schedules.slots[CLINIC][SLOT].status == SlotStatus.ENQUEUED
+
+
+def test_a_slot_a_dead_run_claimed_is_retried_in_the_window_and_missed_after_it(
+    one_clinic: Fakes,
+) -> None:
+    # Within the catch-up window: a new backup for the slot
+    fakes = one_clinic
+    claimed_by_a_run_that_died(fakes, with_record=False)
+    fakes.clock.advance(seconds=CLAIM_TIMEOUT.total_seconds() + 60)
+    assert scheduler.run_scheduler(fakes.svc, orphans=False).enqueued == 1
+
+    # Past it (another clinic state, same story): the slot is missed, nothing runs late
+    late = fake_services()
+    del late.tenants.clinics[OTHER_CLINIC]
+    claimed_by_a_run_that_died(late, with_record=False)
+    late.clock.at = SLOT_UTC + late.svc.policy.catch_up + timedelta(minutes=1)
+    report = scheduler.run_scheduler(late.svc, orphans=False)
+    assert (report.enqueued, report.missed) == (0, 1)
+    assert late.schedules.slots[CLINIC][SLOT].status == SlotStatus.MISSED
