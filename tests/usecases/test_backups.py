@@ -200,7 +200,11 @@ def test_a_cancel_heard_before_completion_ends_the_backup_cancelled_with_nothing
 ) -> None:
     # Given a running backup whose cancel arrives after the upload, before it completes
     record = backups.create_backup(fakes.svc, ADMIN, CreateBackupRequest())
-    fakes.dumper.during = lambda: backups.cancel_backup(fakes.svc, ADMIN, str(record.id)) and None
+
+    def cancel_while_running() -> None:
+        assert backups.cancel_backup(fakes.svc, ADMIN, str(record.id)).status == "running"
+
+    fakes.dumper.during = cancel_while_running
 
     # When the job finishes
     ended = backups.run_backup_job(fakes.svc, last_backup_job(fakes))
