@@ -5,25 +5,10 @@ that it still fits when a port changes."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from clinic_backups.domain.models import Clinic, Permission, Role, TenantContext
-from clinic_backups.domain.ports import (
-    Clock,
-    Dumper,
-    JobDispatcher,
-    KeysRepository,
-    Metrics,
-    ObjectStorage,
-    RecordsRepository,
-    ReplicaStorage,
-    Restorer,
-    RestoresRepository,
-    SchedulesRepository,
-    TenantDirectory,
-    Verifier,
-)
 from clinic_backups.usecases.backups import Services
 from pyrage import x25519
 
@@ -100,40 +85,25 @@ def fake_services(*, with_replica: bool = False, **overrides: Any) -> Fakes:
     restorer = FakeRestorer(restores)
     verifier = FakeVerifier()
     replica = FakeReplica(clock) if with_replica else None
-    # Typed against the ports: mypy refuses a fake that no longer fits its port.
-    ports: dict[str, Any] = {}
-    records_port: RecordsRepository = records
-    tenants_port: TenantDirectory = tenants
-    storage_port: ObjectStorage = storage
-    dispatcher_port: JobDispatcher = dispatcher
-    dumper_port: Dumper = dumper
-    keys_port: KeysRepository = keys
-    schedules_port: SchedulesRepository = schedules
-    clock_port: Clock = clock
-    metrics_port: Metrics = metrics
-    restores_port: RestoresRepository = restores
-    restorer_port: Restorer = restorer
-    verifier_port: Verifier = verifier
-    replica_port: ReplicaStorage | None = replica
-    ports.update(
-        records=records_port,
-        tenants=tenants_port,
-        storage=storage_port,
-        dispatcher=dispatcher_port,
-        dumper=dumper_port,
-        keys=keys_port,
-        schedules=schedules_port,
-        clock=clock_port,
-        metrics=metrics_port,
-        restores=restores_port,
-        restorer=restorer_port,
-        verifier=verifier_port,
-        replica=replica_port,
+    # Each fake passed as its port: mypy refuses a fake that no longer fits its port.
+    svc = Services(
+        records=records,
+        tenants=tenants,
+        storage=storage,
+        dispatcher=dispatcher,
+        dumper=dumper,
+        keys=keys,
+        schedules=schedules,
+        clock=clock,
+        metrics=metrics,
+        restores=restores,
+        restorer=restorer,
+        verifier=verifier,
+        replica=replica,
         platform_recipients=[PLATFORM_RECIPIENT],
         platform_identities=[str(PLATFORM_IDENTITY)],
     )
-    ports.update(overrides)
-    svc = Services(**ports)
+    svc = replace(svc, **overrides)
     return Fakes(
         svc=svc,
         clock=clock,

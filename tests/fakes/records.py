@@ -115,18 +115,25 @@ class FakeRecords:
         if record is None:
             return []
         if lock.kind == "backup" and record.status in ACTIVE:
-            self._set(
-                schema,
-                record,
-                status=BackupStatus.FAILED,
-                finished_at=at,
-                error_code="stale",
-                error=f"{reason}; any unfinished upload is removed",
+            self._fail_record(
+                schema, record, "stale", f"{reason}; any unfinished upload is removed", at
             )
             return [record.id]
         if lock.kind == "reencrypt":
             self._set(schema, record, reencrypting=False)
         return []
+
+    def _fail_record(
+        self, schema: str, record: BackupRecord, error_code: str, error: str, at: datetime
+    ) -> None:
+        self._set(
+            schema,
+            record,
+            status=BackupStatus.FAILED,
+            finished_at=at,
+            error_code=error_code,
+            error=error[:500],
+        )
 
     def _free(self, schema: str, ref_id: uuid.UUID) -> None:
         tables = self.tables(schema)
@@ -229,14 +236,7 @@ class FakeRecords:
     ) -> None:
         record = self.tables(schema).records.get(backup_id)
         if record is not None and record.status in ACTIVE:
-            self._set(
-                schema,
-                record,
-                status=BackupStatus.FAILED,
-                finished_at=at,
-                error_code=error_code,
-                error=error[:500],
-            )
+            self._fail_record(schema, record, error_code, error, at)
         self._free(schema, backup_id)
 
     def request_cancel(
@@ -594,13 +594,8 @@ class FakeRecords:
         for record in list(tables.records.values()):
             if record.status in ACTIVE and self._stale(schema, record, before):
                 pending = record.status == BackupStatus.PENDING
-                self._set(
-                    schema,
-                    record,
-                    status=BackupStatus.FAILED,
-                    finished_at=at,
-                    error_code="stale",
-                    error=NEVER_STARTED if pending else LEASE_GONE,
+                self._fail_record(
+                    schema, record, "stale", NEVER_STARTED if pending else LEASE_GONE, at
                 )
                 self._free(schema, record.id)
                 ids.append(record.id)
