@@ -5,6 +5,7 @@ commits only after the archive was read to its end and checked."""
 from __future__ import annotations
 
 import zlib
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -305,3 +306,20 @@ def test_the_weekly_drill_is_queued_in_the_clinics_own_hour_only(fakes: Fakes) -
     assert restore.schedule_verifications(fakes.svc, [CLINIC], turn) == (1, {})
     (job,) = fakes.records.tables(CLINIC).restores.values()
     assert job.backup_id == newest.id and job.kind.value == "verify"
+
+
+def test_a_drill_that_counts_other_rows_than_the_light_check_fails_the_backup(
+    fakes: Fakes,
+) -> None:
+    # Given a backup whose light check counted fewer rows than the drill will restore
+    done = completed_backup(fakes)
+    fakes.records.put(CLINIC, replace(done, table_counts={**TABLE_COUNTS, "citas": 5}))
+    restore.request_verify(fakes.svc, ADMIN, str(done.id))
+
+    # When the full drill runs (its own counts all match the archive)
+    finished = restore.run_verify_job(fakes.svc, last_restore_job(fakes))
+
+    # Then the difference fails the verification
+    assert finished is not None and finished.status == RestoreStatus.FAILED
+    assert finished.details["light_check_counts_differ"] is True
+    assert fakes.records.get(CLINIC, done.id).verify_outcome == "failed"  # type: ignore[union-attr]
