@@ -90,7 +90,8 @@ class FakeRecords:
         self.clinics.setdefault(schema, ClinicTables()).records[record.id] = record
         return record
 
-    def _set(self, schema: str, record: BackupRecord, **changes: Any) -> BackupRecord:
+    def update_record(self, schema: str, record: BackupRecord, **changes: Any) -> BackupRecord:
+        """Change a stored record (the restores fake writes the check and drill results)."""
         updated = replace(record, **changes)
         self.tables(schema).records[record.id] = updated
         return updated
@@ -120,13 +121,13 @@ class FakeRecords:
             )
             return [record.id]
         if lock.kind == "reencrypt":
-            self._set(schema, record, reencrypting=False)
+            self.update_record(schema, record, reencrypting=False)
         return []
 
     def _fail_record(
         self, schema: str, record: BackupRecord, error_code: str, error: str, at: datetime
     ) -> None:
-        self._set(
+        self.update_record(
             schema,
             record,
             status=BackupStatus.FAILED,
@@ -135,7 +136,7 @@ class FakeRecords:
             error=error[:500],
         )
 
-    def _free(self, schema: str, ref_id: uuid.UUID) -> None:
+    def free_lock(self, schema: str, ref_id: uuid.UUID) -> None:
         tables = self.tables(schema)
         if tables.lock is not None and tables.lock.ref_id == ref_id:
             tables.lock = None
@@ -172,11 +173,11 @@ class FakeRecords:
         record = self.tables(schema).records.get(backup_id)
         if record is None or record.status != BackupStatus.PENDING:
             return None
-        if lease is not None and not self._claim_lease("backup", schema, backup_id, lease):
+        if lease is not None and not self.claim_lease("backup", schema, backup_id, lease):
             return None
-        return self._set(schema, record, status=BackupStatus.RUNNING, started_at=at)
+        return self.update_record(schema, record, status=BackupStatus.RUNNING, started_at=at)
 
-    def _claim_lease(self, kind: str, schema: str, ref_id: uuid.UUID, lease: Lease) -> bool:
+    def claim_lease(self, kind: str, schema: str, ref_id: uuid.UUID, lease: Lease) -> bool:
         lock = self.tables(schema).lock
         if lock is None or lock.kind != kind or lock.ref_id != ref_id or lock.lease_id is not None:
             return False
@@ -213,7 +214,7 @@ class FakeRecords:
             raise LeaseLost("the backup was no longer running when it completed")
         if record.cancel_requested_at is not None:
             raise BackupCancelled()
-        done = self._set(
+        done = self.update_record(
             schema,
             record,
             status=BackupStatus.COMPLETED,
@@ -228,7 +229,7 @@ class FakeRecords:
             error=None,
             error_code=None,
         )
-        self._free(schema, backup_id)
+        self.free_lock(schema, backup_id)
         return done
 
     def fail(
@@ -237,7 +238,7 @@ class FakeRecords:
         record = self.tables(schema).records.get(backup_id)
         if record is not None and record.status in ACTIVE:
             self._fail_record(schema, record, error_code, error, at)
-        self._free(schema, backup_id)
+        self.free_lock(schema, backup_id)
 
     def request_cancel(
         self, schema: str, backup_id: uuid.UUID, at: datetime
@@ -246,7 +247,7 @@ class FakeRecords:
         if record is None:
             return None
         if record.status == BackupStatus.PENDING:
-            cancelled = self._set(
+            cancelled = self.update_record(
                 schema,
                 record,
                 status=BackupStatus.CANCELLED,
@@ -258,15 +259,17 @@ class FakeRecords:
                 self.tables(schema).lock = None
             return cancelled
         if record.status == BackupStatus.RUNNING:
-            return self._set(schema, record, cancel_requested_at=record.cancel_requested_at or at)
+            return self.update_record(
+                schema, record, cancel_requested_at=record.cancel_requested_at or at
+            )
         return record
 
     def finish_cancelled(self, schema: str, backup_id: uuid.UUID, at: datetime) -> bool:
         record = self.tables(schema).records.get(backup_id)
         if record is None or record.status != BackupStatus.RUNNING:
             return False
-        self._set(schema, record, status=BackupStatus.CANCELLED, finished_at=at)
-        self._free(schema, backup_id)
+        self.update_record(schema, record, status=BackupStatus.CANCELLED, finished_at=at)
+        self.free_lock(schema, backup_id)
         return True
 
     def start_reencrypt(self, schema: str, backup_id: uuid.UUID, at: datetime) -> BackupRecord:
@@ -275,13 +278,13 @@ class FakeRecords:
         if record is None or record.status != BackupStatus.COMPLETED:
             self.tables(schema).lock = None  # the transaction rolls back
             raise BackupNotCompleted("Only completed backups can be re-encrypted.")
-        return self._set(schema, record, reencrypting=True)
+        return self.update_record(schema, record, reencrypting=True)
 
     def claim_reencrypt(self, schema: str, backup_id: uuid.UUID, lease: Lease) -> bool:
         record = self.tables(schema).records.get(backup_id)
         if record is None or not record.reencrypting:
             return False
-        return self._claim_lease("reencrypt", schema, backup_id, lease)
+        return self.claim_lease("reencrypt", schema, backup_id, lease)
 
     def finish_reencrypt(
         self,
@@ -324,8 +327,8 @@ class FakeRecords:
                 )
             )
         if storage_key is None:
-            return self._set(schema, record, reencrypting=False)
-        return self._set(
+            return self.update_record(schema, record, reencrypting=False)
+        return self.update_record(
             schema,
             record,
             storage_key=storage_key,
@@ -364,7 +367,9 @@ class FakeRecords:
             raise OperationInProgress("The backup is still running; wait until it ends.")
         if record.status == BackupStatus.DELETED:
             return record
-        return self._set(schema, record, status=BackupStatus.DELETED, deleted_at=at, deleted_by=by)
+        return self.update_record(
+            schema, record, status=BackupStatus.DELETED, deleted_at=at, deleted_by=by
+        )
 
     def purgeable(self, schema: str, deleted_before: datetime) -> builtins.list[BackupRecord]:
         rows = [
@@ -380,7 +385,7 @@ class FakeRecords:
     def mark_purged(self, schema: str, backup_id: uuid.UUID, at: datetime) -> None:
         record = self.tables(schema).records.get(backup_id)
         if record is not None and record.status == BackupStatus.DELETED:
-            self._set(schema, record, purged_at=at)
+            self.update_record(schema, record, purged_at=at)
 
     def undelete(
         self, schema: str, backup_id: uuid.UUID, deleted_after: datetime
@@ -396,7 +401,7 @@ class FakeRecords:
             or record.sha256 is None
         ):
             return None
-        return self._set(
+        return self.update_record(
             schema, record, status=BackupStatus.COMPLETED, deleted_at=None, deleted_by=None
         )
 
@@ -483,7 +488,7 @@ class FakeRecords:
             record = self.tables(schema).records.get(backup_id)
             if record is not None and record.status == BackupStatus.COMPLETED and not record.keep:
                 retired.append(
-                    self._set(
+                    self.update_record(
                         schema, record, status=BackupStatus.DELETED, deleted_at=at, deleted_by=by
                     )
                 )
@@ -492,11 +497,11 @@ class FakeRecords:
     def mark_file_missing(self, schema: str, backup_id: uuid.UUID, at: datetime) -> None:
         record = self.tables(schema).records.get(backup_id)
         if record is not None and record.file_missing_at is None:
-            self._set(schema, record, file_missing_at=at)
+            self.update_record(schema, record, file_missing_at=at)
 
     def set_keep(self, schema: str, backup_id: uuid.UUID, keep: bool) -> BackupRecord | None:
         record = self.tables(schema).records.get(backup_id)
-        return None if record is None else self._set(schema, record, keep=keep)
+        return None if record is None else self.update_record(schema, record, keep=keep)
 
     def mark_replicated(
         self,
@@ -509,7 +514,9 @@ class FakeRecords:
         record = self.tables(schema).records.get(backup_id)
         if record is None or (storage_key is not None and record.storage_key != storage_key):
             return None
-        return self._set(schema, record, replicated_at=at, replica_retain_until=retain_until)
+        return self.update_record(
+            schema, record, replicated_at=at, replica_retain_until=retain_until
+        )
 
     def remember_superseded(
         self,
@@ -539,17 +546,17 @@ class FakeRecords:
     ) -> None:
         record = self.tables(schema).records.get(backup_id)
         if record is not None:
-            self._set(schema, record, replica_retain_until=retain_until)
+            self.update_record(schema, record, replica_retain_until=retain_until)
 
     def mark_primary_damaged(self, schema: str, backup_id: uuid.UUID, at: datetime) -> None:
         record = self.tables(schema).records.get(backup_id)
         if record is not None and record.primary_damaged_at is None:
-            self._set(schema, record, primary_damaged_at=at)
+            self.update_record(schema, record, primary_damaged_at=at)
 
     def clear_replicated(self, schema: str, backup_id: uuid.UUID) -> None:
         record = self.tables(schema).records.get(backup_id)
         if record is not None:
-            self._set(schema, record, replicated_at=None, replica_retain_until=None)
+            self.update_record(schema, record, replicated_at=None, replica_retain_until=None)
 
     def replica_purgeable(self, schema: str, now: datetime) -> builtins.list[BackupRecord]:
         return [
@@ -597,7 +604,7 @@ class FakeRecords:
                 self._fail_record(
                     schema, record, "stale", NEVER_STARTED if pending else LEASE_GONE, at
                 )
-                self._free(schema, record.id)
+                self.free_lock(schema, record.id)
                 ids.append(record.id)
         return ids
 
@@ -624,7 +631,7 @@ class FakeRecords:
                 and record.error
                 and pending in record.error
             ):
-                self._set(schema, record, error=record.error.replace(pending, done))
+                self.update_record(schema, record, error=record.error.replace(pending, done))
 
     def known_keys(self, schema: str) -> set[str]:
         keys: set[str] = set()

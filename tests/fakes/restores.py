@@ -88,7 +88,7 @@ class FakeRestores:
             return None
         if lease is not None and job.kind == RestoreKind.VERIFY:
             self.leases[restore_id] = lease
-        elif lease is not None and not self.records._claim_lease(
+        elif lease is not None and not self.records.claim_lease(
             "restore", schema, restore_id, lease
         ):
             return None
@@ -132,7 +132,7 @@ class FakeRestores:
                 error=error[:500],
                 details={**job.details, **(details or {})},
             )
-        self.records._free(schema, restore_id)
+        self.records.free_lock(schema, restore_id)
 
     def complete(
         self, schema: str, restore_id: uuid.UUID, at: datetime, details: dict[str, Any]
@@ -227,7 +227,7 @@ class FakeRestores:
         job = self._jobs(schema).get(restore_id)
         if job is None or job.undo_status != "pending":
             return None
-        if lease is not None and not self.records._claim_lease("undo", schema, restore_id, lease):
+        if lease is not None and not self.records.claim_lease("undo", schema, restore_id, lease):
             return None
         return self._set(schema, job, undo_status="running")
 
@@ -247,7 +247,7 @@ class FakeRestores:
             self._set(
                 schema, job, undo_status="failed", undo_error_code=error_code, undo_error=error
             )
-        self.records._free(schema, restore_id)
+        self.records.free_lock(schema, restore_id)
 
     def completion_sql(
         self,
@@ -284,7 +284,7 @@ class FakeRestores:
                 )
             else:
                 self._set(schema, job, status=RestoreStatus.COMPLETED, step="done", finished_at=now)
-            self.records._free(schema, restore_id)
+            self.records.free_lock(schema, restore_id)
             self.records.audit(schema, entry)
 
         self.completions[token] = complete
@@ -349,7 +349,7 @@ class FakeRestores:
         record = self.records.get(schema, backup_id)
         if record is None:
             return None
-        return self.records._set(
+        return self.records.update_record(
             schema,
             record,
             check_outcome=outcome,
@@ -364,7 +364,7 @@ class FakeRestores:
         record = self.records.get(schema, backup_id)
         if record is None:
             return None
-        return self.records._set(
+        return self.records.update_record(
             schema, record, verify_outcome=outcome, verify_details=details, verified_at=at
         )
 
