@@ -9,7 +9,7 @@ import builtins
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, BinaryIO
 
 from clinic_backups.domain.errors import (
@@ -39,6 +39,8 @@ from clinic_backups.domain.ports import (
 from tests.fakes.records import FakeRecords
 
 ACTIVE = (RestoreStatus.PENDING, RestoreStatus.RUNNING)
+NEVER_STARTED = "the job never started (its message expired); nothing changed"
+LEASE_GONE = "the job lost the clinic's lease (its worker died?); nothing changed"
 UPDATABLE = frozenset(
     {
         "step",
@@ -59,7 +61,8 @@ class FakeRestores:
         self.clock = records.clock
         # what `completion_sql` promised, run by the fake swap before its "COMMIT"
         self.completions: dict[str, Callable[[], None]] = {}
-        self.leases: dict[uuid.UUID, Lease] = {}  # a verification's lease, on its own row
+        # a verification's lease, on its own row: (the lease, when it was last renewed)
+        self.leases: dict[uuid.UUID, tuple[Lease, datetime]] = {}
 
     def _jobs(self, schema: str) -> dict[uuid.UUID, RestoreRecord]:
         return self.records.tables(schema).restores
@@ -87,7 +90,7 @@ class FakeRestores:
         if job is None or job.status != RestoreStatus.PENDING:
             return None
         if lease is not None and job.kind == RestoreKind.VERIFY:
-            self.leases[restore_id] = lease
+            self.leases[restore_id] = (lease, self.clock.now())
         elif lease is not None and not self.records.claim_lease(
             "restore", schema, restore_id, lease
         ):
@@ -95,11 +98,18 @@ class FakeRestores:
         return self._set(schema, job, status=RestoreStatus.RUNNING, started_at=at, step=step)
 
     def renew_lease(self, schema: str, lease: Lease) -> bool | None:
-        return any(
-            held.id == lease.id and self._jobs(schema)[job_id].status == RestoreStatus.RUNNING
-            for job_id, held in self.leases.items()
-            if job_id in self._jobs(schema)
-        )
+        for job_id, (held, _) in self.leases.items():
+            job = self._jobs(schema).get(job_id)
+            if held.id == lease.id and job is not None and job.status == RestoreStatus.RUNNING:
+                self.leases[job_id] = (held, self.clock.now())
+                return True
+        return False
+
+    def _verification_alive(self, job_id: uuid.UUID, now: datetime) -> bool:
+        if job_id not in self.leases:
+            return False
+        lease, renewed_at = self.leases[job_id]
+        return renewed_at + timedelta(seconds=lease.seconds) >= now
 
     def update(self, schema: str, restore_id: uuid.UUID, **fields: Any) -> None:
         unknown = set(fields) - UPDATABLE
@@ -291,33 +301,43 @@ class FakeRestores:
         return token
 
     def fail_stale(self, schema: str, before: datetime, at: datetime) -> builtins.list[uuid.UUID]:
+        """Pending jobs past `before`, running restores no live lease on the clinic's lock
+        covers, running verifications whose own lease expired (undos: not modelled)."""
         failed = []
         lock = self.records.tables(schema).lock
         for job in list(self._jobs(schema).values()):
-            if job.status not in ACTIVE:
+            if job.status == RestoreStatus.PENDING:
+                stale, reason = job.created_at < before, NEVER_STARTED
+            elif job.status == RestoreStatus.RUNNING and job.kind == RestoreKind.RESTORE:
+                covered = lock is not None and lock.ref_id == job.id and lock.live(at)
+                stale, reason = not covered, LEASE_GONE
+            elif job.status == RestoreStatus.RUNNING:
+                stale, reason = not self._verification_alive(job.id, at), LEASE_GONE
+            else:
                 continue
-            covered = (
-                lock is not None and lock.ref_id == job.id and lock.live(at)
-                if job.kind == RestoreKind.RESTORE
-                else job.id in self.leases and job.status == RestoreStatus.RUNNING
-            )
-            stale = (job.status == RestoreStatus.PENDING and job.created_at < before) or (
-                job.status == RestoreStatus.RUNNING and not covered
-            )
             if stale:
-                self.fail(schema, job.id, "stale", "the job lost the clinic's lease", at)
+                self.fail(schema, job.id, "stale", reason, at)
                 failed.append(job.id)
         return failed
 
     def droppable(self, schema: str, now: datetime) -> builtins.list[tuple[uuid.UUID, str]]:
-        return [
-            (j.id, j.old_schema)
-            for j in self._jobs(schema).values()
-            if j.old_schema is not None
-            and j.dropped_at is None
-            and j.status in (RestoreStatus.COMPLETED, RestoreStatus.UNDONE, RestoreStatus.FAILED)
-            and (j.undo_until is None or j.undo_until <= now)
-        ]
+        """Kept schemas past the undo window: a completed restore's old schema (no undo on
+        its way), an undone one's undo schema."""
+        found = []
+        for j in sorted(self._jobs(schema).values(), key=lambda j: j.created_at):
+            if j.kind != RestoreKind.RESTORE or j.dropped_at is not None:
+                continue
+            if j.undo_until is None or j.undo_until >= now:
+                continue
+            if (
+                j.status == RestoreStatus.COMPLETED
+                and j.old_schema is not None
+                and j.undo_status not in ("pending", "running")
+            ):
+                found.append((j.id, j.old_schema))
+            elif j.status == RestoreStatus.UNDONE and j.undo_schema is not None:
+                found.append((j.id, j.undo_schema))
+        return found
 
     def mark_dropped(self, schema: str, restore_id: uuid.UUID, at: datetime) -> None:
         job = self._jobs(schema).get(restore_id)

@@ -31,7 +31,7 @@ from clinic_backups.domain.models import (
     Trigger,
 )
 from clinic_backups.domain.names import manifest_key
-from clinic_backups.usecases import backups, restore
+from clinic_backups.usecases import backups, restore, sweeper
 
 from tests.fakes import CLINIC, OTHER_CLINIC, Fakes, caller
 from tests.fakes.others import ARCHIVE_HEAD
@@ -323,3 +323,68 @@ def test_a_drill_that_counts_other_rows_than_the_light_check_fails_the_backup(
     assert finished is not None and finished.status == RestoreStatus.FAILED
     assert finished.details["light_check_counts_differ"] is True
     assert fakes.records.get(CLINIC, done.id).verify_outcome == "failed"  # type: ignore[union-attr]
+
+
+# --- the sweeper's restore steps ------------------------------------------------------------------
+
+
+def test_the_sweep_fails_a_restore_whose_job_never_started_and_frees_the_clinic(
+    fakes: Fakes,
+) -> None:
+    done = completed_backup(fakes)
+    job = restore.request_restore(fakes.svc, ADMIN, str(done.id), CONFIRM)
+    fakes.clock.advance(seconds=fakes.svc.policy.stuck_after.total_seconds() + 1)
+
+    report = sweeper.sweep(fakes.svc, orphans=False)
+
+    failed = fakes.restores.get(CLINIC, job.id)
+    assert failed is not None and failed.status == RestoreStatus.FAILED
+    assert (failed.error_code, report.restores_failed) == ("stale", 1)
+    assert fakes.records.tables(CLINIC).lock is None
+    assert actions(fakes)[-1] == ("restore.run", "failed")
+
+
+def test_the_sweep_fails_a_drill_whose_lease_expired_but_never_a_live_one(fakes: Fakes) -> None:
+    # Given a running drill (claimed with its own lease)
+    done = completed_backup(fakes)
+    job = restore.request_verify(fakes.svc, ADMIN, str(done.id))
+    lease = backups.new_lease(fakes.svc)
+    assert fakes.restores.claim(CLINIC, job.id, "verifying", fakes.clock.now(), lease)
+
+    # While it renews its lease, however long it runs, it is left alone
+    for _ in range(3):
+        fakes.clock.advance(seconds=lease.seconds - 1)
+        assert fakes.restores.renew_lease(CLINIC, lease) is True
+        assert sweeper.sweep(fakes.svc, orphans=False).restores_failed == 0
+
+    # Once it stops renewing past its lease, it is failed
+    fakes.clock.advance(seconds=lease.seconds + 1)
+    assert sweeper.sweep(fakes.svc, orphans=False).restores_failed == 1
+    assert fakes.restores.get(CLINIC, job.id).status == RestoreStatus.FAILED  # type: ignore[union-attr]
+
+
+def test_a_kept_schema_is_dropped_once_its_undo_window_is_over(fakes: Fakes) -> None:
+    _, finished = restored(fakes)
+    assert finished.old_schema in fakes.restorer.kept_schemas
+
+    inside = sweeper.sweep(fakes.svc, orphans=False)
+    fakes.clock.advance(days=fakes.svc.policy.restore_undo_days, seconds=1)
+    after = sweeper.sweep(fakes.svc, orphans=False)
+
+    assert (inside.schemas_dropped, after.schemas_dropped) == (0, 1)
+    assert finished.old_schema not in fakes.restorer.kept_schemas
+    assert fakes.restores.get(CLINIC, finished.id).dropped_at is not None  # type: ignore[union-attr]
+    assert actions(fakes)[-1] == ("restore.drop", "dropped")
+
+
+def test_a_kept_schema_named_like_a_clinic_is_never_dropped(fakes: Fakes) -> None:
+    # Given a restore record whose kept schema name was changed to another clinic's
+    _, finished = restored(fakes)
+    fakes.restores.update(CLINIC, finished.id, old_schema=OTHER_CLINIC)
+    fakes.restorer.kept_schemas.add(OTHER_CLINIC)
+    fakes.clock.advance(days=fakes.svc.policy.restore_undo_days, seconds=1)
+
+    report = sweeper.sweep(fakes.svc, orphans=False)
+
+    assert report.schemas_dropped == 0
+    assert OTHER_CLINIC in fakes.restorer.kept_schemas
