@@ -5,7 +5,7 @@ that it still fits when a port changes."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from clinic_backups.domain.models import Clinic, Permission, Role, TenantContext
@@ -66,7 +66,11 @@ class Fakes:
     restorer: FakeRestorer
     verifier: FakeVerifier
     replica: FakeReplica | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+
+    def reconfigure(self, **changes: Any) -> None:
+        """A new `Services` with some fields changed (a rotated key, a lower quota…): never
+        a change to the one the use cases already hold. Adapt here when `Services` splits."""
+        self.svc = replace(self.svc, **changes)
 
 
 def fake_services(*, with_replica: bool = False, **overrides: Any) -> Fakes:

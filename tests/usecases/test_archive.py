@@ -70,7 +70,7 @@ def test_without_the_platforms_identities_an_encrypted_backup_is_a_configuration
     fakes: Fakes,
 ) -> None:
     done = completed_backup(fakes)
-    fakes.svc.platform_identities = []
+    fakes.reconfigure(platform_identities=[])
 
     with pytest.raises(ConfigurationError):
         archive.open_archive(fakes.svc, CLINIC, done)
@@ -83,8 +83,10 @@ def test_a_rotated_platform_key_still_opens_older_backups_and_new_ones_use_the_n
     # recipient first, the old identity kept)
     old = completed_backup(fakes)
     new_identity = pyrage.x25519.Identity.generate()
-    fakes.svc.platform_recipients = [str(new_identity.to_public())]
-    fakes.svc.platform_identities = [str(new_identity), str(PLATFORM_IDENTITY)]
+    fakes.reconfigure(
+        platform_recipients=[str(new_identity.to_public())],
+        platform_identities=[str(new_identity), str(PLATFORM_IDENTITY)],
+    )
 
     # Then the old backup still reads, and its light check passes
     assert read_all(fakes, old).startswith(ARCHIVE_HEAD)
@@ -112,5 +114,5 @@ def test_a_rotated_platform_key_still_opens_older_backups_and_new_ones_use_the_n
     assert isinstance(job, ReencryptJob)
     moved = reencrypt.run_reencrypt_job(fakes.svc, job)
     assert moved is not None and moved.status == BackupStatus.COMPLETED
-    fakes.svc.platform_identities = [str(new_identity)]
+    fakes.reconfigure(platform_identities=[str(new_identity)])
     assert read_all(fakes, moved) == fakes.dumper.archive

@@ -104,7 +104,7 @@ def test_a_second_backup_while_one_is_pending_is_refused_with_operation_in_progr
 
 def test_manual_backups_beyond_the_daily_quota_are_refused(fakes: Fakes) -> None:
     # Given a quota of two manual backups a day, both made this morning
-    fakes.svc.manual_backups_per_day = 2
+    fakes.reconfigure(manual_backups_per_day=2)
     completed_backup(fakes)
     completed_backup(fakes)
 

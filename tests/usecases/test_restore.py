@@ -261,8 +261,7 @@ def test_a_verification_whose_counts_differ_fails_the_backups_outcome(fakes: Fak
 
 def test_a_verification_without_a_verification_server_is_refused_at_once(fakes: Fakes) -> None:
     done = completed_backup(fakes)
-    fakes.svc.verifier = None
-    fakes.svc.verify_refused = "no verification database configured"
+    fakes.reconfigure(verifier=None, verify_refused="no verification database configured")
 
     with pytest.raises(Exception, match="verification") as refused:
         restore.request_verify(fakes.svc, ADMIN, str(done.id))
@@ -293,7 +292,7 @@ def test_a_backup_job_on_the_restore_queue_is_refused(fakes: Fakes) -> None:
 
 
 def test_the_weekly_drill_is_queued_in_the_clinics_own_hour_only(fakes: Fakes) -> None:
-    fakes.svc.verify_weekly = True
+    fakes.reconfigure(verify_weekly=True)
     newest = completed_backup(fakes)
     hour = zlib.crc32(CLINIC.encode()) % restore.HOURS_PER_WEEK
     monday = datetime(2026, 3, 9, tzinfo=UTC)  # a Monday
