@@ -630,3 +630,44 @@ def test_migrate_all_prepares_every_active_clinic_and_lists_unsupported_names() 
 
     assert result == {"migrated": [CLINIC, OTHER_CLINIC], "unsupported": ["Clínica Ñ"]}
     assert "cerrada" not in fakes.records.clinics
+
+
+def test_an_archive_above_the_stores_object_limit_is_stored_and_signed_as_parts(
+    fakes: Fakes,
+) -> None:
+    # Given a store that takes objects of at most 300 bytes, and a clinic key
+    fakes.storage.size_limit = 300
+    register_clinic_key(fakes)
+
+    # When a backup is made
+    done = completed_backup(fakes)
+
+    # Then its archive is stored as parts that join into the whole (its sha256 and size)
+    assert done.parts is not None and len(done.parts) > 1
+    joined = b"".join(fakes.storage.objects[str(p["key"])] for p in done.parts)
+    assert len(joined) == done.size_bytes
+    assert done.storage_key not in fakes.storage.objects
+    assert all(len(fakes.storage.objects[str(p["key"])]) <= 300 for p in done.parts)
+    # And a download signs one URL per part, named in order
+    signed = backups.request_download(fakes.svc, ADMIN, str(done.id))
+    assert [p.name for p in signed.parts] == [
+        f"{done.file_name}.part{n:03d}" for n in range(1, len(done.parts) + 1)
+    ]
+    # And the records come back from the manifest with their parts
+    fakes.records.tables(CLINIC).records.clear()
+    assert backups.rebuild_records(fakes.svc, CLINIC).inserted == 1
+    assert fakes.records.get(CLINIC, done.id).parts == done.parts  # type: ignore[union-attr]
+
+
+def test_without_splitting_an_archive_above_the_limit_fails_and_leaves_nothing(
+    fakes: Fakes,
+) -> None:
+    fakes.storage.size_limit = 300
+    fakes.reconfigure(split_archives=False)
+    backups.create_backup(fakes.svc, ADMIN, CreateBackupRequest())
+
+    failed = backups.run_backup_job(fakes.svc, last_backup_job(fakes))
+
+    assert failed is not None and failed.status == BackupStatus.FAILED
+    assert "splitting archives is off" in (failed.error or "")
+    assert fakes.storage.objects == {}
