@@ -8,11 +8,12 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | sha1su
 NPM_STAMP := frontend/node_modules/.installed-$(shell cat frontend/package-lock.json 2>/dev/null | sha1sum | cut -c1-12)
 
 .PHONY: help token venv layer pg-server lambda-runtime frontend-deps frontend system-deps bench-deps run schedule \
-        test test-python test-frontend test-e2e lint build validate bench bench-smoke clean
+        test test-python unit test-frontend test-e2e lint build validate bench bench-smoke clean
 
 help:
 	@echo "make run        run the whole product locally (embedded PostgreSQL, SeaweedFS, UI)"
 	@echo "make test       every test: unit, integration, local stack, UI unit and browser e2e"
+	@echo "make unit       the fast tier in seconds: use cases against in-memory fakes, pure unit tests"
 	@echo "make lint       ruff, the import contract, mypy, cfn-lint, sam validate --lint"
 	@echo "make build      sam build (no Docker needed)"
 	@echo "make run ARGS=--artifact   the local stack running the sam build output (what deploys)"
@@ -87,6 +88,13 @@ test: venv layer pg-server lambda-runtime frontend system-deps
 
 test-python: venv layer pg-server lambda-runtime
 	$(PY) -m pytest tests -q -p no:cacheprovider -m "not e2e"
+
+# The fast tier: every use case against the in-memory fakes (tests/usecases) and the pure unit
+# tests, with no PostgreSQL, S3 server, moto or layer binaries. The template's cfn-lint run (a
+# tool, seconds on its own) stays in `make test` and `make lint`.
+unit: venv
+	$(PY) -m pytest tests/usecases tests/unit -q -p no:cacheprovider \
+		--deselect tests/unit/test_contracts.py::test_cfn_lint_is_clean
 
 test-frontend: frontend-deps
 	cd frontend && npm test --silent
