@@ -80,7 +80,7 @@ from clinic_backups.domain.models import (
     Trigger,
 )
 from clinic_backups.domain.names import check_key_in_prefix, kept_schema_name
-from clinic_backups.domain.ports import Restorer, SwapPlan, UndoPlan
+from clinic_backups.domain.ports import Restorer, RestoresRepository, SwapPlan, UndoPlan
 from clinic_backups.observability import logger
 from clinic_backups.usecases.archive import open_archive, verify_stored
 from clinic_backups.usecases.backups import (
@@ -175,12 +175,12 @@ class _StoredCheck(threading.Thread):
             raise self.error
 
 
-def _restorer(svc: Services) -> Any:
+def _restorer(svc: Services) -> Restorer:
     assert svc.restores is not None and svc.restorer is not None, "no restore adapters here"
     return svc.restorer
 
 
-def _restores(svc: Services) -> Any:
+def _restores(svc: Services) -> RestoresRepository:
     assert svc.restores is not None, "no restore repository here"
     return svc.restores
 
