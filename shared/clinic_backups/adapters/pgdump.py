@@ -35,7 +35,7 @@ import psycopg2
 import psycopg2.extensions
 
 from clinic_backups.adapters.age import EncryptStage
-from clinic_backups.adapters.postgres import translate_connect_error
+from clinic_backups.adapters.database import translate_connect_error
 from clinic_backups.adapters.processes import describe_exit, kill_group, reap, spawn, widen_pipe
 from clinic_backups.domain.errors import (
     ArchiveInvalid,

@@ -56,8 +56,8 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
+from clinic_backups.adapters.database import translate_connect_error
 from clinic_backups.adapters.pgdump import READ_BUFFER, PgTools, libpq_environment, redact
-from clinic_backups.adapters.postgres import translate_connect_error
 from clinic_backups.adapters.processes import (
     Guardian,
     describe_exit,

@@ -4,7 +4,7 @@ what they write on backup records (the light check's counts, the full drill's ou
 A restore takes the clinic's operation lock (`backup_operation_lock`, kind `restore`, ref =
 the job id) in the transaction that creates the job and keeps it until the job ends; an undo
 takes it again (kind `undo`). The worker that claims the job stamps the lock row with its
-lease (adapters/postgres.py) and renews it. The job's completion is not written here but
+lease (adapters/database.py) and renews it. The job's completion is not written here but
 rendered as SQL (`completion_sql`) that the swap runs inside its own transaction, after the
 owned tables have moved back: the swap, the job's `completed` status, the lock's release and
 the audit entry commit together or not at all — and only while the job still holds its lease.
@@ -22,24 +22,22 @@ from typing import Any
 import psycopg2.extras
 from psycopg2 import sql
 
-from clinic_backups.adapters.migrations import TABLES
-from clinic_backups.adapters.postgres import (
+from clinic_backups.adapters.database import (
     LEASE_EXPIRED,
     LEASE_LIVE,
     SCHEMA_BATCH,
     TIMEOUTS,
     Database,
-    _expire_lock,
-    _expire_lock_for_taking,
-    _insert_lock,
-    _record,
-    _Rollback,
-    _table,
-    _take_lock,
+    Rollback,
     busy_is_409,
     claim_lease,
+    clinic_tables,
+    expire_lock,
+    expire_lock_for_taking,
+    insert_lock,
     newest_first,
     read_fleet,
+    record_from_row,
     renew_timeouts,
     report_takeover,
 )
@@ -149,17 +147,14 @@ class PostgresRestores:
         self._db = db
         self._metrics = metrics
 
-    def _names(self, schema: str) -> dict[str, sql.Composable]:
-        return {placeholder: _table(schema, table) for placeholder, table in TABLES.items()}
-
     # --- jobs ------------------------------------------------------------------------------
 
     def create(self, schema: str, job: RestoreRecord, *, take_lock: bool) -> RestoreRecord:
-        names = self._names(schema)
+        names = clinic_tables(schema)
         takeover = None
         with busy_is_409(), self._db.transaction() as cur:
             if take_lock:
-                takeover = _take_lock(cur, names, schema, job.kind.value, job.id, job.created_at)
+                takeover = take_lock(cur, names, schema, job.kind.value, job.id, job.created_at)
             cur.execute(
                 sql.SQL("INSERT INTO {restores} ({cols}) VALUES ({vals}) RETURNING *").format(
                     cols=sql.SQL(", ").join(sql.Identifier(c) for c in _COLUMNS),
@@ -180,7 +175,7 @@ class PostgresRestores:
         at: datetime,
         lease: Lease | None = None,
     ) -> RestoreRecord | None:
-        names = self._names(schema)
+        names = clinic_tables(schema)
         try:
             with self._db.transaction() as cur:
                 cur.execute(
@@ -205,9 +200,9 @@ class PostgresRestores:
                     )
                     return _restore(cur.fetchone())
                 if not claim_lease(cur, names, "restore", restore_id, lease):
-                    raise _Rollback()  # its lock is gone (failed meanwhile): nothing to run
+                    raise Rollback()  # its lock is gone (failed meanwhile): nothing to run
                 return _restore(row)
-        except _Rollback:
+        except Rollback:
             return None
 
     def renew_lease(self, schema: str, lease: Lease) -> bool | None:
@@ -218,7 +213,7 @@ class PostgresRestores:
                     sql.SQL(
                         "UPDATE {restores} SET renewed_at = now() WHERE lease_id = %s "
                         "AND status = 'running' RETURNING 1"
-                    ).format(**self._names(schema)),
+                    ).format(**clinic_tables(schema)),
                     (lease.id,),
                 )
                 return cur.fetchone() is not None
@@ -241,7 +236,7 @@ class PostgresRestores:
         with self._db.transaction() as cur:
             cur.execute(
                 sql.SQL("UPDATE {restores} SET {sets} WHERE id = %s").format(
-                    sets=sql.SQL(", ").join(sets), **self._names(schema)
+                    sets=sql.SQL(", ").join(sets), **clinic_tables(schema)
                 ),
                 [*(_param(v) for v in fields.values()), restore_id],
             )
@@ -255,7 +250,7 @@ class PostgresRestores:
         at: datetime,
         details: dict[str, Any] | None = None,
     ) -> None:
-        names = self._names(schema)
+        names = clinic_tables(schema)
         with self._db.transaction() as cur:
             cur.execute(
                 sql.SQL(
@@ -277,14 +272,14 @@ class PostgresRestores:
                 sql.SQL(
                     "UPDATE {restores} SET status = 'completed', finished_at = %s, step = 'done', "
                     "details = details || %s WHERE id = %s AND status = 'running'"
-                ).format(**self._names(schema)),
+                ).format(**clinic_tables(schema)),
                 (at, psycopg2.extras.Json(details), restore_id),
             )
 
     def get(self, schema: str, restore_id: uuid.UUID) -> RestoreRecord | None:
         with self._db.transaction() as cur:
             cur.execute(
-                sql.SQL("SELECT * FROM {restores} WHERE id = %s").format(**self._names(schema)),
+                sql.SQL("SELECT * FROM {restores} WHERE id = %s").format(**clinic_tables(schema)),
                 (restore_id,),
             )
             row = cur.fetchone()
@@ -304,7 +299,7 @@ class PostgresRestores:
         return newest_first(
             self._db,
             "SELECT * FROM {restores}{where} ORDER BY created_at DESC, id DESC LIMIT %s",
-            self._names(schema),
+            clinic_tables(schema),
             conditions,
             params,
             limit,
@@ -316,7 +311,7 @@ class PostgresRestores:
             sql.SQL(
                 "SELECT * FROM {restores} WHERE kind = 'restore' AND status = 'completed' "
                 "ORDER BY created_at DESC, id DESC LIMIT 1"
-            ).format(**self._names(schema))
+            ).format(**clinic_tables(schema))
         )
         row = cur.fetchone()
         return dict(row) if row else None
@@ -333,11 +328,11 @@ class PostgresRestores:
     def request_undo(
         self, schema: str, restore_id: uuid.UUID, by: str, at: datetime
     ) -> RestoreRecord:
-        names = self._names(schema)
+        names = clinic_tables(schema)
         with busy_is_409(), self._db.transaction() as cur:
             # An expired lease first: a dead undo of this very restore is taken over (and
             # failed) before its status is read. A refusal below rolls all of it back.
-            takeover = _expire_lock_for_taking(cur, names, schema, at)
+            takeover = expire_lock_for_taking(cur, names, schema, at)
             cur.execute(
                 sql.SQL("SELECT * FROM {restores} WHERE id = %s FOR UPDATE").format(**names),
                 (restore_id,),
@@ -365,7 +360,7 @@ class PostgresRestores:
                 raise UndoNotAvailable(
                     "The undo window of this restore is over: the clinic's previous data is gone."
                 )
-            _insert_lock(cur, names, "undo", restore_id, at)
+            insert_lock(cur, names, "undo", restore_id, at)
             cur.execute(
                 sql.SQL(
                     "UPDATE {restores} SET undo_status = 'pending', undo_requested_by = %s, "
@@ -381,7 +376,7 @@ class PostgresRestores:
     def claim_undo(
         self, schema: str, restore_id: uuid.UUID, lease: Lease | None = None
     ) -> RestoreRecord | None:
-        names = self._names(schema)
+        names = clinic_tables(schema)
         try:
             with self._db.transaction() as cur:
                 cur.execute(
@@ -396,9 +391,9 @@ class PostgresRestores:
                 if row is None:
                     return None
                 if lease is not None and not claim_lease(cur, names, "undo", restore_id, lease):
-                    raise _Rollback()
+                    raise Rollback()
                 return _restore(row)
-        except _Rollback:
+        except Rollback:
             return None
 
     def fail_undo(
@@ -409,7 +404,7 @@ class PostgresRestores:
         error: str,
         lease: Lease | None = None,
     ) -> None:
-        names = self._names(schema)
+        names = clinic_tables(schema)
         with self._db.transaction() as cur:
             if lease is not None:
                 # Only while this run holds the lease: after a takeover, an undo of the same
@@ -446,7 +441,7 @@ class PostgresRestores:
         undo: bool = False,
         lease: Lease | None = None,
     ) -> str:
-        names = self._names(schema)
+        names = clinic_tables(schema)
         if undo:
             update = sql.SQL(
                 "UPDATE {restores} SET status = 'undone', undo_status = NULL, step = 'undone', "
@@ -500,10 +495,10 @@ class PostgresRestores:
     # --- the sweeper ---------------------------------------------------------------------------
 
     def fail_stale(self, schema: str, before: datetime, at: datetime) -> builtins.list[uuid.UUID]:
-        names = self._names(schema)
+        names = clinic_tables(schema)
         with self._db.transaction() as cur:
             # A restore or undo whose lease expired, as a request would take it over.
-            takeover = _expire_lock(cur, names, schema, at, ("restore", "undo"))
+            takeover = expire_lock(cur, names, schema, at, ("restore", "undo"))
             ids = [takeover.ref_id] if takeover else []
             params = {"at": at, "stuck": before, "never": NEVER_STARTED, "gone": LEASE_GONE}
             cur.execute(
@@ -551,7 +546,7 @@ class PostgresRestores:
                     "AND undo_status IS DISTINCT FROM 'running' "
                     "AND undo_status IS DISTINCT FROM 'pending') "
                     "OR (status = 'undone' AND undo_schema IS NOT NULL)) ORDER BY created_at"
-                ).format(**self._names(schema)),
+                ).format(**clinic_tables(schema)),
                 (now,),
             )
             return [(r["id"], r["name"]) for r in cur.fetchall()]
@@ -560,7 +555,7 @@ class PostgresRestores:
         with self._db.transaction() as cur:
             cur.execute(
                 sql.SQL("UPDATE {restores} SET dropped_at = %s WHERE id = %s").format(
-                    **self._names(schema)
+                    **clinic_tables(schema)
                 ),
                 (at, restore_id),
             )
@@ -593,7 +588,7 @@ class PostgresRestores:
             "bool_or(r.kind = 'restore' AND r.dropped_at IS NULL "
             "AND r.undo_until < %(now)s AND r.status IN ('completed', 'undone')) "
             "AS droppable FROM {restores} r"
-        ).format(name=sql.Literal(schema), **self._names(schema))
+        ).format(name=sql.Literal(schema), **clinic_tables(schema))
 
     # --- verification results on backup records ----------------------------------------------
 
@@ -611,7 +606,7 @@ class PostgresRestores:
                 sql.SQL(
                     "UPDATE {records} SET check_outcome = %s, table_counts = %s, "
                     "check_error = %s, checked_at = %s WHERE id = %s RETURNING *"
-                ).format(**self._names(schema)),
+                ).format(**clinic_tables(schema)),
                 (
                     outcome,
                     psycopg2.extras.Json(counts) if counts is not None else None,
@@ -621,7 +616,7 @@ class PostgresRestores:
                 ),
             )
             row = cur.fetchone()
-            return _record(row) if row else None
+            return record_from_row(row) if row else None
 
     def set_verification(
         self, schema: str, backup_id: uuid.UUID, outcome: str, details: dict[str, Any], at: datetime
@@ -631,8 +626,8 @@ class PostgresRestores:
                 sql.SQL(
                     "UPDATE {records} SET verify_outcome = %s, verify_details = %s, "
                     "verified_at = %s WHERE id = %s RETURNING *"
-                ).format(**self._names(schema)),
+                ).format(**clinic_tables(schema)),
                 (outcome, psycopg2.extras.Json(details), at, backup_id),
             )
             row = cur.fetchone()
-            return _record(row) if row else None
+            return record_from_row(row) if row else None

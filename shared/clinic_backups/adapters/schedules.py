@@ -21,13 +21,12 @@ from typing import Any
 
 from psycopg2 import sql
 
-from clinic_backups.adapters.migrations import TABLES
-from clinic_backups.adapters.postgres import (
+from clinic_backups.adapters.database import (
     LEASE_EXPIRED,
     SCHEMA_BATCH,
     STALE_BACKUP,
     Database,
-    _table,
+    clinic_tables,
     read_fleet,
 )
 from clinic_backups.domain.models import ClinicSettings, SlotRecord, SlotStatus
@@ -77,14 +76,11 @@ class PostgresSchedules:
         self._db = db
         self.batch_size = batch_size
 
-    def _names(self, schema: str) -> dict[str, sql.Composable]:
-        return {placeholder: _table(schema, table) for placeholder, table in TABLES.items()}
-
     # --- settings -------------------------------------------------------------------------
 
     def get_settings(self, schema: str) -> ClinicSettings | None:
         with self._db.transaction() as cur:
-            cur.execute(sql.SQL("SELECT * FROM {settings}").format(**self._names(schema)))
+            cur.execute(sql.SQL("SELECT * FROM {settings}").format(**clinic_tables(schema)))
             row = cur.fetchone()
             return _settings(row) if row else None
 
@@ -103,7 +99,7 @@ class PostgresSchedules:
                         sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c))
                         for c in _SETTINGS_COLUMNS
                     ),
-                    **self._names(schema),
+                    **clinic_tables(schema),
                 ),
                 values,
             )
@@ -177,7 +173,7 @@ class PostgresSchedules:
             "   WHERE coalesce(retain_until, '-infinity') <= now())) AS purgeable,"
             " (SELECT count(*) FROM {records} WHERE status = 'completed'"
             "   AND replicated_at IS NULL AND finished_at < %(replica_lag)s) AS replica_lagging"
-        ).format(schema=sql.Literal(schema), **self._names(schema))
+        ).format(schema=sql.Literal(schema), **clinic_tables(schema))
 
     # --- slots ----------------------------------------------------------------------------
 
@@ -196,7 +192,7 @@ class PostgresSchedules:
                     "INSERT INTO {slots} (local_date, local_hour, scheduled_at, status, backup_id, "
                     "decided_at, attempts) VALUES (%s, %s, %s, 'due', %s, %s, 1) "
                     "ON CONFLICT (local_date, local_hour) DO NOTHING RETURNING 1"
-                ).format(**self._names(schema)),
+                ).format(**clinic_tables(schema)),
                 (local_date, local_hour, scheduled_at, backup_id, at),
             )
             return cur.fetchone() is not None
@@ -217,7 +213,7 @@ class PostgresSchedules:
                     "attempts = attempts + 1 WHERE local_date = %s AND local_hour = %s "
                     "AND (status = 'skipped_busy' OR (status = 'due' AND decided_at < %s)) "
                     "RETURNING 1"
-                ).format(**self._names(schema)),
+                ).format(**clinic_tables(schema)),
                 (backup_id, at, local_date, local_hour, due_before),
             )
             return cur.fetchone() is not None
@@ -236,7 +232,7 @@ class PostgresSchedules:
                 sql.SQL(
                     "UPDATE {slots} SET status = %s, decided_at = %s, "
                     "backup_id = coalesce(%s, backup_id) WHERE local_date = %s AND local_hour = %s"
-                ).format(**self._names(schema)),
+                ).format(**clinic_tables(schema)),
                 (status.value, at, backup_id, local_date, local_hour),
             )
 
@@ -248,7 +244,7 @@ class PostgresSchedules:
                 sql.SQL(
                     "DELETE FROM {slots} WHERE local_date = %s AND local_hour = %s "
                     "AND status = 'due' AND backup_id = %s"
-                ).format(**self._names(schema)),
+                ).format(**clinic_tables(schema)),
                 (local_date, local_hour, backup_id),
             )
 
@@ -269,7 +265,7 @@ class PostgresSchedules:
                     "ON CONFLICT (local_date, local_hour) DO UPDATE SET status = 'missed', "
                     "decided_at = EXCLUDED.decided_at WHERE sl.status = 'skipped_busy' "
                     "OR (sl.status = 'due' AND sl.decided_at < %s) RETURNING 1"
-                ).format(**self._names(schema)),
+                ).format(**clinic_tables(schema)),
                 (local_date, local_hour, scheduled_at, at, due_before),
             )
             return cur.fetchone() is not None
