@@ -13,7 +13,7 @@ The row is a **lease**: the worker that claims the job stamps it with its run's 
 (`lease_id`) and the database's `now()` (`renewed_at`), and renews it from a heartbeat.
 Whoever asks for the lock after the lease expired (`renewed_at + lease_seconds < now()`) takes
 it over, in one transaction: the dead job fails as `stale` with the reason, the row goes, the
-new one is inserted (`take_lock`). The sweeper expires leases the same way (`expire_lock`).
+new one is inserted (`acquire_lock`). The sweeper expires leases the same way (`expire_lock`).
 A pending job (no lease yet) keeps the sweeper's age threshold.
 
 Statements that read many clinics at once (`read_fleet`) split a failing batch down to the
@@ -127,7 +127,7 @@ class Database:
             self._local.conn = None
 
 
-def table(schema: str, name: str) -> sql.Identifier:
+def clinic_table(schema: str, name: str) -> sql.Identifier:
     if not is_valid_schema_name(schema):
         raise ValueError("not a valid clinic schema name")
     return sql.Identifier(schema, name)
@@ -135,7 +135,7 @@ def table(schema: str, name: str) -> sql.Identifier:
 
 def clinic_tables(schema: str) -> dict[str, sql.Composable]:
     """The clinic's tables by their statement placeholder (`{records}`, `{lock}`, …)."""
-    return {placeholder: table(schema, name) for placeholder, name in TABLES.items()}
+    return {placeholder: clinic_table(schema, name) for placeholder, name in TABLES.items()}
 
 
 def column_lists(columns: Sequence[str]) -> dict[str, sql.Composable]:
@@ -354,7 +354,7 @@ def expire_lock(
     return Takeover(kind=kind, ref_id=ref, backups_failed=backups)
 
 
-def take_lock(
+def acquire_lock(
     cur: Any, names: dict[str, Any], schema: str, kind: str, ref_id: uuid.UUID, at: datetime
 ) -> Takeover | None:
     """Insert the clinic's lock row for a new job, taking over an expired lease first (same

@@ -9,7 +9,7 @@ from psycopg2 import sql
 
 from clinic_backups.adapters.database import (
     Database,
-    table,
+    clinic_table,
 )
 from clinic_backups.domain.errors import KeyAlreadyRegistered
 from clinic_backups.domain.models import EncryptionKey
@@ -39,7 +39,7 @@ class PostgresKeys:
         with self._db.transaction() as cur:
             cur.execute(
                 sql.SQL("SELECT * FROM {} ORDER BY created_at, id").format(
-                    table(schema, "backup_keys")
+                    clinic_table(schema, "backup_keys")
                 )
             )
             return [_key(r) for r in cur.fetchall()]
@@ -49,7 +49,7 @@ class PostgresKeys:
             with self._db.transaction() as cur:
                 cur.execute(
                     sql.SQL("INSERT INTO {t} ({cols}) VALUES ({vals}) RETURNING *").format(
-                        t=table(schema, "backup_keys"),
+                        t=clinic_table(schema, "backup_keys"),
                         cols=sql.SQL(", ").join(sql.Identifier(c) for c in _COLUMNS),
                         vals=sql.SQL(", ").join(sql.Placeholder() for _ in _COLUMNS),
                     ),
@@ -63,7 +63,7 @@ class PostgresKeys:
         with self._db.transaction() as cur:
             cur.execute(
                 sql.SQL("DELETE FROM {} WHERE id = %s RETURNING *").format(
-                    table(schema, "backup_keys")
+                    clinic_table(schema, "backup_keys")
                 ),
                 (key_id,),
             )

@@ -30,8 +30,10 @@ from clinic_backups.adapters.database import (
     TIMEOUTS,
     Database,
     Rollback,
+    acquire_lock,
     busy_is_409,
     claim_lease,
+    clinic_table,
     clinic_tables,
     describe_error,
     expire_lock,
@@ -41,8 +43,6 @@ from clinic_backups.adapters.database import (
     record_from_row,
     renew_timeouts,
     report_takeover,
-    table,
-    take_lock,
 )
 from clinic_backups.adapters.migrations import MIGRATIONS, TABLES
 from clinic_backups.domain.errors import (
@@ -299,7 +299,7 @@ class PostgresRecords:
     def create_pending(self, schema: str, record: BackupRecord) -> BackupRecord:
         names = clinic_tables(schema)
         with busy_is_409(), self._db.transaction() as cur:
-            takeover = take_lock(cur, names, schema, "backup", record.id, record.created_at)
+            takeover = acquire_lock(cur, names, schema, "backup", record.id, record.created_at)
             _insert_record(cur, names, record, "returning")
             created = record_from_row(cur.fetchone())
         report_takeover(self._metrics, takeover)
@@ -513,7 +513,7 @@ class PostgresRecords:
         """Take the clinic's lock for this backup and flag it; OperationInProgress if busy."""
         names = clinic_tables(schema)
         with busy_is_409(), self._db.transaction() as cur:
-            takeover = take_lock(cur, names, schema, "reencrypt", backup_id, at)
+            takeover = acquire_lock(cur, names, schema, "reencrypt", backup_id, at)
             cur.execute(
                 sql.SQL(
                     "UPDATE {records} SET reencrypting = true WHERE id = %s AND status = 'completed' "
@@ -785,7 +785,7 @@ class PostgresRecords:
             cur.execute(
                 sql.SQL(" UNION ALL ").join(
                     sql.SQL("SELECT {} AS schema, version FROM {}").format(
-                        sql.Literal(schema), table(schema, TABLES["meta"])
+                        sql.Literal(schema), clinic_table(schema, TABLES["meta"])
                     )
                     for schema in batch
                 )

@@ -29,6 +29,7 @@ from clinic_backups.adapters.database import (
     TIMEOUTS,
     Database,
     Rollback,
+    acquire_lock,
     busy_is_409,
     claim_lease,
     clinic_tables,
@@ -154,7 +155,7 @@ class PostgresRestores:
         takeover = None
         with busy_is_409(), self._db.transaction() as cur:
             if take_lock:
-                takeover = take_lock(cur, names, schema, job.kind.value, job.id, job.created_at)
+                takeover = acquire_lock(cur, names, schema, job.kind.value, job.id, job.created_at)
             cur.execute(
                 sql.SQL("INSERT INTO {restores} ({cols}) VALUES ({vals}) RETURNING *").format(
                     cols=sql.SQL(", ").join(sql.Identifier(c) for c in _COLUMNS),
