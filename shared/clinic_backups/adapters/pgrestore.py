@@ -1361,6 +1361,37 @@ def _pump(proc: subprocess.Popen[bytes], sql_filter: SqlFilter) -> None:
         sql_filter.feed(chunk)
 
 
+def _load_archive(
+    tools: PgTools,
+    pg_restore_args: list[str],
+    env: dict[str, str],
+    run: _Run,
+    archive: BinaryIO,
+    drain: bool,
+    filt: SqlFilter,
+) -> None:
+    """pg_restore's SQL through the filter into psql, to its end: pg_restore exited 0, the
+    feeder fed it the whole archive, the filter saw the end of the archive's SQL."""
+    proc = _start_pg_restore(tools, pg_restore_args, env, run, archive, drain)
+    _pump(proc, filt)
+    restore_rc = proc.wait()
+    assert run.feeder is not None
+    run.feeder.join()
+    if run.timed_out.is_set():
+        raise _out_of_time()
+    if run.feeder.error is not None:
+        raise run.feeder.error
+    _unless_killed(restore_rc)
+    if restore_rc != 0:
+        assert run.restore_err is not None
+        lines = run.restore_err.join()
+        raise ArchiveInvalid(
+            f"pg_restore could not read the backup ({describe_exit(restore_rc)}): "
+            f"{_first_error(lines)}"
+        )
+    filt.close()
+
+
 def _unless_killed(rc: int) -> None:
     """A pg_restore killed by a signal (the OOM killer, an operator) says nothing about the
     backup: an interruption, not an invalid archive."""
@@ -1539,18 +1570,7 @@ class SchemaSwapper:
             filt = sql_filter(psql.send)
             try:
                 if locked is not None:
-                    psql.send(BEGIN + lock, flush=True)
-                    snapshot = psql.value(MARK_SNAPSHOT, self.timeout_seconds)
-                    if snapshot is None or not SNAPSHOT_ID.fullmatch(snapshot):
-                        # The lock phase failed (clinic_busy…) or psql stopped: its report.
-                        rc = psql.wait(timeout=30)
-                        if run.timed_out.is_set() or rc == 0:
-                            raise RestoreInterrupted(
-                                "the restore did not lock the clinic's tables within its time "
-                                "limit; nothing changed"
-                            )
-                        raise classify_psql_error(rc, psql.stderr.join(), check=check)
-                    archive, verified = locked(snapshot)
+                    archive, verified = self._lock_first(psql, run, lock, locked, check=check)
                     psql.send(prefix)
                 else:
                     # The pre-check and the plain loads wait on pg_restore between statements.
@@ -1561,24 +1581,7 @@ class SchemaSwapper:
                     # The time limit passed while the session waited (the pre-restore backup):
                     # its kill found no pg_restore yet, so none is started now.
                     raise _out_of_time()
-                proc = _start_pg_restore(tools, pg_restore_args, env, run, archive, drain)
-                _pump(proc, filt)
-                restore_rc = proc.wait()
-                assert run.feeder is not None
-                run.feeder.join()
-                if run.timed_out.is_set():
-                    raise _out_of_time()
-                if run.feeder.error is not None:
-                    raise run.feeder.error
-                _unless_killed(restore_rc)
-                if restore_rc != 0:
-                    assert run.restore_err is not None
-                    lines = run.restore_err.join()
-                    raise ArchiveInvalid(
-                        f"pg_restore could not read the backup ({describe_exit(restore_rc)}): "
-                        f"{_first_error(lines)}"
-                    )
-                filt.close()
+                _load_archive(tools, pg_restore_args, env, run, archive, drain, filt)
                 if verified is not None and not verified():
                     raise ChecksumMismatch(
                         "the stored file does not match the backup's sha256; nothing changed"
@@ -1594,21 +1597,43 @@ class SchemaSwapper:
                 if run.timed_out.is_set():
                     raise _out_of_time() from None
                 raise classify_psql_error(rc, psql.stderr.join(), check=check) from None
-            rc = psql.end(commit=commit, timeout=max(1.0, self.timeout_seconds))
-            if commit and psql.committed:
-                return filt, psql
-            if run.timed_out.is_set():
-                raise _out_of_time()
-            if commit:
-                _require_commit(psql, rc, check=check)
-            elif rc != 0:
-                raise classify_psql_error(rc, psql.stderr.join(), check=check)
+            self._end(psql, run, commit=commit, check=check)
             return filt, psql
         except BaseException:
             run.kill()
             raise
         finally:
             run.close()
+
+    def _lock_first(
+        self, psql: PsqlSession, run: _Run, lock: str, locked: Locked, *, check: bool
+    ) -> tuple[BinaryIO, Callable[[], bool] | None]:
+        """The swap's lock phase: `lock` ends by echoing the transaction's snapshot, and
+        `locked(snapshot)` runs while the session waits holding the locks."""
+        psql.send(BEGIN + lock, flush=True)
+        snapshot = psql.value(MARK_SNAPSHOT, self.timeout_seconds)
+        if snapshot is None or not SNAPSHOT_ID.fullmatch(snapshot):
+            # The lock phase failed (clinic_busy…) or psql stopped: its report.
+            rc = psql.wait(timeout=30)
+            if run.timed_out.is_set() or rc == 0:
+                raise RestoreInterrupted(
+                    "the restore did not lock the clinic's tables within its time "
+                    "limit; nothing changed"
+                )
+            raise classify_psql_error(rc, psql.stderr.join(), check=check)
+        return locked(snapshot)
+
+    def _end(self, psql: PsqlSession, run: _Run, *, commit: bool, check: bool) -> None:
+        """COMMIT (or ROLLBACK): a confirmed COMMIT stands whatever happens after it."""
+        rc = psql.end(commit=commit, timeout=max(1.0, self.timeout_seconds))
+        if commit and psql.committed:
+            return
+        if run.timed_out.is_set():
+            raise _out_of_time()
+        if commit:
+            _require_commit(psql, rc, check=check)
+        elif rc != 0:
+            raise classify_psql_error(rc, psql.stderr.join(), check=check)
 
     def load(self, archive: BinaryIO) -> dict[str, int]:
         """Load a whole plaintext archive into this database in one transaction, as pg_restore
