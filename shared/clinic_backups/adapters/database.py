@@ -117,6 +117,13 @@ class Database:
             self.close()
             raise translate_connect_error(error) from None
 
+    @contextmanager
+    def clinic(self, schema: str) -> Iterator[ClinicCursor]:
+        """`transaction()` for statements on one clinic's tables (see `ClinicCursor`)."""
+        names = clinic_tables(schema)  # an invalid schema name fails before any connection
+        with self.transaction() as cur:
+            yield ClinicCursor(cur, schema, names)
+
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
@@ -144,6 +151,32 @@ def column_lists(columns: Sequence[str]) -> dict[str, sql.Composable]:
         "cols": sql.SQL(", ").join(sql.Identifier(c) for c in columns),
         "vals": sql.SQL(", ").join(sql.Placeholder() for _ in columns),
     }
+
+
+class ClinicCursor:
+    """One clinic's statements in one transaction. A statement names the clinic's tables by
+    their placeholders (`{records}`, `{lock}`, … : `migrations.TABLES`), any other identifier
+    as a composed `part` (`psycopg2.sql`), and takes every value as a parameter."""
+
+    def __init__(self, cur: Any, schema: str, names: dict[str, sql.Composable]):
+        self.cur = cur
+        self.schema = schema
+        self.names = names
+
+    def execute(self, statement: str, params: Any = None, **parts: sql.Composable) -> Any:
+        """Run `statement`; the cursor, for its rows."""
+        self.cur.execute(sql.SQL(statement).format(**parts, **self.names), params)
+        return self.cur
+
+    def one(self, statement: str, params: Any = None, **parts: sql.Composable) -> Any:
+        """Run `statement`; its first row (a dict), None when it returned none."""
+        return self.execute(statement, params, **parts).fetchone()
+
+    def all(
+        self, statement: str, params: Any = None, **parts: sql.Composable
+    ) -> builtins.list[dict[str, Any]]:
+        """Run `statement`; every row it returned."""
+        return list(self.execute(statement, params, **parts).fetchall())
 
 
 # Statements that read many clinics at once (UNION ALL) take this many schemas each, and each
@@ -238,12 +271,10 @@ class Takeover:
     backups_failed: builtins.list[uuid.UUID]
 
 
-def insert_audit(cur: Any, names: dict[str, Any], entry: AuditEntry) -> None:
-    cur.execute(
-        sql.SQL(
-            "INSERT INTO {audit} (id, at, action, outcome, actor_id, actor_name, actor_role, "
-            "request_id, backup_id, details) VALUES (%s, now(), %s, %s, %s, %s, %s, %s, %s, %s)"
-        ).format(**names),
+def insert_audit(tx: ClinicCursor, entry: AuditEntry) -> None:
+    tx.execute(
+        "INSERT INTO {audit} (id, at, action, outcome, actor_id, actor_name, actor_role, "
+        "request_id, backup_id, details) VALUES (%s, now(), %s, %s, %s, %s, %s, %s, %s, %s)",
         (
             uuid.uuid4(),
             entry.action,
@@ -258,26 +289,32 @@ def insert_audit(cur: Any, names: dict[str, Any], entry: AuditEntry) -> None:
     )
 
 
+# A backup job (pending or running) that a takeover or the sweeper fails as stale.
+FAIL_BACKUP = (
+    "UPDATE {records} SET status = 'failed', finished_at = %s, error_code = 'stale', "
+    "error = %s WHERE id = %s AND status IN ('pending', 'running') RETURNING id"
+)
+JOB_ACTIONS = {
+    "backup": "backup.run",
+    "reencrypt": "backup.reencrypt",
+    "restore": "restore.run",
+    "undo": "restore.undo",
+}
+
+
 def expire_lock(
-    cur: Any,
-    names: dict[str, Any],
-    schema: str,
-    at: datetime,
-    kinds: tuple[str, ...] = LOCK_KINDS,
+    tx: ClinicCursor, at: datetime, kinds: tuple[str, ...] = LOCK_KINDS
 ) -> Takeover | None:
     """If the clinic's lock is held under an expired lease, fail its job as stale (with the
     reason) and delete the row, in the caller's transaction. The row is locked first (FOR
     UPDATE re-checks the expiry on the newest version: a renewal that committed meanwhile
     wins)."""
-    cur.execute(
-        sql.SQL(
-            "SELECT l.kind, l.ref_id, l.lease_id, "
-            "round(extract(epoch FROM now() - l.renewed_at))::int AS silent "
-            "FROM {lock} l WHERE " + LEASE_EXPIRED + " AND l.kind = ANY(%s) FOR UPDATE"
-        ).format(**names),
+    row = tx.one(
+        "SELECT l.kind, l.ref_id, l.lease_id, "
+        "round(extract(epoch FROM now() - l.renewed_at))::int AS silent "
+        "FROM {lock} l WHERE " + LEASE_EXPIRED + " AND l.kind = ANY(%s) FOR UPDATE",
         (list(kinds),),
     )
-    row = cur.fetchone()
     if row is None:
         return None
     kind, ref = row["kind"], row["ref_id"]
@@ -285,62 +322,12 @@ def expire_lock(
         f"the job stopped renewing the clinic's lease {row['silent']} s ago (its worker "
         "died or lost the database) and it was taken over"
     )
-    backups: builtins.list[uuid.UUID] = []
-    fail_backup = sql.SQL(
-        "UPDATE {records} SET status = 'failed', finished_at = %s, error_code = 'stale', "
-        "error = %s WHERE id = %s AND status IN ('pending', 'running') RETURNING id"
-    ).format(**names)
-    if kind == "backup":
-        cur.execute(fail_backup, (at, f"{reason}; any unfinished upload is removed", ref))
-        backups += [r["id"] for r in cur.fetchall()]
-    elif kind == "reencrypt":
-        cur.execute(
-            sql.SQL("UPDATE {records} SET reencrypting = false WHERE id = %s").format(**names),
-            (ref,),
-        )
-    elif kind == "restore":
-        cur.execute(
-            sql.SQL(
-                "UPDATE {restores} SET status = 'failed', finished_at = %s, error_code = 'stale', "
-                "error = %s WHERE id = %s AND status IN ('pending', 'running') "
-                "RETURNING pre_restore_backup_id"
-            ).format(**names),
-            (at, f"{reason}; nothing changed", ref),
-        )
-        for failed in cur.fetchall():
-            if failed["pre_restore_backup_id"] is not None:
-                cur.execute(
-                    fail_backup,
-                    (
-                        at,
-                        f"{reason} (the restore it was made for)",
-                        failed["pre_restore_backup_id"],
-                    ),
-                )
-                backups += [r["id"] for r in cur.fetchall()]
-    else:  # undo
-        cur.execute(
-            sql.SQL(
-                "UPDATE {restores} SET undo_status = 'failed', undo_error_code = 'stale', "
-                "undo_error = %s, step = 'done' WHERE id = %s "
-                "AND undo_status IN ('pending', 'running')"
-            ).format(**names),
-            (f"{reason}; nothing changed", ref),
-        )
-    cur.execute(
-        sql.SQL("DELETE FROM {lock} WHERE lease_id = %s").format(**names), (row["lease_id"],)
-    )
-    action = {
-        "backup": "backup.run",
-        "reencrypt": "backup.reencrypt",
-        "restore": "restore.run",
-        "undo": "restore.undo",
-    }[kind]
+    backups = _fail_expired_job(tx, kind, ref, reason, at)
+    tx.execute("DELETE FROM {lock} WHERE lease_id = %s", (row["lease_id"],))
     insert_audit(
-        cur,
-        names,
+        tx,
         AuditEntry(
-            action=action,
+            action=JOB_ACTIONS[kind],
             outcome="failed",
             actor_id="lease",
             backup_id=ref if kind in ("backup", "reencrypt") else None,
@@ -349,40 +336,80 @@ def expire_lock(
     )
     logger.warning(
         "an expired lease was taken over; its job failed as stale",
-        extra={"clinic": schema, "kind": kind, "job_id": str(ref), "silent_seconds": row["silent"]},
+        extra={
+            "clinic": tx.schema,
+            "kind": kind,
+            "job_id": str(ref),
+            "silent_seconds": row["silent"],
+        },
     )
     return Takeover(kind=kind, ref_id=ref, backups_failed=backups)
 
 
-def acquire_lock(
-    cur: Any, names: dict[str, Any], schema: str, kind: str, ref_id: uuid.UUID, at: datetime
-) -> Takeover | None:
+def _fail_expired_job(
+    tx: ClinicCursor, kind: str, ref: uuid.UUID, reason: str, at: datetime
+) -> builtins.list[uuid.UUID]:
+    """Fail the job an expired lease held; the backups failed with it."""
+    backups: builtins.list[uuid.UUID] = []
+    if kind == "backup":
+        rows = tx.all(FAIL_BACKUP, (at, f"{reason}; any unfinished upload is removed", ref))
+        backups += [r["id"] for r in rows]
+    elif kind == "reencrypt":
+        tx.execute("UPDATE {records} SET reencrypting = false WHERE id = %s", (ref,))
+    elif kind == "restore":
+        for failed in tx.all(
+            "UPDATE {restores} SET status = 'failed', finished_at = %s, error_code = 'stale', "
+            "error = %s WHERE id = %s AND status IN ('pending', 'running') "
+            "RETURNING pre_restore_backup_id",
+            (at, f"{reason}; nothing changed", ref),
+        ):
+            if failed["pre_restore_backup_id"] is not None:
+                why = f"{reason} (the restore it was made for)"
+                rows = tx.all(FAIL_BACKUP, (at, why, failed["pre_restore_backup_id"]))
+                backups += [r["id"] for r in rows]
+    else:  # undo
+        tx.execute(
+            "UPDATE {restores} SET undo_status = 'failed', undo_error_code = 'stale', "
+            "undo_error = %s, step = 'done' WHERE id = %s "
+            "AND undo_status IN ('pending', 'running')",
+            (f"{reason}; nothing changed", ref),
+        )
+    return backups
+
+
+def acquire_lock(tx: ClinicCursor, kind: str, ref_id: uuid.UUID, at: datetime) -> Takeover | None:
     """Insert the clinic's lock row for a new job, taking over an expired lease first (same
     transaction); OperationInProgress when a live (or pending) job holds it."""
-    takeover = expire_lock_for_taking(cur, names, schema, at)
-    insert_lock(cur, names, kind, ref_id, at)
+    takeover = expire_lock_for_taking(tx, at)
+    insert_lock(tx, kind, ref_id, at)
     return takeover
 
 
-def expire_lock_for_taking(
-    cur: Any, names: dict[str, Any], schema: str, at: datetime
-) -> Takeover | None:
-    cur.execute("SET LOCAL lock_timeout = %s", (TAKE_LOCK_TIMEOUT,))
-    return expire_lock(cur, names, schema, at)
+def expire_lock_for_taking(tx: ClinicCursor, at: datetime) -> Takeover | None:
+    tx.cur.execute("SET LOCAL lock_timeout = %s", (TAKE_LOCK_TIMEOUT,))
+    return expire_lock(tx, at)
 
 
-def insert_lock(
-    cur: Any, names: dict[str, Any], kind: str, ref_id: uuid.UUID, at: datetime
-) -> None:
-    cur.execute(
-        sql.SQL(
-            "INSERT INTO {lock} (kind, ref_id, acquired_at) VALUES (%s, %s, %s) "
-            "ON CONFLICT (singleton) DO NOTHING RETURNING ref_id"
-        ).format(**names),
+def insert_lock(tx: ClinicCursor, kind: str, ref_id: uuid.UUID, at: datetime) -> None:
+    inserted = tx.one(
+        "INSERT INTO {lock} (kind, ref_id, acquired_at) VALUES (%s, %s, %s) "
+        "ON CONFLICT (singleton) DO NOTHING RETURNING ref_id",
         (kind, ref_id, at),
     )
-    if cur.fetchone() is None:
+    if inserted is None:
         raise OperationInProgress()
+
+
+def release_lock(tx: ClinicCursor, kind: str, ref_id: uuid.UUID, lease: Lease | None) -> bool:
+    """Delete the job's lock row: with its `lease`, only while the job still holds it (False
+    when it was taken over); without one (never claimed: no lease on the row), by the job."""
+    if lease is not None:
+        return tx.one("DELETE FROM {lock} WHERE lease_id = %s RETURNING 1", (lease.id,)) is not None
+    tx.execute(
+        "DELETE FROM {lock} WHERE ref_id = %s AND kind = %s AND lease_id IS NULL",
+        (ref_id, kind),
+    )
+    return True
 
 
 def report_takeover(metrics: Metrics | None, takeover: Takeover | None) -> None:
@@ -405,26 +432,22 @@ def busy_is_409() -> Iterator[None]:
         raise OperationInProgress("The clinic is busy; try again in a moment.") from None
 
 
-def claim_lease(
-    cur: Any, names: dict[str, Any], kind: str, ref_id: uuid.UUID, lease: Lease
-) -> bool:
+def claim_lease(tx: ClinicCursor, kind: str, ref_id: uuid.UUID, lease: Lease) -> bool:
     """Stamp the job's lock row (still without a lease: pending) with this run's lease."""
-    cur.execute(
-        sql.SQL(
-            "UPDATE {lock} SET lease_id = %s, renewed_at = now(), lease_seconds = %s "
-            "WHERE kind = %s AND ref_id = %s AND lease_id IS NULL RETURNING 1"
-        ).format(**names),
+    stamped = tx.one(
+        "UPDATE {lock} SET lease_id = %s, renewed_at = now(), lease_seconds = %s "
+        "WHERE kind = %s AND ref_id = %s AND lease_id IS NULL RETURNING 1",
         (lease.id, lease.seconds, kind, ref_id),
     )
-    return cur.fetchone() is not None
+    return stamped is not None
 
 
-def renew_timeouts(cur: Any, lease: Lease) -> None:
+def renew_timeouts(tx: ClinicCursor, lease: Lease) -> None:
     """A renewal never waits long (the swap may hold the lock table for a moment): a quarter
     of a beat, at most 2 s; a renewal that gives up is tried again at the next beat."""
     wait_ms = max(100, min(2000, int(lease.seconds * 1000 / 8)))
-    cur.execute("SET LOCAL lock_timeout = %s", (f"{wait_ms}ms",))
-    cur.execute("SET LOCAL statement_timeout = %s", (f"{wait_ms * 2}ms",))
+    tx.cur.execute("SET LOCAL lock_timeout = %s", (f"{wait_ms}ms",))
+    tx.cur.execute("SET LOCAL statement_timeout = %s", (f"{wait_ms * 2}ms",))
 
 
 class Rollback(Exception):

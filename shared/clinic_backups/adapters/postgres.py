@@ -28,6 +28,7 @@ from clinic_backups.adapters.database import (
     STALE_BACKUP,
     TAKE_LOCK_TIMEOUT,
     TIMEOUTS,
+    ClinicCursor,
     Database,
     Rollback,
     acquire_lock,
@@ -35,12 +36,14 @@ from clinic_backups.adapters.database import (
     claim_lease,
     clinic_table,
     clinic_tables,
+    column_lists,
     describe_error,
     expire_lock,
     insert_audit,
     newest_first,
     read_fleet,
     record_from_row,
+    release_lock,
     renew_timeouts,
     report_takeover,
 )
@@ -104,17 +107,13 @@ _INSERT_TAILS = {
 }
 
 
-def _insert_record(cur: Any, names: dict[str, Any], record: BackupRecord, tail: str) -> None:
-    """INSERT every column of `record`, then `_INSERT_TAILS[tail]`."""
-    columns = list(RECORD_COLUMNS)
-    cur.execute(
-        sql.SQL("INSERT INTO {records} ({cols}) VALUES ({vals}) {tail}").format(
-            cols=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
-            vals=sql.SQL(", ").join(sql.Placeholder() for _ in columns),
-            tail=_INSERT_TAILS[tail],
-            **names,
-        ),
-        [_db_value(getattr(record, c)) for c in columns],
+def _insert_record(tx: ClinicCursor, record: BackupRecord, tail: str) -> Any:
+    """INSERT every column of `record`, then `_INSERT_TAILS[tail]`; the row it returned."""
+    return tx.one(
+        "INSERT INTO {records} ({cols}) VALUES ({vals}) {tail}",
+        [_db_value(getattr(record, c)) for c in RECORD_COLUMNS],
+        tail=_INSERT_TAILS[tail],
+        **column_lists(RECORD_COLUMNS),
     )
 
 
@@ -297,48 +296,42 @@ class PostgresRecords:
     # --- records ------------------------------------------------------------------------
 
     def create_pending(self, schema: str, record: BackupRecord) -> BackupRecord:
-        names = clinic_tables(schema)
-        with busy_is_409(), self._db.transaction() as cur:
-            takeover = acquire_lock(cur, names, schema, "backup", record.id, record.created_at)
-            _insert_record(cur, names, record, "returning")
-            created = record_from_row(cur.fetchone())
+        with busy_is_409(), self._db.clinic(schema) as tx:
+            takeover = acquire_lock(tx, "backup", record.id, record.created_at)
+            created = record_from_row(_insert_record(tx, record, "returning"))
         report_takeover(self._metrics, takeover)
         return created
 
     def create_pending_under_lock(
         self, schema: str, record: BackupRecord, lock_ref: uuid.UUID
     ) -> BackupRecord:
-        names = clinic_tables(schema)
-        with self._db.transaction() as cur:
+        with self._db.clinic(schema) as tx:
             # The caller's lock row, held (and kept) while this record is inserted.
-            cur.execute(
-                sql.SQL("SELECT 1 FROM {lock} WHERE ref_id = %s FOR SHARE").format(**names),
-                (lock_ref,),
-            )
-            if cur.fetchone() is None:
+            if (
+                tx.one(
+                    "SELECT 1 FROM {lock} WHERE ref_id = %s FOR SHARE",
+                    (lock_ref,),
+                )
+                is None
+            ):
                 raise OperationInProgress("The operation no longer holds the clinic's lock.")
-            _insert_record(cur, names, record, "returning")
-            return record_from_row(cur.fetchone())
+            return record_from_row(_insert_record(tx, record, "returning"))
 
     def claim(
         self, schema: str, backup_id: uuid.UUID, at: datetime, lease: Lease | None = None
     ) -> BackupRecord | None:
-        names = clinic_tables(schema)
         try:
-            with self._db.transaction() as cur:
-                cur.execute(
-                    sql.SQL(
-                        "UPDATE {records} SET status = 'running', started_at = %s "
-                        "WHERE id = %s AND status = 'pending' RETURNING *"
-                    ).format(**names),
+            with self._db.clinic(schema) as tx:
+                row = tx.one(
+                    "UPDATE {records} SET status = 'running', started_at = %s "
+                    "WHERE id = %s AND status = 'pending' RETURNING *",
                     (at, backup_id),
                 )
-                row = cur.fetchone()
                 if row is None:
                     return None
                 # The job's lock row takes this run's lease in the same transaction: there is
                 # no moment when the backup runs without one.
-                if lease is not None and not claim_lease(cur, names, "backup", backup_id, lease):
+                if lease is not None and not claim_lease(tx, "backup", backup_id, lease):
                     logger.warning(
                         "a pending backup without its lock row; not run",
                         extra={"clinic": schema, "backup_id": str(backup_id)},
@@ -353,17 +346,14 @@ class PostgresRecords:
         None the lock table was busy (the swap moving the service's tables): next beat;
         `CANCEL` renewed, and the backup holding it was asked to cancel (same statement)."""
         try:
-            with self._db.transaction() as cur:
-                renew_timeouts(cur, lease)
-                cur.execute(
-                    sql.SQL(
-                        "UPDATE {lock} l SET renewed_at = now() WHERE lease_id = %s RETURNING "
-                        "l.kind = 'backup' AND EXISTS (SELECT 1 FROM {records} r "
-                        "WHERE r.id = l.ref_id AND r.cancel_requested_at IS NOT NULL) AS cancel"
-                    ).format(**clinic_tables(schema)),
+            with self._db.clinic(schema) as tx:
+                renew_timeouts(tx, lease)
+                row = tx.one(
+                    "UPDATE {lock} l SET renewed_at = now() WHERE lease_id = %s RETURNING "
+                    "l.kind = 'backup' AND EXISTS (SELECT 1 FROM {records} r "
+                    "WHERE r.id = l.ref_id AND r.cancel_requested_at IS NOT NULL) AS cancel",
                     (lease.id,),
                 )
-                row = cur.fetchone()
                 if row is None:
                     return False
                 return CANCEL if row["cancel"] else True
@@ -382,16 +372,13 @@ class PostgresRecords:
         recipients: builtins.list[dict[str, Any]] | None = None,
         parts: builtins.list[dict[str, Any]] | None = None,
     ) -> BackupRecord:
-        names = clinic_tables(schema)
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "UPDATE {records} SET status = 'completed', finished_at = %s, size_bytes = %s, "
-                    "sha256 = %s, plaintext_sha256 = %s, recipients = %s, parts = %s, "
-                    "pg_dump_version = %s, server_version = %s, error = NULL, error_code = NULL "
-                    "WHERE id = %s AND status = 'running' AND cancel_requested_at IS NULL "
-                    "RETURNING *"
-                ).format(**names),
+        with self._db.clinic(schema) as tx:
+            row = tx.one(
+                "UPDATE {records} SET status = 'completed', finished_at = %s, size_bytes = %s, "
+                "sha256 = %s, plaintext_sha256 = %s, recipients = %s, parts = %s, "
+                "pg_dump_version = %s, server_version = %s, error = NULL, error_code = NULL "
+                "WHERE id = %s AND status = 'running' AND cancel_requested_at IS NULL "
+                "RETURNING *",
                 (
                     at,
                     result.size_bytes,
@@ -404,105 +391,84 @@ class PostgresRecords:
                     backup_id,
                 ),
             )
-            row = cur.fetchone()
             if row is None:
-                cur.execute(
-                    sql.SQL(
+                if (
+                    tx.one(
                         "SELECT 1 FROM {records} WHERE id = %s AND status = 'running' "
-                        "AND cancel_requested_at IS NOT NULL"
-                    ).format(**names),
-                    (backup_id,),
-                )
-                if cur.fetchone() is not None:
+                        "AND cancel_requested_at IS NOT NULL",
+                        (backup_id,),
+                    )
+                    is not None
+                ):
                     # Cancelled after the last beat: a cancel that was answered 202 wins.
                     raise BackupCancelled()
                 # Failed meanwhile: its lease was taken over (or the sweeper failed it).
                 raise LeaseLost("the backup was no longer running when it completed")
-            cur.execute(
-                sql.SQL("DELETE FROM {lock} WHERE ref_id = %s").format(**names), (backup_id,)
-            )
+            tx.execute("DELETE FROM {lock} WHERE ref_id = %s", (backup_id,))
             return record_from_row(row)
 
     def fail(
         self, schema: str, backup_id: uuid.UUID, error_code: str, error: str, at: datetime
     ) -> None:
-        names = clinic_tables(schema)
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "UPDATE {records} SET status = 'failed', finished_at = %s, error_code = %s, "
-                    "error = %s WHERE id = %s AND status IN ('pending', 'running')"
-                ).format(**names),
+        with self._db.clinic(schema) as tx:
+            tx.execute(
+                "UPDATE {records} SET status = 'failed', finished_at = %s, error_code = %s, "
+                "error = %s WHERE id = %s AND status IN ('pending', 'running')",
                 (at, error_code, error[:500], backup_id),
             )
-            cur.execute(
-                sql.SQL("DELETE FROM {lock} WHERE ref_id = %s").format(**names), (backup_id,)
-            )
+            tx.execute("DELETE FROM {lock} WHERE ref_id = %s", (backup_id,))
 
     # --- cancel -----------------------------------------------------------------------
 
     def request_cancel(
         self, schema: str, backup_id: uuid.UUID, at: datetime
     ) -> BackupRecord | None:
-        names = clinic_tables(schema)
-        with busy_is_409(), self._db.transaction() as cur:
+        with busy_is_409(), self._db.clinic(schema) as tx:
             # The row lock orders this against the worker's claim (pending → running).
-            cur.execute(
-                sql.SQL("SELECT status FROM {records} WHERE id = %s FOR UPDATE").format(**names),
+            row = tx.one(
+                "SELECT status FROM {records} WHERE id = %s FOR UPDATE",
                 (backup_id,),
             )
-            row = cur.fetchone()
             if row is None:
                 return None
             if row["status"] == "pending":
                 # Its job has not started (it has no lease): it ends here, and the worker's
                 # claim will find nothing pending.
-                cur.execute(
-                    sql.SQL(
+                cancelled = record_from_row(
+                    tx.one(
                         "UPDATE {records} SET status = 'cancelled', finished_at = %s, "
-                        "cancel_requested_at = %s WHERE id = %s RETURNING *"
-                    ).format(**names),
-                    (at, at, backup_id),
+                        "cancel_requested_at = %s WHERE id = %s RETURNING *",
+                        (at, at, backup_id),
+                    )
                 )
-                cancelled = record_from_row(cur.fetchone())
-                cur.execute("SET LOCAL lock_timeout = %s", (TAKE_LOCK_TIMEOUT,))
-                cur.execute(
-                    sql.SQL(
-                        "DELETE FROM {lock} WHERE ref_id = %s AND kind = 'backup' "
-                        "AND lease_id IS NULL"
-                    ).format(**names),
+                tx.cur.execute("SET LOCAL lock_timeout = %s", (TAKE_LOCK_TIMEOUT,))
+                tx.execute(
+                    "DELETE FROM {lock} WHERE ref_id = %s AND kind = 'backup' AND lease_id IS NULL",
                     (backup_id,),
                 )
                 return cancelled
-            cur.execute(
-                sql.SQL(
-                    "UPDATE {records} SET cancel_requested_at = coalesce(cancel_requested_at, %s) "
-                    "WHERE id = %s AND status = 'running' RETURNING *"
-                ).format(**names),
+            updated = tx.one(
+                "UPDATE {records} SET cancel_requested_at = coalesce(cancel_requested_at, %s) "
+                "WHERE id = %s AND status = 'running' RETURNING *",
                 (at, backup_id),
             )
-            updated = cur.fetchone()
             if updated is not None:
                 return record_from_row(updated)
-            cur.execute(
-                sql.SQL("SELECT * FROM {records} WHERE id = %s").format(**names), (backup_id,)
-            )
-            return record_from_row(cur.fetchone())
+            return record_from_row(tx.one("SELECT * FROM {records} WHERE id = %s", (backup_id,)))
 
     def finish_cancelled(self, schema: str, backup_id: uuid.UUID, at: datetime) -> bool:
-        names = clinic_tables(schema)
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
+        with self._db.clinic(schema) as tx:
+            if (
+                tx.one(
                     "UPDATE {records} SET status = 'cancelled', finished_at = %s "
-                    "WHERE id = %s AND status = 'running' RETURNING 1"
-                ).format(**names),
-                (at, backup_id),
-            )
-            if cur.fetchone() is None:
+                    "WHERE id = %s AND status = 'running' RETURNING 1",
+                    (at, backup_id),
+                )
+                is None
+            ):
                 return False  # taken over meanwhile: the taker failed it and freed the lock
-            cur.execute(
-                sql.SQL("DELETE FROM {lock} WHERE ref_id = %s AND kind = 'backup'").format(**names),
+            tx.execute(
+                "DELETE FROM {lock} WHERE ref_id = %s AND kind = 'backup'",
                 (backup_id,),
             )
             return True
@@ -511,17 +477,13 @@ class PostgresRecords:
 
     def start_reencrypt(self, schema: str, backup_id: uuid.UUID, at: datetime) -> BackupRecord:
         """Take the clinic's lock for this backup and flag it; OperationInProgress if busy."""
-        names = clinic_tables(schema)
-        with busy_is_409(), self._db.transaction() as cur:
-            takeover = acquire_lock(cur, names, schema, "reencrypt", backup_id, at)
-            cur.execute(
-                sql.SQL(
-                    "UPDATE {records} SET reencrypting = true WHERE id = %s AND status = 'completed' "
-                    "RETURNING *"
-                ).format(**names),
+        with busy_is_409(), self._db.clinic(schema) as tx:
+            takeover = acquire_lock(tx, "reencrypt", backup_id, at)
+            row = tx.one(
+                "UPDATE {records} SET reencrypting = true WHERE id = %s AND status = 'completed' "
+                "RETURNING *",
                 (backup_id,),
             )
-            row = cur.fetchone()
             if row is None:
                 raise BackupNotCompleted("Only completed backups can be re-encrypted.")
             flagged = record_from_row(row)
@@ -529,15 +491,11 @@ class PostgresRecords:
         return flagged
 
     def claim_reencrypt(self, schema: str, backup_id: uuid.UUID, lease: Lease) -> bool:
-        names = clinic_tables(schema)
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL("SELECT 1 FROM {records} WHERE id = %s AND reencrypting").format(**names),
+        with self._db.clinic(schema) as tx:
+            return tx.one(
+                "SELECT 1 FROM {records} WHERE id = %s AND reencrypting",
                 (backup_id,),
-            )
-            return cur.fetchone() is not None and claim_lease(
-                cur, names, "reencrypt", backup_id, lease
-            )
+            ) is not None and claim_lease(tx, "reencrypt", backup_id, lease)
 
     def finish_reencrypt(
         self,
@@ -557,43 +515,25 @@ class PostgresRecords:
         With the job's `lease`, only while it still holds it: LeaseLost otherwise (the taker
         cleared the flag; the record keeps pointing at the old object). A replica copy of the
         old objects is remembered (`superseded_keys`, its lock date) in the same transaction."""
-        names = clinic_tables(schema)
-        with self._db.transaction() as cur:
-            if lease is not None:
-                cur.execute(
-                    sql.SQL("DELETE FROM {lock} WHERE lease_id = %s RETURNING 1").format(**names),
-                    (lease.id,),
-                )
-                if cur.fetchone() is None:
-                    raise LeaseLost("the re-encryption lost the clinic's lease")
-            else:
-                # Never claimed (its job could not be queued): the row has no lease.
-                cur.execute(
-                    sql.SQL(
-                        "DELETE FROM {lock} WHERE ref_id = %s AND kind = 'reencrypt' "
-                        "AND lease_id IS NULL"
-                    ).format(**names),
-                    (backup_id,),
-                )
+        with self._db.clinic(schema) as tx:
+            # Without a lease: never claimed (its job could not be queued).
+            if not release_lock(tx, "reencrypt", backup_id, lease):
+                raise LeaseLost("the re-encryption lost the clinic's lease")
             if storage_key is not None and superseded_keys:
                 # The old generation's replica copies stay locked; no record would name them.
-                cur.execute(
-                    sql.SQL(
-                        "INSERT INTO {superseded} (id, backup_id, keys, retain_until, "
-                        "superseded_at) SELECT %s, id, %s, replica_retain_until, now() "
-                        "FROM {records} WHERE id = %s AND replicated_at IS NOT NULL"
-                    ).format(**names),
+                tx.execute(
+                    "INSERT INTO {superseded} (id, backup_id, keys, retain_until, "
+                    "superseded_at) SELECT %s, id, %s, replica_retain_until, now() "
+                    "FROM {records} WHERE id = %s AND replicated_at IS NOT NULL",
                     (uuid.uuid4(), psycopg2.extras.Json(superseded_keys), backup_id),
                 )
             if storage_key is not None:
-                cur.execute(
-                    sql.SQL(
-                        "UPDATE {records} SET storage_key = %s, file_name = %s, size_bytes = %s, "
-                        "sha256 = %s, recipients = %s, parts = %s, reencrypting = false, "
-                        # New objects: the replica's copy (of the old ones) no longer is one.
-                        "replicated_at = NULL, replica_retain_until = NULL, "
-                        "primary_damaged_at = NULL WHERE id = %s RETURNING *"
-                    ).format(**names),
+                row = tx.one(
+                    "UPDATE {records} SET storage_key = %s, file_name = %s, size_bytes = %s, "
+                    "sha256 = %s, recipients = %s, parts = %s, reencrypting = false, "
+                    # New objects: the replica's copy (of the old ones) no longer is one.
+                    "replicated_at = NULL, replica_retain_until = NULL, "
+                    "primary_damaged_at = NULL WHERE id = %s RETURNING *",
                     (
                         storage_key,
                         file_name,
@@ -605,22 +545,18 @@ class PostgresRecords:
                     ),
                 )
             else:
-                cur.execute(
-                    sql.SQL(
-                        "UPDATE {records} SET reencrypting = false WHERE id = %s RETURNING *"
-                    ).format(**names),
+                row = tx.one(
+                    "UPDATE {records} SET reencrypting = false WHERE id = %s RETURNING *",
                     (backup_id,),
                 )
-            row = cur.fetchone()
             return record_from_row(row) if row else None
 
     def get(self, schema: str, backup_id: uuid.UUID) -> BackupRecord | None:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL("SELECT * FROM {records} WHERE id = %s").format(**clinic_tables(schema)),
+        with self._db.clinic(schema) as tx:
+            row = tx.one(
+                "SELECT * FROM {records} WHERE id = %s",
                 (backup_id,),
             )
-            row = cur.fetchone()
             return record_from_row(row) if row else None
 
     def list(self, schema: str, query: ListFilter) -> tuple[list[BackupRecord], bool]:
@@ -647,78 +583,68 @@ class PostgresRecords:
     def soft_delete(
         self, schema: str, backup_id: uuid.UUID, by: str, at: datetime
     ) -> BackupRecord | None:
-        names = clinic_tables(schema)
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL("SELECT * FROM {records} WHERE id = %s FOR UPDATE").format(**names),
+        with self._db.clinic(schema) as tx:
+            row = tx.one(
+                "SELECT * FROM {records} WHERE id = %s FOR UPDATE",
                 (backup_id,),
             )
-            row = cur.fetchone()
             if row is None:
                 return None
             if row["status"] in ("pending", "running"):
                 raise OperationInProgress("The backup is still running; wait until it ends.")
             if row["status"] == "deleted":
                 return record_from_row(row)
-            cur.execute(
-                sql.SQL(
+            return record_from_row(
+                tx.one(
                     "UPDATE {records} SET status = 'deleted', deleted_at = %s, deleted_by = %s "
-                    "WHERE id = %s RETURNING *"
-                ).format(**names),
-                (at, by, backup_id),
+                    "WHERE id = %s RETURNING *",
+                    (at, by, backup_id),
+                )
             )
-            return record_from_row(cur.fetchone())
 
     def purgeable(self, schema: str, deleted_before: datetime) -> builtins.list[BackupRecord]:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
+        with self._db.clinic(schema) as tx:
+            return [
+                record_from_row(r)
+                for r in tx.all(
                     "SELECT * FROM {records} WHERE status = 'deleted' AND purged_at IS NULL "
-                    "AND deleted_at <= %s ORDER BY deleted_at"
-                ).format(**clinic_tables(schema)),
-                (deleted_before,),
-            )
-            return [record_from_row(r) for r in cur.fetchall()]
+                    "AND deleted_at <= %s ORDER BY deleted_at",
+                    (deleted_before,),
+                )
+            ]
 
     def mark_purged(self, schema: str, backup_id: uuid.UUID, at: datetime) -> None:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "UPDATE {records} SET purged_at = %s WHERE id = %s AND status = 'deleted'"
-                ).format(**clinic_tables(schema)),
+        with self._db.clinic(schema) as tx:
+            tx.execute(
+                "UPDATE {records} SET purged_at = %s WHERE id = %s AND status = 'deleted'",
                 (at, backup_id),
             )
 
     def undelete(
         self, schema: str, backup_id: uuid.UUID, deleted_after: datetime
     ) -> BackupRecord | None:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "UPDATE {records} SET status = 'completed', deleted_at = NULL, "
-                    "deleted_by = NULL WHERE id = %s AND status = 'deleted' "
-                    "AND purged_at IS NULL AND deleted_at > %s AND size_bytes IS NOT NULL "
-                    "AND sha256 IS NOT NULL RETURNING *"
-                ).format(**clinic_tables(schema)),
+        with self._db.clinic(schema) as tx:
+            row = tx.one(
+                "UPDATE {records} SET status = 'completed', deleted_at = NULL, "
+                "deleted_by = NULL WHERE id = %s AND status = 'deleted' "
+                "AND purged_at IS NULL AND deleted_at > %s AND size_bytes IS NOT NULL "
+                "AND sha256 IS NOT NULL RETURNING *",
                 (backup_id, deleted_after),
             )
-            row = cur.fetchone()
             return record_from_row(row) if row else None
 
     def insert_from_manifest(self, schema: str, record: BackupRecord) -> bool:
-        with self._db.transaction() as cur:
-            _insert_record(cur, clinic_tables(schema), record, "if_new")
-            return cur.fetchone() is not None
+        with self._db.clinic(schema) as tx:
+            return _insert_record(tx, record, "if_new") is not None
 
     def count_since(self, schema: str, trigger: str, since: datetime) -> int:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "SELECT count(*) AS n FROM {records} WHERE trigger = %s AND created_at >= %s"
-                ).format(**clinic_tables(schema)),
-                (trigger, since),
+        with self._db.clinic(schema) as tx:
+            return int(
+                tx.one(
+                    "SELECT count(*) AS n FROM {records} WHERE trigger = %s AND created_at >= %s",
+                    (trigger, since),
+                )["n"]
             )
-            return int(cur.fetchone()["n"])
 
     # --- schedules, retention and the sweeper -------------------------------------------
 
@@ -796,48 +722,42 @@ class PostgresRecords:
         return {r["schema"]: r["version"] for r in rows}, failed
 
     def completed_backups(self, schema: str) -> builtins.list[BackupRecord]:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
+        with self._db.clinic(schema) as tx:
+            return [
+                record_from_row(r)
+                for r in tx.all(
                     "SELECT * FROM {records} WHERE status = 'completed' "
-                    "ORDER BY created_at DESC, id DESC"
-                ).format(**clinic_tables(schema))
-            )
-            return [record_from_row(r) for r in cur.fetchall()]
+                    "ORDER BY created_at DESC, id DESC",
+                )
+            ]
 
     def retire(
         self, schema: str, backup_ids: builtins.list[uuid.UUID], by: str, at: datetime
     ) -> builtins.list[BackupRecord]:
         if not backup_ids:
             return []
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
+        with self._db.clinic(schema) as tx:
+            return [
+                record_from_row(r)
+                for r in tx.all(
                     "UPDATE {records} SET status = 'deleted', deleted_at = %s, deleted_by = %s "
-                    "WHERE id = ANY(%s::uuid[]) AND status = 'completed' AND NOT keep RETURNING *"
-                ).format(**clinic_tables(schema)),
-                (at, by, list(backup_ids)),
-            )
-            return [record_from_row(r) for r in cur.fetchall()]
+                    "WHERE id = ANY(%s::uuid[]) AND status = 'completed' AND NOT keep RETURNING *",
+                    (at, by, list(backup_ids)),
+                )
+            ]
 
     def set_keep(self, schema: str, backup_id: uuid.UUID, keep: bool) -> BackupRecord | None:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL("UPDATE {records} SET keep = %s WHERE id = %s RETURNING *").format(
-                    **clinic_tables(schema)
-                ),
-                (keep, backup_id),
+        with self._db.clinic(schema) as tx:
+            row = tx.one(
+                "UPDATE {records} SET keep = %s WHERE id = %s RETURNING *", (keep, backup_id)
             )
-            row = cur.fetchone()
             return record_from_row(row) if row else None
 
     def mark_file_missing(self, schema: str, backup_id: uuid.UUID, at: datetime) -> None:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "UPDATE {records} SET file_missing_at = %s "
-                    "WHERE id = %s AND file_missing_at IS NULL"
-                ).format(**clinic_tables(schema)),
+        with self._db.clinic(schema) as tx:
+            tx.execute(
+                "UPDATE {records} SET file_missing_at = %s "
+                "WHERE id = %s AND file_missing_at IS NULL",
                 (at, backup_id),
             )
 
@@ -849,15 +769,12 @@ class PostgresRecords:
         retain_until: datetime | None,
         storage_key: str | None = None,
     ) -> BackupRecord | None:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "UPDATE {records} SET replicated_at = %s, replica_retain_until = %s "
-                    "WHERE id = %s AND (%s::text IS NULL OR storage_key = %s) RETURNING *"
-                ).format(**clinic_tables(schema)),
+        with self._db.clinic(schema) as tx:
+            row = tx.one(
+                "UPDATE {records} SET replicated_at = %s, replica_retain_until = %s "
+                "WHERE id = %s AND (%s::text IS NULL OR storage_key = %s) RETURNING *",
                 (at, retain_until, backup_id, storage_key, storage_key),
             )
-            row = cur.fetchone()
             return record_from_row(row) if row else None
 
     def remember_superseded(
@@ -868,22 +785,18 @@ class PostgresRecords:
         retain_until: datetime | None,
         at: datetime,
     ) -> None:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "INSERT INTO {superseded} (id, backup_id, keys, retain_until, superseded_at) "
-                    "VALUES (%s, %s, %s, %s, %s)"
-                ).format(**clinic_tables(schema)),
+        with self._db.clinic(schema) as tx:
+            tx.execute(
+                "INSERT INTO {superseded} (id, backup_id, keys, retain_until, superseded_at) "
+                "VALUES (%s, %s, %s, %s, %s)",
                 (uuid.uuid4(), backup_id, psycopg2.extras.Json(keys), retain_until, at),
             )
 
     def superseded_purgeable(self, schema: str, now: datetime) -> builtins.list[SupersededCopy]:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "SELECT * FROM {superseded} "
-                    "WHERE coalesce(retain_until, '-infinity') <= %s ORDER BY superseded_at"
-                ).format(**clinic_tables(schema)),
+        with self._db.clinic(schema) as tx:
+            rows = tx.all(
+                "SELECT * FROM {superseded} "
+                "WHERE coalesce(retain_until, '-infinity') <= %s ORDER BY superseded_at",
                 (now,),
             )
             return [
@@ -894,151 +807,136 @@ class PostgresRecords:
                     retain_until=r["retain_until"],
                     superseded_at=r["superseded_at"],
                 )
-                for r in cur.fetchall()
+                for r in rows
             ]
 
     def forget_superseded(self, schema: str, copy_id: uuid.UUID) -> None:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL("DELETE FROM {superseded} WHERE id = %s").format(**clinic_tables(schema)),
+        with self._db.clinic(schema) as tx:
+            tx.execute(
+                "DELETE FROM {superseded} WHERE id = %s",
                 (copy_id,),
             )
 
     def set_replica_retain_until(
         self, schema: str, backup_id: uuid.UUID, retain_until: datetime
     ) -> None:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "UPDATE {records} SET replica_retain_until = %s "
-                    "WHERE id = %s AND replicated_at IS NOT NULL"
-                ).format(**clinic_tables(schema)),
+        with self._db.clinic(schema) as tx:
+            tx.execute(
+                "UPDATE {records} SET replica_retain_until = %s "
+                "WHERE id = %s AND replicated_at IS NOT NULL",
                 (retain_until, backup_id),
             )
 
     def mark_primary_damaged(self, schema: str, backup_id: uuid.UUID, at: datetime) -> None:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "UPDATE {records} SET primary_damaged_at = %s "
-                    "WHERE id = %s AND primary_damaged_at IS NULL"
-                ).format(**clinic_tables(schema)),
+        with self._db.clinic(schema) as tx:
+            tx.execute(
+                "UPDATE {records} SET primary_damaged_at = %s "
+                "WHERE id = %s AND primary_damaged_at IS NULL",
                 (at, backup_id),
             )
 
     def clear_replicated(self, schema: str, backup_id: uuid.UUID) -> None:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "UPDATE {records} SET replicated_at = NULL, replica_retain_until = NULL "
-                    "WHERE id = %s"
-                ).format(**clinic_tables(schema)),
+        with self._db.clinic(schema) as tx:
+            tx.execute(
+                "UPDATE {records} SET replicated_at = NULL, replica_retain_until = NULL "
+                "WHERE id = %s",
                 (backup_id,),
             )
 
     def replica_purgeable(self, schema: str, now: datetime) -> builtins.list[BackupRecord]:
         """Purged backups whose replica copy is still there and whose lock has expired."""
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
+        with self._db.clinic(schema) as tx:
+            return [
+                record_from_row(r)
+                for r in tx.all(
                     "SELECT * FROM {records} WHERE purged_at IS NOT NULL "
                     "AND replicated_at IS NOT NULL "
                     "AND (replica_retain_until IS NULL OR replica_retain_until <= %s) "
-                    "ORDER BY purged_at"
-                ).format(**clinic_tables(schema)),
-                (now,),
-            )
-            return [record_from_row(r) for r in cur.fetchall()]
+                    "ORDER BY purged_at",
+                    (now,),
+                )
+            ]
 
     def unreplicated_since(self, schema: str, before: datetime) -> int:
         """Completed backups finished before `before` whose replica copy is not done."""
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
+        with self._db.clinic(schema) as tx:
+            return int(
+                tx.one(
                     "SELECT count(*) AS n FROM {records} WHERE status = 'completed' "
-                    "AND replicated_at IS NULL AND finished_at < %s"
-                ).format(**clinic_tables(schema)),
-                (before,),
+                    "AND replicated_at IS NULL AND finished_at < %s",
+                    (before,),
+                )["n"]
             )
-            return int(cur.fetchone()["n"])
 
     def backups_in_use(self, schema: str) -> set[uuid.UUID]:
         # Restores and verifications not yet finished read their backup (and a restore its
         # pre-restore backup, the undo's way back).
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
+        with self._db.clinic(schema) as tx:
+            return {
+                r["id"]
+                for r in tx.all(
                     "SELECT backup_id AS id FROM {restores} WHERE status IN ('pending', 'running') "
                     "UNION SELECT pre_restore_backup_id FROM {restores} "
-                    "WHERE status IN ('pending', 'running') AND pre_restore_backup_id IS NOT NULL"
-                ).format(**clinic_tables(schema))
-            )
-            return {r["id"] for r in cur.fetchall()}
+                    "WHERE status IN ('pending', 'running') AND pre_restore_backup_id IS NOT NULL",
+                )
+            }
 
     def fail_stale(self, schema: str, before: datetime, at: datetime) -> builtins.list[uuid.UUID]:
-        names = clinic_tables(schema)
-        with self._db.transaction() as cur:
+        with self._db.clinic(schema) as tx:
             # A backup (or re-encryption) whose lease expired, as a request would take it over.
-            takeover = expire_lock(cur, names, schema, at, ("backup", "reencrypt"))
+            takeover = expire_lock(tx, at, ("backup", "reencrypt"))
             ids = list(takeover.backups_failed) if takeover else []
             # Pending ones past the age threshold (their message is gone); running ones that no
             # live lease covers (however long they have run: a live one renews its lease).
-            cur.execute(
-                sql.SQL(
+            stale = [
+                r["id"]
+                for r in tx.all(
                     "UPDATE {records} r SET status = 'failed', finished_at = %(at)s, "
                     "error_code = 'stale', error = CASE WHEN r.status = 'pending' "
-                    "THEN %(never)s ELSE %(gone)s END WHERE " + STALE_BACKUP + " RETURNING id"
-                ).format(**names),
-                {"at": at, "stuck": before, "never": NEVER_STARTED, "gone": LEASE_GONE},
-            )
-            stale = [r["id"] for r in cur.fetchall()]
+                    "THEN %(never)s ELSE %(gone)s END WHERE " + STALE_BACKUP + " RETURNING id",
+                    {"at": at, "stuck": before, "never": NEVER_STARTED, "gone": LEASE_GONE},
+                )
+            ]
             if stale:
-                cur.execute(
-                    sql.SQL("DELETE FROM {lock} WHERE ref_id = ANY(%s::uuid[])").format(**names),
+                tx.execute(
+                    "DELETE FROM {lock} WHERE ref_id = ANY(%s::uuid[])",
                     (stale,),
                 )
             return ids + stale
 
     def keys_in_flight(self, schema: str, stuck_before: datetime) -> set[str]:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
+        with self._db.clinic(schema) as tx:
+            return {
+                r["storage_key"]
+                for r in tx.all(
                     "SELECT r.storage_key FROM {records} r WHERE r.status IN ('pending', 'running') "
                     "AND NOT " + STALE_BACKUP + " UNION "
                     "SELECT r.storage_key FROM {lock} l JOIN {records} r ON r.id = l.ref_id "
-                    "WHERE l.kind = 'reencrypt' AND (l.lease_id IS NULL OR " + LEASE_LIVE + ")"
-                ).format(**clinic_tables(schema)),
-                {"stuck": stuck_before},
-            )
-            return {r["storage_key"] for r in cur.fetchall()}
+                    "WHERE l.kind = 'reencrypt' AND (l.lease_id IS NULL OR " + LEASE_LIVE + ")",
+                    {"stuck": stuck_before},
+                )
+            }
 
     def note_upload_removed(self, schema: str, storage_key: str, pending: str, done: str) -> None:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "UPDATE {records} SET error = replace(error, %s, %s) "
-                    "WHERE storage_key = %s AND status = 'failed' AND strpos(error, %s) > 0"
-                ).format(**clinic_tables(schema)),
+        with self._db.clinic(schema) as tx:
+            tx.execute(
+                "UPDATE {records} SET error = replace(error, %s, %s) "
+                "WHERE storage_key = %s AND status = 'failed' AND strpos(error, %s) > 0",
                 (pending, done, storage_key, pending),
             )
 
     def known_keys(self, schema: str) -> set[str]:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL("SELECT storage_key, parts FROM {records} WHERE purged_at IS NULL").format(
-                    **clinic_tables(schema)
-                )
-            )
+        with self._db.clinic(schema) as tx:
             keys = set()
-            for row in cur.fetchall():
+            for row in tx.all("SELECT storage_key, parts FROM {records} WHERE purged_at IS NULL"):
                 keys.add(row["storage_key"])
                 # A split backup's objects are its parts (its storage_key names none).
                 keys.update(str(part["key"]) for part in row["parts"] or [])
             return keys
 
     def audit(self, schema: str, entry: AuditEntry) -> None:
-        with self._db.transaction() as cur:
-            insert_audit(cur, clinic_tables(schema), entry)
+        with self._db.clinic(schema) as tx:
+            insert_audit(tx, entry)
 
     def list_audit(
         self, schema: str, query: AuditFilter

@@ -27,18 +27,21 @@ from clinic_backups.adapters.database import (
     LEASE_LIVE,
     SCHEMA_BATCH,
     TIMEOUTS,
+    ClinicCursor,
     Database,
     Rollback,
     acquire_lock,
     busy_is_409,
     claim_lease,
     clinic_tables,
+    column_lists,
     expire_lock,
     expire_lock_for_taking,
     insert_lock,
     newest_first,
     read_fleet,
     record_from_row,
+    release_lock,
     renew_timeouts,
     report_takeover,
 )
@@ -151,20 +154,17 @@ class PostgresRestores:
     # --- jobs ------------------------------------------------------------------------------
 
     def create(self, schema: str, job: RestoreRecord, *, take_lock: bool) -> RestoreRecord:
-        names = clinic_tables(schema)
         takeover = None
-        with busy_is_409(), self._db.transaction() as cur:
+        with busy_is_409(), self._db.clinic(schema) as tx:
             if take_lock:
-                takeover = acquire_lock(cur, names, schema, job.kind.value, job.id, job.created_at)
-            cur.execute(
-                sql.SQL("INSERT INTO {restores} ({cols}) VALUES ({vals}) RETURNING *").format(
-                    cols=sql.SQL(", ").join(sql.Identifier(c) for c in _COLUMNS),
-                    vals=sql.SQL(", ").join(sql.Placeholder() for _ in _COLUMNS),
-                    **names,
-                ),
-                [_param(getattr(job, c)) for c in _COLUMNS],
+                takeover = acquire_lock(tx, job.kind.value, job.id, job.created_at)
+            created = _restore(
+                tx.one(
+                    "INSERT INTO {restores} ({cols}) VALUES ({vals}) RETURNING *",
+                    [_param(getattr(job, c)) for c in _COLUMNS],
+                    **column_lists(_COLUMNS),
+                )
             )
-            created = _restore(cur.fetchone())
         report_takeover(self._metrics, takeover)
         return created
 
@@ -176,31 +176,26 @@ class PostgresRestores:
         at: datetime,
         lease: Lease | None = None,
     ) -> RestoreRecord | None:
-        names = clinic_tables(schema)
         try:
-            with self._db.transaction() as cur:
-                cur.execute(
-                    sql.SQL(
-                        "UPDATE {restores} SET status = 'running', started_at = %s, step = %s "
-                        "WHERE id = %s AND status = 'pending' RETURNING *"
-                    ).format(**names),
+            with self._db.clinic(schema) as tx:
+                row = tx.one(
+                    "UPDATE {restores} SET status = 'running', started_at = %s, step = %s "
+                    "WHERE id = %s AND status = 'pending' RETURNING *",
                     (at, step, restore_id),
                 )
-                row = cur.fetchone()
                 if row is None:
                     return None
                 if lease is None:
                     return _restore(row)
                 if row["kind"] == "verify":
-                    cur.execute(
-                        sql.SQL(
+                    return _restore(
+                        tx.one(
                             "UPDATE {restores} SET lease_id = %s, renewed_at = now(), "
-                            "lease_seconds = %s WHERE id = %s RETURNING *"
-                        ).format(**names),
-                        (lease.id, lease.seconds, restore_id),
+                            "lease_seconds = %s WHERE id = %s RETURNING *",
+                            (lease.id, lease.seconds, restore_id),
+                        )
                     )
-                    return _restore(cur.fetchone())
-                if not claim_lease(cur, names, "restore", restore_id, lease):
+                if not claim_lease(tx, "restore", restore_id, lease):
                     raise Rollback()  # its lock is gone (failed meanwhile): nothing to run
                 return _restore(row)
         except Rollback:
@@ -208,16 +203,16 @@ class PostgresRestores:
 
     def renew_lease(self, schema: str, lease: Lease) -> bool | None:
         try:
-            with self._db.transaction() as cur:
-                renew_timeouts(cur, lease)
-                cur.execute(
-                    sql.SQL(
+            with self._db.clinic(schema) as tx:
+                renew_timeouts(tx, lease)
+                return (
+                    tx.one(
                         "UPDATE {restores} SET renewed_at = now() WHERE lease_id = %s "
-                        "AND status = 'running' RETURNING 1"
-                    ).format(**clinic_tables(schema)),
-                    (lease.id,),
+                        "AND status = 'running' RETURNING 1",
+                        (lease.id,),
+                    )
+                    is not None
                 )
-                return cur.fetchone() is not None
         except TIMEOUTS:
             return None
 
@@ -234,12 +229,11 @@ class PostgresRestores:
             else sql.SQL("{} = %s").format(sql.Identifier(k))
             for k in fields
         ]
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL("UPDATE {restores} SET {sets} WHERE id = %s").format(
-                    sets=sql.SQL(", ").join(sets), **clinic_tables(schema)
-                ),
+        with self._db.clinic(schema) as tx:
+            tx.execute(
+                "UPDATE {restores} SET {sets} WHERE id = %s",
                 [*(_param(v) for v in fields.values()), restore_id],
+                sets=sql.SQL(", ").join(sets),
             )
 
     def fail(
@@ -251,39 +245,31 @@ class PostgresRestores:
         at: datetime,
         details: dict[str, Any] | None = None,
     ) -> None:
-        names = clinic_tables(schema)
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "UPDATE {restores} SET status = 'failed', finished_at = %s, error_code = %s, "
-                    "error = %s, details = details || %s WHERE id = %s "
-                    "AND status IN ('pending', 'running')"
-                ).format(**names),
+        with self._db.clinic(schema) as tx:
+            tx.execute(
+                "UPDATE {restores} SET status = 'failed', finished_at = %s, error_code = %s, "
+                "error = %s, details = details || %s WHERE id = %s "
+                "AND status IN ('pending', 'running')",
                 (at, error_code, error[:500], psycopg2.extras.Json(details or {}), restore_id),
             )
-            cur.execute(
-                sql.SQL("DELETE FROM {lock} WHERE ref_id = %s").format(**names), (restore_id,)
-            )
+            tx.execute("DELETE FROM {lock} WHERE ref_id = %s", (restore_id,))
 
     def complete(
         self, schema: str, restore_id: uuid.UUID, at: datetime, details: dict[str, Any]
     ) -> None:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "UPDATE {restores} SET status = 'completed', finished_at = %s, step = 'done', "
-                    "details = details || %s WHERE id = %s AND status = 'running'"
-                ).format(**clinic_tables(schema)),
+        with self._db.clinic(schema) as tx:
+            tx.execute(
+                "UPDATE {restores} SET status = 'completed', finished_at = %s, step = 'done', "
+                "details = details || %s WHERE id = %s AND status = 'running'",
                 (at, psycopg2.extras.Json(details), restore_id),
             )
 
     def get(self, schema: str, restore_id: uuid.UUID) -> RestoreRecord | None:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL("SELECT * FROM {restores} WHERE id = %s").format(**clinic_tables(schema)),
+        with self._db.clinic(schema) as tx:
+            row = tx.one(
+                "SELECT * FROM {restores} WHERE id = %s",
                 (restore_id,),
             )
-            row = cur.fetchone()
             return _restore(row) if row else None
 
     def list(
@@ -307,19 +293,16 @@ class PostgresRestores:
             _restore,
         )
 
-    def _latest_completed(self, cur: Any, schema: str) -> dict[str, Any] | None:
-        cur.execute(
-            sql.SQL(
-                "SELECT * FROM {restores} WHERE kind = 'restore' AND status = 'completed' "
-                "ORDER BY created_at DESC, id DESC LIMIT 1"
-            ).format(**clinic_tables(schema))
+    def _latest_completed(self, tx: ClinicCursor) -> dict[str, Any] | None:
+        row = tx.one(
+            "SELECT * FROM {restores} WHERE kind = 'restore' AND status = 'completed' "
+            "ORDER BY created_at DESC, id DESC LIMIT 1",
         )
-        row = cur.fetchone()
         return dict(row) if row else None
 
     def undoable(self, schema: str, now: datetime) -> uuid.UUID | None:
-        with self._db.transaction() as cur:
-            row = self._latest_completed(cur, schema)
+        with self._db.clinic(schema) as tx:
+            row = self._latest_completed(tx)
         if row is None or row["dropped_at"] is not None or row["old_schema"] is None:
             return None
         if row["undo_until"] is None or row["undo_until"] <= now:
@@ -329,22 +312,20 @@ class PostgresRestores:
     def request_undo(
         self, schema: str, restore_id: uuid.UUID, by: str, at: datetime
     ) -> RestoreRecord:
-        names = clinic_tables(schema)
-        with busy_is_409(), self._db.transaction() as cur:
+        with busy_is_409(), self._db.clinic(schema) as tx:
             # An expired lease first: a dead undo of this very restore is taken over (and
             # failed) before its status is read. A refusal below rolls all of it back.
-            takeover = expire_lock_for_taking(cur, names, schema, at)
-            cur.execute(
-                sql.SQL("SELECT * FROM {restores} WHERE id = %s FOR UPDATE").format(**names),
+            takeover = expire_lock_for_taking(tx, at)
+            row = tx.one(
+                "SELECT * FROM {restores} WHERE id = %s FOR UPDATE",
                 (restore_id,),
             )
-            row = cur.fetchone()
             if row is None:
                 raise RestoreNotFound()
             if row["kind"] != "restore":
                 # It exists (GET /restores/{id} shows it): a verification changed nothing.
                 raise UndoNotAvailable("A verification changed nothing: there is nothing to undo.")
-            latest = self._latest_completed(cur, schema)
+            latest = self._latest_completed(tx)
             if row["status"] != "completed" or latest is None or latest["id"] != row["id"]:
                 raise UndoNotAvailable(
                     "Only the clinic's latest completed restore can be undone."
@@ -361,37 +342,32 @@ class PostgresRestores:
                 raise UndoNotAvailable(
                     "The undo window of this restore is over: the clinic's previous data is gone."
                 )
-            insert_lock(cur, names, "undo", restore_id, at)
-            cur.execute(
-                sql.SQL(
+            insert_lock(tx, "undo", restore_id, at)
+            requested = _restore(
+                tx.one(
                     "UPDATE {restores} SET undo_status = 'pending', undo_requested_by = %s, "
                     "undo_requested_at = %s, undo_error_code = NULL, undo_error = NULL, "
-                    "step = 'undo_queued' WHERE id = %s RETURNING *"
-                ).format(**names),
-                (by, at, restore_id),
+                    "step = 'undo_queued' WHERE id = %s RETURNING *",
+                    (by, at, restore_id),
+                )
             )
-            requested = _restore(cur.fetchone())
         report_takeover(self._metrics, takeover)
         return requested
 
     def claim_undo(
         self, schema: str, restore_id: uuid.UUID, lease: Lease | None = None
     ) -> RestoreRecord | None:
-        names = clinic_tables(schema)
         try:
-            with self._db.transaction() as cur:
-                cur.execute(
-                    sql.SQL(
-                        "UPDATE {restores} SET undo_status = 'running', step = 'undoing' "
-                        "WHERE id = %s AND undo_status = 'pending' AND status = 'completed' "
-                        "RETURNING *"
-                    ).format(**names),
+            with self._db.clinic(schema) as tx:
+                row = tx.one(
+                    "UPDATE {restores} SET undo_status = 'running', step = 'undoing' "
+                    "WHERE id = %s AND undo_status = 'pending' AND status = 'completed' "
+                    "RETURNING *",
                     (restore_id,),
                 )
-                row = cur.fetchone()
                 if row is None:
                     return None
-                if lease is not None and not claim_lease(cur, names, "undo", restore_id, lease):
+                if lease is not None and not claim_lease(tx, "undo", restore_id, lease):
                     raise Rollback()
                 return _restore(row)
         except Rollback:
@@ -405,31 +381,15 @@ class PostgresRestores:
         error: str,
         lease: Lease | None = None,
     ) -> None:
-        names = clinic_tables(schema)
-        with self._db.transaction() as cur:
-            if lease is not None:
-                # Only while this run holds the lease: after a takeover, an undo of the same
-                # restore may have been requested since, and is not this job's to fail.
-                cur.execute(
-                    sql.SQL("DELETE FROM {lock} WHERE lease_id = %s RETURNING 1").format(**names),
-                    (lease.id,),
-                )
-                if cur.fetchone() is None:
-                    return
-            else:
-                cur.execute(
-                    sql.SQL(
-                        "DELETE FROM {lock} WHERE ref_id = %s AND kind = 'undo' "
-                        "AND lease_id IS NULL"
-                    ).format(**names),
-                    (restore_id,),
-                )
-            cur.execute(
-                sql.SQL(
-                    "UPDATE {restores} SET undo_status = 'failed', undo_error_code = %s, "
-                    "undo_error = %s, step = 'done' WHERE id = %s "
-                    "AND undo_status IN ('pending', 'running')"
-                ).format(**names),
+        with self._db.clinic(schema) as tx:
+            # With a lease, only while this run holds it: after a takeover, an undo of the same
+            # restore may have been requested since, and is not this job's to fail.
+            if not release_lock(tx, "undo", restore_id, lease):
+                return
+            tx.execute(
+                "UPDATE {restores} SET undo_status = 'failed', undo_error_code = %s, "
+                "undo_error = %s, step = 'done' WHERE id = %s "
+                "AND undo_status IN ('pending', 'running')",
                 (error_code, error[:500], restore_id),
             )
 
@@ -490,76 +450,66 @@ class PostgresRestores:
             details=sql.Literal(json.dumps(entry.details)),
             **names,
         )
-        with self._db.transaction() as cur:
-            return str(statement.as_string(cur.connection))
+        with self._db.clinic(schema) as tx:
+            return str(statement.as_string(tx.cur.connection))
 
     # --- the sweeper ---------------------------------------------------------------------------
 
     def fail_stale(self, schema: str, before: datetime, at: datetime) -> builtins.list[uuid.UUID]:
-        names = clinic_tables(schema)
-        with self._db.transaction() as cur:
+        with self._db.clinic(schema) as tx:
             # A restore or undo whose lease expired, as a request would take it over.
-            takeover = expire_lock(cur, names, schema, at, ("restore", "undo"))
+            takeover = expire_lock(tx, at, ("restore", "undo"))
             ids = [takeover.ref_id] if takeover else []
             params = {"at": at, "stuck": before, "never": NEVER_STARTED, "gone": LEASE_GONE}
-            cur.execute(
-                sql.SQL(
+            jobs = [
+                r["id"]
+                for r in tx.all(
                     "UPDATE {restores} r SET status = 'failed', finished_at = %(at)s, "
                     "error_code = 'stale', error = CASE WHEN r.status = 'pending' "
-                    "THEN %(never)s ELSE %(gone)s END WHERE " + STALE_JOB + " RETURNING id"
-                ).format(**names),
-                params,
-            )
-            jobs = [r["id"] for r in cur.fetchall()]
-            cur.execute(
-                sql.SQL(
+                    "THEN %(never)s ELSE %(gone)s END WHERE " + STALE_JOB + " RETURNING id",
+                    params,
+                )
+            ]
+            undos = [
+                r["id"]
+                for r in tx.all(
                     "UPDATE {restores} r SET undo_status = 'failed', undo_error_code = 'stale', "
                     "undo_error = CASE WHEN r.undo_status = 'pending' THEN %(never)s "
-                    "ELSE %(gone)s END, step = 'done' WHERE " + STALE_UNDO + " RETURNING id"
-                ).format(**names),
-                params,
-            )
-            undos = [r["id"] for r in cur.fetchall()]
+                    "ELSE %(gone)s END, step = 'done' WHERE " + STALE_UNDO + " RETURNING id",
+                    params,
+                )
+            ]
             # Their rows: pending ones never had a lease; running ones lost theirs.
             if jobs:
-                cur.execute(
-                    sql.SQL(
-                        "DELETE FROM {lock} WHERE kind = 'restore' AND ref_id = ANY(%s::uuid[])"
-                    ).format(**names),
+                tx.execute(
+                    "DELETE FROM {lock} WHERE kind = 'restore' AND ref_id = ANY(%s::uuid[])",
                     (jobs,),
                 )
             if undos:
-                cur.execute(
-                    sql.SQL(
-                        "DELETE FROM {lock} WHERE kind = 'undo' AND ref_id = ANY(%s::uuid[])"
-                    ).format(**names),
+                tx.execute(
+                    "DELETE FROM {lock} WHERE kind = 'undo' AND ref_id = ANY(%s::uuid[])",
                     (undos,),
                 )
             return ids + jobs + undos
 
     def droppable(self, schema: str, now: datetime) -> builtins.list[tuple[uuid.UUID, str]]:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
+        with self._db.clinic(schema) as tx:
+            return [
+                (r["id"], r["name"])
+                for r in tx.all(
                     "SELECT id, CASE WHEN status = 'undone' THEN undo_schema ELSE old_schema END "
                     "AS name FROM {restores} WHERE kind = 'restore' AND dropped_at IS NULL "
                     "AND undo_until < %s AND ((status = 'completed' AND old_schema IS NOT NULL "
                     "AND undo_status IS DISTINCT FROM 'running' "
                     "AND undo_status IS DISTINCT FROM 'pending') "
-                    "OR (status = 'undone' AND undo_schema IS NOT NULL)) ORDER BY created_at"
-                ).format(**clinic_tables(schema)),
-                (now,),
-            )
-            return [(r["id"], r["name"]) for r in cur.fetchall()]
+                    "OR (status = 'undone' AND undo_schema IS NOT NULL)) ORDER BY created_at",
+                    (now,),
+                )
+            ]
 
     def mark_dropped(self, schema: str, restore_id: uuid.UUID, at: datetime) -> None:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL("UPDATE {restores} SET dropped_at = %s WHERE id = %s").format(
-                    **clinic_tables(schema)
-                ),
-                (at, restore_id),
-            )
+        with self._db.clinic(schema) as tx:
+            tx.execute("UPDATE {restores} SET dropped_at = %s WHERE id = %s", (at, restore_id))
 
     def hints(
         self, schemas: builtins.list[str], stuck_before: datetime, now: datetime
@@ -602,12 +552,10 @@ class PostgresRestores:
         error: str | None,
         at: datetime,
     ) -> BackupRecord | None:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "UPDATE {records} SET check_outcome = %s, table_counts = %s, "
-                    "check_error = %s, checked_at = %s WHERE id = %s RETURNING *"
-                ).format(**clinic_tables(schema)),
+        with self._db.clinic(schema) as tx:
+            row = tx.one(
+                "UPDATE {records} SET check_outcome = %s, table_counts = %s, "
+                "check_error = %s, checked_at = %s WHERE id = %s RETURNING *",
                 (
                     outcome,
                     psycopg2.extras.Json(counts) if counts is not None else None,
@@ -616,19 +564,15 @@ class PostgresRestores:
                     backup_id,
                 ),
             )
-            row = cur.fetchone()
             return record_from_row(row) if row else None
 
     def set_verification(
         self, schema: str, backup_id: uuid.UUID, outcome: str, details: dict[str, Any], at: datetime
     ) -> BackupRecord | None:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "UPDATE {records} SET verify_outcome = %s, verify_details = %s, "
-                    "verified_at = %s WHERE id = %s RETURNING *"
-                ).format(**clinic_tables(schema)),
+        with self._db.clinic(schema) as tx:
+            row = tx.one(
+                "UPDATE {records} SET verify_outcome = %s, verify_details = %s, "
+                "verified_at = %s WHERE id = %s RETURNING *",
                 (outcome, psycopg2.extras.Json(details), at, backup_id),
             )
-            row = cur.fetchone()
             return record_from_row(row) if row else None

@@ -27,6 +27,7 @@ from clinic_backups.adapters.database import (
     STALE_BACKUP,
     Database,
     clinic_tables,
+    column_lists,
     read_fleet,
 )
 from clinic_backups.domain.models import ClinicSettings, SlotRecord, SlotStatus
@@ -79,31 +80,25 @@ class PostgresSchedules:
     # --- settings -------------------------------------------------------------------------
 
     def get_settings(self, schema: str) -> ClinicSettings | None:
-        with self._db.transaction() as cur:
-            cur.execute(sql.SQL("SELECT * FROM {settings}").format(**clinic_tables(schema)))
-            row = cur.fetchone()
+        with self._db.clinic(schema) as tx:
+            row = tx.one("SELECT * FROM {settings}")
             return _settings(row) if row else None
 
     def save_settings(self, schema: str, settings: ClinicSettings) -> ClinicSettings:
         values = [getattr(settings, c) for c in _SETTINGS_COLUMNS]
         values[_SETTINGS_COLUMNS.index("weekdays")] = list(settings.weekdays)
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "INSERT INTO {settings} ({cols}) VALUES ({vals}) ON CONFLICT (singleton) "
-                    "DO UPDATE SET {updates} RETURNING *"
-                ).format(
-                    cols=sql.SQL(", ").join(sql.Identifier(c) for c in _SETTINGS_COLUMNS),
-                    vals=sql.SQL(", ").join(sql.Placeholder() for _ in _SETTINGS_COLUMNS),
-                    updates=sql.SQL(", ").join(
-                        sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c))
-                        for c in _SETTINGS_COLUMNS
-                    ),
-                    **clinic_tables(schema),
-                ),
+        with self._db.clinic(schema) as tx:
+            saved = tx.one(
+                "INSERT INTO {settings} ({cols}) VALUES ({vals}) ON CONFLICT (singleton) "
+                "DO UPDATE SET {updates} RETURNING *",
                 values,
+                updates=sql.SQL(", ").join(
+                    sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c))
+                    for c in _SETTINGS_COLUMNS
+                ),
+                **column_lists(_SETTINGS_COLUMNS),
             )
-            return _settings(cur.fetchone())
+            return _settings(saved)
 
     # --- the scheduler's read -------------------------------------------------------------
 
@@ -186,16 +181,16 @@ class PostgresSchedules:
         backup_id: uuid.UUID,
         at: datetime,
     ) -> bool:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
+        with self._db.clinic(schema) as tx:
+            return (
+                tx.one(
                     "INSERT INTO {slots} (local_date, local_hour, scheduled_at, status, backup_id, "
                     "decided_at, attempts) VALUES (%s, %s, %s, 'due', %s, %s, 1) "
-                    "ON CONFLICT (local_date, local_hour) DO NOTHING RETURNING 1"
-                ).format(**clinic_tables(schema)),
-                (local_date, local_hour, scheduled_at, backup_id, at),
+                    "ON CONFLICT (local_date, local_hour) DO NOTHING RETURNING 1",
+                    (local_date, local_hour, scheduled_at, backup_id, at),
+                )
+                is not None
             )
-            return cur.fetchone() is not None
 
     def reclaim_slot(
         self,
@@ -206,17 +201,17 @@ class PostgresSchedules:
         at: datetime,
         due_before: datetime,
     ) -> bool:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
+        with self._db.clinic(schema) as tx:
+            return (
+                tx.one(
                     "UPDATE {slots} SET status = 'due', backup_id = %s, decided_at = %s, "
                     "attempts = attempts + 1 WHERE local_date = %s AND local_hour = %s "
                     "AND (status = 'skipped_busy' OR (status = 'due' AND decided_at < %s)) "
-                    "RETURNING 1"
-                ).format(**clinic_tables(schema)),
-                (backup_id, at, local_date, local_hour, due_before),
+                    "RETURNING 1",
+                    (backup_id, at, local_date, local_hour, due_before),
+                )
+                is not None
             )
-            return cur.fetchone() is not None
 
     def mark_slot(
         self,
@@ -227,24 +222,20 @@ class PostgresSchedules:
         at: datetime,
         backup_id: uuid.UUID | None = None,
     ) -> None:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "UPDATE {slots} SET status = %s, decided_at = %s, "
-                    "backup_id = coalesce(%s, backup_id) WHERE local_date = %s AND local_hour = %s"
-                ).format(**clinic_tables(schema)),
+        with self._db.clinic(schema) as tx:
+            tx.execute(
+                "UPDATE {slots} SET status = %s, decided_at = %s, "
+                "backup_id = coalesce(%s, backup_id) WHERE local_date = %s AND local_hour = %s",
                 (status.value, at, backup_id, local_date, local_hour),
             )
 
     def release_slot(
         self, schema: str, local_date: date, local_hour: int, backup_id: uuid.UUID
     ) -> None:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "DELETE FROM {slots} WHERE local_date = %s AND local_hour = %s "
-                    "AND status = 'due' AND backup_id = %s"
-                ).format(**clinic_tables(schema)),
+        with self._db.clinic(schema) as tx:
+            tx.execute(
+                "DELETE FROM {slots} WHERE local_date = %s AND local_hour = %s "
+                "AND status = 'due' AND backup_id = %s",
                 (local_date, local_hour, backup_id),
             )
 
@@ -257,15 +248,15 @@ class PostgresSchedules:
         at: datetime,
         due_before: datetime,
     ) -> bool:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
+        with self._db.clinic(schema) as tx:
+            return (
+                tx.one(
                     "INSERT INTO {slots} AS sl (local_date, local_hour, scheduled_at, status, "
                     "decided_at, attempts) VALUES (%s, %s, %s, 'missed', %s, 0) "
                     "ON CONFLICT (local_date, local_hour) DO UPDATE SET status = 'missed', "
                     "decided_at = EXCLUDED.decided_at WHERE sl.status = 'skipped_busy' "
-                    "OR (sl.status = 'due' AND sl.decided_at < %s) RETURNING 1"
-                ).format(**clinic_tables(schema)),
-                (local_date, local_hour, scheduled_at, at, due_before),
+                    "OR (sl.status = 'due' AND sl.decided_at < %s) RETURNING 1",
+                    (local_date, local_hour, scheduled_at, at, due_before),
+                )
+                is not None
             )
-            return cur.fetchone() is not None
