@@ -406,8 +406,7 @@ def release_lock(tx: ClinicCursor, kind: str, ref_id: uuid.UUID, lease: Lease | 
     if lease is not None:
         return tx.one("DELETE FROM {lock} WHERE lease_id = %s RETURNING 1", (lease.id,)) is not None
     tx.execute(
-        "DELETE FROM {lock} WHERE ref_id = %s AND kind = %s AND lease_id IS NULL",
-        (ref_id, kind),
+        "DELETE FROM {lock} WHERE ref_id = %s AND kind = %s AND lease_id IS NULL", (ref_id, kind)
     )
     return True
 

@@ -307,13 +307,7 @@ class PostgresRecords:
     ) -> BackupRecord:
         with self._db.clinic(schema) as tx:
             # The caller's lock row, held (and kept) while this record is inserted.
-            if (
-                tx.one(
-                    "SELECT 1 FROM {lock} WHERE ref_id = %s FOR SHARE",
-                    (lock_ref,),
-                )
-                is None
-            ):
+            if tx.one("SELECT 1 FROM {lock} WHERE ref_id = %s FOR SHARE", (lock_ref,)) is None:
                 raise OperationInProgress("The operation no longer holds the clinic's lock.")
             return record_from_row(_insert_record(tx, record, "returning"))
 
@@ -425,10 +419,7 @@ class PostgresRecords:
     ) -> BackupRecord | None:
         with busy_is_409(), self._db.clinic(schema) as tx:
             # The row lock orders this against the worker's claim (pending → running).
-            row = tx.one(
-                "SELECT status FROM {records} WHERE id = %s FOR UPDATE",
-                (backup_id,),
-            )
+            row = tx.one("SELECT status FROM {records} WHERE id = %s FOR UPDATE", (backup_id,))
             if row is None:
                 return None
             if row["status"] == "pending":
@@ -467,10 +458,7 @@ class PostgresRecords:
                 is None
             ):
                 return False  # taken over meanwhile: the taker failed it and freed the lock
-            tx.execute(
-                "DELETE FROM {lock} WHERE ref_id = %s AND kind = 'backup'",
-                (backup_id,),
-            )
+            tx.execute("DELETE FROM {lock} WHERE ref_id = %s AND kind = 'backup'", (backup_id,))
             return True
 
     # --- re-encryption (holds the clinic's operation lock, like a backup or a restore) ---
@@ -493,8 +481,7 @@ class PostgresRecords:
     def claim_reencrypt(self, schema: str, backup_id: uuid.UUID, lease: Lease) -> bool:
         with self._db.clinic(schema) as tx:
             return tx.one(
-                "SELECT 1 FROM {records} WHERE id = %s AND reencrypting",
-                (backup_id,),
+                "SELECT 1 FROM {records} WHERE id = %s AND reencrypting", (backup_id,)
             ) is not None and claim_lease(tx, "reencrypt", backup_id, lease)
 
     def finish_reencrypt(
@@ -553,10 +540,7 @@ class PostgresRecords:
 
     def get(self, schema: str, backup_id: uuid.UUID) -> BackupRecord | None:
         with self._db.clinic(schema) as tx:
-            row = tx.one(
-                "SELECT * FROM {records} WHERE id = %s",
-                (backup_id,),
-            )
+            row = tx.one("SELECT * FROM {records} WHERE id = %s", (backup_id,))
             return record_from_row(row) if row else None
 
     def list(self, schema: str, query: ListFilter) -> tuple[list[BackupRecord], bool]:
@@ -584,10 +568,7 @@ class PostgresRecords:
         self, schema: str, backup_id: uuid.UUID, by: str, at: datetime
     ) -> BackupRecord | None:
         with self._db.clinic(schema) as tx:
-            row = tx.one(
-                "SELECT * FROM {records} WHERE id = %s FOR UPDATE",
-                (backup_id,),
-            )
+            row = tx.one("SELECT * FROM {records} WHERE id = %s FOR UPDATE", (backup_id,))
             if row is None:
                 return None
             if row["status"] in ("pending", "running"):
@@ -727,7 +708,7 @@ class PostgresRecords:
                 record_from_row(r)
                 for r in tx.all(
                     "SELECT * FROM {records} WHERE status = 'completed' "
-                    "ORDER BY created_at DESC, id DESC",
+                    "ORDER BY created_at DESC, id DESC"
                 )
             ]
 
@@ -812,10 +793,7 @@ class PostgresRecords:
 
     def forget_superseded(self, schema: str, copy_id: uuid.UUID) -> None:
         with self._db.clinic(schema) as tx:
-            tx.execute(
-                "DELETE FROM {superseded} WHERE id = %s",
-                (copy_id,),
-            )
+            tx.execute("DELETE FROM {superseded} WHERE id = %s", (copy_id,))
 
     def set_replica_retain_until(
         self, schema: str, backup_id: uuid.UUID, retain_until: datetime
@@ -877,7 +855,7 @@ class PostgresRecords:
                 for r in tx.all(
                     "SELECT backup_id AS id FROM {restores} WHERE status IN ('pending', 'running') "
                     "UNION SELECT pre_restore_backup_id FROM {restores} "
-                    "WHERE status IN ('pending', 'running') AND pre_restore_backup_id IS NOT NULL",
+                    "WHERE status IN ('pending', 'running') AND pre_restore_backup_id IS NOT NULL"
                 )
             }
 
@@ -898,10 +876,7 @@ class PostgresRecords:
                 )
             ]
             if stale:
-                tx.execute(
-                    "DELETE FROM {lock} WHERE ref_id = ANY(%s::uuid[])",
-                    (stale,),
-                )
+                tx.execute("DELETE FROM {lock} WHERE ref_id = ANY(%s::uuid[])", (stale,))
             return ids + stale
 
     def keys_in_flight(self, schema: str, stuck_before: datetime) -> set[str]:

@@ -266,10 +266,7 @@ class PostgresRestores:
 
     def get(self, schema: str, restore_id: uuid.UUID) -> RestoreRecord | None:
         with self._db.clinic(schema) as tx:
-            row = tx.one(
-                "SELECT * FROM {restores} WHERE id = %s",
-                (restore_id,),
-            )
+            row = tx.one("SELECT * FROM {restores} WHERE id = %s", (restore_id,))
             return _restore(row) if row else None
 
     def list(
@@ -296,7 +293,7 @@ class PostgresRestores:
     def _latest_completed(self, tx: ClinicCursor) -> dict[str, Any] | None:
         row = tx.one(
             "SELECT * FROM {restores} WHERE kind = 'restore' AND status = 'completed' "
-            "ORDER BY created_at DESC, id DESC LIMIT 1",
+            "ORDER BY created_at DESC, id DESC LIMIT 1"
         )
         return dict(row) if row else None
 
@@ -316,10 +313,7 @@ class PostgresRestores:
             # An expired lease first: a dead undo of this very restore is taken over (and
             # failed) before its status is read. A refusal below rolls all of it back.
             takeover = expire_lock_for_taking(tx, at)
-            row = tx.one(
-                "SELECT * FROM {restores} WHERE id = %s FOR UPDATE",
-                (restore_id,),
-            )
+            row = tx.one("SELECT * FROM {restores} WHERE id = %s FOR UPDATE", (restore_id,))
             if row is None:
                 raise RestoreNotFound()
             if row["kind"] != "restore":
@@ -487,8 +481,7 @@ class PostgresRestores:
                 )
             if undos:
                 tx.execute(
-                    "DELETE FROM {lock} WHERE kind = 'undo' AND ref_id = ANY(%s::uuid[])",
-                    (undos,),
+                    "DELETE FROM {lock} WHERE kind = 'undo' AND ref_id = ANY(%s::uuid[])", (undos,)
                 )
             return ids + jobs + undos
 
