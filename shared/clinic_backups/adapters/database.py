@@ -172,6 +172,10 @@ class ClinicCursor:
         """Run `statement`; its first row (a dict), None when it returned none."""
         return self.execute(statement, params, **parts).fetchone()
 
+    def found(self, statement: str, params: Any = None, **parts: sql.Composable) -> bool:
+        """Run `statement`; whether it returned a row (it claimed, inserted, matched…)."""
+        return self.execute(statement, params, **parts).fetchone() is not None
+
     def all(
         self, statement: str, params: Any = None, **parts: sql.Composable
     ) -> builtins.list[dict[str, Any]]:
@@ -391,12 +395,11 @@ def expire_lock_for_taking(tx: ClinicCursor, at: datetime) -> Takeover | None:
 
 
 def insert_lock(tx: ClinicCursor, kind: str, ref_id: uuid.UUID, at: datetime) -> None:
-    inserted = tx.one(
+    if not tx.found(
         "INSERT INTO {lock} (kind, ref_id, acquired_at) VALUES (%s, %s, %s) "
         "ON CONFLICT (singleton) DO NOTHING RETURNING ref_id",
         (kind, ref_id, at),
-    )
-    if inserted is None:
+    ):
         raise OperationInProgress()
 
 
@@ -404,7 +407,7 @@ def release_lock(tx: ClinicCursor, kind: str, ref_id: uuid.UUID, lease: Lease | 
     """Delete the job's lock row: with its `lease`, only while the job still holds it (False
     when it was taken over); without one (never claimed: no lease on the row), by the job."""
     if lease is not None:
-        return tx.one("DELETE FROM {lock} WHERE lease_id = %s RETURNING 1", (lease.id,)) is not None
+        return tx.found("DELETE FROM {lock} WHERE lease_id = %s RETURNING 1", (lease.id,))
     tx.execute(
         "DELETE FROM {lock} WHERE ref_id = %s AND kind = %s AND lease_id IS NULL", (ref_id, kind)
     )
@@ -433,12 +436,11 @@ def busy_is_409() -> Iterator[None]:
 
 def claim_lease(tx: ClinicCursor, kind: str, ref_id: uuid.UUID, lease: Lease) -> bool:
     """Stamp the job's lock row (still without a lease: pending) with this run's lease."""
-    stamped = tx.one(
+    return tx.found(
         "UPDATE {lock} SET lease_id = %s, renewed_at = now(), lease_seconds = %s "
         "WHERE kind = %s AND ref_id = %s AND lease_id IS NULL RETURNING 1",
         (lease.id, lease.seconds, kind, ref_id),
     )
-    return stamped is not None
 
 
 def renew_timeouts(tx: ClinicCursor, lease: Lease) -> None:
@@ -502,3 +504,16 @@ def record_from_row(row: dict[str, Any]) -> BackupRecord:
     data["status"] = BackupStatus(data["status"])
     data["trigger"] = Trigger(data["trigger"])
     return BackupRecord(**data)
+
+
+def one_record(tx: ClinicCursor, statement: str, params: Any = None) -> BackupRecord | None:
+    """The backup record `statement` returned, if any."""
+    row = tx.one(statement, params)
+    return record_from_row(row) if row else None
+
+
+def all_records(
+    tx: ClinicCursor, statement: str, params: Any = None
+) -> builtins.list[BackupRecord]:
+    """The backup records `statement` returned."""
+    return [record_from_row(row) for row in tx.all(statement, params)]

@@ -32,6 +32,7 @@ from clinic_backups.adapters.database import (
     Database,
     Rollback,
     acquire_lock,
+    all_records,
     busy_is_409,
     claim_lease,
     clinic_table,
@@ -41,6 +42,7 @@ from clinic_backups.adapters.database import (
     expire_lock,
     insert_audit,
     newest_first,
+    one_record,
     read_fleet,
     record_from_row,
     release_lock,
@@ -307,7 +309,7 @@ class PostgresRecords:
     ) -> BackupRecord:
         with self._db.clinic(schema) as tx:
             # The caller's lock row, held (and kept) while this record is inserted.
-            if tx.one("SELECT 1 FROM {lock} WHERE ref_id = %s FOR SHARE", (lock_ref,)) is None:
+            if not tx.found("SELECT 1 FROM {lock} WHERE ref_id = %s FOR SHARE", (lock_ref,)):
                 raise OperationInProgress("The operation no longer holds the clinic's lock.")
             return record_from_row(_insert_record(tx, record, "returning"))
 
@@ -386,13 +388,10 @@ class PostgresRecords:
                 ),
             )
             if row is None:
-                if (
-                    tx.one(
-                        "SELECT 1 FROM {records} WHERE id = %s AND status = 'running' "
-                        "AND cancel_requested_at IS NOT NULL",
-                        (backup_id,),
-                    )
-                    is not None
+                if tx.found(
+                    "SELECT 1 FROM {records} WHERE id = %s AND status = 'running' "
+                    "AND cancel_requested_at IS NOT NULL",
+                    (backup_id,),
                 ):
                     # Cancelled after the last beat: a cancel that was answered 202 wins.
                     raise BackupCancelled()
@@ -449,13 +448,10 @@ class PostgresRecords:
 
     def finish_cancelled(self, schema: str, backup_id: uuid.UUID, at: datetime) -> bool:
         with self._db.clinic(schema) as tx:
-            if (
-                tx.one(
-                    "UPDATE {records} SET status = 'cancelled', finished_at = %s "
-                    "WHERE id = %s AND status = 'running' RETURNING 1",
-                    (at, backup_id),
-                )
-                is None
+            if not tx.found(
+                "UPDATE {records} SET status = 'cancelled', finished_at = %s "
+                "WHERE id = %s AND status = 'running' RETURNING 1",
+                (at, backup_id),
             ):
                 return False  # taken over meanwhile: the taker failed it and freed the lock
             tx.execute("DELETE FROM {lock} WHERE ref_id = %s AND kind = 'backup'", (backup_id,))
@@ -480,9 +476,9 @@ class PostgresRecords:
 
     def claim_reencrypt(self, schema: str, backup_id: uuid.UUID, lease: Lease) -> bool:
         with self._db.clinic(schema) as tx:
-            return tx.one(
+            return tx.found(
                 "SELECT 1 FROM {records} WHERE id = %s AND reencrypting", (backup_id,)
-            ) is not None and claim_lease(tx, "reencrypt", backup_id, lease)
+            ) and claim_lease(tx, "reencrypt", backup_id, lease)
 
     def finish_reencrypt(
         self,
@@ -540,8 +536,7 @@ class PostgresRecords:
 
     def get(self, schema: str, backup_id: uuid.UUID) -> BackupRecord | None:
         with self._db.clinic(schema) as tx:
-            row = tx.one("SELECT * FROM {records} WHERE id = %s", (backup_id,))
-            return record_from_row(row) if row else None
+            return one_record(tx, "SELECT * FROM {records} WHERE id = %s", (backup_id,))
 
     def list(self, schema: str, query: ListFilter) -> tuple[list[BackupRecord], bool]:
         conditions: builtins.list[sql.Composable] = []
@@ -585,14 +580,12 @@ class PostgresRecords:
 
     def purgeable(self, schema: str, deleted_before: datetime) -> builtins.list[BackupRecord]:
         with self._db.clinic(schema) as tx:
-            return [
-                record_from_row(r)
-                for r in tx.all(
-                    "SELECT * FROM {records} WHERE status = 'deleted' AND purged_at IS NULL "
-                    "AND deleted_at <= %s ORDER BY deleted_at",
-                    (deleted_before,),
-                )
-            ]
+            return all_records(
+                tx,
+                "SELECT * FROM {records} WHERE status = 'deleted' AND purged_at IS NULL "
+                "AND deleted_at <= %s ORDER BY deleted_at",
+                (deleted_before,),
+            )
 
     def mark_purged(self, schema: str, backup_id: uuid.UUID, at: datetime) -> None:
         with self._db.clinic(schema) as tx:
@@ -605,14 +598,14 @@ class PostgresRecords:
         self, schema: str, backup_id: uuid.UUID, deleted_after: datetime
     ) -> BackupRecord | None:
         with self._db.clinic(schema) as tx:
-            row = tx.one(
+            return one_record(
+                tx,
                 "UPDATE {records} SET status = 'completed', deleted_at = NULL, "
                 "deleted_by = NULL WHERE id = %s AND status = 'deleted' "
                 "AND purged_at IS NULL AND deleted_at > %s AND size_bytes IS NOT NULL "
                 "AND sha256 IS NOT NULL RETURNING *",
                 (backup_id, deleted_after),
             )
-            return record_from_row(row) if row else None
 
     def insert_from_manifest(self, schema: str, record: BackupRecord) -> bool:
         with self._db.clinic(schema) as tx:
@@ -704,13 +697,11 @@ class PostgresRecords:
 
     def completed_backups(self, schema: str) -> builtins.list[BackupRecord]:
         with self._db.clinic(schema) as tx:
-            return [
-                record_from_row(r)
-                for r in tx.all(
-                    "SELECT * FROM {records} WHERE status = 'completed' "
-                    "ORDER BY created_at DESC, id DESC"
-                )
-            ]
+            return all_records(
+                tx,
+                "SELECT * FROM {records} WHERE status = 'completed' "
+                "ORDER BY created_at DESC, id DESC",
+            )
 
     def retire(
         self, schema: str, backup_ids: builtins.list[uuid.UUID], by: str, at: datetime
@@ -718,28 +709,29 @@ class PostgresRecords:
         if not backup_ids:
             return []
         with self._db.clinic(schema) as tx:
-            return [
-                record_from_row(r)
-                for r in tx.all(
-                    "UPDATE {records} SET status = 'deleted', deleted_at = %s, deleted_by = %s "
-                    "WHERE id = ANY(%s::uuid[]) AND status = 'completed' AND NOT keep RETURNING *",
-                    (at, by, list(backup_ids)),
-                )
-            ]
+            return all_records(
+                tx,
+                "UPDATE {records} SET status = 'deleted', deleted_at = %s, deleted_by = %s "
+                "WHERE id = ANY(%s::uuid[]) AND status = 'completed' AND NOT keep RETURNING *",
+                (at, by, list(backup_ids)),
+            )
 
     def set_keep(self, schema: str, backup_id: uuid.UUID, keep: bool) -> BackupRecord | None:
         with self._db.clinic(schema) as tx:
-            row = tx.one(
-                "UPDATE {records} SET keep = %s WHERE id = %s RETURNING *", (keep, backup_id)
+            return one_record(
+                tx, "UPDATE {records} SET keep = %s WHERE id = %s RETURNING *", (keep, backup_id)
             )
-            return record_from_row(row) if row else None
 
     def mark_file_missing(self, schema: str, backup_id: uuid.UUID, at: datetime) -> None:
+        self._stamp_once(schema, backup_id, "file_missing_at", at)
+
+    def _stamp_once(self, schema: str, backup_id: uuid.UUID, column: str, at: datetime) -> None:
+        """Set the record's `column` to `at` unless it is already set (the first sighting)."""
         with self._db.clinic(schema) as tx:
             tx.execute(
-                "UPDATE {records} SET file_missing_at = %s "
-                "WHERE id = %s AND file_missing_at IS NULL",
+                "UPDATE {records} SET {column} = %s WHERE id = %s AND {column} IS NULL",
                 (at, backup_id),
+                column=sql.Identifier(column),
             )
 
     def mark_replicated(
@@ -751,12 +743,12 @@ class PostgresRecords:
         storage_key: str | None = None,
     ) -> BackupRecord | None:
         with self._db.clinic(schema) as tx:
-            row = tx.one(
+            return one_record(
+                tx,
                 "UPDATE {records} SET replicated_at = %s, replica_retain_until = %s "
                 "WHERE id = %s AND (%s::text IS NULL OR storage_key = %s) RETURNING *",
                 (at, retain_until, backup_id, storage_key, storage_key),
             )
-            return record_from_row(row) if row else None
 
     def remember_superseded(
         self,
@@ -806,12 +798,7 @@ class PostgresRecords:
             )
 
     def mark_primary_damaged(self, schema: str, backup_id: uuid.UUID, at: datetime) -> None:
-        with self._db.clinic(schema) as tx:
-            tx.execute(
-                "UPDATE {records} SET primary_damaged_at = %s "
-                "WHERE id = %s AND primary_damaged_at IS NULL",
-                (at, backup_id),
-            )
+        self._stamp_once(schema, backup_id, "primary_damaged_at", at)
 
     def clear_replicated(self, schema: str, backup_id: uuid.UUID) -> None:
         with self._db.clinic(schema) as tx:
@@ -824,16 +811,14 @@ class PostgresRecords:
     def replica_purgeable(self, schema: str, now: datetime) -> builtins.list[BackupRecord]:
         """Purged backups whose replica copy is still there and whose lock has expired."""
         with self._db.clinic(schema) as tx:
-            return [
-                record_from_row(r)
-                for r in tx.all(
-                    "SELECT * FROM {records} WHERE purged_at IS NOT NULL "
-                    "AND replicated_at IS NOT NULL "
-                    "AND (replica_retain_until IS NULL OR replica_retain_until <= %s) "
-                    "ORDER BY purged_at",
-                    (now,),
-                )
-            ]
+            return all_records(
+                tx,
+                "SELECT * FROM {records} WHERE purged_at IS NOT NULL "
+                "AND replicated_at IS NOT NULL "
+                "AND (replica_retain_until IS NULL OR replica_retain_until <= %s) "
+                "ORDER BY purged_at",
+                (now,),
+            )
 
     def unreplicated_since(self, schema: str, before: datetime) -> int:
         """Completed backups finished before `before` whose replica copy is not done."""

@@ -39,8 +39,8 @@ from clinic_backups.adapters.database import (
     expire_lock_for_taking,
     insert_lock,
     newest_first,
+    one_record,
     read_fleet,
-    record_from_row,
     release_lock,
     renew_timeouts,
     report_takeover,
@@ -205,13 +205,10 @@ class PostgresRestores:
         try:
             with self._db.clinic(schema) as tx:
                 renew_timeouts(tx, lease)
-                return (
-                    tx.one(
-                        "UPDATE {restores} SET renewed_at = now() WHERE lease_id = %s "
-                        "AND status = 'running' RETURNING 1",
-                        (lease.id,),
-                    )
-                    is not None
+                return tx.found(
+                    "UPDATE {restores} SET renewed_at = now() WHERE lease_id = %s "
+                    "AND status = 'running' RETURNING 1",
+                    (lease.id,),
                 )
         except TIMEOUTS:
             return None
@@ -546,7 +543,8 @@ class PostgresRestores:
         at: datetime,
     ) -> BackupRecord | None:
         with self._db.clinic(schema) as tx:
-            row = tx.one(
+            return one_record(
+                tx,
                 "UPDATE {records} SET check_outcome = %s, table_counts = %s, "
                 "check_error = %s, checked_at = %s WHERE id = %s RETURNING *",
                 (
@@ -557,15 +555,14 @@ class PostgresRestores:
                     backup_id,
                 ),
             )
-            return record_from_row(row) if row else None
 
     def set_verification(
         self, schema: str, backup_id: uuid.UUID, outcome: str, details: dict[str, Any], at: datetime
     ) -> BackupRecord | None:
         with self._db.clinic(schema) as tx:
-            row = tx.one(
+            return one_record(
+                tx,
                 "UPDATE {records} SET verify_outcome = %s, verify_details = %s, "
                 "verified_at = %s WHERE id = %s RETURNING *",
                 (outcome, psycopg2.extras.Json(details), at, backup_id),
             )
-            return record_from_row(row) if row else None

@@ -182,14 +182,11 @@ class PostgresSchedules:
         at: datetime,
     ) -> bool:
         with self._db.clinic(schema) as tx:
-            return (
-                tx.one(
-                    "INSERT INTO {slots} (local_date, local_hour, scheduled_at, status, backup_id, "
-                    "decided_at, attempts) VALUES (%s, %s, %s, 'due', %s, %s, 1) "
-                    "ON CONFLICT (local_date, local_hour) DO NOTHING RETURNING 1",
-                    (local_date, local_hour, scheduled_at, backup_id, at),
-                )
-                is not None
+            return tx.found(
+                "INSERT INTO {slots} (local_date, local_hour, scheduled_at, status, backup_id, "
+                "decided_at, attempts) VALUES (%s, %s, %s, 'due', %s, %s, 1) "
+                "ON CONFLICT (local_date, local_hour) DO NOTHING RETURNING 1",
+                (local_date, local_hour, scheduled_at, backup_id, at),
             )
 
     def reclaim_slot(
@@ -202,15 +199,12 @@ class PostgresSchedules:
         due_before: datetime,
     ) -> bool:
         with self._db.clinic(schema) as tx:
-            return (
-                tx.one(
-                    "UPDATE {slots} SET status = 'due', backup_id = %s, decided_at = %s, "
-                    "attempts = attempts + 1 WHERE local_date = %s AND local_hour = %s "
-                    "AND (status = 'skipped_busy' OR (status = 'due' AND decided_at < %s)) "
-                    "RETURNING 1",
-                    (backup_id, at, local_date, local_hour, due_before),
-                )
-                is not None
+            return tx.found(
+                "UPDATE {slots} SET status = 'due', backup_id = %s, decided_at = %s, "
+                "attempts = attempts + 1 WHERE local_date = %s AND local_hour = %s "
+                "AND (status = 'skipped_busy' OR (status = 'due' AND decided_at < %s)) "
+                "RETURNING 1",
+                (backup_id, at, local_date, local_hour, due_before),
             )
 
     def mark_slot(
@@ -249,14 +243,11 @@ class PostgresSchedules:
         due_before: datetime,
     ) -> bool:
         with self._db.clinic(schema) as tx:
-            return (
-                tx.one(
-                    "INSERT INTO {slots} AS sl (local_date, local_hour, scheduled_at, status, "
-                    "decided_at, attempts) VALUES (%s, %s, %s, 'missed', %s, 0) "
-                    "ON CONFLICT (local_date, local_hour) DO UPDATE SET status = 'missed', "
-                    "decided_at = EXCLUDED.decided_at WHERE sl.status = 'skipped_busy' "
-                    "OR (sl.status = 'due' AND sl.decided_at < %s) RETURNING 1",
-                    (local_date, local_hour, scheduled_at, at, due_before),
-                )
-                is not None
+            return tx.found(
+                "INSERT INTO {slots} AS sl (local_date, local_hour, scheduled_at, status, "
+                "decided_at, attempts) VALUES (%s, %s, %s, 'missed', %s, 0) "
+                "ON CONFLICT (local_date, local_hour) DO UPDATE SET status = 'missed', "
+                "decided_at = EXCLUDED.decided_at WHERE sl.status = 'skipped_busy' "
+                "OR (sl.status = 'due' AND sl.decided_at < %s) RETURNING 1",
+                (local_date, local_hour, scheduled_at, at, due_before),
             )
