@@ -619,9 +619,7 @@ class PgDumpRunner:
         )
 
     def at_snapshot(self, snapshot: str) -> PgDumpRunner:
-        """This runner dumping at an exported snapshot (the restore's pre-restore backup)."""
         return replace(self, snapshot=snapshot)
 
     def limited(self, seconds: float) -> PgDumpRunner:
-        """This runner with its time limit cut to `seconds` (a restore's shared deadline)."""
         return replace(self, timeout_seconds=min(self.timeout_seconds, max(1.0, seconds)))

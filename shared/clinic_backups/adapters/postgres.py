@@ -338,9 +338,7 @@ class PostgresRecords:
             return None
 
     def renew_lease(self, schema: str, lease: Lease) -> Renewal:
-        """One heartbeat: True renewed, False the lease is gone (released or taken over),
-        None the lock table was busy (the swap moving the service's tables): next beat;
-        `CANCEL` renewed, and the backup holding it was asked to cancel (same statement)."""
+        # One statement renews the lease and reads whether its backup was asked to cancel.
         try:
             with self._db.clinic(schema) as tx:
                 renew_timeouts(tx, lease)
@@ -460,7 +458,6 @@ class PostgresRecords:
     # --- re-encryption (holds the clinic's operation lock, like a backup or a restore) ---
 
     def start_reencrypt(self, schema: str, backup_id: uuid.UUID, at: datetime) -> BackupRecord:
-        """Take the clinic's lock for this backup and flag it; OperationInProgress if busy."""
         with busy_is_409(), self._db.clinic(schema) as tx:
             takeover = acquire_lock(tx, "reencrypt", backup_id, at)
             row = tx.one(
@@ -494,10 +491,7 @@ class PostgresRecords:
         parts: builtins.list[dict[str, Any]] | None = None,
         superseded_keys: builtins.list[str] | None = None,
     ) -> BackupRecord | None:
-        """Point the record at the new object (when given), clear the flag, release the lock.
-        With the job's `lease`, only while it still holds it: LeaseLost otherwise (the taker
-        cleared the flag; the record keeps pointing at the old object). A replica copy of the
-        old objects is remembered (`superseded_keys`, its lock date) in the same transaction."""
+        # After a takeover the taker cleared the flag: the record keeps its old object.
         with self._db.clinic(schema) as tx:
             # Without a lease: never claimed (its job could not be queued).
             if not release_lock(tx, "reencrypt", backup_id, lease):
@@ -809,7 +803,6 @@ class PostgresRecords:
             )
 
     def replica_purgeable(self, schema: str, now: datetime) -> builtins.list[BackupRecord]:
-        """Purged backups whose replica copy is still there and whose lock has expired."""
         with self._db.clinic(schema) as tx:
             return all_records(
                 tx,
@@ -821,7 +814,6 @@ class PostgresRecords:
             )
 
     def unreplicated_since(self, schema: str, before: datetime) -> int:
-        """Completed backups finished before `before` whose replica copy is not done."""
         with self._db.clinic(schema) as tx:
             return int(
                 tx.one(
