@@ -1374,22 +1374,32 @@ def _load_archive(
     feeder fed it the whole archive, the filter saw the end of the archive's SQL."""
     proc = _start_pg_restore(tools, pg_restore_args, env, run, archive, drain)
     _pump(proc, filt)
-    restore_rc = proc.wait()
+    _read_to_the_end(run, proc.wait(), out_of_time=_out_of_time)
+    filt.close()
+
+
+def _read_to_the_end(
+    run: _Run,
+    rc: int,
+    *,
+    what: str = "the backup",
+    out_of_time: Callable[[], Exception] | None = None,
+) -> None:
+    """After pg_restore exited with `rc`: the time limit (`out_of_time`'s report), the
+    feeder's error, a kill, or what pg_restore could not read — else it read to the end."""
     assert run.feeder is not None
     run.feeder.join()
-    if run.timed_out.is_set():
-        raise _out_of_time()
+    if out_of_time is not None and run.timed_out.is_set():
+        raise out_of_time()
     if run.feeder.error is not None:
         raise run.feeder.error
-    _unless_killed(restore_rc)
-    if restore_rc != 0:
+    _unless_killed(rc)
+    if rc != 0:
         assert run.restore_err is not None
-        lines = run.restore_err.join()
         raise ArchiveInvalid(
-            f"pg_restore could not read the backup ({describe_exit(restore_rc)}): "
-            f"{_first_error(lines)}"
+            f"pg_restore could not read {what} ({describe_exit(rc)}): "
+            f"{_first_error(run.restore_err.join())}"
         )
-    filt.close()
 
 
 def _unless_killed(rc: int) -> None:
@@ -1647,20 +1657,37 @@ class SchemaSwapper:
                 version = int(cur.fetchone()[0])
         finally:
             conn.close()
+        filt = self._load_whole(
+            archive,
+            lambda sink: SqlFilter(sink, "archive", drop_transaction_timeout=version < 170000),
+            drain=False,
+        )
+        return dict(filt.counts)
+
+    def _load_whole(
+        self,
+        archive: BinaryIO,
+        sql_filter: Callable[[Callable[[bytes], None]], SqlFilter],
+        *,
+        drain: bool,
+        verified: Callable[[], bool] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> SqlFilter:
+        """The whole archive (every table, nothing before or after it) in one transaction,
+        committed once every check passed (`_pipeline`); the filter, with its row counts."""
         filt, _ = self._pipeline(
             archive,
             prefix="",
             suffix=lambda: "",
             pg_restore_args=[],
-            sql_filter=lambda sink: SqlFilter(
-                sink, "archive", drop_transaction_timeout=version < 170000
-            ),
+            sql_filter=sql_filter,
             commit=True,
-            drain=False,
-            verified=None,
+            drain=drain,
+            verified=verified,
             check=False,
+            env=env,
         )
-        return dict(filt.counts)
+        return filt
 
     def check(self, archive: BinaryIO, plan: SwapPlan) -> None:
         started = time.monotonic()
@@ -1802,20 +1829,13 @@ class SchemaSwapper:
             proc = _start_pg_restore(tools, ["--data-only"], env, run, archive, True)
             filt = SqlFilter(None, "")
             _pump(proc, filt)
-            rc = proc.wait()
-            assert run.feeder is not None
-            run.feeder.join()
-            if run.timed_out.is_set():
-                raise RestoreInterrupted("reading the archive did not finish in time")
-            if run.feeder.error is not None:
-                raise run.feeder.error
-            _unless_killed(rc)
-            if rc != 0:
-                assert run.restore_err is not None
-                raise ArchiveInvalid(
-                    f"pg_restore could not read the backup ({describe_exit(rc)}): "
-                    f"{_first_error(run.restore_err.join())}"
-                )
+            _read_to_the_end(
+                run,
+                proc.wait(),
+                out_of_time=lambda: RestoreInterrupted(
+                    "reading the archive did not finish in time"
+                ),
+            )
             filt.close()
             return dict(filt.counts)
         finally:
@@ -1878,18 +1898,7 @@ def _schema_sql(tools: PgTools, archive: BinaryIO, timeout: float) -> str:
             size += len(chunk)
             if size <= SCHEMA_SQL_LIMIT:
                 chunks.append(chunk)
-        rc = proc.wait()
-        assert run.feeder is not None
-        run.feeder.join()
-        if run.feeder.error is not None:
-            raise run.feeder.error
-        _unless_killed(rc)
-        if rc != 0:
-            assert run.restore_err is not None
-            raise ArchiveInvalid(
-                f"pg_restore could not read the backup's table of contents "
-                f"({describe_exit(rc)}): {_first_error(run.restore_err.join())}"
-            )
+        _read_to_the_end(run, proc.wait(), what="the backup's table of contents")
         return b"".join(chunks).decode("utf-8", "replace")
     finally:
         run.close()
@@ -2064,22 +2073,17 @@ class VerificationServer:
         loader = SchemaSwapper(url, self.tools, timeout_seconds=self.timeout_seconds)
         env = libpq_environment(url)
         env["PGAPPNAME"] = VERIFY_APPLICATION_NAME
-        filt, _psql = loader._pipeline(
+        filt = loader._load_whole(
             archive,
-            prefix="",
-            suffix=lambda: "",
-            pg_restore_args=[],
-            sql_filter=lambda sink: SqlFilter(
+            lambda sink: SqlFilter(
                 sink,
                 schema,
                 drop_transaction_timeout=server_num // 10000 < 17,
                 drop_foreign_fks=True,
                 drop_column_options=True,
             ),
-            commit=True,
             drain=True,
             verified=verified,
-            check=False,
             env=env,
         )
         restored: dict[str, int] = {}
