@@ -76,6 +76,18 @@ SECRET_FIELDS = (
 )
 
 
+# Who may do what: each a list of the roles (admin, staff) a token's role claim must name.
+ROLE_FIELDS = (
+    "list_roles",
+    "create_roles",
+    "download_roles",
+    "delete_roles",
+    "settings_roles",
+    "restore_roles",
+    "keys_roles",
+)
+
+
 class CommonSettings(BaseSettings):
     """What every function needs: the database, token verification, tenants, roles."""
 
@@ -146,17 +158,7 @@ class CommonSettings(BaseSettings):
     lock_lease_seconds: int = Field(default=120, ge=2, le=3600)
 
     @field_validator(
-        "jwt_algorithms",
-        "user_name_claims",
-        "excluded_schemas",
-        "list_roles",
-        "create_roles",
-        "download_roles",
-        "delete_roles",
-        "settings_roles",
-        "restore_roles",
-        "keys_roles",
-        mode="before",
+        "jwt_algorithms", "user_name_claims", "excluded_schemas", *ROLE_FIELDS, mode="before"
     )
     @classmethod
     def _csv(cls, value: Any) -> Any:
@@ -179,15 +181,7 @@ class CommonSettings(BaseSettings):
     @model_validator(mode="after")
     def _roles(self) -> CommonSettings:
         roles = {"admin", "staff"}
-        for name in (
-            "list_roles",
-            "create_roles",
-            "download_roles",
-            "delete_roles",
-            "settings_roles",
-            "restore_roles",
-            "keys_roles",
-        ):
+        for name in ROLE_FIELDS:
             if not set(getattr(self, name)) <= roles:
                 raise ValueError(f"{name.upper()} may only name admin and staff")
         return self
