@@ -15,6 +15,7 @@ carries the reason, every other clinic is read.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, date, datetime
 from typing import Any
@@ -33,18 +34,8 @@ from clinic_backups.adapters.database import (
 from clinic_backups.domain.models import ClinicSettings, SlotRecord, SlotStatus
 from clinic_backups.domain.ports import ClinicSnapshot
 
-_SETTINGS_COLUMNS = (
-    "enabled",
-    "hour",
-    "weekdays",
-    "time_zone",
-    "locale",
-    "keep_daily",
-    "keep_weekly",
-    "keep_monthly",
-    "updated_by",
-    "updated_at",
-)
+# The settings row has the columns of `ClinicSettings`, in its order.
+_SETTINGS_COLUMNS = tuple(f.name for f in dataclasses.fields(ClinicSettings))
 
 
 def _settings(row: dict[str, Any]) -> ClinicSettings:
