@@ -835,7 +835,7 @@ class _S3Handler(BaseHTTPRequestHandler):
 
     # ------------------------------------------------------------------ authentication
 
-    def _authenticate(self) -> None:
+    def _authenticate(self) -> None:  # noqa: C901
         """plugins/signature-v4.ts: the Authorization header, else a presigned query, else
         AccessDenied; then the key, the date and the signature (botocore recomputes it)."""
         authorization = self.headers.get("Authorization") or ""

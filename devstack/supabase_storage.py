@@ -205,7 +205,7 @@ def _b64url_json(segment: str) -> Any:
     return json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
 
 
-def _verify_jwt(token: str, secret: str) -> dict[str, Any]:
+def _verify_jwt(token: str, secret: str) -> dict[str, Any]:  # noqa: C901
     """jose's jwtVerify(token, secret, {algorithms: ['HS256']}), as src/internal/auth/jwt.ts
     calls it for a project without JWKS, with jose's checks in jose's order and its messages
     (jws/compact/verify.ts, jws/flattened/verify.ts, lib/jwt_claims_set.ts at v6.2.3).
@@ -1343,7 +1343,7 @@ class _StorageHandler(BaseHTTPRequestHandler):
         self.storage.authenticate(self.headers.get("Authorization"))
         self._upload(bucket, path, upsert=True)
 
-    def _upload(self, bucket: str, path: str, *, upsert: bool) -> None:
+    def _upload(self, bucket: str, path: str, *, upsert: bool) -> None:  # noqa: C901
         """object.ts uploadFromRequest → uploader.ts fileUploadFromRequest → upload: the bucket,
         then its MIME types and the size limit, then the key, then the duplicate check."""
         found = self.storage.buckets.find(bucket, dates=False)

@@ -289,7 +289,7 @@ class _Resolver:
             return self.deployment.resources[dotted]
         raise _Unresolvable(dotted)
 
-    def value(self, node: Any) -> Any:
+    def value(self, node: Any) -> Any:  # noqa: C901
         if isinstance(node, list):
             return [self.value(item) for item in node]
         if not isinstance(node, dict):
@@ -337,7 +337,7 @@ def _as_env(value: Any) -> str:
     return str(value)
 
 
-def _parse(path: Path) -> Template:
+def _parse(path: Path) -> Template:  # noqa: C901
     from samtranslator.yaml_helper import yaml_parse
 
     raw = yaml_parse(path.read_text())

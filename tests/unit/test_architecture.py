@@ -177,30 +177,39 @@ def _private(name: str) -> bool:
     return name.startswith("_") and not name.startswith("__")
 
 
+def _imports(module: str, path: Path, tree: ast.Module) -> tuple[list[str], dict[str, str]]:
+    """The private names `module` imports from another module of the layer, and the names
+    it binds to the layer's modules and public names."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    borrowed = []
+    aliases: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("clinic_backups"):
+                    aliases[alias.asname or alias.name] = alias.name
+            continue
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        source = node.module or ""
+        if node.level:
+            base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+            source = f"{base}.{source}" if source else base
+        if not source.startswith("clinic_backups"):
+            continue
+        for alias in node.names:
+            if _private(alias.name) and source != module:
+                borrowed.append(f"{module}:{node.lineno} from {source} import {alias.name}")
+            elif not _private(alias.name):
+                aliases[alias.asname or alias.name] = f"{source}.{alias.name}"
+    return borrowed, aliases
+
+
 def _borrowed_private_names(module: str, path: Path) -> list[str]:
     """Private names `module` takes from another module of the layer: imported by name, or
     read through a module it imported (`backups._audit`)."""
     tree = ast.parse(path.read_text(), str(path))
-    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    borrowed = []
-    module_aliases: dict[str, str] = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom):
-            source = node.module or ""
-            if node.level:
-                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
-                source = f"{base}.{source}" if source else base
-            if not source.startswith("clinic_backups"):
-                continue
-            for alias in node.names:
-                if _private(alias.name) and source != module:
-                    borrowed.append(f"{module}:{node.lineno} from {source} import {alias.name}")
-                elif not _private(alias.name):
-                    module_aliases[alias.asname or alias.name] = f"{source}.{alias.name}"
-        elif isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.name.startswith("clinic_backups"):
-                    module_aliases[alias.asname or alias.name] = alias.name
+    borrowed, module_aliases = _imports(module, path, tree)
     modules = _layer_modules()
     for node in ast.walk(tree):
         if (

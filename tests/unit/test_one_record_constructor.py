@@ -16,7 +16,7 @@ ALLOWED = {
         "new_backup_record",
     ),  # every new backup: manual, scheduled, pre-restore
     ("usecases/manifests.py", "record_from_manifest"),  # rebuilding an existing backup from storage
-    ("adapters/postgres.py", "_record"),  # reading an existing backup's row
+    ("adapters/database.py", "record_from_row"),  # reading an existing backup's row
 }
 
 

@@ -76,7 +76,7 @@ def is_elf(path: Path) -> bool:
         return f.read(4) == b"\x7fELF"
 
 
-def read_elf(path: Path) -> ElfInfo:
+def read_elf(path: Path) -> ElfInfo:  # noqa: C901
     """Parse `objdump -p`: file format, dynamic section, version references and definitions."""
     out = subprocess.run(
         ["objdump", "-p", str(path)], capture_output=True, text=True, check=True
@@ -131,7 +131,7 @@ def glibc_version(tag: str) -> tuple[int, ...] | None:
     return tuple(int(x) for x in m.group(1).split(".")) if m else None
 
 
-def check_static(root: Path, max_glibc: tuple[int, ...]) -> tuple[list[str], list[ElfInfo]]:
+def check_static(root: Path, max_glibc: tuple[int, ...]) -> tuple[list[str], list[ElfInfo]]:  # noqa: C901
     """Problems found by reading the ELF files, and the files read."""
     problems: list[str] = []
     lib_dir = (root / "lib").resolve()

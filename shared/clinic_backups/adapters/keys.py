@@ -5,9 +5,8 @@ from __future__ import annotations
 import uuid
 
 import psycopg2.errors
-from psycopg2 import sql
 
-from clinic_backups.adapters.postgres import Database, _table
+from clinic_backups.adapters.database import Database, column_lists
 from clinic_backups.domain.errors import KeyAlreadyRegistered
 from clinic_backups.domain.models import EncryptionKey
 
@@ -33,36 +32,22 @@ class PostgresKeys:
         self._db = db
 
     def list(self, schema: str) -> list[EncryptionKey]:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL("SELECT * FROM {} ORDER BY created_at, id").format(
-                    _table(schema, "backup_keys")
-                )
-            )
-            return [_key(r) for r in cur.fetchall()]
+        with self._db.clinic(schema) as tx:
+            return [_key(r) for r in tx.all("SELECT * FROM {keys} ORDER BY created_at, id")]
 
     def add(self, schema: str, key: EncryptionKey) -> EncryptionKey:
         try:
-            with self._db.transaction() as cur:
-                cur.execute(
-                    sql.SQL("INSERT INTO {t} ({cols}) VALUES ({vals}) RETURNING *").format(
-                        t=_table(schema, "backup_keys"),
-                        cols=sql.SQL(", ").join(sql.Identifier(c) for c in _COLUMNS),
-                        vals=sql.SQL(", ").join(sql.Placeholder() for _ in _COLUMNS),
-                    ),
+            with self._db.clinic(schema) as tx:
+                added = tx.one(
+                    "INSERT INTO {keys} ({cols}) VALUES ({vals}) RETURNING *",
                     [getattr(key, c) for c in _COLUMNS],
+                    **column_lists(_COLUMNS),
                 )
-                return _key(cur.fetchone())
+                return _key(added)
         except psycopg2.errors.UniqueViolation:
             raise KeyAlreadyRegistered() from None
 
     def remove(self, schema: str, key_id: uuid.UUID) -> EncryptionKey | None:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL("DELETE FROM {} WHERE id = %s RETURNING *").format(
-                    _table(schema, "backup_keys")
-                ),
-                (key_id,),
-            )
-            row = cur.fetchone()
+        with self._db.clinic(schema) as tx:
+            row = tx.one("DELETE FROM {keys} WHERE id = %s RETURNING *", (key_id,))
             return _key(row) if row else None

@@ -34,7 +34,7 @@ import psycopg2
 import psycopg2.extensions
 
 from clinic_backups.adapters.age import EncryptStage
-from clinic_backups.adapters.postgres import translate_connect_error
+from clinic_backups.adapters.database import translate_connect_error
 from clinic_backups.adapters.processes import describe_exit, kill_group, reap, spawn, widen_pipe
 from clinic_backups.domain.errors import (
     ArchiveInvalid,
@@ -592,9 +592,7 @@ class PgDumpRunner:
         )
 
     def at_snapshot(self, snapshot: str) -> PgDumpRunner:
-        """This runner dumping at an exported snapshot (the restore's pre-restore backup)."""
         return replace(self, snapshot=snapshot)
 
     def limited(self, seconds: float) -> PgDumpRunner:
-        """This runner with its time limit cut to `seconds` (a restore's shared deadline)."""
         return replace(self, timeout_seconds=min(self.timeout_seconds, max(1.0, seconds)))

@@ -56,8 +56,8 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
+from clinic_backups.adapters.database import translate_connect_error
 from clinic_backups.adapters.pgdump import READ_BUFFER, PgTools, libpq_environment, redact
-from clinic_backups.adapters.postgres import translate_connect_error
 from clinic_backups.adapters.processes import (
     Guardian,
     describe_exit,
@@ -1361,6 +1361,47 @@ def _pump(proc: subprocess.Popen[bytes], sql_filter: SqlFilter) -> None:
         sql_filter.feed(chunk)
 
 
+def _load_archive(
+    tools: PgTools,
+    pg_restore_args: list[str],
+    env: dict[str, str],
+    run: _Run,
+    archive: BinaryIO,
+    drain: bool,
+    filt: SqlFilter,
+) -> None:
+    """pg_restore's SQL through the filter into psql, to its end: pg_restore exited 0, the
+    feeder fed it the whole archive, the filter saw the end of the archive's SQL."""
+    proc = _start_pg_restore(tools, pg_restore_args, env, run, archive, drain)
+    _pump(proc, filt)
+    _read_to_the_end(run, proc.wait(), out_of_time=_out_of_time)
+    filt.close()
+
+
+def _read_to_the_end(
+    run: _Run,
+    rc: int,
+    *,
+    what: str = "the backup",
+    out_of_time: Callable[[], Exception] | None = None,
+) -> None:
+    """After pg_restore exited with `rc`: the time limit (`out_of_time`'s report), the
+    feeder's error, a kill, or what pg_restore could not read — else it read to the end."""
+    assert run.feeder is not None
+    run.feeder.join()
+    if out_of_time is not None and run.timed_out.is_set():
+        raise out_of_time()
+    if run.feeder.error is not None:
+        raise run.feeder.error
+    _unless_killed(rc)
+    if rc != 0:
+        assert run.restore_err is not None
+        raise ArchiveInvalid(
+            f"pg_restore could not read {what} ({describe_exit(rc)}): "
+            f"{_first_error(run.restore_err.join())}"
+        )
+
+
 def _unless_killed(rc: int) -> None:
     """A pg_restore killed by a signal (the OOM killer, an operator) says nothing about the
     backup: an interruption, not an invalid archive."""
@@ -1539,18 +1580,7 @@ class SchemaSwapper:
             filt = sql_filter(psql.send)
             try:
                 if locked is not None:
-                    psql.send(BEGIN + lock, flush=True)
-                    snapshot = psql.value(MARK_SNAPSHOT, self.timeout_seconds)
-                    if snapshot is None or not SNAPSHOT_ID.fullmatch(snapshot):
-                        # The lock phase failed (clinic_busy…) or psql stopped: its report.
-                        rc = psql.wait(timeout=30)
-                        if run.timed_out.is_set() or rc == 0:
-                            raise RestoreInterrupted(
-                                "the restore did not lock the clinic's tables within its time "
-                                "limit; nothing changed"
-                            )
-                        raise classify_psql_error(rc, psql.stderr.join(), check=check)
-                    archive, verified = locked(snapshot)
+                    archive, verified = self._lock_first(psql, run, lock, locked, check=check)
                     psql.send(prefix)
                 else:
                     # The pre-check and the plain loads wait on pg_restore between statements.
@@ -1561,24 +1591,7 @@ class SchemaSwapper:
                     # The time limit passed while the session waited (the pre-restore backup):
                     # its kill found no pg_restore yet, so none is started now.
                     raise _out_of_time()
-                proc = _start_pg_restore(tools, pg_restore_args, env, run, archive, drain)
-                _pump(proc, filt)
-                restore_rc = proc.wait()
-                assert run.feeder is not None
-                run.feeder.join()
-                if run.timed_out.is_set():
-                    raise _out_of_time()
-                if run.feeder.error is not None:
-                    raise run.feeder.error
-                _unless_killed(restore_rc)
-                if restore_rc != 0:
-                    assert run.restore_err is not None
-                    lines = run.restore_err.join()
-                    raise ArchiveInvalid(
-                        f"pg_restore could not read the backup ({describe_exit(restore_rc)}): "
-                        f"{_first_error(lines)}"
-                    )
-                filt.close()
+                _load_archive(tools, pg_restore_args, env, run, archive, drain, filt)
                 if verified is not None and not verified():
                     raise ChecksumMismatch(
                         "the stored file does not match the backup's sha256; nothing changed"
@@ -1594,21 +1607,43 @@ class SchemaSwapper:
                 if run.timed_out.is_set():
                     raise _out_of_time() from None
                 raise classify_psql_error(rc, psql.stderr.join(), check=check) from None
-            rc = psql.end(commit=commit, timeout=max(1.0, self.timeout_seconds))
-            if commit and psql.committed:
-                return filt, psql
-            if run.timed_out.is_set():
-                raise _out_of_time()
-            if commit:
-                _require_commit(psql, rc, check=check)
-            elif rc != 0:
-                raise classify_psql_error(rc, psql.stderr.join(), check=check)
+            self._end(psql, run, commit=commit, check=check)
             return filt, psql
         except BaseException:
             run.kill()
             raise
         finally:
             run.close()
+
+    def _lock_first(
+        self, psql: PsqlSession, run: _Run, lock: str, locked: Locked, *, check: bool
+    ) -> tuple[BinaryIO, Callable[[], bool] | None]:
+        """The swap's lock phase: `lock` ends by echoing the transaction's snapshot, and
+        `locked(snapshot)` runs while the session waits holding the locks."""
+        psql.send(BEGIN + lock, flush=True)
+        snapshot = psql.value(MARK_SNAPSHOT, self.timeout_seconds)
+        if snapshot is None or not SNAPSHOT_ID.fullmatch(snapshot):
+            # The lock phase failed (clinic_busy…) or psql stopped: its report.
+            rc = psql.wait(timeout=30)
+            if run.timed_out.is_set() or rc == 0:
+                raise RestoreInterrupted(
+                    "the restore did not lock the clinic's tables within its time "
+                    "limit; nothing changed"
+                )
+            raise classify_psql_error(rc, psql.stderr.join(), check=check)
+        return locked(snapshot)
+
+    def _end(self, psql: PsqlSession, run: _Run, *, commit: bool, check: bool) -> None:
+        """COMMIT (or ROLLBACK): a confirmed COMMIT stands whatever happens after it."""
+        rc = psql.end(commit=commit, timeout=max(1.0, self.timeout_seconds))
+        if commit and psql.committed:
+            return
+        if run.timed_out.is_set():
+            raise _out_of_time()
+        if commit:
+            _require_commit(psql, rc, check=check)
+        elif rc != 0:
+            raise classify_psql_error(rc, psql.stderr.join(), check=check)
 
     def load(self, archive: BinaryIO) -> dict[str, int]:
         """Load a whole plaintext archive into this database in one transaction, as pg_restore
@@ -1622,20 +1657,37 @@ class SchemaSwapper:
                 version = int(cur.fetchone()[0])
         finally:
             conn.close()
+        filt = self._load_whole(
+            archive,
+            lambda sink: SqlFilter(sink, "archive", drop_transaction_timeout=version < 170000),
+            drain=False,
+        )
+        return dict(filt.counts)
+
+    def _load_whole(
+        self,
+        archive: BinaryIO,
+        sql_filter: Callable[[Callable[[bytes], None]], SqlFilter],
+        *,
+        drain: bool,
+        verified: Callable[[], bool] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> SqlFilter:
+        """The whole archive (every table, nothing before or after it) in one transaction,
+        committed once every check passed (`_pipeline`); the filter, with its row counts."""
         filt, _ = self._pipeline(
             archive,
             prefix="",
             suffix=lambda: "",
             pg_restore_args=[],
-            sql_filter=lambda sink: SqlFilter(
-                sink, "archive", drop_transaction_timeout=version < 170000
-            ),
+            sql_filter=sql_filter,
             commit=True,
-            drain=False,
-            verified=None,
+            drain=drain,
+            verified=verified,
             check=False,
+            env=env,
         )
-        return dict(filt.counts)
+        return filt
 
     def check(self, archive: BinaryIO, plan: SwapPlan) -> None:
         started = time.monotonic()
@@ -1777,20 +1829,13 @@ class SchemaSwapper:
             proc = _start_pg_restore(tools, ["--data-only"], env, run, archive, True)
             filt = SqlFilter(None, "")
             _pump(proc, filt)
-            rc = proc.wait()
-            assert run.feeder is not None
-            run.feeder.join()
-            if run.timed_out.is_set():
-                raise RestoreInterrupted("reading the archive did not finish in time")
-            if run.feeder.error is not None:
-                raise run.feeder.error
-            _unless_killed(rc)
-            if rc != 0:
-                assert run.restore_err is not None
-                raise ArchiveInvalid(
-                    f"pg_restore could not read the backup ({describe_exit(rc)}): "
-                    f"{_first_error(run.restore_err.join())}"
-                )
+            _read_to_the_end(
+                run,
+                proc.wait(),
+                out_of_time=lambda: RestoreInterrupted(
+                    "reading the archive did not finish in time"
+                ),
+            )
             filt.close()
             return dict(filt.counts)
         finally:
@@ -1853,18 +1898,7 @@ def _schema_sql(tools: PgTools, archive: BinaryIO, timeout: float) -> str:
             size += len(chunk)
             if size <= SCHEMA_SQL_LIMIT:
                 chunks.append(chunk)
-        rc = proc.wait()
-        assert run.feeder is not None
-        run.feeder.join()
-        if run.feeder.error is not None:
-            raise run.feeder.error
-        _unless_killed(rc)
-        if rc != 0:
-            assert run.restore_err is not None
-            raise ArchiveInvalid(
-                f"pg_restore could not read the backup's table of contents "
-                f"({describe_exit(rc)}): {_first_error(run.restore_err.join())}"
-            )
+        _read_to_the_end(run, proc.wait(), what="the backup's table of contents")
         return b"".join(chunks).decode("utf-8", "replace")
     finally:
         run.close()
@@ -2039,22 +2073,17 @@ class VerificationServer:
         loader = SchemaSwapper(url, self.tools, timeout_seconds=self.timeout_seconds)
         env = libpq_environment(url)
         env["PGAPPNAME"] = VERIFY_APPLICATION_NAME
-        filt, _psql = loader._pipeline(
+        filt = loader._load_whole(
             archive,
-            prefix="",
-            suffix=lambda: "",
-            pg_restore_args=[],
-            sql_filter=lambda sink: SqlFilter(
+            lambda sink: SqlFilter(
                 sink,
                 schema,
                 drop_transaction_timeout=server_num // 10000 < 17,
                 drop_foreign_fks=True,
                 drop_column_options=True,
             ),
-            commit=True,
             drain=True,
             verified=verified,
-            check=False,
             env=env,
         )
         restored: dict[str, int] = {}

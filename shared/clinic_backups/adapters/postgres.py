@@ -1,42 +1,54 @@
-"""PostgreSQL adapters: connections, the per-clinic migration, records, audit, tenants.
+"""PostgreSQL adapters: the per-clinic migration, records, audit, tenants.
 
 Every SQL identifier goes through `psycopg2.sql.Identifier`; values are always parameters.
 The tables live in each clinic's own schema (see `names.OWNED_TABLES`) and are excluded from
 every dump, so restoring an older backup never rolls back history or audit.
 
-The per-clinic operation lock is a one-row table (`backup_operation_lock`): a backup (a
-restore, an undo, a re-encryption) inserts the row in the same transaction that creates its
-record and deletes it in the transaction that finishes it. The primary key makes a second
-concurrent operation fail in the database itself, not only in code.
-
-The row is a **lease**: the worker that claims the job stamps it with its run's token
-(`lease_id`) and the database's `now()` (`renewed_at`), and renews it from a heartbeat.
-Whoever asks for the lock after the lease expired (`renewed_at + lease_seconds < now()`) takes
-it over, in one transaction: the dead job fails as `stale` with the reason, the row goes, the
-new one is inserted (`_take_lock`). The sweeper expires leases the same way (`_expire_lock`).
-A pending job (no lease yet) keeps the sweeper's age threshold.
-
-Statements that read many clinics at once (`read_fleet`) split a failing batch down to the
-clinic that fails it: one unreadable clinic never hides the others.
+The connection, the clinic's table names, the fleet's batched reads and the per-clinic
+operation lock with its lease are shared with the other PostgreSQL adapters: see
+adapters/database.py.
 """
 
 from __future__ import annotations
 
 import builtins
-import json
-import threading
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg2
 import psycopg2.errors
 import psycopg2.extras
 from psycopg2 import sql
 
+from clinic_backups.adapters.database import (
+    LEASE_LIVE,
+    RECORD_COLUMNS,
+    SCHEMA_BATCH,
+    STALE_BACKUP,
+    TAKE_LOCK_TIMEOUT,
+    TIMEOUTS,
+    ClinicCursor,
+    Database,
+    Rollback,
+    acquire_lock,
+    all_records,
+    busy_is_409,
+    claim_lease,
+    clinic_table,
+    clinic_tables,
+    column_lists,
+    describe_error,
+    expire_lock,
+    insert_audit,
+    newest_first,
+    one_record,
+    read_fleet,
+    record_from_row,
+    release_lock,
+    renew_timeouts,
+    report_takeover,
+)
 from clinic_backups.adapters.migrations import MIGRATIONS, TABLES
 from clinic_backups.domain.errors import (
     BackupCancelled,
@@ -74,427 +86,11 @@ from clinic_backups.domain.ports import (
 )
 from clinic_backups.observability import logger
 
-psycopg2.extras.register_uuid()
-
-
-# lock_timeout and statement_timeout: the statement gave up, the session is still good.
-TIMEOUTS = (psycopg2.errors.LockNotAvailable, psycopg2.errors.QueryCanceled)
-
-
-def translate_connect_error(error: psycopg2.Error) -> DatabaseUnavailable:
-    # psycopg2's message can include the host and user; the API says only what is safe.
-    logger.warning("database unavailable", extra={"pgcode": getattr(error, "pgcode", None)})
-    return DatabaseUnavailable("The database is unavailable; try again later.")
-
-
-T = TypeVar("T")
-
-
-def newest_first(
-    db: Any,
-    statement: str,
-    names: dict[str, sql.Composable],
-    conditions: list[sql.Composable],
-    params: list[Any],
-    limit: int,
-    make: Callable[[dict[str, Any]], T],
-) -> tuple[list[T], bool]:
-    """One page of a keyset-paged listing, newest first: `statement` has a `{where}` slot
-    (the conditions joined with AND) and ends in `LIMIT %s`; one row more than `limit` is
-    read to tell whether another page follows."""
-    where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
-    with db.transaction() as cur:
-        cur.execute(sql.SQL(statement).format(where=where, **names), [*params, limit + 1])
-        rows = [make(r) for r in cur.fetchall()]
-    return rows[:limit], len(rows) > limit
-
-
-class Database:
-    """One connection per thread, opened lazily and reopened after a failure."""
-
-    def __init__(
-        self, url: str, connect_timeout: int = 5, application_name: str = "clinic-backups"
-    ):
-        self._url = url
-        self._connect_timeout = connect_timeout
-        self._application_name = application_name
-        self._local = threading.local()
-
-    def _connection(self) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is None or conn.closed:
-            try:
-                conn = psycopg2.connect(
-                    self._url,
-                    connect_timeout=self._connect_timeout,
-                    application_name=self._application_name,
-                )
-            except psycopg2.OperationalError as error:
-                raise translate_connect_error(error) from None
-            self._local.conn = conn
-        return conn
-
-    @contextmanager
-    def transaction(self) -> Iterator[Any]:
-        """A cursor (rows as dicts) inside one transaction: commit on success, else rollback."""
-        conn = self._connection()
-        try:
-            with conn, conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-                yield cur
-        except (psycopg2.OperationalError, psycopg2.InterfaceError) as error:
-            if isinstance(error, TIMEOUTS) and not conn.closed:
-                raise  # a lock_timeout or statement_timeout: the connection is fine
-            self.close()
-            raise translate_connect_error(error) from None
-
-    def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            try:
-                conn.close()
-            except psycopg2.Error:
-                pass
-            self._local.conn = None
-
-
-def _table(schema: str, name: str) -> sql.Identifier:
-    if not is_valid_schema_name(schema):
-        raise ValueError("not a valid clinic schema name")
-    return sql.Identifier(schema, name)
-
-
 LATEST_VERSION = MIGRATIONS[-1][0]
 # From this version on, `backup_meta` carries its clinic's stamp (names.meta_stamp).
 STAMP_VERSION = 6
-# Statements that read many clinics at once (UNION ALL) take this many schemas each, and each
-# batch is its own transaction: a transaction holds a lock on every table it read until it
-# ends, and the server's lock table is only max_locks_per_transaction (64) x max_connections
-# entries — reading 2,000 clinics in one transaction ran out of it ("out of shared memory").
-SCHEMA_BATCH = 100
 NEVER_STARTED = "the backup's job never started (its message expired); nothing was stored"
 LEASE_GONE = "the job lost the clinic's lease (its worker died?)"
-# A request waits at most this long for the lock row (a restore's swap holds the lock table
-# for the moment it moves the service's tables back), then answers 409.
-TAKE_LOCK_TIMEOUT = "5s"
-LOCK_KINDS = ("backup", "reencrypt", "restore", "undo")
-
-
-def batches(items: list[str], size: int) -> Iterator[list[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def describe_error(error: psycopg2.Error) -> str:
-    """The server's one-line reason (`permission denied for schema x`): never DETAIL, which
-    can quote rows, never a connection string."""
-    diag = getattr(error, "diag", None)
-    message = getattr(diag, "message_primary", None) or type(error).__name__
-    return str(message)[:200]
-
-
-def read_fleet(
-    db: Database,
-    schemas: list[str],
-    size: int,
-    read: Callable[[Any, list[str]], builtins.list[dict[str, Any]]],
-) -> tuple[builtins.list[dict[str, Any]], dict[str, str]]:
-    """`read(cursor, batch)` over `schemas` in batches of `size`, each batch its own
-    transaction (its table locks end with it). A batch whose statement fails is split in
-    two, and again, down to the clinic that fails it: that clinic is returned with the
-    reason, the others are read. A lost database fails the whole read (DatabaseUnavailable):
-    splitting would only repeat the failure."""
-    rows: builtins.list[dict[str, Any]] = []
-    failed: dict[str, str] = {}
-    todo = list(batches(list(schemas), size))
-    while todo:
-        batch = todo.pop(0)
-        try:
-            with db.transaction() as cur:
-                rows += read(cur, batch)
-        except psycopg2.Error as error:
-            if len(batch) == 1:
-                failed[batch[0]] = describe_error(error)
-                logger.error(
-                    "a clinic could not be read with the others; it is skipped",
-                    extra={"clinic": batch[0], "reason": failed[batch[0]]},
-                )
-            else:
-                half = len(batch) // 2
-                todo[:0] = [batch[:half], batch[half:]]
-    return rows, failed
-
-
-# --- leases -------------------------------------------------------------------------------------
-# SQL shared by the single-clinic statements and the fleet's batched reads. `{lock}`,
-# `{records}` and `{restores}` are the clinic's tables; `%(stuck)s` the age threshold of jobs
-# without a lease (pending ones, and running ones from before leases).
-
-# (Plain SQL text, composed into statements that are then `.format`ted with the tables.)
-LEASE_EXPIRED = (
-    "l.lease_id IS NOT NULL AND l.renewed_at + l.lease_seconds * interval '1 second' < now()"
-)
-LEASE_LIVE = (
-    "l.lease_id IS NOT NULL AND l.renewed_at + l.lease_seconds * interval '1 second' >= now()"
-)
-# A running backup is alive while a live lease covers it: its own lock row, or the lock of
-# the restore it is the pre-restore backup of. A lock row without a lease (a job claimed
-# before leases existed) keeps the age threshold.
-BACKUP_ALIVE = (
-    "EXISTS (SELECT 1 FROM {lock} l WHERE (l.ref_id = r.id OR l.ref_id IN "
-    "(SELECT s.id FROM {restores} s WHERE s.pre_restore_backup_id = r.id)) AND ("
-    + LEASE_LIVE
-    + " OR l.lease_id IS NULL AND coalesce(r.started_at, r.created_at) >= %(stuck)s))"
-)
-STALE_BACKUP = (
-    "(r.status = 'pending' AND r.created_at < %(stuck)s "
-    "OR r.status = 'running' AND NOT " + BACKUP_ALIVE + ")"
-)
-
-
-@dataclass(frozen=True)
-class Takeover:
-    """An expired lease freed: its job (`kind`, `ref_id`) failed as stale."""
-
-    kind: str
-    ref_id: uuid.UUID
-    backups_failed: builtins.list[uuid.UUID]
-
-
-def _insert_audit(cur: Any, names: dict[str, Any], entry: AuditEntry) -> None:
-    cur.execute(
-        sql.SQL(
-            "INSERT INTO {audit} (id, at, action, outcome, actor_id, actor_name, actor_role, "
-            "request_id, backup_id, details) VALUES (%s, now(), %s, %s, %s, %s, %s, %s, %s, %s)"
-        ).format(**names),
-        (
-            uuid.uuid4(),
-            entry.action,
-            entry.outcome,
-            entry.actor_id,
-            entry.actor_name,
-            entry.actor_role,
-            entry.request_id,
-            entry.backup_id,
-            json.dumps(entry.details),
-        ),
-    )
-
-
-def _expire_lock(
-    cur: Any,
-    names: dict[str, Any],
-    schema: str,
-    at: datetime,
-    kinds: tuple[str, ...] = LOCK_KINDS,
-) -> Takeover | None:
-    """If the clinic's lock is held under an expired lease, fail its job as stale (with the
-    reason) and delete the row, in the caller's transaction. The row is locked first (FOR
-    UPDATE re-checks the expiry on the newest version: a renewal that committed meanwhile
-    wins)."""
-    cur.execute(
-        sql.SQL(
-            "SELECT l.kind, l.ref_id, l.lease_id, "
-            "round(extract(epoch FROM now() - l.renewed_at))::int AS silent "
-            "FROM {lock} l WHERE " + LEASE_EXPIRED + " AND l.kind = ANY(%s) FOR UPDATE"
-        ).format(**names),
-        (list(kinds),),
-    )
-    row = cur.fetchone()
-    if row is None:
-        return None
-    kind, ref = row["kind"], row["ref_id"]
-    reason = (
-        f"the job stopped renewing the clinic's lease {row['silent']} s ago (its worker "
-        "died or lost the database) and it was taken over"
-    )
-    backups: builtins.list[uuid.UUID] = []
-    fail_backup = sql.SQL(
-        "UPDATE {records} SET status = 'failed', finished_at = %s, error_code = 'stale', "
-        "error = %s WHERE id = %s AND status IN ('pending', 'running') RETURNING id"
-    ).format(**names)
-    if kind == "backup":
-        cur.execute(fail_backup, (at, f"{reason}; any unfinished upload is removed", ref))
-        backups += [r["id"] for r in cur.fetchall()]
-    elif kind == "reencrypt":
-        cur.execute(
-            sql.SQL("UPDATE {records} SET reencrypting = false WHERE id = %s").format(**names),
-            (ref,),
-        )
-    elif kind == "restore":
-        cur.execute(
-            sql.SQL(
-                "UPDATE {restores} SET status = 'failed', finished_at = %s, error_code = 'stale', "
-                "error = %s WHERE id = %s AND status IN ('pending', 'running') "
-                "RETURNING pre_restore_backup_id"
-            ).format(**names),
-            (at, f"{reason}; nothing changed", ref),
-        )
-        for failed in cur.fetchall():
-            if failed["pre_restore_backup_id"] is not None:
-                cur.execute(
-                    fail_backup,
-                    (
-                        at,
-                        f"{reason} (the restore it was made for)",
-                        failed["pre_restore_backup_id"],
-                    ),
-                )
-                backups += [r["id"] for r in cur.fetchall()]
-    else:  # undo
-        cur.execute(
-            sql.SQL(
-                "UPDATE {restores} SET undo_status = 'failed', undo_error_code = 'stale', "
-                "undo_error = %s, step = 'done' WHERE id = %s "
-                "AND undo_status IN ('pending', 'running')"
-            ).format(**names),
-            (f"{reason}; nothing changed", ref),
-        )
-    cur.execute(
-        sql.SQL("DELETE FROM {lock} WHERE lease_id = %s").format(**names), (row["lease_id"],)
-    )
-    action = {
-        "backup": "backup.run",
-        "reencrypt": "backup.reencrypt",
-        "restore": "restore.run",
-        "undo": "restore.undo",
-    }[kind]
-    _insert_audit(
-        cur,
-        names,
-        AuditEntry(
-            action=action,
-            outcome="failed",
-            actor_id="lease",
-            backup_id=ref if kind in ("backup", "reencrypt") else None,
-            details={"error_code": "stale", "job_id": str(ref), "silent_seconds": row["silent"]},
-        ),
-    )
-    logger.warning(
-        "an expired lease was taken over; its job failed as stale",
-        extra={"clinic": schema, "kind": kind, "job_id": str(ref), "silent_seconds": row["silent"]},
-    )
-    return Takeover(kind=kind, ref_id=ref, backups_failed=backups)
-
-
-def _take_lock(
-    cur: Any, names: dict[str, Any], schema: str, kind: str, ref_id: uuid.UUID, at: datetime
-) -> Takeover | None:
-    """Insert the clinic's lock row for a new job, taking over an expired lease first (same
-    transaction); OperationInProgress when a live (or pending) job holds it."""
-    takeover = _expire_lock_for_taking(cur, names, schema, at)
-    _insert_lock(cur, names, kind, ref_id, at)
-    return takeover
-
-
-def _expire_lock_for_taking(
-    cur: Any, names: dict[str, Any], schema: str, at: datetime
-) -> Takeover | None:
-    cur.execute("SET LOCAL lock_timeout = %s", (TAKE_LOCK_TIMEOUT,))
-    return _expire_lock(cur, names, schema, at)
-
-
-def _insert_lock(
-    cur: Any, names: dict[str, Any], kind: str, ref_id: uuid.UUID, at: datetime
-) -> None:
-    cur.execute(
-        sql.SQL(
-            "INSERT INTO {lock} (kind, ref_id, acquired_at) VALUES (%s, %s, %s) "
-            "ON CONFLICT (singleton) DO NOTHING RETURNING ref_id"
-        ).format(**names),
-        (kind, ref_id, at),
-    )
-    if cur.fetchone() is None:
-        raise OperationInProgress()
-
-
-def report_takeover(metrics: Metrics | None, takeover: Takeover | None) -> None:
-    """The metrics of a takeover, once its transaction committed: the dead job failed."""
-    if takeover is None or metrics is None:
-        return
-    metrics.add("LeasesTakenOver", 1, "Count")
-    if takeover.backups_failed:
-        metrics.add("BackupFailed", len(takeover.backups_failed), "Count")
-    if takeover.kind == "restore":
-        metrics.add("RestoreFailed", 1, "Count")
-
-
-@contextmanager
-def busy_is_409() -> Iterator[None]:
-    """The lock row stayed locked past TAKE_LOCK_TIMEOUT: the clinic is busy."""
-    try:
-        yield
-    except TIMEOUTS:
-        raise OperationInProgress("The clinic is busy; try again in a moment.") from None
-
-
-def claim_lease(
-    cur: Any, names: dict[str, Any], kind: str, ref_id: uuid.UUID, lease: Lease
-) -> bool:
-    """Stamp the job's lock row (still without a lease: pending) with this run's lease."""
-    cur.execute(
-        sql.SQL(
-            "UPDATE {lock} SET lease_id = %s, renewed_at = now(), lease_seconds = %s "
-            "WHERE kind = %s AND ref_id = %s AND lease_id IS NULL RETURNING 1"
-        ).format(**names),
-        (lease.id, lease.seconds, kind, ref_id),
-    )
-    return cur.fetchone() is not None
-
-
-def renew_timeouts(cur: Any, lease: Lease) -> None:
-    """A renewal never waits long (the swap may hold the lock table for a moment): a quarter
-    of a beat, at most 2 s; a renewal that gives up is tried again at the next beat."""
-    wait_ms = max(100, min(2000, int(lease.seconds * 1000 / 8)))
-    cur.execute("SET LOCAL lock_timeout = %s", (f"{wait_ms}ms",))
-    cur.execute("SET LOCAL statement_timeout = %s", (f"{wait_ms * 2}ms",))
-
-
-class _Rollback(Exception):
-    """Leave a transaction without committing (and without an error for the caller)."""
-
-
-_RECORD_COLUMNS = (
-    "id",
-    "status",
-    "trigger",
-    "file_name",
-    "storage_key",
-    "size_bytes",
-    "sha256",
-    "encryption",
-    "format",
-    "compression",
-    "pg_dump_version",
-    "server_version",
-    "created_by",
-    "created_by_name",
-    "created_at",
-    "started_at",
-    "finished_at",
-    "deleted_at",
-    "deleted_by",
-    "purged_at",
-    "error",
-    "error_code",
-    "note",
-    "keep",
-    "table_counts",
-    "checked_at",
-    "check_outcome",
-    "check_error",
-    "verified_at",
-    "verify_outcome",
-    "verify_details",
-    "plaintext_sha256",
-    "recipients",
-    "reencrypting",
-    "cancel_requested_at",
-    "file_missing_at",
-    "parts",
-    "replicated_at",
-    "replica_retain_until",
-    "primary_damaged_at",
-)
 
 
 def _db_value(value: Any) -> Any:
@@ -513,25 +109,14 @@ _INSERT_TAILS = {
 }
 
 
-def _insert_record(cur: Any, names: dict[str, Any], record: BackupRecord, tail: str) -> None:
-    """INSERT every column of `record`, then `_INSERT_TAILS[tail]`."""
-    columns = list(_RECORD_COLUMNS)
-    cur.execute(
-        sql.SQL("INSERT INTO {records} ({cols}) VALUES ({vals}) {tail}").format(
-            cols=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
-            vals=sql.SQL(", ").join(sql.Placeholder() for _ in columns),
-            tail=_INSERT_TAILS[tail],
-            **names,
-        ),
-        [_db_value(getattr(record, c)) for c in columns],
+def _insert_record(tx: ClinicCursor, record: BackupRecord, tail: str) -> Any:
+    """INSERT every column of `record`, then `_INSERT_TAILS[tail]`; the row it returned."""
+    return tx.one(
+        "INSERT INTO {records} ({cols}) VALUES ({vals}) {tail}",
+        [_db_value(getattr(record, c)) for c in RECORD_COLUMNS],
+        tail=_INSERT_TAILS[tail],
+        **column_lists(RECORD_COLUMNS),
     )
-
-
-def _record(row: dict[str, Any]) -> BackupRecord:
-    data = {k: row[k] for k in _RECORD_COLUMNS}
-    data["status"] = BackupStatus(data["status"])
-    data["trigger"] = Trigger(data["trigger"])
-    return BackupRecord(**data)
 
 
 class PostgresRecords:
@@ -549,15 +134,12 @@ class PostgresRecords:
         # and BackupFailed for the dead backup: the alarm's metric).
         self._metrics = metrics
 
-    def _names(self, schema: str) -> dict[str, sql.Composable]:
-        return {placeholder: _table(schema, table) for placeholder, table in TABLES.items()}
-
     # --- migrations ---------------------------------------------------------------------
 
     def ensure_schema(self, schema: str) -> None:
         if schema in self._migrated:
             return
-        names = self._names(schema)
+        names = clinic_tables(schema)
         stamp = meta_stamp(schema)
         with self._db.transaction() as cur:
             cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
@@ -716,73 +298,56 @@ class PostgresRecords:
     # --- records ------------------------------------------------------------------------
 
     def create_pending(self, schema: str, record: BackupRecord) -> BackupRecord:
-        names = self._names(schema)
-        with busy_is_409(), self._db.transaction() as cur:
-            takeover = _take_lock(cur, names, schema, "backup", record.id, record.created_at)
-            _insert_record(cur, names, record, "returning")
-            created = _record(cur.fetchone())
+        with busy_is_409(), self._db.clinic(schema) as tx:
+            takeover = acquire_lock(tx, "backup", record.id, record.created_at)
+            created = record_from_row(_insert_record(tx, record, "returning"))
         report_takeover(self._metrics, takeover)
         return created
 
     def create_pending_under_lock(
         self, schema: str, record: BackupRecord, lock_ref: uuid.UUID
     ) -> BackupRecord:
-        names = self._names(schema)
-        with self._db.transaction() as cur:
+        with self._db.clinic(schema) as tx:
             # The caller's lock row, held (and kept) while this record is inserted.
-            cur.execute(
-                sql.SQL("SELECT 1 FROM {lock} WHERE ref_id = %s FOR SHARE").format(**names),
-                (lock_ref,),
-            )
-            if cur.fetchone() is None:
+            if not tx.found("SELECT 1 FROM {lock} WHERE ref_id = %s FOR SHARE", (lock_ref,)):
                 raise OperationInProgress("The operation no longer holds the clinic's lock.")
-            _insert_record(cur, names, record, "returning")
-            return _record(cur.fetchone())
+            return record_from_row(_insert_record(tx, record, "returning"))
 
     def claim(
         self, schema: str, backup_id: uuid.UUID, at: datetime, lease: Lease | None = None
     ) -> BackupRecord | None:
-        names = self._names(schema)
         try:
-            with self._db.transaction() as cur:
-                cur.execute(
-                    sql.SQL(
-                        "UPDATE {records} SET status = 'running', started_at = %s "
-                        "WHERE id = %s AND status = 'pending' RETURNING *"
-                    ).format(**names),
+            with self._db.clinic(schema) as tx:
+                row = tx.one(
+                    "UPDATE {records} SET status = 'running', started_at = %s "
+                    "WHERE id = %s AND status = 'pending' RETURNING *",
                     (at, backup_id),
                 )
-                row = cur.fetchone()
                 if row is None:
                     return None
                 # The job's lock row takes this run's lease in the same transaction: there is
                 # no moment when the backup runs without one.
-                if lease is not None and not claim_lease(cur, names, "backup", backup_id, lease):
+                if lease is not None and not claim_lease(tx, "backup", backup_id, lease):
                     logger.warning(
                         "a pending backup without its lock row; not run",
                         extra={"clinic": schema, "backup_id": str(backup_id)},
                     )
-                    raise _Rollback()
-                return _record(row)
-        except _Rollback:
+                    raise Rollback()
+                return record_from_row(row)
+        except Rollback:
             return None
 
     def renew_lease(self, schema: str, lease: Lease) -> Renewal:
-        """One heartbeat: True renewed, False the lease is gone (released or taken over),
-        None the lock table was busy (the swap moving the service's tables): next beat;
-        `CANCEL` renewed, and the backup holding it was asked to cancel (same statement)."""
+        # One statement renews the lease and reads whether its backup was asked to cancel.
         try:
-            with self._db.transaction() as cur:
-                renew_timeouts(cur, lease)
-                cur.execute(
-                    sql.SQL(
-                        "UPDATE {lock} l SET renewed_at = now() WHERE lease_id = %s RETURNING "
-                        "l.kind = 'backup' AND EXISTS (SELECT 1 FROM {records} r "
-                        "WHERE r.id = l.ref_id AND r.cancel_requested_at IS NOT NULL) AS cancel"
-                    ).format(**self._names(schema)),
+            with self._db.clinic(schema) as tx:
+                renew_timeouts(tx, lease)
+                row = tx.one(
+                    "UPDATE {lock} l SET renewed_at = now() WHERE lease_id = %s RETURNING "
+                    "l.kind = 'backup' AND EXISTS (SELECT 1 FROM {records} r "
+                    "WHERE r.id = l.ref_id AND r.cancel_requested_at IS NOT NULL) AS cancel",
                     (lease.id,),
                 )
-                row = cur.fetchone()
                 if row is None:
                     return False
                 return CANCEL if row["cancel"] else True
@@ -801,16 +366,13 @@ class PostgresRecords:
         recipients: builtins.list[dict[str, Any]] | None = None,
         parts: builtins.list[dict[str, Any]] | None = None,
     ) -> BackupRecord:
-        names = self._names(schema)
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "UPDATE {records} SET status = 'completed', finished_at = %s, size_bytes = %s, "
-                    "sha256 = %s, plaintext_sha256 = %s, recipients = %s, parts = %s, "
-                    "pg_dump_version = %s, server_version = %s, error = NULL, error_code = NULL "
-                    "WHERE id = %s AND status = 'running' AND cancel_requested_at IS NULL "
-                    "RETURNING *"
-                ).format(**names),
+        with self._db.clinic(schema) as tx:
+            row = tx.one(
+                "UPDATE {records} SET status = 'completed', finished_at = %s, size_bytes = %s, "
+                "sha256 = %s, plaintext_sha256 = %s, recipients = %s, parts = %s, "
+                "pg_dump_version = %s, server_version = %s, error = NULL, error_code = NULL "
+                "WHERE id = %s AND status = 'running' AND cancel_requested_at IS NULL "
+                "RETURNING *",
                 (
                     at,
                     result.size_bytes,
@@ -823,140 +385,97 @@ class PostgresRecords:
                     backup_id,
                 ),
             )
-            row = cur.fetchone()
             if row is None:
-                cur.execute(
-                    sql.SQL(
-                        "SELECT 1 FROM {records} WHERE id = %s AND status = 'running' "
-                        "AND cancel_requested_at IS NOT NULL"
-                    ).format(**names),
+                if tx.found(
+                    "SELECT 1 FROM {records} WHERE id = %s AND status = 'running' "
+                    "AND cancel_requested_at IS NOT NULL",
                     (backup_id,),
-                )
-                if cur.fetchone() is not None:
+                ):
                     # Cancelled after the last beat: a cancel that was answered 202 wins.
                     raise BackupCancelled()
                 # Failed meanwhile: its lease was taken over (or the sweeper failed it).
                 raise LeaseLost("the backup was no longer running when it completed")
-            cur.execute(
-                sql.SQL("DELETE FROM {lock} WHERE ref_id = %s").format(**names), (backup_id,)
-            )
-            return _record(row)
+            tx.execute("DELETE FROM {lock} WHERE ref_id = %s", (backup_id,))
+            return record_from_row(row)
 
     def fail(
         self, schema: str, backup_id: uuid.UUID, error_code: str, error: str, at: datetime
     ) -> None:
-        names = self._names(schema)
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "UPDATE {records} SET status = 'failed', finished_at = %s, error_code = %s, "
-                    "error = %s WHERE id = %s AND status IN ('pending', 'running')"
-                ).format(**names),
+        with self._db.clinic(schema) as tx:
+            tx.execute(
+                "UPDATE {records} SET status = 'failed', finished_at = %s, error_code = %s, "
+                "error = %s WHERE id = %s AND status IN ('pending', 'running')",
                 (at, error_code, error[:500], backup_id),
             )
-            cur.execute(
-                sql.SQL("DELETE FROM {lock} WHERE ref_id = %s").format(**names), (backup_id,)
-            )
+            tx.execute("DELETE FROM {lock} WHERE ref_id = %s", (backup_id,))
 
     # --- cancel -----------------------------------------------------------------------
 
     def request_cancel(
         self, schema: str, backup_id: uuid.UUID, at: datetime
     ) -> BackupRecord | None:
-        names = self._names(schema)
-        with busy_is_409(), self._db.transaction() as cur:
+        with busy_is_409(), self._db.clinic(schema) as tx:
             # The row lock orders this against the worker's claim (pending → running).
-            cur.execute(
-                sql.SQL("SELECT status FROM {records} WHERE id = %s FOR UPDATE").format(**names),
-                (backup_id,),
-            )
-            row = cur.fetchone()
+            row = tx.one("SELECT status FROM {records} WHERE id = %s FOR UPDATE", (backup_id,))
             if row is None:
                 return None
             if row["status"] == "pending":
                 # Its job has not started (it has no lease): it ends here, and the worker's
                 # claim will find nothing pending.
-                cur.execute(
-                    sql.SQL(
+                cancelled = record_from_row(
+                    tx.one(
                         "UPDATE {records} SET status = 'cancelled', finished_at = %s, "
-                        "cancel_requested_at = %s WHERE id = %s RETURNING *"
-                    ).format(**names),
-                    (at, at, backup_id),
+                        "cancel_requested_at = %s WHERE id = %s RETURNING *",
+                        (at, at, backup_id),
+                    )
                 )
-                cancelled = _record(cur.fetchone())
-                cur.execute("SET LOCAL lock_timeout = %s", (TAKE_LOCK_TIMEOUT,))
-                cur.execute(
-                    sql.SQL(
-                        "DELETE FROM {lock} WHERE ref_id = %s AND kind = 'backup' "
-                        "AND lease_id IS NULL"
-                    ).format(**names),
+                tx.cur.execute("SET LOCAL lock_timeout = %s", (TAKE_LOCK_TIMEOUT,))
+                tx.execute(
+                    "DELETE FROM {lock} WHERE ref_id = %s AND kind = 'backup' AND lease_id IS NULL",
                     (backup_id,),
                 )
                 return cancelled
-            cur.execute(
-                sql.SQL(
-                    "UPDATE {records} SET cancel_requested_at = coalesce(cancel_requested_at, %s) "
-                    "WHERE id = %s AND status = 'running' RETURNING *"
-                ).format(**names),
+            updated = tx.one(
+                "UPDATE {records} SET cancel_requested_at = coalesce(cancel_requested_at, %s) "
+                "WHERE id = %s AND status = 'running' RETURNING *",
                 (at, backup_id),
             )
-            updated = cur.fetchone()
             if updated is not None:
-                return _record(updated)
-            cur.execute(
-                sql.SQL("SELECT * FROM {records} WHERE id = %s").format(**names), (backup_id,)
-            )
-            return _record(cur.fetchone())
+                return record_from_row(updated)
+            return record_from_row(tx.one("SELECT * FROM {records} WHERE id = %s", (backup_id,)))
 
     def finish_cancelled(self, schema: str, backup_id: uuid.UUID, at: datetime) -> bool:
-        names = self._names(schema)
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "UPDATE {records} SET status = 'cancelled', finished_at = %s "
-                    "WHERE id = %s AND status = 'running' RETURNING 1"
-                ).format(**names),
+        with self._db.clinic(schema) as tx:
+            if not tx.found(
+                "UPDATE {records} SET status = 'cancelled', finished_at = %s "
+                "WHERE id = %s AND status = 'running' RETURNING 1",
                 (at, backup_id),
-            )
-            if cur.fetchone() is None:
+            ):
                 return False  # taken over meanwhile: the taker failed it and freed the lock
-            cur.execute(
-                sql.SQL("DELETE FROM {lock} WHERE ref_id = %s AND kind = 'backup'").format(**names),
-                (backup_id,),
-            )
+            tx.execute("DELETE FROM {lock} WHERE ref_id = %s AND kind = 'backup'", (backup_id,))
             return True
 
     # --- re-encryption (holds the clinic's operation lock, like a backup or a restore) ---
 
     def start_reencrypt(self, schema: str, backup_id: uuid.UUID, at: datetime) -> BackupRecord:
-        """Take the clinic's lock for this backup and flag it; OperationInProgress if busy."""
-        names = self._names(schema)
-        with busy_is_409(), self._db.transaction() as cur:
-            takeover = _take_lock(cur, names, schema, "reencrypt", backup_id, at)
-            cur.execute(
-                sql.SQL(
-                    "UPDATE {records} SET reencrypting = true WHERE id = %s AND status = 'completed' "
-                    "RETURNING *"
-                ).format(**names),
+        with busy_is_409(), self._db.clinic(schema) as tx:
+            takeover = acquire_lock(tx, "reencrypt", backup_id, at)
+            row = tx.one(
+                "UPDATE {records} SET reencrypting = true WHERE id = %s AND status = 'completed' "
+                "RETURNING *",
                 (backup_id,),
             )
-            row = cur.fetchone()
             if row is None:
                 raise BackupNotCompleted("Only completed backups can be re-encrypted.")
-            flagged = _record(row)
+            flagged = record_from_row(row)
         report_takeover(self._metrics, takeover)
         return flagged
 
     def claim_reencrypt(self, schema: str, backup_id: uuid.UUID, lease: Lease) -> bool:
-        names = self._names(schema)
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL("SELECT 1 FROM {records} WHERE id = %s AND reencrypting").format(**names),
-                (backup_id,),
-            )
-            return cur.fetchone() is not None and claim_lease(
-                cur, names, "reencrypt", backup_id, lease
-            )
+        with self._db.clinic(schema) as tx:
+            return tx.found(
+                "SELECT 1 FROM {records} WHERE id = %s AND reencrypting", (backup_id,)
+            ) and claim_lease(tx, "reencrypt", backup_id, lease)
 
     def finish_reencrypt(
         self,
@@ -972,47 +491,26 @@ class PostgresRecords:
         parts: builtins.list[dict[str, Any]] | None = None,
         superseded_keys: builtins.list[str] | None = None,
     ) -> BackupRecord | None:
-        """Point the record at the new object (when given), clear the flag, release the lock.
-        With the job's `lease`, only while it still holds it: LeaseLost otherwise (the taker
-        cleared the flag; the record keeps pointing at the old object). A replica copy of the
-        old objects is remembered (`superseded_keys`, its lock date) in the same transaction."""
-        names = self._names(schema)
-        with self._db.transaction() as cur:
-            if lease is not None:
-                cur.execute(
-                    sql.SQL("DELETE FROM {lock} WHERE lease_id = %s RETURNING 1").format(**names),
-                    (lease.id,),
-                )
-                if cur.fetchone() is None:
-                    raise LeaseLost("the re-encryption lost the clinic's lease")
-            else:
-                # Never claimed (its job could not be queued): the row has no lease.
-                cur.execute(
-                    sql.SQL(
-                        "DELETE FROM {lock} WHERE ref_id = %s AND kind = 'reencrypt' "
-                        "AND lease_id IS NULL"
-                    ).format(**names),
-                    (backup_id,),
-                )
+        # After a takeover the taker cleared the flag: the record keeps its old object.
+        with self._db.clinic(schema) as tx:
+            # Without a lease: never claimed (its job could not be queued).
+            if not release_lock(tx, "reencrypt", backup_id, lease):
+                raise LeaseLost("the re-encryption lost the clinic's lease")
             if storage_key is not None and superseded_keys:
                 # The old generation's replica copies stay locked; no record would name them.
-                cur.execute(
-                    sql.SQL(
-                        "INSERT INTO {superseded} (id, backup_id, keys, retain_until, "
-                        "superseded_at) SELECT %s, id, %s, replica_retain_until, now() "
-                        "FROM {records} WHERE id = %s AND replicated_at IS NOT NULL"
-                    ).format(**names),
+                tx.execute(
+                    "INSERT INTO {superseded} (id, backup_id, keys, retain_until, "
+                    "superseded_at) SELECT %s, id, %s, replica_retain_until, now() "
+                    "FROM {records} WHERE id = %s AND replicated_at IS NOT NULL",
                     (uuid.uuid4(), psycopg2.extras.Json(superseded_keys), backup_id),
                 )
             if storage_key is not None:
-                cur.execute(
-                    sql.SQL(
-                        "UPDATE {records} SET storage_key = %s, file_name = %s, size_bytes = %s, "
-                        "sha256 = %s, recipients = %s, parts = %s, reencrypting = false, "
-                        # New objects: the replica's copy (of the old ones) no longer is one.
-                        "replicated_at = NULL, replica_retain_until = NULL, "
-                        "primary_damaged_at = NULL WHERE id = %s RETURNING *"
-                    ).format(**names),
+                row = tx.one(
+                    "UPDATE {records} SET storage_key = %s, file_name = %s, size_bytes = %s, "
+                    "sha256 = %s, recipients = %s, parts = %s, reencrypting = false, "
+                    # New objects: the replica's copy (of the old ones) no longer is one.
+                    "replicated_at = NULL, replica_retain_until = NULL, "
+                    "primary_damaged_at = NULL WHERE id = %s RETURNING *",
                     (
                         storage_key,
                         file_name,
@@ -1024,23 +522,15 @@ class PostgresRecords:
                     ),
                 )
             else:
-                cur.execute(
-                    sql.SQL(
-                        "UPDATE {records} SET reencrypting = false WHERE id = %s RETURNING *"
-                    ).format(**names),
+                row = tx.one(
+                    "UPDATE {records} SET reencrypting = false WHERE id = %s RETURNING *",
                     (backup_id,),
                 )
-            row = cur.fetchone()
-            return _record(row) if row else None
+            return record_from_row(row) if row else None
 
     def get(self, schema: str, backup_id: uuid.UUID) -> BackupRecord | None:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL("SELECT * FROM {records} WHERE id = %s").format(**self._names(schema)),
-                (backup_id,),
-            )
-            row = cur.fetchone()
-            return _record(row) if row else None
+        with self._db.clinic(schema) as tx:
+            return one_record(tx, "SELECT * FROM {records} WHERE id = %s", (backup_id,))
 
     def list(self, schema: str, query: ListFilter) -> tuple[list[BackupRecord], bool]:
         conditions: builtins.list[sql.Composable] = []
@@ -1056,88 +546,73 @@ class PostgresRecords:
         return newest_first(
             self._db,
             "SELECT * FROM {records}{where} ORDER BY created_at DESC, id DESC LIMIT %s",
-            self._names(schema),
+            clinic_tables(schema),
             conditions,
             params,
             query.limit,
-            _record,
+            record_from_row,
         )
 
     def soft_delete(
         self, schema: str, backup_id: uuid.UUID, by: str, at: datetime
     ) -> BackupRecord | None:
-        names = self._names(schema)
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL("SELECT * FROM {records} WHERE id = %s FOR UPDATE").format(**names),
-                (backup_id,),
-            )
-            row = cur.fetchone()
+        with self._db.clinic(schema) as tx:
+            row = tx.one("SELECT * FROM {records} WHERE id = %s FOR UPDATE", (backup_id,))
             if row is None:
                 return None
             if row["status"] in ("pending", "running"):
                 raise OperationInProgress("The backup is still running; wait until it ends.")
             if row["status"] == "deleted":
-                return _record(row)
-            cur.execute(
-                sql.SQL(
+                return record_from_row(row)
+            return record_from_row(
+                tx.one(
                     "UPDATE {records} SET status = 'deleted', deleted_at = %s, deleted_by = %s "
-                    "WHERE id = %s RETURNING *"
-                ).format(**names),
-                (at, by, backup_id),
+                    "WHERE id = %s RETURNING *",
+                    (at, by, backup_id),
+                )
             )
-            return _record(cur.fetchone())
 
     def purgeable(self, schema: str, deleted_before: datetime) -> builtins.list[BackupRecord]:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "SELECT * FROM {records} WHERE status = 'deleted' AND purged_at IS NULL "
-                    "AND deleted_at <= %s ORDER BY deleted_at"
-                ).format(**self._names(schema)),
+        with self._db.clinic(schema) as tx:
+            return all_records(
+                tx,
+                "SELECT * FROM {records} WHERE status = 'deleted' AND purged_at IS NULL "
+                "AND deleted_at <= %s ORDER BY deleted_at",
                 (deleted_before,),
             )
-            return [_record(r) for r in cur.fetchall()]
 
     def mark_purged(self, schema: str, backup_id: uuid.UUID, at: datetime) -> None:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "UPDATE {records} SET purged_at = %s WHERE id = %s AND status = 'deleted'"
-                ).format(**self._names(schema)),
+        with self._db.clinic(schema) as tx:
+            tx.execute(
+                "UPDATE {records} SET purged_at = %s WHERE id = %s AND status = 'deleted'",
                 (at, backup_id),
             )
 
     def undelete(
         self, schema: str, backup_id: uuid.UUID, deleted_after: datetime
     ) -> BackupRecord | None:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "UPDATE {records} SET status = 'completed', deleted_at = NULL, "
-                    "deleted_by = NULL WHERE id = %s AND status = 'deleted' "
-                    "AND purged_at IS NULL AND deleted_at > %s AND size_bytes IS NOT NULL "
-                    "AND sha256 IS NOT NULL RETURNING *"
-                ).format(**self._names(schema)),
+        with self._db.clinic(schema) as tx:
+            return one_record(
+                tx,
+                "UPDATE {records} SET status = 'completed', deleted_at = NULL, "
+                "deleted_by = NULL WHERE id = %s AND status = 'deleted' "
+                "AND purged_at IS NULL AND deleted_at > %s AND size_bytes IS NOT NULL "
+                "AND sha256 IS NOT NULL RETURNING *",
                 (backup_id, deleted_after),
             )
-            row = cur.fetchone()
-            return _record(row) if row else None
 
     def insert_from_manifest(self, schema: str, record: BackupRecord) -> bool:
-        with self._db.transaction() as cur:
-            _insert_record(cur, self._names(schema), record, "if_new")
-            return cur.fetchone() is not None
+        with self._db.clinic(schema) as tx:
+            return _insert_record(tx, record, "if_new") is not None
 
     def count_since(self, schema: str, trigger: str, since: datetime) -> int:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "SELECT count(*) AS n FROM {records} WHERE trigger = %s AND created_at >= %s"
-                ).format(**self._names(schema)),
-                (trigger, since),
+        with self._db.clinic(schema) as tx:
+            return int(
+                tx.one(
+                    "SELECT count(*) AS n FROM {records} WHERE trigger = %s AND created_at >= %s",
+                    (trigger, since),
+                )["n"]
             )
-            return int(cur.fetchone()["n"])
 
     # --- schedules, retention and the sweeper -------------------------------------------
 
@@ -1204,7 +679,7 @@ class PostgresRecords:
             cur.execute(
                 sql.SQL(" UNION ALL ").join(
                     sql.SQL("SELECT {} AS schema, version FROM {}").format(
-                        sql.Literal(schema), _table(schema, TABLES["meta"])
+                        sql.Literal(schema), clinic_table(schema, TABLES["meta"])
                     )
                     for schema in batch
                 )
@@ -1215,49 +690,42 @@ class PostgresRecords:
         return {r["schema"]: r["version"] for r in rows}, failed
 
     def completed_backups(self, schema: str) -> builtins.list[BackupRecord]:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "SELECT * FROM {records} WHERE status = 'completed' "
-                    "ORDER BY created_at DESC, id DESC"
-                ).format(**self._names(schema))
+        with self._db.clinic(schema) as tx:
+            return all_records(
+                tx,
+                "SELECT * FROM {records} WHERE status = 'completed' "
+                "ORDER BY created_at DESC, id DESC",
             )
-            return [_record(r) for r in cur.fetchall()]
 
     def retire(
         self, schema: str, backup_ids: builtins.list[uuid.UUID], by: str, at: datetime
     ) -> builtins.list[BackupRecord]:
         if not backup_ids:
             return []
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "UPDATE {records} SET status = 'deleted', deleted_at = %s, deleted_by = %s "
-                    "WHERE id = ANY(%s::uuid[]) AND status = 'completed' AND NOT keep RETURNING *"
-                ).format(**self._names(schema)),
+        with self._db.clinic(schema) as tx:
+            return all_records(
+                tx,
+                "UPDATE {records} SET status = 'deleted', deleted_at = %s, deleted_by = %s "
+                "WHERE id = ANY(%s::uuid[]) AND status = 'completed' AND NOT keep RETURNING *",
                 (at, by, list(backup_ids)),
             )
-            return [_record(r) for r in cur.fetchall()]
 
     def set_keep(self, schema: str, backup_id: uuid.UUID, keep: bool) -> BackupRecord | None:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL("UPDATE {records} SET keep = %s WHERE id = %s RETURNING *").format(
-                    **self._names(schema)
-                ),
-                (keep, backup_id),
+        with self._db.clinic(schema) as tx:
+            return one_record(
+                tx, "UPDATE {records} SET keep = %s WHERE id = %s RETURNING *", (keep, backup_id)
             )
-            row = cur.fetchone()
-            return _record(row) if row else None
 
     def mark_file_missing(self, schema: str, backup_id: uuid.UUID, at: datetime) -> None:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "UPDATE {records} SET file_missing_at = %s "
-                    "WHERE id = %s AND file_missing_at IS NULL"
-                ).format(**self._names(schema)),
+        self._stamp_once(schema, backup_id, "file_missing_at", at)
+
+    def _stamp_once(self, schema: str, backup_id: uuid.UUID, column: str, at: datetime) -> None:
+        """Set the record's `column` to `at` unless it is already set (the first sighting)."""
+        with self._db.clinic(schema) as tx:
+            tx.execute(
+                "UPDATE {records} SET {column} = %s WHERE id = %s AND {column} IS NULL",
                 (at, backup_id),
+                column=sql.Identifier(column),
             )
 
     def mark_replicated(
@@ -1268,16 +736,13 @@ class PostgresRecords:
         retain_until: datetime | None,
         storage_key: str | None = None,
     ) -> BackupRecord | None:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "UPDATE {records} SET replicated_at = %s, replica_retain_until = %s "
-                    "WHERE id = %s AND (%s::text IS NULL OR storage_key = %s) RETURNING *"
-                ).format(**self._names(schema)),
+        with self._db.clinic(schema) as tx:
+            return one_record(
+                tx,
+                "UPDATE {records} SET replicated_at = %s, replica_retain_until = %s "
+                "WHERE id = %s AND (%s::text IS NULL OR storage_key = %s) RETURNING *",
                 (at, retain_until, backup_id, storage_key, storage_key),
             )
-            row = cur.fetchone()
-            return _record(row) if row else None
 
     def remember_superseded(
         self,
@@ -1287,22 +752,18 @@ class PostgresRecords:
         retain_until: datetime | None,
         at: datetime,
     ) -> None:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "INSERT INTO {superseded} (id, backup_id, keys, retain_until, superseded_at) "
-                    "VALUES (%s, %s, %s, %s, %s)"
-                ).format(**self._names(schema)),
+        with self._db.clinic(schema) as tx:
+            tx.execute(
+                "INSERT INTO {superseded} (id, backup_id, keys, retain_until, superseded_at) "
+                "VALUES (%s, %s, %s, %s, %s)",
                 (uuid.uuid4(), backup_id, psycopg2.extras.Json(keys), retain_until, at),
             )
 
     def superseded_purgeable(self, schema: str, now: datetime) -> builtins.list[SupersededCopy]:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "SELECT * FROM {superseded} "
-                    "WHERE coalesce(retain_until, '-infinity') <= %s ORDER BY superseded_at"
-                ).format(**self._names(schema)),
+        with self._db.clinic(schema) as tx:
+            rows = tx.all(
+                "SELECT * FROM {superseded} "
+                "WHERE coalesce(retain_until, '-infinity') <= %s ORDER BY superseded_at",
                 (now,),
             )
             return [
@@ -1313,151 +774,121 @@ class PostgresRecords:
                     retain_until=r["retain_until"],
                     superseded_at=r["superseded_at"],
                 )
-                for r in cur.fetchall()
+                for r in rows
             ]
 
     def forget_superseded(self, schema: str, copy_id: uuid.UUID) -> None:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL("DELETE FROM {superseded} WHERE id = %s").format(**self._names(schema)),
-                (copy_id,),
-            )
+        with self._db.clinic(schema) as tx:
+            tx.execute("DELETE FROM {superseded} WHERE id = %s", (copy_id,))
 
     def set_replica_retain_until(
         self, schema: str, backup_id: uuid.UUID, retain_until: datetime
     ) -> None:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "UPDATE {records} SET replica_retain_until = %s "
-                    "WHERE id = %s AND replicated_at IS NOT NULL"
-                ).format(**self._names(schema)),
+        with self._db.clinic(schema) as tx:
+            tx.execute(
+                "UPDATE {records} SET replica_retain_until = %s "
+                "WHERE id = %s AND replicated_at IS NOT NULL",
                 (retain_until, backup_id),
             )
 
     def mark_primary_damaged(self, schema: str, backup_id: uuid.UUID, at: datetime) -> None:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "UPDATE {records} SET primary_damaged_at = %s "
-                    "WHERE id = %s AND primary_damaged_at IS NULL"
-                ).format(**self._names(schema)),
-                (at, backup_id),
-            )
+        self._stamp_once(schema, backup_id, "primary_damaged_at", at)
 
     def clear_replicated(self, schema: str, backup_id: uuid.UUID) -> None:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "UPDATE {records} SET replicated_at = NULL, replica_retain_until = NULL "
-                    "WHERE id = %s"
-                ).format(**self._names(schema)),
+        with self._db.clinic(schema) as tx:
+            tx.execute(
+                "UPDATE {records} SET replicated_at = NULL, replica_retain_until = NULL "
+                "WHERE id = %s",
                 (backup_id,),
             )
 
     def replica_purgeable(self, schema: str, now: datetime) -> builtins.list[BackupRecord]:
-        """Purged backups whose replica copy is still there and whose lock has expired."""
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "SELECT * FROM {records} WHERE purged_at IS NOT NULL "
-                    "AND replicated_at IS NOT NULL "
-                    "AND (replica_retain_until IS NULL OR replica_retain_until <= %s) "
-                    "ORDER BY purged_at"
-                ).format(**self._names(schema)),
+        with self._db.clinic(schema) as tx:
+            return all_records(
+                tx,
+                "SELECT * FROM {records} WHERE purged_at IS NOT NULL "
+                "AND replicated_at IS NOT NULL "
+                "AND (replica_retain_until IS NULL OR replica_retain_until <= %s) "
+                "ORDER BY purged_at",
                 (now,),
             )
-            return [_record(r) for r in cur.fetchall()]
 
     def unreplicated_since(self, schema: str, before: datetime) -> int:
-        """Completed backups finished before `before` whose replica copy is not done."""
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
+        with self._db.clinic(schema) as tx:
+            return int(
+                tx.one(
                     "SELECT count(*) AS n FROM {records} WHERE status = 'completed' "
-                    "AND replicated_at IS NULL AND finished_at < %s"
-                ).format(**self._names(schema)),
-                (before,),
+                    "AND replicated_at IS NULL AND finished_at < %s",
+                    (before,),
+                )["n"]
             )
-            return int(cur.fetchone()["n"])
 
     def backups_in_use(self, schema: str) -> set[uuid.UUID]:
         # Restores and verifications not yet finished read their backup (and a restore its
         # pre-restore backup, the undo's way back).
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
+        with self._db.clinic(schema) as tx:
+            return {
+                r["id"]
+                for r in tx.all(
                     "SELECT backup_id AS id FROM {restores} WHERE status IN ('pending', 'running') "
                     "UNION SELECT pre_restore_backup_id FROM {restores} "
                     "WHERE status IN ('pending', 'running') AND pre_restore_backup_id IS NOT NULL"
-                ).format(**self._names(schema))
-            )
-            return {r["id"] for r in cur.fetchall()}
+                )
+            }
 
     def fail_stale(self, schema: str, before: datetime, at: datetime) -> builtins.list[uuid.UUID]:
-        names = self._names(schema)
-        with self._db.transaction() as cur:
+        with self._db.clinic(schema) as tx:
             # A backup (or re-encryption) whose lease expired, as a request would take it over.
-            takeover = _expire_lock(cur, names, schema, at, ("backup", "reencrypt"))
+            takeover = expire_lock(tx, at, ("backup", "reencrypt"))
             ids = list(takeover.backups_failed) if takeover else []
             # Pending ones past the age threshold (their message is gone); running ones that no
             # live lease covers (however long they have run: a live one renews its lease).
-            cur.execute(
-                sql.SQL(
+            stale = [
+                r["id"]
+                for r in tx.all(
                     "UPDATE {records} r SET status = 'failed', finished_at = %(at)s, "
                     "error_code = 'stale', error = CASE WHEN r.status = 'pending' "
-                    "THEN %(never)s ELSE %(gone)s END WHERE " + STALE_BACKUP + " RETURNING id"
-                ).format(**names),
-                {"at": at, "stuck": before, "never": NEVER_STARTED, "gone": LEASE_GONE},
-            )
-            stale = [r["id"] for r in cur.fetchall()]
-            if stale:
-                cur.execute(
-                    sql.SQL("DELETE FROM {lock} WHERE ref_id = ANY(%s::uuid[])").format(**names),
-                    (stale,),
+                    "THEN %(never)s ELSE %(gone)s END WHERE " + STALE_BACKUP + " RETURNING id",
+                    {"at": at, "stuck": before, "never": NEVER_STARTED, "gone": LEASE_GONE},
                 )
+            ]
+            if stale:
+                tx.execute("DELETE FROM {lock} WHERE ref_id = ANY(%s::uuid[])", (stale,))
             return ids + stale
 
     def keys_in_flight(self, schema: str, stuck_before: datetime) -> set[str]:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
+        with self._db.clinic(schema) as tx:
+            return {
+                r["storage_key"]
+                for r in tx.all(
                     "SELECT r.storage_key FROM {records} r WHERE r.status IN ('pending', 'running') "
                     "AND NOT " + STALE_BACKUP + " UNION "
                     "SELECT r.storage_key FROM {lock} l JOIN {records} r ON r.id = l.ref_id "
-                    "WHERE l.kind = 'reencrypt' AND (l.lease_id IS NULL OR " + LEASE_LIVE + ")"
-                ).format(**self._names(schema)),
-                {"stuck": stuck_before},
-            )
-            return {r["storage_key"] for r in cur.fetchall()}
+                    "WHERE l.kind = 'reencrypt' AND (l.lease_id IS NULL OR " + LEASE_LIVE + ")",
+                    {"stuck": stuck_before},
+                )
+            }
 
     def note_upload_removed(self, schema: str, storage_key: str, pending: str, done: str) -> None:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "UPDATE {records} SET error = replace(error, %s, %s) "
-                    "WHERE storage_key = %s AND status = 'failed' AND strpos(error, %s) > 0"
-                ).format(**self._names(schema)),
+        with self._db.clinic(schema) as tx:
+            tx.execute(
+                "UPDATE {records} SET error = replace(error, %s, %s) "
+                "WHERE storage_key = %s AND status = 'failed' AND strpos(error, %s) > 0",
                 (pending, done, storage_key, pending),
             )
 
     def known_keys(self, schema: str) -> set[str]:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL("SELECT storage_key, parts FROM {records} WHERE purged_at IS NULL").format(
-                    **self._names(schema)
-                )
-            )
+        with self._db.clinic(schema) as tx:
             keys = set()
-            for row in cur.fetchall():
+            for row in tx.all("SELECT storage_key, parts FROM {records} WHERE purged_at IS NULL"):
                 keys.add(row["storage_key"])
                 # A split backup's objects are its parts (its storage_key names none).
                 keys.update(str(part["key"]) for part in row["parts"] or [])
             return keys
 
     def audit(self, schema: str, entry: AuditEntry) -> None:
-        with self._db.transaction() as cur:
-            _insert_audit(cur, self._names(schema), entry)
+        with self._db.clinic(schema) as tx:
+            insert_audit(tx, entry)
 
     def list_audit(
         self, schema: str, query: AuditFilter
@@ -1488,7 +919,7 @@ class PostgresRecords:
             "CASE WHEN EXISTS (SELECT 1 FROM {records} r WHERE r.id = a.backup_id) "
             "THEN a.backup_id END AS backup_id, details "
             "FROM {audit} a{where} ORDER BY at DESC, id DESC LIMIT %s",
-            self._names(schema),
+            clinic_tables(schema),
             conditions,
             params,
             query.limit,

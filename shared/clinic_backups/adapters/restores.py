@@ -4,7 +4,7 @@ what they write on backup records (the light check's counts, the full drill's ou
 A restore takes the clinic's operation lock (`backup_operation_lock`, kind `restore`, ref =
 the job id) in the transaction that creates the job and keeps it until the job ends; an undo
 takes it again (kind `undo`). The worker that claims the job stamps the lock row with its
-lease (adapters/postgres.py) and renews it. The job's completion is not written here but
+lease (adapters/database.py) and renews it. The job's completion is not written here but
 rendered as SQL (`completion_sql`) that the swap runs inside its own transaction, after the
 owned tables have moved back: the swap, the job's `completed` status, the lock's release and
 the audit entry commit together or not at all — and only while the job still holds its lease.
@@ -22,24 +22,26 @@ from typing import Any
 import psycopg2.extras
 from psycopg2 import sql
 
-from clinic_backups.adapters.migrations import TABLES
-from clinic_backups.adapters.postgres import (
+from clinic_backups.adapters.database import (
     LEASE_EXPIRED,
     LEASE_LIVE,
     SCHEMA_BATCH,
     TIMEOUTS,
+    ClinicCursor,
     Database,
-    _expire_lock,
-    _expire_lock_for_taking,
-    _insert_lock,
-    _record,
-    _Rollback,
-    _table,
-    _take_lock,
+    Rollback,
+    acquire_lock,
     busy_is_409,
     claim_lease,
+    clinic_tables,
+    column_lists,
+    expire_lock,
+    expire_lock_for_taking,
+    insert_lock,
     newest_first,
+    one_record,
     read_fleet,
+    release_lock,
     renew_timeouts,
     report_takeover,
 )
@@ -149,26 +151,20 @@ class PostgresRestores:
         self._db = db
         self._metrics = metrics
 
-    def _names(self, schema: str) -> dict[str, sql.Composable]:
-        return {placeholder: _table(schema, table) for placeholder, table in TABLES.items()}
-
     # --- jobs ------------------------------------------------------------------------------
 
     def create(self, schema: str, job: RestoreRecord, *, take_lock: bool) -> RestoreRecord:
-        names = self._names(schema)
         takeover = None
-        with busy_is_409(), self._db.transaction() as cur:
+        with busy_is_409(), self._db.clinic(schema) as tx:
             if take_lock:
-                takeover = _take_lock(cur, names, schema, job.kind.value, job.id, job.created_at)
-            cur.execute(
-                sql.SQL("INSERT INTO {restores} ({cols}) VALUES ({vals}) RETURNING *").format(
-                    cols=sql.SQL(", ").join(sql.Identifier(c) for c in _COLUMNS),
-                    vals=sql.SQL(", ").join(sql.Placeholder() for _ in _COLUMNS),
-                    **names,
-                ),
-                [_param(getattr(job, c)) for c in _COLUMNS],
+                takeover = acquire_lock(tx, job.kind.value, job.id, job.created_at)
+            created = _restore(
+                tx.one(
+                    "INSERT INTO {restores} ({cols}) VALUES ({vals}) RETURNING *",
+                    [_param(getattr(job, c)) for c in _COLUMNS],
+                    **column_lists(_COLUMNS),
+                )
             )
-            created = _restore(cur.fetchone())
         report_takeover(self._metrics, takeover)
         return created
 
@@ -180,48 +176,40 @@ class PostgresRestores:
         at: datetime,
         lease: Lease | None = None,
     ) -> RestoreRecord | None:
-        names = self._names(schema)
         try:
-            with self._db.transaction() as cur:
-                cur.execute(
-                    sql.SQL(
-                        "UPDATE {restores} SET status = 'running', started_at = %s, step = %s "
-                        "WHERE id = %s AND status = 'pending' RETURNING *"
-                    ).format(**names),
+            with self._db.clinic(schema) as tx:
+                row = tx.one(
+                    "UPDATE {restores} SET status = 'running', started_at = %s, step = %s "
+                    "WHERE id = %s AND status = 'pending' RETURNING *",
                     (at, step, restore_id),
                 )
-                row = cur.fetchone()
                 if row is None:
                     return None
                 if lease is None:
                     return _restore(row)
                 if row["kind"] == "verify":
-                    cur.execute(
-                        sql.SQL(
+                    return _restore(
+                        tx.one(
                             "UPDATE {restores} SET lease_id = %s, renewed_at = now(), "
-                            "lease_seconds = %s WHERE id = %s RETURNING *"
-                        ).format(**names),
-                        (lease.id, lease.seconds, restore_id),
+                            "lease_seconds = %s WHERE id = %s RETURNING *",
+                            (lease.id, lease.seconds, restore_id),
+                        )
                     )
-                    return _restore(cur.fetchone())
-                if not claim_lease(cur, names, "restore", restore_id, lease):
-                    raise _Rollback()  # its lock is gone (failed meanwhile): nothing to run
+                if not claim_lease(tx, "restore", restore_id, lease):
+                    raise Rollback()  # its lock is gone (failed meanwhile): nothing to run
                 return _restore(row)
-        except _Rollback:
+        except Rollback:
             return None
 
     def renew_lease(self, schema: str, lease: Lease) -> bool | None:
         try:
-            with self._db.transaction() as cur:
-                renew_timeouts(cur, lease)
-                cur.execute(
-                    sql.SQL(
-                        "UPDATE {restores} SET renewed_at = now() WHERE lease_id = %s "
-                        "AND status = 'running' RETURNING 1"
-                    ).format(**self._names(schema)),
+            with self._db.clinic(schema) as tx:
+                renew_timeouts(tx, lease)
+                return tx.found(
+                    "UPDATE {restores} SET renewed_at = now() WHERE lease_id = %s "
+                    "AND status = 'running' RETURNING 1",
                     (lease.id,),
                 )
-                return cur.fetchone() is not None
         except TIMEOUTS:
             return None
 
@@ -238,12 +226,11 @@ class PostgresRestores:
             else sql.SQL("{} = %s").format(sql.Identifier(k))
             for k in fields
         ]
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL("UPDATE {restores} SET {sets} WHERE id = %s").format(
-                    sets=sql.SQL(", ").join(sets), **self._names(schema)
-                ),
+        with self._db.clinic(schema) as tx:
+            tx.execute(
+                "UPDATE {restores} SET {sets} WHERE id = %s",
                 [*(_param(v) for v in fields.values()), restore_id],
+                sets=sql.SQL(", ").join(sets),
             )
 
     def fail(
@@ -255,39 +242,28 @@ class PostgresRestores:
         at: datetime,
         details: dict[str, Any] | None = None,
     ) -> None:
-        names = self._names(schema)
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "UPDATE {restores} SET status = 'failed', finished_at = %s, error_code = %s, "
-                    "error = %s, details = details || %s WHERE id = %s "
-                    "AND status IN ('pending', 'running')"
-                ).format(**names),
+        with self._db.clinic(schema) as tx:
+            tx.execute(
+                "UPDATE {restores} SET status = 'failed', finished_at = %s, error_code = %s, "
+                "error = %s, details = details || %s WHERE id = %s "
+                "AND status IN ('pending', 'running')",
                 (at, error_code, error[:500], psycopg2.extras.Json(details or {}), restore_id),
             )
-            cur.execute(
-                sql.SQL("DELETE FROM {lock} WHERE ref_id = %s").format(**names), (restore_id,)
-            )
+            tx.execute("DELETE FROM {lock} WHERE ref_id = %s", (restore_id,))
 
     def complete(
         self, schema: str, restore_id: uuid.UUID, at: datetime, details: dict[str, Any]
     ) -> None:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "UPDATE {restores} SET status = 'completed', finished_at = %s, step = 'done', "
-                    "details = details || %s WHERE id = %s AND status = 'running'"
-                ).format(**self._names(schema)),
+        with self._db.clinic(schema) as tx:
+            tx.execute(
+                "UPDATE {restores} SET status = 'completed', finished_at = %s, step = 'done', "
+                "details = details || %s WHERE id = %s AND status = 'running'",
                 (at, psycopg2.extras.Json(details), restore_id),
             )
 
     def get(self, schema: str, restore_id: uuid.UUID) -> RestoreRecord | None:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL("SELECT * FROM {restores} WHERE id = %s").format(**self._names(schema)),
-                (restore_id,),
-            )
-            row = cur.fetchone()
+        with self._db.clinic(schema) as tx:
+            row = tx.one("SELECT * FROM {restores} WHERE id = %s", (restore_id,))
             return _restore(row) if row else None
 
     def list(
@@ -304,26 +280,23 @@ class PostgresRestores:
         return newest_first(
             self._db,
             "SELECT * FROM {restores}{where} ORDER BY created_at DESC, id DESC LIMIT %s",
-            self._names(schema),
+            clinic_tables(schema),
             conditions,
             params,
             limit,
             _restore,
         )
 
-    def _latest_completed(self, cur: Any, schema: str) -> dict[str, Any] | None:
-        cur.execute(
-            sql.SQL(
-                "SELECT * FROM {restores} WHERE kind = 'restore' AND status = 'completed' "
-                "ORDER BY created_at DESC, id DESC LIMIT 1"
-            ).format(**self._names(schema))
+    def _latest_completed(self, tx: ClinicCursor) -> dict[str, Any] | None:
+        row = tx.one(
+            "SELECT * FROM {restores} WHERE kind = 'restore' AND status = 'completed' "
+            "ORDER BY created_at DESC, id DESC LIMIT 1"
         )
-        row = cur.fetchone()
         return dict(row) if row else None
 
     def undoable(self, schema: str, now: datetime) -> uuid.UUID | None:
-        with self._db.transaction() as cur:
-            row = self._latest_completed(cur, schema)
+        with self._db.clinic(schema) as tx:
+            row = self._latest_completed(tx)
         if row is None or row["dropped_at"] is not None or row["old_schema"] is None:
             return None
         if row["undo_until"] is None or row["undo_until"] <= now:
@@ -333,22 +306,17 @@ class PostgresRestores:
     def request_undo(
         self, schema: str, restore_id: uuid.UUID, by: str, at: datetime
     ) -> RestoreRecord:
-        names = self._names(schema)
-        with busy_is_409(), self._db.transaction() as cur:
+        with busy_is_409(), self._db.clinic(schema) as tx:
             # An expired lease first: a dead undo of this very restore is taken over (and
             # failed) before its status is read. A refusal below rolls all of it back.
-            takeover = _expire_lock_for_taking(cur, names, schema, at)
-            cur.execute(
-                sql.SQL("SELECT * FROM {restores} WHERE id = %s FOR UPDATE").format(**names),
-                (restore_id,),
-            )
-            row = cur.fetchone()
+            takeover = expire_lock_for_taking(tx, at)
+            row = tx.one("SELECT * FROM {restores} WHERE id = %s FOR UPDATE", (restore_id,))
             if row is None:
                 raise RestoreNotFound()
             if row["kind"] != "restore":
                 # It exists (GET /restores/{id} shows it): a verification changed nothing.
                 raise UndoNotAvailable("A verification changed nothing: there is nothing to undo.")
-            latest = self._latest_completed(cur, schema)
+            latest = self._latest_completed(tx)
             if row["status"] != "completed" or latest is None or latest["id"] != row["id"]:
                 raise UndoNotAvailable(
                     "Only the clinic's latest completed restore can be undone."
@@ -365,40 +333,35 @@ class PostgresRestores:
                 raise UndoNotAvailable(
                     "The undo window of this restore is over: the clinic's previous data is gone."
                 )
-            _insert_lock(cur, names, "undo", restore_id, at)
-            cur.execute(
-                sql.SQL(
+            insert_lock(tx, "undo", restore_id, at)
+            requested = _restore(
+                tx.one(
                     "UPDATE {restores} SET undo_status = 'pending', undo_requested_by = %s, "
                     "undo_requested_at = %s, undo_error_code = NULL, undo_error = NULL, "
-                    "step = 'undo_queued' WHERE id = %s RETURNING *"
-                ).format(**names),
-                (by, at, restore_id),
+                    "step = 'undo_queued' WHERE id = %s RETURNING *",
+                    (by, at, restore_id),
+                )
             )
-            requested = _restore(cur.fetchone())
         report_takeover(self._metrics, takeover)
         return requested
 
     def claim_undo(
         self, schema: str, restore_id: uuid.UUID, lease: Lease | None = None
     ) -> RestoreRecord | None:
-        names = self._names(schema)
         try:
-            with self._db.transaction() as cur:
-                cur.execute(
-                    sql.SQL(
-                        "UPDATE {restores} SET undo_status = 'running', step = 'undoing' "
-                        "WHERE id = %s AND undo_status = 'pending' AND status = 'completed' "
-                        "RETURNING *"
-                    ).format(**names),
+            with self._db.clinic(schema) as tx:
+                row = tx.one(
+                    "UPDATE {restores} SET undo_status = 'running', step = 'undoing' "
+                    "WHERE id = %s AND undo_status = 'pending' AND status = 'completed' "
+                    "RETURNING *",
                     (restore_id,),
                 )
-                row = cur.fetchone()
                 if row is None:
                     return None
-                if lease is not None and not claim_lease(cur, names, "undo", restore_id, lease):
-                    raise _Rollback()
+                if lease is not None and not claim_lease(tx, "undo", restore_id, lease):
+                    raise Rollback()
                 return _restore(row)
-        except _Rollback:
+        except Rollback:
             return None
 
     def fail_undo(
@@ -409,31 +372,15 @@ class PostgresRestores:
         error: str,
         lease: Lease | None = None,
     ) -> None:
-        names = self._names(schema)
-        with self._db.transaction() as cur:
-            if lease is not None:
-                # Only while this run holds the lease: after a takeover, an undo of the same
-                # restore may have been requested since, and is not this job's to fail.
-                cur.execute(
-                    sql.SQL("DELETE FROM {lock} WHERE lease_id = %s RETURNING 1").format(**names),
-                    (lease.id,),
-                )
-                if cur.fetchone() is None:
-                    return
-            else:
-                cur.execute(
-                    sql.SQL(
-                        "DELETE FROM {lock} WHERE ref_id = %s AND kind = 'undo' "
-                        "AND lease_id IS NULL"
-                    ).format(**names),
-                    (restore_id,),
-                )
-            cur.execute(
-                sql.SQL(
-                    "UPDATE {restores} SET undo_status = 'failed', undo_error_code = %s, "
-                    "undo_error = %s, step = 'done' WHERE id = %s "
-                    "AND undo_status IN ('pending', 'running')"
-                ).format(**names),
+        with self._db.clinic(schema) as tx:
+            # With a lease, only while this run holds it: after a takeover, an undo of the same
+            # restore may have been requested since, and is not this job's to fail.
+            if not release_lock(tx, "undo", restore_id, lease):
+                return
+            tx.execute(
+                "UPDATE {restores} SET undo_status = 'failed', undo_error_code = %s, "
+                "undo_error = %s, step = 'done' WHERE id = %s "
+                "AND undo_status IN ('pending', 'running')",
                 (error_code, error[:500], restore_id),
             )
 
@@ -446,7 +393,7 @@ class PostgresRestores:
         undo: bool = False,
         lease: Lease | None = None,
     ) -> str:
-        names = self._names(schema)
+        names = clinic_tables(schema)
         if undo:
             update = sql.SQL(
                 "UPDATE {restores} SET status = 'undone', undo_status = NULL, step = 'undone', "
@@ -494,76 +441,65 @@ class PostgresRestores:
             details=sql.Literal(json.dumps(entry.details)),
             **names,
         )
-        with self._db.transaction() as cur:
-            return str(statement.as_string(cur.connection))
+        with self._db.clinic(schema) as tx:
+            return str(statement.as_string(tx.cur.connection))
 
     # --- the sweeper ---------------------------------------------------------------------------
 
     def fail_stale(self, schema: str, before: datetime, at: datetime) -> builtins.list[uuid.UUID]:
-        names = self._names(schema)
-        with self._db.transaction() as cur:
+        with self._db.clinic(schema) as tx:
             # A restore or undo whose lease expired, as a request would take it over.
-            takeover = _expire_lock(cur, names, schema, at, ("restore", "undo"))
+            takeover = expire_lock(tx, at, ("restore", "undo"))
             ids = [takeover.ref_id] if takeover else []
             params = {"at": at, "stuck": before, "never": NEVER_STARTED, "gone": LEASE_GONE}
-            cur.execute(
-                sql.SQL(
+            jobs = [
+                r["id"]
+                for r in tx.all(
                     "UPDATE {restores} r SET status = 'failed', finished_at = %(at)s, "
                     "error_code = 'stale', error = CASE WHEN r.status = 'pending' "
-                    "THEN %(never)s ELSE %(gone)s END WHERE " + STALE_JOB + " RETURNING id"
-                ).format(**names),
-                params,
-            )
-            jobs = [r["id"] for r in cur.fetchall()]
-            cur.execute(
-                sql.SQL(
+                    "THEN %(never)s ELSE %(gone)s END WHERE " + STALE_JOB + " RETURNING id",
+                    params,
+                )
+            ]
+            undos = [
+                r["id"]
+                for r in tx.all(
                     "UPDATE {restores} r SET undo_status = 'failed', undo_error_code = 'stale', "
                     "undo_error = CASE WHEN r.undo_status = 'pending' THEN %(never)s "
-                    "ELSE %(gone)s END, step = 'done' WHERE " + STALE_UNDO + " RETURNING id"
-                ).format(**names),
-                params,
-            )
-            undos = [r["id"] for r in cur.fetchall()]
+                    "ELSE %(gone)s END, step = 'done' WHERE " + STALE_UNDO + " RETURNING id",
+                    params,
+                )
+            ]
             # Their rows: pending ones never had a lease; running ones lost theirs.
             if jobs:
-                cur.execute(
-                    sql.SQL(
-                        "DELETE FROM {lock} WHERE kind = 'restore' AND ref_id = ANY(%s::uuid[])"
-                    ).format(**names),
+                tx.execute(
+                    "DELETE FROM {lock} WHERE kind = 'restore' AND ref_id = ANY(%s::uuid[])",
                     (jobs,),
                 )
             if undos:
-                cur.execute(
-                    sql.SQL(
-                        "DELETE FROM {lock} WHERE kind = 'undo' AND ref_id = ANY(%s::uuid[])"
-                    ).format(**names),
-                    (undos,),
+                tx.execute(
+                    "DELETE FROM {lock} WHERE kind = 'undo' AND ref_id = ANY(%s::uuid[])", (undos,)
                 )
             return ids + jobs + undos
 
     def droppable(self, schema: str, now: datetime) -> builtins.list[tuple[uuid.UUID, str]]:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
+        with self._db.clinic(schema) as tx:
+            return [
+                (r["id"], r["name"])
+                for r in tx.all(
                     "SELECT id, CASE WHEN status = 'undone' THEN undo_schema ELSE old_schema END "
                     "AS name FROM {restores} WHERE kind = 'restore' AND dropped_at IS NULL "
                     "AND undo_until < %s AND ((status = 'completed' AND old_schema IS NOT NULL "
                     "AND undo_status IS DISTINCT FROM 'running' "
                     "AND undo_status IS DISTINCT FROM 'pending') "
-                    "OR (status = 'undone' AND undo_schema IS NOT NULL)) ORDER BY created_at"
-                ).format(**self._names(schema)),
-                (now,),
-            )
-            return [(r["id"], r["name"]) for r in cur.fetchall()]
+                    "OR (status = 'undone' AND undo_schema IS NOT NULL)) ORDER BY created_at",
+                    (now,),
+                )
+            ]
 
     def mark_dropped(self, schema: str, restore_id: uuid.UUID, at: datetime) -> None:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL("UPDATE {restores} SET dropped_at = %s WHERE id = %s").format(
-                    **self._names(schema)
-                ),
-                (at, restore_id),
-            )
+        with self._db.clinic(schema) as tx:
+            tx.execute("UPDATE {restores} SET dropped_at = %s WHERE id = %s", (at, restore_id))
 
     def hints(
         self, schemas: builtins.list[str], stuck_before: datetime, now: datetime
@@ -593,7 +529,7 @@ class PostgresRestores:
             "bool_or(r.kind = 'restore' AND r.dropped_at IS NULL "
             "AND r.undo_until < %(now)s AND r.status IN ('completed', 'undone')) "
             "AS droppable FROM {restores} r"
-        ).format(name=sql.Literal(schema), **self._names(schema))
+        ).format(name=sql.Literal(schema), **clinic_tables(schema))
 
     # --- verification results on backup records ----------------------------------------------
 
@@ -606,12 +542,11 @@ class PostgresRestores:
         error: str | None,
         at: datetime,
     ) -> BackupRecord | None:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "UPDATE {records} SET check_outcome = %s, table_counts = %s, "
-                    "check_error = %s, checked_at = %s WHERE id = %s RETURNING *"
-                ).format(**self._names(schema)),
+        with self._db.clinic(schema) as tx:
+            return one_record(
+                tx,
+                "UPDATE {records} SET check_outcome = %s, table_counts = %s, "
+                "check_error = %s, checked_at = %s WHERE id = %s RETURNING *",
                 (
                     outcome,
                     psycopg2.extras.Json(counts) if counts is not None else None,
@@ -620,19 +555,14 @@ class PostgresRestores:
                     backup_id,
                 ),
             )
-            row = cur.fetchone()
-            return _record(row) if row else None
 
     def set_verification(
         self, schema: str, backup_id: uuid.UUID, outcome: str, details: dict[str, Any], at: datetime
     ) -> BackupRecord | None:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "UPDATE {records} SET verify_outcome = %s, verify_details = %s, "
-                    "verified_at = %s WHERE id = %s RETURNING *"
-                ).format(**self._names(schema)),
+        with self._db.clinic(schema) as tx:
+            return one_record(
+                tx,
+                "UPDATE {records} SET verify_outcome = %s, verify_details = %s, "
+                "verified_at = %s WHERE id = %s RETURNING *",
                 (outcome, psycopg2.extras.Json(details), at, backup_id),
             )
-            row = cur.fetchone()
-            return _record(row) if row else None

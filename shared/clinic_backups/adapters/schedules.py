@@ -15,36 +15,27 @@ carries the reason, every other clinic is read.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, date, datetime
 from typing import Any
 
 from psycopg2 import sql
 
-from clinic_backups.adapters.migrations import TABLES
-from clinic_backups.adapters.postgres import (
+from clinic_backups.adapters.database import (
     LEASE_EXPIRED,
     SCHEMA_BATCH,
     STALE_BACKUP,
     Database,
-    _table,
+    clinic_tables,
+    column_lists,
     read_fleet,
 )
 from clinic_backups.domain.models import ClinicSettings, SlotRecord, SlotStatus
 from clinic_backups.domain.ports import ClinicSnapshot
 
-_SETTINGS_COLUMNS = (
-    "enabled",
-    "hour",
-    "weekdays",
-    "time_zone",
-    "locale",
-    "keep_daily",
-    "keep_weekly",
-    "keep_monthly",
-    "updated_by",
-    "updated_at",
-)
+# The settings row has the columns of `ClinicSettings`, in its order.
+_SETTINGS_COLUMNS = tuple(f.name for f in dataclasses.fields(ClinicSettings))
 
 
 def _settings(row: dict[str, Any]) -> ClinicSettings:
@@ -77,37 +68,28 @@ class PostgresSchedules:
         self._db = db
         self.batch_size = batch_size
 
-    def _names(self, schema: str) -> dict[str, sql.Composable]:
-        return {placeholder: _table(schema, table) for placeholder, table in TABLES.items()}
-
     # --- settings -------------------------------------------------------------------------
 
     def get_settings(self, schema: str) -> ClinicSettings | None:
-        with self._db.transaction() as cur:
-            cur.execute(sql.SQL("SELECT * FROM {settings}").format(**self._names(schema)))
-            row = cur.fetchone()
+        with self._db.clinic(schema) as tx:
+            row = tx.one("SELECT * FROM {settings}")
             return _settings(row) if row else None
 
     def save_settings(self, schema: str, settings: ClinicSettings) -> ClinicSettings:
         values = [getattr(settings, c) for c in _SETTINGS_COLUMNS]
         values[_SETTINGS_COLUMNS.index("weekdays")] = list(settings.weekdays)
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "INSERT INTO {settings} ({cols}) VALUES ({vals}) ON CONFLICT (singleton) "
-                    "DO UPDATE SET {updates} RETURNING *"
-                ).format(
-                    cols=sql.SQL(", ").join(sql.Identifier(c) for c in _SETTINGS_COLUMNS),
-                    vals=sql.SQL(", ").join(sql.Placeholder() for _ in _SETTINGS_COLUMNS),
-                    updates=sql.SQL(", ").join(
-                        sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c))
-                        for c in _SETTINGS_COLUMNS
-                    ),
-                    **self._names(schema),
-                ),
+        with self._db.clinic(schema) as tx:
+            saved = tx.one(
+                "INSERT INTO {settings} ({cols}) VALUES ({vals}) ON CONFLICT (singleton) "
+                "DO UPDATE SET {updates} RETURNING *",
                 values,
+                updates=sql.SQL(", ").join(
+                    sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c))
+                    for c in _SETTINGS_COLUMNS
+                ),
+                **column_lists(_SETTINGS_COLUMNS),
             )
-            return _settings(cur.fetchone())
+            return _settings(saved)
 
     # --- the scheduler's read -------------------------------------------------------------
 
@@ -177,7 +159,7 @@ class PostgresSchedules:
             "   WHERE coalesce(retain_until, '-infinity') <= now())) AS purgeable,"
             " (SELECT count(*) FROM {records} WHERE status = 'completed'"
             "   AND replicated_at IS NULL AND finished_at < %(replica_lag)s) AS replica_lagging"
-        ).format(schema=sql.Literal(schema), **self._names(schema))
+        ).format(schema=sql.Literal(schema), **clinic_tables(schema))
 
     # --- slots ----------------------------------------------------------------------------
 
@@ -190,16 +172,13 @@ class PostgresSchedules:
         backup_id: uuid.UUID,
         at: datetime,
     ) -> bool:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "INSERT INTO {slots} (local_date, local_hour, scheduled_at, status, backup_id, "
-                    "decided_at, attempts) VALUES (%s, %s, %s, 'due', %s, %s, 1) "
-                    "ON CONFLICT (local_date, local_hour) DO NOTHING RETURNING 1"
-                ).format(**self._names(schema)),
+        with self._db.clinic(schema) as tx:
+            return tx.found(
+                "INSERT INTO {slots} (local_date, local_hour, scheduled_at, status, backup_id, "
+                "decided_at, attempts) VALUES (%s, %s, %s, 'due', %s, %s, 1) "
+                "ON CONFLICT (local_date, local_hour) DO NOTHING RETURNING 1",
                 (local_date, local_hour, scheduled_at, backup_id, at),
             )
-            return cur.fetchone() is not None
 
     def reclaim_slot(
         self,
@@ -210,17 +189,14 @@ class PostgresSchedules:
         at: datetime,
         due_before: datetime,
     ) -> bool:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "UPDATE {slots} SET status = 'due', backup_id = %s, decided_at = %s, "
-                    "attempts = attempts + 1 WHERE local_date = %s AND local_hour = %s "
-                    "AND (status = 'skipped_busy' OR (status = 'due' AND decided_at < %s)) "
-                    "RETURNING 1"
-                ).format(**self._names(schema)),
+        with self._db.clinic(schema) as tx:
+            return tx.found(
+                "UPDATE {slots} SET status = 'due', backup_id = %s, decided_at = %s, "
+                "attempts = attempts + 1 WHERE local_date = %s AND local_hour = %s "
+                "AND (status = 'skipped_busy' OR (status = 'due' AND decided_at < %s)) "
+                "RETURNING 1",
                 (backup_id, at, local_date, local_hour, due_before),
             )
-            return cur.fetchone() is not None
 
     def mark_slot(
         self,
@@ -231,24 +207,20 @@ class PostgresSchedules:
         at: datetime,
         backup_id: uuid.UUID | None = None,
     ) -> None:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "UPDATE {slots} SET status = %s, decided_at = %s, "
-                    "backup_id = coalesce(%s, backup_id) WHERE local_date = %s AND local_hour = %s"
-                ).format(**self._names(schema)),
+        with self._db.clinic(schema) as tx:
+            tx.execute(
+                "UPDATE {slots} SET status = %s, decided_at = %s, "
+                "backup_id = coalesce(%s, backup_id) WHERE local_date = %s AND local_hour = %s",
                 (status.value, at, backup_id, local_date, local_hour),
             )
 
     def release_slot(
         self, schema: str, local_date: date, local_hour: int, backup_id: uuid.UUID
     ) -> None:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "DELETE FROM {slots} WHERE local_date = %s AND local_hour = %s "
-                    "AND status = 'due' AND backup_id = %s"
-                ).format(**self._names(schema)),
+        with self._db.clinic(schema) as tx:
+            tx.execute(
+                "DELETE FROM {slots} WHERE local_date = %s AND local_hour = %s "
+                "AND status = 'due' AND backup_id = %s",
                 (local_date, local_hour, backup_id),
             )
 
@@ -261,15 +233,12 @@ class PostgresSchedules:
         at: datetime,
         due_before: datetime,
     ) -> bool:
-        with self._db.transaction() as cur:
-            cur.execute(
-                sql.SQL(
-                    "INSERT INTO {slots} AS sl (local_date, local_hour, scheduled_at, status, "
-                    "decided_at, attempts) VALUES (%s, %s, %s, 'missed', %s, 0) "
-                    "ON CONFLICT (local_date, local_hour) DO UPDATE SET status = 'missed', "
-                    "decided_at = EXCLUDED.decided_at WHERE sl.status = 'skipped_busy' "
-                    "OR (sl.status = 'due' AND sl.decided_at < %s) RETURNING 1"
-                ).format(**self._names(schema)),
+        with self._db.clinic(schema) as tx:
+            return tx.found(
+                "INSERT INTO {slots} AS sl (local_date, local_hour, scheduled_at, status, "
+                "decided_at, attempts) VALUES (%s, %s, %s, 'missed', %s, 0) "
+                "ON CONFLICT (local_date, local_hour) DO UPDATE SET status = 'missed', "
+                "decided_at = EXCLUDED.decided_at WHERE sl.status = 'skipped_busy' "
+                "OR (sl.status = 'due' AND sl.decided_at < %s) RETURNING 1",
                 (local_date, local_hour, scheduled_at, at, due_before),
             )
-            return cur.fetchone() is not None

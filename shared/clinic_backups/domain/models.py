@@ -353,16 +353,14 @@ class ListBackupsQuery(BaseModel):
     include_deleted: bool = False
 
 
-class BackupJob(BaseModel):
-    """An internal job message (SQS, direct invoke). Never carries a token; the schema is
-    re-checked against the tenants table before anything runs."""
+class _ClinicJob(BaseModel):
+    """An internal job message (SQS, direct invoke) for one clinic. Never carries a token;
+    the schema is re-checked against the tenants table before anything runs."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
-    kind: Literal["backup"]
+    kind: str
     schema_name: str = Field(alias="schema")
-    backup_id: uuid.UUID
-    trigger: Trigger
 
     @field_validator("schema_name")
     @classmethod
@@ -372,82 +370,51 @@ class BackupJob(BaseModel):
         return value
 
     def to_message(self) -> dict[str, str]:
-        return {
-            "kind": self.kind,
-            "schema": self.schema_name,
-            "backup_id": str(self.backup_id),
-            "trigger": self.trigger.value,
+        """`kind`, `schema`, then the job's own fields, each as a string."""
+        own = {
+            name: str(getattr(self, name))
+            for name in type(self).model_fields
+            if name not in ("kind", "schema_name")
         }
+        return {"kind": self.kind, "schema": self.schema_name, **own}
 
 
-def _job_schema(value: str) -> str:
-    if not is_valid_schema_name(value):
-        raise ValueError("not a valid clinic schema name")
-    return value
+class BackupJob(_ClinicJob):
+    kind: Literal["backup"]
+    backup_id: uuid.UUID
+    trigger: Trigger
 
 
-class RestoreJob(BaseModel):
+class RestoreJob(_ClinicJob):
     """A restore, a full verification or an undo (`backup_restores` row `restore_id`). The
     same internal message shape as a backup job; it goes on the restore queue."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
-
     kind: Literal["restore", "verify", "undo"]
-    schema_name: str = Field(alias="schema")
     restore_id: uuid.UUID
 
-    _schema = field_validator("schema_name")(_job_schema)
 
-    def to_message(self) -> dict[str, str]:
-        return {"kind": self.kind, "schema": self.schema_name, "restore_id": str(self.restore_id)}
-
-
-class LightVerifyJob(BaseModel):
+class LightVerifyJob(_ClinicJob):
     """The light check queued after every completed backup: stream the object, check its
     sha256, count each table's rows in the archive (no database)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
-
     kind: Literal["verify_light"]
-    schema_name: str = Field(alias="schema")
     backup_id: uuid.UUID
 
-    _schema = field_validator("schema_name")(_job_schema)
 
-    def to_message(self) -> dict[str, str]:
-        return {"kind": self.kind, "schema": self.schema_name, "backup_id": str(self.backup_id)}
-
-
-class ReencryptJob(BaseModel):
+class ReencryptJob(_ClinicJob):
     """Re-encrypt a completed backup for the clinic's current keys (the restore worker: it
     holds the platform's identities)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
-
     kind: Literal["reencrypt"]
-    schema_name: str = Field(alias="schema")
     backup_id: uuid.UUID
 
-    _schema = field_validator("schema_name")(_job_schema)
 
-    def to_message(self) -> dict[str, str]:
-        return {"kind": self.kind, "schema": self.schema_name, "backup_id": str(self.backup_id)}
-
-
-class ReplicateJob(BaseModel):
+class ReplicateJob(_ClinicJob):
     """Copy a completed backup's objects to the replica store (the restore queue, after every
     completed backup and re-encryption)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
-
     kind: Literal["replicate"]
-    schema_name: str = Field(alias="schema")
     backup_id: uuid.UUID
-
-    _schema = field_validator("schema_name")(_job_schema)
-
-    def to_message(self) -> dict[str, str]:
-        return {"kind": self.kind, "schema": self.schema_name, "backup_id": str(self.backup_id)}
 
 
 # Every internal job message, told apart by `kind`: "backup" goes on the backup queue, the

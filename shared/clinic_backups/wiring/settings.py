@@ -18,7 +18,14 @@ import re
 from functools import cache
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from clinic_backups.domain.errors import ConfigurationError
@@ -31,6 +38,18 @@ def _split_csv(value: Any) -> Any:
 
 
 CsvList = Annotated[list[str], NoDecode]
+
+
+def _empty_is_none(value: Any) -> Any:
+    return None if value == "" else value
+
+
+# An optional value the template passes as "" when it is not set: unset. On the field itself,
+# so every class that declares or inherits it converts it (a named validator could be
+# replaced by a subclass's of the same name, and its fields go unchecked).
+EmptyIsNone = BeforeValidator(_empty_is_none)
+OptionalStr = Annotated[str | None, EmptyIsNone]
+OptionalSecret = Annotated[SecretStr | None, EmptyIsNone]
 
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 ASYMMETRIC_ALGORITHMS = frozenset(
@@ -57,6 +76,18 @@ SECRET_FIELDS = (
 )
 
 
+# Who may do what: each a list of the roles (admin, staff) a token's role claim must name.
+ROLE_FIELDS = (
+    "list_roles",
+    "create_roles",
+    "download_roles",
+    "delete_roles",
+    "settings_roles",
+    "restore_roles",
+    "keys_roles",
+)
+
+
 class CommonSettings(BaseSettings):
     """What every function needs: the database, token verification, tenants, roles."""
 
@@ -70,8 +101,8 @@ class CommonSettings(BaseSettings):
     # Token verification: jwt_secret for HS* tokens, jwt_jwks_url for RS*/ES*/PS* tokens, or
     # both while a project moves from Supabase's legacy secret to asymmetric keys (each token's
     # `alg` picks its key source; JWT_ALGORITHMS lists what is accepted, each with its source).
-    jwt_secret: SecretStr | None = None
-    jwt_jwks_url: str | None = None
+    jwt_secret: OptionalSecret = None
+    jwt_jwks_url: OptionalStr = None
     jwt_algorithms: CsvList = ["HS256"]
     # Compared without a trailing slash (Supabase: https://<ref>.supabase.co/auth/v1).
     jwt_issuer: str
@@ -92,11 +123,11 @@ class CommonSettings(BaseSettings):
     tenants_table: str = "public.customers_client"
     tenant_schema_column: str = "schema_name"
     tenant_name_column: str = "name"
-    tenant_active_column: str | None = "is_active"
+    tenant_active_column: OptionalStr = "is_active"
     # The one role that owns every clinic's backup_* tables, whichever role creates them (an
     # operator's `migrate` connects as the restore role). Unset: the creating role keeps them
     # (set it: docs/django-tenants.md).
-    backup_tables_owner: str | None = None
+    backup_tables_owner: OptionalStr = None
     # Tenant rows that are not clinics: django-tenants' TENANT_BASE_SCHEMA (a template that
     # clone_schema copies, backup tables included; docs/django-tenants.md). Never backed up,
     # never migrated, refused by the API; counted in every scheduler run's summary.
@@ -127,31 +158,11 @@ class CommonSettings(BaseSettings):
     lock_lease_seconds: int = Field(default=120, ge=2, le=3600)
 
     @field_validator(
-        "jwt_algorithms",
-        "user_name_claims",
-        "excluded_schemas",
-        "list_roles",
-        "create_roles",
-        "download_roles",
-        "delete_roles",
-        "settings_roles",
-        "restore_roles",
-        "keys_roles",
-        mode="before",
+        "jwt_algorithms", "user_name_claims", "excluded_schemas", *ROLE_FIELDS, mode="before"
     )
     @classmethod
     def _csv(cls, value: Any) -> Any:
         return _split_csv(value)
-
-    @field_validator("tenant_active_column", "jwt_jwks_url", "backup_tables_owner", mode="before")
-    @classmethod
-    def _empty_is_none(cls, value: Any) -> Any:
-        return None if value == "" else value
-
-    @field_validator("jwt_secret", mode="before")
-    @classmethod
-    def _empty_secret_is_none(cls, value: Any) -> Any:
-        return None if value == "" else value
 
     @model_validator(mode="after")
     def _key_sources(self) -> CommonSettings:
@@ -170,15 +181,7 @@ class CommonSettings(BaseSettings):
     @model_validator(mode="after")
     def _roles(self) -> CommonSettings:
         roles = {"admin", "staff"}
-        for name in (
-            "list_roles",
-            "create_roles",
-            "download_roles",
-            "delete_roles",
-            "settings_roles",
-            "restore_roles",
-            "keys_roles",
-        ):
+        for name in ROLE_FIELDS:
             if not set(getattr(self, name)) <= roles:
                 raise ValueError(f"{name.upper()} may only name admin and staff")
         return self
@@ -193,9 +196,9 @@ class StorageSettings(BaseSettings):
 
     storage_backend: Literal["supabase", "s3"] = "supabase"
     storage_bucket: str = "backups"
-    s3_endpoint_url: str | None = None
+    s3_endpoint_url: OptionalStr = None
     # Host used in presigned URLs when the browser reaches the store by another name.
-    s3_public_endpoint_url: str | None = None
+    s3_public_endpoint_url: OptionalStr = None
     s3_region: str = "us-east-1"
     s3_access_key_id: SecretStr | None = None
     s3_secret_access_key: SecretStr | None = None
@@ -204,18 +207,18 @@ class StorageSettings(BaseSettings):
     # expose it), in MB of 1,000,000 bytes; unset: only the bucket's file_size_limit and S3's
     # 10,000 parts count. An archive above the smallest limit is stored as numbered parts,
     # unless STORAGE_SPLIT_ARCHIVES is false (the backup then fails storage_object_too_large).
-    storage_max_object_mb: int | None = Field(default=None, ge=1)
+    storage_max_object_mb: Annotated[int | None, EmptyIsNone] = Field(default=None, ge=1)
     storage_split_archives: bool = True
-    supabase_url: str | None = None
+    supabase_url: OptionalStr = None
     supabase_service_key: SecretStr | None = None
     # The independent replica (3-2-1): any S3 API in another failure domain (another account
     # or provider). Unset REPLICA_BUCKET: no replica, the product behaves as without one.
-    replica_bucket: str | None = None
-    replica_s3_endpoint_url: str | None = None
-    replica_s3_public_endpoint_url: str | None = None
+    replica_bucket: OptionalStr = None
+    replica_s3_endpoint_url: OptionalStr = None
+    replica_s3_public_endpoint_url: OptionalStr = None
     replica_region: str = "us-east-1"
-    replica_s3_access_key_id: SecretStr | None = None
-    replica_s3_secret_access_key: SecretStr | None = None
+    replica_s3_access_key_id: OptionalSecret = None
+    replica_s3_secret_access_key: OptionalSecret = None
     # "compliance": every copy carries an S3 Object Lock in compliance mode (the bucket must
     # be created with Object Lock, hence versioned); "off": a store without Object Lock.
     replica_object_lock: Literal["compliance", "off"] = "compliance"
@@ -225,29 +228,6 @@ class StorageSettings(BaseSettings):
     # Completed backups not replicated this long after they finished count as lagging
     # (metric ReplicaLagging, alarm in the template).
     replica_lag_minutes: int = Field(default=120, ge=5, le=10080)
-
-    @field_validator(
-        "replica_bucket",
-        "replica_s3_endpoint_url",
-        "replica_s3_public_endpoint_url",
-        "replica_s3_access_key_id",
-        "replica_s3_secret_access_key",
-        mode="before",
-    )
-    @classmethod
-    def _empty_replica_is_none(cls, value: Any) -> Any:
-        return None if value == "" else value
-
-    @field_validator("s3_endpoint_url", "s3_public_endpoint_url", "supabase_url", mode="before")
-    @classmethod
-    def _empty_url_is_none(cls, value: Any) -> Any:
-        return None if value == "" else value
-
-    # Its own name: a subclass's `_empty_url_is_none` (RestoreSettings) replaces the one above.
-    @field_validator("storage_max_object_mb", mode="before")
-    @classmethod
-    def _empty_limit_is_none(cls, value: Any) -> Any:
-        return None if value == "" else value
 
     @model_validator(mode="after")
     def _backend_complete(self) -> StorageSettings:
@@ -416,7 +396,7 @@ class RestoreSettings(CreateBackupSettings):
 
     # A role that may rename the clinic's schema and act as its owner (docs/security.md);
     # unset = DATABASE_URL. The whole restore function connects with it.
-    restore_database_url: SecretStr | None = None
+    restore_database_url: OptionalSecret = None
     # The restore's own limit (pg_restore and psql), below the function's 900 s.
     restore_timeout_seconds: int = Field(default=840, ge=10, le=3600)
     # How long the swap waits to lock the clinic's tables against writes (a PostgreSQL
@@ -424,7 +404,7 @@ class RestoreSettings(CreateBackupSettings):
     restore_lock_timeout: str = Field(default="30s", pattern=r"^[0-9]{1,6}(ms|s|min)$")
     # Where full verification drills run (a server URL whose role may CREATE DATABASE);
     # unset = no full verification (503 verification_unavailable).
-    verify_database_url: SecretStr | None = None
+    verify_database_url: OptionalSecret = None
     # The drill refuses the clinic database's own server unless this says otherwise.
     verify_allow_production_server: bool = False
     # The host's erasure hook: a function `schema.name(text)` that the restore (and the undo)
@@ -432,16 +412,9 @@ class RestoreSettings(CreateBackupSettings):
     # tables moved back and before the COMMIT, to re-apply the erasures (GDPR art. 17) its
     # ledger — outside the clinic's schema — records. Its failure rolls the restore back.
     # Unset: none. Plain identifiers only (letters, digits, _), both parts required.
-    restore_erasure_function: str | None = Field(
+    restore_erasure_function: OptionalStr = Field(
         default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}\.[A-Za-z_][A-Za-z0-9_]{0,62}$"
     )
-
-    # Validators have names of their own: a subclass's method of the same name replaces the
-    # base's, whose fields then go unchecked (tests/unit/test_settings_validators.py).
-    @field_validator("restore_erasure_function", mode="before")
-    @classmethod
-    def _empty_erasure_is_none(cls, value: Any) -> Any:
-        return None if value == "" else value
 
     @property
     def erasure_function(self) -> tuple[str, str] | None:
@@ -449,11 +422,6 @@ class RestoreSettings(CreateBackupSettings):
             return None
         schema, name = self.restore_erasure_function.split(".")
         return schema, name
-
-    @field_validator("restore_database_url", "verify_database_url", mode="before")
-    @classmethod
-    def _empty_restore_url_is_none(cls, value: Any) -> Any:
-        return None if value == "" else value
 
     @model_validator(mode="after")
     def _lease_outlives_the_swap_lock(self) -> RestoreSettings:
@@ -474,18 +442,13 @@ class SchedulerSettings(DeleteBackupSettings, QueueSettings, PolicySettings):
     stuck_margin_minutes: int = Field(default=45, ge=5, le=1440)
     # Kept schemas past the undo window are dropped as this role (the restore role: only it
     # may drop a schema the clinic's owner owns); unset = DATABASE_URL.
-    restore_database_url: SecretStr | None = None
+    restore_database_url: OptionalSecret = None
     # A full verification drill of each clinic's newest completed backup once a week.
     verify_weekly: bool = False
     # The activity log's CSV exports (`POST /audit/export`) are removed this long after they
     # were written. At least 2 h: always longer than the signed URL's life (DOWNLOAD_URL_TTL,
     # at most 1 h), so a link is never broken before it expires.
     audit_export_ttl_hours: int = Field(default=24, ge=2, le=24 * 30)
-
-    @field_validator("restore_database_url", mode="before")
-    @classmethod
-    def _no_restore_url(cls, value: Any) -> Any:
-        return None if value == "" else value
 
 
 class OperatorSettings(RestoreSettings, DownloadBackupSettings, SchedulerSettings):
@@ -513,16 +476,11 @@ class GrantSettings(BaseSettings):
     # The functions' role; its user name is the backup role unless BACKUP_ROLE says otherwise.
     database_url: SecretStr
     # The grants run as this role when set (it owns the clinics or is a member of their owner).
-    restore_database_url: SecretStr | None = None
-    backup_role: str | None = None
-    backup_tables_owner: str | None = None
+    restore_database_url: OptionalSecret = None
+    backup_role: OptionalStr = None
+    backup_tables_owner: OptionalStr = None
     tenants_table: str = "public.customers_client"
     tenant_schema_column: str = "schema_name"
-
-    @field_validator("restore_database_url", "backup_role", "backup_tables_owner", mode="before")
-    @classmethod
-    def _empty_is_none(cls, value: Any) -> Any:
-        return None if value == "" else value
 
 
 S = TypeVar("S", bound=BaseSettings)
