@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime
+from typing import TypedDict, Unpack
 
 from clinic_backups.domain.errors import ForeignKeyPrefix
 
@@ -124,17 +125,20 @@ def backup_file_name(
     return f"{schema}-{utc_stamp(created_at)}-{backup_id.hex[:8]}{suffix}{extension}"
 
 
+class Naming(TypedDict, total=False):
+    """How a backup's file is named beyond its clinic, id and time (defaults: encrypted, the
+    first generation)."""
+
+    encrypted: bool
+    generation: int
+
+
 def backup_storage_key(
-    schema: str,
-    backup_id: uuid.UUID,
-    created_at: datetime,
-    *,
-    encrypted: bool = True,
-    generation: int = 0,
+    schema: str, backup_id: uuid.UUID, created_at: datetime, **naming: Unpack[Naming]
 ) -> str:
     """`<schema>/<yyyy>/<mm>/<file name>`, the prefix from the verified clinic only."""
     at = created_at.astimezone(UTC)
-    name = backup_file_name(schema, backup_id, at, encrypted=encrypted, generation=generation)
+    name = backup_file_name(schema, backup_id, at, **naming)
     return f"{clinic_prefix(schema)}{at:%Y}/{at:%m}/{name}"
 
 

@@ -64,7 +64,6 @@ from clinic_backups.domain.models import (
     RestoreStatus,
     Role,
     TenantContext,
-    Trigger,
 )
 from clinic_backups.domain.names import (
     UNSUPPORTED_NAME,
@@ -179,14 +178,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     ctx = _clinic(svc, args.clinic)
     collected = _Collect()
     svc = replace(svc, dispatcher=collected)
-    record = backups.start_backup(
-        svc,
-        ctx.schema,
-        trigger=Trigger.MANUAL,
-        actor_id=ctx.user_id,
-        actor_name=ctx.user_name,
-        note=args.note,
-    )
+    record = backups.start_backup(svc, ctx.schema, **backups.manual_by(ctx, args.note))
     collected.run(svc)
     done = svc.records.get(ctx.schema, record.id)
     assert done is not None

@@ -169,6 +169,13 @@ class BackupOrigin(TypedDict):
     note: NotRequired[str | None]
 
 
+def manual_by(ctx: TenantContext, note: str | None) -> BackupOrigin:
+    """A backup someone asked for now (the API's `POST /backups`, the operator CLI)."""
+    return BackupOrigin(
+        trigger=Trigger.MANUAL, actor_id=ctx.user_id, actor_name=ctx.user_name, note=note
+    )
+
+
 def new_backup_record(
     svc: Services, schema: str, backup_id: uuid.UUID, **origin: Unpack[BackupOrigin]
 ) -> BackupRecord:
@@ -276,14 +283,7 @@ def create_backup(svc: Services, ctx: TenantContext, request: CreateBackupReques
         audit(svc, ctx, "backup.create", "rejected", reason="quota_exceeded")
         raise QuotaExceeded()
     try:
-        record = start_backup(
-            svc,
-            ctx.schema,
-            trigger=Trigger.MANUAL,
-            actor_id=ctx.user_id,
-            actor_name=ctx.user_name,
-            note=request.note,
-        )
+        record = start_backup(svc, ctx.schema, **manual_by(ctx, request.note))
     except ApiError as error:
         audit(svc, ctx, "backup.create", "rejected", reason=error.code)
         raise
