@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 import ast
+import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -269,3 +271,34 @@ def test_importing_a_handler_loads_no_storage_client_nor_the_activity_use_cases(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout.split()
     assert loaded == []
+
+
+def _lint_imports(shared: Path) -> subprocess.CompletedProcess[str]:
+    """import-linter over the layer found in `shared`, with the repository's contract."""
+    return subprocess.run(
+        [
+            str(Path(sys.executable).with_name("lint-imports")),
+            "--config",
+            str(REPO / ".importlinter"),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(shared)},
+        cwd=shared,
+    )
+
+
+def test_the_import_contract_refuses_a_use_case_that_imports_an_adapter(tmp_path: Path) -> None:
+    # Given a copy of the layer, which keeps the contract as it is
+
+    shutil.copytree(
+        LAYER, tmp_path / "clinic_backups", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    assert _lint_imports(tmp_path).returncode == 0
+    # When one use case imports an adapter
+    keys = tmp_path / "clinic_backups" / "usecases" / "keys.py"
+    keys.write_text(keys.read_text() + "\nfrom clinic_backups.adapters import postgres  # noqa\n")
+    checked = _lint_imports(tmp_path)
+    # Then the contract is broken, naming the import
+    assert checked.returncode != 0
+    assert "clinic_backups.usecases.keys -> clinic_backups.adapters.postgres" in checked.stdout
