@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg2.errors
 import pytest
-from clinic_backups.adapters.postgres import read_fleet
+from clinic_backups.adapters.database import read_fleet
 from clinic_backups.domain.errors import BackupCancelled, DatabaseUnavailable, LeaseLost
 from clinic_backups.domain.models import Lease
 from clinic_backups.domain.ports import CANCEL

@@ -71,7 +71,7 @@ class FunctionApp(Generic[S]):
         return get_settings(self.model)
 
     def _build_services(self) -> Services:
-        return build_services(self.settings())  # type: ignore[no-any-return]
+        return build_services(self.settings())
 
     @property
     def app(self) -> APIGatewayHttpResolver:

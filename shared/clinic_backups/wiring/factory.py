@@ -34,7 +34,7 @@ from clinic_backups.wiring.settings import (
 )
 
 if TYPE_CHECKING:  # the adapters' modules load only when a function builds one
-    from clinic_backups.adapters.postgres import Database
+    from clinic_backups.adapters.database import Database
 
 _databases: dict[tuple[str, int], Database] = {}
 _lock = threading.Lock()
@@ -52,7 +52,7 @@ def _database_url(settings: CommonSettings) -> str:
 
 
 def database(settings: CommonSettings) -> Database:
-    from clinic_backups.adapters.postgres import Database
+    from clinic_backups.adapters.database import Database
 
     key = (_database_url(settings), settings.database_connect_timeout)
     with _lock:
