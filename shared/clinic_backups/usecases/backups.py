@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, NotRequired, TypedDict, Unpack
+from typing import Any, NamedTuple, NotRequired, TypedDict, Unpack
 
 from clinic_backups.domain.errors import (
     ApiError,
@@ -313,6 +314,27 @@ def start_heartbeat(
     return Heartbeat(
         lease, renew, close=svc.records.release_thread_connection, log={"clinic": schema, **log}
     ).start()
+
+
+class LeasedRun(NamedTuple):
+    """What a claimed job under the clinic's lease carries through its steps (a restore, an
+    undo, a re-encryption): unpacked in one line by the step that runs it."""
+
+    svc: Services
+    schema: str
+    lease: Lease
+    beat: Heartbeat
+    log: dict[str, Any]
+
+
+@contextmanager
+def leased_run(
+    svc: Services, schema: str, lease: Lease, log: dict[str, Any], **ids: str
+) -> Iterator[LeasedRun]:
+    """The claimed job's heartbeat for the `with` block: whatever happens, a job that ended
+    never renews its lease (the beat stops on exit)."""
+    with start_heartbeat(svc, schema, lease, job_row=False, **ids) as beat:
+        yield LeasedRun(svc, schema, lease, beat, log)
 
 
 def run_backup_job(

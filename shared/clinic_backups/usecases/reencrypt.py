@@ -32,7 +32,6 @@ from clinic_backups.domain.errors import (
 from clinic_backups.domain.models import (
     BackupRecord,
     BackupStatus,
-    Lease,
     Permission,
     ReencryptJob,
     TenantContext,
@@ -50,9 +49,10 @@ from clinic_backups.usecases import keys
 from clinic_backups.usecases.archive import ChecksumReader, open_archive
 from clinic_backups.usecases.backups import (
     ARCHIVE_CONTENT_TYPE,
+    LeasedRun,
+    leased_run,
     new_lease,
     object_limit,
-    start_heartbeat,
 )
 from clinic_backups.usecases.context import (
     Services,
@@ -63,7 +63,7 @@ from clinic_backups.usecases.context import (
     parse_id,
     visible,
 )
-from clinic_backups.usecases.lease import Heartbeat, guarded
+from clinic_backups.usecases.lease import guarded
 
 _GENERATION = re.compile(r"-g(\d+)\.dump")
 
@@ -115,18 +115,12 @@ def run_reencrypt_job(svc: Services, job: ReencryptJob) -> BackupRecord | None:
         return None
     record = svc.records.get(schema, job.backup_id)
     assert record is not None
-    with start_heartbeat(svc, schema, lease, backup_id=str(record.id)) as beat:
-        return _reencrypt(svc, schema, record, lease, beat, log)
+    with leased_run(svc, schema, lease, log, backup_id=str(record.id)) as run:
+        return _reencrypt(run, record)
 
 
-def _reencrypt(
-    svc: Services,
-    schema: str,
-    record: BackupRecord,
-    lease: Lease,
-    beat: Heartbeat,
-    log: dict[str, Any],
-) -> BackupRecord | None:
+def _reencrypt(run: LeasedRun, record: BackupRecord) -> BackupRecord | None:
+    svc, schema, lease, beat, log = run
     storage = svc.scoped(schema)
     generation = _next_generation(record.file_name)
     new_key = backup_storage_key(schema, record.id, record.created_at, generation=generation)

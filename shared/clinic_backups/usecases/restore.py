@@ -33,6 +33,7 @@ import threading
 import time
 import uuid
 import zlib
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -82,24 +83,18 @@ from clinic_backups.domain.models import (
 from clinic_backups.domain.names import check_key_in_prefix, kept_schema_name
 from clinic_backups.domain.ports import Restorer, RestoresRepository, SwapPlan, UndoPlan
 from clinic_backups.observability import logger
+from clinic_backups.usecases import context
 from clinic_backups.usecases.archive import open_archive, verify_stored
 from clinic_backups.usecases.backups import (
+    LeasedRun,
+    leased_run,
     new_backup_record,
     new_lease,
     require_file,
     run_backup_job,
     start_heartbeat,
 )
-from clinic_backups.usecases.context import (
-    Services,
-    audit,
-    audit_by,
-    authorize,
-    decode_cursor,
-    encode_cursor,
-    parse_id,
-    visible,
-)
+from clinic_backups.usecases.context import Services
 from clinic_backups.usecases.lease import Heartbeat
 from clinic_backups.usecases.manifests import update_manifest
 from clinic_backups.usecases.reencrypt import run_reencrypt_job
@@ -197,18 +192,20 @@ def request_restore(
     svc: Services, ctx: TenantContext, raw_id: str, request: RestoreRequest
 ) -> RestoreRecord:
     """`POST /backups/{id}/restore` (admins by default): 202 with the queued job."""
-    backup_id = parse_id(raw_id)
-    authorize(svc, ctx, Permission.RESTORE, "restore.request", backup_id)
+    backup_id = context.parse_id(raw_id)
+    context.authorize(svc, ctx, Permission.RESTORE, "restore.request", backup_id)
     if request.confirm != ctx.schema:
-        audit(svc, ctx, "restore.request", "rejected", backup_id, reason="confirmation")
+        context.audit(svc, ctx, "restore.request", "rejected", backup_id, reason="confirmation")
         raise ValidationFailed(
             "Type the clinic's name exactly to confirm the restore.",
             details=[FieldProblem("confirm", "must be the clinic's schema name, typed exactly")],
         )
-    record = visible(svc, ctx, backup_id)
+    record = context.visible(svc, ctx, backup_id)
     check_key_in_prefix(record.storage_key, ctx.schema)
     if record.status != BackupStatus.COMPLETED:
-        audit(svc, ctx, "restore.request", "rejected", backup_id, status=record.status.value)
+        context.audit(
+            svc, ctx, "restore.request", "rejected", backup_id, status=record.status.value
+        )
         raise BackupNotCompleted(
             f"The backup is {record.status.value}; only completed backups can be restored."
         )
@@ -227,7 +224,7 @@ def request_restore(
     try:
         created = _restores(svc).create(ctx.schema, job, take_lock=True)
     except ApiError as error:
-        audit(svc, ctx, "restore.request", "rejected", backup_id, reason=error.code)
+        context.audit(svc, ctx, "restore.request", "rejected", backup_id, reason=error.code)
         raise
     try:
         _enqueue(svc, RestoreJob(kind="restore", schema=ctx.schema, restore_id=created.id))
@@ -236,9 +233,9 @@ def request_restore(
         _restores(svc).fail(
             ctx.schema, created.id, "internal_error", "the job could not be queued", svc.clock.now()
         )
-        audit(svc, ctx, "restore.request", "rejected", backup_id, reason="queue")
+        context.audit(svc, ctx, "restore.request", "rejected", backup_id, reason="queue")
         raise
-    audit(svc, ctx, "restore.request", "accepted", backup_id, restore_id=str(created.id))
+    context.audit(svc, ctx, "restore.request", "accepted", backup_id, restore_id=str(created.id))
     logger.info("restore queued", extra={"clinic": ctx.schema, "restore_id": str(created.id)})
     return created
 
@@ -286,9 +283,9 @@ def start_verify(
 
 def request_verify(svc: Services, ctx: TenantContext, raw_id: str) -> RestoreRecord:
     """`POST /backups/{id}/verify` (admins by default): 202 with the queued drill."""
-    backup_id = parse_id(raw_id)
-    authorize(svc, ctx, Permission.RESTORE, "backup.verify", backup_id)
-    record = visible(svc, ctx, backup_id)
+    backup_id = context.parse_id(raw_id)
+    context.authorize(svc, ctx, Permission.RESTORE, "backup.verify", backup_id)
+    record = context.visible(svc, ctx, backup_id)
     check_key_in_prefix(record.storage_key, ctx.schema)
     if record.status == BackupStatus.COMPLETED:
         require_file(svc, ctx, record, "backup.verify")
@@ -302,33 +299,33 @@ def request_verify(svc: Services, ctx: TenantContext, raw_id: str) -> RestoreRec
             request_id=ctx.request_id,
         )
     except ApiError as error:
-        audit(svc, ctx, "backup.verify", "rejected", backup_id, reason=error.code)
+        context.audit(svc, ctx, "backup.verify", "rejected", backup_id, reason=error.code)
         raise
-    audit(svc, ctx, "backup.verify", "accepted", backup_id, restore_id=str(job.id))
+    context.audit(svc, ctx, "backup.verify", "accepted", backup_id, restore_id=str(job.id))
     return job
 
 
 def list_restores(svc: Services, ctx: TenantContext, query: ListRestoresQuery) -> RestorePage:
     """`GET /restores`: restores and verifications, newest first (whoever may list backups:
     staff see that a restore runs, and should keep the clinic in maintenance meanwhile)."""
-    authorize(svc, ctx, Permission.LIST, "restore.list")
+    context.authorize(svc, ctx, Permission.LIST, "restore.list")
     items, more = _restores(svc).list(
         ctx.schema,
         query.limit,
-        decode_cursor(query.cursor) if query.cursor else None,
+        context.decode_cursor(query.cursor) if query.cursor else None,
         query.kind.value if query.kind else None,
     )
     return RestorePage(
         items=items,
-        next_cursor=encode_cursor(items[-1]) if more and items else None,
+        next_cursor=context.encode_cursor(items[-1]) if more and items else None,
         undoable=_restores(svc).undoable(ctx.schema, svc.clock.now()),
     )
 
 
 def get_restore(svc: Services, ctx: TenantContext, raw_id: str) -> tuple[RestoreRecord, bool]:
     """`GET /restores/{id}`: the job and whether it may be undone now."""
-    restore_id = parse_id(raw_id, RestoreNotFound)
-    authorize(svc, ctx, Permission.LIST, "restore.get")
+    restore_id = context.parse_id(raw_id, RestoreNotFound)
+    context.authorize(svc, ctx, Permission.LIST, "restore.get")
     job = _restores(svc).get(ctx.schema, restore_id)
     if job is None:
         raise RestoreNotFound()
@@ -337,19 +334,19 @@ def get_restore(svc: Services, ctx: TenantContext, raw_id: str) -> tuple[Restore
 
 def request_undo(svc: Services, ctx: TenantContext, raw_id: str) -> RestoreRecord:
     """`POST /restores/{id}/undo` (admins by default): 202; takes the clinic's lock."""
-    restore_id = parse_id(raw_id, RestoreNotFound)
-    authorize(svc, ctx, Permission.RESTORE, "restore.undo")
+    restore_id = context.parse_id(raw_id, RestoreNotFound)
+    context.authorize(svc, ctx, Permission.RESTORE, "restore.undo")
     try:
         job = _restores(svc).request_undo(ctx.schema, restore_id, ctx.user_id, svc.clock.now())
     except ApiError as error:
-        audit(svc, ctx, "restore.undo", "rejected", None, reason=error.code)
+        context.audit(svc, ctx, "restore.undo", "rejected", None, reason=error.code)
         raise
     try:
         _enqueue(svc, RestoreJob(kind="undo", schema=ctx.schema, restore_id=restore_id))
     except ApiError:
         _restores(svc).fail_undo(ctx.schema, restore_id, "internal_error", "not queued")
         raise
-    audit(svc, ctx, "restore.undo", "accepted", job.backup_id, restore_id=str(restore_id))
+    context.audit(svc, ctx, "restore.undo", "accepted", job.backup_id, restore_id=str(restore_id))
     return job
 
 
@@ -492,31 +489,42 @@ def _refuse_outside_dependents(svc: Services, schema: str, log: dict[str, Any]) 
     )
 
 
-def run_restore_job(svc: Services, job: RestoreJob) -> RestoreRecord | None:
+def _run_claimed(
+    svc: Services,
+    job: RestoreJob,
+    what: str,
+    claim: Callable[[Lease], RestoreRecord | None],
+    step: Callable[[LeasedRun, RestoreRecord], RestoreRecord | None],
+    undo: bool = False,
+) -> RestoreRecord | None:
+    """A restore or an undo: the clinic re-checked, the job claimed with a fresh lease (a
+    repeated delivery finds nothing pending), then `step` under the lease's heartbeat."""
     schema = job.schema_name
     log = {"clinic": schema, "restore_id": str(job.restore_id)}
-    if not _clinic_ok(svc, schema, job.restore_id):
+    if not _clinic_ok(svc, schema, job.restore_id, undo=undo):
         return None
-    restores = _restores(svc)
     _restorer(svc)  # this function must have the restore adapters
     lease = new_lease(svc)
-    claimed = restores.claim(schema, job.restore_id, "pre_restore_backup", svc.clock.now(), lease)
+    claimed = claim(lease)
     if claimed is None:
-        logger.info("restore not pending (a repeated delivery); skipped", extra=log)
+        logger.info(f"{what} not pending (a repeated delivery); skipped", extra=log)
         return None
-    # Whatever happens, a job that ended never renews its lease (the beat stops on exit).
-    with start_heartbeat(svc, schema, lease, restore_id=str(claimed.id)) as beat:
-        return _restore(svc, schema, claimed, lease, beat, log)
+    with leased_run(svc, schema, lease, log, restore_id=str(claimed.id)) as run:
+        return step(run, claimed)
 
 
-def _restore(
-    svc: Services,
-    schema: str,
-    claimed: RestoreRecord,
-    lease: Lease,
-    beat: Heartbeat,
-    log: dict[str, Any],
-) -> RestoreRecord | None:
+def run_restore_job(svc: Services, job: RestoreJob) -> RestoreRecord | None:
+    def claim(lease: Lease) -> RestoreRecord | None:
+        now = svc.clock.now()
+        return _restores(svc).claim(
+            job.schema_name, job.restore_id, "pre_restore_backup", now, lease
+        )
+
+    return _run_claimed(svc, job, "restore", claim, _restore)
+
+
+def _restore(run: LeasedRun, claimed: RestoreRecord) -> RestoreRecord | None:
+    svc, schema, lease, beat, log = run
     restores, restorer = _restores(svc), _restorer(svc)
     deadline = Deadline(svc.config.restore_deadline_seconds)
     timings: dict[str, float] = {}
@@ -617,21 +625,10 @@ def _restore(
             # Failed by whoever took its expired lease over (stale, with the reason, counted).
             logger.warning("restore stopped: it lost the clinic's lease", extra=log)
             return after
-        code, message = _failure(_past_deadline(error, deadline), log)
-        if "nothing changed" not in message:
-            message = f"{message}; nothing changed"
+        code, message = _nothing_changed(error, deadline, log)
         restores.fail(schema, claimed.id, code, message, svc.clock.now(), {"timings": timings})
         svc.metrics.add("RestoreFailed", 1, "Count")
-        audit_by(
-            svc,
-            schema,
-            SYSTEM,
-            "restore.run",
-            "failed",
-            backup_id=claimed.backup_id,
-            restore_id=str(claimed.id),
-            error_code=code,
-        )
+        _audit_failed(run, claimed, "restore.run", code)
         return restores.get(schema, claimed.id)
     beat.stop()
 
@@ -673,30 +670,36 @@ def _past_deadline(error: BaseException, deadline: Deadline) -> BaseException:
     return error
 
 
+def _nothing_changed(error: Exception, deadline: Deadline, log: dict[str, Any]) -> tuple[str, str]:
+    """The failed restore's or undo's code and message, which say that nothing changed."""
+    code, message = _failure(_past_deadline(error, deadline), log)
+    if "nothing changed" not in message:
+        message = f"{message}; nothing changed"
+    return code, message
+
+
+def _audit_failed(run: LeasedRun, claimed: RestoreRecord, action: str, code: str) -> None:
+    context.audit_by(
+        run.svc,
+        run.schema,
+        SYSTEM,
+        action,
+        "failed",
+        backup_id=claimed.backup_id,
+        restore_id=str(claimed.id),
+        error_code=code,
+    )
+
+
 def run_undo_job(svc: Services, job: RestoreJob) -> RestoreRecord | None:
-    schema = job.schema_name
-    log = {"clinic": schema, "restore_id": str(job.restore_id)}
-    if not _clinic_ok(svc, schema, job.restore_id, undo=True):
-        return None
-    restores = _restores(svc)
-    _restorer(svc)
-    lease = new_lease(svc)
-    claimed = restores.claim_undo(schema, job.restore_id, lease)
-    if claimed is None:
-        logger.info("undo not pending (a repeated delivery); skipped", extra=log)
-        return None
-    with start_heartbeat(svc, schema, lease, restore_id=str(claimed.id)) as beat:
-        return _undo(svc, schema, claimed, lease, beat, log)
+    def claim(lease: Lease) -> RestoreRecord | None:
+        return _restores(svc).claim_undo(job.schema_name, job.restore_id, lease)
+
+    return _run_claimed(svc, job, "undo", claim, _undo, undo=True)
 
 
-def _undo(
-    svc: Services,
-    schema: str,
-    claimed: RestoreRecord,
-    lease: Lease,
-    beat: Heartbeat,
-    log: dict[str, Any],
-) -> RestoreRecord | None:
+def _undo(run: LeasedRun, claimed: RestoreRecord) -> RestoreRecord | None:
+    svc, schema, lease, beat, log = run
     restores, restorer = _restores(svc), _restorer(svc)
     deadline = Deadline(svc.config.restore_deadline_seconds)
     try:
@@ -732,21 +735,10 @@ def _undo(
         after = restores.get(schema, claimed.id)
         if after is not None and after.status == RestoreStatus.UNDONE:
             return after
-        code, message = _failure(_past_deadline(error, deadline), log)
-        if "nothing changed" not in message:
-            message = f"{message}; nothing changed"
+        code, message = _nothing_changed(error, deadline, log)
         # Only while this run still holds the lease (a takeover failed the undo already).
         restores.fail_undo(schema, claimed.id, code, message, lease)
-        audit_by(
-            svc,
-            schema,
-            SYSTEM,
-            "restore.undo",
-            "failed",
-            backup_id=claimed.backup_id,
-            restore_id=str(claimed.id),
-            error_code=code,
-        )
+        _audit_failed(run, claimed, "restore.undo", code)
         return restores.get(schema, claimed.id)
     beat.stop()
     restores.update(
@@ -922,7 +914,7 @@ def run_light_verify(svc: Services, job: LightVerifyJob) -> BackupRecord | None:
             check_outcome=outcome,
             check_error=error_text,
         )
-    audit_by(
+    context.audit_by(
         svc,
         schema,
         SYSTEM,
