@@ -10,7 +10,7 @@ the multipart upload, so no object and no unfinished upload is left behind.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any, BinaryIO
 
@@ -62,6 +62,38 @@ def _storage_error(error: Exception) -> StorageUnavailable:
         "storage call failed", extra={"storage_error": type(error).__name__, "code": code}
     )
     return StorageUnavailable("Storage is unavailable; try again later.")
+
+
+class _StorageCall:
+    """One boto3 call's errors as the port's: a ClientError `expected` marks (a missing
+    object, a version the lock keeps) is swallowed and `happened` set; one `translate` names
+    becomes that error; any other botocore error is StorageUnavailable (logged by type and
+    code, nothing of it in the message)."""
+
+    def __init__(
+        self,
+        expected: Callable[[Any], bool] | None = None,
+        translate: Callable[[Any], BaseException | None] | None = None,
+    ):
+        self.expected = expected
+        self.translate = translate
+        self.happened = False
+
+    def __enter__(self) -> _StorageCall:
+        return self
+
+    def __exit__(self, kind: Any, error: BaseException | None, tb: Any) -> bool:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if isinstance(error, ClientError):
+            if self.expected is not None and self.expected(error):
+                self.happened = True
+                return True
+            mapped = self.translate(error) if self.translate is not None else None
+            raise (mapped or _storage_error(error)) from None
+        if isinstance(error, BotoCoreError):
+            raise _storage_error(error) from None
+        return False
 
 
 _allocator_tuned = False
@@ -179,20 +211,12 @@ class S3Storage:
         return config
 
     def upload_stream(self, key: str, stream: BinaryIO, content_type: str) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         _return_part_buffers_to_the_os()
         config = self._transfer_config()
-        try:
+        with _StorageCall(translate=lambda e: _refused_as_too_large() if _too_large(e) else None):
             self.client.upload_fileobj(
                 stream, self.bucket, key, ExtraArgs={"ContentType": content_type}, Config=config
             )
-        except ClientError as error:
-            if _too_large(error):
-                raise _refused_as_too_large() from None
-            raise _storage_error(error) from None
-        except BotoCoreError as error:
-            raise _storage_error(error) from None
 
     def object_size_limit(self) -> int:
         """S3's own cap: 10,000 parts of the chunk size."""
@@ -200,65 +224,45 @@ class S3Storage:
 
     def copy(self, source: str, target: str) -> None:
         from boto3.s3.transfer import TransferConfig
-        from botocore.exceptions import BotoCoreError, ClientError
 
         config = TransferConfig(
             multipart_threshold=COPY_IN_ONE_REQUEST,
             multipart_chunksize=1024 * MB,
             max_concurrency=2,
         )
-        try:
+        with _StorageCall():
             self.client.copy(
                 {"Bucket": self.bucket, "Key": source}, self.bucket, target, Config=config
             )
-        except (BotoCoreError, ClientError) as error:
-            raise _storage_error(error) from None
 
     def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
+        with _StorageCall():
             self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
-        except (BotoCoreError, ClientError) as error:
-            raise _storage_error(error) from None
 
     def get_bytes(self, key: str) -> bytes:
         with self.open_read(key) as body:
             return body.read()
 
     def open_read(self, key: str) -> BinaryIO:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         from clinic_backups.domain.errors import StorageObjectMissing
 
-        try:
+        with _StorageCall(
+            translate=lambda e: StorageObjectMissing(key) if _is_missing(e) else None
+        ):
             return self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
-        except ClientError as error:
-            if _is_missing(error):
-                raise StorageObjectMissing(key) from None
-            raise _storage_error(error) from None
-        except BotoCoreError as error:
-            raise _storage_error(error) from None
+        raise AssertionError("unreachable")  # pragma: no cover  (the call raised or returned)
 
     def head(self, key: str) -> ObjectInfo | None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
+        with _StorageCall(expected=_is_missing) as call:
             head = self.client.head_object(Bucket=self.bucket, Key=key)
-        except ClientError as error:
-            if _is_missing(error):
-                return None
-            raise _storage_error(error) from None
-        except BotoCoreError as error:
-            raise _storage_error(error) from None
+        if call.happened:
+            return None
         return ObjectInfo(
             key=key, size=head["ContentLength"], last_modified=head.get("LastModified")
         )
 
     def signed_download_url(self, key: str, ttl_seconds: int, file_name: str) -> str:
-        from botocore.exceptions import BotoCoreError
-
-        try:
+        with _StorageCall():
             return str(
                 self.signer.generate_presigned_url(
                     "get_object",
@@ -271,28 +275,21 @@ class S3Storage:
                     ExpiresIn=ttl_seconds,
                 )
             )
-        except BotoCoreError as error:
-            raise _storage_error(error) from None
+        raise AssertionError("unreachable")  # pragma: no cover  (the call raised or returned)
 
     def delete(self, keys: list[str]) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         for start in range(0, len(keys), 1000):
             batch = keys[start : start + 1000]
-            try:
+            with _StorageCall():
                 answer = self.client.delete_objects(
                     Bucket=self.bucket,
                     Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
                 )
-            except (BotoCoreError, ClientError) as error:
-                raise _storage_error(error) from None
             if answer.get("Errors"):
                 raise _storage_error(RuntimeError("some objects were not deleted"))
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
+        with _StorageCall():
             for page in self.client.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=prefix
             ):
@@ -300,14 +297,10 @@ class S3Storage:
                     yield ObjectInfo(
                         key=item["Key"], size=item["Size"], last_modified=item.get("LastModified")
                     )
-        except (BotoCoreError, ClientError) as error:
-            raise _storage_error(error) from None
 
     def pending_uploads(self, prefix: str) -> builtins.list[PendingUpload]:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         uploads = []
-        try:
+        with _StorageCall():
             # Paged (1,000 a page): the sweeper lists the whole bucket at once.
             for page in self.client.get_paginator("list_multipart_uploads").paginate(
                 Bucket=self.bucket, Prefix=prefix
@@ -316,17 +309,11 @@ class S3Storage:
                     PendingUpload(key=u["Key"], upload_id=u["UploadId"], initiated=u["Initiated"])
                     for u in page.get("Uploads", [])
                 ]
-        except (BotoCoreError, ClientError) as error:
-            raise _storage_error(error) from None
         return uploads
 
     def abort_upload(self, key: str, upload_id: str) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
+        with _StorageCall():
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
-        except (BotoCoreError, ClientError) as error:
-            raise _storage_error(error) from None
 
 
 def _locked(error: Any) -> bool:
@@ -351,26 +338,20 @@ class S3Replica(S3Storage):
     def upload_locked(
         self, key: str, stream: BinaryIO, content_type: str, retain_until: datetime | None
     ) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         _return_part_buffers_to_the_os()
         extra: dict[str, Any] = {"ContentType": content_type}
         if self.object_lock and retain_until is not None:
             extra["ObjectLockMode"] = "COMPLIANCE"
             extra["ObjectLockRetainUntilDate"] = retain_until
-        try:
+        with _StorageCall():
             self.client.upload_fileobj(
                 stream, self.bucket, key, ExtraArgs=extra, Config=self._transfer_config()
             )
-        except (BotoCoreError, ClientError) as error:
-            raise _storage_error(error) from None
 
     def extend_lock(self, key: str, retain_until: datetime) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         if not self.object_lock:
             return
-        try:
+        with _StorageCall():
             current = self.client.get_object_retention(Bucket=self.bucket, Key=key)
             until = current.get("Retention", {}).get("RetainUntilDate")
             if until is not None and until >= retain_until:
@@ -380,14 +361,10 @@ class S3Replica(S3Storage):
                 Key=key,
                 Retention={"Mode": "COMPLIANCE", "RetainUntilDate": retain_until},
             )
-        except (BotoCoreError, ClientError) as error:
-            raise _storage_error(error) from None
 
     def delete_versions(self, keys: builtins.list[str]) -> bool:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         for key in keys:
-            try:
+            with _StorageCall(expected=_locked) as call:
                 listed = self.client.list_object_versions(Bucket=self.bucket, Prefix=key)
                 versions = [
                     {"Key": v["Key"], "VersionId": v["VersionId"]}
@@ -399,12 +376,8 @@ class S3Replica(S3Storage):
                 answer = self.client.delete_objects(
                     Bucket=self.bucket, Delete={"Objects": versions, "Quiet": True}
                 )
-            except ClientError as error:
-                if _locked(error):
-                    return False
-                raise _storage_error(error) from None
-            except BotoCoreError as error:
-                raise _storage_error(error) from None
+            if call.happened:
+                return False
             errors = answer.get("Errors") or []
             if any(_locked(e) for e in errors):
                 return False
