@@ -506,9 +506,11 @@ def record_from_row(row: dict[str, Any]) -> BackupRecord:
     return BackupRecord(**data)
 
 
-def one_record(tx: ClinicCursor, statement: str, params: Any = None) -> BackupRecord | None:
+def one_record(
+    tx: ClinicCursor, statement: str, params: Any = None, **parts: sql.Composable
+) -> BackupRecord | None:
     """The backup record `statement` returned, if any."""
-    row = tx.one(statement, params)
+    row = tx.one(statement, params, **parts)
     return record_from_row(row) if row else None
 
 

@@ -542,27 +542,33 @@ class PostgresRestores:
         error: str | None,
         at: datetime,
     ) -> BackupRecord | None:
-        with self._db.clinic(schema) as tx:
-            return one_record(
-                tx,
-                "UPDATE {records} SET check_outcome = %s, table_counts = %s, "
-                "check_error = %s, checked_at = %s WHERE id = %s RETURNING *",
-                (
-                    outcome,
-                    psycopg2.extras.Json(counts) if counts is not None else None,
-                    error[:500] if error else None,
-                    at,
-                    backup_id,
-                ),
-            )
+        return self._result(
+            schema,
+            backup_id,
+            check_outcome=outcome,
+            table_counts=psycopg2.extras.Json(counts) if counts is not None else None,
+            check_error=error[:500] if error else None,
+            checked_at=at,
+        )
 
     def set_verification(
         self, schema: str, backup_id: uuid.UUID, outcome: str, details: dict[str, Any], at: datetime
     ) -> BackupRecord | None:
+        return self._result(
+            schema,
+            backup_id,
+            verify_outcome=outcome,
+            verify_details=psycopg2.extras.Json(details),
+            verified_at=at,
+        )
+
+    def _result(self, schema: str, backup_id: uuid.UUID, **columns: Any) -> BackupRecord | None:
+        """One verification result written on a backup record (`columns` by name)."""
+        sets = sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in columns)
         with self._db.clinic(schema) as tx:
             return one_record(
                 tx,
-                "UPDATE {records} SET verify_outcome = %s, verify_details = %s, "
-                "verified_at = %s WHERE id = %s RETURNING *",
-                (outcome, psycopg2.extras.Json(details), at, backup_id),
+                "UPDATE {records} SET {sets} WHERE id = %s RETURNING *",
+                [*columns.values(), backup_id],
+                sets=sets,
             )
