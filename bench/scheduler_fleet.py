@@ -40,6 +40,7 @@ from clinic_backups.adapters.postgres import Database, PostgresRecords, Postgres
 from clinic_backups.adapters.queues import SqsDispatcher
 from clinic_backups.adapters.schedules import PostgresSchedules
 from clinic_backups.domain.names import OWNED_TABLES
+from clinic_backups.domain.ports import SnapshotWindow
 from clinic_backups.usecases.context import Services
 from clinic_backups.usecases.scheduler import run_scheduler
 from psycopg2 import sql
@@ -90,10 +91,10 @@ class PerClinicSchedules(PostgresSchedules):
     """The design the batched read replaced: each clinic read in a transaction of its own
     (still one statement for all of a clinic's facts; one query per fact would be worse)."""
 
-    def snapshot(self, schemas: list[str], **window: Any) -> dict[str, Any]:
+    def snapshot(self, schemas: list[str], window: SnapshotWindow) -> dict[str, Any]:
         found: dict[str, Any] = {}
         for schema in schemas:
-            found.update(super().snapshot([schema], **window))
+            found.update(super().snapshot([schema], window))
         return found
 
 

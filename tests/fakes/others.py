@@ -24,7 +24,8 @@ from clinic_backups.domain.models import (
     SlotRecord,
     SlotStatus,
 )
-from clinic_backups.domain.ports import ClinicSnapshot, Dumper
+from clinic_backups.domain.ports import ClinicSnapshot, Dumper, SnapshotWindow
+from clinic_backups.domain.schedule import Slot
 from pyrage import x25519
 
 from tests.fakes.clock import FakeClock
@@ -98,15 +99,11 @@ class FakeSchedules:
         return settings
 
     def snapshot(
-        self,
-        schemas: builtins.list[str],
-        *,
-        slots_since: datetime,
-        stuck_before: datetime,
-        deleted_before: datetime,
-        replica_lag_before: datetime | None = None,
+        self, schemas: builtins.list[str], window: SnapshotWindow
     ) -> dict[str, ClinicSnapshot]:
         found = {}
+        slots_since, stuck_before = window.slots_since, window.stuck_before
+        deleted_before, replica_lag_before = window.deleted_before, window.replica_lag_before
         now = self.clock.now()
         for schema in schemas:
             tables = self.records.tables(schema)
@@ -135,93 +132,61 @@ class FakeSchedules:
             )
         return found
 
-    def claim_slot(
-        self,
-        schema: str,
-        local_date: date,
-        local_hour: int,
-        scheduled_at: datetime,
-        backup_id: uuid.UUID,
-        at: datetime,
-    ) -> bool:
+    def claim_slot(self, schema: str, slot: Slot, backup_id: uuid.UUID, at: datetime) -> bool:
         slots = self.slots.setdefault(schema, {})
-        if (local_date, local_hour) in slots:
+        if slot.key in slots:
             return False
-        slots[(local_date, local_hour)] = SlotRecord(
-            local_date, local_hour, scheduled_at, SlotStatus.DUE, backup_id, at, 1
-        )
+        slots[slot.key] = SlotRecord(*slot.key, slot.scheduled_at, SlotStatus.DUE, backup_id, at, 1)
         return True
 
     def reclaim_slot(
-        self,
-        schema: str,
-        local_date: date,
-        local_hour: int,
-        backup_id: uuid.UUID,
-        at: datetime,
-        due_before: datetime,
+        self, schema: str, slot: Slot, backup_id: uuid.UUID, at: datetime, due_before: datetime
     ) -> bool:
         slots = self.slots.setdefault(schema, {})
-        slot = slots.get((local_date, local_hour))
-        if slot is None or not (
-            slot.status == SlotStatus.SKIPPED_BUSY
-            or (slot.status == SlotStatus.DUE and slot.decided_at < due_before)
+        row = slots.get(slot.key)
+        if row is None or not (
+            row.status == SlotStatus.SKIPPED_BUSY
+            or (row.status == SlotStatus.DUE and row.decided_at < due_before)
         ):
             return False
-        slots[(local_date, local_hour)] = replace(
-            slot,
+        slots[slot.key] = replace(
+            row,
             status=SlotStatus.DUE,
             backup_id=backup_id,
             decided_at=at,
-            attempts=slot.attempts + 1,
+            attempts=row.attempts + 1,
         )
         return True
 
     def mark_slot(
-        self,
-        schema: str,
-        local_date: date,
-        local_hour: int,
-        status: SlotStatus,
-        at: datetime,
-        backup_id: uuid.UUID | None = None,
+        self, schema: str, slot: Slot, status: SlotStatus, at: datetime, backup_id: uuid.UUID | None
     ) -> None:
         slots = self.slots.setdefault(schema, {})
-        slot = slots.get((local_date, local_hour))
-        if slot is not None:
-            slots[(local_date, local_hour)] = replace(
-                slot, status=status, decided_at=at, backup_id=backup_id or slot.backup_id
+        row = slots.get(slot.key)
+        if row is not None:
+            slots[slot.key] = replace(
+                row, status=status, decided_at=at, backup_id=backup_id or row.backup_id
             )
 
-    def release_slot(
-        self, schema: str, local_date: date, local_hour: int, backup_id: uuid.UUID
-    ) -> None:
+    def release_slot(self, schema: str, slot: Slot, backup_id: uuid.UUID) -> None:
         slots = self.slots.setdefault(schema, {})
-        slot = slots.get((local_date, local_hour))
-        if slot is not None and slot.status == SlotStatus.DUE and slot.backup_id == backup_id:
-            del slots[(local_date, local_hour)]
+        row = slots.get(slot.key)
+        if row is not None and row.status == SlotStatus.DUE and row.backup_id == backup_id:
+            del slots[slot.key]
 
-    def record_missed(
-        self,
-        schema: str,
-        local_date: date,
-        local_hour: int,
-        scheduled_at: datetime,
-        at: datetime,
-        due_before: datetime,
-    ) -> bool:
+    def record_missed(self, schema: str, slot: Slot, at: datetime, due_before: datetime) -> bool:
         slots = self.slots.setdefault(schema, {})
-        slot = slots.get((local_date, local_hour))
-        if slot is None:
-            slots[(local_date, local_hour)] = SlotRecord(
-                local_date, local_hour, scheduled_at, SlotStatus.MISSED, None, at, 0
+        row = slots.get(slot.key)
+        if row is None:
+            slots[slot.key] = SlotRecord(
+                *slot.key, slot.scheduled_at, SlotStatus.MISSED, None, at, 0
             )
             return True
         # An existing slot becomes missed only when no run is (still) enqueueing it.
-        if slot.status == SlotStatus.SKIPPED_BUSY or (
-            slot.status == SlotStatus.DUE and slot.decided_at < due_before
+        if row.status == SlotStatus.SKIPPED_BUSY or (
+            row.status == SlotStatus.DUE and row.decided_at < due_before
         ):
-            slots[(local_date, local_hour)] = replace(slot, status=SlotStatus.MISSED, decided_at=at)
+            slots[slot.key] = replace(row, status=SlotStatus.MISSED, decided_at=at)
             return True
         return False
 

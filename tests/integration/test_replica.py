@@ -14,6 +14,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,7 +24,7 @@ import pytest
 from botocore.exceptions import ClientError
 from clinic_backups.domain.models import BackupRecord
 from clinic_backups.domain.names import MANIFEST_SUFFIX
-from clinic_backups.domain.ports import SchedulesRepository
+from clinic_backups.domain.ports import SchedulesRepository, SnapshotWindow
 from clinic_backups.domain.retention import RetentionPolicy, lock_horizon
 from clinic_backups.usecases import backups as service
 from clinic_backups.usecases import sweeper
@@ -445,12 +446,12 @@ def test_the_purge_leaves_a_locked_replica_copy_and_removes_an_unlocked_one(
     record = _record(schema, locked["id"])
     assert record.purged_at is not None and record.replicated_at is not None
     # and the scheduler does not come back for it while the lock holds
-    window = {
-        "slots_since": later - timedelta(hours=8),
-        "stuck_before": later - timedelta(hours=1),
-        "deleted_before": later - timedelta(days=7),
-    }
-    assert schedules(svc).snapshot([schema], **window)[schema].purgeable is False
+    window = SnapshotWindow(
+        slots_since=later - timedelta(hours=8),
+        stuck_before=later - timedelta(hours=1),
+        deleted_before=later - timedelta(days=7),
+    )
+    assert schedules(svc).snapshot([schema], window)[schema].purgeable is False
 
     # Even when the record believes the lock has expired, the store's refusal is respected
     with db.cursor() as cur:
@@ -459,7 +460,7 @@ def test_the_purge_leaves_a_locked_replica_copy_and_removes_an_unlocked_one(
                 sql.Identifier(schema, "backup_records")
             )
         )
-    assert schedules(svc).snapshot([schema], **window)[schema].purgeable is True
+    assert schedules(svc).snapshot([schema], window)[schema].purgeable is True
     assert service.purge_deleted(svc, schema) == 0
     assert _versions(replica_env, replica_bucket, schema) == copies
     assert _record(schema, locked["id"]).replicated_at is not None
@@ -503,25 +504,26 @@ def test_completed_backups_not_replicated_in_time_are_counted_for_the_lag_alarm(
     svc.metrics = _Metrics()
     later = datetime.now(UTC) + timedelta(minutes=svc.config.replica_lag_minutes + 5)
     svc.clock = type("Later", (), {"now": staticmethod(lambda: later)})()
-    window = {
-        "slots_since": later - timedelta(hours=8),
-        "stuck_before": later - timedelta(hours=1),
-        "deleted_before": later - timedelta(days=7),
-    }
+    window = SnapshotWindow(
+        slots_since=later - timedelta(hours=8),
+        stuck_before=later - timedelta(hours=1),
+        deleted_before=later - timedelta(days=7),
+    )
 
     # When the sweeper and the scheduler's fleet read look past REPLICA_LAG_MINUTES
     report = sweeper.sweep(svc, [schema], orphans=False)
     snap = schedules(svc).snapshot(
         [schema],
-        **window,
-        replica_lag_before=later - timedelta(minutes=svc.config.replica_lag_minutes),
+        replace(
+            window, replica_lag_before=later - timedelta(minutes=svc.config.replica_lag_minutes)
+        ),
     )[schema]
 
     # Then the backup is counted as lagging, and the metric the alarm watches says so
     assert report.replica_lagging == 1 and snap.replica_lagging == 1
     assert svc.metrics.seen["ReplicaLagging"] == 1
     # (without a replica the fleet read counts nothing)
-    assert schedules(svc).snapshot([schema], **window)[schema].replica_lagging == 0
+    assert schedules(svc).snapshot([schema], window)[schema].replica_lagging == 0
 
     # When the copy runs, nothing lags any more
     restore_sqs.drain_into_worker()
@@ -594,12 +596,12 @@ def test_a_reencrypted_backups_old_replica_copy_stays_while_locked_and_goes_afte
     # When the date has passed (the store's own lock too) and the purge runs again
     while datetime.now(UTC) <= short + timedelta(seconds=1):
         time.sleep(0.2)
-    window = {
-        "slots_since": datetime.now(UTC) - timedelta(hours=8),
-        "stuck_before": datetime.now(UTC) - timedelta(hours=1),
-        "deleted_before": datetime.now(UTC) - timedelta(days=7),
-    }
-    assert schedules(svc).snapshot([schema], **window)[schema].purgeable is True
+    window = SnapshotWindow(
+        slots_since=datetime.now(UTC) - timedelta(hours=8),
+        stuck_before=datetime.now(UTC) - timedelta(hours=1),
+        deleted_before=datetime.now(UTC) - timedelta(days=7),
+    )
+    assert schedules(svc).snapshot([schema], window)[schema].purgeable is True
     svc.clock = type("Now", (), {"now": staticmethod(lambda: datetime.now(UTC))})()
     service.purge_deleted(svc, schema)
 
@@ -607,7 +609,7 @@ def test_a_reencrypted_backups_old_replica_copy_stays_while_locked_and_goes_afte
     # forgotten and the removal audited
     assert _versions(replica_env, replica_bucket, schema) == sorted(set(every) - set(old_copies))
     assert _superseded(db, schema) == []
-    assert schedules(svc).snapshot([schema], **window)[schema].purgeable is False
+    assert schedules(svc).snapshot([schema], window)[schema].purgeable is False
     audit = _audit_actions(database_url, schema, old["id"])
     assert ("backup.purge", "replica_superseded_purged") in audit
 

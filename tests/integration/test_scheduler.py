@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from clinic_backups.domain.ports import NullMetrics, SchemaCheck
+from clinic_backups.domain.ports import NullMetrics, SchemaCheck, SnapshotWindow
 from clinic_backups.edge.app import NotAScheduledEvent
 from clinic_backups.usecases.scheduler import run_scheduler
 from psycopg2 import sql
@@ -286,13 +286,13 @@ def test_the_fleet_read_in_small_batches_sees_every_clinic(clinic_factory):
     svc = scheduler()
     assert svc.records.ensure_schemas(schemas) == SchemaCheck()
     configure(schemas[2], hour=5, time_zone="Asia/Kolkata")
-    window = {
-        "slots_since": utc(2026, 6, 1),
-        "stuck_before": utc(2026, 6, 15),
-        "deleted_before": utc(2026, 6, 8),
-    }
-    small = PostgresSchedules(svc.schedules._db, batch_size=2).snapshot(schemas, **window)
-    whole = svc.schedules.snapshot(schemas, **window)
+    window = SnapshotWindow(
+        slots_since=utc(2026, 6, 1),
+        stuck_before=utc(2026, 6, 15),
+        deleted_before=utc(2026, 6, 8),
+    )
+    small = PostgresSchedules(svc.schedules._db, batch_size=2).snapshot(schemas, window)
+    whole = svc.schedules.snapshot(schemas, window)
     assert small == whole and sorted(small) == sorted(schemas)
     third = small[schemas[2]].settings
     assert third is not None and third.hour == 5 and small[schemas[0]].settings is None

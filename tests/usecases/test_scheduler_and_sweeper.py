@@ -22,7 +22,7 @@ from clinic_backups.domain.models import (
 )
 from clinic_backups.domain.names import audit_export_prefix
 from clinic_backups.domain.ports import PendingUpload
-from clinic_backups.domain.schedule import CLAIM_TIMEOUT
+from clinic_backups.domain.schedule import CLAIM_TIMEOUT, Slot
 from clinic_backups.usecases import backups, scheduler, sweeper
 
 from tests.fakes import CLINIC, OTHER_CLINIC, Fakes, caller, fake_services
@@ -276,7 +276,7 @@ def claimed_by_a_run_that_died(fakes: Fakes, *, with_record: bool) -> uuid.UUID:
     fakes.clock.at = SLOT_UTC + timedelta(minutes=10)
     backup_id = uuid.uuid4()
     fakes.records.ensure_schema(CLINIC)
-    assert fakes.schedules.claim_slot(CLINIC, *SLOT, SLOT_UTC, backup_id, fakes.clock.now())
+    assert fakes.schedules.claim_slot(CLINIC, Slot(SLOT_UTC, *SLOT), backup_id, fakes.clock.now())
     if with_record:
         backups.prepare_backup(
             fakes.svc,

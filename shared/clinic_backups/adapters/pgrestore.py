@@ -270,6 +270,15 @@ $cb$;
 """
 
 
+# An `aclexplode` row `g` as GRANT and REVOKE spell its grantee (0 is PUBLIC) and its grant
+# option: SQL text of this module's own, put into the DO blocks below.
+GRANTEE = (
+    "CASE WHEN g.grantee = 0 THEN 'PUBLIC' "
+    "ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(g.grantee)) END"
+)
+GRANT_OPTION = "CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END"
+
+
 def owners_and_grants_sql(old: str, new: str) -> str:
     """Every object of the new schema that has a namesake in the old one gets its owner and
     exactly its grants: the schema itself, tables, views, materialized views, sequences,
@@ -355,19 +364,14 @@ BEGIN
                 SELECT DISTINCT a.grantee FROM pg_catalog.aclexplode(
                     coalesce(cur_acl, pg_catalog.acldefault(r.defkind, cur_owner))) a
             LOOP
-                EXECUTE pg_catalog.format('REVOKE ALL ON %s %s FROM %s', r.grant_kw, r.obj,
-                    CASE WHEN g.grantee = 0 THEN 'PUBLIC'
-                         ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(g.grantee)) END);
+                EXECUTE pg_catalog.format('REVOKE ALL ON %s %s FROM %s', r.grant_kw, r.obj, {GRANTEE});
             END LOOP;
             FOR g IN
                 SELECT * FROM pg_catalog.aclexplode(
                     coalesce(r.old_acl, pg_catalog.acldefault(r.defkind, r.old_owner)))
             LOOP
                 EXECUTE pg_catalog.format('GRANT %s ON %s %s TO %s%s', g.privilege_type,
-                    r.grant_kw, r.obj,
-                    CASE WHEN g.grantee = 0 THEN 'PUBLIC'
-                         ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(g.grantee)) END,
-                    CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+                    r.grant_kw, r.obj, {GRANTEE}, {GRANT_OPTION});
             END LOOP;
         END IF;
     END LOOP;
@@ -415,16 +419,11 @@ BEGIN
           AND oa.attacl IS DISTINCT FROM na.attacl
     LOOP
         FOR g IN SELECT DISTINCT a.grantee FROM pg_catalog.aclexplode(r.cur_acl) a LOOP
-            EXECUTE pg_catalog.format('REVOKE ALL (%s) ON TABLE %s FROM %s', r.col, r.obj,
-                CASE WHEN g.grantee = 0 THEN 'PUBLIC'
-                     ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(g.grantee)) END);
+            EXECUTE pg_catalog.format('REVOKE ALL (%s) ON TABLE %s FROM %s', r.col, r.obj, {GRANTEE});
         END LOOP;
         FOR g IN SELECT * FROM pg_catalog.aclexplode(r.old_acl) LOOP
             EXECUTE pg_catalog.format('GRANT %s (%s) ON TABLE %s TO %s%s', g.privilege_type,
-                r.col, r.obj,
-                CASE WHEN g.grantee = 0 THEN 'PUBLIC'
-                     ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(g.grantee)) END,
-                CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+                r.col, r.obj, {GRANTEE}, {GRANT_OPTION});
         END LOOP;
     END LOOP;
 END

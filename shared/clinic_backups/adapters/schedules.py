@@ -32,7 +32,8 @@ from clinic_backups.adapters.database import (
     read_fleet,
 )
 from clinic_backups.domain.models import ClinicSettings, SlotRecord, SlotStatus
-from clinic_backups.domain.ports import ClinicSnapshot
+from clinic_backups.domain.ports import ClinicSnapshot, SnapshotWindow
+from clinic_backups.domain.schedule import Slot
 
 # The settings row has the columns of `ClinicSettings`, in its order.
 _SETTINGS_COLUMNS = tuple(f.name for f in dataclasses.fields(ClinicSettings))
@@ -93,22 +94,14 @@ class PostgresSchedules:
 
     # --- the scheduler's read -------------------------------------------------------------
 
-    def snapshot(
-        self,
-        schemas: list[str],
-        *,
-        slots_since: datetime,
-        stuck_before: datetime,
-        deleted_before: datetime,
-        replica_lag_before: datetime | None = None,
-    ) -> dict[str, ClinicSnapshot]:
+    def snapshot(self, schemas: list[str], window: SnapshotWindow) -> dict[str, ClinicSnapshot]:
         result: dict[str, ClinicSnapshot] = {}
         params = {
-            "since": slots_since,
-            "stuck": stuck_before,
-            "grace": deleted_before,
+            "since": window.slots_since,
+            "stuck": window.stuck_before,
+            "grace": window.deleted_before,
             # No replica: nothing lags (no backup finished before the beginning of time).
-            "replica_lag": replica_lag_before or datetime.min.replace(tzinfo=UTC),
+            "replica_lag": window.replica_lag_before or datetime.min.replace(tzinfo=UTC),
         }
 
         def read(cur: Any, batch: list[str]) -> list[dict[str, Any]]:
@@ -163,31 +156,17 @@ class PostgresSchedules:
 
     # --- slots ----------------------------------------------------------------------------
 
-    def claim_slot(
-        self,
-        schema: str,
-        local_date: date,
-        local_hour: int,
-        scheduled_at: datetime,
-        backup_id: uuid.UUID,
-        at: datetime,
-    ) -> bool:
+    def claim_slot(self, schema: str, slot: Slot, backup_id: uuid.UUID, at: datetime) -> bool:
         with self._db.clinic(schema) as tx:
             return tx.found(
                 "INSERT INTO {slots} (local_date, local_hour, scheduled_at, status, backup_id, "
                 "decided_at, attempts) VALUES (%s, %s, %s, 'due', %s, %s, 1) "
                 "ON CONFLICT (local_date, local_hour) DO NOTHING RETURNING 1",
-                (local_date, local_hour, scheduled_at, backup_id, at),
+                (*slot.key, slot.scheduled_at, backup_id, at),
             )
 
     def reclaim_slot(
-        self,
-        schema: str,
-        local_date: date,
-        local_hour: int,
-        backup_id: uuid.UUID,
-        at: datetime,
-        due_before: datetime,
+        self, schema: str, slot: Slot, backup_id: uuid.UUID, at: datetime, due_before: datetime
     ) -> bool:
         with self._db.clinic(schema) as tx:
             return tx.found(
@@ -195,44 +174,28 @@ class PostgresSchedules:
                 "attempts = attempts + 1 WHERE local_date = %s AND local_hour = %s "
                 "AND (status = 'skipped_busy' OR (status = 'due' AND decided_at < %s)) "
                 "RETURNING 1",
-                (backup_id, at, local_date, local_hour, due_before),
+                (backup_id, at, *slot.key, due_before),
             )
 
     def mark_slot(
-        self,
-        schema: str,
-        local_date: date,
-        local_hour: int,
-        status: SlotStatus,
-        at: datetime,
-        backup_id: uuid.UUID | None = None,
+        self, schema: str, slot: Slot, status: SlotStatus, at: datetime, backup_id: uuid.UUID | None
     ) -> None:
         with self._db.clinic(schema) as tx:
             tx.execute(
                 "UPDATE {slots} SET status = %s, decided_at = %s, "
                 "backup_id = coalesce(%s, backup_id) WHERE local_date = %s AND local_hour = %s",
-                (status.value, at, backup_id, local_date, local_hour),
+                (status.value, at, backup_id, *slot.key),
             )
 
-    def release_slot(
-        self, schema: str, local_date: date, local_hour: int, backup_id: uuid.UUID
-    ) -> None:
+    def release_slot(self, schema: str, slot: Slot, backup_id: uuid.UUID) -> None:
         with self._db.clinic(schema) as tx:
             tx.execute(
                 "DELETE FROM {slots} WHERE local_date = %s AND local_hour = %s "
                 "AND status = 'due' AND backup_id = %s",
-                (local_date, local_hour, backup_id),
+                (*slot.key, backup_id),
             )
 
-    def record_missed(
-        self,
-        schema: str,
-        local_date: date,
-        local_hour: int,
-        scheduled_at: datetime,
-        at: datetime,
-        due_before: datetime,
-    ) -> bool:
+    def record_missed(self, schema: str, slot: Slot, at: datetime, due_before: datetime) -> bool:
         with self._db.clinic(schema) as tx:
             return tx.found(
                 "INSERT INTO {slots} AS sl (local_date, local_hour, scheduled_at, status, "
@@ -240,5 +203,5 @@ class PostgresSchedules:
                 "ON CONFLICT (local_date, local_hour) DO UPDATE SET status = 'missed', "
                 "decided_at = EXCLUDED.decided_at WHERE sl.status = 'skipped_busy' "
                 "OR (sl.status = 'due' AND sl.decided_at < %s) RETURNING 1",
-                (local_date, local_hour, scheduled_at, at, due_before),
+                (*slot.key, slot.scheduled_at, at, due_before),
             )

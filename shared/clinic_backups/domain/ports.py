@@ -27,6 +27,7 @@ from clinic_backups.domain.models import (
     SlotStatus,
     SupersededCopy,
 )
+from clinic_backups.domain.schedule import Slot
 
 # What one heartbeat's renewal found: True renewed, False the lease is gone (released or taken
 # over), None busy (try again at the next beat), CANCEL renewed, and the backup holding the
@@ -339,6 +340,19 @@ class ClinicSnapshot:
     error: str | None = None  # the clinic could not be read (the reason); nothing else is set
 
 
+@dataclass(frozen=True)
+class SnapshotWindow:
+    """The instants one scheduler run reads its clinics against: slots scheduled since
+    `slots_since`, backups pending since before `stuck_before`, deleted ones before
+    `deleted_before` (past their grace period) and, with a replica, completed ones finished
+    before `replica_lag_before` without a replica copy."""
+
+    slots_since: datetime
+    stuck_before: datetime
+    deleted_before: datetime
+    replica_lag_before: datetime | None = None
+
+
 class SchedulesRepository(Protocol):
     """Per-clinic backup settings and schedule slots, in the clinic's own schema."""
 
@@ -347,68 +361,33 @@ class SchedulesRepository(Protocol):
     def save_settings(self, schema: str, settings: ClinicSettings) -> ClinicSettings: ...
 
     def snapshot(
-        self,
-        schemas: builtins.list[str],
-        *,
-        slots_since: datetime,
-        stuck_before: datetime,
-        deleted_before: datetime,
-        replica_lag_before: datetime | None = None,
+        self, schemas: builtins.list[str], window: SnapshotWindow
     ) -> dict[str, ClinicSnapshot]:
-        """Settings, recent slots and sweeper hints of many clinics, read in batches (with
-        `replica_lag_before`: completed backups finished before it without a replica copy)."""
+        """Settings, recent slots and sweeper hints of many clinics, read in batches."""
         ...
 
-    def claim_slot(
-        self,
-        schema: str,
-        local_date: date,
-        local_hour: int,
-        scheduled_at: datetime,
-        backup_id: uuid.UUID,
-        at: datetime,
-    ) -> bool:
+    def claim_slot(self, schema: str, slot: Slot, backup_id: uuid.UUID, at: datetime) -> bool:
         """Insert the slot as `due`; False when the slot already exists (another run has it)."""
         ...
 
     def reclaim_slot(
-        self,
-        schema: str,
-        local_date: date,
-        local_hour: int,
-        backup_id: uuid.UUID,
-        at: datetime,
-        due_before: datetime,
+        self, schema: str, slot: Slot, backup_id: uuid.UUID, at: datetime, due_before: datetime
     ) -> bool:
         """Take a `skipped_busy` slot (or a `due` one decided before `due_before`, left by a
         run that died) for one more attempt; False when another run got it first."""
         ...
 
     def mark_slot(
-        self,
-        schema: str,
-        local_date: date,
-        local_hour: int,
-        status: SlotStatus,
-        at: datetime,
-        backup_id: uuid.UUID | None = None,
-    ) -> None: ...
-
-    def release_slot(
-        self, schema: str, local_date: date, local_hour: int, backup_id: uuid.UUID
+        self, schema: str, slot: Slot, status: SlotStatus, at: datetime, backup_id: uuid.UUID | None
     ) -> None:
+        """The slot's decision (`backup_id` None keeps the one it has)."""
+        ...
+
+    def release_slot(self, schema: str, slot: Slot, backup_id: uuid.UUID) -> None:
         """Forget a `due` claim whose backup could not be queued, so a later run retries."""
         ...
 
-    def record_missed(
-        self,
-        schema: str,
-        local_date: date,
-        local_hour: int,
-        scheduled_at: datetime,
-        at: datetime,
-        due_before: datetime,
-    ) -> bool:
+    def record_missed(self, schema: str, slot: Slot, at: datetime, due_before: datetime) -> bool:
         """Record a slot as `missed` unless it was enqueued (or is being enqueued by a run
         that claimed it after `due_before`); True when recorded."""
         ...

@@ -51,7 +51,7 @@ from clinic_backups.domain.models import (
     Trigger,
 )
 from clinic_backups.domain.names import UNSUPPORTED_NAME
-from clinic_backups.domain.ports import ClinicSnapshot, EnqueueFailure
+from clinic_backups.domain.ports import ClinicSnapshot, EnqueueFailure, SnapshotWindow
 from clinic_backups.domain.schedule import (
     CLAIM_TIMEOUT,
     MISSED_LOOKBACK,
@@ -195,8 +195,7 @@ class _Run:
     def snapshots(self, schemas: list[str]) -> dict[str, ClinicSnapshot]:
         """Every clinic's state in one read (a clinic whose read failed is a failing one)."""
         svc, now, policy = self.svc, self.now, self.svc.config.policy
-        snapshots = svc.schedules.snapshot(
-            schemas,
+        window = SnapshotWindow(
             slots_since=now - policy.catch_up - MISSED_LOOKBACK - timedelta(hours=1),
             stuck_before=now - policy.stuck_after,
             deleted_before=now - timedelta(days=svc.config.delete_grace_days),
@@ -206,6 +205,7 @@ class _Run:
                 else None
             ),
         )
+        snapshots = svc.schedules.snapshot(schemas, window)
         self.report.sweep.replica_lagging = sum(s.replica_lagging for s in snapshots.values())
         for schema, read in snapshots.items():
             if read.error is not None:
@@ -328,16 +328,12 @@ def _execute(
             )
             return _Outgoing(schema, slot, job, recovered=True)
         if record is not None:
-            svc.schedules.mark_slot(
-                schema, slot.local_date, slot.local_hour, SlotStatus.ENQUEUED, now, record.id
-            )
+            svc.schedules.mark_slot(schema, slot, SlotStatus.ENQUEUED, now, record.id)
             report.recovered += 1
             return None
         action = Action.RETRY if within else Action.MISS
     if action == Action.MISS:
-        if svc.schedules.record_missed(
-            schema, slot.local_date, slot.local_hour, slot.scheduled_at, now, now - CLAIM_TIMEOUT
-        ):
+        if svc.schedules.record_missed(schema, slot, now, now - CLAIM_TIMEOUT):
             report.missed += 1
             logger.warning(
                 "scheduled backup missed: the catch-up window passed",
@@ -347,13 +343,9 @@ def _execute(
 
     backup_id = uuid.uuid4()
     if action == Action.RETRY:
-        claimed = svc.schedules.reclaim_slot(
-            schema, slot.local_date, slot.local_hour, backup_id, now, now - CLAIM_TIMEOUT
-        )
+        claimed = svc.schedules.reclaim_slot(schema, slot, backup_id, now, now - CLAIM_TIMEOUT)
     else:
-        claimed = svc.schedules.claim_slot(
-            schema, slot.local_date, slot.local_hour, slot.scheduled_at, backup_id, now
-        )
+        claimed = svc.schedules.claim_slot(schema, slot, backup_id, now)
     if not claimed:
         report.already_claimed += 1  # another run (a duplicated event) has this slot
         return None
@@ -367,9 +359,7 @@ def _execute(
             backup_id=backup_id,
         )
     except OperationInProgress:
-        svc.schedules.mark_slot(
-            schema, slot.local_date, slot.local_hour, SlotStatus.SKIPPED_BUSY, now
-        )
+        svc.schedules.mark_slot(schema, slot, SlotStatus.SKIPPED_BUSY, now, None)
         report.skipped_busy += 1
         logger.info(
             "clinic busy; slot retried later in the catch-up window",
@@ -378,7 +368,7 @@ def _execute(
         return None
     except ApiError as error:
         # The database refused: release the claim so a later run tries again.
-        svc.schedules.release_slot(schema, slot.local_date, slot.local_hour, backup_id)
+        svc.schedules.release_slot(schema, slot, backup_id)
         report.errors += 1
         logger.warning(
             "could not start a scheduled backup", extra={"clinic": schema, "error_code": error.code}
@@ -422,7 +412,7 @@ def _settle(
         # Not done: the record fails (its lock is freed) and the slot is released, so a later
         # run within the catch-up window claims it again.
         job_not_queued(svc, job)
-        svc.schedules.release_slot(schema, slot.local_date, slot.local_hour, job.backup_id)
+        svc.schedules.release_slot(schema, slot, job.backup_id)
         report.errors += 1
         clinic_failed(
             report.sweep,
@@ -432,9 +422,7 @@ def _settle(
         )
         return
     backup_queued(svc, job)
-    svc.schedules.mark_slot(
-        schema, slot.local_date, slot.local_hour, SlotStatus.ENQUEUED, now, job.backup_id
-    )
+    svc.schedules.mark_slot(schema, slot, SlotStatus.ENQUEUED, now, job.backup_id)
     if outgoing.recovered:
         report.recovered += 1
         return
