@@ -34,7 +34,7 @@ def _child() -> None:
     payload = json.loads(sys.stdin.read())
     import boto3
     from botocore.config import Config
-    from clinic_backups.adapters.s3 import S3Storage
+    from clinic_backups.adapters.s3 import S3Endpoint, S3Storage
 
     data = os.urandom(payload["size_mb"] * MiB)
     client = None
@@ -47,14 +47,13 @@ def _child() -> None:
             aws_secret_access_key=payload["secret_key"],
             config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
         )
-    storage = S3Storage(
-        BUCKET,
-        client,
-        endpoint_url=payload["endpoint"],
+    endpoint = S3Endpoint(
+        url=payload["endpoint"],
         region=payload["region"],
         access_key_id=payload["access_key"],
         secret_access_key=payload["secret_key"],
     )
+    storage = S3Storage(BUCKET, client, endpoint)
     storage.client  # built before the clock starts  # noqa: B018
     before = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()

@@ -510,18 +510,20 @@ def test_the_product_s_storage_sends_plain_unsigned_bodies_over_https(
     """The product's own S3 client (clinic_backups.adapters.s3), over HTTPS as in production:
     no aws-chunked body, no trailer, no checksum headers, no SHA-256 of the body (TLS carries
     it; the product hashes the whole object itself), and reads ask for no checksum."""
-    from clinic_backups.adapters.s3 import S3Storage
+    from clinic_backups.adapters.s3 import S3Endpoint, S3Storage
 
     # Given the product's storage pointed at the stand-in's HTTPS endpoint (its throwaway CA)
     assert tls_proxy.ca_file is not None
     monkeypatch.setenv("AWS_CA_BUNDLE", str(tls_proxy.ca_file))
     storage = S3Storage(
         BUCKET,
-        endpoint_url=tls_proxy.endpoint_url,
-        region=tls_proxy.region,
-        access_key_id=tls_proxy.access_key,
-        secret_access_key=tls_proxy.secret_key,
-        chunk_mb=5,
+        endpoint=S3Endpoint(
+            url=tls_proxy.endpoint_url,
+            region=tls_proxy.region,
+            access_key_id=tls_proxy.access_key,
+            secret_access_key=tls_proxy.secret_key,
+            chunk_mb=5,
+        ),
     )
     key = _key("product-wire")
     small = os.urandom(200_000)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, BinaryIO
 
@@ -121,31 +122,30 @@ def _return_part_buffers_to_the_os() -> None:
         pass
 
 
+@dataclass(frozen=True)
+class S3Endpoint:
+    """Where and as whom a bucket is reached: the endpoint (None: AWS), the one signed URLs
+    name (a browser's view of it; None: the same), the region, the keys (None: boto3's
+    credential chain), the multipart part size."""
+
+    url: str | None = None
+    public_url: str | None = None
+    region: str = "us-east-1"
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    chunk_mb: int = 8
+    path_style: bool = True
+
+
 class S3Storage:
     """The `ObjectStorage` port on an S3 bucket."""
 
-    def __init__(
-        self,
-        bucket: str,
-        client: Any = None,
-        *,
-        endpoint_url: str | None = None,
-        public_endpoint_url: str | None = None,
-        region: str = "us-east-1",
-        access_key_id: str | None = None,
-        secret_access_key: str | None = None,
-        chunk_mb: int = 8,
-        path_style: bool = True,
-    ):
+    def __init__(self, bucket: str, client: Any = None, endpoint: S3Endpoint | None = None):
         self.bucket = bucket
         self._client = client
         self._signer: Any = None
-        self._endpoint_url = endpoint_url
-        self._public_endpoint_url = public_endpoint_url
-        self._region = region
-        self._keys = (access_key_id, secret_access_key)
-        self._chunk = chunk_mb * MB
-        self._path_style = path_style
+        self._endpoint = endpoint or S3Endpoint()
+        self._chunk = self._endpoint.chunk_mb * MB
 
     def _make_client(self, endpoint_url: str | None) -> Any:
         import boto3
@@ -161,7 +161,7 @@ class S3Storage:
         config = Config(
             signature_version="s3v4",
             s3={
-                "addressing_style": "path" if self._path_style else "auto",
+                "addressing_style": "path" if self._endpoint.path_style else "auto",
                 "payload_signing_enabled": False,
             },
             request_checksum_calculation="when_required",
@@ -170,29 +170,28 @@ class S3Storage:
             connect_timeout=5,
             read_timeout=60,
         )
-        access_key, secret_key = self._keys
         return boto3.client(
             "s3",
             endpoint_url=endpoint_url,
-            region_name=self._region,
-            aws_access_key_id=access_key,
-            aws_secret_access_key=secret_key,
+            region_name=self._endpoint.region,
+            aws_access_key_id=self._endpoint.access_key_id,
+            aws_secret_access_key=self._endpoint.secret_access_key,
             config=config,
         )
 
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = self._make_client(self._endpoint_url)
+            self._client = self._make_client(self._endpoint.url)
         return self._client
 
     @property
     def signer(self) -> Any:
         """The client that signs download URLs (another host name when the browser needs one)."""
-        if self._public_endpoint_url is None:
+        if self._endpoint.public_url is None:
             return self.client
         if self._signer is None:
-            self._signer = self._make_client(self._public_endpoint_url)
+            self._signer = self._make_client(self._endpoint.public_url)
         return self._signer
 
     def _transfer_config(self) -> Any:
@@ -331,8 +330,8 @@ class S3Replica(S3Storage):
     delete marker, so the purge deletes versions, which the lock refuses until it expires
     (measured on SeaweedFS 4.48: docs/decisions.md)."""
 
-    def __init__(self, bucket: str, client: Any = None, *, object_lock: bool = True, **kw: Any):
-        super().__init__(bucket, client, **kw)
+    def __init__(self, bucket: str, client: Any, endpoint: S3Endpoint, object_lock: bool):
+        super().__init__(bucket, client, endpoint)
         self.object_lock = object_lock
 
     def upload_locked(

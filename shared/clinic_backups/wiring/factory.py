@@ -120,18 +120,17 @@ def tenants(settings: CommonSettings) -> ports.TenantDirectory:
 def storage(
     settings: StorageSettings, s3_client: Any = None, storage_client: Any = None
 ) -> ports.ObjectStorage:
-    from clinic_backups.adapters.s3 import S3Storage
+    from clinic_backups.adapters.s3 import S3Endpoint, S3Storage
 
-    s3 = S3Storage(
-        settings.storage_bucket,
-        s3_client,
-        endpoint_url=settings.s3_endpoint_url,
-        public_endpoint_url=settings.s3_public_endpoint_url,
+    endpoint = S3Endpoint(
+        url=settings.s3_endpoint_url,
+        public_url=settings.s3_public_endpoint_url,
         region=settings.s3_region,
         access_key_id=_secret(settings.s3_access_key_id),
         secret_access_key=_secret(settings.s3_secret_access_key),
         chunk_mb=settings.s3_multipart_chunk_mb,
     )
+    s3 = S3Storage(settings.storage_bucket, s3_client, endpoint)
     if settings.storage_backend == "s3":
         return s3
     from clinic_backups.adapters.supabase import SupabaseStorage
@@ -150,19 +149,18 @@ def replica(settings: StorageSettings, s3_client: Any = None) -> ports.ReplicaSt
     """The replica store (REPLICA_BUCKET), or None when no replica is configured."""
     if not settings.replica_bucket:
         return None
-    from clinic_backups.adapters.s3 import S3Replica
+    from clinic_backups.adapters.s3 import S3Endpoint, S3Replica
 
-    return S3Replica(
-        settings.replica_bucket,
-        s3_client,
-        object_lock=settings.replica_object_lock == "compliance",
-        endpoint_url=settings.replica_s3_endpoint_url,
-        public_endpoint_url=settings.replica_s3_public_endpoint_url,
+    endpoint = S3Endpoint(
+        url=settings.replica_s3_endpoint_url,
+        public_url=settings.replica_s3_public_endpoint_url,
         region=settings.replica_region,
         access_key_id=_secret(settings.replica_s3_access_key_id),
         secret_access_key=_secret(settings.replica_s3_secret_access_key),
         chunk_mb=settings.s3_multipart_chunk_mb,
     )
+    lock = settings.replica_object_lock == "compliance"
+    return S3Replica(settings.replica_bucket, s3_client, endpoint, object_lock=lock)
 
 
 class _NoLocalQueue:
