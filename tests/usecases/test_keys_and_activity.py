@@ -15,6 +15,7 @@ from clinic_backups.domain.errors import (
     KeyAlreadyRegistered,
     KeyNotFound,
     OperationInProgress,
+    QueueUnavailable,
     ValidationFailed,
 )
 from clinic_backups.domain.models import (
@@ -183,6 +184,36 @@ def test_reencrypt_needs_a_clinic_key_a_completed_backup_and_a_free_clinic(
         reencrypt.request_reencrypt(fakes.svc, ADMIN, str(pending[0].id))
     with pytest.raises(Forbidden):
         reencrypt.request_reencrypt(fakes.svc, STAFF, str(done.id))
+    # Every refusal is in the activity log with its reason, as every other request's is
+    refusals = [
+        (e.outcome, e.details.get("reason"))
+        for e in fakes.records.tables(CLINIC).audit
+        if e.action == "backup.reencrypt"
+    ]
+    assert refusals == [
+        ("rejected", "encryption_key_required"),
+        ("rejected", "operation_in_progress"),
+        ("rejected", "backup_not_completed"),
+        ("denied", None),
+    ]
+
+
+def test_a_reencryption_the_queue_refuses_frees_the_backup_and_is_audited(fakes: Fakes) -> None:
+    # Given a backup and a clinic key, and a queue that refuses the job
+    done = completed_backup(fakes)
+    register(fakes, new_public_key()[1])
+    fakes.dispatcher.refuse = QueueUnavailable()
+
+    # When a re-encryption is asked for
+    with pytest.raises(QueueUnavailable):
+        reencrypt.request_reencrypt(fakes.svc, ADMIN, str(done.id))
+
+    # Then the backup is not left flagged, the clinic is free, and the refusal is audited
+    after = fakes.records.get(CLINIC, done.id)
+    assert after is not None and not after.reencrypting
+    assert fakes.records.tables(CLINIC).lock is None
+    (entry,) = [e for e in fakes.records.tables(CLINIC).audit if e.action == "backup.reencrypt"]
+    assert (entry.outcome, entry.details.get("reason")) == ("rejected", "queue")
 
 
 # --- the activity log ---------------------------------------------------------------------------

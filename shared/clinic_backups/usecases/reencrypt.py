@@ -73,13 +73,18 @@ def request_reencrypt(svc: Services, ctx: TenantContext, raw_id: str) -> BackupR
     backup_id = parse_id(raw_id)
     authorize(svc, ctx, Permission.MANAGE_KEYS, "backup.reencrypt", backup_id)
     record = visible(svc, ctx, backup_id)
+    refusal: ApiError | None = None
     if record.status != BackupStatus.COMPLETED or record.encryption != "age":
-        raise BackupNotCompleted("Only completed, encrypted backups can be re-encrypted.")
-    assert svc.dispatcher is not None
-    if not svc.keys.list(ctx.schema):
-        raise EncryptionKeyRequired(
+        refusal = BackupNotCompleted("Only completed, encrypted backups can be re-encrypted.")
+    elif not svc.keys.list(ctx.schema):
+        refusal = EncryptionKeyRequired(
             "Register your clinic's encryption key first; the backup is then re-encrypted for it."
         )
+    if refusal is not None:
+        # Refused like every other request: audited with its reason before the answer.
+        audit(svc, ctx, "backup.reencrypt", "rejected", backup_id, reason=refusal.code)
+        raise refusal
+    assert svc.dispatcher is not None
     check_key_in_prefix(record.storage_key, ctx.schema)
     try:
         flagged = svc.records.start_reencrypt(ctx.schema, backup_id, svc.clock.now())
@@ -92,6 +97,7 @@ def request_reencrypt(svc: Services, ctx: TenantContext, raw_id: str) -> BackupR
         )
     except ApiError:
         svc.records.finish_reencrypt(ctx.schema, backup_id)
+        audit(svc, ctx, "backup.reencrypt", "rejected", backup_id, reason="queue")
         raise
     audit(svc, ctx, "backup.reencrypt", "accepted", backup_id)
     return flagged
