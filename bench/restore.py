@@ -15,7 +15,8 @@ SQL loaded into an empty database.
   outside the timing.
 
 Alternating pairs (≥ 3; 1 with --smoke). The ratio is (pre-check + swap) / baseline, and the
-swap alone / baseline. Also: how long the clinic's tables were locked against writes, and the
+swap alone / baseline; the swap's time excludes the pre-restore backup its session waits for
+with the locks held (reported on its own line, and in how long writers wait). Also: how long the clinic's tables were locked against writes, and the
 clinic size a restore fits in Lambda's 15 minutes.
 """
 
@@ -216,14 +217,22 @@ def section_restore(env: Any, report: Any) -> None:
             step()
     os.unlink(archive_file.name)
     os.unlink(stored_file.name)
-    restore_s = [float(r["check_seconds"]) + float(r["restore_seconds"]) for r in runs]
-    swap_s = [float(r["restore_seconds"]) for r in runs]
+    # The swap's session waits, locks held, for the pre-restore backup at its snapshot (issue
+    # 18), so the swap's own time is its timing less that backup: the goal compares pre-check +
+    # swap with the plain load, the pre-restore backup is reported on its own line.
     pre_s = [float(r["pre_restore_backup_seconds"]) for r in runs]
+    swap_s = [float(r["restore_seconds"]) - p for r, p in zip(runs, pre_s, strict=True)]
+    restore_s = [float(r["check_seconds"]) + s for r, s in zip(runs, swap_s, strict=True)]
     verify_s = [float(r["verify_seconds"]) for r in runs]
     wall_s = [float(r["seconds"]) for r in runs]
     lock_s = [float(r["lock_seconds"]) for r in runs]
     ratio = common.Stats([c / b for c, b in zip(restore_s, base, strict=True)])
-    local_s = [float(r["check_seconds"]) + float(r["restore_seconds"]) for r in local_runs]
+    local_s = [
+        float(r["check_seconds"])
+        + float(r["restore_seconds"])
+        - float(r["pre_restore_backup_seconds"])
+        for r in local_runs
+    ]
     local_ratio = common.Stats([c / b for c, b in zip(local_s, base, strict=True)])
     swap_ratio = common.Stats([c / b for c, b in zip(swap_s, base, strict=True)])
     gb = data / 1e9
@@ -231,7 +240,7 @@ def section_restore(env: Any, report: Any) -> None:
     per_gb = total.median / gb if gb else float("nan")
     ceiling = LAMBDA_SECONDS * HEADROOM / per_gb if per_gb else float("nan")
     report.measured["restore"] = {"ratio": ratio.median}
-    goal = "met" if ratio.median <= 1.15 else f"missed by {(ratio.median - 1.15) * 100:.1f} points"
+    goal = "met" if ratio.median <= 1.10 else f"missed by {(ratio.median - 1.10) * 100:.1f} points"
     lines = [
         f"Clinic `{schema}`: {data / 1e6:.0f} MB of table data, archive {size / 1e6:.0f} MB "
         f"(ready in {made:.1f} s); server PostgreSQL {server}, pg_restore/psql 18 (the layer). "
@@ -242,18 +251,18 @@ def section_restore(env: Any, report: Any) -> None:
         "|---|---|",
         f"| baseline: `pg_restore -f -` → `psql --single-transaction`, empty database | {common.Stats(base).fmt()} |",
         f"| restore: pre-check + atomic swap | {common.Stats(restore_s).fmt()} |",
-        f"| of which the swap | {common.Stats(swap_s).fmt()} |",
+        f"| of which the swap (its time less the pre-restore backup it waits for) | {common.Stats(swap_s).fmt()} |",
         f"| ratio per pair (pre-check + swap) | {ratio.fmt('', 3)} |",
         f"| ratio per pair (swap only) | {swap_ratio.fmt('', 3)} |",
         f"| restore with the stored object read from a local file, not the S3 server | {common.Stats(local_s).fmt()} |",
         f"| ratio per pair (pre-check + swap, local read) | {local_ratio.fmt('', 3)} |",
         f"| pre-restore backup (separately) | {common.Stats(pre_s).fmt()} |",
         f"| verification of the whole stored object, before any lock (beside the pre-restore backup) | {common.Stats(verify_s).fmt()} |",
-        f"| clinic's tables locked against writes | {common.Stats(lock_s).fmt()} |",
+        f"| clinic's tables locked against writes (how long writers wait: the pre-restore backup and the load) | {common.Stats(lock_s).fmt()} |",
         f"| whole job (pre-restore backup + pre-check + swap) | {total.fmt()} |",
         f"| whole job, wall time (the verification overlaps the pre-restore backup) | {common.Stats(wall_s).fmt()} |",
         "",
-        f"Goal ratio ≤ 1.15: {goal}.",
+        f"Goal ratio ≤ 1.10: {goal}.",
         "",
         f"Lambda: the whole job takes {per_gb:.0f} s per GB of table data here, so a clinic of "
         f"up to ~{ceiling:.1f} GB restores within {HEADROOM:.0%} of the 900 s limit; larger "
