@@ -180,6 +180,18 @@ def test_clinics_failing_in_a_fleet_run_are_alarmed():
     assert sweeper.SweepReport().to_dict()["clinics_failed"] == 0
 
 
+def test_a_scheduler_run_that_runs_out_of_time_is_alarmed():
+    alarms = [
+        r["Properties"]
+        for r in sam_template()["Resources"].values()
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+    ]
+    watched = {(a["Namespace"], a["MetricName"]) for a in alarms}
+    assert ("ClinicBackups", "SchedulerOutOfTime") in watched
+    source = (REPO / "shared/clinic_backups/usecases/scheduler.py").read_text()
+    assert '"SchedulerOutOfTime"' in source
+
+
 def test_every_activity_action_the_layer_writes_is_in_the_contract():
     """The UI labels every `AuditActionCode` (frontend/src/i18n/messages.test.ts): an action
     written by the layer but missing here would reach the «Actividad» panel unlabelled."""

@@ -4,6 +4,7 @@ reports."""
 
 from __future__ import annotations
 
+import time
 import uuid
 import zlib
 from dataclasses import replace
@@ -319,3 +320,20 @@ def test_a_slot_a_dead_run_claimed_is_retried_in_the_window_and_missed_after_it(
     report = scheduler.run_scheduler(late.svc, orphans=False)
     assert (report.enqueued, report.missed) == (0, 1)
     assert late.schedules.slots[CLINIC][SLOT].status == SlotStatus.MISSED
+
+
+def test_a_run_out_of_time_claims_nothing_more_is_alarmed_and_the_next_run_takes_the_rest(
+    fakes: Fakes,
+) -> None:
+    fakes.clock.at = SLOT_UTC + timedelta(minutes=10)
+
+    late = scheduler.run_scheduler(fakes.svc, deadline=time.monotonic() - 1, orphans=False)
+
+    assert late.out_of_time and late.enqueued == 0
+    assert fakes.schedules.slots.get(CLINIC, {}) == {}
+    assert fakes.metrics.total("SchedulerOutOfTime") == 1
+    fakes.clock.advance(minutes=60)
+    report = scheduler.run_scheduler(fakes.svc, orphans=False)
+    assert not report.out_of_time and report.enqueued == 2
+    assert {j.schema_name for j in scheduled_jobs(fakes)} == {CLINIC, OTHER_CLINIC}
+    assert fakes.metrics.total("SchedulerOutOfTime") == 1

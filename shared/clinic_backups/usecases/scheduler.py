@@ -455,6 +455,9 @@ def _emit(svc: Services, report: SchedulerReport) -> None:
     metrics.add("ClinicsUnsupported", report.unsupported, "Count")
     metrics.add("OldestLastGoodBackupHours", report.oldest_last_good_hours, "None")
     metrics.add("SchedulerSeconds", report.seconds, "Seconds")
+    # A run that reached its deadline left clinics undecided (the next hourly run takes them):
+    # a fleet outgrowing one run is alarmed before backups slip by an hour every night.
+    metrics.add("SchedulerOutOfTime", 1 if report.out_of_time else 0, "Count")
     emit_metrics(svc, report.sweep)
     if report.stale_clinics:
         logger.warning(
