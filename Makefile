@@ -125,12 +125,18 @@ lint: venv frontend-deps
 
 # SAM builds the functions and the SharedLayer for python3.12: pyenv's 3.12 must be on PATH
 # next to the 3.11 venv (BRIEF). PgDumpLayer is built by layers/pgdump/Makefile.
+# sam build ships sources only, and Lambda's /opt and /var/task are read-only: without the
+# bytecode every cold start compiles every module it imports (measured: list_backups' imports
+# from the built layer 0.65-0.83 s without it, 0.25-0.38 s with it). The build compiles it with
+# the runtime's python3.12, hash-checked (PEP 552: valid whatever mtimes the zip keeps, and a
+# changed source is never run from a stale .pyc).
 build: venv
 	@if ! python3.12 -c pass >/dev/null 2>&1 && command -v pyenv >/dev/null; then \
 		export PYENV_VERSION="$$(pyenv version-name):$$(pyenv versions --bare | grep -E '^3\.12(\.|$$)' | tail -1)"; \
 	fi; \
 	python3.12 -c pass || { echo "sam build needs python3.12 on PATH"; exit 1; }; \
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/sam build
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/sam build && \
+	python3.12 -m compileall -q -j0 --invalidation-mode checked-hash .aws-sam/build >/dev/null
 
 validate: venv
 	$(VENV)/bin/cfn-lint template.yaml

@@ -168,6 +168,68 @@ def test_every_import_of_the_code_resolves_from_the_built_shared_layer_alone(
     assert {"pyrage", "psycopg2", "pydantic", "boto3", "jwt"} <= third_party
 
 
+# The same imports, with the loader's compile-from-source step recorded: Lambda's /opt is
+# read-only, so a module whose bytecode is missing or invalid (another Python's magic number,
+# an mtime the zip did not keep) is compiled again on every cold start.
+_COMPILED = r"""
+import importlib, importlib._bootstrap_external as external, json, sys
+folders, modules = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+sys.path[:0] = folders
+compiled = []
+original = external.SourceLoader.source_to_code
+def recording(self, data, path, *args, **kwargs):
+    compiled.append(str(path))
+    return original(self, data, path, *args, **kwargs)
+external.SourceLoader.source_to_code = recording
+for module in modules:
+    importlib.import_module(module)
+print(json.dumps(compiled))
+"""
+
+
+def test_the_built_code_imports_from_its_bytecode_without_compiling_a_module(
+    sam_build: Path,
+) -> None:
+    # Given the modules a cold start imports: every module of the built clinic_backups package
+    # and every third-party module the code imports
+    layer = sam_build / "SharedLayer" / "python"
+    package = sorted((layer / "clinic_backups").rglob("*.py"))
+    own = [
+        ".".join(p.relative_to(layer).with_suffix("").parts).removesuffix(".__init__")
+        for p in package
+    ]
+    stdlib = set(sys.stdlib_module_names)
+    third_party = sorted(
+        {m for m, _ in code_imports(package, layer) if m.split(".")[0] not in stdlib} - set(own)
+    )
+    assert "pydantic" in third_party and "botocore.config" in third_party
+
+    # When python3.12 imports them from the layer alone, writing no bytecode (-B, as Lambda
+    # cannot), with the loader's compile-from-source step recorded
+    out = subprocess.run(
+        [
+            python312(),
+            "-I",
+            "-S",
+            "-B",
+            "-c",
+            _COMPILED,
+            json.dumps([str(layer)]),
+            json.dumps([*own, *third_party]),
+        ],
+        env={"PATH": "/usr/bin:/bin", "AWS_DEFAULT_REGION": "eu-west-1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+
+    # Then none of them was compiled: the build shipped valid python3.12 bytecode for each
+    compiled = [p for p in json.loads(out.stdout) if p.startswith(str(layer))]
+    assert compiled == [], f"{len(compiled)} modules compiled from source, e.g. {compiled[:5]}"
+    assert len(own) > 40
+
+
 def _split(key: str) -> tuple[str, str | None]:
     module, _, name = key.partition(":")
     return module, name or None
