@@ -1,6 +1,7 @@
 """Cold start of one function in a fresh interpreter: import the handler and serve its first
 request (the same event files `sam local invoke` uses). Prints one JSON line with the wall
-time of import + first invocation, and the status. With `{"baseline": true}` it measures the
+time of import + first invocation, and the status. With `"app"` it runs that app.py (a built
+function) instead of the source tree's. With `{"baseline": true}` it measures the
 naive start instead: import supabase and create its client, create powertools' Tracer() and a
 boto3 client."""
 
@@ -27,7 +28,10 @@ def naive() -> dict:
 def function() -> dict:
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("app", f"functions/{PAYLOAD['function']}/app.py")
+    # "app": the built function's app.py (the sam build output, its folder and the layer's
+    # python/ on PYTHONPATH); else the source tree's, on the venv.
+    app = PAYLOAD.get("app") or f"functions/{PAYLOAD['function']}/app.py"
+    spec = importlib.util.spec_from_file_location("app", app)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -175,10 +175,12 @@ def run_child(
     payload: dict[str, Any],
     env: dict[str, str] | None = None,
     python_args: tuple[str, ...] = (),
+    python: str | None = None,
 ) -> dict[str, Any]:
-    """Run `python -m <module>` with a JSON payload on stdin; it prints one JSON line last."""
+    """Run `python -m <module>` with a JSON payload on stdin; it prints one JSON line last.
+    `python`: another interpreter than the bench's (python3.12 for the sam build output)."""
     out = subprocess.run(
-        [sys.executable, *python_args, "-m", module],
+        [python or sys.executable, *python_args, "-m", module],
         input=json.dumps(payload),
         text=True,
         capture_output=True,

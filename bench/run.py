@@ -373,15 +373,46 @@ def section_many_clinics(env: Env, report: Report) -> None:
     )
 
 
+# The functions the cold-start goal names, also run from the sam build output.
+COLD_BUILT = ("list_backups", "download_backup")
+
+
+def _shipped_trees(workdir: Path) -> dict[str, tuple[dict[str, Path], Path]]:
+    """`make build` (sam build, then the bytecode compiled for python3.12) and a copy of that
+    build without its bytecode: what a plain `sam build` ships, which Lambda's read-only /opt
+    compiles again on every cold start. Each: function → its built folder, and the
+    SharedLayer's python/."""
+    import shutil
+
+    from devstack.template import load_template
+
+    subprocess.run(["make", "-s", "build"], cwd=paths.repo_root(), check=True, capture_output=True)
+    build = paths.sam_build_dir()
+    built = {f.folder: f.logical_id for f in load_template().functions.values()}
+    bare = workdir / "build-without-bytecode"
+    shutil.rmtree(bare, ignore_errors=True)
+    for part in ("SharedLayer", *(built[f] for f in COLD_BUILT)):
+        shutil.copytree(
+            build / part, bare / part, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+        )
+    return {
+        variant: ({f: root / built[f] for f in COLD_BUILT}, root / "SharedLayer" / "python")
+        for variant, root in (("bytecode", build), ("sources", bare))
+    }
+
+
 def section_coldstart(env: Env, report: Report) -> None:
     from bench import api_fixture
+    from devstack.artifact import python312
 
     runs = 3 if env.smoke else 10
+    trees = _shipped_trees(paths.build_dir())
+    python = python312()
     with api_fixture.ApiFixture(env) as api:
         baseline_times = []
         rows = []
-        medians = {}
-        for function in ("list_backups", "download_backup", "create_backup", "delete_backup"):
+
+        def measure(label: str, function: str, payload: dict, **child: Any) -> float:
             times = []
             statuses = set()
             for _index in range(runs):
@@ -393,26 +424,58 @@ def section_coldstart(env: Env, report: Report) -> None:
                 api.before_cold_start(function)
                 result = common.run_child(
                     "bench.coldstart_child",
-                    {"function": function, "event": api.event(function)},
-                    env=api.env,
+                    {"function": function, "event": api.event(function), **payload},
+                    **child,
                 )
                 times.append(result["seconds"])
                 statuses.add(result["status"])
-            medians[function] = common.Stats(times).median
-            rows.append((function, common.Stats(times), sorted(statuses)))
+            rows.append((label, common.Stats(times), sorted(statuses)))
+            return common.Stats(times).median
+
+        for function in COLD_BUILT:
+            measure(f"{function} (source tree, venv)", function, {}, env=api.env)
+        medians = {}
+        for variant, what in (
+            ("bytecode", "sam build output"),
+            ("sources", "sam build output without its bytecode"),
+        ):
+            apps, layer = trees[variant]
+            for function in COLD_BUILT:
+                # python3.12 -S -B: no site-packages, nothing written; only the function's
+                # built folder and the layer on the path, as in Lambda (where /opt is read-only)
+                median = measure(
+                    f"{function} ({what})",
+                    function,
+                    {"app": str(apps[function] / "app.py")},
+                    env={**api.env, "PYTHONPATH": f"{apps[function]}:{layer}"},
+                    python=python,
+                    python_args=("-S", "-B"),
+                )
+                if variant == "bytecode":
+                    medians[function] = median
+        # last: the delete's cold start deletes the backup the downloads above sign
+        for function in ("create_backup", "delete_backup"):
+            measure(f"{function} (source tree, venv)", function, {}, env=api.env)
         base = common.Stats(baseline_times)
         lines = [
             f"Fresh interpreter: import the handler and serve its first request (median of {runs}); "
             "baseline in the same run: `import supabase` + `create_client`, powertools `Tracer()`, "
-            "a boto3 client.",
+            "a boto3 client (the venv's Python 3.11, its packages' bytecode compiled by pip). "
+            "*Source tree*: the functions' app.py on the venv (this machine sets "
+            "PYTHONDONTWRITEBYTECODE, so the layer's own modules are compiled on each start). "
+            "*sam build output*: what deploys, run by python3.12 -S -B with only the function's "
+            "built folder and the SharedLayer on the path; `make build` ships the bytecode "
+            "(hash-checked .pyc), and *without its bytecode* is the same build as a plain "
+            "`sam build` leaves it: Lambda's /opt is read-only, so every module is compiled "
+            "again on every cold start. The goal is read on the sam build output.",
             "",
             "| | cold start | × baseline | first answer |",
             "|---|---|---|---|",
             f"| naive baseline | {base.fmt()} | 1.00 | |",
         ]
-        for function, stats, answers in rows:
+        for label, stats, answers in rows:
             lines.append(
-                f"| {function} | {stats.fmt()} | {stats.median / base.median:.2f} | "
+                f"| {label} | {stats.fmt()} | {stats.median / base.median:.2f} | "
                 f"{', '.join(map(str, answers))} |"
             )
         # Profile first: where a cold start's time goes (one run each, -X importtime).
@@ -425,8 +488,8 @@ def section_coldstart(env: Env, report: Report) -> None:
             )
             lines += [
                 "",
-                f"Imports of one {function} cold start (`python -X importtime`: own import "
-                "time summed per top-level package, ms; one run):",
+                f"Imports of one {function} cold start (source tree; `python -X importtime`: "
+                "own import time summed per top-level package, ms; one run):",
                 "",
                 "| import | ms |",
                 "|---|---|",
@@ -438,8 +501,8 @@ def section_coldstart(env: Env, report: Report) -> None:
         for function in ("list_backups", "download_backup"):
             ratio = medians[function] / base.median
             lines.append(
-                f"\nGoal ≤ 0.4× for {function}: {'met' if ratio <= 0.4 else f'missed by {ratio - 0.4:.2f}'} "
-                f"({ratio:.2f}×)."
+                f"\nGoal ≤ 0.4× for {function} (sam build output): "
+                f"{'met' if ratio <= 0.4 else f'missed by {ratio - 0.4:.2f}'} ({ratio:.2f}×)."
             )
     report.add("4. Cold start", lines)
     report.commands.append("python -m bench.run --only coldstart")
