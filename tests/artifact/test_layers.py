@@ -113,8 +113,10 @@ print(json.dumps(out))
 """
 
 
-def resolve_in_layer(folders: list[Path], wanted: list[tuple[str, str | None]]) -> dict[str, Any]:
-    # -B: the build output is what deploys; no __pycache__ may be written into it.
+def run_in_layer(script: str, folders: list[Path], wanted: list[Any]) -> Any:
+    """`script` run by python3.12 -I -S -B with `folders` and `wanted` as JSON arguments; what
+    it printed, as JSON. -B: the build output is what deploys; no __pycache__ may be written
+    into it (nor can it be in Lambda's read-only /opt)."""
     out = subprocess.run(
         [
             python312(),
@@ -122,7 +124,7 @@ def resolve_in_layer(folders: list[Path], wanted: list[tuple[str, str | None]]) 
             "-S",
             "-B",
             "-c",
-            _RESOLVE,
+            script,
             json.dumps([str(f) for f in folders]),
             json.dumps(wanted),
         ],
@@ -132,7 +134,11 @@ def resolve_in_layer(folders: list[Path], wanted: list[tuple[str, str | None]]) 
         timeout=120,
     )
     assert out.returncode == 0, out.stderr
-    return dict(json.loads(out.stdout))
+    return json.loads(out.stdout)
+
+
+def resolve_in_layer(folders: list[Path], wanted: list[tuple[str, str | None]]) -> dict[str, Any]:
+    return dict(run_in_layer(_RESOLVE, folders, wanted))
 
 
 def test_every_import_of_the_code_resolves_from_the_built_shared_layer_alone(
@@ -206,26 +212,10 @@ def test_the_built_code_imports_from_its_bytecode_without_compiling_a_module(
 
     # When python3.12 imports them from the layer alone, writing no bytecode (-B, as Lambda
     # cannot), with the loader's compile-from-source step recorded
-    out = subprocess.run(
-        [
-            python312(),
-            "-I",
-            "-S",
-            "-B",
-            "-c",
-            _COMPILED,
-            json.dumps([str(layer)]),
-            json.dumps([*own, *third_party]),
-        ],
-        env={"PATH": "/usr/bin:/bin", "AWS_DEFAULT_REGION": "eu-west-1"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
+    compiled = run_in_layer(_COMPILED, [layer], [*own, *third_party])
 
     # Then none of them was compiled: the build shipped valid python3.12 bytecode for each
-    compiled = [p for p in json.loads(out.stdout) if p.startswith(str(layer))]
+    compiled = [p for p in compiled if p.startswith(str(layer))]
     assert compiled == [], f"{len(compiled)} modules compiled from source, e.g. {compiled[:5]}"
     assert len(own) > 40
 

@@ -166,28 +166,25 @@ def test_the_lease_is_a_template_setting_longer_than_the_swaps_lock_wait():
     assert parameters["LockLeaseSeconds"]["MinValue"] > lock_wait
 
 
+def alarmed_metrics() -> set[tuple[str, str]]:
+    """(namespace, metric) of every CloudWatch alarm in the template."""
+    return {
+        (r["Properties"]["Namespace"], r["Properties"]["MetricName"])
+        for r in sam_template()["Resources"].values()
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+    }
+
+
 def test_clinics_failing_in_a_fleet_run_are_alarmed():
     from clinic_backups.usecases import sweeper
 
-    alarms = [
-        r["Properties"]
-        for r in sam_template()["Resources"].values()
-        if r["Type"] == "AWS::CloudWatch::Alarm"
-    ]
-    watched = {(a["Namespace"], a["MetricName"]) for a in alarms}
-    assert ("ClinicBackups", "ClinicsFailed") in watched
+    assert ("ClinicBackups", "ClinicsFailed") in alarmed_metrics()
     assert '"ClinicsFailed"' in (REPO / "shared/clinic_backups/usecases/sweeper.py").read_text()
     assert sweeper.SweepReport().to_dict()["clinics_failed"] == 0
 
 
 def test_a_scheduler_run_that_runs_out_of_time_is_alarmed():
-    alarms = [
-        r["Properties"]
-        for r in sam_template()["Resources"].values()
-        if r["Type"] == "AWS::CloudWatch::Alarm"
-    ]
-    watched = {(a["Namespace"], a["MetricName"]) for a in alarms}
-    assert ("ClinicBackups", "SchedulerOutOfTime") in watched
+    assert ("ClinicBackups", "SchedulerOutOfTime") in alarmed_metrics()
     source = (REPO / "shared/clinic_backups/usecases/scheduler.py").read_text()
     assert '"SchedulerOutOfTime"' in source
 
