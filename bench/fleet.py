@@ -229,8 +229,9 @@ def many_lines(
         "2,000 schemas, and there only with the product's enable_mergejoin=off), in a database "
         f"of N clinic schemas shaped as django-tenants makes them ({TABLES_PER_CLINIC} tables "
         "each: the fixture host's contenttypes, auth and clinic apps with their keys, foreign "
-        "keys, indexes, sequences and a trigger). Times are from a shared, busy 2-core machine "
-        "(indicative); peak RSS does not depend on the load.",
+        "keys, indexes, sequences and a trigger). Times are from a shared 2-core machine "
+        "(indicative; how busy it was: the note above the goals); peak RSS does not depend on "
+        "the load.",
         "",
         "| schemas | enable_mergejoin | backup time | pg_dump peak RSS | worker Python peak RSS |",
         "|---|---|---|---|---|",
@@ -259,7 +260,7 @@ def many_lines(
         lines += [
             f"- pg_dump's peak RSS ≈ {base_mb:.0f} MB + {per_k_mb:.1f} MB per 1,000 schemas "
             f"(the line through {mid:,} and {big:,}); the catalog read adds ≈ {per_k_s:.2f} s "
-            "per 1,000 schemas to every backup (busy machine).",
+            "per 1,000 schemas to every backup (on this machine).",
             "",
             "| schemas | pg_dump | worker (Python + S3 client + pg_dump) | Lambda memory (×1.5) |",
             "|---|---|---|---|",
