@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -382,8 +383,6 @@ def _shipped_trees(workdir: Path) -> dict[str, tuple[dict[str, Path], Path]]:
     build without its bytecode: what a plain `sam build` ships, which Lambda's read-only /opt
     compiles again on every cold start. Each: function → its built folder, and the
     SharedLayer's python/."""
-    import shutil
-
     from devstack.template import load_template
 
     subprocess.run(["make", "-s", "build"], cwd=paths.repo_root(), check=True, capture_output=True)

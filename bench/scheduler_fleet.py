@@ -289,7 +289,8 @@ def run(made: fleet.Fleet, repeat: int, measured: dict[str, Any] | None = None) 
     lines = [
         f"The scheduler over {clinics:,} clinic schemas ({fleet.TABLES_PER_CLINIC} tables each, "
         f"django-tenants-shaped; database {made.note}{migrated}), local PostgreSQL (how busy "
-        "the machine was: the note above the goals), the SQS dispatcher over a counting client (jobs recorded, not sent), no "
+        "the machine was: the note above the goals), the SQS dispatcher over a counting client "
+        "(jobs recorded, not sent), no "
         f"storage. Best of {repeat} (median in brackets). Round trips = statements + "
         "BEGIN/COMMIT; the last columns add that many network round trips at 1 ms and 5 ms.",
         "",
